@@ -1,0 +1,216 @@
+// Per-element math shared by the CPU (csrc/cpu) and CUDA (csrc/cuda) kernels.
+//
+// SPEC §3: the query coordinates, bilinear weights and their derivatives live
+// here, in one place, so that the CPU tests exercise exactly the arithmetic the
+// GPU runs. Everything is a header-only function template on the accumulation
+// type T (float or double). Kernels for half / bfloat16 tensors load their
+// inputs, convert them to float (at::opmath_type) and call these with T=float.
+//
+// This header must stay free of torch / ATen includes: it is compiled by g++
+// and by nvcc (host and device passes) alike.
+#pragma once
+
+#include <math.h>
+
+#include <cstdint>
+#include <type_traits>
+
+#ifdef __CUDACC__
+#define RESIZEOPS_HD __host__ __device__ __forceinline__
+#else
+#define RESIZEOPS_HD inline
+#endif
+
+namespace resizeops {
+namespace math {
+
+#define RESIZEOPS_CHECK_ACC_TYPE(T)                                          \
+  static_assert(std::is_same<T, float>::value ||                             \
+                    std::is_same<T, double>::value,                          \
+                "resizeops math is templated on the accumulation type: "     \
+                "float or double (load half / bfloat16 values as float)")
+
+// floor / isnan spelled out per type: `floor` on a float must not go through
+// double on the device, and std:: overloads are host-only on older toolkits.
+RESIZEOPS_HD float floor_(float v) { return floorf(v); }
+RESIZEOPS_HD double floor_(double v) { return floor(v); }
+
+template <typename T>
+RESIZEOPS_HD bool is_nan(T v) {
+#ifdef __CUDA_ARCH__
+  return ::isnan(v);
+#else
+  // `v != v` is true exactly for NaN (we never compile with -ffast-math).
+  return v != v;
+#endif
+}
+
+// ---------------------------------------------------------------------------
+// DynOPool (SPEC §2.1)
+// ---------------------------------------------------------------------------
+
+// Source pixel coordinate u of query row j, j in [0, 2*Ho), for the surrogate
+// output size size_hat (value Ho, carries the straight-through gradient):
+//   y_j = -1 + (2j + 1) / (2 * size_hat)   (normalised, align_corners=False)
+//   u   = ((y_j + 1) * in_size - 1) / 2    (grid_sample's unnormalisation)
+// which equals (2j+1) * in_size / (4 * size_hat) - 0.5. We compute it through
+// the normalised coordinate, in the same order as the reference
+// (a grid of y values fed to grid_sample), so that float32 rounds the same way
+// and near-ties in the 2x2 max pick the same query point as the reference.
+template <typename T>
+RESIZEOPS_HD T dynopool_query_coord(int64_t j, T size_hat, int64_t in_size) {
+  RESIZEOPS_CHECK_ACC_TYPE(T);
+  const T y = T(-1) + T(2 * j + 1) / (T(2) * size_hat);
+  return ((y + T(1)) * T(in_size) - T(1)) / T(2);
+}
+
+// du / d(size_hat) for dynopool_query_coord:
+//   dy/d(size_hat) = -(2j+1) / (2 * size_hat^2),  du/dy = in_size / 2
+//   => du/d(size_hat) = -(2j+1) * in_size / (4 * size_hat^2).
+// Query points move towards the origin as the output grows; the alpha
+// gradient is this times dL/du (and times d(size_hat)/d(alpha) = -in/alpha^2).
+template <typename T>
+RESIZEOPS_HD T dynopool_query_coord_grad(int64_t j, T size_hat,
+                                         int64_t in_size) {
+  RESIZEOPS_CHECK_ACC_TYPE(T);
+  return -T(2 * j + 1) * T(in_size) / (T(4) * size_hat * size_hat);
+}
+
+// Border padding: clip u to [0, in_size - 1] and report the clip's derivative
+// in *dclip. As grid_sample(padding_mode="border") does (clip_coordinates /
+// clip_coordinates_set_grad in ATen's GridSampler), the derivative is 0 on
+// the closed borders u <= 0 and u >= in_size - 1, not only strictly outside:
+// a query point sitting exactly on the edge pixel gets no coordinate gradient.
+// For in_size == 1 every u is clipped to 0 with derivative 0.
+template <typename T>
+RESIZEOPS_HD T clip_border(T u, int64_t in_size, T* dclip) {
+  RESIZEOPS_CHECK_ACC_TYPE(T);
+  const T hi = T(in_size - 1);
+  if (u <= T(0)) {
+    *dclip = T(0);
+    return T(0);
+  }
+  if (u >= hi) {
+    *dclip = T(0);
+    return hi;
+  }
+  *dclip = T(1);
+  return u;
+}
+
+// ---------------------------------------------------------------------------
+// Bilinear taps (shared by DynOPool and resize_blend)
+// ---------------------------------------------------------------------------
+
+// Linear interpolation taps of a coordinate u >= 0 along one axis:
+//   sample = w0 * x[i0] + w1 * x[i1],   d sample / du = x[i1] - x[i0].
+// i0 = floor(u), i1 = min(i0 + 1, in_size - 1): at the last pixel both taps
+// are the same pixel, so the value is exact whatever w1 is and no read goes
+// out of bounds (grid_sample instead skips the out-of-bounds tap, whose weight
+// is 0 there: same value). i0 is also clamped to in_size - 1, as ATen's
+// guard_index_and_lambda does for F.interpolate, so an interpolate source
+// index that lands past the last pixel still reads in bounds.
+// w0 = 1 - w1 (not (i0 + 1) - u) matches F.interpolate's lambda0 bit for bit;
+// it is within one rounding of grid_sample's weight.
+template <typename T>
+RESIZEOPS_HD void bilinear_taps(T u, int64_t in_size, int64_t* i0,
+                                int64_t* i1, T* w0, T* w1) {
+  RESIZEOPS_CHECK_ACC_TYPE(T);
+  int64_t lo = static_cast<int64_t>(floor_(u));
+  if (lo > in_size - 1) lo = in_size - 1;
+  if (lo < 0) lo = 0;  // u >= 0 by contract; guards a stray -0.0 / rounding
+  *i0 = lo;
+  *i1 = (lo + 1 < in_size) ? lo + 1 : in_size - 1;
+  *w1 = u - T(lo);
+  *w0 = T(1) - *w1;
+}
+
+// ---------------------------------------------------------------------------
+// F.interpolate(mode="bilinear") source index (SPEC §2.2)
+// ---------------------------------------------------------------------------
+
+// Ratio source/destination of one axis, as ATen's area_pixel_compute_scale
+// (aten/src/ATen/native/UpSample.h and cuda/UpSample.cuh) computes it, in the
+// accumulation type T:
+//   align_corners=True : (in - 1) / (out - 1), 0 when out <= 1. PyTorch
+//     ignores scale_factor here, so `out_size` must be the full interpolate
+//     output size floor(in * s) even when the caller crops (SPEC §2.2).
+//   align_corners=False: T(1.0 / scale) when a scale > 0 is given (the
+//     reciprocal is taken in double, then rounded to T, as ATen does),
+//     else T(in) / T(out).
+template <typename T>
+RESIZEOPS_HD T interp_ratio(int64_t in_size, int64_t out_size,
+                            bool align_corners, double scale) {
+  RESIZEOPS_CHECK_ACC_TYPE(T);
+  if (align_corners) {
+    return out_size > 1 ? T(in_size - 1) / T(out_size - 1) : T(0);
+  }
+  return scale > 0. ? static_cast<T>(1.0 / scale)
+                    : static_cast<T>(in_size) / static_cast<T>(out_size);
+}
+
+// Source index of destination index dst given the ratio above, as ATen's
+// area_pixel_compute_source_index(cubic=false): align_corners=True maps
+// dst * ratio; align_corners=False maps pixel centres,
+// (dst + 0.5) * ratio - 0.5, clamped below at 0 (OpenCV's rule; for linear
+// modes the clamp only matters in the first half pixel).
+template <typename T>
+RESIZEOPS_HD T interp_source_coord_from_ratio(T ratio, int64_t dst,
+                                              bool align_corners) {
+  RESIZEOPS_CHECK_ACC_TYPE(T);
+  if (align_corners) {
+    return ratio * T(dst);
+  }
+  const T src = ratio * (T(dst) + T(0.5)) - T(0.5);
+  return src < T(0) ? T(0) : src;
+}
+
+// One-shot form: F.interpolate(mode="bilinear") source coordinate of output
+// index dst along an axis of in_size -> out_size. scale <= 0 means "no
+// scale_factor given" (as ATen's magic `scale > 0` test). Kernels hoist
+// interp_ratio out of their loops; this is the same arithmetic.
+template <typename T>
+RESIZEOPS_HD T interp_source_coord(int64_t dst, int64_t in_size,
+                                   int64_t out_size, bool align_corners,
+                                   double scale) {
+  return interp_source_coord_from_ratio<T>(
+      interp_ratio<T>(in_size, out_size, align_corners, scale), dst,
+      align_corners);
+}
+
+// ---------------------------------------------------------------------------
+// 2x2 max with max_pool2d's tie and NaN rules (SPEC §2.1)
+// ---------------------------------------------------------------------------
+
+// Max of the four query values in the order (k,l) = (0,0),(0,1),(1,0),(1,1);
+// *argmax receives the winner's position 0..3. The update rule is
+// max_pool2d's: `if (v > best || isnan(v))` (ATen's CPU and CUDA kernels), so
+//  - ties keep the first maximum (a strict > never replaces an equal value);
+//  - any NaN makes the result NaN, and argmax is the LAST NaN in the order
+//    (a NaN always replaces the current best, even another NaN), exactly the
+//    index max_pool2d reports; the gradient goes there.
+template <typename T>
+RESIZEOPS_HD T max4_first(T v0, T v1, T v2, T v3, uint8_t* argmax) {
+  RESIZEOPS_CHECK_ACC_TYPE(T);
+  T best = v0;
+  uint8_t idx = 0;
+  if (v1 > best || is_nan(v1)) {
+    best = v1;
+    idx = 1;
+  }
+  if (v2 > best || is_nan(v2)) {
+    best = v2;
+    idx = 2;
+  }
+  if (v3 > best || is_nan(v3)) {
+    best = v3;
+    idx = 3;
+  }
+  *argmax = idx;
+  return best;
+}
+
+#undef RESIZEOPS_CHECK_ACC_TYPE
+
+}  // namespace math
+}  // namespace resizeops

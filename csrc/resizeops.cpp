@@ -1,0 +1,78 @@
+// resizeops._C: the op schemas of the compiled kernels and the module stub.
+//
+// The kernels are registered as ops in the namespace `resizeops_ext` (reach
+// them as torch.ops.resizeops_ext.<name>). The public ops, `resizeops::<name>`,
+// are defined in Python with torch.library.custom_op (fake kernels, autograd,
+// backend choice) and call these. Each device registers its kernels in its own
+// file: csrc/cpu/*.cpp (CPU) and csrc/cuda/*.cu (CUDA).
+//
+// Python.h comes first, as the Python C API requires.
+#include <Python.h>
+
+#include <torch/library.h>
+#include <torch/version.h>
+
+#include <string>
+
+#ifdef RESIZEOPS_WITH_CUDA
+#include <cuda.h>  // CUDA_VERSION: the toolkit the kernels were compiled with
+#endif
+
+namespace resizeops {
+namespace {
+
+// "torch=2.14.1;cuda=13.0;cuda_kernels=1;debug=0". resizeops/_extension.py
+// parses it to refuse a .so built against another torch (its C++ ABI is not
+// stable across releases: loading one may fail, or worse, seem to work).
+std::string build_info() {
+  std::string info = "torch=" + std::to_string(TORCH_VERSION_MAJOR) + "." +
+                     std::to_string(TORCH_VERSION_MINOR) + "." +
+                     std::to_string(TORCH_VERSION_PATCH);
+#ifdef RESIZEOPS_WITH_CUDA
+  info += ";cuda=" + std::to_string(CUDA_VERSION / 1000) + "." +
+          std::to_string((CUDA_VERSION % 1000) / 10);
+  info += ";cuda_kernels=1";
+#else
+  info += ";cuda=none;cuda_kernels=0";
+#endif
+#ifdef RESIZEOPS_DEBUG
+  info += ";debug=1";
+#else
+  info += ";debug=0";
+#endif
+  return info;
+}
+
+}  // namespace
+}  // namespace resizeops
+
+TORCH_LIBRARY(resizeops_ext, m) {
+  // No tensor arguments, so there is no device to dispatch on: registering the
+  // function with the schema makes it a catch-all kernel, runnable as is.
+  m.def("build_info() -> str", &resizeops::build_info);
+
+  // Source coordinates of the 2*out_size DynOPool query rows along one axis
+  // and their derivative in size_hat (SPEC §2.1; math in resizeops/math.h):
+  // out[j, 0] = clip_border(u_j), out[j, 1] = dclip_j * du_j/d(size_hat).
+  // size_hat: 1-element float32/float64 tensor on the target device (its
+  // value is read on the device: no host sync). Kernels: csrc/cpu,
+  // csrc/cuda/query_coords.*.
+  m.def("query_coords(Tensor size_hat, int out_size, int in_size) -> Tensor");
+}
+
+extern "C" {
+// `import resizeops._C` loads this shared library, which runs the static
+// TORCH_LIBRARY / TORCH_LIBRARY_IMPL registrations above and in the kernel
+// files. The module itself is empty: the ops are reached via torch.ops, so
+// there is no pybind11 glue (and the .so can use the limited Python API).
+PyObject* PyInit__C(void) {
+  static struct PyModuleDef module_def = {
+      PyModuleDef_HEAD_INIT,
+      "_C",  // m_name
+      "resizeops compiled kernels; ops live in torch.ops.resizeops_ext",
+      -1,    // m_size: no per-module state
+      nullptr,  // m_methods
+  };
+  return PyModule_Create(&module_def);
+}
+}

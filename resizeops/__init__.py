@@ -1,0 +1,74 @@
+"""resizeops: learnable resizing operators for CNNs (DynOPool, Shape Adaptor, ELASTIC).
+
+Public API::
+
+    resizeops.dynopool2d(x, alpha, out_size=None, min_size=2, *, backend=None)
+    resizeops.resize_blend(x1, x2, w1, w2, size, align_corners=True, scales=None, *, backend=None)
+    resizeops.backends(device=None, op=None)     # which backends can run, and why not
+    resizeops.use_backend(name)                  # context manager
+    resizeops.info()                             # build / backend report (python -m resizeops info)
+
+``import resizeops`` never fails because of the compiled extension: when it is
+missing or was built for another torch, the ops run on the other backends and
+``python -m resizeops info`` says why.
+"""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"
+
+from . import _extension  # noqa: F401  (loads the compiled kernels if it can; never raises)
+from . import reference
+from ._dispatch import backends, use_backend
+from ._validate import MAX_OUTPUT_NUMEL
+from .ops import dynopool2d, dynopool2d_output_size, resize_blend
+
+__all__ = [
+    "dynopool2d",
+    "dynopool2d_output_size",
+    "resize_blend",
+    "backends",
+    "use_backend",
+    "info",
+    "reference",
+    "MAX_OUTPUT_NUMEL",
+    "__version__",
+]
+
+_extension.load()
+
+
+def info() -> str:
+    """A printable report: versions, the compiled extension's state, and every backend."""
+    import platform
+
+    import torch
+
+    lines = [
+        f"resizeops {__version__}",
+        f"python {platform.python_version()}  torch {torch.__version__}  "
+        f"(CUDA build: {torch.version.cuda or 'no'})  CUDA devices: {torch.cuda.device_count()}",
+    ]
+    if torch.cuda.is_available():
+        lines.append(f"GPU 0: {torch.cuda.get_device_name(0)}")
+    try:
+        import triton
+
+        lines.append(f"triton {triton.__version__}")
+    except Exception as e:  # noqa: BLE001 - report whatever broke the import
+        lines.append(f"triton not importable: {type(e).__name__}: {e}")
+    lines.append("")
+    lines.append("compiled extension:")
+    lines += ["  " + s for s in _extension.describe()]
+    lines.append("")
+    lines.append("backends on this machine (any op, the device each one targets):")
+    lines += ["  " + str(b) for b in backends()]
+    lines.append("")
+    for dev in (["cpu", "cuda"] if torch.cuda.is_available() else ["cpu"]):
+        lines.append(f"backends for {dev} tensors (fastest first; the first available one is the default):")
+        for op in ("dynopool2d", "resize_blend"):
+            lines.append(f"  {op}:")
+            for b in backends(dev, op=op):
+                state = "available" if b.available else f"unavailable: {b.reason}"
+                lines.append(f"    {b.name:<10} {state}")
+    return "\n".join(lines)

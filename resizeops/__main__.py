@@ -1,0 +1,32 @@
+"""Command line: ``python -m resizeops {info,bench} [options]``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def main(argv=None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = argparse.ArgumentParser(prog="python -m resizeops", description=__doc__)
+    parser.add_argument("command", choices=["info", "bench"], help="info: build and backend report; bench: benchmarks")
+    if not argv or argv[0] in ("-h", "--help"):
+        parser.print_help()
+        return 0 if argv else 2
+    command, rest = argv[0], argv[1:]
+    if command == "info":
+        parser.parse_args(argv)
+        import resizeops
+
+        print(resizeops.info())
+        return 0
+    if command == "bench":
+        from resizeops import bench
+
+        return bench.main(rest)
+    parser.parse_args(argv)  # prints the usage error
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,177 @@
+"""Loads the compiled extension ``resizeops._C`` and says whether it is usable.
+
+``load()`` never raises: ``import resizeops`` must work without the extension
+(a pure-Python install under pip's build isolation, a machine without a
+compiler) and after a torch upgrade that broke it (its C++ ABI is tied to the
+exact torch release it was compiled against). In those cases the CPU / CUDA
+backends report ``ExtensionStatus.reason`` and the other backends run.
+
+The kernels are ops in ``torch.ops.resizeops_ext``; importing ``resizeops._C``
+registers them. ``torch.ops.resizeops_ext.build_info()`` tells what the
+library was built against, e.g. ``"torch=2.14.1;cuda=13.0;cuda_kernels=1;debug=0"``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import re
+import threading
+from typing import Dict, List, Optional
+
+__all__ = ["ExtensionStatus", "load", "describe", "parse_build_info", "REBUILD_HINT"]
+
+MODULE = "resizeops._C"
+REBUILD_HINT = (
+    "rebuild it against the installed torch: pip install --no-build-isolation -e . "
+    "(in the resizeops source tree; `pip install --no-build-isolation .` for a regular install)"
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class ExtensionStatus:
+    """What ``load()`` found.
+
+    loaded: the extension is imported and was built for the running torch:
+        its ops in ``torch.ops.resizeops_ext`` may be called.
+    reason: why it is not usable; empty when ``loaded``.
+    path: the shared library's file, when it could be imported.
+    torch_built: torch release it was compiled against ("2.14.1"), if known.
+    cuda_built: CUDA toolkit version of its CUDA kernels ("13.0"); None for a
+        CPU-only build (or when unknown).
+    has_cuda_kernels: it contains CUDA kernels (a CUDA build).
+    debug: it was built with DEBUG=1.
+    build_info: the raw ``build_info()`` string, if it could be read.
+    """
+
+    loaded: bool
+    reason: str = ""
+    path: Optional[str] = None
+    torch_built: Optional[str] = None
+    cuda_built: Optional[str] = None
+    has_cuda_kernels: bool = False
+    debug: bool = False
+    build_info: Optional[str] = None
+
+
+def parse_build_info(info: str) -> Dict[str, str]:
+    """``"torch=2.14.1;cuda=13.0"`` -> ``{"torch": "2.14.1", "cuda": "13.0"}``."""
+    fields = {}
+    for item in info.split(";"):
+        key, sep, value = item.partition("=")
+        if sep:
+            fields[key.strip()] = value.strip()
+    return fields
+
+
+def _release(version: str) -> str:
+    """major.minor.patch of a torch version: "2.14.1+cu130" -> "2.14.1", "2.7.0.dev2025+cu126" -> "2.7.0"."""
+    m = re.match(r"(\d+)\.(\d+)(?:\.(\d+))?", version)
+    if not m:
+        return version
+    return f"{m.group(1)}.{m.group(2)}.{m.group(3) or 0}"
+
+
+def _load_uncached() -> ExtensionStatus:
+    """Import the extension and check it; never raises. ``load()`` caches this."""
+    try:
+        import torch
+    except Exception as e:  # noqa: BLE001 - any failure means "not usable", with its text
+        return ExtensionStatus(False, f"torch cannot be imported ({type(e).__name__}: {e})")
+
+    try:
+        module = importlib.import_module(MODULE)
+    except (ImportError, OSError) as e:
+        if isinstance(e, ModuleNotFoundError) and e.name == MODULE:
+            what = (
+                f"{MODULE} is not installed (resizeops was installed without its compiled "
+                "extension, e.g. under pip's build isolation where torch is not importable)"
+            )
+        else:
+            what = f"{MODULE} failed to load ({type(e).__name__}: {e})"
+            if "undefined symbol" in str(e):
+                what += "; an undefined symbol usually means it was built for another torch release"
+        return ExtensionStatus(False, f"{what}; {REBUILD_HINT}")
+    except Exception as e:  # noqa: BLE001 - e.g. a failing op registration at load time
+        return ExtensionStatus(False, f"{MODULE} failed to load ({type(e).__name__}: {e}); {REBUILD_HINT}")
+
+    path = getattr(module, "__file__", None)
+    try:
+        info = str(torch.ops.resizeops_ext.build_info())
+    except Exception as e:  # noqa: BLE001
+        return ExtensionStatus(
+            False,
+            f"{MODULE} was imported from {path} but torch.ops.resizeops_ext.build_info failed "
+            f"({type(e).__name__}: {e}); {REBUILD_HINT}",
+            path=path,
+        )
+
+    fields = parse_build_info(info)
+    torch_built = fields.get("torch")
+    cuda = fields.get("cuda")
+    cuda_built = None if cuda in (None, "", "none") else cuda
+    status = dict(
+        path=path,
+        torch_built=torch_built,
+        cuda_built=cuda_built,
+        has_cuda_kernels=fields.get("cuda_kernels") == "1",
+        debug=fields.get("debug") == "1",
+        build_info=info,
+    )
+    running = _release(torch.__version__)
+    if torch_built is None or _release(torch_built) != running:
+        return ExtensionStatus(
+            False,
+            f"{MODULE} was built for torch {torch_built or '(unknown)'}, running torch {running}; "
+            f"{REBUILD_HINT}",
+            **status,
+        )
+    _register_fake_kernels(torch)
+    return ExtensionStatus(True, "", **status)
+
+
+def _register_fake_kernels(torch) -> None:
+    """Shape-only kernels of the extension's ops, so torch.compile and opcheck can trace them."""
+
+    @torch.library.register_fake("resizeops_ext::query_coords")
+    def _(size_hat, out_size, in_size):
+        return size_hat.new_empty((2 * out_size, 2))
+
+
+_lock = threading.Lock()
+_status: Optional[ExtensionStatus] = None
+
+
+def load() -> ExtensionStatus:
+    """Load ``resizeops._C`` once and return its status (cached; never raises)."""
+    global _status
+    if _status is None:
+        with _lock:
+            if _status is None:
+                try:
+                    _status = _load_uncached()
+                except Exception as e:  # noqa: BLE001 - the promise is: never raises
+                    _status = ExtensionStatus(False, f"unexpected error ({type(e).__name__}: {e}); {REBUILD_HINT}")
+    return _status
+
+
+def describe() -> List[str]:
+    """Lines about the extension for ``python -m resizeops info``."""
+    s = load()
+    lines = [f"status      : {'loaded' if s.loaded else 'NOT usable'}"]
+    if s.reason:
+        lines.append(f"reason      : {s.reason}")
+    if s.path:
+        lines.append(f"library     : {s.path}")
+    if s.build_info is not None:
+        cuda = f"CUDA {s.cuda_built} kernels" if s.has_cuda_kernels else "CPU kernels only (no CUDA)"
+        lines.append(
+            f"built for   : torch {s.torch_built or '?'}, {cuda}" + (", DEBUG build" if s.debug else "")
+        )
+    try:
+        import torch
+
+        lines.append(f"running     : torch {torch.__version__}")
+    except Exception:  # noqa: BLE001
+        pass
+    return lines

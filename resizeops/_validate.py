@@ -1,0 +1,145 @@
+"""Argument checks of SPEC §5, run by the public ops before any kernel.
+
+Every check raises a ``TypeError`` (wrong kind of thing) or ``ValueError`` (right
+kind, wrong value) whose message names the argument, what was expected and what
+was given. The checks only read metadata (shape, dtype, device), so they trace
+under ``torch.compile``; the one exception, ``alpha``'s values, is read only when
+the output size must be computed from it anyway (``out_size=None``).
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from typing import Optional, Sequence, Tuple
+
+import torch
+
+#: Largest output, in elements, an op will allocate (2**33 elements: 32 GiB in
+#: float32). A scale that asks for more is an input error, not an OOM (SPEC §5).
+#: Change it with ``resizeops.MAX_OUTPUT_NUMEL = ...`` if you really mean it.
+MAX_OUTPUT_NUMEL = 2**33
+
+FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
+
+
+def _fmt_shape(shape) -> str:
+    return "(" + ", ".join(str(int(s)) for s in shape) + ")"
+
+
+def feature_map(op: str, name: str, x) -> None:
+    """A 4-D floating (N, C, H, W) tensor with H, W ≥ 1."""
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"{op}: `{name}` must be a torch.Tensor of shape (N, C, H, W), got {type(x).__name__}")
+    if x.dim() != 4:
+        raise ValueError(
+            f"{op}: `{name}` must be 4-D (N, C, H, W), got a {x.dim()}-D tensor of shape {_fmt_shape(x.shape)}"
+        )
+    if x.dtype not in FLOAT_DTYPES:
+        raise TypeError(
+            f"{op}: `{name}` must be float16, bfloat16, float32 or float64, got {x.dtype}"
+        )
+    if x.shape[2] < 1 or x.shape[3] < 1:
+        raise ValueError(
+            f"{op}: `{name}` must have H ≥ 1 and W ≥ 1 to be resampled, got shape {_fmt_shape(x.shape)}"
+        )
+
+
+def same_device(op: str, name: str, t: torch.Tensor, ref_name: str, ref: torch.Tensor) -> None:
+    if t.device != ref.device:
+        raise ValueError(
+            f"{op}: `{name}` is on {t.device} but `{ref_name}` is on {ref.device}; move them to one device"
+        )
+
+
+def alpha_tensor(op: str, alpha, x: torch.Tensor) -> None:
+    """``alpha``: a floating tensor of shape (2,) on ``x``'s device (values checked separately)."""
+    if not isinstance(alpha, torch.Tensor):
+        raise TypeError(
+            f"{op}: `alpha` must be a floating tensor of shape (2,) = (alpha_h, alpha_w), got {type(alpha).__name__}"
+        )
+    if tuple(alpha.shape) != (2,):
+        raise ValueError(
+            f"{op}: `alpha` must have shape (2,) = (alpha_h, alpha_w), got shape {_fmt_shape(alpha.shape)}"
+        )
+    if alpha.dtype not in FLOAT_DTYPES:
+        raise TypeError(f"{op}: `alpha` must be a floating tensor, got dtype {alpha.dtype}")
+    same_device(op, "alpha", alpha, "x", x)
+
+
+def alpha_values(op: str, values: Sequence[float]) -> None:
+    """``alpha`` must be finite and > 0 (it is 1/r, DynOPool Eq. 6)."""
+    for axis, v in zip("hw", values):
+        if not math.isfinite(v) or v <= 0:
+            raise ValueError(
+                f"{op}: `alpha` must be finite and > 0 (alpha = 1/r), got alpha_{axis} = {v!r} "
+                f"(alpha = ({values[0]!r}, {values[1]!r}))"
+            )
+
+
+def _is_int(v) -> bool:
+    return isinstance(v, (numbers.Integral, torch.SymInt)) and not isinstance(v, bool)
+
+
+def size_pair(op: str, name: str, size) -> Tuple[int, int]:
+    """Two positive integers (a torch.Size, tuple or list)."""
+    if isinstance(size, (str, bytes)) or not isinstance(size, Sequence) and not isinstance(size, torch.Size):
+        raise TypeError(f"{op}: `{name}` must be a pair of ints (H, W), got {type(size).__name__}")
+    if len(size) != 2:
+        raise ValueError(f"{op}: `{name}` must be a pair of ints (H, W), got {len(size)} entries: {tuple(size)!r}")
+    for v in size:
+        if not _is_int(v):
+            raise TypeError(f"{op}: `{name}` must be a pair of ints (H, W), got {tuple(size)!r}")
+    if size[0] <= 0 or size[1] <= 0:
+        raise ValueError(f"{op}: `{name}` entries must be ≥ 1, got {tuple(int(v) for v in size)!r}")
+    return size[0], size[1]
+
+
+def positive_int(op: str, name: str, v) -> int:
+    if not _is_int(v):
+        raise TypeError(f"{op}: `{name}` must be an int, got {type(v).__name__}")
+    if v < 1:
+        raise ValueError(f"{op}: `{name}` must be ≥ 1, got {v}")
+    return v
+
+
+def output_numel(op: str, name: str, n: int, c: int, ho, wo, given) -> None:
+    """Refuse outputs over :data:`MAX_OUTPUT_NUMEL` (an empty batch still counts one image)."""
+    numel = max(int(n) * int(c), 1) * int(ho) * int(wo)
+    import resizeops  # the limit is user-settable on the package
+
+    limit = getattr(resizeops, "MAX_OUTPUT_NUMEL", MAX_OUTPUT_NUMEL)
+    if numel > limit:
+        raise ValueError(
+            f"{op}: `{name}`={given} asks for an output of {int(n)}×{int(c)}×{int(ho)}×{int(wo)} = {numel:.3e} elements, "
+            f"more than resizeops.MAX_OUTPUT_NUMEL = {limit:.3e}"
+        )
+
+
+def weight(op: str, name: str, w, x: torch.Tensor) -> None:
+    """A Python real number or a 0-d floating tensor on ``x``'s device."""
+    if isinstance(w, torch.Tensor):
+        if w.dim() != 0:
+            raise ValueError(f"{op}: `{name}` must be a 0-d tensor or a float, got shape {_fmt_shape(w.shape)}")
+        if w.dtype not in FLOAT_DTYPES:
+            raise TypeError(f"{op}: `{name}` must be a floating 0-d tensor or a float, got dtype {w.dtype}")
+        same_device(op, name, w, "x1", x)
+    elif isinstance(w, bool) or not isinstance(w, numbers.Real):
+        raise TypeError(f"{op}: `{name}` must be a float or a 0-d floating tensor, got {type(w).__name__}")
+
+
+def scale_pair(op: str, name: str, s) -> Optional[Tuple[float, float]]:
+    if s is None:
+        return None
+    if isinstance(s, numbers.Real) and not isinstance(s, bool):
+        s = (s, s)
+    if isinstance(s, (str, bytes)) or not isinstance(s, Sequence) or len(s) != 2:
+        raise TypeError(f"{op}: `{name}` must be None, a float or a pair of floats (sh, sw), got {s!r}")
+    out = []
+    for v in s:
+        if isinstance(v, bool) or not isinstance(v, numbers.Real):
+            raise TypeError(f"{op}: `{name}` must hold floats, got {s!r}")
+        if not math.isfinite(v) or v <= 0:
+            raise ValueError(f"{op}: `{name}` entries must be finite and > 0, got {tuple(s)!r}")
+        out.append(float(v))
+    return out[0], out[1]

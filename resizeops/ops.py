@@ -1,0 +1,361 @@
+"""The public ops, registered with ``torch.library`` in the ``resizeops`` namespace.
+
+Layers of one call (torchvision's roi_align layout, in Python):
+
+1. ``dynopool2d`` / ``resize_blend`` (the functions users call): validate every
+   argument (SPEC §5), compute the output size on the host if it was not given,
+   read the backend asked for by argument or :func:`resizeops.use_backend`.
+2. ``torch.ops.resizeops.dynopool2d`` / ``resize_blend``: custom ops with a fake
+   kernel (``torch.compile`` sees shapes), registered autograd, and a
+   device-agnostic implementation that picks a backend (:mod:`._dispatch`) and
+   runs its forward kernel.
+3. ``torch.ops.resizeops._dynopool2d_backward`` / ``_resize_blend_backward``:
+   separate backward ops with their own fake kernels; their own backward
+   (double backward) is refused with a clear message.
+
+The ops are defined in Python, so they exist whether or not the compiled
+extension loaded; the extension's kernels (namespace ``resizeops_ext``) plug in
+per backend with :func:`resizeops._dispatch.register_kernel`.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Optional, Sequence, Tuple, Union
+
+import torch
+
+from . import _dispatch, _validate, reference
+from .reference import output_memory_format
+
+__all__ = ["dynopool2d", "resize_blend", "dynopool2d_output_size"]
+
+Number = Union[float, int]
+
+
+def _rnd(v: float) -> int:
+    """rnd(v) = floor(v + 0.5): round half up, not banker's rounding (SPEC §2)."""
+    return math.floor(v + 0.5)
+
+
+def _empty(shape, like: torch.Tensor, fmt: torch.memory_format, dtype=None) -> torch.Tensor:
+    return torch.empty(tuple(shape), dtype=dtype or like.dtype, device=like.device, memory_format=fmt)
+
+
+def _no_grad(name: str) -> torch.Tensor:
+    # A stand-in output of a backward op for an input that needs no gradient.
+    return torch.empty(0)
+
+
+def _double_backward(op: str):
+    def backward(ctx, *grads):
+        raise RuntimeError(
+            f"resizeops.{op}: double backward (a gradient of the gradient) is not supported; "
+            f"use resizeops.reference.{op} under autograd if you need it"
+        )
+
+    return backward
+
+
+def _noop_setup_context(ctx, inputs, output):
+    pass
+
+
+# =============================================================================
+# dynopool2d (SPEC §2.1)
+# =============================================================================
+
+
+@torch.library.custom_op("resizeops::dynopool2d", mutates_args=())
+def _dynopool2d(x: torch.Tensor, alpha: torch.Tensor, out_size: Sequence[int], backend: Optional[str]) -> torch.Tensor:
+    ho, wo = out_size
+    if x.numel() == 0:
+        return _empty((x.shape[0], x.shape[1], ho, wo), x, output_memory_format(x))
+    k = _dispatch.select("dynopool2d", x.device, backend)
+    return k.forward(x, alpha, [ho, wo])
+
+
+@_dynopool2d.register_fake
+def _(x, alpha, out_size, backend):
+    ho, wo = out_size
+    return _empty((x.shape[0], x.shape[1], ho, wo), x, output_memory_format(x))
+
+
+@torch.library.custom_op("resizeops::_dynopool2d_backward", mutates_args=())
+def _dynopool2d_backward(
+    grad_out: torch.Tensor,
+    x: torch.Tensor,
+    alpha: torch.Tensor,
+    out_size: Sequence[int],
+    backend: Optional[str],
+    grad_mask: Sequence[bool],
+) -> Tuple[torch.Tensor, torch.Tensor]:
+    need_x, need_alpha = bool(grad_mask[0]), bool(grad_mask[1])
+    if x.numel() == 0:
+        gx = _empty(x.shape, x, output_memory_format(x)) if need_x else _no_grad("x")
+        ga = torch.zeros_like(alpha) if need_alpha else _no_grad("alpha")
+        return gx, ga
+    k = _dispatch.select("dynopool2d", x.device, backend, for_backward=True)
+    gx, ga = k.backward(grad_out, x, alpha, list(out_size), need_x, need_alpha)
+    return (gx if need_x else _no_grad("x")), (ga if need_alpha else _no_grad("alpha"))
+
+
+@_dynopool2d_backward.register_fake
+def _(grad_out, x, alpha, out_size, backend, grad_mask):
+    gx = _empty(x.shape, x, output_memory_format(x)) if grad_mask[0] else _no_grad("x")
+    ga = torch.empty_like(alpha, memory_format=torch.contiguous_format) if grad_mask[1] else _no_grad("alpha")
+    return gx, ga
+
+
+def _dynopool2d_setup_context(ctx, inputs, output):
+    x, alpha, out_size, backend = inputs
+    ctx.save_for_backward(x, alpha)
+    ctx.out_size = list(out_size)
+    ctx.backend = backend
+
+
+def _dynopool2d_autograd(ctx, grad_out):
+    x, alpha = ctx.saved_tensors
+    need_x, need_alpha = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
+    gx, ga = torch.ops.resizeops._dynopool2d_backward(
+        grad_out, x, alpha, ctx.out_size, ctx.backend, [need_x, need_alpha]
+    )
+    return (gx if need_x else None), (ga if need_alpha else None), None, None
+
+
+_dynopool2d.register_autograd(_dynopool2d_autograd, setup_context=_dynopool2d_setup_context)
+_dynopool2d_backward.register_autograd(_double_backward("dynopool2d"), setup_context=_noop_setup_context)
+
+
+def dynopool2d_output_size(in_size: Sequence[int], alpha: Sequence[float], min_size: int = 2) -> Tuple[int, int]:
+    """(Ho, Wo) = (max(rnd(H/α_h), min_size), max(rnd(W/α_w), min_size)) (SPEC §2.1).
+
+    Host arithmetic in float64 on the given alpha values.
+    """
+    h, w = int(in_size[0]), int(in_size[1])
+    return max(_rnd(h / float(alpha[0])), min_size), max(_rnd(w / float(alpha[1])), min_size)
+
+
+def dynopool2d(
+    x: torch.Tensor,
+    alpha: torch.Tensor,
+    out_size: Optional[Sequence[int]] = None,
+    min_size: int = 2,
+    *,
+    backend: Optional[str] = None,
+) -> torch.Tensor:
+    """DynOPool (Jang et al., CVPR 2022): learnable-scale pooling (SPEC §2.1).
+
+    Resamples ``x`` (N, C, H, W) at 2Ho×2Wo bilinear query points placed by the
+    learnable ``alpha`` = (1/r_h, 1/r_w) and max-pools each 2×2 group of queries.
+
+    Args:
+        x: input feature map, float16/bfloat16/float32/float64, any strides.
+        alpha: shape (2,) floating tensor on ``x``'s device, finite and > 0.
+            Receives the straight-through gradient dĤ/dα_h = −H/α_h².
+        out_size: the cached (Ho, Wo). When given, ``alpha`` is not read on the
+            host (no device sync; its values are then not checked), which is what
+            ``torch.compile(fullgraph=True)`` needs. When None, computed as
+            ``max(rnd(H/α_h), min_size)`` and likewise for W.
+        min_size: lower bound of each output side when ``out_size`` is None.
+        backend: "cuda", "triton", "cpu", "reference" or None/"auto" (see
+            :func:`resizeops.backends`).
+
+    Returns:
+        (N, C, Ho, Wo) of ``x``'s dtype, contiguous in ``x``'s memory format.
+    """
+    op = "dynopool2d"
+    _validate.feature_map(op, "x", x)
+    _validate.alpha_tensor(op, alpha, x)
+    if out_size is None:
+        min_size = _validate.positive_int(op, "min_size", min_size)
+        values = alpha.detach().tolist()
+        _validate.alpha_values(op, values)
+        ho, wo = dynopool2d_output_size(x.shape[-2:], values, min_size)
+        given = f"({values[0]:.6g}, {values[1]:.6g})"
+        _validate.output_numel(op, "alpha", x.shape[0], x.shape[1], ho, wo, given)
+    else:
+        ho, wo = _validate.size_pair(op, "out_size", out_size)
+        _validate.output_numel(op, "out_size", x.shape[0], x.shape[1], ho, wo, f"({ho}, {wo})")
+    return torch.ops.resizeops.dynopool2d(x, alpha, [ho, wo], _dispatch.requested(backend))
+
+
+# =============================================================================
+# resize_blend (SPEC §2.2)
+# =============================================================================
+
+
+def _scale_arg(s) -> Optional[Tuple[float, float]]:
+    return None if s is None else (float(s[0]), float(s[1]))
+
+
+@torch.library.custom_op("resizeops::resize_blend", mutates_args=())
+def _resize_blend(
+    x1: torch.Tensor,
+    x2: torch.Tensor,
+    w1: torch.Tensor,
+    w2: torch.Tensor,
+    size: Sequence[int],
+    align_corners: bool,
+    scale1: Optional[Sequence[float]],
+    scale2: Optional[Sequence[float]],
+    backend: Optional[str],
+) -> torch.Tensor:
+    ho, wo = size
+    if x1.numel() == 0:
+        return _empty((x1.shape[0], x1.shape[1], ho, wo), x1, output_memory_format(x1, x2))
+    k = _dispatch.select("resize_blend", x1.device, backend)
+    return k.forward(x1, x2, w1, w2, [ho, wo], align_corners, (_scale_arg(scale1), _scale_arg(scale2)))
+
+
+@_resize_blend.register_fake
+def _(x1, x2, w1, w2, size, align_corners, scale1, scale2, backend):
+    ho, wo = size
+    return _empty((x1.shape[0], x1.shape[1], ho, wo), x1, output_memory_format(x1, x2))
+
+
+@torch.library.custom_op("resizeops::_resize_blend_backward", mutates_args=())
+def _resize_blend_backward(
+    grad_out: torch.Tensor,
+    x1: torch.Tensor,
+    x2: torch.Tensor,
+    w1: torch.Tensor,
+    w2: torch.Tensor,
+    size: Sequence[int],
+    align_corners: bool,
+    scale1: Optional[Sequence[float]],
+    scale2: Optional[Sequence[float]],
+    backend: Optional[str],
+    grad_mask: Sequence[bool],
+) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    mask = [bool(m) for m in grad_mask]
+    if x1.numel() == 0:
+        grads = (
+            _empty(x1.shape, x1, output_memory_format(x1)),
+            _empty(x2.shape, x2, output_memory_format(x2)),
+            torch.zeros_like(w1),
+            torch.zeros_like(w2),
+        )
+    else:
+        k = _dispatch.select("resize_blend", x1.device, backend, for_backward=True)
+        grads = k.backward(
+            grad_out, x1, x2, w1, w2, list(size), align_corners, (_scale_arg(scale1), _scale_arg(scale2)), mask
+        )
+    return tuple(g if m else _no_grad("") for g, m in zip(grads, mask))
+
+
+@_resize_blend_backward.register_fake
+def _(grad_out, x1, x2, w1, w2, size, align_corners, scale1, scale2, backend, grad_mask):
+    like = (
+        _empty(x1.shape, x1, output_memory_format(x1)),
+        _empty(x2.shape, x2, output_memory_format(x2)),
+        torch.empty_like(w1),
+        torch.empty_like(w2),
+    )
+    return tuple(g if m else _no_grad("") for g, m in zip(like, grad_mask))
+
+
+def _resize_blend_setup_context(ctx, inputs, output):
+    x1, x2, w1, w2, size, align_corners, scale1, scale2, backend = inputs
+    ctx.save_for_backward(x1, x2, w1, w2)
+    ctx.args = (list(size), align_corners, scale1, scale2, backend)
+
+
+def _resize_blend_autograd(ctx, grad_out):
+    x1, x2, w1, w2 = ctx.saved_tensors
+    mask = list(ctx.needs_input_grad[:4])
+    grads = torch.ops.resizeops._resize_blend_backward(grad_out, x1, x2, w1, w2, *ctx.args, mask)
+    return tuple(g if m else None for g, m in zip(grads, mask)) + (None,) * 5
+
+
+_resize_blend.register_autograd(_resize_blend_autograd, setup_context=_resize_blend_setup_context)
+_resize_blend_backward.register_autograd(_double_backward("resize_blend"), setup_context=_noop_setup_context)
+
+
+def resize_blend(
+    x1: torch.Tensor,
+    x2: torch.Tensor,
+    w1: Union[torch.Tensor, Number],
+    w2: Union[torch.Tensor, Number],
+    size: Sequence[int],
+    align_corners: bool = True,
+    scales=None,
+    *,
+    backend: Optional[str] = None,
+) -> torch.Tensor:
+    """``w1·R(x1) + w2·R(x2)``: bilinear resize of both inputs to ``size``, blended (SPEC §2.2).
+
+    Serves the Shape Adaptor cell (``align_corners=True``, ``w1 = k(1−σ)``,
+    ``w2 = kσ``) and the ELASTIC merge (``align_corners=False``, ``w1 = w2 = 1``,
+    ``scales=((2, 2), None)``).
+
+    Args:
+        x1, x2: (N, C, H_k, W_k) feature maps of one dtype and device, same N and C.
+        w1, w2: Python numbers or 0-d floating tensors on the inputs' device
+            (gradients flow to tensors). Their dtype does not promote the output.
+        size: (Ho, Wo), both ≥ 1.
+        align_corners: as in ``F.interpolate``.
+        scales: None, or ``(s1, s2)`` with each entry None or a pair (sh, sw) (or
+            one float for both axes): that input is resized like
+            ``interpolate(scale_factor=s, recompute_scale_factor=False)`` and its
+            top-left ``size`` window kept. ``floor(H_k·sh) ≥ Ho`` is required.
+        backend: as in :func:`dynopool2d`.
+
+    Returns:
+        (N, C, Ho, Wo) of the inputs' dtype; channels_last if either input is.
+    """
+    op = "resize_blend"
+    _validate.feature_map(op, "x1", x1)
+    _validate.feature_map(op, "x2", x2)
+    if x1.dtype != x2.dtype:
+        raise TypeError(f"{op}: `x1` and `x2` must have one dtype, got {x1.dtype} and {x2.dtype}")
+    _validate.same_device(op, "x2", x2, "x1", x1)
+    if x1.shape[0] != x2.shape[0] or x1.shape[1] != x2.shape[1]:
+        raise ValueError(
+            f"{op}: `x1` and `x2` must have the same N and C, got shapes {tuple(x1.shape)} and {tuple(x2.shape)}"
+        )
+    _validate.weight(op, "w1", w1, x1)
+    _validate.weight(op, "w2", w2, x1)
+    ho, wo = _validate.size_pair(op, "size", size)
+    if not isinstance(align_corners, bool):
+        raise TypeError(f"{op}: `align_corners` must be a bool, got {type(align_corners).__name__}")
+    if scales is None:
+        s1 = s2 = None
+    else:
+        if isinstance(scales, (str, bytes)) or not isinstance(scales, Sequence) or len(scales) != 2:
+            raise TypeError(f"{op}: `scales` must be None or a pair (scale of x1, scale of x2), got {scales!r}")
+        s1 = _validate.scale_pair(op, "scales[0]", scales[0])
+        s2 = _validate.scale_pair(op, "scales[1]", scales[1])
+        for name, xk, sk in (("scales[0]", x1, s1), ("scales[1]", x2, s2)):
+            if sk is not None:
+                full = (math.floor(xk.shape[2] * sk[0]), math.floor(xk.shape[3] * sk[1]))
+                if full[0] < ho or full[1] < wo:
+                    raise ValueError(
+                        f"{op}: `{name}`={sk} resizes an input of {tuple(xk.shape[2:])} to {full}, "
+                        f"smaller than `size`={(ho, wo)}: nothing to crop from"
+                    )
+    _validate.output_numel(op, "size", x1.shape[0], x1.shape[1], ho, wo, f"({ho}, {wo})")
+    cdt = reference.compute_dtype(x1.dtype)
+    if not isinstance(w1, torch.Tensor):
+        w1 = torch.tensor(float(w1), dtype=cdt, device=x1.device)
+    if not isinstance(w2, torch.Tensor):
+        w2 = torch.tensor(float(w2), dtype=cdt, device=x1.device)
+    return torch.ops.resizeops.resize_blend(
+        x1, x2, w1, w2, [ho, wo], align_corners, s1, s2, _dispatch.requested(backend)
+    )
+
+
+# =============================================================================
+# The reference backend
+# =============================================================================
+
+
+def _cpu_only(device: torch.device) -> bool:
+    # grid_sample's and upsample_bilinear2d's CUDA backward use atomicAdd.
+    return device.type == "cpu"
+
+
+_dispatch.register_kernel("reference", "dynopool2d", reference.dynopool2d, reference.dynopool2d_backward, _cpu_only)
+_dispatch.register_kernel(
+    "reference", "resize_blend", reference.resize_blend, reference.resize_blend_backward, _cpu_only
+)

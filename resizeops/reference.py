@@ -1,0 +1,251 @@
+"""Pure-PyTorch reference implementations: the ground truth (SPEC §2.1, §2.2).
+
+These functions are plain differentiable PyTorch, so they also serve as the
+"eager reference" and, under ``torch.compile``, the "compiled reference" of the
+benchmarks. They take already validated arguments with an explicit output size;
+the public ops in :mod:`resizeops.ops` validate, dispatch and call them through
+the ``reference`` backend.
+
+Half types (float16, bfloat16) are computed in float32 and cast back at the end,
+the same accumulation rule the fused kernels follow (SPEC §2).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Optional, Sequence, Tuple, Union
+
+import torch
+import torch.nn.functional as F
+
+__all__ = [
+    "dynopool2d",
+    "dynopool2d_at",
+    "resize",
+    "resize_blend",
+    "output_memory_format",
+    "compute_dtype",
+]
+
+Scale = Optional[Tuple[float, float]]
+
+
+def compute_dtype(dtype: torch.dtype) -> torch.dtype:
+    """The dtype arithmetic happens in: float32 for half types, else ``dtype``."""
+    return torch.float32 if dtype in (torch.float16, torch.bfloat16) else dtype
+
+
+def _is_channels_last(x: torch.Tensor) -> bool:
+    # Channels innermost: a channels_last tensor, or a slice of one. A tensor that
+    # is contiguous in both formats (C == 1, or H == W == 1) counts as NCHW, as
+    # torch's suggest_memory_format does.
+    if x.dim() != 4 or x.is_contiguous():
+        return False
+    if x.is_contiguous(memory_format=torch.channels_last):
+        return True
+    s = x.stride()
+    return s[1] < s[3] <= s[2] and x.shape[1] > 1
+
+
+def output_memory_format(*tensors: torch.Tensor) -> torch.memory_format:
+    """channels_last if any 4-D input is channels_last (in → out), else contiguous."""
+    return torch.channels_last if any(_is_channels_last(t) for t in tensors) else torch.contiguous_format
+
+
+def _query_grid(size_hat: torch.Tensor, out_size: int, dtype: torch.dtype, device) -> torch.Tensor:
+    """Normalised query coordinates y_j = -1 + (2j+1)/(2·Ĥ), j in [0, 2·out_size).
+
+    j = 2i + k enumerates the two query rows k of output cell i (SPEC §2.1, Eq. 2):
+    y_{i,k} = -1 + (4i + 2k + 1)/(2Ĥ).
+    """
+    j = torch.arange(2 * out_size, dtype=dtype, device=device)
+    return -1.0 + (2.0 * j + 1.0) / (2.0 * size_hat)
+
+
+def dynopool2d_at(x: torch.Tensor, h_hat: torch.Tensor, w_hat: torch.Tensor, out_size: Sequence[int]) -> torch.Tensor:
+    """DynOPool forward for given (possibly real-valued) surrogate sizes Ĥ, Ŵ.
+
+    ``grid_sample(bilinear, border, align_corners=False)`` on the 2Ho×2Wo query grid,
+    then ``max_pool2d(2)``. ``h_hat``/``w_hat`` are 0-d tensors; gradients flow to them
+    and to ``x``. Computes in :func:`compute_dtype`; returns that dtype.
+    """
+    ho, wo = int(out_size[0]), int(out_size[1])
+    n = x.shape[0]
+    cdt = compute_dtype(x.dtype)
+    xc = x.to(cdt)
+    ys = _query_grid(h_hat.to(cdt), ho, cdt, x.device)
+    xs = _query_grid(w_hat.to(cdt), wo, cdt, x.device)
+    # grid[..., 0] indexes W (x), grid[..., 1] indexes H (y), as grid_sample expects.
+    grid = torch.stack(torch.broadcast_tensors(xs[None, :], ys[:, None]), dim=-1)
+    grid = grid.unsqueeze(0).expand(n, 2 * ho, 2 * wo, 2)
+    q = F.grid_sample(xc, grid, mode="bilinear", padding_mode="border", align_corners=False)
+    return F.max_pool2d(q, 2)
+
+
+def dynopool2d(x: torch.Tensor, alpha: torch.Tensor, out_size: Sequence[int]) -> torch.Tensor:
+    """Reference DynOPool (SPEC §2.1) with the straight-through size surrogate.
+
+    Ĥ = Ho + hs − sg(hs), hs = H/α_h: its value is Ho and dĤ/dα_h = −H/α_h².
+    Returns a tensor of ``x``'s dtype, contiguous in ``x``'s memory format.
+    """
+    h, w = x.shape[-2], x.shape[-1]
+    ho, wo = int(out_size[0]), int(out_size[1])
+    a = alpha.to(compute_dtype(alpha.dtype))
+    hs = h / a[0]
+    ws = w / a[1]
+    h_hat = (hs - hs.detach()) + ho
+    w_hat = (ws - ws.detach()) + wo
+    out = dynopool2d_at(x, h_hat, w_hat, (ho, wo))
+    return out.to(x.dtype).contiguous(memory_format=output_memory_format(x))
+
+
+def resize(x: torch.Tensor, size: Sequence[int], align_corners: bool, scale: Scale = None) -> torch.Tensor:
+    """R of SPEC §2.2: bilinear resize of ``x`` to ``size`` with F.interpolate semantics.
+
+    With ``scale`` = (sh, sw): ``interpolate(scale_factor=scale,
+    recompute_scale_factor=False)`` then a crop of the top-left ``size`` window.
+    An input already of ``size`` with no scale passes through unchanged.
+    """
+    ho, wo = int(size[0]), int(size[1])
+    if scale is None:
+        if x.shape[-2] == ho and x.shape[-1] == wo:
+            return x
+        return F.interpolate(x, size=(ho, wo), mode="bilinear", align_corners=align_corners)
+    y = F.interpolate(
+        x,
+        scale_factor=(float(scale[0]), float(scale[1])),
+        mode="bilinear",
+        align_corners=align_corners,
+        recompute_scale_factor=False,
+    )
+    return y[..., :ho, :wo]
+
+
+def resize_blend(
+    x1: torch.Tensor,
+    x2: torch.Tensor,
+    w1: Union[torch.Tensor, float],
+    w2: Union[torch.Tensor, float],
+    size: Sequence[int],
+    align_corners: bool = True,
+    scales: Optional[Tuple[Scale, Scale]] = None,
+) -> torch.Tensor:
+    """Reference ``w1·R(x1) + w2·R(x2)`` (SPEC §2.2), computed in float32 for half types."""
+    s1, s2 = (None, None) if scales is None else scales
+    cdt = compute_dtype(x1.dtype)
+    r1 = resize(x1.to(cdt), size, align_corners, s1)
+    r2 = resize(x2.to(cdt), size, align_corners, s2)
+    if isinstance(w1, torch.Tensor):
+        w1 = w1.to(cdt)
+    if isinstance(w2, torch.Tensor):
+        w2 = w2.to(cdt)
+    out = w1 * r1 + w2 * r2
+    return out.to(x1.dtype).contiguous(memory_format=output_memory_format(x1, x2))
+
+
+# --------------------------------------------------------------------------
+# Backward passes, written with ATen's own backward kernels.
+#
+# The public ops' backward (``resizeops::_dynopool2d_backward`` and
+# ``resizeops::_resize_blend_backward``) run below autograd, where the autograd
+# engine cannot be used, so the reference backend chains the backward kernels of
+# grid_sample, max_pool2d and interpolate by hand. The tests check these against
+# torch.autograd through the forward functions above.
+# --------------------------------------------------------------------------
+
+_aten = torch.ops.aten
+
+
+def _query_grid_2d(n: int, out_size: Sequence[int], size_hat: Tuple[float, float], dtype, device) -> torch.Tensor:
+    ho, wo = int(out_size[0]), int(out_size[1])
+    ys = _query_grid(torch.tensor(float(size_hat[0]), dtype=dtype), ho, dtype, device)
+    xs = _query_grid(torch.tensor(float(size_hat[1]), dtype=dtype), wo, dtype, device)
+    grid = torch.stack(torch.broadcast_tensors(xs[None, :], ys[:, None]), dim=-1)
+    return grid.unsqueeze(0).expand(n, 2 * ho, 2 * wo, 2)
+
+
+def dynopool2d_backward(
+    grad_out: torch.Tensor,
+    x: torch.Tensor,
+    alpha: torch.Tensor,
+    out_size: Sequence[int],
+    need_x: bool = True,
+    need_alpha: bool = True,
+) -> Tuple[Optional[torch.Tensor], Optional[torch.Tensor]]:
+    """Gradients of :func:`dynopool2d` to ``x`` and ``alpha`` (None where not needed).
+
+    grad_alpha_h = Σ dL/dy_j · dy_j/dĤ · dĤ/dα_h with dy_j/dĤ = −(2j+1)/(2Ĥ²) and
+    dĤ/dα_h = −H/α_h² (the straight-through surrogate of SPEC §2.1).
+    """
+    h, w = x.shape[-2], x.shape[-1]
+    ho, wo = int(out_size[0]), int(out_size[1])
+    cdt = compute_dtype(x.dtype)
+    xc = x.to(cdt)
+    grid = _query_grid_2d(x.shape[0], (ho, wo), (ho, wo), cdt, x.device)
+    q = F.grid_sample(xc, grid, mode="bilinear", padding_mode="border", align_corners=False)
+    _, idx = F.max_pool2d(q, 2, return_indices=True)
+    grad_q = _aten.max_pool2d_with_indices_backward(
+        grad_out.to(cdt), q, [2, 2], [2, 2], [0, 0], [1, 1], False, idx
+    )
+    grad_x, grad_grid = _aten.grid_sampler_2d_backward(
+        grad_q, xc, grid, 0, 1, False, [need_x, need_alpha]  # bilinear, border
+    )
+    gx = ga = None
+    if need_x:
+        gx = grad_x.to(x.dtype).contiguous(memory_format=output_memory_format(x))
+    if need_alpha:
+        # Reduce over the batch and the other axis first: grad_grid[..., 1] is dL/dy.
+        dl_dy = grad_grid[..., 1].sum(dim=(0, 2))  # (2Ho,)
+        dl_dx = grad_grid[..., 0].sum(dim=(0, 1))  # (2Wo,)
+        jy = torch.arange(2 * ho, dtype=cdt, device=x.device)
+        jx = torch.arange(2 * wo, dtype=cdt, device=x.device)
+        dl_dh_hat = (dl_dy * (-(2 * jy + 1) / (2.0 * ho * ho))).sum()
+        dl_dw_hat = (dl_dx * (-(2 * jx + 1) / (2.0 * wo * wo))).sum()
+        a = alpha.to(compute_dtype(alpha.dtype))
+        ga = torch.stack([dl_dh_hat.to(a.dtype) * (-h / (a[0] * a[0])), dl_dw_hat.to(a.dtype) * (-w / (a[1] * a[1]))])
+        ga = ga.to(alpha.dtype)
+    return gx, ga
+
+
+def _resize_backward(g: torch.Tensor, in_shape: Sequence[int], size: Sequence[int], align_corners: bool, scale: Scale):
+    """Gradient of :func:`resize` to its input, given ``g`` = dL/dR(x) (compute dtype)."""
+    ho, wo = int(size[0]), int(size[1])
+    h, w = int(in_shape[2]), int(in_shape[3])
+    if scale is None:
+        if h == ho and w == wo:
+            return g
+        return _aten.upsample_bilinear2d_backward(g, [ho, wo], list(in_shape), align_corners, None, None)
+    sh, sw = float(scale[0]), float(scale[1])
+    full_h, full_w = math.floor(h * sh), math.floor(w * sw)
+    # The crop's backward: zeros outside the kept top-left window.
+    g_full = F.pad(g, (0, full_w - wo, 0, full_h - ho))
+    return _aten.upsample_bilinear2d_backward(g_full, [full_h, full_w], list(in_shape), align_corners, sh, sw)
+
+
+def resize_blend_backward(
+    grad_out: torch.Tensor,
+    x1: torch.Tensor,
+    x2: torch.Tensor,
+    w1: torch.Tensor,
+    w2: torch.Tensor,
+    size: Sequence[int],
+    align_corners: bool = True,
+    scales: Optional[Tuple[Scale, Scale]] = None,
+    mask: Sequence[bool] = (True, True, True, True),
+):
+    """Gradients of :func:`resize_blend` to (x1, x2, w1, w2); None where ``mask`` is False.
+
+    dL/dx_k = R_kᵀ(w_k·g) and dL/dw_k = Σ g·R_k(x_k) (SPEC §2.2).
+    """
+    s1, s2 = (None, None) if scales is None else scales
+    cdt = compute_dtype(x1.dtype)
+    g = grad_out.to(cdt)
+    grads = [None, None, None, None]
+    for k, (xk, wk, sk) in enumerate(((x1, w1, s1), (x2, w2, s2))):
+        if mask[k]:
+            gk = _resize_backward(g * wk.to(cdt), xk.shape, size, align_corners, sk)
+            grads[k] = gk.to(xk.dtype).contiguous(memory_format=output_memory_format(xk))
+        if mask[2 + k]:
+            rk = resize(xk.to(cdt), size, align_corners, sk)
+            grads[2 + k] = (g * rk).sum().to(wk.dtype)
+    return tuple(grads)

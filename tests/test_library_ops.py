@@ -1,0 +1,107 @@
+"""torch.library integration: opcheck on every op, torch.compile, double backward refused."""
+
+import pytest
+import torch
+from torch.library import opcheck
+
+import resizeops
+
+ops = torch.ops.resizeops
+
+
+def _x(shape, cl=False, grad=True, dtype=torch.float32):
+    t = torch.randn(shape, dtype=dtype)
+    if cl:
+        t = t.contiguous(memory_format=torch.channels_last)
+    return t.requires_grad_(grad)
+
+
+DYNOPOOL_ARGS = [
+    (_x((2, 3, 9, 11)), torch.tensor([1.7, 1.37], requires_grad=True), [5, 8], None),
+    (_x((2, 3, 9, 11), cl=True), torch.tensor([0.7, 2.0], requires_grad=True), [13, 6], "reference"),
+    (_x((1, 2, 1, 5), dtype=torch.float64), torch.tensor([0.5, 2.5], dtype=torch.float64), [2, 2], None),
+    (_x((2, 3, 9, 11), grad=False), torch.tensor([1.7, 1.37], requires_grad=True), [5, 8], None),
+    (_x((0, 3, 9, 11)), torch.tensor([1.7, 1.37], requires_grad=True), [5, 8], None),
+]
+
+
+@pytest.mark.parametrize("args", DYNOPOOL_ARGS)
+def test_opcheck_dynopool2d(args):
+    opcheck(ops.dynopool2d.default, args)
+
+
+@pytest.mark.parametrize("mask", [[True, True], [True, False], [False, True]])
+@pytest.mark.parametrize("cl", [False, True])
+def test_opcheck_dynopool2d_backward(mask, cl):
+    x = _x((2, 3, 9, 11), cl=cl, grad=False)
+    g = torch.randn(2, 3, 5, 8)
+    opcheck(ops._dynopool2d_backward.default, (g, x, torch.tensor([1.7, 1.37]), [5, 8], None, mask))
+
+
+BLEND_ARGS = [
+    (_x((2, 3, 5, 7)), _x((2, 3, 9, 13)), torch.tensor(0.3, requires_grad=True), torch.tensor(0.7), [7, 9], True, None, None, None),
+    (_x((2, 3, 5, 7), cl=True), _x((2, 3, 9, 13)), torch.tensor(1.0), torch.tensor(1.0), [9, 13], False, [2.0, 2.0], None, None),
+    (_x((2, 3, 5, 7)), _x((2, 3, 9, 13), cl=True), torch.tensor(1.0), torch.tensor(1.0), [10, 13], False, [2.0, 2.0], [1.25, 1.0], "reference"),
+    (_x((2, 3, 9, 13), dtype=torch.float64), _x((2, 3, 9, 13), dtype=torch.float64), torch.tensor(0.5, dtype=torch.float64), torch.tensor(0.5, dtype=torch.float64), [9, 13], True, None, None, None),
+]
+
+
+@pytest.mark.parametrize("args", BLEND_ARGS)
+def test_opcheck_resize_blend(args):
+    opcheck(ops.resize_blend.default, args)
+
+
+@pytest.mark.parametrize("mask", [[True, True, True, True], [False, True, False, True], [True, False, True, False]])
+def test_opcheck_resize_blend_backward(mask):
+    x1, x2 = _x((2, 3, 5, 7), grad=False), _x((2, 3, 9, 13), cl=True, grad=False)
+    g = torch.randn(2, 3, 10, 13)
+    w = torch.tensor(0.5)
+    opcheck(ops._resize_blend_backward.default, (g, x1, x2, w, w, [10, 13], False, [2.0, 2.0], None, None, mask))
+
+
+def test_double_backward_is_refused_clearly():
+    x = _x((1, 2, 6, 6), dtype=torch.float64)
+    alpha = torch.tensor([1.5, 1.5], dtype=torch.float64, requires_grad=True)
+    out = resizeops.dynopool2d(x, alpha)
+    (gx,) = torch.autograd.grad(out.sum(), x, create_graph=True)
+    with pytest.raises(RuntimeError, match="dynopool2d: double backward .* is not supported"):
+        gx.sum().backward()
+    x1 = _x((1, 2, 3, 3), dtype=torch.float64)
+    out = resizeops.resize_blend(x1, x1, 0.5, 0.5, (5, 5))
+    (gx1,) = torch.autograd.grad(out.sum(), x1, create_graph=True)
+    with pytest.raises(RuntimeError, match="resize_blend: double backward .* is not supported"):
+        gx1.sum().backward()
+
+
+def test_compile_fullgraph_with_out_size():
+    # A cached out_size (SPEC §4) keeps alpha on the device: no host read, no graph break.
+    def f(x, alpha, x2, w):
+        y = resizeops.dynopool2d(x, alpha, out_size=(5, 8))
+        return resizeops.resize_blend(y, x2, w, 1.0 - w, (7, 9)) * 2
+
+    x = _x((2, 3, 9, 11))
+    x2 = _x((2, 3, 9, 11))
+    alpha = torch.tensor([1.7, 1.37], requires_grad=True)
+    w = torch.tensor(0.25, requires_grad=True)
+    torch._dynamo.reset()
+    compiled = torch.compile(f, fullgraph=True)
+    out = compiled(x, alpha, x2, w)
+    expected = f(x, alpha, x2, w)
+    torch.testing.assert_close(out, expected)
+    got = torch.autograd.grad(out.sum(), (x, alpha, x2, w))
+    want = torch.autograd.grad(expected.sum(), (x, alpha, x2, w))
+    for a, b in zip(got, want):
+        torch.testing.assert_close(a, b)
+
+
+def test_compiled_call_sees_use_backend_changes():
+    # The backend asked for by the context manager is read while tracing; a later
+    # change of it must not be baked into the compiled graph.
+    f = torch.compile(lambda x, a: resizeops.dynopool2d(x, a, out_size=(4, 4)), backend="aot_eager", fullgraph=True)
+    x, a = torch.randn(1, 1, 8, 8), torch.tensor([2.0, 2.0])
+    torch._dynamo.reset()
+    f(x, a)
+    with resizeops.use_backend("cuda"):  # never runs CPU tensors
+        with pytest.raises(RuntimeError, match="backend 'cuda' was requested"):
+            f(x, a)
+    f(x, a)

@@ -1,0 +1,1 @@
+"""Triton kernels of resizeops, installed as the subpackage ``resizeops.triton_kernels``."""
