@@ -83,7 +83,7 @@ def _is_int(v) -> bool:
 
 def size_pair(op: str, name: str, size) -> Tuple[int, int]:
     """Two positive integers (a torch.Size, tuple or list)."""
-    if isinstance(size, (str, bytes)) or not isinstance(size, Sequence) and not isinstance(size, torch.Size):
+    if isinstance(size, (str, bytes)) or not isinstance(size, Sequence):  # torch.Size is a tuple
         raise TypeError(f"{op}: `{name}` must be a pair of ints (H, W), got {type(size).__name__}")
     if len(size) != 2:
         raise ValueError(f"{op}: `{name}` must be a pair of ints (H, W), got {len(size)} entries: {tuple(size)!r}")

@@ -42,7 +42,7 @@ def _empty(shape, like: torch.Tensor, fmt: torch.memory_format, dtype=None) -> t
     return torch.empty(tuple(shape), dtype=dtype or like.dtype, device=like.device, memory_format=fmt)
 
 
-def _no_grad(name: str) -> torch.Tensor:
+def _no_grad() -> torch.Tensor:
     # A stand-in output of a backward op for an input that needs no gradient.
     return torch.empty(0)
 
@@ -92,18 +92,18 @@ def _dynopool2d_backward(
 ) -> Tuple[torch.Tensor, torch.Tensor]:
     need_x, need_alpha = bool(grad_mask[0]), bool(grad_mask[1])
     if x.numel() == 0:
-        gx = _empty(x.shape, x, output_memory_format(x)) if need_x else _no_grad("x")
-        ga = torch.zeros_like(alpha) if need_alpha else _no_grad("alpha")
+        gx = _empty(x.shape, x, output_memory_format(x)) if need_x else _no_grad()
+        ga = torch.zeros_like(alpha) if need_alpha else _no_grad()
         return gx, ga
     k = _dispatch.select("dynopool2d", x.device, backend, for_backward=True)
     gx, ga = k.backward(grad_out, x, alpha, list(out_size), need_x, need_alpha)
-    return (gx if need_x else _no_grad("x")), (ga if need_alpha else _no_grad("alpha"))
+    return (gx if need_x else _no_grad()), (ga if need_alpha else _no_grad())
 
 
 @_dynopool2d_backward.register_fake
 def _(grad_out, x, alpha, out_size, backend, grad_mask):
-    gx = _empty(x.shape, x, output_memory_format(x)) if grad_mask[0] else _no_grad("x")
-    ga = torch.empty_like(alpha, memory_format=torch.contiguous_format) if grad_mask[1] else _no_grad("alpha")
+    gx = _empty(x.shape, x, output_memory_format(x)) if grad_mask[0] else _no_grad()
+    ga = torch.empty_like(alpha, memory_format=torch.contiguous_format) if grad_mask[1] else _no_grad()
     return gx, ga
 
 
@@ -241,7 +241,7 @@ def _resize_blend_backward(
         grads = k.backward(
             grad_out, x1, x2, w1, w2, list(size), align_corners, (_scale_arg(scale1), _scale_arg(scale2)), mask
         )
-    return tuple(g if m else _no_grad("") for g, m in zip(grads, mask))
+    return tuple(g if m else _no_grad() for g, m in zip(grads, mask))
 
 
 @_resize_blend_backward.register_fake
@@ -252,7 +252,7 @@ def _(grad_out, x1, x2, w1, w2, size, align_corners, scale1, scale2, backend, gr
         torch.empty_like(w1),
         torch.empty_like(w2),
     )
-    return tuple(g if m else _no_grad("") for g, m in zip(like, grad_mask))
+    return tuple(g if m else _no_grad() for g, m in zip(like, grad_mask))
 
 
 def _resize_blend_setup_context(ctx, inputs, output):

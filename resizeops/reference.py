@@ -52,14 +52,23 @@ def output_memory_format(*tensors: torch.Tensor) -> torch.memory_format:
     return torch.channels_last if any(_is_channels_last(t) for t in tensors) else torch.contiguous_format
 
 
-def _query_grid(size_hat: torch.Tensor, out_size: int, dtype: torch.dtype, device) -> torch.Tensor:
+def _query_grid(size_hat: torch.Tensor, out_size: int) -> torch.Tensor:
     """Normalised query coordinates y_j = -1 + (2j+1)/(2·Ĥ), j in [0, 2·out_size).
 
     j = 2i + k enumerates the two query rows k of output cell i (SPEC §2.1, Eq. 2):
     y_{i,k} = -1 + (4i + 2k + 1)/(2Ĥ).
     """
-    j = torch.arange(2 * out_size, dtype=dtype, device=device)
+    j = torch.arange(2 * out_size, dtype=size_hat.dtype, device=size_hat.device)
     return -1.0 + (2.0 * j + 1.0) / (2.0 * size_hat)
+
+
+def _query_grid_2d(n: int, out_size: Sequence[int], h_hat: torch.Tensor, w_hat: torch.Tensor) -> torch.Tensor:
+    """The (n, 2Ho, 2Wo, 2) grid_sample grid of all query points; [..., 0] is x (W), [..., 1] is y (H)."""
+    ho, wo = int(out_size[0]), int(out_size[1])
+    ys = _query_grid(h_hat, ho)
+    xs = _query_grid(w_hat, wo)
+    grid = torch.stack(torch.broadcast_tensors(xs[None, :], ys[:, None]), dim=-1)
+    return grid.unsqueeze(0).expand(n, 2 * ho, 2 * wo, 2)
 
 
 def dynopool2d_at(x: torch.Tensor, h_hat: torch.Tensor, w_hat: torch.Tensor, out_size: Sequence[int]) -> torch.Tensor:
@@ -69,16 +78,9 @@ def dynopool2d_at(x: torch.Tensor, h_hat: torch.Tensor, w_hat: torch.Tensor, out
     then ``max_pool2d(2)``. ``h_hat``/``w_hat`` are 0-d tensors; gradients flow to them
     and to ``x``. Computes in :func:`compute_dtype`; returns that dtype.
     """
-    ho, wo = int(out_size[0]), int(out_size[1])
-    n = x.shape[0]
     cdt = compute_dtype(x.dtype)
-    xc = x.to(cdt)
-    ys = _query_grid(h_hat.to(cdt), ho, cdt, x.device)
-    xs = _query_grid(w_hat.to(cdt), wo, cdt, x.device)
-    # grid[..., 0] indexes W (x), grid[..., 1] indexes H (y), as grid_sample expects.
-    grid = torch.stack(torch.broadcast_tensors(xs[None, :], ys[:, None]), dim=-1)
-    grid = grid.unsqueeze(0).expand(n, 2 * ho, 2 * wo, 2)
-    q = F.grid_sample(xc, grid, mode="bilinear", padding_mode="border", align_corners=False)
+    grid = _query_grid_2d(x.shape[0], out_size, h_hat.to(cdt), w_hat.to(cdt))
+    q = F.grid_sample(x.to(cdt), grid, mode="bilinear", padding_mode="border", align_corners=False)
     return F.max_pool2d(q, 2)
 
 
@@ -156,14 +158,6 @@ def resize_blend(
 _aten = torch.ops.aten
 
 
-def _query_grid_2d(n: int, out_size: Sequence[int], size_hat: Tuple[float, float], dtype, device) -> torch.Tensor:
-    ho, wo = int(out_size[0]), int(out_size[1])
-    ys = _query_grid(torch.tensor(float(size_hat[0]), dtype=dtype), ho, dtype, device)
-    xs = _query_grid(torch.tensor(float(size_hat[1]), dtype=dtype), wo, dtype, device)
-    grid = torch.stack(torch.broadcast_tensors(xs[None, :], ys[:, None]), dim=-1)
-    return grid.unsqueeze(0).expand(n, 2 * ho, 2 * wo, 2)
-
-
 def dynopool2d_backward(
     grad_out: torch.Tensor,
     x: torch.Tensor,
@@ -181,7 +175,9 @@ def dynopool2d_backward(
     ho, wo = int(out_size[0]), int(out_size[1])
     cdt = compute_dtype(x.dtype)
     xc = x.to(cdt)
-    grid = _query_grid_2d(x.shape[0], (ho, wo), (ho, wo), cdt, x.device)
+    # Ĥ's value is Ho exactly (the surrogate's straight-through part is zero).
+    h_hat, w_hat = (torch.tensor(float(v), dtype=cdt, device=x.device) for v in (ho, wo))
+    grid = _query_grid_2d(x.shape[0], (ho, wo), h_hat, w_hat)
     q = F.grid_sample(xc, grid, mode="bilinear", padding_mode="border", align_corners=False)
     _, idx = F.max_pool2d(q, 2, return_indices=True)
     grad_q = _aten.max_pool2d_with_indices_backward(
