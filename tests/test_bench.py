@@ -1,0 +1,165 @@
+"""The benchmark harness (resizeops.bench): case definitions and `python -m resizeops bench` on the CPU."""
+
+import csv
+import math
+
+import pytest
+import torch
+
+import resizeops
+from resizeops import bench
+
+
+def _rows(path):
+    with open(path, newline="", encoding="utf-8") as f:
+        return list(csv.DictReader(f))
+
+
+# --- case definitions -----------------------------------------------------------
+
+
+def test_case_tiers_and_names():
+    cpu = bench.cases_for(None, "cpu")
+    assert [c.name for c in cpu] == ["dynopool-small", "blend-sa-small", "blend-elastic-small"]
+    assert all(c.tier == "gpu" for c in bench.cases_for("gpu"))
+    assert len(bench.cases_for("all")) == len(bench.CASES)
+    assert [c.name for c in bench.cases_for("blend-elastic,dynopool-small")] == ["blend-elastic", "dynopool-small"]
+    with pytest.raises(ValueError, match="unknown case"):
+        bench.cases_for("nope")
+
+
+def test_issue_cases_parameters():
+    # The sizes the issues state, without materialising the GPU-sized inputs.
+    c = bench.CASES["dynopool-cifar"]
+    assert c.shape == (128, 64, 32, 32) and c.alpha == (2.0, 1.6) and c.out_shape == (128, 64, 16, 20)
+    assert bench.CASES["dynopool-imagenet"].out_size == (112, 140)
+    assert bench.CASES["dynopool-resnet"].out_size == (28, 35)
+    sa = bench.CASES["blend-sa-cifar-vgg"]
+    assert (sa.shape, sa.shape2, sa.out_size, sa.align_corners) == ((128, 64, 16, 16), (128, 64, 32, 32), (24, 24), True)
+    assert bench.CASES["blend-sa-imagenet-vgg"].out_size == (168, 168)
+    assert bench.CASES["blend-sa-resnet50"].out_shape == (64, 256, 42, 42)
+    el = bench.CASES["blend-elastic"]
+    assert (el.scales, el.align_corners, el.out_size, el.sigma) == (((2.0, 2.0), None), False, (56, 56), None)
+    # Ideal bytes: fwd reads x and writes out; fwd+bwd adds grad_out, x, grad_x.
+    e = 4
+    x, out = 128 * 64 * 32 * 32, 128 * 64 * 16 * 20
+    assert c.ideal_bytes(torch.float32, "fwd") == (x + out) * e
+    assert c.ideal_bytes(torch.float32, "fwd+bwd") == (x + out + out + 2 * x) * e
+    assert c.ideal_bytes(torch.bfloat16, "fwd") == (x + out) * 2
+
+
+@pytest.mark.parametrize("name", [c.name for c in bench.cases_for("cpu")])
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_make_inputs_shapes(name, channels_last):
+    case = bench.CASES[name]
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    inp = case.make_inputs("cpu", torch.bfloat16, requires_grad=False, channels_last=channels_last)
+    assert case.make_inputs("cpu", torch.bfloat16, channels_last=channels_last)[
+        "x" if case.op == "dynopool2d" else "x1"
+    ].equal(inp["x" if case.op == "dynopool2d" else "x1"])  # deterministic
+    if case.op == "dynopool2d":
+        x = inp["x"]
+        assert tuple(x.shape) == case.shape and x.dtype == torch.bfloat16 and x.is_contiguous(memory_format=fmt)
+        assert inp["alpha"].shape == (2,) and inp["alpha"].dtype == torch.float32
+        assert tuple(inp["out_size"]) == resizeops.dynopool2d_output_size(case.shape[2:], case.alpha)
+    else:
+        assert tuple(inp["x1"].shape) == case.shape and tuple(inp["x2"].shape) == case.shape2
+        assert inp["x1"].is_contiguous(memory_format=fmt) and inp["x2"].is_contiguous(memory_format=fmt)
+        assert tuple(inp["size"]) == case.out_size
+        if case.sigma is not None:  # Shape Adaptor: w1 = 2(1 - σ), w2 = 2σ as 0-d tensors
+            assert inp["w1"].dim() == 0 and inp["w1"].item() == pytest.approx(2 * (1 - case.sigma))
+            assert inp["w2"].item() == pytest.approx(2 * case.sigma)
+        else:
+            assert (inp["w1"], inp["w2"]) == (1.0, 1.0)
+    assert "grad_out" not in inp and not case.grad_leaves(inp)
+
+    g = case.make_inputs("cpu", torch.float32, requires_grad=True, channels_last=channels_last)
+    assert tuple(g["grad_out"].shape) == case.out_shape
+    leaves = case.grad_leaves(g)
+    assert len(leaves) == (2 if case.op == "dynopool2d" else 4 if case.sigma is not None else 2)
+    for provider in ("reference", bench.EAGER):
+        out = case.run(g, provider)
+        assert tuple(out.shape) == case.out_shape
+        assert out.is_contiguous(memory_format=fmt)
+        out.backward(g["grad_out"])
+        assert all(t.grad is not None and t.grad.shape == t.shape for t in leaves)
+
+
+def test_providers_for_cpu():
+    case = bench.CASES["dynopool-small"]
+    available = [b.name for b in resizeops.backends("cpu", op="dynopool2d") if b.available and b.name != "triton"]
+    assert bench.providers_for(case, "cpu") == available + [bench.EAGER, bench.COMPILED]
+    assert bench.providers_for(case, "cpu", compile=False) == available + [bench.EAGER]
+    notes = []
+    assert bench.providers_for(case, "cpu", wanted=["cuda", bench.EAGER], notes=notes) == [bench.EAGER]
+    assert notes and "cuda" in notes[0]
+
+
+# --- the CLI ----------------------------------------------------------------------
+
+
+def test_main_quick_all_cpu_cases(tmp_path, capsys):
+    assert bench.main(["--quick", "--no-compile", "--out", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    csv_path, png_path = tmp_path / "bench-cpu.csv", tmp_path / "bench-cpu.png"
+    assert csv_path.exists() and png_path.exists() and png_path.stat().st_size > 1000
+    rows = _rows(csv_path)
+    expected = [
+        (c.name, p, m)
+        for c in bench.cases_for("cpu")
+        for p in bench.providers_for(c, "cpu", compile=False)
+        for m in bench.MODES
+    ]
+    assert [(r["case"], r["provider"], r["mode"]) for r in rows] == expected
+    table = out[out.index("case "):]
+    for case, provider, mode in expected:
+        assert any(
+            line.split()[:5] == [case, "float32", "NCHW", mode, provider] for line in table.splitlines()
+        ), (case, provider, mode)
+    for r in rows:
+        assert r["error"] == ""
+        assert float(r["ms_p50"]) > 0 and r["torch"] == torch.__version__ and r["resizeops"] == resizeops.__version__
+        assert 0 < float(r["frac_copy_bw"]) and r["peak_mib"] == ""
+        if r["provider"] == bench.EAGER:
+            assert float(r["ratio_vs_eager"]) == 1.0
+        if r["mode"] == "fwd":
+            assert float(r["max_err"]) < 1e-4
+
+    # A second run appends (one header).
+    assert bench.main(["--quick", "--no-compile", "--out", str(tmp_path), "--cases", "dynopool-small",
+                       "--modes", "fwd", "--backends", bench.EAGER, "--channels-last", "--dtype", "bfloat16"]) == 0
+    rows2 = _rows(csv_path)
+    assert len(rows2) == len(rows) + 1
+    assert (rows2[-1]["layout"], rows2[-1]["dtype"], rows2[-1]["provider"]) == ("NHWC", "bfloat16", bench.EAGER)
+
+
+def test_main_compiled_reference_smallest_case(tmp_path, capsys):
+    # torch.compile on the smallest case only: two compilations (fwd, fwd+bwd).
+    assert bench.main(["--quick", "--cases", "blend-elastic-small", "--out", str(tmp_path), "--no-plot"]) == 0
+    rows = _rows(tmp_path / "bench-cpu.csv")
+    compiled = [r for r in rows if r["provider"] == bench.COMPILED]
+    assert [r["mode"] for r in compiled] == list(bench.MODES)
+    assert all(r["error"] == "" for r in compiled)
+    assert float(compiled[0]["max_err"]) < 1e-4
+    assert not (tmp_path / "bench-cpu.png").exists()
+
+
+@pytest.mark.parametrize(
+    "argv", [["--cases", "nope"], ["--dtype", "int8"], ["--modes", "bwd"], ["--backends", "cuda"], ["--repeats", "0"]]
+)
+def test_main_usage_errors(tmp_path, argv, capsys):
+    assert bench.main(["--quick", "--no-compile", "--out", str(tmp_path), *argv]) == 2
+    assert "error" in capsys.readouterr().err
+
+
+def test_quantiles():
+    assert bench._quantiles([3.0]) == (3.0, 3.0, 3.0)
+    p50, p20, p80 = bench._quantiles([float(i) for i in range(11)])
+    assert (p50, p20, p80) == (5.0, 2.0, 8.0)
+    assert math.isclose(bench._quantiles([1.0, 2.0])[0], 1.5)
+
+
+def test_main_list(capsys):
+    assert bench.main(["--list"]) == 0
+    out = capsys.readouterr().out
+    assert all(name in out for name in bench.CASES)
