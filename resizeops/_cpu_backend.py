@@ -1,0 +1,1 @@
+"""Registers the compiled extension's fused C++ CPU kernels with the dispatcher."""
