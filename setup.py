@@ -181,7 +181,11 @@ def get_extensions():
     if debug:
         define_macros.append(("RESIZEOPS_DEBUG", "1"))
     include_dirs = [os.path.join(ROOT, CSRC, "include")]
-    extra_cxx = list(opt) + ["-Wall", "-Wno-unused-function"]
+    # -fopenmp: at::parallel_for is an inline template that runs serially unless
+    # the extension itself is compiled with OpenMP (torch's CPU parallel backend);
+    # torch already loads the OpenMP runtime (libgomp), so linking adds nothing new.
+    openmp = torch.backends.openmp.is_available() and sys.platform.startswith("linux")
+    extra_cxx = list(opt) + ["-Wall", "-Wno-unused-function"] + (["-fopenmp"] if openmp else [])
     extra_nvcc = (["-O0", "-g", "-lineinfo"] if debug else ["-O3"])
     # Headers such as cusparse.h may only exist in the pip NVIDIA packages.
     # They go in as -isystem, which is searched after every -I: the toolkit's
@@ -211,7 +215,7 @@ def get_extensions():
         include_dirs=list(include_dirs),  # a copy: torch appends its own dirs to it
         define_macros=define_macros,
         extra_compile_args={"cxx": extra_cxx, "nvcc": extra_nvcc} if with_cuda else {"cxx": extra_cxx},
-        extra_link_args=["-g"] if debug else [],
+        extra_link_args=(["-g"] if debug else []) + (["-fopenmp"] if openmp else []),
         py_limited_api=py_limited_api,
     )
     ext = ext_cls("resizeops._C", **kwargs)
@@ -240,6 +244,7 @@ def get_extensions():
         f"C++ standard   : torch's default for this torch (sources are C++17)",
         f"limited API    : {py_limited_api}",
         f"ninja          : {use_ninja}",
+        f"OpenMP         : {openmp} (at::parallel_for in the CPU kernels)",
         f"extra includes : {include_dirs + system_include_dirs}",
     ]
     return [ext], cmdclass, summary

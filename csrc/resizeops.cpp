@@ -58,6 +58,18 @@ TORCH_LIBRARY(resizeops_ext, m) {
   // value is read on the device: no host sync). Kernels: csrc/cpu,
   // csrc/cuda/query_coords.*.
   m.def("query_coords(Tensor size_hat, int out_size, int in_size) -> Tensor");
+
+  // DynOPool (SPEC §2.1) at the surrogate size's value (out_h, out_w): the
+  // max of 4 bilinear queries per output cell, written contiguous in NCHW or,
+  // with channels_last, in channels_last. Kernels: csrc/cpu/dynopool2d.cpp.
+  m.def("dynopool2d_forward(Tensor x, int out_h, int out_w, bool channels_last) -> Tensor");
+  // Gradients to x (in the format channels_last says; 0 elements unless
+  // need_x) and to the surrogate sizes, (dL/dH_hat, dL/dW_hat) as float64 of
+  // shape (2,) (zeros unless need_size); Python applies dH_hat/dalpha.
+  // Deterministic on the CPU (no atomics, fixed-order sums).
+  m.def(
+      "dynopool2d_backward(Tensor grad_out, Tensor x, int out_h, int out_w, bool channels_last, "
+      "bool need_x, bool need_size) -> (Tensor, Tensor)");
 }
 
 extern "C" {

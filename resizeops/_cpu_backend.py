@@ -1,1 +1,40 @@
-"""Registers the compiled extension's fused C++ CPU kernels with the dispatcher."""
+"""Registers the compiled extension's fused C++ CPU kernels with the dispatcher.
+
+The kernels (csrc/cpu/) are ops of the ``resizeops_ext`` namespace; this module
+adapts them to the backend signatures of :mod:`resizeops._dispatch` and never
+raises: without a usable extension it registers nothing, and
+``resizeops.backends()`` says why the ``cpu`` backend is unavailable.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from . import _dispatch, _extension
+from .reference import alpha_grad_from_size_grad, output_memory_format
+
+
+def _channels_last(x: torch.Tensor) -> bool:
+    return output_memory_format(x) == torch.channels_last
+
+
+def dynopool2d_forward(x, alpha, out_size):
+    return torch.ops.resizeops_ext.dynopool2d_forward(x, int(out_size[0]), int(out_size[1]), _channels_last(x))
+
+
+def dynopool2d_backward(grad_out, x, alpha, out_size, need_x, need_alpha):
+    grad_x, grad_size = torch.ops.resizeops_ext.dynopool2d_backward(
+        grad_out, x, int(out_size[0]), int(out_size[1]), _channels_last(x), need_x, need_alpha
+    )
+    grad_alpha = alpha_grad_from_size_grad(grad_size, alpha, x.shape[-2:]) if need_alpha else None
+    return (grad_x if need_x else None), grad_alpha
+
+
+def _register() -> None:
+    if not _extension.load().loaded or not hasattr(torch.ops.resizeops_ext, "dynopool2d_forward"):
+        return
+    # No atomics and fixed-order sums: deterministic run to run (csrc/cpu/dynopool2d.cpp).
+    _dispatch.register_kernel("cpu", "dynopool2d", dynopool2d_forward, dynopool2d_backward, True)
+
+
+_register()

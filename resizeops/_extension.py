@@ -137,6 +137,21 @@ def _register_fake_kernels(torch) -> None:
     def _(size_hat, out_size, in_size):
         return size_hat.new_empty((2 * out_size, 2))
 
+    if not hasattr(torch.ops.resizeops_ext, "dynopool2d_forward"):
+        return
+    fmt = {True: torch.channels_last, False: torch.contiguous_format}
+
+    @torch.library.register_fake("resizeops_ext::dynopool2d_forward")
+    def _(x, out_h, out_w, channels_last):
+        shape = (x.shape[0], x.shape[1], out_h, out_w)
+        return torch.empty(shape, dtype=x.dtype, device=x.device, memory_format=fmt[channels_last])
+
+    @torch.library.register_fake("resizeops_ext::dynopool2d_backward")
+    def _(grad_out, x, out_h, out_w, channels_last, need_x, need_size):
+        shape = tuple(x.shape) if need_x else (0,)
+        grad_x = torch.empty(shape, dtype=x.dtype, device=x.device, memory_format=fmt[channels_last and need_x])
+        return grad_x, x.new_empty((2,), dtype=torch.float64)
+
 
 _lock = threading.Lock()
 _status: Optional[ExtensionStatus] = None

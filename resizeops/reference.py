@@ -197,10 +197,19 @@ def dynopool2d_backward(
         jx = torch.arange(2 * wo, dtype=cdt, device=x.device)
         dl_dh_hat = (dl_dy * (-(2 * jy + 1) / (2.0 * ho * ho))).sum()
         dl_dw_hat = (dl_dx * (-(2 * jx + 1) / (2.0 * wo * wo))).sum()
-        a = alpha.to(compute_dtype(alpha.dtype))
-        ga = torch.stack([dl_dh_hat.to(a.dtype) * (-h / (a[0] * a[0])), dl_dw_hat.to(a.dtype) * (-w / (a[1] * a[1]))])
-        ga = ga.to(alpha.dtype)
+        ga = alpha_grad_from_size_grad(torch.stack([dl_dh_hat, dl_dw_hat]), alpha, (h, w))
     return gx, ga
+
+
+def alpha_grad_from_size_grad(grad_size: torch.Tensor, alpha: torch.Tensor, in_size: Sequence[int]) -> torch.Tensor:
+    """dL/dα from dL/d(Ĥ, Ŵ): times dĤ/dα_h = −H/α_h² (the straight-through surrogate, SPEC §2.1).
+
+    Every backend's kernels return the size gradient; this chain rule is shared.
+    Computed in alpha's compute dtype, returned in alpha's dtype.
+    """
+    a = alpha.to(compute_dtype(alpha.dtype))
+    scale = torch.stack([-int(in_size[0]) / (a[0] * a[0]), -int(in_size[1]) / (a[1] * a[1])])
+    return (grad_size.to(a.dtype) * scale).to(alpha.dtype)
 
 
 def _resize_backward(g: torch.Tensor, in_shape: Sequence[int], size: Sequence[int], align_corners: bool, scale: Scale):

@@ -264,3 +264,30 @@ def test_query_coords_opcheck():
 )
 def test_cuda_kernels_were_built():
     assert STATUS.has_cuda_kernels and STATUS.cuda_built, STATUS
+
+
+@pytest.mark.parametrize("cl", [False, True])
+def test_dynopool_kernels_opcheck(cl):
+    fmt = torch.channels_last if cl else torch.contiguous_format
+    x = torch.randn(2, 3, 9, 11).contiguous(memory_format=fmt)
+    torch.library.opcheck(ops.dynopool2d_forward.default, (x, 5, 7, cl))
+    g = torch.randn(2, 3, 5, 7)
+    for need_x, need_size in ((True, True), (True, False), (False, True)):
+        torch.library.opcheck(ops.dynopool2d_backward.default, (g, x, 5, 7, cl, need_x, need_size))
+
+
+@pytest.mark.parametrize(
+    "call,match",
+    [
+        (lambda: ops.dynopool2d_forward(torch.randn(3, 8, 8), 4, 4, False), "must be 4-D"),
+        (lambda: ops.dynopool2d_forward(torch.randn(1, 1, 8, 8), 0, 4, False), "output size must be >= 1"),
+        (lambda: ops.dynopool2d_forward(torch.ones(1, 1, 8, 8, dtype=torch.int32), 4, 4, False), "floating"),
+        (lambda: ops.dynopool2d_backward(torch.randn(1, 1, 3, 4), torch.randn(1, 1, 8, 8), 4, 4, False, True, True),
+         "grad_out must have shape"),
+        (lambda: ops.dynopool2d_backward(torch.randn(1, 1, 4, 4).double(), torch.randn(1, 1, 8, 8), 4, 4, False, True, True),
+         "grad_out must be"),
+    ],
+)
+def test_dynopool_kernels_reject_bad_args(call, match):
+    with pytest.raises(RuntimeError, match=match):
+        call()

@@ -33,4 +33,28 @@ inline void check_query_coords_args(const at::Tensor& size_hat,
               in_size);
 }
 
+// dynopool2d_forward / dynopool2d_backward: x is a 4-D floating tensor with
+// H, W >= 1 (any strides) and the output size is positive.
+inline void check_dynopool_args(const at::Tensor& x, int64_t out_h, int64_t out_w) {
+  TORCH_CHECK(x.dim() == 4, "resizeops_ext::dynopool2d: x must be 4-D (N, C, H, W), got ", x.dim(), "-D");
+  TORCH_CHECK(at::isFloatingType(x.scalar_type()),
+              "resizeops_ext::dynopool2d: x must be a floating tensor, got ", x.scalar_type());
+  TORCH_CHECK(x.size(2) >= 1 && x.size(3) >= 1,
+              "resizeops_ext::dynopool2d: x must have H, W >= 1, got ", x.sizes());
+  TORCH_CHECK(out_h >= 1 && out_w >= 1,
+              "resizeops_ext::dynopool2d: the output size must be >= 1, got (", out_h, ", ", out_w, ")");
+}
+
+inline void check_dynopool_grad(const at::Tensor& grad_out, const at::Tensor& x, int64_t out_h,
+                                int64_t out_w) {
+  TORCH_CHECK(grad_out.dim() == 4 && grad_out.size(0) == x.size(0) && grad_out.size(1) == x.size(1) &&
+                  grad_out.size(2) == out_h && grad_out.size(3) == out_w,
+              "resizeops_ext::dynopool2d_backward: grad_out must have shape (", x.size(0), ", ", x.size(1),
+              ", ", out_h, ", ", out_w, "), got ", grad_out.sizes());
+  TORCH_CHECK(grad_out.scalar_type() == x.scalar_type(), "resizeops_ext::dynopool2d_backward: grad_out must be ",
+              x.scalar_type(), ", got ", grad_out.scalar_type());
+  TORCH_CHECK(grad_out.device() == x.device(), "resizeops_ext::dynopool2d_backward: grad_out is on ",
+              grad_out.device(), " but x is on ", x.device());
+}
+
 }  // namespace resizeops

@@ -192,20 +192,19 @@ RESIZEOPS_HD T interp_source_coord(int64_t dst, int64_t in_size,
 template <typename T>
 RESIZEOPS_HD T max4_first(T v0, T v1, T v2, T v3, uint8_t* argmax) {
   RESIZEOPS_CHECK_ACC_TYPE(T);
+  // Branch-free selects: on random data the comparisons are unpredictable, and
+  // mispredicted branches cost more than the whole bilinear arithmetic.
   T best = v0;
   uint8_t idx = 0;
-  if (v1 > best || is_nan(v1)) {
-    best = v1;
-    idx = 1;
-  }
-  if (v2 > best || is_nan(v2)) {
-    best = v2;
-    idx = 2;
-  }
-  if (v3 > best || is_nan(v3)) {
-    best = v3;
-    idx = 3;
-  }
+  bool take = (v1 > best) | is_nan(v1);
+  best = take ? v1 : best;
+  idx = take ? uint8_t(1) : idx;
+  take = (v2 > best) | is_nan(v2);
+  best = take ? v2 : best;
+  idx = take ? uint8_t(2) : idx;
+  take = (v3 > best) | is_nan(v3);
+  best = take ? v3 : best;
+  idx = take ? uint8_t(3) : idx;
   *argmax = idx;
   return best;
 }

@@ -1,0 +1,188 @@
+"""Every fused dynopool2d backend against the reference backend (issue 3, SPEC §2.1).
+
+Parametrised over the backends; each is skipped where it cannot run (the CPU
+kernel needs the compiled extension, Triton a GPU or TRITON_INTERPRET=1, CUDA a
+GPU), and marked so that `-m triton` / `-m cuda` select them.
+"""
+
+import os
+import random
+
+import pytest
+import torch
+from conftest import assert_close
+
+import resizeops
+from resizeops import _dispatch
+
+BACKENDS = [
+    pytest.param("cpu", id="cpu"),
+    pytest.param("triton", id="triton", marks=pytest.mark.triton),
+    pytest.param("cuda", id="cuda", marks=pytest.mark.cuda),
+]
+
+
+def _device_for(backend):
+    if backend == "cpu":
+        return torch.device("cpu")
+    if backend == "cuda" or torch.cuda.is_available():
+        return torch.device("cuda")
+    return torch.device("cpu")  # triton under TRITON_INTERPRET=1
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request):
+    name = request.param
+    reason = _dispatch.get_backend(name).not_supported_reason("dynopool2d", _device_for(name))
+    if reason:
+        if name == "cpu" and os.environ.get("RESIZEOPS_REQUIRE_EXT") == "1":
+            pytest.fail(f"the cpu backend must run here (RESIZEOPS_REQUIRE_EXT=1): {reason}")
+        pytest.skip(f"{name}: {reason}")
+    return name
+
+
+def _cases():
+    """(N, C, H, W, r_h, r_w): odd, prime, H or W = 1, C = 1, larger C, r from 0.2 to 2.5."""
+    fixed = [
+        (2, 3, 8, 8, 0.5, 0.5),
+        (2, 3, 13, 17, 0.5, 0.625),
+        (1, 1, 1, 7, 0.77, 1.4),
+        (1, 2, 7, 1, 2.5, 0.6),
+        (3, 1, 11, 5, 0.2, 0.33),
+        (2, 40, 9, 12, 0.45, 0.7),
+        (1, 5, 2, 3, 1.0, 1.0),
+    ]
+    rng = random.Random(7)
+    for _ in range(5):
+        fixed.append(
+            (rng.randint(1, 3), rng.randint(1, 37), rng.randint(1, 29), rng.randint(1, 29),
+             round(rng.uniform(0.2, 2.5), 3), round(rng.uniform(0.2, 2.5), 3))
+        )
+    return fixed
+
+
+CASES = _cases()
+
+
+def _grads(x, alpha, backend, g=None):
+    x = x.detach().requires_grad_(True)
+    alpha = alpha.detach().requires_grad_(True)
+    out = resizeops.dynopool2d(x, alpha, backend=backend)
+    g = torch.randn(out.shape, generator=torch.Generator().manual_seed(1)).to(out) if g is None else g
+    gx, ga = torch.autograd.grad(out, (x, alpha), g)
+    return out, gx, ga
+
+
+def _compare(backend, x, alpha, dtype_for_tol=None):
+    out, gx, ga = _grads(x, alpha, backend)
+    ref, rgx, rga = _grads(x, alpha, "reference", g=None)
+    dt = dtype_for_tol or x.dtype
+    assert out.shape == ref.shape and out.dtype == ref.dtype and out.stride() == ref.stride()
+    assert_close(out, ref, dt, msg="forward")
+    assert_close(gx, rgx, dt, msg="grad_x")
+    assert gx.stride() == rgx.stride()
+    # grad_alpha is a sum over every output: compare relative to its magnitude.
+    scale = float(rga.abs().max()) + 1.0
+    tol = {torch.float64: 1e-10, torch.float32: 1e-4, torch.float16: 1e-2, torch.bfloat16: 5e-2}[dt]
+    assert_close(ga, rga, dt, msg="grad_alpha", atol=tol * scale, rtol=tol)
+
+
+@pytest.mark.parametrize("n,c,h,w,rh,rw", CASES)
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_matches_reference(backend, n, c, h, w, rh, rw, dtype):
+    if dtype == torch.float64 and backend == "cuda":
+        pytest.skip("float64 is a CPU / reference dtype")
+    dev = _device_for(backend)
+    x = torch.randn(n, c, h, w, dtype=dtype).to(dev)
+    alpha = torch.tensor([1 / rh, 1 / rw], dtype=dtype, device=dev)
+    _compare(backend, x, alpha)
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+@pytest.mark.parametrize("n,c,h,w,rh,rw", CASES[:7])
+def test_half_types(backend, n, c, h, w, rh, rw, dtype):
+    # Both sides compute in float32 from the same half inputs and round once;
+    # see conftest.TOL. alpha stays float32, as under mixed precision.
+    dev = _device_for(backend)
+    x = torch.randn(n, c, h, w).to(dtype).to(dev)
+    alpha = torch.tensor([1 / rh, 1 / rw], device=dev)
+    _compare(backend, x, alpha, dtype_for_tol=dtype)
+
+
+@pytest.mark.parametrize("layout", ["channels_last", "sliced", "permuted", "sliced_channels_last"])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_layouts(backend, layout, dtype):
+    dev = _device_for(backend)
+    base = torch.randn(2, 36, 15, 22).to(dtype).to(dev)
+    if layout == "channels_last":
+        x = base.contiguous(memory_format=torch.channels_last)
+    elif layout == "sliced":
+        x = base[:, ::2, 1:, ::2]
+    elif layout == "permuted":
+        x = base.permute(0, 1, 3, 2)
+    else:
+        x = base.contiguous(memory_format=torch.channels_last)[:, 1:35, :, 3:]
+    alpha = torch.tensor([1.9, 1.45], device=dev)
+    _compare(backend, x, alpha, dtype_for_tol=dtype)
+
+
+def test_non_contiguous_grad_out(backend):
+    dev = _device_for(backend)
+    x = torch.randn(2, 3, 12, 10, device=dev)
+    alpha = torch.tensor([2.0, 1.6], device=dev)
+    out = resizeops.dynopool2d(x, alpha, backend="reference")
+    g = torch.randn(out.shape[0], out.shape[1], out.shape[3], out.shape[2], device=dev).transpose(2, 3)
+    got = _grads(x, alpha, backend, g=g)
+    want = _grads(x, alpha, "reference", g=g.contiguous())
+    for a, b in zip(got, want):
+        assert_close(a, b, atol=1e-4, rtol=1e-4)
+
+
+def test_nan_and_ties(backend):
+    dev = _device_for(backend)
+    x = torch.randn(1, 2, 8, 9, dtype=torch.float64, device=dev) if backend != "cuda" else torch.randn(1, 2, 8, 9, device=dev)
+    x[0, 0] = 1.0  # a constant plane: every query ties, the gradient follows query (0,0)
+    x[0, 1, 3, 4] = float("nan")
+    alpha = torch.tensor([1.3, 2.2], dtype=x.dtype, device=dev)
+    out, gx, _ = _grads(x, alpha, backend)
+    ref, rgx, _ = _grads(x, alpha, "reference")
+    assert torch.isnan(out[0, 1]).any()
+    assert_close(out, ref)
+    assert_close(gx[0, 0], rgx[0, 0])
+
+
+def test_only_the_needed_gradients(backend):
+    dev = _device_for(backend)
+    x = torch.randn(2, 3, 9, 9, device=dev)
+    alpha = torch.tensor([1.5, 2.5], device=dev, requires_grad=True)
+    (ga,) = torch.autograd.grad(resizeops.dynopool2d(x, alpha, backend=backend).sum(), alpha)
+    (rga,) = torch.autograd.grad(resizeops.dynopool2d(x, alpha, backend="reference").sum(), alpha)
+    assert_close(ga, rga, atol=1e-3, rtol=1e-4)
+    xg = x.clone().requires_grad_(True)
+    (gx,) = torch.autograd.grad(resizeops.dynopool2d(xg, alpha.detach(), backend=backend).sum(), xg)
+    (rgx,) = torch.autograd.grad(resizeops.dynopool2d(xg, alpha.detach(), backend="reference").sum(), xg)
+    assert_close(gx, rgx)
+
+
+def test_deterministic_mode_bit_identical(backend):
+    if not _dispatch.get_backend(backend).kernels["dynopool2d"].deterministic_backward(_device_for(backend)):
+        pytest.skip(f"{backend}'s backward is not deterministic: the dispatcher routes around it")
+    torch.use_deterministic_algorithms(True)
+    dev = _device_for(backend)
+    x = torch.randn(3, 40, 31, 29, device=dev)
+    alpha = torch.tensor([1.7, 0.8], device=dev)
+    first = _grads(x, alpha, backend)
+    second = _grads(x, alpha, backend)
+    for a, b in zip(first, second):
+        assert torch.equal(a, b)
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_gradcheck_float64(backend, seed):
+    if backend == "cuda":
+        pytest.skip("float64 gradcheck runs on the CPU kernels")
+    rng = random.Random(seed)
+    dev = _device_for(backend)
+    x = torch.randn(2, 3, rng.randint(1, 9), rng.randint(1, 9), dtype=torch.float64, device=dev, requires_grad=True)
+    alpha = torch.tensor([rng.uniform(0.4, 3.0), rng.uniform(0.4, 3.0)], dtype=torch.float64, device=dev)
+    assert torch.autograd.gradcheck(lambda t: resizeops.dynopool2d(t, alpha, backend=backend), (x,))
