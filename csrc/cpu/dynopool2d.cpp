@@ -4,7 +4,8 @@
 // Forward: each output cell is the max of 4 bilinear queries (border padding),
 // computed in one pass over the output without the 2Ho x 2Wo query tensor.
 // Backward: recomputes each cell's winning query from x (nothing is saved by
-// the forward) and scatters the gradient to its 4 taps; also the gradients of
+// the forward), scatters its gradient into the gradient of its query row and
+// spreads the query rows over their two input rows; also the gradients of
 // the surrogate sizes (dL/dH_hat, dL/dW_hat), which Python turns into alpha's.
 //
 // Work is split into tasks of (image n, a block of channels); the inner loops
