@@ -1,1 +1,65 @@
-"""Registers the Triton kernels (triton_kernels/, installed as resizeops.triton_kernels) with the dispatcher."""
+"""Registers the Triton kernels (triton_kernels/, installed as resizeops.triton_kernels) with the dispatcher.
+
+The kernels run on CUDA tensors, and on CPU tensors under ``TRITON_INTERPRET=1``
+(the dispatcher's ``_triton_reason`` decides per call). This module adapts them
+to the backend signatures of :mod:`resizeops._dispatch` and never raises: when
+triton cannot be imported, or the kernel package is not installed, it registers
+nothing and ``resizeops.backends()`` says why the ``triton`` backend is unavailable.
+
+The kernel module is imported on first use, not here: ``triton.jit`` decides at
+decoration time whether a kernel is compiled or interpreted (``TRITON_INTERPRET``),
+and the dispatcher reads that variable when an op runs, so the two agree even if
+the variable is set after ``import resizeops``.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+
+from . import _dispatch
+from .reference import alpha_grad_from_size_grad, output_memory_format
+
+_KERNEL_MODULE = "resizeops.triton_kernels.dynopool"
+
+
+def _kernels():
+    return importlib.import_module(_KERNEL_MODULE)
+
+
+def _channels_last(x) -> bool:
+    import torch
+
+    return output_memory_format(x) == torch.channels_last
+
+
+def dynopool2d_forward(x, alpha, out_size):
+    return _kernels().dynopool2d_forward(x, out_size, _channels_last(x))
+
+
+def dynopool2d_backward(grad_out, x, alpha, out_size, need_x, need_alpha):
+    if not (need_x or need_alpha):
+        return None, None
+    grad_x, grad_size = _kernels().dynopool2d_backward(grad_out, x, out_size, _channels_last(x), need_x, need_alpha)
+    grad_alpha = alpha_grad_from_size_grad(grad_size, alpha, x.shape[-2:]) if need_alpha else None
+    return grad_x, grad_alpha
+
+
+def _register() -> None:
+    try:
+        import triton  # noqa: F401
+        import triton.language  # noqa: F401
+
+        if importlib.util.find_spec(_KERNEL_MODULE) is None:
+            return
+    except Exception:  # noqa: BLE001 - ImportError, or a broken triton install: no triton backend
+        return
+    # grad_x is scattered with atomics (the order of float additions varies run to
+    # run); under torch.use_deterministic_algorithms the dispatcher routes around it.
+    _dispatch.register_kernel("triton", "dynopool2d", dynopool2d_forward, dynopool2d_backward, deterministic_backward=False)
+
+
+try:
+    _register()
+except Exception:  # noqa: BLE001 - importing resizeops must never fail because of Triton
+    pass

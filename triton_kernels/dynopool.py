@@ -1,0 +1,438 @@
+"""Triton kernels of DynOPool (SPEC §2.1).
+
+Jang et al., "Pooling Revisited: Your Receptive Field is Suboptimal", CVPR 2022:
+each output cell (i, j) is the max of 4 bilinear samples (border padding) at the
+query points y_{i,k} = -1 + (4i + 2k + 1)/(2Ĥ), x_{j,l} likewise (Eq. 2), with
+the surrogate output size Ĥ (value Ho) that carries the gradient to the
+learnable scale (Eq. 3-4).
+
+- Forward: one program per block of output elements, flattened over N·C·Ho·Wo in
+  the output's memory order (NCHW, or channels_last with C innermost), so stores
+  are contiguous. x is read through its 4 strides (any layout, no copy). The 4×
+  query tensor is never materialised: each program computes its 4 queries in
+  registers from 16 taps.
+- Backward: recomputes each cell's winning query from x (the forward saves
+  nothing), scatters the gradient of the winner to its 4 taps with atomics into a
+  float32 (float64 for float64 x) buffer, and reduces dL/dĤ, dL/dŴ per program
+  into a (num_programs, 2) buffer that is summed on the host side in float64:
+  the size gradients are deterministic, grad_x is not (atomic order).
+
+The per-element math mirrors csrc/include/resizeops/math.h function for function
+(``dynopool_query_coord``, ``clip_border``, ``bilinear_taps``,
+``dynopool_query_coord_grad``, ``max4_first``) in the same order of operations.
+The bilinear value itself uses grid_sample's product weights and order of
+summation (the reference's), where the CPU kernel interpolates separably: the two
+agree to rounding. Half types are computed in float32 and rounded once on store.
+
+These functions take already validated arguments; the dispatcher adapter is
+``resizeops/_triton_backend.py``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Optional, Sequence, Tuple
+
+import torch
+import triton
+import triton.language as tl
+
+__all__ = ["dynopool2d_forward", "dynopool2d_backward"]
+
+#: Output elements per program. Forward: 16 taps per element in registers;
+#: backward: the same plus the winner's selection and 4 atomics.
+FORWARD_BLOCK = 512
+BACKWARD_BLOCK = 256
+NUM_WARPS = 4
+
+
+# =============================================================================
+# Per-element math (mirrors csrc/include/resizeops/math.h)
+# =============================================================================
+
+
+@triton.jit
+def _query_coord(q, size_hat, in_size_f, ACC: tl.constexpr):
+    """Source coordinate u of query q along one axis (math.h dynopool_query_coord).
+
+    y_q = -1 + (2q+1)/(2Ĥ) (normalised, align_corners=False), u = ((y+1)·in − 1)/2,
+    computed through y in the reference's order, so that near-ties in the 2×2 max
+    pick the same query as the reference (grid_sample on a grid of y values).
+    """
+    num = (2 * q + 1).to(ACC)
+    if ACC == tl.float32:
+        # Triton's float32 `/` is an approximate division on the GPU; the query
+        # positions must round like torch's (IEEE) division.
+        t = tl.math.div_rn(num, 2.0 * size_hat)
+    else:
+        t = num / (2.0 * size_hat)  # float64 `/` is IEEE round-to-nearest
+    y = t - 1.0
+    return ((y + 1.0) * in_size_f - 1.0) * 0.5
+
+
+@triton.jit
+def _axis_taps(q, size_hat, in_size_f, in_size, ACC: tl.constexpr):
+    """Bilinear taps of query q along one axis, border padding.
+
+    Returns (i0, i1, w0, w1, dsize): the two source indices (int64), their weights,
+    and dclip · du/dĤ, the query's coordinate derivative with respect to the
+    surrogate size (math.h dynopool_query_coord_grad), 0 where the border clip is
+    active (u ≤ 0 or u ≥ in−1, closed: exactly grid_sample's border padding).
+    """
+    u = _query_coord(q, size_hat, in_size_f, ACC)
+    hi = in_size_f - 1.0
+    inside = (u > 0.0) & (u < hi)
+    u = tl.minimum(tl.maximum(u, 0.0), hi)
+    # u ≥ 0 here, so the truncating cast is a floor; the clamp guards rounding.
+    i0 = tl.minimum(tl.floor(u).to(tl.int64), in_size - 1)
+    # At the last pixel both taps are the same pixel (w1 = 0): no out-of-bounds read.
+    i1 = tl.minimum(i0 + 1, in_size - 1)
+    w1 = u - i0.to(ACC)
+    w0 = 1.0 - w1
+    du = -((2 * q + 1).to(ACC)) * in_size_f / (4.0 * size_hat * size_hat)
+    dsize = tl.where(inside, du, 0.0)
+    return i0, i1, w0, w1, dsize
+
+
+@triton.jit
+def _bilinear(v00, v01, v10, v11, wr0, wr1, wc0, wc1):
+    """w_r0·w_c0·v00 + ...: grid_sample's weights (products) and order of summation."""
+    return (wr0 * wc0) * v00 + (wr0 * wc1) * v01 + (wr1 * wc0) * v10 + (wr1 * wc1) * v11
+
+
+@triton.jit
+def _max4_first(q00, q01, q10, q11):
+    """Max of the 4 queries in the order (0,0),(0,1),(1,0),(1,1), with max_pool2d's rule.
+
+    A later query wins only if strictly greater or NaN (``v > best or isnan(v)``):
+    ties keep the first maximum and any NaN wins (the last NaN, as max_pool2d's
+    index). Returns (best, argmax in 0..3).
+    """
+    best = q00
+    arg = tl.zeros(q00.shape, tl.int32)
+    take = (q01 > best) | (q01 != q01)
+    best = tl.where(take, q01, best)
+    arg = tl.where(take, 1, arg)
+    take = (q10 > best) | (q10 != q10)
+    best = tl.where(take, q10, best)
+    arg = tl.where(take, 2, arg)
+    take = (q11 > best) | (q11 != q11)
+    best = tl.where(take, q11, best)
+    arg = tl.where(take, 3, arg)
+    return best, arg
+
+
+@triton.jit
+def _output_index(offs, C, Ho, Wo, CHANNELS_LAST: tl.constexpr):
+    """(n, c, i, j) of flat output offsets in the output's memory order (int64)."""
+    if CHANNELS_LAST:  # (n, i, j, c), c fastest
+        c = offs % C
+        t = offs // C
+        j = t % Wo
+        t = t // Wo
+        i = t % Ho
+        n = t // Ho
+    else:  # (n, c, i, j), j fastest
+        j = offs % Wo
+        t = offs // Wo
+        i = t % Ho
+        t = t // Ho
+        c = t % C
+        n = t // C
+    return n, c, i, j
+
+
+@triton.jit
+def _load(ptr, mask, ACC: tl.constexpr):
+    return tl.load(ptr, mask=mask, other=0.0).to(ACC)
+
+
+@triton.jit
+def _pick(kr, lc, v00, v01, v10, v11):
+    """The value belonging to the winning query (k, l) = (kr, lc)."""
+    return tl.where(kr, tl.where(lc, v11, v10), tl.where(lc, v01, v00))
+
+
+# =============================================================================
+# Kernels
+# =============================================================================
+
+
+@triton.jit
+def _dynopool2d_forward_kernel(
+    x_ptr,  # input, (N, C, H, W) by strides (any layout), float16/bfloat16/float32/float64
+    out_ptr,  # output, (N, C, Ho, Wo), contiguous in x's memory format (flat index = offs)
+    total,  # N·C·Ho·Wo
+    C,
+    H,
+    W,
+    Ho,
+    Wo,
+    stride_xn,
+    stride_xc,
+    stride_xh,
+    stride_xw,
+    CHANNELS_LAST: tl.constexpr,  # output flattened (n, i, j, c) instead of (n, c, i, j)
+    ACC: tl.constexpr,  # accumulation dtype: float32, or float64 for float64 x
+    BLOCK: tl.constexpr,
+):
+    pid = tl.program_id(0).to(tl.int64)  # int64 index math: N·C·Ho·Wo may exceed 2^31
+    offs = pid * BLOCK + tl.arange(0, BLOCK)
+    mask = offs < total
+    n, c, i, j = _output_index(offs, C, Ho, Wo, CHANNELS_LAST)
+
+    zero = tl.zeros([BLOCK], ACC)
+    ho_f = zero + Ho  # Ĥ's value is Ho exactly
+    wo_f = zero + Wo
+    h_f = zero + H
+    w_f = zero + W
+    # Query rows 2i (k=0), 2i+1 (k=1); query columns 2j (l=0), 2j+1 (l=1).
+    ra0, ra1, wra0, wra1, _ = _axis_taps(2 * i, ho_f, h_f, H, ACC)
+    rb0, rb1, wrb0, wrb1, _ = _axis_taps(2 * i + 1, ho_f, h_f, H, ACC)
+    ca0, ca1, wca0, wca1, _ = _axis_taps(2 * j, wo_f, w_f, W, ACC)
+    cb0, cb1, wcb0, wcb1, _ = _axis_taps(2 * j + 1, wo_f, w_f, W, ACC)
+
+    base = x_ptr + n * stride_xn + c * stride_xc
+    pa0 = base + ra0 * stride_xh
+    pa1 = base + ra1 * stride_xh
+    pb0 = base + rb0 * stride_xh
+    pb1 = base + rb1 * stride_xh
+    oa0 = ca0 * stride_xw
+    oa1 = ca1 * stride_xw
+    ob0 = cb0 * stride_xw
+    ob1 = cb1 * stride_xw
+    # 16 taps: rows {a0, a1, b0, b1} × columns {a0, a1, b0, b1}.
+    q00 = _bilinear(
+        _load(pa0 + oa0, mask, ACC), _load(pa0 + oa1, mask, ACC),
+        _load(pa1 + oa0, mask, ACC), _load(pa1 + oa1, mask, ACC),
+        wra0, wra1, wca0, wca1,
+    )  # fmt: skip
+    q01 = _bilinear(
+        _load(pa0 + ob0, mask, ACC), _load(pa0 + ob1, mask, ACC),
+        _load(pa1 + ob0, mask, ACC), _load(pa1 + ob1, mask, ACC),
+        wra0, wra1, wcb0, wcb1,
+    )  # fmt: skip
+    q10 = _bilinear(
+        _load(pb0 + oa0, mask, ACC), _load(pb0 + oa1, mask, ACC),
+        _load(pb1 + oa0, mask, ACC), _load(pb1 + oa1, mask, ACC),
+        wrb0, wrb1, wca0, wca1,
+    )  # fmt: skip
+    q11 = _bilinear(
+        _load(pb0 + ob0, mask, ACC), _load(pb0 + ob1, mask, ACC),
+        _load(pb1 + ob0, mask, ACC), _load(pb1 + ob1, mask, ACC),
+        wrb0, wrb1, wcb0, wcb1,
+    )  # fmt: skip
+    best, _ = _max4_first(q00, q01, q10, q11)
+    tl.store(out_ptr + offs, best.to(out_ptr.dtype.element_ty), mask=mask)
+
+
+@triton.jit
+def _dynopool2d_backward_kernel(
+    grad_out_ptr,  # dL/d output, (N, C, Ho, Wo) by strides (any layout)
+    x_ptr,  # input, (N, C, H, W) by strides (any layout)
+    grad_x_ptr,  # dL/dx accumulator, (N, C, H, W) by strides, ACC dtype, zero-filled (unused unless NEED_X)
+    partial_ptr,  # (num_programs, 2) ACC: this program's (dL/dĤ, dL/dŴ) (unused unless NEED_SIZE)
+    total,  # N·C·Ho·Wo
+    C,
+    H,
+    W,
+    Ho,
+    Wo,
+    stride_gn,
+    stride_gc,
+    stride_gh,
+    stride_gw,
+    stride_xn,
+    stride_xc,
+    stride_xh,
+    stride_xw,
+    stride_dn,
+    stride_dc,
+    stride_dh,
+    stride_dw,
+    NEED_X: tl.constexpr,
+    NEED_SIZE: tl.constexpr,
+    CHANNELS_LAST: tl.constexpr,  # iterate outputs in channels_last order (matches x's taps)
+    ACC: tl.constexpr,
+    BLOCK: tl.constexpr,
+):
+    pid = tl.program_id(0).to(tl.int64)
+    offs = pid * BLOCK + tl.arange(0, BLOCK)
+    mask = offs < total
+    n, c, i, j = _output_index(offs, C, Ho, Wo, CHANNELS_LAST)
+
+    zero = tl.zeros([BLOCK], ACC)
+    ho_f = zero + Ho
+    wo_f = zero + Wo
+    h_f = zero + H
+    w_f = zero + W
+    ra0, ra1, wra0, wra1, dra = _axis_taps(2 * i, ho_f, h_f, H, ACC)
+    rb0, rb1, wrb0, wrb1, drb = _axis_taps(2 * i + 1, ho_f, h_f, H, ACC)
+    ca0, ca1, wca0, wca1, dca = _axis_taps(2 * j, wo_f, w_f, W, ACC)
+    cb0, cb1, wcb0, wcb1, dcb = _axis_taps(2 * j + 1, wo_f, w_f, W, ACC)
+
+    base = x_ptr + n * stride_xn + c * stride_xc
+    pa0 = base + ra0 * stride_xh
+    pa1 = base + ra1 * stride_xh
+    pb0 = base + rb0 * stride_xh
+    pb1 = base + rb1 * stride_xh
+    oa0 = ca0 * stride_xw
+    oa1 = ca1 * stride_xw
+    ob0 = cb0 * stride_xw
+    ob1 = cb1 * stride_xw
+    # x[row, col] for rows a0, a1 (query row k=0), b0, b1 (k=1) and columns likewise.
+    xa0a0 = _load(pa0 + oa0, mask, ACC)
+    xa0a1 = _load(pa0 + oa1, mask, ACC)
+    xa1a0 = _load(pa1 + oa0, mask, ACC)
+    xa1a1 = _load(pa1 + oa1, mask, ACC)
+    xa0b0 = _load(pa0 + ob0, mask, ACC)
+    xa0b1 = _load(pa0 + ob1, mask, ACC)
+    xa1b0 = _load(pa1 + ob0, mask, ACC)
+    xa1b1 = _load(pa1 + ob1, mask, ACC)
+    xb0a0 = _load(pb0 + oa0, mask, ACC)
+    xb0a1 = _load(pb0 + oa1, mask, ACC)
+    xb1a0 = _load(pb1 + oa0, mask, ACC)
+    xb1a1 = _load(pb1 + oa1, mask, ACC)
+    xb0b0 = _load(pb0 + ob0, mask, ACC)
+    xb0b1 = _load(pb0 + ob1, mask, ACC)
+    xb1b0 = _load(pb1 + ob0, mask, ACC)
+    xb1b1 = _load(pb1 + ob1, mask, ACC)
+    q00 = _bilinear(xa0a0, xa0a1, xa1a0, xa1a1, wra0, wra1, wca0, wca1)
+    q01 = _bilinear(xa0b0, xa0b1, xa1b0, xa1b1, wra0, wra1, wcb0, wcb1)
+    q10 = _bilinear(xb0a0, xb0a1, xb1a0, xb1a1, wrb0, wrb1, wca0, wca1)
+    q11 = _bilinear(xb0b0, xb0b1, xb1b0, xb1b1, wrb0, wrb1, wcb0, wcb1)
+    # Recomputed exactly as in the forward, so the winner is the forward's argmax.
+    _, arg = _max4_first(q00, q01, q10, q11)
+    kr = arg >= 2  # the winner's query row: k = 1
+    lc = (arg == 1) | (arg == 3)  # the winner's query column: l = 1
+
+    g = _load(grad_out_ptr + n * stride_gn + c * stride_gc + i * stride_gh + j * stride_gw, mask, ACC)
+    # The winner's rows, columns and weights (only the winner gets a gradient).
+    wr0 = tl.where(kr, wrb0, wra0)
+    wr1 = tl.where(kr, wrb1, wra1)
+    wc0 = tl.where(lc, wcb0, wca0)
+    wc1 = tl.where(lc, wcb1, wca1)
+
+    if NEED_X:
+        r0 = tl.where(kr, rb0, ra0)
+        r1 = tl.where(kr, rb1, ra1)
+        c0 = tl.where(lc, cb0, ca0)
+        c1 = tl.where(lc, cb1, ca1)
+        gbase = grad_x_ptr + n * stride_dn + c * stride_dc
+        g0 = gbase + r0 * stride_dh
+        g1 = gbase + r1 * stride_dh
+        # Taps may coincide (border, overlapping cells): atomics. The result value
+        # is unused, so this lowers to fire-and-forget reductions.
+        tl.atomic_add(g0 + c0 * stride_dw, g * (wr0 * wc0), mask=mask, sem="relaxed")
+        tl.atomic_add(g0 + c1 * stride_dw, g * (wr0 * wc1), mask=mask, sem="relaxed")
+        tl.atomic_add(g1 + c0 * stride_dw, g * (wr1 * wc0), mask=mask, sem="relaxed")
+        tl.atomic_add(g1 + c1 * stride_dw, g * (wr1 * wc1), mask=mask, sem="relaxed")
+
+    if NEED_SIZE:
+        # The winner's 4 taps: t{row}{col}.
+        t00 = _pick(kr, lc, xa0a0, xa0b0, xb0a0, xb0b0)
+        t01 = _pick(kr, lc, xa0a1, xa0b1, xb0a1, xb0b1)
+        t10 = _pick(kr, lc, xa1a0, xa1b0, xb1a0, xb1b0)
+        t11 = _pick(kr, lc, xa1a1, xa1b1, xb1a1, xb1b1)
+        # d value/du_row = wc0·(x[r1,c0] − x[r0,c0]) + wc1·(x[r1,c1] − x[r0,c1]); columns likewise.
+        dq_drow = wc0 * (t10 - t00) + wc1 * (t11 - t01)
+        dq_dcol = wr0 * (t01 - t00) + wr1 * (t11 - t10)
+        dr = tl.where(kr, drb, dra)  # dclip · du/dĤ of the winner's row
+        dc = tl.where(lc, dcb, dca)
+        d_h = tl.where(mask, g * dq_drow * dr, 0.0)
+        d_w = tl.where(mask, g * dq_dcol * dc, 0.0)
+        # One slot per program, summed on the host side in a fixed order: deterministic.
+        tl.store(partial_ptr + 2 * pid, tl.sum(d_h, axis=0))
+        tl.store(partial_ptr + 2 * pid + 1, tl.sum(d_w, axis=0))
+
+
+# =============================================================================
+# Launchers
+# =============================================================================
+
+
+def _acc_dtype(dtype: torch.dtype) -> torch.dtype:
+    return torch.float64 if dtype == torch.float64 else torch.float32
+
+
+def _tl_acc(dtype: torch.dtype):
+    return tl.float64 if dtype == torch.float64 else tl.float32
+
+
+def _on_device(t: torch.Tensor):
+    # Triton launches on the current device (and its current stream): make it t's.
+    return torch.cuda.device(t.device) if t.is_cuda else contextlib.nullcontext()
+
+
+def _format(channels_last: bool) -> torch.memory_format:
+    return torch.channels_last if channels_last else torch.contiguous_format
+
+
+def dynopool2d_forward(x: torch.Tensor, out_size: Sequence[int], channels_last: bool) -> torch.Tensor:
+    """DynOPool forward: (N, C, Ho, Wo) of x's dtype, channels_last iff ``channels_last``.
+
+    ``x``: (N, C, H, W), any strides, float16/bfloat16/float32/float64.
+    """
+    n, c, h, w = x.shape
+    ho, wo = int(out_size[0]), int(out_size[1])
+    out = torch.empty((n, c, ho, wo), dtype=x.dtype, device=x.device, memory_format=_format(channels_last))
+    total = out.numel()
+    if total == 0:
+        return out
+    grid = (triton.cdiv(total, FORWARD_BLOCK),)
+    with _on_device(x):
+        _dynopool2d_forward_kernel[grid](
+            x, out, total, c, h, w, ho, wo, *x.stride(),
+            CHANNELS_LAST=bool(channels_last), ACC=_tl_acc(x.dtype), BLOCK=FORWARD_BLOCK, num_warps=NUM_WARPS,
+        )  # fmt: skip
+    return out
+
+
+def dynopool2d_backward(
+    grad_out: torch.Tensor,
+    x: torch.Tensor,
+    out_size: Sequence[int],
+    channels_last: bool,
+    need_x: bool,
+    need_size: bool,
+) -> Tuple[Optional[torch.Tensor], Optional[torch.Tensor]]:
+    """Gradients of the DynOPool forward: (grad_x or None, grad_size or None).
+
+    grad_x: x's dtype and shape, contiguous in the format ``channels_last`` names
+    (not deterministic: atomics). grad_size: float64 (2,) = (dL/dĤ, dL/dŴ), summed
+    deterministically from per-program partials (no host sync).
+    ``grad_out``: (N, C, Ho, Wo), any strides.
+    """
+    n, c, h, w = x.shape
+    ho, wo = int(out_size[0]), int(out_size[1])
+    acc = _acc_dtype(x.dtype)
+    fmt = _format(channels_last)
+    total = n * c * ho * wo
+    grad_x_acc = None
+    if need_x:
+        grad_x_acc = torch.empty(x.shape, dtype=acc, device=x.device, memory_format=fmt).zero_()
+    programs = triton.cdiv(total, BACKWARD_BLOCK)
+    partials = torch.empty((programs, 2), dtype=acc, device=x.device) if need_size else None
+    if total > 0 and (need_x or need_size):
+        dummy = x  # stands in for a pointer the kernel does not touch (constexpr-disabled)
+        gx = grad_x_acc if need_x else dummy
+        with _on_device(x):
+            _dynopool2d_backward_kernel[(programs,)](
+                grad_out, x, gx, partials if need_size else dummy,
+                total, c, h, w, ho, wo,
+                *grad_out.stride(), *x.stride(), *gx.stride(),
+                NEED_X=bool(need_x), NEED_SIZE=bool(need_size), CHANNELS_LAST=bool(channels_last),
+                ACC=_tl_acc(x.dtype), BLOCK=BACKWARD_BLOCK, num_warps=NUM_WARPS,
+            )  # fmt: skip
+    grad_x = None
+    if need_x:
+        grad_x = grad_x_acc if grad_x_acc.dtype == x.dtype else grad_x_acc.to(x.dtype)
+        grad_x = grad_x.contiguous(memory_format=fmt)  # no-op: .to keeps the (dense) format
+    grad_size = None
+    if need_size:
+        grad_size = (
+            partials.to(torch.float64).sum(dim=0)
+            if programs > 0
+            else torch.zeros(2, dtype=torch.float64, device=x.device)
+        )
+    return grad_x, grad_size
