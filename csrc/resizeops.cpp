@@ -70,6 +70,14 @@ TORCH_LIBRARY(resizeops_ext, m) {
   m.def(
       "dynopool2d_backward(Tensor grad_out, Tensor x, int out_h, int out_w, bool channels_last, "
       "bool need_x, bool need_size) -> (Tensor, Tensor)");
+
+  // Test hooks: the CUDA kernels' per-element code (resizeops/dynopool_cells.h)
+  // run serially on the CPU, same arguments and results as the two ops above.
+  // csrc/cpu/dynopool2d_cells.cpp; used by tests/test_cuda_cells.py.
+  m.def("_dynopool2d_forward_cells(Tensor x, int out_h, int out_w, bool channels_last) -> Tensor");
+  m.def(
+      "_dynopool2d_backward_cells(Tensor grad_out, Tensor x, int out_h, int out_w, bool channels_last, "
+      "bool need_x, bool need_size) -> (Tensor, Tensor)");
 }
 
 extern "C" {

@@ -22,7 +22,7 @@ from . import reference
 from ._dispatch import backends, use_backend
 from ._validate import MAX_OUTPUT_NUMEL
 from .ops import dynopool2d, dynopool2d_output_size, resize_blend
-from . import _cpu_backend, _triton_backend  # noqa: F401,E402  (register their kernels; never raise)
+from . import _cpu_backend, _cuda_backend, _triton_backend  # noqa: F401,E402  (register their kernels; never raise)
 
 __all__ = [
     "dynopool2d",

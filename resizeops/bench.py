@@ -41,8 +41,10 @@ import datetime
 import math
 import os
 import platform
+import signal
 import statistics
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
@@ -749,6 +751,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     }
     rows: List[Dict[str, Any]] = []
     bar = tqdm(total=total, desc="bench", unit="run", file=sys.stderr, dynamic_ncols=True) if tqdm else None
+    # Ctrl-C or a SIGTERM (e.g. from `timeout`) stops the run but keeps what was measured.
+    interrupted = False
+    old_term = None
+    if threading.current_thread() is threading.main_thread():
+        old_term = signal.signal(signal.SIGTERM, _raise_interrupt)
     try:
         for case, provs in plan:
             for dtype in dtypes:
@@ -786,9 +793,15 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                         rows.append(row)
                         if bar is not None:
                             bar.update(1)
+    except KeyboardInterrupt:
+        interrupted = True
     finally:
         if bar is not None:
             bar.close()
+        if old_term is not None:
+            signal.signal(signal.SIGTERM, old_term)
+    if interrupted:
+        print(f"interrupted: keeping the {len(rows)} of {total} measurements done", file=sys.stderr)
     elapsed = time.perf_counter() - t_start
     _fill_ratios(rows)
 
@@ -810,7 +823,13 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     errors = [r for r in rows if r["error"]]
     for r in errors:
         print(f"error: {r['case']} {r['dtype']} {r['mode']} {r['provider']}: {r['error']}", file=sys.stderr)
+    if interrupted:
+        return 130
     return 1 if errors else 0
+
+
+def _raise_interrupt(signum, frame):
+    raise KeyboardInterrupt
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -1,32 +1,105 @@
 #!/usr/bin/env bash
-# One call on a GPU machine (e.g. the lent H100): build the extension against the
-# installed torch, run the whole test suite (CUDA-marked tests included), the
-# Triton tests, optionally compute-sanitizer, then the GPU benchmark, whose table
-# is printed last. Results (CSV, PNG, logs) go to ${OUT:-results}.
-#   bash scripts/gpu_check.sh              # build + tests + bench
-#   SANITIZE=1 bash scripts/gpu_check.sh   # + compute-sanitizer memcheck over the CUDA tests
+# One call on a GPU machine (e.g. the lent H100), sized for a ~9-minute slot:
+# build the extension against the installed torch, run the GPU tests (CUDA- and
+# Triton-marked, on the GPU), compute-sanitizer memcheck + racecheck over the
+# CUDA kernels' own tests, then the DynOPool GPU benchmark (issue 3 cases, both
+# layouts, float32 and bfloat16), and print a short summary table last.
+# Every step has its own time limit, so a slow step cannot eat the ones after it.
+# Everything (logs, CSVs, PNGs) is packed into ${OUT:-results}/gpu_check.tgz.
+#   bash scripts/gpu_check.sh
+#   STEPS="build tests bench" bash scripts/gpu_check.sh   # a subset
+# Optional wheels (e.g. expecttest, which torch.library.opcheck needs) are
+# installed from .whl/ when that folder exists.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 out="${OUT:-results}"
-mkdir -p "$out"
-export MPLBACKEND=Agg RESIZEOPS_REQUIRE_EXT=1 RESIZEOPS_REQUIRE_CUDA_BUILD=1
-export TORCH_CUDA_ARCH_LIST="${TORCH_CUDA_ARCH_LIST:-9.0}"
-nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader || true
-
+log="$out/gpu_check"
+mkdir -p "$log"
+export MPLBACKEND=Agg RESIZEOPS_REQUIRE_EXT=1 RESIZEOPS_REQUIRE_CUDA_BUILD=1 PYTHONUNBUFFERED=1
+export TORCH_CUDA_ARCH_LIST="${TORCH_CUDA_ARCH_LIST:-9.0}" MAX_JOBS="${MAX_JOBS:-16}"
+steps="${STEPS:-build tests bench profile sanitize}"
+py=python3
 t0=$SECONDS
-pip install --no-build-isolation --no-deps -e . >"$out/build.log" 2>&1 \
-  || { tail -50 "$out/build.log"; echo "BUILD FAILED"; exit 1; }
-echo "build: $((SECONDS - t0)) s"
-python -m resizeops info | tee "$out/info.txt"
+deadline="${DEADLINE:-540}"  # seconds for the whole script; each step gets at most what is left
+want() { [[ " $steps " == *" $1 "* ]]; }
+# lim N: N seconds, or less if the deadline (minus 25 s for packing up) is closer.
+lim() { local left=$((deadline - 25 - (SECONDS - t0))); [ "$left" -lt "$1" ] && echo $((left > 5 ? left : 5)) || echo "$1"; }
+stamp() { echo "== $1 ($((SECONDS - t0)) s)"; }
 
-python -m pytest -q -x tests 2>&1 | tail -15 | tee "$out/tests.txt"
-tests_rc=${PIPESTATUS[0]}
-python -m pytest -q -m triton tests 2>&1 | tail -3 | tee "$out/triton.txt"
-
-if [ "${SANITIZE:-0}" = 1 ] && command -v compute-sanitizer >/dev/null; then
-  compute-sanitizer --tool memcheck --error-exitcode 1 python -m pytest -q -m cuda tests 2>&1 | tail -5 | tee "$out/memcheck.txt"
+nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.sm,clocks.max.sm --format=csv,noheader || true
+if [ -d .whl ] && ls .whl/*.whl >/dev/null 2>&1; then
+  $py -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
+    && export PYTHONPATH="/tmp/site${PYTHONPATH:+:$PYTHONPATH}"
 fi
 
-python -m resizeops bench --device cuda --out "$out" 2>&1 | tee "$out/bench.txt" | tail -60
+if want build; then
+  stamp build
+  timeout $(lim 240) $py -m pip install --no-build-isolation --no-deps -e . >"$log/build.log" 2>&1 \
+    || { tail -40 "$log/build.log"; echo "BUILD FAILED"; tar -czf "$out/gpu_check.tgz" -C "$out" gpu_check; exit 1; }
+  $py -m resizeops info 2>&1 | tee "$log/info.txt" | head -12
+fi
+
+tests_rc=-1
+if want tests; then
+  stamp tests
+  xdist=""
+  $py -c "import xdist" 2>/dev/null && xdist="-n 8"
+  timeout $(lim 170) $py -m pytest -q $xdist -m "cuda or triton" tests -p no:cacheprovider \
+    --junitxml="$log/tests.xml" >"$log/tests.txt" 2>&1
+  tests_rc=$?
+  grep -E "passed|failed|error" "$log/tests.txt" | tail -3
+  grep -E "^(FAILED|ERROR)" "$log/tests.txt" | head -20
+fi
+
+if want bench; then
+  for spec in "dynopool-imagenet:" "dynopool-imagenet:--channels-last"; do
+    cases="${spec%%:*}"; flag="${spec#*:}"
+    name="bench-${cases//,/+}${flag:+-cl}"
+    stamp "$name"
+    timeout $(lim 150) $py -m resizeops bench --device cuda --cases "$cases" --dtype float32,bfloat16 $flag \
+      --out "$log/$name" >"$log/$name.txt" 2>&1 || echo "$name: exit code $?"
+  done
+fi
+
+if want profile; then
+  stamp profile
+  timeout $(lim 60) $py scripts/profile_kernels.py >"$log/profile.txt" 2>&1; echo "profile exit code: $?"
+fi
+
+if want sanitize && command -v compute-sanitizer >/dev/null; then
+  stamp sanitize
+  for tool in ${SANITIZERS:-memcheck racecheck}; do
+    timeout $(lim 60) compute-sanitizer --tool "$tool" --error-exitcode 9 $py -m pytest -q -x -p no:cacheprovider \
+      tests/test_cuda_dynopool.py -k "matches_cpu or empty or stream" >"$log/$tool.txt" 2>&1
+    echo "$tool exit code: $? ($(grep -E "ERROR SUMMARY|passed|failed" "$log/$tool.txt" | tr '\n' ' '))"
+  done
+fi
+
+if want bench; then
+  for spec in "dynopool-cifar,dynopool-resnet:" "dynopool-cifar,dynopool-resnet:--channels-last"; do
+    cases="${spec%%:*}"; flag="${spec#*:}"
+    name="bench-${cases//,/+}${flag:+-cl}"
+    stamp "$name"
+    timeout $(lim 150) $py -m resizeops bench --device cuda --cases "$cases" --dtype float32,bfloat16 $flag \
+      --out "$log/$name" >"$log/$name.txt" 2>&1 || echo "$name: exit code $?"
+  done
+fi
+
+stamp done
+tar -czf "$out/gpu_check.tgz" -C "$out" gpu_check
+# The summary: one line per case / dtype / layout / mode / provider.
+$py - "$log" <<'EOF'
+import csv, glob, sys
+rows = []
+for path in sorted(glob.glob(f"{sys.argv[1]}/bench-*/*.csv")):
+    rows += list(csv.DictReader(open(path)))
+if rows:
+    print(f"device: {rows[0]['device_name']}, torch {rows[0]['torch']}, copy bandwidth {float(rows[0]['copy_gbps']):.0f} GB/s")
+print(f"{'case':<18}{'dtype':<9}{'layout':<14}{'mode':<8}{'provider':<20}{'ms':>8}{'xeager':>8}{'%copy':>7}{'peakMiB':>9}{'maxerr':>9}")
+for r in rows:
+    f = lambda k, fmt: (fmt % float(r[k])) if r.get(k) not in (None, "", "nan") else "-"
+    print(f"{r['case']:<18}{r['dtype']:<9}{r['layout']:<14}{r['mode']:<8}{r['provider']:<20}"
+          f"{f('ms_p50', '%.3f'):>8}{f('ratio_vs_eager', '%.2f'):>8}{f('frac_copy_bw', '%.2f'):>7}"
+          f"{f('peak_mib', '%.0f'):>9}{f('max_err', '%.1e'):>9}" + (f"  {r['error'][:40]}" if r.get("error") else ""))
+EOF
 echo "tests exit code: $tests_rc; total $((SECONDS - t0)) s"
-exit "$tests_rc"

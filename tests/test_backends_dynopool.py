@@ -17,6 +17,9 @@ from resizeops import _dispatch
 
 BACKENDS = [
     pytest.param("cpu", id="cpu"),
+    # The CUDA kernels' per-element code run serially on the CPU (see
+    # _use_cuda_cells): checks the GPU indexing and arithmetic without a GPU.
+    pytest.param("cuda_cells", id="cuda_cells"),
     pytest.param("triton", id="triton", marks=pytest.mark.triton),
     pytest.param("cuda", id="cuda", marks=pytest.mark.cuda),
 ]
@@ -30,9 +33,43 @@ def _device_for(backend):
     return torch.device("cpu")  # triton under TRITON_INTERPRET=1
 
 
+def _use_cuda_cells(monkeypatch):
+    """Route the ``cpu`` backend's dynopool2d through the CUDA kernels' CPU emulation.
+
+    ``resizeops_ext::_dynopool2d_{forward,backward}_cells`` run the functions of
+    csrc/include/resizeops/dynopool_cells.h (what each CUDA thread does) in
+    serial loops, with the same tables, argmax buffer and gather as
+    csrc/cuda/dynopool2d.cu.
+    """
+    from resizeops import _cpu_backend
+    from resizeops.reference import alpha_grad_from_size_grad
+
+    def forward(x, alpha, out_size):
+        return torch.ops.resizeops_ext._dynopool2d_forward_cells(
+            x, int(out_size[0]), int(out_size[1]), _cpu_backend._channels_last(x)
+        )
+
+    def backward(grad_out, x, alpha, out_size, need_x, need_alpha):
+        gx, gs = torch.ops.resizeops_ext._dynopool2d_backward_cells(
+            grad_out, x, int(out_size[0]), int(out_size[1]), _cpu_backend._channels_last(x), need_x, need_alpha
+        )
+        ga = alpha_grad_from_size_grad(gs, alpha, x.shape[-2:]) if need_alpha else None
+        return (gx if need_x else None), ga
+
+    cpu = _dispatch.get_backend("cpu")
+    monkeypatch.setitem(cpu.kernels, "dynopool2d", _dispatch.Kernels(forward, backward))
+
+
 @pytest.fixture(params=BACKENDS)
-def backend(request):
+def backend(request, monkeypatch):
     name = request.param
+    if name == "cuda_cells":
+        if not hasattr(torch.ops.resizeops_ext, "_dynopool2d_forward_cells"):
+            if os.environ.get("RESIZEOPS_REQUIRE_EXT") == "1":
+                pytest.fail("the CUDA-cells emulation must run here (RESIZEOPS_REQUIRE_EXT=1)")
+            pytest.skip("the compiled extension is not loaded")
+        _use_cuda_cells(monkeypatch)
+        return "cpu"
     reason = _dispatch.get_backend(name).not_supported_reason("dynopool2d", _device_for(name))
     if reason:
         if name == "cpu" and os.environ.get("RESIZEOPS_REQUIRE_EXT") == "1":
@@ -90,8 +127,6 @@ def _compare(backend, x, alpha, dtype_for_tol=None):
 @pytest.mark.parametrize("n,c,h,w,rh,rw", CASES)
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
 def test_matches_reference(backend, n, c, h, w, rh, rw, dtype):
-    if dtype == torch.float64 and backend == "cuda":
-        pytest.skip("float64 is a CPU / reference dtype")
     dev = _device_for(backend)
     x = torch.randn(n, c, h, w, dtype=dtype).to(dev)
     alpha = torch.tensor([1 / rh, 1 / rw], dtype=dtype, device=dev)
@@ -179,8 +214,7 @@ def test_deterministic_mode_bit_identical(backend):
 
 @pytest.mark.parametrize("seed", range(3))
 def test_gradcheck_float64(backend, seed):
-    if backend == "cuda":
-        pytest.skip("float64 gradcheck runs on the CPU kernels")
+    # The CUDA kernels support float64 too (beyond SPEC §2's CPU-only float64), so they are gradchecked as well.
     rng = random.Random(seed)
     dev = _device_for(backend)
     x = torch.randn(2, 3, rng.randint(1, 9), rng.randint(1, 9), dtype=torch.float64, device=dev, requires_grad=True)

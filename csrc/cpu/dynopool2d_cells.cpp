@@ -1,0 +1,174 @@
+// Serial CPU emulation of the DynOPool CUDA kernels (csrc/cuda/dynopool2d.cu):
+// resizeops_ext::_dynopool2d_forward_cells and _dynopool2d_backward_cells.
+//
+// Test hooks, not a backend: they run the CUDA kernels' per-element functions
+// (csrc/include/resizeops/dynopool_cells.h) in plain loops over the same linear
+// indices the GPU threads take, with the same axis tables, argmax buffer and
+// gather, so that tests/test_cuda_cells.py checks the GPU code's indexing and
+// arithmetic against the reference on machines without a GPU. Slow on purpose
+// (one element at a time); the fast CPU kernel is csrc/cpu/dynopool2d.cpp.
+#include <ATen/Dispatch.h>
+#include <ATen/OpMathType.h>
+#include <ATen/core/Tensor.h>
+#include <ATen/ops/empty.h>
+#include <ATen/ops/zeros.h>
+#include <torch/library.h>
+
+#include <initializer_list>
+#include <limits>
+#include <tuple>
+#include <vector>
+
+#include "resizeops/checks.h"
+#include "resizeops/dynopool_cells.h"
+
+namespace resizeops {
+namespace {
+
+template <typename index_t>
+struct S4 {
+  index_t n, c, h, w;
+};
+
+template <typename index_t>
+S4<index_t> strides_of(const at::Tensor& t) {
+  return {static_cast<index_t>(t.stride(0)), static_cast<index_t>(t.stride(1)), static_cast<index_t>(t.stride(2)),
+          static_cast<index_t>(t.stride(3))};
+}
+
+int64_t extent(const at::Tensor& t) {
+  int64_t e = 1;
+  for (int64_t d = 0; d < t.dim(); ++d) e += (t.size(d) - 1) * t.stride(d);
+  return e;
+}
+
+bool fits_int32(std::initializer_list<int64_t> extents) {
+  for (int64_t e : extents)
+    if (e > std::numeric_limits<int32_t>::max()) return false;
+  return true;
+}
+
+template <typename F>
+void with_index_type(bool use32, const F& f) {
+  if (use32) {
+    f(int32_t{0});
+  } else {
+    f(int64_t{0});
+  }
+}
+
+// The CUDA table_kernel, one "thread" after another; ranges poisoned first.
+template <typename acc_t>
+void tables(const cells::TableLayout& L, std::vector<acc_t>& accb, std::vector<int32_t>& intb, bool ranges) {
+  accb.assign(L.acc_size(), acc_t(0));
+  intb.assign(L.int_size(), -7);
+  for (int64_t t = 0; t < L.entries(ranges); ++t) cells::dynopool_table_entry<acc_t>(t, L, accb.data(), intb.data(), ranges);
+}
+
+at::Tensor forward_cells(const at::Tensor& x, int64_t out_h, int64_t out_w, bool channels_last) {
+  check_dynopool_args(x, out_h, out_w);
+  const auto fmt = channels_last ? at::MemoryFormat::ChannelsLast : at::MemoryFormat::Contiguous;
+  const int64_t N = x.size(0), C = x.size(1), H = x.size(2), W = x.size(3);
+  at::Tensor out = at::empty({N, C, out_h, out_w}, x.options().memory_format(fmt));
+  const int64_t total = out.numel();
+  if (total == 0) return out;
+  const cells::TableLayout L{out_h, out_w, H, W};
+  const bool use32 = fits_int32({total, extent(x)});
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "_dynopool2d_forward_cells", [&] {
+    using acc_t = at::opmath_type<scalar_t>;
+    std::vector<acc_t> accb;
+    std::vector<int32_t> intb;
+    tables<acc_t>(L, accb, intb, false);
+    const auto rows = cells::rows_of<acc_t>(L, accb.data(), intb.data());
+    const auto cols = cells::cols_of<acc_t>(L, accb.data(), intb.data());
+    const scalar_t* xp = x.const_data_ptr<scalar_t>();
+    scalar_t* op = out.mutable_data_ptr<scalar_t>();
+    with_index_type(use32, [&](auto zero) {
+      using index_t = decltype(zero);
+      const auto xs = strides_of<index_t>(x);
+      for (int64_t t = 0; t < total; ++t) {  // forward_kernel
+        const auto p = cells::unravel<index_t>(static_cast<index_t>(t), static_cast<index_t>(C),
+                                               static_cast<index_t>(out_h), static_cast<index_t>(out_w), channels_last);
+        const scalar_t* xnc = xp + p.n * xs.n + p.c * xs.c;
+        op[t] = static_cast<scalar_t>(
+            cells::dynopool_cell<false, scalar_t, acc_t, index_t>(xnc, xs.h, xs.w, rows, cols, p.h, p.w).value);
+      }
+    });
+  });
+  return out;
+}
+
+std::tuple<at::Tensor, at::Tensor> backward_cells(const at::Tensor& grad_out, const at::Tensor& x, int64_t out_h,
+                                                  int64_t out_w, bool channels_last, bool need_x, bool need_size) {
+  check_dynopool_args(x, out_h, out_w);
+  check_dynopool_grad(grad_out, x, out_h, out_w);
+  const auto fmt = channels_last ? at::MemoryFormat::ChannelsLast : at::MemoryFormat::Contiguous;
+  at::Tensor grad_x = need_x ? at::empty(x.sizes(), x.options().memory_format(fmt)) : at::empty({0}, x.options());
+  at::Tensor grad_size = at::zeros({2}, x.options().dtype(at::kDouble));
+  if (x.numel() == 0 || (!need_x && !need_size)) return {grad_x, grad_size};
+  const int64_t N = x.size(0), C = x.size(1), H = x.size(2), W = x.size(3);
+  const int64_t cells_total = N * C * out_h * out_w;
+  const cells::TableLayout L{out_h, out_w, H, W};
+  const bool use32 = fits_int32({cells_total, x.numel(), extent(x), extent(grad_out)});
+  std::vector<uint8_t> argmax(cells_total, uint8_t(255));  // poisoned: every cell must be written
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "_dynopool2d_backward_cells", [&] {
+    using acc_t = at::opmath_type<scalar_t>;
+    std::vector<acc_t> accb;
+    std::vector<int32_t> intb;
+    tables<acc_t>(L, accb, intb, true);
+    const auto rows = cells::rows_of<acc_t>(L, accb.data(), intb.data());
+    const auto cols = cells::cols_of<acc_t>(L, accb.data(), intb.data());
+    const scalar_t* xp = x.const_data_ptr<scalar_t>();
+    const scalar_t* gp = grad_out.const_data_ptr<scalar_t>();
+    double dh_sum = 0.0, dw_sum = 0.0;
+    with_index_type(use32, [&](auto zero) {
+      using index_t = decltype(zero);
+      const auto xs = strides_of<index_t>(x);
+      const auto gs = strides_of<index_t>(grad_out);
+      // The argmax buffer of the CUDA path: contiguous in the output's layout.
+      const S4<index_t> as = channels_last
+                                 ? S4<index_t>{static_cast<index_t>(out_h * out_w * C), 1,
+                                               static_cast<index_t>(out_w * C), static_cast<index_t>(C)}
+                                 : S4<index_t>{static_cast<index_t>(C * out_h * out_w),
+                                               static_cast<index_t>(out_h * out_w), static_cast<index_t>(out_w), 1};
+      for (int64_t t = 0; t < cells_total; ++t) {  // backward_cells_kernel
+        const auto p = cells::unravel<index_t>(static_cast<index_t>(t), static_cast<index_t>(C),
+                                               static_cast<index_t>(out_h), static_cast<index_t>(out_w), channels_last);
+        const index_t n = p.n, c = p.c, i = p.h, j = p.w;
+        const auto cell =
+            cells::dynopool_cell<true, scalar_t, acc_t, index_t>(xp + n * xs.n + c * xs.c, xs.h, xs.w, rows, cols, i, j);
+        argmax[t] = cell.arg;
+        const acc_t g = static_cast<acc_t>(gp[n * gs.n + c * gs.c + i * gs.h + j * gs.w]);
+        acc_t dh, dw;
+        cells::dynopool_cell_size_grad<acc_t, index_t>(cell, g, rows, cols, i, j, &dh, &dw);
+        dh_sum += static_cast<double>(dh);
+        dw_sum += static_cast<double>(dw);
+      }
+      if (need_x) {
+        scalar_t* gx = grad_x.mutable_data_ptr<scalar_t>();
+        const int64_t total = x.numel();
+        for (int64_t t = 0; t < total; ++t) {  // backward_pixels_kernel
+          const auto p = cells::unravel<index_t>(static_cast<index_t>(t), static_cast<index_t>(C),
+                                                 static_cast<index_t>(H), static_cast<index_t>(W), channels_last);
+          const index_t n = p.n, c = p.c;
+          gx[t] = static_cast<scalar_t>(cells::dynopool_pixel_grad<scalar_t, acc_t, index_t>(
+              gp + n * gs.n + c * gs.c, gs.h, gs.w, argmax.data() + n * as.n + c * as.c, as.h, as.w, rows, cols, p.h,
+              p.w));
+        }
+      }
+    });
+    if (need_size) {
+      grad_size.mutable_data_ptr<double>()[0] = dh_sum;
+      grad_size.mutable_data_ptr<double>()[1] = dw_sum;
+    }
+  });
+  return {grad_x, grad_size};
+}
+
+}  // namespace
+}  // namespace resizeops
+
+TORCH_LIBRARY_IMPL(resizeops_ext, CPU, m) {
+  m.impl("_dynopool2d_forward_cells", &resizeops::forward_cells);
+  m.impl("_dynopool2d_backward_cells", &resizeops::backward_cells);
+}

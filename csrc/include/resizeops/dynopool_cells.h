@@ -1,0 +1,323 @@
+// Per-element code of the DynOPool CUDA kernels (csrc/cuda/dynopool2d.cu).
+//
+// Every function here is the work of one GPU thread for one element: a query
+// row of the axis tables, an input index's range of query rows, one output
+// cell (forward, and the backward's winner and size-gradient terms), one input
+// pixel (the backward's gather of grad_x). The CUDA kernels are grid-stride
+// loops around them; csrc/cpu/dynopool2d_cells.cpp runs the very same
+// functions in serial loops on the CPU (ops resizeops_ext::_dynopool2d_*_cells),
+// so that the tests check the GPU kernels' indexing and arithmetic on machines
+// without a GPU. Only the launch, the grid-stride loops and the block
+// reduction of the size gradient are CUDA-only.
+//
+// The arithmetic is csrc/include/resizeops/math.h's (SPEC §2.1), in the CPU
+// kernel's order: bilinear sampling is a vertical interpolation of two input
+// rows followed by a horizontal one.
+//
+// Backward formulation (deterministic, no atomics): the backward first
+// recomputes each output cell's winning query (argmax, 1 byte per cell) and its
+// size-gradient terms, then each input pixel gathers the gradient of the
+// winning queries that read it. Query rows r touching input row h are those
+// with floor(u_r) in {h-1, h} (taps i0 = floor(u), i1 = min(i0+1, H-1)); u_r
+// is monotone in r, so they form a contiguous range, found once per call
+// (dynopool_axis_range) and read from a table by every pixel.
+#pragma once
+
+#include <cstdint>
+
+#include "resizeops/math.h"
+
+namespace resizeops {
+namespace cells {
+
+// ---------------------------------------------------------------------------
+// Linear index <-> (n, c, h, w), in a tensor's memory order
+// ---------------------------------------------------------------------------
+
+// Position of element `linear` of an (N, C, H, W) tensor enumerated in memory
+// order: NCHW (w fastest) or channels_last (c fastest). Thread t handles
+// element t, so that stores to the contiguous output are coalesced.
+template <typename index_t>
+struct Pos {
+  index_t n, c, h, w;
+};
+
+template <typename index_t>
+RESIZEOPS_HD Pos<index_t> unravel(index_t linear, index_t C, index_t H, index_t W, bool channels_last) {
+  Pos<index_t> p;
+  if (channels_last) {
+    p.c = linear % C;
+    index_t t = linear / C;
+    p.w = t % W;
+    t /= W;
+    p.h = t % H;
+    p.n = t / H;
+  } else {
+    p.w = linear % W;
+    index_t t = linear / W;
+    p.h = t % H;
+    t /= H;
+    p.c = t % C;
+    p.n = t / C;
+  }
+  return p;
+}
+
+// Strides of a 4-D tensor (elements), any layout.
+struct Strides4 {
+  int64_t n, c, h, w;
+};
+
+// ---------------------------------------------------------------------------
+// Axis tables (one launch per call, both axes)
+// ---------------------------------------------------------------------------
+
+// One axis (in_size -> out_size) of a call, precomputed so that the per-element
+// code does no floor or float-to-int conversion (the GPU kernels are bound by
+// instruction count, not bytes, without this): for each query q in
+// [0, 2*out_size) its taps i0, i1 and weight w1 (w0 = 1 - w1, bilinear_taps'
+// rule), and its coordinate derivative d = dclip * du/d(size_hat); for each
+// input index h, the range [range[2h], range[2h+1]) of the queries reading it.
+// 32-bit: the kernels refuse axes of 2^30 or more.
+template <typename acc_t>
+struct AxisTaps {
+  const int32_t* i0;
+  const int32_t* i1;
+  const acc_t* w1;
+  const acc_t* d;
+  const int32_t* range;  // 2 per input index; only filled for the backward
+};
+
+// Where the tables of one call live: one buffer in the accumulation type
+// [w1 rows (2Ho) | d rows (2Ho) | w1 cols (2Wo) | d cols (2Wo)] and one int32
+// buffer [i0 rows (2Ho) | i1 rows (2Ho) | i0 cols (2Wo) | i1 cols (2Wo) |
+// range rows (2H) | range cols (2W)].
+struct TableLayout {
+  int64_t Ho, Wo, H, W;
+  RESIZEOPS_HD int64_t acc_size() const { return 4 * Ho + 4 * Wo; }
+  RESIZEOPS_HD int64_t int_size() const { return 4 * Ho + 4 * Wo + 2 * H + 2 * W; }
+  // Entries of the fill: one per query, plus one per input index with ranges.
+  RESIZEOPS_HD int64_t entries(bool ranges) const { return 2 * Ho + 2 * Wo + (ranges ? H + W : 0); }
+};
+
+template <typename acc_t>
+inline AxisTaps<acc_t> rows_of(const TableLayout& L, const acc_t* accb, const int32_t* intb) {
+  return {intb, intb + 2 * L.Ho, accb, accb + 2 * L.Ho, intb + 4 * L.Ho + 4 * L.Wo};
+}
+
+template <typename acc_t>
+inline AxisTaps<acc_t> cols_of(const TableLayout& L, const acc_t* accb, const int32_t* intb) {
+  return {intb + 4 * L.Ho, intb + 4 * L.Ho + 2 * L.Wo, accb + 4 * L.Ho, accb + 4 * L.Ho + 2 * L.Wo,
+          intb + 4 * L.Ho + 4 * L.Wo + 2 * L.H};
+}
+
+// Query row (or column) q of an axis in_size -> out_size: its clipped source
+// coordinate u and the coordinate gradient dclip * du/d(size_hat).
+template <typename acc_t>
+RESIZEOPS_HD void dynopool_axis_entry(int64_t q, int64_t out_size, int64_t in_size, acc_t* u, acc_t* dsize) {
+  const acc_t size_hat = static_cast<acc_t>(out_size);  // the surrogate's value is Ho
+  acc_t dclip;
+  *u = math::clip_border<acc_t>(math::dynopool_query_coord<acc_t>(q, size_hat, in_size), in_size, &dclip);
+  *dsize = dclip * math::dynopool_query_coord_grad<acc_t>(q, size_hat, in_size);
+}
+
+// Table entry q: taps, w1 and the coordinate derivative (see AxisTaps).
+template <typename acc_t>
+RESIZEOPS_HD void dynopool_axis_fill(int64_t q, int64_t out_size, int64_t in_size, int32_t* i0, int32_t* i1,
+                                     acc_t* w1, acc_t* d) {
+  acc_t u, dsize, a, b;
+  int64_t t0, t1;
+  dynopool_axis_entry<acc_t>(q, out_size, in_size, &u, &dsize);
+  math::bilinear_taps<acc_t>(u, in_size, &t0, &t1, &a, &b);
+  i0[q] = static_cast<int32_t>(t0);
+  i1[q] = static_cast<int32_t>(t1);
+  w1[q] = b;
+  d[q] = dsize;
+}
+
+// floor(u_q) as bilinear_taps computes it: the first tap of query q.
+template <typename acc_t>
+RESIZEOPS_HD int64_t dynopool_first_tap(int64_t q, int64_t out_size, int64_t in_size) {
+  acc_t u, dsize, w0, w1;
+  int64_t i0, i1;
+  dynopool_axis_entry<acc_t>(q, out_size, in_size, &u, &dsize);
+  math::bilinear_taps<acc_t>(u, in_size, &i0, &i1, &w0, &w1);
+  return i0;
+}
+
+// First query q in [0, 2*out_size) with first tap >= target (2*out_size if none).
+template <typename acc_t>
+RESIZEOPS_HD int64_t dynopool_lower_bound(int64_t target, int64_t out_size, int64_t in_size) {
+  int64_t lo = 0, hi = 2 * out_size;
+  while (lo < hi) {
+    const int64_t mid = lo + (hi - lo) / 2;
+    if (dynopool_first_tap<acc_t>(mid, out_size, in_size) < target) {
+      lo = mid + 1;
+    } else {
+      hi = mid;
+    }
+  }
+  return lo;
+}
+
+// The queries that read input index h: [*begin, *end), those whose first tap
+// is h - 1 (second tap h) or h (first tap h; both taps at the last index).
+template <typename acc_t>
+RESIZEOPS_HD void dynopool_axis_range(int64_t h, int64_t out_size, int64_t in_size, int32_t* begin,
+                                      int32_t* end) {
+  *begin = static_cast<int32_t>(dynopool_lower_bound<acc_t>(h - 1, out_size, in_size));
+  *end = static_cast<int32_t>(dynopool_lower_bound<acc_t>(h + 1, out_size, in_size));
+}
+
+// Entry t of the table fill (one GPU thread each): queries of the rows, of
+// the columns, then (with ranges) the ranges of the input rows and columns.
+template <typename acc_t>
+RESIZEOPS_HD void dynopool_table_entry(int64_t t, const TableLayout& L, acc_t* accb, int32_t* intb, bool ranges) {
+  const int64_t nq = 2 * L.Ho + 2 * L.Wo;
+  if (t < 2 * L.Ho) {
+    dynopool_axis_fill<acc_t>(t, L.Ho, L.H, intb, intb + 2 * L.Ho, accb, accb + 2 * L.Ho);
+  } else if (t < nq) {
+    const int64_t q = t - 2 * L.Ho;
+    int32_t* ib = intb + 4 * L.Ho;
+    acc_t* ab = accb + 4 * L.Ho;
+    dynopool_axis_fill<acc_t>(q, L.Wo, L.W, ib, ib + 2 * L.Wo, ab, ab + 2 * L.Wo);
+  } else if (ranges && t < nq + L.H) {
+    const int64_t h = t - nq;
+    int32_t* rr = intb + 4 * L.Ho + 4 * L.Wo;
+    dynopool_axis_range<acc_t>(h, L.Ho, L.H, &rr[2 * h], &rr[2 * h + 1]);
+  } else if (ranges) {
+    const int64_t w = t - nq - L.H;
+    int32_t* rc = intb + 4 * L.Ho + 4 * L.Wo + 2 * L.H;
+    dynopool_axis_range<acc_t>(w, L.Wo, L.W, &rc[2 * w], &rc[2 * w + 1]);
+  }
+}
+
+// Weight of input index h in the interpolation of query q: w0 where h is its
+// first tap, w1 where it is the second, both at the border.
+template <typename acc_t>
+RESIZEOPS_HD acc_t tap_weight(const AxisTaps<acc_t>& t, int32_t q, int32_t h) {
+  const acc_t w1 = t.w1[q];
+  return (t.i0[q] == h ? acc_t(1) - w1 : acc_t(0)) + (t.i1[q] == h ? w1 : acc_t(0));
+}
+
+// ---------------------------------------------------------------------------
+// One output cell
+// ---------------------------------------------------------------------------
+
+template <typename acc_t>
+struct Cell {
+  acc_t value;    // max of the 4 queries
+  uint8_t arg;    // winner, 0..3 in the order (k,l) = (0,0),(0,1),(1,0),(1,1)
+  acc_t dq_drow;  // d winner / d u_row: horizontal interpolation of x[i1] - x[i0]
+  acc_t dq_dcol;  // d winner / d u_col: v[c1] - v[c0] of its query row
+};
+
+// Output cell (i, j) of image/channel plane xnc (= &x[n, c, 0, 0], strides
+// sH, sW): the 4 queries at query rows 2i, 2i+1 and columns 2j, 2j+1, their
+// max (max_pool2d's tie and NaN rule) and, with Deriv, the winner's
+// coordinate derivatives. index_t: the offset type (32-bit where x's extent
+// allows).
+template <bool Deriv, typename scalar_t, typename acc_t, typename index_t>
+RESIZEOPS_HD Cell<acc_t> dynopool_cell(const scalar_t* xnc, index_t sH, index_t sW, const AxisTaps<acc_t>& rows,
+                                       const AxisTaps<acc_t>& cols, index_t i, index_t j) {
+  index_t top[2], bot[2], col[4];
+  acc_t rw0[2], rw1[2], cw0[2], cw1[2];
+#pragma unroll
+  for (int k = 0; k < 2; ++k) {
+    const index_t r = 2 * i + k, s = 2 * j + k;
+    top[k] = static_cast<index_t>(rows.i0[r]) * sH;
+    bot[k] = static_cast<index_t>(rows.i1[r]) * sH;
+    rw1[k] = rows.w1[r];
+    rw0[k] = acc_t(1) - rw1[k];
+    col[2 * k] = static_cast<index_t>(cols.i0[s]) * sW;
+    col[2 * k + 1] = static_cast<index_t>(cols.i1[s]) * sW;
+    cw1[k] = cols.w1[s];
+    cw0[k] = acc_t(1) - cw1[k];
+  }
+  // Vertical interpolation of query row k at the 4 columns read:
+  // m = 2l + t is tap t of query column l. d: x[i1] - x[i0] there.
+  acc_t v[2][4], d[2][4];
+#pragma unroll
+  for (int k = 0; k < 2; ++k) {
+#pragma unroll
+    for (int m = 0; m < 4; ++m) {
+      const acc_t a = static_cast<acc_t>(xnc[top[k] + col[m]]);
+      const acc_t b = static_cast<acc_t>(xnc[bot[k] + col[m]]);
+      v[k][m] = rw0[k] * a + rw1[k] * b;
+      d[k][m] = b - a;
+    }
+  }
+  acc_t q[4];
+#pragma unroll
+  for (int k = 0; k < 2; ++k) {
+#pragma unroll
+    for (int l = 0; l < 2; ++l) q[2 * k + l] = cw0[l] * v[k][2 * l] + cw1[l] * v[k][2 * l + 1];
+  }
+  Cell<acc_t> cell;
+  cell.value = math::max4_first<acc_t>(q[0], q[1], q[2], q[3], &cell.arg);
+  cell.dq_drow = acc_t(0);
+  cell.dq_dcol = acc_t(0);
+  if (Deriv) {
+    // Selects with compile-time indices: a run-time index into v / d would put
+    // them in local memory on the GPU.
+#pragma unroll
+    for (int k = 0; k < 2; ++k) {
+#pragma unroll
+      for (int l = 0; l < 2; ++l) {
+        const bool won = cell.arg == 2 * k + l;
+        const acc_t drow = cw0[l] * d[k][2 * l] + cw1[l] * d[k][2 * l + 1];
+        const acc_t dcol = v[k][2 * l + 1] - v[k][2 * l];
+        cell.dq_drow = won ? drow : cell.dq_drow;
+        cell.dq_dcol = won ? dcol : cell.dq_dcol;
+      }
+    }
+  }
+  return cell;
+}
+
+// Size-gradient terms of one output cell with gradient g: its contributions to
+// dL/dH_hat and dL/dW_hat (the winner's coordinate derivatives times the
+// coordinates' derivatives in the surrogate sizes).
+template <typename acc_t, typename index_t>
+RESIZEOPS_HD void dynopool_cell_size_grad(const Cell<acc_t>& cell, acc_t g, const AxisTaps<acc_t>& rows,
+                                          const AxisTaps<acc_t>& cols, index_t i, index_t j, acc_t* dh, acc_t* dw) {
+  const int k = cell.arg >> 1, l = cell.arg & 1;
+  *dh = g * cell.dq_drow * rows.d[2 * i + k];
+  *dw = g * cell.dq_dcol * cols.d[2 * j + l];
+}
+
+// ---------------------------------------------------------------------------
+// One input pixel (the backward's gather)
+// ---------------------------------------------------------------------------
+
+// grad_x at (h, w) of one image/channel plane: the sum, over the queries that
+// read the pixel and won their cell's max, of the cell's gradient times the
+// pixel's bilinear weight in the query. gnc / anc: that plane of grad_out and
+// of the argmax (uint8). Summed per query row, then across rows, like the CPU
+// kernel.
+template <typename scalar_t, typename acc_t, typename index_t>
+RESIZEOPS_HD acc_t dynopool_pixel_grad(const scalar_t* gnc, index_t gH, index_t gW, const uint8_t* anc, index_t aH,
+                                       index_t aW, const AxisTaps<acc_t>& rows, const AxisTaps<acc_t>& cols,
+                                       index_t h, index_t w) {
+  const int32_t rb = rows.range[2 * h], re = rows.range[2 * h + 1];
+  const int32_t sb = cols.range[2 * w], se = cols.range[2 * w + 1];
+  acc_t acc = acc_t(0);
+  for (int32_t r = rb; r < re; ++r) {
+    const acc_t wr = tap_weight<acc_t>(rows, r, static_cast<int32_t>(h));
+    const index_t i = r >> 1;
+    const int k = r & 1;
+    acc_t row_sum = acc_t(0);
+    for (int32_t s = sb; s < se; ++s) {
+      const index_t j = s >> 1;
+      const int l = s & 1;
+      if (anc[i * aH + j * aW] == 2 * k + l) {
+        row_sum += static_cast<acc_t>(gnc[i * gH + j * gW]) * tap_weight<acc_t>(cols, s, static_cast<int32_t>(w));
+      }
+    }
+    acc += wr * row_sum;
+  }
+  return acc;
+}
+
+}  // namespace cells
+}  // namespace resizeops

@@ -1,0 +1,97 @@
+"""GPU-only checks of the CUDA DynOPool kernels (csrc/cuda/dynopool2d.cu), beyond the
+cross-backend suite of test_backends_dynopool.py: the CUDA kernels against the C++ CPU
+kernel and its serial emulation of the CUDA code, opcheck on CUDA tensors, a
+non-default stream, empty and degenerate shapes, large channel counts.
+Skipped without a GPU; `pytest -m cuda` selects them."""
+
+import pytest
+import torch
+from conftest import assert_close
+from torch.library import opcheck
+
+import resizeops
+from resizeops import _extension
+
+pytestmark = [
+    pytest.mark.cuda,
+    pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU"),
+]
+
+EXT = torch.ops.resizeops_ext
+
+
+@pytest.fixture(autouse=True)
+def _needs_cuda_kernels():
+    if not _extension.load().has_cuda_kernels:
+        pytest.fail("the extension was built without CUDA kernels on a machine with a GPU")
+
+
+def _x(shape, dtype=torch.float32, cl=False, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(shape, generator=g).to(dtype)
+    return x.contiguous(memory_format=torch.channels_last) if cl else x
+
+
+@pytest.mark.parametrize("cl", [False, True])
+@pytest.mark.parametrize("shape,out", [((2, 5, 13, 17), (7, 10)), ((1, 300, 9, 31), (4, 20)), ((3, 2, 1, 8), (3, 3))])
+def test_cuda_matches_cpu_kernels(shape, out, cl):
+    # Same math (math.h), same order: the CUDA kernel agrees with its own CPU
+    # emulation and the fused CPU kernel to float32 rounding (FMA contraction).
+    x = _x(shape, cl=cl)
+    g = _x((shape[0], shape[1], *out), cl=cl, seed=1)
+    got = EXT.dynopool2d_forward(x.cuda(), *out, cl).cpu()
+    assert_close(got, EXT._dynopool2d_forward_cells(x, *out, cl), torch.float32)
+    assert_close(got, EXT.dynopool2d_forward(x, *out, cl), torch.float32)
+    gx, gs = EXT.dynopool2d_backward(g.cuda(), x.cuda(), *out, cl, True, True)
+    cgx, cgs = EXT._dynopool2d_backward_cells(g, x, *out, cl, True, True)
+    assert gx.is_contiguous(memory_format=torch.channels_last if cl else torch.contiguous_format)
+    assert_close(gx.cpu(), cgx, torch.float32)
+    assert_close(gs.cpu(), cgs, atol=1e-3 * (1 + float(cgs.abs().max())), rtol=1e-4)
+
+
+@pytest.mark.parametrize("cl", [False, True])
+@pytest.mark.parametrize("mask", [(True, True), (True, False), (False, True)])
+def test_opcheck_cuda(cl, mask):
+    x = _x((2, 3, 11, 9), cl=cl).cuda()
+    opcheck(EXT.dynopool2d_forward.default, (x, 6, 5, cl))
+    g = _x((2, 3, 6, 5), cl=cl, seed=3).cuda()
+    opcheck(EXT.dynopool2d_backward.default, (g, x, 6, 5, cl, *mask))
+    alpha = torch.tensor([1.8, 1.7], device="cuda", requires_grad=True)
+    opcheck(torch.ops.resizeops.dynopool2d.default, (x.detach().requires_grad_(mask[0]), alpha, [6, 5], "cuda"))
+
+
+def test_empty_and_degenerate():
+    for shape in [(0, 3, 8, 8), (2, 0, 8, 8)]:
+        x = torch.randn(shape, device="cuda", requires_grad=True)
+        alpha = torch.tensor([2.0, 2.0], device="cuda", requires_grad=True)
+        out = resizeops.dynopool2d(x, alpha, backend="cuda")
+        assert out.shape == (shape[0], shape[1], 4, 4)
+        gx, ga = torch.autograd.grad(out.sum(), (x, alpha))
+        assert gx.shape == x.shape and float(ga.abs().sum()) == 0.0
+    x = torch.randn(1, 1, 1, 1, device="cuda")
+    out = resizeops.dynopool2d(x, torch.tensor([0.4, 0.4], device="cuda"), backend="cuda")
+    assert torch.equal(out, x.expand(1, 1, 2, 2))
+
+
+def test_runs_on_the_current_stream():
+    x = torch.randn(4, 16, 64, 48, device="cuda", requires_grad=True)
+    alpha = torch.tensor([1.7, 1.3], device="cuda", requires_grad=True)
+    want = resizeops.dynopool2d(x, alpha, backend="cuda")
+    (want_gx,) = torch.autograd.grad(want.sum(), x)
+    s = torch.cuda.Stream()
+    s.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(s):
+        got = resizeops.dynopool2d(x, alpha, backend="cuda")
+        (gx,) = torch.autograd.grad(got.sum(), x)
+    torch.cuda.current_stream().wait_stream(s)
+    assert torch.equal(got, want) and torch.equal(gx, want_gx)
+
+
+def test_default_backend_on_cuda_is_cuda():
+    from resizeops import _dispatch
+
+    dev = torch.device("cuda")
+    cuda = _dispatch.get_backend("cuda").kernels["dynopool2d"]
+    assert _dispatch.select("dynopool2d", dev, None) is cuda
+    torch.use_deterministic_algorithms(True)  # the gather backward is deterministic: still chosen (conftest restores)
+    assert _dispatch.select("dynopool2d", dev, None, for_backward=True) is cuda
