@@ -220,3 +220,15 @@ def test_gradcheck_float64(backend, seed):
     x = torch.randn(2, 3, rng.randint(1, 9), rng.randint(1, 9), dtype=torch.float64, device=dev, requires_grad=True)
     alpha = torch.tensor([rng.uniform(0.4, 3.0), rng.uniform(0.4, 3.0)], dtype=torch.float64, device=dev)
     assert torch.autograd.gradcheck(lambda t: resizeops.dynopool2d(t, alpha, backend=backend), (x,))
+
+
+@pytest.mark.parametrize("layout", ["contiguous", "channels_last", "sliced"])
+def test_int64_indexing_path(backend, layout, monkeypatch):
+    # Kernels that pick 32-bit indexing for small tensors (CUDA, and its CPU
+    # emulation) take their 64-bit path under this test hook; others ignore it.
+    monkeypatch.setenv("RESIZEOPS_FORCE_INT64_INDEXING", "1")
+    dev = _device_for(backend)
+    base = torch.randn(2, 6, 13, 18, device=dev)
+    x = {"contiguous": base, "channels_last": base.contiguous(memory_format=torch.channels_last),
+         "sliced": base[:, 1::2, :, 2:]}[layout]
+    _compare(backend, x, torch.tensor([1.6, 0.8], device=dev))

@@ -73,7 +73,7 @@ at::Tensor forward_cells(const at::Tensor& x, int64_t out_h, int64_t out_w, bool
   const int64_t total = out.numel();
   if (total == 0) return out;
   const cells::TableLayout L{out_h, out_w, H, W};
-  const bool use32 = fits_int32({total, extent(x)});
+  const bool use32 = !force_int64_indexing() && fits_int32({total, extent(x)});
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "_dynopool2d_forward_cells", [&] {
     using acc_t = at::opmath_type<scalar_t>;
     std::vector<acc_t> accb;
@@ -109,7 +109,7 @@ std::tuple<at::Tensor, at::Tensor> backward_cells(const at::Tensor& grad_out, co
   const int64_t N = x.size(0), C = x.size(1), H = x.size(2), W = x.size(3);
   const int64_t cells_total = N * C * out_h * out_w;
   const cells::TableLayout L{out_h, out_w, H, W};
-  const bool use32 = fits_int32({cells_total, x.numel(), extent(x), extent(grad_out)});
+  const bool use32 = !force_int64_indexing() && fits_int32({cells_total, x.numel(), extent(x), extent(grad_out)});
   std::vector<uint8_t> argmax(cells_total, uint8_t(255));  // poisoned: every cell must be written
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "_dynopool2d_backward_cells", [&] {
     using acc_t = at::opmath_type<scalar_t>;

@@ -293,7 +293,7 @@ at::Tensor dynopool2d_forward_cuda(const at::Tensor& x, int64_t out_h, int64_t o
   const cells::TableLayout L{out_h, out_w, H, W};
   at::Tensor accb = at::empty({L.acc_size()}, x.options().dtype(acc_type_of(x.scalar_type())));
   at::Tensor intb = at::empty({L.int_size()}, x.options().dtype(at::kInt));
-  const bool use32 = fits_int32({total, extent(x)});
+  const bool use32 = !force_int64_indexing() && fits_int32({total, extent(x)});
 
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "dynopool2d_forward_cuda", [&] {
     using acc_t = at::opmath_type<scalar_t>;
@@ -347,7 +347,7 @@ std::tuple<at::Tensor, at::Tensor> dynopool2d_backward_cuda(const at::Tensor& gr
   const int64_t blocks = grid_for(cells_total);
   at::Tensor partials = need_size ? at::empty({2 * blocks}, x.options().dtype(at::kDouble)) : at::Tensor();
   // One index width for both passes: every tensor they touch must fit.
-  const bool use32 = fits_int32({cells_total, x.numel(), extent(x), extent(grad_out)});
+  const bool use32 = !force_int64_indexing() && fits_int32({cells_total, x.numel(), extent(x), extent(grad_out)});
 
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "dynopool2d_backward_cuda", [&] {
     using acc_t = at::opmath_type<scalar_t>;

@@ -8,6 +8,8 @@
 #include <c10/util/Exception.h>
 
 #include <cstdint>
+#include <cstdlib>
+#include <cstring>
 #include <limits>
 
 namespace resizeops {
@@ -55,6 +57,15 @@ inline void check_dynopool_grad(const at::Tensor& grad_out, const at::Tensor& x,
               x.scalar_type(), ", got ", grad_out.scalar_type());
   TORCH_CHECK(grad_out.device() == x.device(), "resizeops_ext::dynopool2d_backward: grad_out is on ",
               grad_out.device(), " but x is on ", x.device());
+}
+
+// Test hook: RESIZEOPS_FORCE_INT64_INDEXING=1 makes the kernels that pick 32-bit
+// indexing for small tensors take their 64-bit path anyway, so that the tests
+// exercise it without tensors of 2^31 elements. Read per call (cheap next to a
+// kernel launch), so a test can set it with monkeypatch.
+inline bool force_int64_indexing() {
+  const char* v = std::getenv("RESIZEOPS_FORCE_INT64_INDEXING");
+  return v != nullptr && v[0] != '\0' && std::strcmp(v, "0") != 0;
 }
 
 }  // namespace resizeops
