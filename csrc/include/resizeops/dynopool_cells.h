@@ -222,7 +222,7 @@ RESIZEOPS_HD Cell<acc_t> dynopool_cell(const scalar_t* xnc, index_t sH, index_t 
                                        const AxisTaps<acc_t>& cols, index_t i, index_t j) {
   index_t top[2], bot[2], col[4];
   acc_t rw0[2], rw1[2], cw0[2], cw1[2];
-#pragma unroll
+RESIZEOPS_UNROLL
   for (int k = 0; k < 2; ++k) {
     const index_t r = 2 * i + k, s = 2 * j + k;
     top[k] = static_cast<index_t>(rows.i0[r]) * sH;
@@ -237,9 +237,9 @@ RESIZEOPS_HD Cell<acc_t> dynopool_cell(const scalar_t* xnc, index_t sH, index_t 
   // Vertical interpolation of query row k at the 4 columns read:
   // m = 2l + t is tap t of query column l. d: x[i1] - x[i0] there.
   acc_t v[2][4], d[2][4];
-#pragma unroll
+RESIZEOPS_UNROLL
   for (int k = 0; k < 2; ++k) {
-#pragma unroll
+RESIZEOPS_UNROLL
     for (int m = 0; m < 4; ++m) {
       const acc_t a = static_cast<acc_t>(xnc[top[k] + col[m]]);
       const acc_t b = static_cast<acc_t>(xnc[bot[k] + col[m]]);
@@ -248,9 +248,9 @@ RESIZEOPS_HD Cell<acc_t> dynopool_cell(const scalar_t* xnc, index_t sH, index_t 
     }
   }
   acc_t q[4];
-#pragma unroll
+RESIZEOPS_UNROLL
   for (int k = 0; k < 2; ++k) {
-#pragma unroll
+RESIZEOPS_UNROLL
     for (int l = 0; l < 2; ++l) q[2 * k + l] = cw0[l] * v[k][2 * l] + cw1[l] * v[k][2 * l + 1];
   }
   Cell<acc_t> cell;
@@ -260,9 +260,9 @@ RESIZEOPS_HD Cell<acc_t> dynopool_cell(const scalar_t* xnc, index_t sH, index_t 
   if (Deriv) {
     // Selects with compile-time indices: a run-time index into v / d would put
     // them in local memory on the GPU.
-#pragma unroll
+RESIZEOPS_UNROLL
     for (int k = 0; k < 2; ++k) {
-#pragma unroll
+RESIZEOPS_UNROLL
       for (int l = 0; l < 2; ++l) {
         const bool won = cell.arg == 2 * k + l;
         const acc_t drow = cw0[l] * d[k][2 * l] + cw1[l] * d[k][2 * l + 1];

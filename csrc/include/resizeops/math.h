@@ -17,8 +17,13 @@
 
 #ifdef __CUDACC__
 #define RESIZEOPS_HD __host__ __device__ __forceinline__
+// Full unrolling of small fixed loops (register arrays must be indexed with
+// compile-time constants on the GPU). Host compilers unroll them at -O3 anyway
+// and g++ warns about the CUDA pragma, so it is spelled only for nvcc.
+#define RESIZEOPS_UNROLL _Pragma("unroll")
 #else
 #define RESIZEOPS_HD inline
+#define RESIZEOPS_UNROLL
 #endif
 
 namespace resizeops {
