@@ -71,6 +71,22 @@ TORCH_LIBRARY(resizeops_ext, m) {
       "dynopool2d_backward(Tensor grad_out, Tensor x, int out_h, int out_w, bool channels_last, "
       "bool need_x, bool need_size) -> (Tensor, Tensor)");
 
+  // resize_blend (SPEC §2.2): out = w1 * R(x1) + w2 * R(x2), written contiguous
+  // in NCHW or, with channels_last, in channels_last. w1, w2: one-element
+  // tensors (cast to the accumulation type, as the reference does). scale_k:
+  // None or (sh, sw), interpolate's scale_factor followed by a crop to size.
+  // Kernels: csrc/cpu/resize_blend.cpp.
+  m.def(
+      "resize_blend_forward(Tensor x1, Tensor x2, Tensor w1, Tensor w2, int[] size, bool align_corners, "
+      "float[]? scale1, float[]? scale2, bool channels_last) -> Tensor");
+  // Gradients to (x1, x2, w1, w2): grad_x_k in x_k's dtype and the format
+  // x_k_channels_last names (0 elements unless need_x_k); grad_w_k 0-d in w_k's
+  // dtype (zero unless need_w_k). Deterministic (no atomics, fixed-order sums).
+  m.def(
+      "resize_blend_backward(Tensor grad_out, Tensor x1, Tensor x2, Tensor w1, Tensor w2, int[] size, "
+      "bool align_corners, float[]? scale1, float[]? scale2, bool need_x1, bool need_x2, bool need_w1, "
+      "bool need_w2, bool x1_channels_last, bool x2_channels_last) -> (Tensor, Tensor, Tensor, Tensor)");
+
   // Test hooks: the CUDA kernels' per-element code (resizeops/dynopool_cells.h)
   // run serially on the CPU, same arguments and results as the two ops above.
   // csrc/cpu/dynopool2d_cells.cpp; used by tests/test_cuda_cells.py.

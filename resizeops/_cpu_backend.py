@@ -30,11 +30,34 @@ def dynopool2d_backward(grad_out, x, alpha, out_size, need_x, need_alpha):
     return (grad_x if need_x else None), grad_alpha
 
 
+def _is_cl(*xs) -> bool:
+    return output_memory_format(*xs) == torch.channels_last
+
+
+def resize_blend_forward(x1, x2, w1, w2, size, align_corners, scales):
+    s1, s2 = scales
+    return torch.ops.resizeops_ext.resize_blend_forward(
+        x1, x2, w1, w2, [int(size[0]), int(size[1])], align_corners, s1, s2, _is_cl(x1, x2)
+    )
+
+
+def resize_blend_backward(grad_out, x1, x2, w1, w2, size, align_corners, scales, mask):
+    s1, s2 = scales
+    grads = torch.ops.resizeops_ext.resize_blend_backward(
+        grad_out, x1, x2, w1, w2, [int(size[0]), int(size[1])], align_corners, s1, s2,
+        *(bool(m) for m in mask), _is_cl(x1), _is_cl(x2),
+    )  # fmt: skip
+    return tuple(g if m else None for g, m in zip(grads, mask))
+
+
 def _register() -> None:
     if not _extension.load().loaded or not hasattr(torch.ops.resizeops_ext, "dynopool2d_forward"):
         return
     # No atomics and fixed-order sums: deterministic run to run (csrc/cpu/dynopool2d.cpp).
     _dispatch.register_kernel("cpu", "dynopool2d", dynopool2d_forward, dynopool2d_backward, True)
+    if hasattr(torch.ops.resizeops_ext, "resize_blend_forward"):
+        # Likewise deterministic (csrc/cpu/resize_blend.cpp).
+        _dispatch.register_kernel("cpu", "resize_blend", resize_blend_forward, resize_blend_backward, True)
 
 
 _register()

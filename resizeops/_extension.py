@@ -152,6 +152,22 @@ def _register_fake_kernels(torch) -> None:
         grad_x = torch.empty(shape, dtype=x.dtype, device=x.device, memory_format=fmt[channels_last and need_x])
         return grad_x, x.new_empty((2,), dtype=torch.float64)
 
+    if not hasattr(torch.ops.resizeops_ext, "resize_blend_forward"):
+        return
+
+    @torch.library.register_fake("resizeops_ext::resize_blend_forward")
+    def _(x1, x2, w1, w2, size, align_corners, scale1, scale2, channels_last):
+        shape = (x1.shape[0], x1.shape[1], size[0], size[1])
+        return torch.empty(shape, dtype=x1.dtype, device=x1.device, memory_format=fmt[channels_last])
+
+    @torch.library.register_fake("resizeops_ext::resize_blend_backward")
+    def _(grad_out, x1, x2, w1, w2, size, align_corners, scale1, scale2, nx1, nx2, nw1, nw2, cl1, cl2):
+        def gx(x, need, cl):
+            shape = tuple(x.shape) if need else (0,)
+            return torch.empty(shape, dtype=x.dtype, device=x.device, memory_format=fmt[cl and need])
+
+        return gx(x1, nx1, cl1), gx(x2, nx2, cl2), w1.new_empty(()), w2.new_empty(())
+
 
 _lock = threading.Lock()
 _status: Optional[ExtensionStatus] = None

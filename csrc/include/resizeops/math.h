@@ -183,6 +183,27 @@ RESIZEOPS_HD T interp_source_coord(int64_t dst, int64_t in_size,
       align_corners);
 }
 
+// Taps of F.interpolate(mode="bilinear") at source coordinate src (>= 0), as
+// ATen's guard_index_and_lambda and compute_indices_weights_linear compute them
+// (found by the Triton blend kernels' tests, triton_kernels/blend.py):
+//  - i0 = floorf(src): the coordinate is rounded to float32 before the floor
+//    even in double (ATen calls floorf), so src = 1 - 4.5e-9 gives i0 = 1;
+//  - lambda1 = src - i0 clamped to [0, 1]; i1 = i0 + 1 unless i0 is the last.
+// Unlike bilinear_taps (grid_sample's rules), which DynOPool uses.
+template <typename T>
+RESIZEOPS_HD void interp_taps(T src, int64_t in_size, int64_t* i0, int64_t* i1, T* w0, T* w1) {
+  RESIZEOPS_CHECK_ACC_TYPE(T);
+  int64_t lo = static_cast<int64_t>(floorf(static_cast<float>(src)));
+  if (lo > in_size - 1) lo = in_size - 1;
+  if (lo < 0) lo = 0;
+  *i0 = lo;
+  *i1 = lo < in_size - 1 ? lo + 1 : lo;
+  T l1 = src - T(lo);
+  l1 = l1 < T(0) ? T(0) : (l1 > T(1) ? T(1) : l1);
+  *w1 = l1;
+  *w0 = T(1) - l1;
+}
+
 // ---------------------------------------------------------------------------
 // 2x2 max with max_pool2d's tie and NaN rules (SPEC §2.1)
 // ---------------------------------------------------------------------------

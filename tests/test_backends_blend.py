@@ -1,0 +1,255 @@
+"""Every fused resize_blend backend against the reference backend (issue 4, SPEC §2.2).
+
+Parametrised over the backends; each is skipped where it cannot run or has no
+resize_blend kernel yet, and marked so that `-m triton` / `-m cuda` select them.
+Forward and all four gradients (x1, x2, w1, w2) are compared.
+"""
+
+import os
+import random
+
+import pytest
+import torch
+from conftest import assert_close
+
+import resizeops
+from resizeops import _dispatch
+
+BACKENDS = [
+    pytest.param("cpu", id="cpu"),
+    pytest.param("triton", id="triton", marks=pytest.mark.triton),
+    pytest.param("cuda", id="cuda", marks=pytest.mark.cuda),
+]
+
+
+def _device_for(backend):
+    if backend == "cpu":
+        return torch.device("cpu")
+    if backend == "cuda" or torch.cuda.is_available():
+        return torch.device("cuda")
+    return torch.device("cpu")  # triton under TRITON_INTERPRET=1
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request):
+    name = request.param
+    reason = _dispatch.get_backend(name).not_supported_reason("resize_blend", _device_for(name))
+    if reason:
+        if name == "cpu" and os.environ.get("RESIZEOPS_REQUIRE_EXT") == "1":
+            pytest.fail(f"the cpu backend must run here (RESIZEOPS_REQUIRE_EXT=1): {reason}")
+        pytest.skip(f"{name}: {reason}")
+    return name
+
+
+def _cases():
+    """(shape1, shape2, size, align_corners, scales): up/down, odd/prime, pass-through, 1x1, crops."""
+    fixed = [
+        ((2, 3, 5, 7), (2, 3, 9, 13), (7, 10), True, None),  # Shape Adaptor: between the two
+        ((2, 3, 5, 7), (2, 3, 9, 13), (7, 10), False, None),
+        ((2, 3, 4, 4), (2, 3, 8, 8), (8, 8), True, None),  # x2 passes through
+        ((1, 2, 1, 1), (1, 2, 1, 5), (1, 1), True, None),  # 1x1 output, H = 1 inputs
+        ((1, 2, 3, 1), (1, 2, 17, 1), (11, 1), False, None),  # W = 1
+        ((2, 4, 5, 7), (2, 4, 9, 13), (9, 13), False, ((2, 2), None)),  # ELASTIC: x1 ×2, crop; x2 passes
+        ((2, 4, 5, 7), (2, 4, 9, 13), (10, 13), False, ((2.0, 2.0), (1.25, 1.0))),
+        ((1, 3, 6, 6), (1, 3, 12, 12), (11, 11), True, ((2, 2), 1.0)),  # scale under align_corners=True
+        ((2, 1, 31, 29), (2, 1, 7, 3), (13, 17), True, None),  # down- and up-sampling at once
+        ((1, 37, 11, 13), (1, 37, 22, 26), (16, 19), True, None),  # C over two channel blocks
+    ]
+    rng = random.Random(123)
+    for _ in range(4):
+        n, c = rng.randint(1, 3), rng.randint(1, 20)
+        s1 = (n, c, rng.randint(1, 15), rng.randint(1, 15))
+        s2 = (n, c, rng.randint(1, 15), rng.randint(1, 15))
+        fixed.append((s1, s2, (rng.randint(1, 19), rng.randint(1, 19)), rng.random() < 0.5, None))
+    return fixed
+
+
+CASES = _cases()
+
+# grad_w is a sum over every output: compared relative to its magnitude.
+W_TOL = {torch.float64: 1e-10, torch.float32: 1e-4, torch.float16: 1e-2, torch.bfloat16: 5e-2}
+
+
+def _run(backend, x1, x2, w1, w2, size, ac, scales, g=None):
+    leaves = [t.detach().requires_grad_(True) for t in (x1, x2, w1, w2)]
+    out = resizeops.resize_blend(*leaves, size, ac, scales, backend=backend)
+    if g is None:
+        g = torch.randn(out.shape, generator=torch.Generator().manual_seed(5)).to(out)
+    return (out,) + torch.autograd.grad(out, leaves, g)
+
+
+def _compare(backend, x1, x2, w1, w2, size, ac, scales, dt=None):
+    dt = dt or x1.dtype
+    got = _run(backend, x1, x2, w1, w2, size, ac, scales)
+    want = _run("reference", x1, x2, w1, w2, size, ac, scales)
+    for name, a, b in zip(("forward", "grad_x1", "grad_x2"), got[:3], want[:3]):
+        assert a.shape == b.shape and a.dtype == b.dtype, name
+        assert a.stride() == b.stride(), f"{name}: strides {a.stride()} vs {b.stride()}"
+        assert_close(a, b, dt, msg=name)
+    for name, a, b in zip(("grad_w1", "grad_w2"), got[3:], want[3:]):
+        tol = W_TOL[dt] * (1.0 + float(b.abs()))
+        assert a.dtype == b.dtype and a.shape == b.shape == ()
+        assert_close(a, b, msg=name, atol=tol, rtol=W_TOL[dt])
+
+
+@pytest.mark.parametrize("s1,s2,size,ac,scales", CASES)
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_matches_reference(backend, s1, s2, size, ac, scales, dtype):
+    dev = _device_for(backend)
+    x1, x2 = torch.randn(s1, dtype=dtype, device=dev), torch.randn(s2, dtype=dtype, device=dev)
+    w1, w2 = torch.tensor(0.7, dtype=dtype, device=dev), torch.tensor(-1.3, dtype=dtype, device=dev)
+    _compare(backend, x1, x2, w1, w2, size, ac, scales)
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+@pytest.mark.parametrize("s1,s2,size,ac,scales", CASES[:8])
+def test_half_types(backend, s1, s2, size, ac, scales, dtype):
+    # Both sides compute in float32 from the same half inputs and round once (conftest.TOL);
+    # the weights stay float32, as under mixed precision.
+    dev = _device_for(backend)
+    x1, x2 = torch.randn(s1).to(dtype).to(dev), torch.randn(s2).to(dtype).to(dev)
+    w1, w2 = torch.tensor(0.6, device=dev), torch.tensor(1.4, device=dev)
+    _compare(backend, x1, x2, w1, w2, size, ac, scales, dt=dtype)
+
+
+@pytest.mark.parametrize("layout", ["x1_channels_last", "x2_channels_last", "both_channels_last", "sliced"])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_layouts(backend, layout, dtype):
+    dev = _device_for(backend)
+    a = torch.randn(2, 20, 9, 11).to(dtype).to(dev)
+    b = torch.randn(2, 20, 17, 23).to(dtype).to(dev)
+    cl = torch.channels_last
+    if layout == "x1_channels_last":
+        a = a.contiguous(memory_format=cl)
+    elif layout == "x2_channels_last":
+        b = b.contiguous(memory_format=cl)
+    elif layout == "both_channels_last":
+        a, b = a.contiguous(memory_format=cl), b.contiguous(memory_format=cl)
+    else:
+        a, b = a[:, ::2, 1:, :], b.contiguous(memory_format=cl)[:, 1::2, :, 2:]
+    w1, w2 = torch.tensor(0.25, device=dev), torch.tensor(0.75, device=dev)
+    _compare(backend, a, b, w1, w2, (13, 14), True, None, dt=dtype)
+
+
+def test_shape_adaptor_and_elastic_weights(backend):
+    dev = _device_for(backend)
+    sigma = torch.sigmoid(torch.tensor(-0.3466, dtype=torch.float64))
+    x = torch.randn(2, 5, 16, 16, dtype=torch.float64, device=dev)
+    low = torch.nn.functional.max_pool2d(x, 2)
+    w1, w2 = (2 * (1 - sigma)).to(dev), (2 * sigma).to(dev)  # residual cell, k = 2
+    _compare(backend, low, x, w1, w2, (11, 11), True, None)
+    one = torch.tensor(1.0, dtype=torch.float64, device=dev)
+    _compare(backend, low, x, one, one, (16, 16), False, ((2, 2), None))  # ELASTIC merge
+
+
+@pytest.mark.parametrize("mask", [(True, False, False, False), (False, True, False, True), (False, False, True, False)])
+def test_only_the_needed_gradients(backend, mask):
+    dev = _device_for(backend)
+    x1, x2 = torch.randn(2, 3, 5, 7, device=dev), torch.randn(2, 3, 9, 13, device=dev)
+    w1, w2 = torch.tensor(0.4, device=dev), torch.tensor(0.9, device=dev)
+
+    def grads(b):
+        leaves = [t.detach().requires_grad_(m) for t, m in zip((x1, x2, w1, w2), mask)]
+        out = resizeops.resize_blend(*leaves, (7, 10), True, backend=b)
+        return torch.autograd.grad(out.sum(), [t for t in leaves if t.requires_grad])
+
+    for a, b in zip(grads(backend), grads("reference")):
+        assert_close(a, b, atol=1e-4, rtol=1e-4)
+
+
+def test_nan_propagates_like_the_reference(backend):
+    dev = _device_for(backend)
+    x1, x2 = torch.randn(1, 2, 6, 6, device=dev), torch.randn(1, 2, 9, 9, device=dev)
+    x1[0, 0, 2, 3] = float("nan")
+    x2[0, 1, 4, 4] = float("inf")
+    w = torch.tensor(0.5, device=dev)
+    got = resizeops.resize_blend(x1, x2, w, w, (9, 9), True, backend=backend)
+    want = resizeops.resize_blend(x1, x2, w, w, (9, 9), True, backend="reference")
+    assert torch.equal(torch.isnan(got), torch.isnan(want)) and torch.isnan(got).any()
+    assert_close(got, want)
+
+
+def test_empty_batch(backend):
+    dev = _device_for(backend)
+    x1 = torch.randn(0, 3, 5, 7, device=dev, requires_grad=True)
+    x2 = torch.randn(0, 3, 9, 13, device=dev, requires_grad=True)
+    w1 = torch.tensor(0.5, device=dev, requires_grad=True)
+    out = resizeops.resize_blend(x1, x2, w1, 1.0, (7, 10), True, backend=backend)
+    assert out.shape == (0, 3, 7, 10)
+    g1, g2, gw = torch.autograd.grad(out.sum(), (x1, x2, w1))
+    assert g1.shape == x1.shape and g2.shape == x2.shape and float(gw) == 0.0
+
+
+def test_deterministic_mode_bit_identical(backend):
+    if not _dispatch.get_backend(backend).kernels["resize_blend"].deterministic_backward(_device_for(backend)):
+        pytest.skip(f"{backend}'s backward is not deterministic: the dispatcher routes around it")
+    torch.use_deterministic_algorithms(True)
+    dev = _device_for(backend)
+    args = (torch.randn(3, 40, 13, 17, device=dev), torch.randn(3, 40, 29, 31, device=dev),
+            torch.tensor(0.3, device=dev), torch.tensor(0.9, device=dev), (21, 23), True, None)  # fmt: skip
+    first, second = _run(backend, *args), _run(backend, *args)
+    for a, b in zip(first, second):
+        assert torch.equal(a, b)
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_gradcheck_float64(backend, seed):
+    rng = random.Random(seed)
+    dev = _device_for(backend)
+    s1 = (2, 3, rng.randint(1, 7), rng.randint(1, 7))
+    s2 = (2, 3, rng.randint(1, 9), rng.randint(1, 9))
+    size = (rng.randint(1, 8), rng.randint(1, 8))
+    ac = seed % 2 == 0
+    inputs = (
+        torch.randn(s1, dtype=torch.float64, device=dev, requires_grad=True),
+        torch.randn(s2, dtype=torch.float64, device=dev, requires_grad=True),
+        torch.tensor(0.3, dtype=torch.float64, device=dev, requires_grad=True),
+        torch.tensor(-0.8, dtype=torch.float64, device=dev, requires_grad=True),
+    )
+    assert torch.autograd.gradcheck(lambda *a: resizeops.resize_blend(*a, size, ac, backend=backend), inputs)
+
+
+@pytest.mark.parametrize("cl", [False, True])
+def test_opcheck_extension_ops(backend, cl):
+    if backend != "cpu":
+        pytest.skip("the extension ops are checked on the CPU here")
+    from torch.library import opcheck
+
+    fmt = torch.channels_last if cl else torch.contiguous_format
+    x1 = torch.randn(2, 3, 5, 7).contiguous(memory_format=fmt)
+    x2 = torch.randn(2, 3, 9, 13)
+    w1, w2 = torch.tensor(0.5), torch.tensor(1.5)
+    ext = torch.ops.resizeops_ext
+    opcheck(ext.resize_blend_forward.default, (x1, x2, w1, w2, [7, 10], True, None, None, cl))
+    opcheck(ext.resize_blend_forward.default, (x1, x2, w1, w2, [9, 13], False, [2.0, 2.0], None, cl))
+    g = torch.randn(2, 3, 7, 10)
+    for mask in [(True, True, True, True), (False, True, True, False)]:
+        opcheck(ext.resize_blend_backward.default, (g, x1, x2, w1, w2, [7, 10], True, None, None, *mask, cl, False))
+
+
+def test_copy_axis_and_float32_floor_match_aten(backend):
+    # Two details of ATen's bilinear source index (math.h interp_taps):
+    # (1) an axis whose full interpolate size equals its input size is copied, even
+    #     with a scale that is not 1 (7 · 1.1 → 7 outputs): a NaN stays one pixel;
+    # (2) i0 = floorf(src): float64 coordinates are rounded to float32 before the
+    #     floor, so src = 1 − 4.5e-9 reads pixel 1 with weight 1 (value 1000 exactly).
+    dev = _device_for(backend)
+    x = torch.tensor([0.0, 1000.0, 0.0, 0.0, 0.0], dtype=torch.float64, device=dev).reshape(1, 1, 1, 5)
+    x = x.expand(1, 1, 2, 5).contiguous()
+    s = 1 / (1 / 3 - 1e-9)
+    other = torch.zeros(1, 1, 2, 15, dtype=torch.float64, device=dev)
+    one = torch.tensor(1.0, dtype=torch.float64, device=dev)
+    zero = torch.tensor(0.0, dtype=torch.float64, device=dev)
+    for scales in (((1.1, s), None), ((1.0, s), None)):
+        out = resizeops.resize_blend(x, other, one, zero, (2, 15), False, scales, backend=backend)
+        ref = resizeops.resize_blend(x, other, one, zero, (2, 15), False, scales, backend="reference")
+        assert_close(out, ref)
+        assert out[0, 0, 0, 4].item() == ref[0, 0, 0, 4].item() == 1000.0
+    y = torch.randn(1, 2, 7, 7, device=dev)
+    y[0, 0, 3, 3] = float("nan")
+    z = torch.zeros(1, 2, 7, 7, device=dev)
+    w = torch.tensor(1.0, device=dev)
+    out = resizeops.resize_blend(y, z, w, w, (7, 7), False, ((1.1, 1.1), None), backend=backend)
+    ref = resizeops.resize_blend(y, z, w, w, (7, 7), False, ((1.1, 1.1), None), backend="reference")
+    assert torch.isnan(out[0, 0]).sum() == 1 and torch.equal(torch.isnan(out), torch.isnan(ref))
+    assert_close(out, ref)
