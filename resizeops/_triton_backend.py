@@ -21,10 +21,15 @@ from . import _dispatch
 from .reference import alpha_grad_from_size_grad, output_memory_format
 
 _KERNEL_MODULE = "resizeops.triton_kernels.dynopool"
+_BLEND_MODULE = "resizeops.triton_kernels.blend"
 
 
 def _kernels():
     return importlib.import_module(_KERNEL_MODULE)
+
+
+def _blend_kernels():
+    return importlib.import_module(_BLEND_MODULE)
 
 
 def _channels_last(x) -> bool:
@@ -45,6 +50,26 @@ def dynopool2d_backward(grad_out, x, alpha, out_size, need_x, need_alpha):
     return grad_x, grad_alpha
 
 
+def resize_blend_forward(x1, x2, w1, w2, size, align_corners, scales):
+    import torch
+
+    channels_last = output_memory_format(x1, x2) == torch.channels_last
+    return _blend_kernels().resize_blend_forward(x1, x2, w1, w2, size, align_corners, scales, channels_last)
+
+
+def resize_blend_backward(grad_out, x1, x2, w1, w2, size, align_corners, scales, mask):
+    import torch
+
+    if not any(mask):
+        return None, None, None, None
+    # grad_xk in xk's own memory format; the grad_w reduction walks the outputs in
+    # the forward's order (channels_last if either input is).
+    layouts = (_channels_last(x1), _channels_last(x2), output_memory_format(x1, x2) == torch.channels_last)
+    return _blend_kernels().resize_blend_backward(
+        grad_out, x1, x2, w1, w2, size, align_corners, scales, [bool(m) for m in mask], layouts
+    )
+
+
 def _register() -> None:
     try:
         import triton  # noqa: F401
@@ -57,6 +82,13 @@ def _register() -> None:
     # grad_x is scattered with atomics (the order of float additions varies run to
     # run); under torch.use_deterministic_algorithms the dispatcher routes around it.
     _dispatch.register_kernel("triton", "dynopool2d", dynopool2d_forward, dynopool2d_backward, deterministic_backward=False)
+    if importlib.util.find_spec(_BLEND_MODULE) is None:
+        return
+    # resize_blend's backward gathers grad_x (no atomics) and sums the grad_w
+    # partials in a fixed order: deterministic run to run.
+    _dispatch.register_kernel(
+        "triton", "resize_blend", resize_blend_forward, resize_blend_backward, deterministic_backward=True
+    )
 
 
 try:
