@@ -2,8 +2,9 @@
 # One call on a GPU machine (e.g. the lent H100), sized for a ~9-minute slot:
 # build the extension against the installed torch, run the GPU tests (CUDA- and
 # Triton-marked, on the GPU), compute-sanitizer memcheck + racecheck over the
-# CUDA kernels' own tests, then the DynOPool GPU benchmark (issue 3 cases, both
-# layouts, float32 and bfloat16), and print a short summary table last.
+# CUDA kernels' own tests, then the GPU benchmark (DynOPool cases of issue 3 in
+# both layouts, then resize_blend cases of issue 4; float32 and bfloat16), and print
+# a short summary table last.
 # Every step has its own time limit, so a slow step cannot eat the ones after it.
 # Everything (logs, CSVs, PNGs) is packed into ${OUT:-results}/gpu_check.tgz.
 #   bash scripts/gpu_check.sh
@@ -25,6 +26,17 @@ want() { [[ " $steps " == *" $1 "* ]]; }
 # lim N: N seconds, or less if the deadline (minus 25 s for packing up) is closer.
 lim() { local left=$((deadline - 25 - (SECONDS - t0))); [ "$left" -lt "$1" ] && echo $((left > 5 ? left : 5)) || echo "$1"; }
 stamp() { echo "== $1 ($((SECONDS - t0)) s)"; }
+# bench "cases:flag" ...: one GPU bench run per spec (flag: empty or --channels-last).
+bench() {
+  local spec cases flag name
+  for spec in "$@"; do
+    cases="${spec%%:*}"; flag="${spec#*:}"
+    name="bench-${cases//,/+}${flag:+-cl}"
+    stamp "$name"
+    timeout $(lim 150) $py -m resizeops bench --device cuda --cases "$cases" --dtype float32,bfloat16 $flag \
+      --out "$log/$name" >"$log/$name.txt" 2>&1 || echo "$name: exit code $?"
+  done
+}
 
 nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.sm,clocks.max.sm --format=csv,noheader || true
 if [ -d .whl ] && ls .whl/*.whl >/dev/null 2>&1; then
@@ -51,15 +63,7 @@ if want tests; then
   grep -E "^(FAILED|ERROR)" "$log/tests.txt" | head -20
 fi
 
-if want bench; then
-  for spec in "dynopool-imagenet:" "dynopool-imagenet:--channels-last"; do
-    cases="${spec%%:*}"; flag="${spec#*:}"
-    name="bench-${cases//,/+}${flag:+-cl}"
-    stamp "$name"
-    timeout $(lim 150) $py -m resizeops bench --device cuda --cases "$cases" --dtype float32,bfloat16 $flag \
-      --out "$log/$name" >"$log/$name.txt" 2>&1 || echo "$name: exit code $?"
-  done
-fi
+want bench && bench "dynopool-imagenet:" "dynopool-imagenet:--channels-last"
 
 if want profile; then
   stamp profile
@@ -75,15 +79,9 @@ if want sanitize && command -v compute-sanitizer >/dev/null; then
   done
 fi
 
-if want bench; then
-  for spec in "dynopool-cifar,dynopool-resnet:" "dynopool-cifar,dynopool-resnet:--channels-last"; do
-    cases="${spec%%:*}"; flag="${spec#*:}"
-    name="bench-${cases//,/+}${flag:+-cl}"
-    stamp "$name"
-    timeout $(lim 150) $py -m resizeops bench --device cuda --cases "$cases" --dtype float32,bfloat16 $flag \
-      --out "$log/$name" >"$log/$name.txt" 2>&1 || echo "$name: exit code $?"
-  done
-fi
+want bench && bench "dynopool-cifar,dynopool-resnet:" "dynopool-cifar,dynopool-resnet:--channels-last"
+# resize_blend (issue 4): Triton kernels (no CUDA ones yet) vs eager and compiled.
+want bench && bench "blend-sa-imagenet-vgg,blend-elastic:"
 
 stamp done
 tar -czf "$out/gpu_check.tgz" -C "$out" gpu_check

@@ -21,32 +21,10 @@
 
 #include "resizeops/checks.h"
 #include "resizeops/dynopool_cells.h"
+#include "resizeops/tensor_index.h"
 
 namespace resizeops {
 namespace {
-
-template <typename index_t>
-struct S4 {
-  index_t n, c, h, w;
-};
-
-template <typename index_t>
-S4<index_t> strides_of(const at::Tensor& t) {
-  return {static_cast<index_t>(t.stride(0)), static_cast<index_t>(t.stride(1)), static_cast<index_t>(t.stride(2)),
-          static_cast<index_t>(t.stride(3))};
-}
-
-int64_t extent(const at::Tensor& t) {
-  int64_t e = 1;
-  for (int64_t d = 0; d < t.dim(); ++d) e += (t.size(d) - 1) * t.stride(d);
-  return e;
-}
-
-bool fits_int32(std::initializer_list<int64_t> extents) {
-  for (int64_t e : extents)
-    if (e > std::numeric_limits<int32_t>::max()) return false;
-  return true;
-}
 
 template <typename F>
 void with_index_type(bool use32, const F& f) {
@@ -73,7 +51,7 @@ at::Tensor forward_cells(const at::Tensor& x, int64_t out_h, int64_t out_w, bool
   const int64_t total = out.numel();
   if (total == 0) return out;
   const cells::TableLayout L{out_h, out_w, H, W};
-  const bool use32 = !force_int64_indexing() && fits_int32({total, extent(x)});
+  const bool use32 = use_int32_indexing({total, extent(x)});
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "_dynopool2d_forward_cells", [&] {
     using acc_t = at::opmath_type<scalar_t>;
     std::vector<acc_t> accb;
@@ -109,7 +87,7 @@ std::tuple<at::Tensor, at::Tensor> backward_cells(const at::Tensor& grad_out, co
   const int64_t N = x.size(0), C = x.size(1), H = x.size(2), W = x.size(3);
   const int64_t cells_total = N * C * out_h * out_w;
   const cells::TableLayout L{out_h, out_w, H, W};
-  const bool use32 = !force_int64_indexing() && fits_int32({cells_total, x.numel(), extent(x), extent(grad_out)});
+  const bool use32 = use_int32_indexing({cells_total, x.numel(), extent(x), extent(grad_out)});
   std::vector<uint8_t> argmax(cells_total, uint8_t(255));  // poisoned: every cell must be written
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "_dynopool2d_backward_cells", [&] {
     using acc_t = at::opmath_type<scalar_t>;
@@ -126,11 +104,7 @@ std::tuple<at::Tensor, at::Tensor> backward_cells(const at::Tensor& grad_out, co
       const auto xs = strides_of<index_t>(x);
       const auto gs = strides_of<index_t>(grad_out);
       // The argmax buffer of the CUDA path: contiguous in the output's layout.
-      const S4<index_t> as = channels_last
-                                 ? S4<index_t>{static_cast<index_t>(out_h * out_w * C), 1,
-                                               static_cast<index_t>(out_w * C), static_cast<index_t>(C)}
-                                 : S4<index_t>{static_cast<index_t>(C * out_h * out_w),
-                                               static_cast<index_t>(out_h * out_w), static_cast<index_t>(out_w), 1};
+      const auto as = dense_strides<index_t>(C, out_h, out_w, channels_last);
       for (int64_t t = 0; t < cells_total; ++t) {  // backward_cells_kernel
         const auto p = cells::unravel<index_t>(static_cast<index_t>(t), static_cast<index_t>(C),
                                                static_cast<index_t>(out_h), static_cast<index_t>(out_w), channels_last);

@@ -46,44 +46,13 @@
 
 #include "resizeops/checks.h"
 #include "resizeops/dynopool_cells.h"
+#include "resizeops/tensor_index.h"
 
 namespace resizeops {
 namespace {
 
 constexpr int kThreads = 256;
 constexpr int kReduceThreads = 256;
-
-template <typename index_t>
-struct S4 {
-  index_t n, c, h, w;
-};
-
-template <typename index_t>
-S4<index_t> strides_of(const at::Tensor& t) {
-  return {static_cast<index_t>(t.stride(0)), static_cast<index_t>(t.stride(1)), static_cast<index_t>(t.stride(2)),
-          static_cast<index_t>(t.stride(3))};
-}
-
-// Strides of a contiguous (N, C, H, W) buffer in NCHW or channels_last order.
-template <typename index_t>
-S4<index_t> dense_strides(int64_t C, int64_t H, int64_t W, bool channels_last) {
-  if (channels_last) return {static_cast<index_t>(H * W * C), 1, static_cast<index_t>(W * C), static_cast<index_t>(C)};
-  return {static_cast<index_t>(C * H * W), static_cast<index_t>(H * W), static_cast<index_t>(W), 1};
-}
-
-// Largest element offset a tensor's strides reach (+1): 32-bit indexing is
-// used when every tensor of a launch stays below 2^31.
-int64_t extent(const at::Tensor& t) {
-  int64_t e = 1;
-  for (int64_t d = 0; d < t.dim(); ++d) e += (t.size(d) - 1) * t.stride(d);
-  return e;
-}
-
-bool fits_int32(std::initializer_list<int64_t> extents) {
-  for (int64_t e : extents)
-    if (e > std::numeric_limits<int32_t>::max()) return false;
-  return true;
-}
 
 // (n, c, h, w) of element t of an (N, C, H, W) tensor in memory order.
 // 32-bit: three magic-number divisions (multiply-high and shift).
@@ -293,7 +262,7 @@ at::Tensor dynopool2d_forward_cuda(const at::Tensor& x, int64_t out_h, int64_t o
   const cells::TableLayout L{out_h, out_w, H, W};
   at::Tensor accb = at::empty({L.acc_size()}, x.options().dtype(acc_type_of(x.scalar_type())));
   at::Tensor intb = at::empty({L.int_size()}, x.options().dtype(at::kInt));
-  const bool use32 = !force_int64_indexing() && fits_int32({total, extent(x)});
+  const bool use32 = use_int32_indexing({total, extent(x)});
 
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "dynopool2d_forward_cuda", [&] {
     using acc_t = at::opmath_type<scalar_t>;
@@ -347,7 +316,7 @@ std::tuple<at::Tensor, at::Tensor> dynopool2d_backward_cuda(const at::Tensor& gr
   const int64_t blocks = grid_for(cells_total);
   at::Tensor partials = need_size ? at::empty({2 * blocks}, x.options().dtype(at::kDouble)) : at::Tensor();
   // One index width for both passes: every tensor they touch must fit.
-  const bool use32 = !force_int64_indexing() && fits_int32({cells_total, x.numel(), extent(x), extent(grad_out)});
+  const bool use32 = use_int32_indexing({cells_total, x.numel(), extent(x), extent(grad_out)});
 
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "dynopool2d_backward_cuda", [&] {
     using acc_t = at::opmath_type<scalar_t>;
