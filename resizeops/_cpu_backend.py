@@ -14,8 +14,9 @@ from . import _dispatch, _extension
 from .reference import alpha_grad_from_size_grad, output_memory_format
 
 
-def _channels_last(x: torch.Tensor) -> bool:
-    return output_memory_format(x) == torch.channels_last
+def _channels_last(*xs: torch.Tensor) -> bool:
+    """Whether the op's output (or a gradient) is channels_last: the reference's rule."""
+    return output_memory_format(*xs) == torch.channels_last
 
 
 def dynopool2d_forward(x, alpha, out_size):
@@ -30,14 +31,10 @@ def dynopool2d_backward(grad_out, x, alpha, out_size, need_x, need_alpha):
     return (grad_x if need_x else None), grad_alpha
 
 
-def _is_cl(*xs) -> bool:
-    return output_memory_format(*xs) == torch.channels_last
-
-
 def resize_blend_forward(x1, x2, w1, w2, size, align_corners, scales):
     s1, s2 = scales
     return torch.ops.resizeops_ext.resize_blend_forward(
-        x1, x2, w1, w2, [int(size[0]), int(size[1])], align_corners, s1, s2, _is_cl(x1, x2)
+        x1, x2, w1, w2, [int(size[0]), int(size[1])], align_corners, s1, s2, _channels_last(x1, x2)
     )
 
 
@@ -45,7 +42,7 @@ def resize_blend_backward(grad_out, x1, x2, w1, w2, size, align_corners, scales,
     s1, s2 = scales
     grads = torch.ops.resizeops_ext.resize_blend_backward(
         grad_out, x1, x2, w1, w2, [int(size[0]), int(size[1])], align_corners, s1, s2,
-        *(bool(m) for m in mask), _is_cl(x1), _is_cl(x2),
+        *(bool(m) for m in mask), _channels_last(x1), _channels_last(x2),
     )  # fmt: skip
     return tuple(g if m else None for g, m in zip(grads, mask))
 

@@ -32,10 +32,11 @@ def _blend_kernels():
     return importlib.import_module(_BLEND_MODULE)
 
 
-def _channels_last(x) -> bool:
+def _channels_last(*xs) -> bool:
+    """Whether the op's output (or a gradient) is channels_last: the reference's rule."""
     import torch
 
-    return output_memory_format(x) == torch.channels_last
+    return output_memory_format(*xs) == torch.channels_last
 
 
 def dynopool2d_forward(x, alpha, out_size):
@@ -51,20 +52,15 @@ def dynopool2d_backward(grad_out, x, alpha, out_size, need_x, need_alpha):
 
 
 def resize_blend_forward(x1, x2, w1, w2, size, align_corners, scales):
-    import torch
-
-    channels_last = output_memory_format(x1, x2) == torch.channels_last
-    return _blend_kernels().resize_blend_forward(x1, x2, w1, w2, size, align_corners, scales, channels_last)
+    return _blend_kernels().resize_blend_forward(x1, x2, w1, w2, size, align_corners, scales, _channels_last(x1, x2))
 
 
 def resize_blend_backward(grad_out, x1, x2, w1, w2, size, align_corners, scales, mask):
-    import torch
-
     if not any(mask):
         return None, None, None, None
     # grad_xk in xk's own memory format; the grad_w reduction walks the outputs in
     # the forward's order (channels_last if either input is).
-    layouts = (_channels_last(x1), _channels_last(x2), output_memory_format(x1, x2) == torch.channels_last)
+    layouts = (_channels_last(x1), _channels_last(x2), _channels_last(x1, x2))
     return _blend_kernels().resize_blend_backward(
         grad_out, x1, x2, w1, w2, size, align_corners, scales, [bool(m) for m in mask], layouts
     )

@@ -34,6 +34,29 @@ def assert_close(actual, expected, dtype=None, msg="", **kw):
         raise AssertionError(f"{msg}\n{e}\nfirst mismatches (index, actual, expected): {firsts}") from None
 
 
+def device_for_backend(backend):
+    """The device a backend's cross-backend tests run on: the CPU for ``cpu`` (and
+    the Triton interpreter without a GPU), else the GPU."""
+    if backend == "cpu":
+        return torch.device("cpu")
+    if backend == "cuda" or torch.cuda.is_available():
+        return torch.device("cuda")
+    return torch.device("cpu")  # triton under TRITON_INTERPRET=1
+
+
+def require_backend(name, op):
+    """Skip the test when backend ``name`` cannot run ``op`` here (fail for ``cpu``
+    under RESIZEOPS_REQUIRE_EXT=1, where the compiled extension must be usable)."""
+    from resizeops import _dispatch
+
+    reason = _dispatch.get_backend(name).not_supported_reason(op, device_for_backend(name))
+    if reason:
+        if name == "cpu" and os.environ.get("RESIZEOPS_REQUIRE_EXT") == "1":
+            pytest.fail(f"the cpu backend must run here (RESIZEOPS_REQUIRE_EXT=1): {reason}")
+        pytest.skip(f"{name}: {reason}")
+    return name
+
+
 @pytest.fixture(autouse=True)
 def _seed_and_restore():
     torch.manual_seed(0)

@@ -5,12 +5,13 @@ resize_blend kernel yet, and marked so that `-m triton` / `-m cuda` select them.
 Forward and all four gradients (x1, x2, w1, w2) are compared.
 """
 
-import os
 import random
 
 import pytest
+import test_resize_blend
 import torch
-from conftest import assert_close
+from conftest import assert_close, require_backend
+from conftest import device_for_backend as _device_for
 
 import resizeops
 from resizeops import _dispatch
@@ -22,14 +23,6 @@ BACKENDS = [
 ]
 
 
-def _device_for(backend):
-    if backend == "cpu":
-        return torch.device("cpu")
-    if backend == "cuda" or torch.cuda.is_available():
-        return torch.device("cuda")
-    return torch.device("cpu")  # triton under TRITON_INTERPRET=1
-
-
 def _interpreted(backend):
     """Triton under TRITON_INTERPRET=1 on CPU tensors: a few thousand times slower, so
     the heaviest checks use smaller shapes there (tests/test_triton_blend.py has more)."""
@@ -38,27 +31,14 @@ def _interpreted(backend):
 
 @pytest.fixture(params=BACKENDS)
 def backend(request):
-    name = request.param
-    reason = _dispatch.get_backend(name).not_supported_reason("resize_blend", _device_for(name))
-    if reason:
-        if name == "cpu" and os.environ.get("RESIZEOPS_REQUIRE_EXT") == "1":
-            pytest.fail(f"the cpu backend must run here (RESIZEOPS_REQUIRE_EXT=1): {reason}")
-        pytest.skip(f"{name}: {reason}")
-    return name
+    return require_backend(request.param, "resize_blend")
 
 
 def _cases():
     """(shape1, shape2, size, align_corners, scales): up/down, odd/prime, pass-through, 1x1, crops."""
-    fixed = [
-        ((2, 3, 5, 7), (2, 3, 9, 13), (7, 10), True, None),  # Shape Adaptor: between the two
-        ((2, 3, 5, 7), (2, 3, 9, 13), (7, 10), False, None),
-        ((2, 3, 4, 4), (2, 3, 8, 8), (8, 8), True, None),  # x2 passes through
-        ((1, 2, 1, 1), (1, 2, 1, 5), (1, 1), True, None),  # 1x1 output, H = 1 inputs
-        ((1, 2, 3, 1), (1, 2, 17, 1), (11, 1), False, None),  # W = 1
-        ((2, 4, 5, 7), (2, 4, 9, 13), (9, 13), False, ((2, 2), None)),  # ELASTIC: x1 ×2, crop; x2 passes
-        ((2, 4, 5, 7), (2, 4, 9, 13), (10, 13), False, ((2.0, 2.0), (1.25, 1.0))),
-        ((1, 3, 6, 6), (1, 3, 12, 12), (11, 11), True, ((2, 2), 1.0)),  # scale under align_corners=True
-        ((2, 1, 31, 29), (2, 1, 7, 3), (13, 17), True, None),  # down- and up-sampling at once
+    # The reference tests' fixed cases (up/down, pass-through, 1x1, H or W = 1,
+    # ELASTIC crops, a scale under align_corners=True), then more.
+    fixed = list(test_resize_blend.CASES[:9]) + [
         ((1, 37, 11, 13), (1, 37, 22, 26), (16, 19), True, None),  # C over two channel blocks
     ]
     rng = random.Random(123)

@@ -10,7 +10,8 @@ import random
 
 import pytest
 import torch
-from conftest import assert_close
+from conftest import assert_close, require_backend
+from conftest import device_for_backend as _device_for
 
 import resizeops
 from resizeops import _dispatch
@@ -23,14 +24,6 @@ BACKENDS = [
     pytest.param("triton", id="triton", marks=pytest.mark.triton),
     pytest.param("cuda", id="cuda", marks=pytest.mark.cuda),
 ]
-
-
-def _device_for(backend):
-    if backend == "cpu":
-        return torch.device("cpu")
-    if backend == "cuda" or torch.cuda.is_available():
-        return torch.device("cuda")
-    return torch.device("cpu")  # triton under TRITON_INTERPRET=1
 
 
 def _use_cuda_cells(monkeypatch):
@@ -70,12 +63,7 @@ def backend(request, monkeypatch):
             pytest.skip("the compiled extension is not loaded")
         _use_cuda_cells(monkeypatch)
         return "cpu"
-    reason = _dispatch.get_backend(name).not_supported_reason("dynopool2d", _device_for(name))
-    if reason:
-        if name == "cpu" and os.environ.get("RESIZEOPS_REQUIRE_EXT") == "1":
-            pytest.fail(f"the cpu backend must run here (RESIZEOPS_REQUIRE_EXT=1): {reason}")
-        pytest.skip(f"{name}: {reason}")
-    return name
+    return require_backend(name, "dynopool2d")
 
 
 def _cases():
