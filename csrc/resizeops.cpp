@@ -87,6 +87,23 @@ TORCH_LIBRARY(resizeops_ext, m) {
       "bool align_corners, float[]? scale1, float[]? scale2, bool need_x1, bool need_x2, bool need_w1, "
       "bool need_w2, bool x1_channels_last, bool x2_channels_last) -> (Tensor, Tensor, Tensor, Tensor)");
 
+  // The fused Shape Adaptor max-pool cell (SPEC §2.3, issue 4 item 2):
+  // out = w1 * R(max_pool2d(x, 2)) + w2 * R(x), R = bilinear resize to `size`
+  // (F.interpolate rules, align_corners as given), without materialising the
+  // pooled map; written contiguous in NCHW or, with channels_last, in
+  // channels_last. x: H, W >= 2. w1, w2: one-element tensors (cast to the
+  // accumulation type). Kernels: csrc/cpu/shape_adaptor.cpp, csrc/cuda/resize_blend.cu.
+  m.def(
+      "shape_adaptor_maxpool_forward(Tensor x, Tensor w1, Tensor w2, int[] size, bool align_corners, "
+      "bool channels_last) -> Tensor");
+  // Gradients to (x, w1, w2): grad_x in x's dtype and the format channels_last
+  // names (0 elements unless need_x); the pooled branch's gradient goes to the
+  // first maximum of each 2x2 window (max_pool2d's rule). grad_w_k 0-d in w_k's
+  // dtype (zero unless need_w_k). Deterministic (no atomics, fixed-order sums).
+  m.def(
+      "shape_adaptor_maxpool_backward(Tensor grad_out, Tensor x, Tensor w1, Tensor w2, int[] size, "
+      "bool align_corners, bool need_x, bool need_w1, bool need_w2, bool channels_last) -> (Tensor, Tensor, Tensor)");
+
   // Test hooks: the CUDA kernels' per-element code (resizeops/dynopool_cells.h)
   // run serially on the CPU, same arguments and results as the two ops above.
   // csrc/cpu/dynopool2d_cells.cpp; used by tests/test_cuda_cells.py.

@@ -4,6 +4,7 @@ Public API::
 
     resizeops.dynopool2d(x, alpha, out_size=None, min_size=2, *, backend=None)
     resizeops.resize_blend(x1, x2, w1, w2, size, align_corners=True, scales=None, *, backend=None)
+    resizeops.shape_adaptor_maxpool(x, w1, w2, size, align_corners=True, *, backend=None)
     resizeops.backends(device=None, op=None)     # which backends can run, and why not
     resizeops.use_backend(name)                  # context manager
     resizeops.info()                             # build / backend report (python -m resizeops info)
@@ -19,15 +20,17 @@ __version__ = "0.1.0"
 
 from . import _extension  # noqa: F401  (loads the compiled kernels if it can; never raises)
 from . import reference
+from . import _dispatch
 from ._dispatch import backends, use_backend
 from ._validate import MAX_OUTPUT_NUMEL
-from .ops import dynopool2d, dynopool2d_output_size, resize_blend
+from .ops import dynopool2d, dynopool2d_output_size, resize_blend, shape_adaptor_maxpool
 from . import _cpu_backend, _cuda_backend, _triton_backend  # noqa: F401,E402  (register their kernels; never raise)
 
 __all__ = [
     "dynopool2d",
     "dynopool2d_output_size",
     "resize_blend",
+    "shape_adaptor_maxpool",
     "backends",
     "use_backend",
     "info",
@@ -67,7 +70,7 @@ def info() -> str:
     lines.append("")
     for dev in (["cpu", "cuda"] if torch.cuda.is_available() else ["cpu"]):
         lines.append(f"backends for {dev} tensors (fastest first; the first available one is the default):")
-        for op in ("dynopool2d", "resize_blend"):
+        for op in _dispatch.OPS:
             lines.append(f"  {op}:")
             for b in backends(dev, op=op):
                 state = "available" if b.available else f"unavailable: {b.reason}"

@@ -30,7 +30,7 @@ from typing import Callable, Dict, Iterator, List, Optional, Union
 import torch
 
 ENV_VAR = "RESIZEOPS_BACKEND"
-OPS = ("dynopool2d", "resize_blend")
+OPS = ("dynopool2d", "resize_blend", "shape_adaptor_maxpool")
 
 
 @dataclass

@@ -116,14 +116,14 @@ def output_numel(op: str, name: str, n: int, c: int, ho, wo, given) -> None:
         )
 
 
-def weight(op: str, name: str, w, x: torch.Tensor) -> None:
+def weight(op: str, name: str, w, x: torch.Tensor, x_name: str = "x1") -> None:
     """A Python real number or a 0-d floating tensor on ``x``'s device."""
     if isinstance(w, torch.Tensor):
         if w.dim() != 0:
             raise ValueError(f"{op}: `{name}` must be a 0-d tensor or a float, got shape {_fmt_shape(w.shape)}")
         if w.dtype not in FLOAT_DTYPES:
             raise TypeError(f"{op}: `{name}` must be a floating 0-d tensor or a float, got dtype {w.dtype}")
-        same_device(op, name, w, "x1", x)
+        same_device(op, name, w, x_name, x)
     elif isinstance(w, bool) or not isinstance(w, numbers.Real):
         raise TypeError(f"{op}: `{name}` must be a float or a 0-d floating tensor, got {type(w).__name__}")
 

@@ -28,7 +28,7 @@ import torch
 from . import _dispatch, _validate, reference
 from .reference import output_memory_format
 
-__all__ = ["dynopool2d", "resize_blend", "dynopool2d_output_size"]
+__all__ = ["dynopool2d", "resize_blend", "shape_adaptor_maxpool", "dynopool2d_output_size"]
 
 Number = Union[float, int]
 
@@ -346,6 +346,129 @@ def resize_blend(
 
 
 # =============================================================================
+# shape_adaptor_maxpool (Shape Adaptor §3, Fig. 2; SPEC §2.3): the fused VGG cell
+# =============================================================================
+
+
+@torch.library.custom_op("resizeops::shape_adaptor_maxpool", mutates_args=())
+def _shape_adaptor_maxpool(
+    x: torch.Tensor,
+    w1: torch.Tensor,
+    w2: torch.Tensor,
+    size: Sequence[int],
+    align_corners: bool,
+    backend: Optional[str],
+) -> torch.Tensor:
+    ho, wo = size
+    if x.numel() == 0:
+        return _empty((x.shape[0], x.shape[1], ho, wo), x, output_memory_format(x))
+    k = _dispatch.select("shape_adaptor_maxpool", x.device, backend)
+    return k.forward(x, w1, w2, [ho, wo], align_corners)
+
+
+@_shape_adaptor_maxpool.register_fake
+def _(x, w1, w2, size, align_corners, backend):
+    ho, wo = size
+    return _empty((x.shape[0], x.shape[1], ho, wo), x, output_memory_format(x))
+
+
+@torch.library.custom_op("resizeops::_shape_adaptor_maxpool_backward", mutates_args=())
+def _shape_adaptor_maxpool_backward(
+    grad_out: torch.Tensor,
+    x: torch.Tensor,
+    w1: torch.Tensor,
+    w2: torch.Tensor,
+    size: Sequence[int],
+    align_corners: bool,
+    backend: Optional[str],
+    grad_mask: Sequence[bool],
+) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    mask = [bool(m) for m in grad_mask]
+    if x.numel() == 0:
+        grads = (_empty(x.shape, x, output_memory_format(x)), torch.zeros_like(w1), torch.zeros_like(w2))
+    else:
+        k = _dispatch.select("shape_adaptor_maxpool", x.device, backend, for_backward=True)
+        grads = k.backward(grad_out, x, w1, w2, list(size), align_corners, mask)
+    return tuple(g if m else _no_grad() for g, m in zip(grads, mask))
+
+
+@_shape_adaptor_maxpool_backward.register_fake
+def _(grad_out, x, w1, w2, size, align_corners, backend, grad_mask):
+    like = (_empty(x.shape, x, output_memory_format(x)), torch.empty_like(w1), torch.empty_like(w2))
+    return tuple(g if m else _no_grad() for g, m in zip(like, grad_mask))
+
+
+def _shape_adaptor_maxpool_setup_context(ctx, inputs, output):
+    x, w1, w2, size, align_corners, backend = inputs
+    ctx.save_for_backward(x, w1, w2)
+    ctx.args = (list(size), align_corners, backend)
+
+
+def _shape_adaptor_maxpool_autograd(ctx, grad_out):
+    x, w1, w2 = ctx.saved_tensors
+    mask = list(ctx.needs_input_grad[:3])
+    grads = torch.ops.resizeops._shape_adaptor_maxpool_backward(grad_out, x, w1, w2, *ctx.args, mask)
+    return tuple(g if m else None for g, m in zip(grads, mask)) + (None,) * 3
+
+
+_shape_adaptor_maxpool.register_autograd(
+    _shape_adaptor_maxpool_autograd, setup_context=_shape_adaptor_maxpool_setup_context
+)
+_shape_adaptor_maxpool_backward.register_autograd(
+    _double_backward("shape_adaptor_maxpool"), setup_context=_noop_setup_context
+)
+
+
+def shape_adaptor_maxpool(
+    x: torch.Tensor,
+    w1: Union[torch.Tensor, Number],
+    w2: Union[torch.Tensor, Number],
+    size: Sequence[int],
+    align_corners: bool = True,
+    *,
+    backend: Optional[str] = None,
+) -> torch.Tensor:
+    """The Shape Adaptor max-pool cell ``w1·R(maxpool2x2(x)) + w2·R(x)``, fused (SPEC §2.3).
+
+    Equal to ``resize_blend(F.max_pool2d(x, 2), x, w1, w2, size, align_corners)``
+    (Shape Adaptor Fig. 2, the VGG cell of the official code), without
+    materialising the pooled branch: the fused kernels take each 2×2 max where
+    the bilinear taps read it, and the backward sends the pooled branch's
+    gradient to the first maximum of each window, as max_pool2d does.
+
+    Args:
+        x: (N, C, H, W) feature map with H, W ≥ 2, float16/bfloat16/float32/float64.
+        w1, w2: the weights of the pooled and of the full-resolution branch:
+            Python numbers or 0-d floating tensors on ``x``'s device (k(1−σ) and
+            kσ in the paper). Gradients flow to tensors.
+        size: (Ho, Wo), both ≥ 1.
+        align_corners: as in ``F.interpolate``; the Shape Adaptor code uses True.
+        backend: as in :func:`dynopool2d`.
+
+    Returns:
+        (N, C, Ho, Wo) of ``x``'s dtype, contiguous in ``x``'s memory format.
+    """
+    op = "shape_adaptor_maxpool"
+    _validate.feature_map(op, "x", x)
+    if x.shape[2] < 2 or x.shape[3] < 2:
+        raise ValueError(
+            f"{op}: `x` must have H ≥ 2 and W ≥ 2 for its 2×2 max-pool branch, got shape {tuple(x.shape)}"
+        )
+    _validate.weight(op, "w1", w1, x, "x")
+    _validate.weight(op, "w2", w2, x, "x")
+    ho, wo = _validate.size_pair(op, "size", size)
+    if not isinstance(align_corners, bool):
+        raise TypeError(f"{op}: `align_corners` must be a bool, got {type(align_corners).__name__}")
+    _validate.output_numel(op, "size", x.shape[0], x.shape[1], ho, wo, f"({ho}, {wo})")
+    cdt = reference.compute_dtype(x.dtype)
+    if not isinstance(w1, torch.Tensor):
+        w1 = torch.tensor(float(w1), dtype=cdt, device=x.device)
+    if not isinstance(w2, torch.Tensor):
+        w2 = torch.tensor(float(w2), dtype=cdt, device=x.device)
+    return torch.ops.resizeops.shape_adaptor_maxpool(x, w1, w2, [ho, wo], align_corners, _dispatch.requested(backend))
+
+
+# =============================================================================
 # The reference backend
 # =============================================================================
 
@@ -358,4 +481,11 @@ def _cpu_only(device: torch.device) -> bool:
 _dispatch.register_kernel("reference", "dynopool2d", reference.dynopool2d, reference.dynopool2d_backward, _cpu_only)
 _dispatch.register_kernel(
     "reference", "resize_blend", reference.resize_blend, reference.resize_blend_backward, _cpu_only
+)
+_dispatch.register_kernel(
+    "reference",
+    "shape_adaptor_maxpool",
+    reference.shape_adaptor_maxpool,
+    reference.shape_adaptor_maxpool_backward,
+    _cpu_only,
 )

@@ -23,6 +23,7 @@ __all__ = [
     "dynopool2d_at",
     "resize",
     "resize_blend",
+    "shape_adaptor_maxpool",
     "output_memory_format",
     "compute_dtype",
 ]
@@ -145,6 +146,22 @@ def resize_blend(
     return out.to(x1.dtype).contiguous(memory_format=output_memory_format(x1, x2))
 
 
+def shape_adaptor_maxpool(
+    x: torch.Tensor,
+    w1: Union[torch.Tensor, float],
+    w2: Union[torch.Tensor, float],
+    size: Sequence[int],
+    align_corners: bool = True,
+) -> torch.Tensor:
+    """Reference Shape Adaptor cell ``w1·R(maxpool2x2(x)) + w2·R(x)`` (Shape Adaptor Fig. 2, SPEC §2.3).
+
+    Exactly the composition ``resize_blend(max_pool2d(x, 2), x, w1, w2, size,
+    align_corners)``: the max is exact in every dtype, so pooling before the
+    float32 cast of half types changes nothing.
+    """
+    return resize_blend(F.max_pool2d(x, 2), x, w1, w2, size, align_corners)
+
+
 # --------------------------------------------------------------------------
 # Backward passes, written with ATen's own backward kernels.
 #
@@ -254,3 +271,32 @@ def resize_blend_backward(
             rk = resize(xk.to(cdt), size, align_corners, sk)
             grads[2 + k] = (g * rk).sum().to(wk.dtype)
     return tuple(grads)
+
+
+def shape_adaptor_maxpool_backward(
+    grad_out: torch.Tensor,
+    x: torch.Tensor,
+    w1: torch.Tensor,
+    w2: torch.Tensor,
+    size: Sequence[int],
+    align_corners: bool = True,
+    mask: Sequence[bool] = (True, True, True),
+):
+    """Gradients of :func:`shape_adaptor_maxpool` to (x, w1, w2); None where ``mask`` is False.
+
+    dL/dx = w2·R₂ᵀ(g) + maxpoolᵀ(w1·R₁ᵀ(g)) (the pooled branch's gradient goes to
+    the first maximum of each 2×2 window, as max_pool2d's backward sends it),
+    summed in the compute dtype and rounded once.
+    """
+    cdt = compute_dtype(x.dtype)
+    xc = x.to(cdt)
+    pooled, idx = F.max_pool2d(xc, 2, return_indices=True)
+    need_x = bool(mask[0])
+    g1, g2, gw1, gw2 = resize_blend_backward(
+        grad_out, pooled, xc, w1, w2, size, align_corners, None, (need_x, need_x, bool(mask[1]), bool(mask[2]))
+    )
+    gx = None
+    if need_x:
+        gx = g2 + _aten.max_pool2d_with_indices_backward(g1, xc, [2, 2], [2, 2], [0, 0], [1, 1], False, idx)
+        gx = gx.to(x.dtype).contiguous(memory_format=output_memory_format(x))
+    return gx, gw1, gw2

@@ -13,7 +13,7 @@ def test_backends_report_every_backend_fastest_first():
     for b in infos:
         assert b.available == (b.reason == "")
     ref = infos[-1]
-    assert ref.available and set(ref.ops) == {"dynopool2d", "resize_blend"}
+    assert ref.available and set(ref.ops) == {"dynopool2d", "resize_blend", "shape_adaptor_maxpool"}
     cpu = resizeops.backends("cpu")
     assert "CUDA tensors only" in cpu[0].reason
     assert str(cpu[-1]).startswith("reference")
