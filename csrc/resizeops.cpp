@@ -106,11 +106,27 @@ TORCH_LIBRARY(resizeops_ext, m) {
 
   // Test hooks: the CUDA kernels' per-element code (resizeops/dynopool_cells.h)
   // run serially on the CPU, same arguments and results as the two ops above.
-  // csrc/cpu/dynopool2d_cells.cpp; used by tests/test_cuda_cells.py.
+  // csrc/cpu/dynopool2d_cells.cpp; used by tests/test_backends_dynopool.py.
   m.def("_dynopool2d_forward_cells(Tensor x, int out_h, int out_w, bool channels_last) -> Tensor");
   m.def(
       "_dynopool2d_backward_cells(Tensor grad_out, Tensor x, int out_h, int out_w, bool channels_last, "
       "bool need_x, bool need_size) -> (Tensor, Tensor)");
+  // Likewise for the blend kernels (resizeops/blend_cells.h, csrc/cuda/resize_blend.cu):
+  // csrc/cpu/resize_blend_cells.cpp; used by tests/test_backends_blend.py and
+  // tests/test_shape_adaptor_maxpool.py.
+  m.def(
+      "_resize_blend_forward_cells(Tensor x1, Tensor x2, Tensor w1, Tensor w2, int[] size, bool align_corners, "
+      "float[]? scale1, float[]? scale2, bool channels_last) -> Tensor");
+  m.def(
+      "_resize_blend_backward_cells(Tensor grad_out, Tensor x1, Tensor x2, Tensor w1, Tensor w2, int[] size, "
+      "bool align_corners, float[]? scale1, float[]? scale2, bool need_x1, bool need_x2, bool need_w1, "
+      "bool need_w2, bool x1_channels_last, bool x2_channels_last) -> (Tensor, Tensor, Tensor, Tensor)");
+  m.def(
+      "_shape_adaptor_maxpool_forward_cells(Tensor x, Tensor w1, Tensor w2, int[] size, bool align_corners, "
+      "bool channels_last) -> Tensor");
+  m.def(
+      "_shape_adaptor_maxpool_backward_cells(Tensor grad_out, Tensor x, Tensor w1, Tensor w2, int[] size, "
+      "bool align_corners, bool need_x, bool need_w1, bool need_w2, bool channels_last) -> (Tensor, Tensor, Tensor)");
 }
 
 extern "C" {

@@ -11,7 +11,11 @@ from __future__ import annotations
 import torch
 
 from . import _dispatch, _extension
-from ._cpu_backend import dynopool2d_backward, dynopool2d_forward
+from ._cpu_backend import dynopool2d_backward, dynopool2d_forward, resize_blend_backward, resize_blend_forward
+
+
+def _has_cuda_kernel(op: str) -> bool:
+    return torch._C._dispatch_has_kernel_for_dispatch_key(f"resizeops_ext::{op}", "CUDA")
 
 
 def _register() -> None:
@@ -21,6 +25,10 @@ def _register() -> None:
     # The backward gathers (no atomics) and sums the size gradient in a fixed
     # order: bit-identical run to run on one GPU (csrc/cuda/dynopool2d.cu).
     _dispatch.register_kernel("cuda", "dynopool2d", dynopool2d_forward, dynopool2d_backward, True)
+    if _has_cuda_kernel("resize_blend_forward"):
+        # Gathers too (no atomics), and sums the weight gradients' block partials
+        # in a fixed order: bit-identical run to run (csrc/cuda/resize_blend.cu).
+        _dispatch.register_kernel("cuda", "resize_blend", resize_blend_forward, resize_blend_backward, True)
 
 
 _register()

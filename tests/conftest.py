@@ -64,3 +64,51 @@ def _seed_and_restore():
     warn = torch.is_deterministic_algorithms_warn_only_enabled()
     yield
     torch.use_deterministic_algorithms(det, warn_only=warn)
+
+
+def use_blend_cuda_cells(monkeypatch, op):
+    """Route the ``cpu`` backend's ``op`` (resize_blend or shape_adaptor_maxpool)
+    through the CUDA kernels' CPU emulation, and return "cpu".
+
+    ``resizeops_ext::_<op>_{forward,backward}_cells`` run the functions of
+    csrc/include/resizeops/blend_cells.h (what each CUDA thread of
+    csrc/cuda/resize_blend.cu does) in serial loops, with the same tables and
+    gathers: the GPU code's indexing and arithmetic, checked without a GPU.
+    Skips (fails under RESIZEOPS_REQUIRE_EXT=1) without the compiled extension.
+    """
+    import torch
+
+    from resizeops import _dispatch
+    from resizeops.reference import output_memory_format
+
+    ext = torch.ops.resizeops_ext
+    if not hasattr(ext, f"_{op}_forward_cells"):
+        if os.environ.get("RESIZEOPS_REQUIRE_EXT") == "1":
+            pytest.fail("the CUDA-cells emulation must run here (RESIZEOPS_REQUIRE_EXT=1)")
+        pytest.skip("the compiled extension is not loaded")
+
+    def cl(*xs):
+        return output_memory_format(*xs) == torch.channels_last
+
+    if op == "resize_blend":
+
+        def forward(x1, x2, w1, w2, size, ac, scales):
+            return ext._resize_blend_forward_cells(x1, x2, w1, w2, list(size), ac, *scales, cl(x1, x2))
+
+        def backward(g, x1, x2, w1, w2, size, ac, scales, mask):
+            grads = ext._resize_blend_backward_cells(
+                g, x1, x2, w1, w2, list(size), ac, *scales, *(bool(m) for m in mask), cl(x1), cl(x2)
+            )
+            return tuple(t if m else None for t, m in zip(grads, mask))
+
+    else:
+
+        def forward(x, w1, w2, size, ac):
+            return ext._shape_adaptor_maxpool_forward_cells(x, w1, w2, list(size), ac, cl(x))
+
+        def backward(g, x, w1, w2, size, ac, mask):
+            grads = ext._shape_adaptor_maxpool_backward_cells(g, x, w1, w2, list(size), ac, *(bool(m) for m in mask), cl(x))
+            return tuple(t if m else None for t, m in zip(grads, mask))
+
+    monkeypatch.setitem(_dispatch.get_backend("cpu").kernels, op, _dispatch.Kernels(forward, backward))
+    return "cpu"

@@ -10,7 +10,7 @@ import random
 import pytest
 import test_resize_blend
 import torch
-from conftest import assert_close, require_backend
+from conftest import assert_close, require_backend, use_blend_cuda_cells
 from conftest import device_for_backend as _device_for
 
 import resizeops
@@ -18,6 +18,9 @@ from resizeops import _dispatch
 
 BACKENDS = [
     pytest.param("cpu", id="cpu"),
+    # The CUDA kernels' per-element code run serially on the CPU
+    # (conftest.use_blend_cuda_cells): the GPU indexing and arithmetic without a GPU.
+    pytest.param("cuda_cells", id="cuda_cells"),
     pytest.param("triton", id="triton", marks=pytest.mark.triton),
     pytest.param("cuda", id="cuda", marks=pytest.mark.cuda),
 ]
@@ -30,7 +33,9 @@ def _interpreted(backend):
 
 
 @pytest.fixture(params=BACKENDS)
-def backend(request):
+def backend(request, monkeypatch):
+    if request.param == "cuda_cells":
+        return use_blend_cuda_cells(monkeypatch, "resize_blend")
     return require_backend(request.param, "resize_blend")
 
 

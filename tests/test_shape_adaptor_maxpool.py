@@ -13,7 +13,7 @@ import random
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import assert_close, require_backend
+from conftest import assert_close, require_backend, use_blend_cuda_cells
 from conftest import device_for_backend as _device_for
 
 import resizeops
@@ -165,6 +165,9 @@ def test_bad_input(args, exc, match):
 
 BACKENDS = [
     pytest.param("cpu", id="cpu"),
+    # The CUDA kernels' per-element code run serially on the CPU
+    # (conftest.use_blend_cuda_cells): the GPU indexing and arithmetic without a GPU.
+    pytest.param("cuda_cells", id="cuda_cells"),
     pytest.param("triton", id="triton", marks=pytest.mark.triton),
     pytest.param("cuda", id="cuda", marks=pytest.mark.cuda),
 ]
@@ -175,7 +178,9 @@ def _interpreted(backend):
 
 
 @pytest.fixture(params=BACKENDS)
-def backend(request):
+def backend(request, monkeypatch):
+    if request.param == "cuda_cells":
+        return use_blend_cuda_cells(monkeypatch, OP)
     return require_backend(request.param, OP)
 
 

@@ -5,12 +5,15 @@
 #pragma once
 
 #include <ATen/core/Tensor.h>
+#include <c10/util/ArrayRef.h>
 #include <c10/util/Exception.h>
 
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
+#include <initializer_list>
 #include <limits>
+#include <optional>
 
 namespace resizeops {
 
@@ -57,6 +60,54 @@ inline void check_dynopool_grad(const at::Tensor& grad_out, const at::Tensor& x,
               x.scalar_type(), ", got ", grad_out.scalar_type());
   TORCH_CHECK(grad_out.device() == x.device(), "resizeops_ext::dynopool2d_backward: grad_out is on ",
               grad_out.device(), " but x is on ", x.device());
+}
+
+// resize_blend_forward / resize_blend_backward (every device): 4-D inputs of one
+// floating dtype with the same N and C and H, W >= 1, one-element weights, a
+// positive size, and scales of two positive numbers.
+inline void check_blend_args(const at::Tensor& x1, const at::Tensor& x2, const at::Tensor& w1, const at::Tensor& w2,
+                             c10::IntArrayRef size, const std::optional<c10::ArrayRef<double>>& scale1,
+                             const std::optional<c10::ArrayRef<double>>& scale2) {
+  TORCH_CHECK(x1.dim() == 4 && x2.dim() == 4, "resizeops_ext::resize_blend: x1 and x2 must be 4-D");
+  TORCH_CHECK(x1.size(0) == x2.size(0) && x1.size(1) == x2.size(1),
+              "resizeops_ext::resize_blend: x1 and x2 must have the same N and C, got ", x1.sizes(), " and ",
+              x2.sizes());
+  TORCH_CHECK(x1.scalar_type() == x2.scalar_type(), "resizeops_ext::resize_blend: x1 and x2 must have one dtype");
+  TORCH_CHECK(at::isFloatingType(x1.scalar_type()), "resizeops_ext::resize_blend: x1 must be floating");
+  TORCH_CHECK(w1.numel() == 1 && w2.numel() == 1, "resizeops_ext::resize_blend: w1 and w2 must have one element");
+  TORCH_CHECK(size.size() == 2 && size[0] >= 1 && size[1] >= 1,
+              "resizeops_ext::resize_blend: size must be two positive sizes, got ", size);
+  TORCH_CHECK(x1.size(2) >= 1 && x1.size(3) >= 1 && x2.size(2) >= 1 && x2.size(3) >= 1,
+              "resizeops_ext::resize_blend: inputs must have H, W >= 1");
+  for (const auto* s : {&scale1, &scale2}) {
+    TORCH_CHECK(!s->has_value() || ((*s)->size() == 2 && (**s)[0] > 0 && (**s)[1] > 0),
+                "resizeops_ext::resize_blend: a scale must be two positive numbers");
+  }
+}
+
+// shape_adaptor_maxpool_forward / _backward: a 4-D floating x with H, W >= 2 (its
+// 2x2 max-pool is not empty), one-element weights, a positive size.
+inline void check_shape_adaptor_args(const at::Tensor& x, const at::Tensor& w1, const at::Tensor& w2,
+                                     c10::IntArrayRef size) {
+  TORCH_CHECK(x.dim() == 4, "resizeops_ext::shape_adaptor_maxpool: x must be 4-D (N, C, H, W), got ", x.dim(), "-D");
+  TORCH_CHECK(at::isFloatingType(x.scalar_type()), "resizeops_ext::shape_adaptor_maxpool: x must be floating, got ",
+              x.scalar_type());
+  TORCH_CHECK(x.size(2) >= 2 && x.size(3) >= 2, "resizeops_ext::shape_adaptor_maxpool: x must have H, W >= 2, got ",
+              x.sizes());
+  TORCH_CHECK(w1.numel() == 1 && w2.numel() == 1,
+              "resizeops_ext::shape_adaptor_maxpool: w1 and w2 must have one element");
+  TORCH_CHECK(size.size() == 2 && size[0] >= 1 && size[1] >= 1,
+              "resizeops_ext::shape_adaptor_maxpool: size must be two positive sizes, got ", size);
+}
+
+// grad_out of a blend backward: (N, C, size) of x's dtype, on x's device.
+inline void check_blend_grad(const at::Tensor& grad_out, const at::Tensor& x, c10::IntArrayRef size, const char* op) {
+  TORCH_CHECK(grad_out.dim() == 4 && grad_out.size(0) == x.size(0) && grad_out.size(1) == x.size(1) &&
+                  grad_out.size(2) == size[0] && grad_out.size(3) == size[1] &&
+                  grad_out.scalar_type() == x.scalar_type() && grad_out.device() == x.device(),
+              "resizeops_ext::", op, ": grad_out must be (", x.size(0), ", ", x.size(1), ", ", size[0], ", ", size[1],
+              ") of ", x.scalar_type(), " on ", x.device(), ", got ", grad_out.sizes(), " ", grad_out.scalar_type(),
+              " on ", grad_out.device());
 }
 
 // Test hook: RESIZEOPS_FORCE_INT64_INDEXING=1 makes the kernels that pick 32-bit

@@ -25,48 +25,11 @@
 
 #include <cstdint>
 
+#include "resizeops/cell_index.h"
 #include "resizeops/math.h"
 
 namespace resizeops {
 namespace cells {
-
-// ---------------------------------------------------------------------------
-// Linear index <-> (n, c, h, w), in a tensor's memory order
-// ---------------------------------------------------------------------------
-
-// Position of element `linear` of an (N, C, H, W) tensor enumerated in memory
-// order: NCHW (w fastest) or channels_last (c fastest). Thread t handles
-// element t, so that stores to the contiguous output are coalesced.
-template <typename index_t>
-struct Pos {
-  index_t n, c, h, w;
-};
-
-template <typename index_t>
-RESIZEOPS_HD Pos<index_t> unravel(index_t linear, index_t C, index_t H, index_t W, bool channels_last) {
-  Pos<index_t> p;
-  if (channels_last) {
-    p.c = linear % C;
-    index_t t = linear / C;
-    p.w = t % W;
-    t /= W;
-    p.h = t % H;
-    p.n = t / H;
-  } else {
-    p.w = linear % W;
-    index_t t = linear / W;
-    p.h = t % H;
-    t /= H;
-    p.c = t % C;
-    p.n = t / C;
-  }
-  return p;
-}
-
-// Strides of a 4-D tensor (elements), any layout.
-struct Strides4 {
-  int64_t n, c, h, w;
-};
 
 // ---------------------------------------------------------------------------
 // Axis tables (one launch per call, both axes)

@@ -1,0 +1,52 @@
+// Host side of the blend kernels' tables (csrc/cuda/resize_blend.cu and its CPU
+// emulation csrc/cpu/resize_blend_cells.cpp): the table layout of a call.
+#pragma once
+
+#include <c10/util/ArrayRef.h>
+#include <c10/util/Exception.h>
+
+#include <cmath>
+#include <cstdint>
+#include <optional>
+
+#include "resizeops/blend_cells.h"
+
+namespace resizeops {
+
+using ScaleArg = std::optional<c10::ArrayRef<double>>;
+
+// One axis of a branch: in -> out, with interpolate's own size `full` when a
+// scale is given (the outputs past `out` are cropped).
+inline cells::BlendAxisSpec axis_spec(int64_t in, int64_t out, std::optional<double> scale) {
+  const int64_t full = scale ? static_cast<int64_t>(std::floor(static_cast<double>(in) * *scale)) : out;
+  return {static_cast<int32_t>(in), static_cast<int32_t>(out), static_cast<int32_t>(full), scale ? *scale : -1.0};
+}
+
+inline std::optional<double> scale_of(const ScaleArg& s, int k) {
+  if (!s.has_value()) return std::nullopt;
+  return (*s)[k];
+}
+
+// The table layout of a call: branch k reads an input of (h_k, w_k) (for the
+// fused cell's pooled branch, the pooled size); a pass-through branch has no tables.
+inline cells::BlendTableLayout blend_layout(int64_t h1, int64_t w1, bool pass1, const ScaleArg& scale1, int64_t h2,
+                                     int64_t w2, bool pass2, const ScaleArg& scale2, int64_t Ho, int64_t Wo,
+                                     bool align_corners) {
+  constexpr int64_t kMax = int64_t{1} << 30;  // the tables are 32-bit
+  TORCH_CHECK(h1 < kMax && w1 < kMax && h2 < kMax && w2 < kMax && Ho < kMax && Wo < kMax,
+              "resizeops_ext::resize_blend: spatial sizes must be below 2^30 (32-bit tables)");
+  const cells::BlendAxisSpec none{0, 0, 0, -1.0};
+  cells::BlendTableLayout L;
+  L.align_corners = align_corners;
+  L.ax[0] = pass1 ? none : axis_spec(h1, Ho, scale_of(scale1, 0));
+  L.ax[1] = pass1 ? none : axis_spec(w1, Wo, scale_of(scale1, 1));
+  L.ax[2] = pass2 ? none : axis_spec(h2, Ho, scale_of(scale2, 0));
+  L.ax[3] = pass2 ? none : axis_spec(w2, Wo, scale_of(scale2, 1));
+  return L;
+}
+
+inline bool passes_through(int64_t h, int64_t w, int64_t Ho, int64_t Wo, const ScaleArg& scale) {
+  return !scale.has_value() && h == Ho && w == Wo;
+}
+
+}  // namespace resizeops
