@@ -10,7 +10,11 @@ Every provider of an op runs the same named :class:`Case` side by side:
   PyTorch, the baseline of every ratio);
 * ``compiled-reference``: ``torch.compile(reference fn, dynamic=False)``,
   compiled once per case, dtype and layout (``--no-compile`` skips it). Its
-  compile time is excluded from the timings and reported as ``first_ms``.
+  compile time is excluded from the timings and reported as ``first_ms``;
+* for the fused Shape Adaptor cell (``shape_adaptor_maxpool``) also
+  ``maxpool+blend``: ``F.max_pool2d(x, 2)`` followed by the fused
+  ``resize_blend`` on the default backend, the unfused alternative the fused
+  cell must beat.
 
 Modes: ``fwd`` (inference: no autograd, inputs without grad) and ``fwd+bwd``
 (x, x1, x2, alpha and the Shape Adaptor weights require grad; the backward of
@@ -57,6 +61,7 @@ __all__ = [
     "MODES",
     "EAGER",
     "COMPILED",
+    "POOL_THEN_BLEND",
     "cases_for",
     "providers_for",
     "compiled_reference",
@@ -66,6 +71,8 @@ __all__ = [
 MODES = ("fwd", "fwd+bwd")
 EAGER = "eager-reference"
 COMPILED = "compiled-reference"
+POOL_THEN_BLEND = "maxpool+blend"
+OPS = ("dynopool2d", "resize_blend", "shape_adaptor_maxpool")
 TIERS = ("cpu", "gpu")
 
 Shape = Tuple[int, int, int, int]
@@ -112,6 +119,9 @@ class Case:
     Adaptor) the weights are 0-d float32 tensors w1 = k(1−σ), w2 = kσ that
     require grad in fwd+bwd; otherwise they are the Python floats ``weights``
     (ELASTIC's w1 = w2 = 1).
+
+    shape_adaptor_maxpool: ``shape`` is x, ``size`` the output, weights as above
+    (the pooled branch is max_pool2d(x, 2), the full-resolution branch x).
     """
 
     name: str
@@ -129,14 +139,16 @@ class Case:
     weights: Tuple[float, float] = (1.0, 1.0)
 
     def __post_init__(self):
-        if self.op not in ("dynopool2d", "resize_blend"):
-            raise ValueError(f"Case {self.name!r}: op must be 'dynopool2d' or 'resize_blend', got {self.op!r}")
+        if self.op not in OPS:
+            raise ValueError(f"Case {self.name!r}: op must be one of {OPS}, got {self.op!r}")
         if self.tier not in TIERS:
             raise ValueError(f"Case {self.name!r}: tier must be one of {TIERS}, got {self.tier!r}")
         if self.op == "dynopool2d" and self.ratio is None:
             raise ValueError(f"Case {self.name!r}: dynopool2d needs ratio=(r_h, r_w)")
         if self.op == "resize_blend" and (self.shape2 is None or self.size is None):
             raise ValueError(f"Case {self.name!r}: resize_blend needs shape2 and size")
+        if self.op == "shape_adaptor_maxpool" and self.size is None:
+            raise ValueError(f"Case {self.name!r}: shape_adaptor_maxpool needs size")
 
     # --- derived sizes ----------------------------------------------------------
 
@@ -165,6 +177,8 @@ class Case:
         out = _fmt_shape(self.out_size)
         if self.op == "dynopool2d":
             return f"x {_fmt_shape(self.shape)} r={self.ratio} → {out}"
+        if self.op == "shape_adaptor_maxpool":
+            return f"x {_fmt_shape(self.shape)} (+ its 2×2 max-pool) → {out} ac={self.align_corners}"
         s = f"x1 {_fmt_shape(self.shape)} + x2 {_fmt_shape(self.shape2)} → {out} ac={self.align_corners}"
         if self.scales is not None:
             s += f" scales={self.scales}"
@@ -210,6 +224,10 @@ class Case:
                 w1, w2 = scalar(self.k * (1.0 - self.sigma)), scalar(self.k * self.sigma)
             else:
                 w1, w2 = float(self.weights[0]), float(self.weights[1])
+        if self.op == "shape_adaptor_maxpool":
+            inputs = {"x": feature(self.shape), "w1": w1, "w2": w2, "size": self.out_size,
+                      "align_corners": self.align_corners}  # fmt: skip
+        elif self.op == "resize_blend":
             inputs = {
                 "x1": feature(self.shape),
                 "x2": feature(self.shape2),
@@ -228,8 +246,9 @@ class Case:
         """The op's forward on ``inputs`` by ``provider``.
 
         ``provider``: a backend name (the public op with ``backend=name``),
-        ``"eager-reference"``, ``"compiled-reference"``, or a callable with the
-        signature of the reference function.
+        ``"eager-reference"``, ``"compiled-reference"``, ``"maxpool+blend"``
+        (shape_adaptor_maxpool only), or a callable with the signature of the
+        reference function.
         """
         import resizeops
         from resizeops import reference
@@ -237,6 +256,12 @@ class Case:
         if self.op == "dynopool2d":
             args: tuple = (inputs["x"], inputs["alpha"], inputs["out_size"])
             public, ref = resizeops.dynopool2d, reference.dynopool2d
+        elif self.op == "shape_adaptor_maxpool":
+            args = tuple(inputs[k] for k in ("x", "w1", "w2", "size", "align_corners"))
+            public, ref = resizeops.shape_adaptor_maxpool, reference.shape_adaptor_maxpool
+            if provider == POOL_THEN_BLEND:
+                x, w1, w2, size, ac = args
+                return resizeops.resize_blend(torch.nn.functional.max_pool2d(x, 2), x, w1, w2, size, ac)
         else:
             args = tuple(inputs[k] for k in ("x1", "x2", "w1", "w2", "size", "align_corners", "scales"))
             public, ref = resizeops.resize_blend, reference.resize_blend
@@ -258,12 +283,20 @@ class Case:
         dynopool2d fwd: |x| + |out|; fwd+bwd adds |grad_out| + |x| + |grad_x|.
         resize_blend fwd: |x1| + |x2| + |out|; fwd+bwd adds |grad_out| + |grad_x1| +
         |grad_x2|, and |x_k| again where w_k requires grad (dL/dw_k = Σ g·R(x_k)).
+        shape_adaptor_maxpool fwd: |x| + |out| (the pooled branch never exists);
+        fwd+bwd adds |grad_out| + |grad_x| + |x| (the backward's 2×2 winners and,
+        with tensor weights, dL/dw).
         The parameters (alpha, w) are a few bytes and not counted.
         """
         e = torch.empty((), dtype=dtype).element_size()
         numel = math.prod
         out = numel(self.out_shape)
         if self.op == "dynopool2d":
+            x = numel(self.shape)
+            n = x + out
+            if mode == "fwd+bwd":
+                n += out + x + x
+        elif self.op == "shape_adaptor_maxpool":
             x = numel(self.shape)
             n = x + out
             if mode == "fwd+bwd":
@@ -304,6 +337,14 @@ CASES: Dict[str, Case] = {
             "blend-elastic", "resize_blend", "gpu", (64, 128, 28, 28), "ELASTIC merge (×2 up-sample + crop + sum)",
             shape2=(64, 128, 56, 56), size=(56, 56), align_corners=False, scales=((2.0, 2.0), None),
         ),
+        Case(
+            "sa-cell-cifar-vgg", "shape_adaptor_maxpool", "gpu", (128, 64, 32, 32),
+            "Shape Adaptor fused max-pool cell, CIFAR VGG (s=0.75)", size=(24, 24), sigma=_SA_SIGMA, k=1.0,
+        ),
+        Case(
+            "sa-cell-imagenet-vgg", "shape_adaptor_maxpool", "gpu", (64, 64, 224, 224),
+            "Shape Adaptor fused max-pool cell, ImageNet VGG (s=0.75)", size=(168, 168), sigma=_SA_SIGMA, k=1.0,
+        ),
         # --- CPU tier ----------------------------------------------------------------
         Case("dynopool-small", "dynopool2d", "cpu", (8, 32, 64, 64), "DynOPool, CPU-sized", ratio=(0.5, 0.625)),
         Case(
@@ -313,6 +354,10 @@ CASES: Dict[str, Case] = {
         Case(
             "blend-elastic-small", "resize_blend", "cpu", (8, 32, 16, 16), "ELASTIC merge, CPU-sized",
             shape2=(8, 32, 32, 32), size=(32, 32), align_corners=False, scales=((2.0, 2.0), None),
+        ),
+        Case(
+            "sa-cell-small", "shape_adaptor_maxpool", "cpu", (8, 32, 64, 64),
+            "Shape Adaptor fused max-pool cell, CPU-sized (s=0.75)", size=(48, 48), sigma=_SA_SIGMA, k=1.0,
         ),
     )
 }
@@ -397,6 +442,8 @@ def providers_for(
         if b.name == "triton" and device.type == "cpu" and not asked:
             continue  # the Triton interpreter: only when asked for by name
         names.append(b.name)
+    if case.op == "shape_adaptor_maxpool" and (wanted_set is None or POOL_THEN_BLEND in wanted_set):
+        names.append(POOL_THEN_BLEND)
     if wanted_set is None or EAGER in wanted_set:
         names.append(EAGER)
     if compile and (wanted_set is None or COMPILED in wanted_set):

@@ -2,9 +2,9 @@
 # One call on a GPU machine (e.g. the lent H100), sized for a ~9-minute slot:
 # build the extension against the installed torch, run the GPU tests (CUDA- and
 # Triton-marked, on the GPU), compute-sanitizer memcheck + racecheck over the
-# CUDA kernels' own tests, then the GPU benchmark (DynOPool cases of issue 3 in
-# both layouts, then resize_blend cases of issue 4; float32 and bfloat16), and print
-# a short summary table last.
+# CUDA kernels' own tests, then the GPU benchmark (the blend cases of issue 4 and the
+# DynOPool cases of issue 3, both layouts; float32 and bfloat16), and print a short
+# summary table last.
 # Every step has its own time limit, so a slow step cannot eat the ones after it.
 # Everything (logs, CSVs, PNGs) is packed into ${OUT:-results}/gpu_check.tgz.
 #   bash scripts/gpu_check.sh
@@ -63,7 +63,9 @@ if want tests; then
   grep -E "^(FAILED|ERROR)" "$log/tests.txt" | head -20
 fi
 
-want bench && bench "dynopool-imagenet:" "dynopool-imagenet:--channels-last"
+want bench && bench "blend-sa-imagenet-vgg,sa-cell-imagenet-vgg,blend-elastic:" \
+  "blend-sa-imagenet-vgg,sa-cell-imagenet-vgg:--channels-last" \
+  "dynopool-imagenet:" "dynopool-imagenet:--channels-last"
 
 if want profile; then
   stamp profile
@@ -74,14 +76,12 @@ if want sanitize && command -v compute-sanitizer >/dev/null; then
   stamp sanitize
   for tool in ${SANITIZERS:-memcheck racecheck}; do
     timeout $(lim 60) compute-sanitizer --tool "$tool" --error-exitcode 9 $py -m pytest -q -x -p no:cacheprovider \
-      tests/test_cuda_dynopool.py -k "matches_cpu or empty or stream" >"$log/$tool.txt" 2>&1
+      tests/test_cuda_dynopool.py tests/test_cuda_blend.py -k "matches or empty or stream" >"$log/$tool.txt" 2>&1
     echo "$tool exit code: $? ($(grep -E "ERROR SUMMARY|passed|failed" "$log/$tool.txt" | tr '\n' ' '))"
   done
 fi
 
-want bench && bench "dynopool-cifar,dynopool-resnet:" "dynopool-cifar,dynopool-resnet:--channels-last"
-# resize_blend (issue 4): Triton kernels (no CUDA ones yet) vs eager and compiled.
-want bench && bench "blend-sa-imagenet-vgg,blend-elastic:"
+want bench && bench "dynopool-cifar,dynopool-resnet:" "blend-sa-cifar-vgg,blend-sa-resnet50,sa-cell-cifar-vgg:"
 
 stamp done
 tar -czf "$out/gpu_check.tgz" -C "$out" gpu_check
@@ -93,10 +93,10 @@ for path in sorted(glob.glob(f"{sys.argv[1]}/bench-*/*.csv")):
     rows += list(csv.DictReader(open(path)))
 if rows:
     print(f"device: {rows[0]['device_name']}, torch {rows[0]['torch']}, copy bandwidth {float(rows[0]['copy_gbps']):.0f} GB/s")
-print(f"{'case':<18}{'dtype':<9}{'layout':<14}{'mode':<8}{'provider':<20}{'ms':>8}{'xeager':>8}{'%copy':>7}{'peakMiB':>9}{'maxerr':>9}")
+print(f"{'case':<22}{'dtype':<9}{'layout':<14}{'mode':<8}{'provider':<20}{'ms':>8}{'xeager':>8}{'%copy':>7}{'peakMiB':>9}{'maxerr':>9}")
 for r in rows:
     f = lambda k, fmt: (fmt % float(r[k])) if r.get(k) not in (None, "", "nan") else "-"
-    print(f"{r['case']:<18}{r['dtype']:<9}{r['layout']:<14}{r['mode']:<8}{r['provider']:<20}"
+    print(f"{r['case']:<22}{r['dtype']:<9}{r['layout']:<14}{r['mode']:<8}{r['provider']:<20}"
           f"{f('ms_p50', '%.3f'):>8}{f('ratio_vs_eager', '%.2f'):>8}{f('frac_copy_bw', '%.2f'):>7}"
           f"{f('peak_mib', '%.0f'):>9}{f('max_err', '%.1e'):>9}" + (f"  {r['error'][:40]}" if r.get("error") else ""))
 EOF

@@ -20,7 +20,7 @@ def _rows(path):
 
 def test_case_tiers_and_names():
     cpu = bench.cases_for(None, "cpu")
-    assert [c.name for c in cpu] == ["dynopool-small", "blend-sa-small", "blend-elastic-small"]
+    assert [c.name for c in cpu] == ["dynopool-small", "blend-sa-small", "blend-elastic-small", "sa-cell-small"]
     assert all(c.tier == "gpu" for c in bench.cases_for("gpu"))
     assert len(bench.cases_for("all")) == len(bench.CASES)
     assert [c.name for c in bench.cases_for("blend-elastic,dynopool-small")] == ["blend-elastic", "dynopool-small"]
@@ -46,6 +46,12 @@ def test_issue_cases_parameters():
     assert c.ideal_bytes(torch.float32, "fwd") == (x + out) * e
     assert c.ideal_bytes(torch.float32, "fwd+bwd") == (x + out + out + 2 * x) * e
     assert c.ideal_bytes(torch.bfloat16, "fwd") == (x + out) * 2
+    # The fused Shape Adaptor cell: x read once, out written once (the pooled map never exists).
+    cell = bench.CASES["sa-cell-imagenet-vgg"]
+    assert (cell.shape, cell.out_size, cell.align_corners) == ((64, 64, 224, 224), (168, 168), True)
+    x, out = 64 * 64 * 224 * 224, 64 * 64 * 168 * 168
+    assert cell.ideal_bytes(torch.float32, "fwd") == (x + out) * e
+    assert cell.ideal_bytes(torch.float32, "fwd+bwd") == (x + out + out + 2 * x) * e
 
 
 @pytest.mark.parametrize("name", [c.name for c in bench.cases_for("cpu")])
@@ -54,10 +60,13 @@ def test_make_inputs_shapes(name, channels_last):
     case = bench.CASES[name]
     fmt = torch.channels_last if channels_last else torch.contiguous_format
     inp = case.make_inputs("cpu", torch.bfloat16, requires_grad=False, channels_last=channels_last)
-    assert case.make_inputs("cpu", torch.bfloat16, channels_last=channels_last)[
-        "x" if case.op == "dynopool2d" else "x1"
-    ].equal(inp["x" if case.op == "dynopool2d" else "x1"])  # deterministic
-    if case.op == "dynopool2d":
+    first = "x1" if case.op == "resize_blend" else "x"
+    assert case.make_inputs("cpu", torch.bfloat16, channels_last=channels_last)[first].equal(inp[first])  # deterministic
+    if case.op == "shape_adaptor_maxpool":
+        assert tuple(inp["x"].shape) == case.shape and inp["x"].is_contiguous(memory_format=fmt)
+        assert tuple(inp["size"]) == case.out_size
+        assert inp["w1"].item() == pytest.approx(case.k * (1 - case.sigma))
+    elif case.op == "dynopool2d":
         x = inp["x"]
         assert tuple(x.shape) == case.shape and x.dtype == torch.bfloat16 and x.is_contiguous(memory_format=fmt)
         assert inp["alpha"].shape == (2,) and inp["alpha"].dtype == torch.float32
@@ -76,8 +85,10 @@ def test_make_inputs_shapes(name, channels_last):
     g = case.make_inputs("cpu", torch.float32, requires_grad=True, channels_last=channels_last)
     assert tuple(g["grad_out"].shape) == case.out_shape
     leaves = case.grad_leaves(g)
-    assert len(leaves) == (2 if case.op == "dynopool2d" else 4 if case.sigma is not None else 2)
-    for provider in ("reference", bench.EAGER):
+    n_leaves = {"dynopool2d": 2, "shape_adaptor_maxpool": 3}.get(case.op, 4 if case.sigma is not None else 2)
+    assert len(leaves) == n_leaves
+    providers = ("reference", bench.EAGER) + ((bench.POOL_THEN_BLEND,) if case.op == "shape_adaptor_maxpool" else ())
+    for provider in providers:
         out = case.run(g, provider)
         assert tuple(out.shape) == case.out_shape
         assert out.is_contiguous(memory_format=fmt)
