@@ -5,6 +5,8 @@ Public API::
     resizeops.dynopool2d(x, alpha, out_size=None, min_size=2, *, backend=None)
     resizeops.resize_blend(x1, x2, w1, w2, size, align_corners=True, scales=None, *, backend=None)
     resizeops.shape_adaptor_maxpool(x, w1, w2, size, align_corners=True, *, backend=None)
+    resizeops.nn.DynOPool2d / ShapeAdaptor / ShapeAdaptorMaxPool2d   # the layers
+    resizeops.refresh_shapes(model), resizeops.freeze(model)         # shapes as state (SPEC §4)
     resizeops.backends(device=None, op=None)     # which backends can run, and why not
     resizeops.use_backend(name)                  # context manager
     resizeops.info()                             # build / backend report (python -m resizeops info)
@@ -24,6 +26,8 @@ from . import _dispatch
 from ._dispatch import backends, use_backend
 from ._validate import MAX_OUTPUT_NUMEL
 from .ops import dynopool2d, dynopool2d_output_size, resize_blend, shape_adaptor_maxpool
+from . import nn
+from .nn import freeze, refresh_shapes
 from . import _cpu_backend, _cuda_backend, _triton_backend  # noqa: F401,E402  (register their kernels; never raise)
 
 __all__ = [
@@ -31,6 +35,9 @@ __all__ = [
     "dynopool2d_output_size",
     "resize_blend",
     "shape_adaptor_maxpool",
+    "nn",
+    "freeze",
+    "refresh_shapes",
     "backends",
     "use_backend",
     "info",

@@ -1,0 +1,342 @@
+"""Layers: the learnable resizers as ``torch.nn`` modules (issue 5, SPEC §2.1, §2.3, §4).
+
+* :class:`DynOPool2d` — DynOPool (SPEC §2.1): parameter ``alpha`` = (1/r_h, 1/r_w).
+* :class:`ShapeAdaptor` — the Shape Adaptor blend of a down-sampled and a
+  full-resolution branch (SPEC §2.3): parameter ``alpha`` (the raw value before
+  the sigmoid), ``forward(x_low, x_full)``.
+* :class:`ShapeAdaptorMaxPool2d` — the VGG cell, whose down-sampled branch is
+  ``max_pool2d(x, 2)``: ``forward(x)``, fused (:func:`resizeops.shape_adaptor_maxpool`).
+
+Shapes as state (SPEC §4). An output size depends on a learnable value, so
+computing it needs that value on the host. Each layer keeps a host copy of the
+values its size depends on, keyed on the parameter's version counter (bumped by
+every in-place update: optimiser steps, ``load_state_dict``, ``fill_``) and
+storage, so that a forward reads nothing from the device unless the parameter
+changed. :func:`refresh_shapes` refreshes every stale layer of a model with one
+batched host read per device (call it after the optimiser step; a layer that is
+still stale at its forward refreshes itself, one read, so forgetting it is slow,
+never wrong). :func:`freeze` bakes the sizes as constants: a frozen model runs
+under ``torch.compile(fullgraph=True)`` and exports with ``torch.export``.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import numbers
+from typing import Dict, List, Optional, Sequence, Tuple, Union
+
+import torch
+from torch import nn
+
+from . import ops
+
+__all__ = ["DynOPool2d", "ShapeAdaptor", "ShapeAdaptorMaxPool2d", "refresh_shapes", "freeze", "resizers"]
+
+Pair = Union[float, Sequence[float]]
+
+
+def _positive_pair(cls: str, name: str, v: Pair) -> Tuple[float, float]:
+    if isinstance(v, numbers.Real) and not isinstance(v, bool):
+        v = (v, v)
+    try:
+        a, b = (float(t) for t in v)
+    except (TypeError, ValueError):
+        raise TypeError(f"{cls}: `{name}` must be a positive number or a pair of them, got {v!r}") from None
+    if not (math.isfinite(a) and math.isfinite(b) and a > 0 and b > 0):
+        raise ValueError(f"{cls}: `{name}` must be finite and > 0, got {(a, b)}")
+    return a, b
+
+
+class _Resizer(nn.Module):
+    """Base of the learnable resizers: the host copy of the values a size depends on.
+
+    Subclasses define ``_shape_tensor()`` (a detached 1-D tensor of those values,
+    computed on the parameter's device exactly as the sizes need them) and may
+    extend ``_shape_key()`` with host state the values depend on.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._host: Optional[Tuple[float, ...]] = None
+        self._host_key = None
+        self._frozen = False
+
+    # -- the cache ---------------------------------------------------------------
+
+    def _shape_tensor(self) -> torch.Tensor:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def _shape_key(self):
+        a = self.alpha
+        return (a._version, a.data_ptr(), a.device, a.dtype)
+
+    def _stale(self) -> bool:
+        return not self._frozen and (self._host is None or self._host_key != self._shape_key())
+
+    def _set_host(self, values: Sequence[float]) -> None:
+        self._check_host(values)
+        self._host = tuple(float(v) for v in values)
+        self._host_key = self._shape_key()
+
+    def _check_host(self, values: Sequence[float]) -> None:
+        pass
+
+    def host_values(self) -> Tuple[float, ...]:
+        """The host copy (one device read if the parameter changed since the last one)."""
+        if self._stale():
+            with torch.no_grad():
+                self._set_host(self._shape_tensor().double().tolist())
+        assert self._host is not None
+        return self._host
+
+    @property
+    def frozen(self) -> bool:
+        return self._frozen
+
+    def _freeze(self) -> None:
+        self.host_values()
+        self._frozen = True
+        for p in self.parameters(recurse=False):
+            p.requires_grad_(False)
+
+
+def resizers(model: nn.Module) -> List[_Resizer]:
+    """The learnable resizers of ``model`` (itself included), in module order."""
+    return [m for m in model.modules() if isinstance(m, _Resizer)]
+
+
+def refresh_shapes(model: nn.Module) -> int:
+    """Refresh the host copies of every stale resizer of ``model``: one device read per device.
+
+    Call it once per step after the optimiser step (or after loading weights).
+    Returns the number of layers refreshed. Frozen layers are left as they are.
+    """
+    stale: Dict[torch.device, List[_Resizer]] = {}
+    for m in resizers(model):
+        if m._stale():
+            stale.setdefault(m.alpha.device, []).append(m)
+    with torch.no_grad():
+        for layers in stale.values():
+            parts = [m._shape_tensor().reshape(-1).double() for m in layers]
+            values = torch.cat(parts).tolist()  # the one host read
+            k = 0
+            for m, p in zip(layers, parts):
+                m._set_host(values[k : k + p.numel()])
+                k += p.numel()
+    return sum(len(v) for v in stale.values())
+
+
+def freeze(model: nn.Module, inplace: bool = False) -> nn.Module:
+    """``model`` with its learned sizes baked in as constants (SPEC §4).
+
+    Every resizer reads its shape parameters once more (one read per device), then
+    never again: its ``alpha`` stops requiring grad and forward computes sizes from
+    the baked host values only, so the model runs under
+    ``torch.compile(fullgraph=True)`` with no graph break and exports with
+    ``torch.export``. Returns a frozen deep copy unless ``inplace``.
+    """
+    if not inplace:
+        model = copy.deepcopy(model)
+    refresh_shapes(model)
+    for m in resizers(model):
+        m._freeze()
+    return model
+
+
+# =============================================================================
+# DynOPool
+# =============================================================================
+
+
+class DynOPool2d(_Resizer):
+    """DynOPool (Jang et al., CVPR 2022) as a layer: learnable-scale pooling (SPEC §2.1).
+
+    The output of an (H, W) input is (max(rnd(H/α_h), min_size), max(rnd(W/α_w),
+    min_size)); α = (1/r_h, 1/r_w) learns through the straight-through surrogate
+    of the size (DynOPool Eq. 3–4).
+
+    Args:
+        scale: r, the initial output/input ratio: a number or (r_h, r_w). 0.5 is a
+            stride-2 pooling.
+        min_size: lower bound of each output side (DynOPool §5.1 bounds H·r ≥ 1.5,
+            i.e. 2).
+        r_bounds: optional (r_min, r_max): α is clamped to [1/r_max, 1/r_min] in
+            the forward (no gradient pushes it further out).
+        backend: the ops' backend (None: automatic).
+    """
+
+    def __init__(
+        self,
+        scale: Pair = 0.5,
+        min_size: int = 2,
+        r_bounds: Optional[Tuple[float, float]] = None,
+        *,
+        backend: Optional[str] = None,
+        device=None,
+        dtype: Optional[torch.dtype] = None,
+    ) -> None:
+        super().__init__()
+        r = _positive_pair("DynOPool2d", "scale", scale)
+        if isinstance(min_size, bool) or not isinstance(min_size, numbers.Integral) or min_size < 1:
+            raise ValueError(f"DynOPool2d: `min_size` must be an integer ≥ 1, got {min_size!r}")
+        self.min_size = int(min_size)
+        self.r_bounds: Optional[Tuple[float, float]] = None
+        if r_bounds is not None:
+            lo, hi = _positive_pair("DynOPool2d", "r_bounds", r_bounds)
+            if lo > hi:
+                raise ValueError(f"DynOPool2d: `r_bounds` must be (r_min, r_max) with r_min ≤ r_max, got {r_bounds!r}")
+            self.r_bounds = (lo, hi)
+        self.backend = backend
+        self.alpha = nn.Parameter(torch.tensor([1.0 / r[0], 1.0 / r[1]], device=device, dtype=dtype or torch.float32))
+
+    def effective_alpha(self) -> torch.Tensor:
+        """α as the op sees it: clamped to the bounds when ``r_bounds`` is set."""
+        if self.r_bounds is None:
+            return self.alpha
+        lo, hi = self.r_bounds
+        return self.alpha.clamp(1.0 / hi, 1.0 / lo)
+
+    def _shape_tensor(self) -> torch.Tensor:
+        return self.effective_alpha().detach()
+
+    def _check_host(self, values) -> None:
+        if not all(math.isfinite(v) and v > 0 for v in values):
+            raise ValueError(f"DynOPool2d: `alpha` must be finite and > 0, got {tuple(values)}")
+
+    @property
+    def ratio(self) -> Tuple[float, float]:
+        """The current (r_h, r_w) = 1/α, from the host copy."""
+        a_h, a_w = self.host_values()
+        return 1.0 / a_h, 1.0 / a_w
+
+    def output_size(self, in_size: Sequence[int]) -> Tuple[int, int]:
+        """(Ho, Wo) of an input of spatial size ``in_size``, from the host copy of α."""
+        return ops.dynopool2d_output_size(in_size, self.host_values(), self.min_size)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        alpha = self.effective_alpha()
+        return ops.dynopool2d(x, alpha, self.output_size(x.shape[-2:]), backend=self.backend)
+
+    def extra_repr(self) -> str:
+        s = f"min_size={self.min_size}"
+        if self.r_bounds is not None:
+            s += f", r_bounds={self.r_bounds}"
+        return s + (", frozen" if self._frozen else "")
+
+
+# =============================================================================
+# Shape Adaptor
+# =============================================================================
+
+
+class ShapeAdaptor(_Resizer):
+    """Shape Adaptor (Liu et al., ECCV 2020) as a layer (SPEC §2.3, Eq. 1 and 6–7).
+
+    ``forward(x_low, x_full)`` = ``k(1−σ_p)·R(x_low) + kσ_p·R(x_full)``, R the
+    bilinear resize (align_corners=True, as the official code) to
+    ``max(floor(D·s(σ_p)), 1)`` per axis, D the size of ``x_full`` (the official
+    "local" mode), s(σ) = r1 + (r2 − r1)σ, σ = sigmoid(alpha) and σ_p its penalised
+    value ``σ·ρ + r1/(r2 − r1)·(ρ − 1)`` (ρ = :attr:`rho`, 1 unless the memory
+    constraint sets it; :mod:`resizeops.shape_adaptor`). k = 2 in residual cells.
+    The size is a host value: α learns through the blend weights only (the
+    paper's ∇s(α) ≈ s(∇α)).
+
+    Args:
+        r1, r2: the two branches' reshaping factors, r1 < r2 (default 0.5, 1).
+        alpha_init: the raw α before the sigmoid (see
+            :func:`resizeops.shape_adaptor.init_alpha`; 0 gives s = 0.75).
+        residual: a residual cell (weights ×2).
+        align_corners: of the bilinear resize (True in the official code).
+        backend: the ops' backend (None: automatic).
+    """
+
+    def __init__(
+        self,
+        r1: float = 0.5,
+        r2: float = 1.0,
+        alpha_init: float = 0.0,
+        residual: bool = False,
+        align_corners: bool = True,
+        *,
+        backend: Optional[str] = None,
+        device=None,
+        dtype: Optional[torch.dtype] = None,
+    ) -> None:
+        super().__init__()
+        name = type(self).__name__
+        r1, r2 = float(r1), float(r2)
+        if not (math.isfinite(r1) and math.isfinite(r2) and 0 < r1 < r2):
+            raise ValueError(f"{name}: need 0 < `r1` < `r2`, got r1={r1}, r2={r2}")
+        if not math.isfinite(float(alpha_init)):
+            raise ValueError(f"{name}: `alpha_init` must be finite, got {alpha_init!r}")
+        if not isinstance(align_corners, bool):
+            raise TypeError(f"{name}: `align_corners` must be a bool, got {type(align_corners).__name__}")
+        self.r1, self.r2 = r1, r2
+        self.residual = bool(residual)
+        self.align_corners = align_corners
+        self.backend = backend
+        self.rho = 1.0
+        self.alpha = nn.Parameter(torch.tensor(float(alpha_init), device=device, dtype=dtype or torch.float32))
+
+    @property
+    def k(self) -> float:
+        return 2.0 if self.residual else 1.0
+
+    def sigma_p(self) -> torch.Tensor:
+        """σ_p = sigmoid(α)·ρ + r1/(r2 − r1)·(ρ − 1) (Eq. 6), a differentiable 0-d tensor."""
+        return torch.sigmoid(self.alpha) * self.rho + self.r1 / (self.r2 - self.r1) * (self.rho - 1.0)
+
+    def _shape_tensor(self) -> torch.Tensor:
+        # (σ_p, σ): the size uses the penalised value; the memory constraint tracks
+        # the un-penalised one. Computed in α's dtype, as the official code does.
+        return torch.stack([self.sigma_p(), torch.sigmoid(self.alpha)]).detach()
+
+    def _shape_key(self):
+        return super()._shape_key() + (self.rho,)
+
+    def _check_host(self, values) -> None:
+        if not all(math.isfinite(v) for v in values):
+            raise ValueError(f"{type(self).__name__}: `alpha` must be finite, got σ_p, σ = {tuple(values)}")
+
+    def scale(self, penalised: bool = True) -> float:
+        """s(σ_p) (or, with ``penalised=False``, s(σ)) from the host copy."""
+        sp, s = self.host_values()
+        v = sp if penalised else s
+        return (self.r2 - self.r1) * v + self.r1
+
+    def output_size(self, in_size: Sequence[int]) -> Tuple[int, int]:
+        """max(floor(D·s(σ_p)), 1) for each side D of ``in_size``."""
+        s = self.scale()
+        return tuple(max(int(math.floor(int(d) * s)), 1) for d in in_size)  # type: ignore[return-value]
+
+    def weights(self) -> Tuple[torch.Tensor, torch.Tensor]:
+        """(w1, w2) = (k(1 − σ_p), kσ_p), differentiable in α."""
+        sp = self.sigma_p()
+        return self.k * (1 - sp), self.k * sp
+
+    def forward(self, x_low: torch.Tensor, x_full: torch.Tensor) -> torch.Tensor:
+        w1, w2 = self.weights()
+        size = self.output_size(x_full.shape[-2:])
+        return ops.resize_blend(x_low, x_full, w1, w2, size, self.align_corners, backend=self.backend)
+
+    def extra_repr(self) -> str:
+        s = f"r1={self.r1}, r2={self.r2}, residual={self.residual}"
+        if self.rho != 1.0:
+            s += f", rho={self.rho:.4g}"
+        return s + (", frozen" if self._frozen else "")
+
+
+class ShapeAdaptorMaxPool2d(ShapeAdaptor):
+    """The Shape Adaptor VGG cell (Fig. 2): its down-sampled branch is ``max_pool2d(x, 2)``.
+
+    ``forward(x)`` equals ``ShapeAdaptor.forward(F.max_pool2d(x, 2), x)``, computed
+    by the fused :func:`resizeops.shape_adaptor_maxpool` (the pooled map is never
+    materialised). Same arguments as :class:`ShapeAdaptor` (r1 = 0.5: the
+    max-pool's factor).
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        w1, w2 = self.weights()
+        size = self.output_size(x.shape[-2:])
+        return ops.shape_adaptor_maxpool(x, w1, w2, size, self.align_corners, backend=self.backend)

@@ -1,0 +1,228 @@
+"""The layers of resizeops.nn (issue 5 items 1 and 4, SPEC §2.1, §2.3, §4): forward equals
+the op composition, the official Shape Adaptor formula, host copies of the shape
+parameters refreshed once per step for the whole model, freeze / compile / export."""
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+from conftest import assert_close
+
+import resizeops
+from resizeops.nn import DynOPool2d, ShapeAdaptor, ShapeAdaptorMaxPool2d
+
+
+class _CountReads:
+    """Counts host reads of tensors (Tensor.tolist / item) inside the block."""
+
+    def __init__(self, monkeypatch):
+        self.n = 0
+        for name in ("tolist", "item"):
+            orig = getattr(torch.Tensor, name)
+
+            def wrapped(t, *a, _orig=orig, **k):
+                self.n += 1
+                return _orig(t, *a, **k)
+
+            monkeypatch.setattr(torch.Tensor, name, wrapped)
+
+
+# --- DynOPool2d ---------------------------------------------------------------------
+
+
+def test_dynopool_layer_equals_the_op():
+    layer = DynOPool2d((0.5, 0.625))
+    assert torch.equal(layer.alpha.detach(), torch.tensor([2.0, 1.6]))
+    x = torch.randn(2, 3, 17, 21, requires_grad=True)
+    out = layer(x)
+    assert out.shape == (2, 3, 9, 13)  # rnd(8.5) = 9, rnd(13.125) = 13
+    alpha = layer.alpha.detach().clone().requires_grad_(True)
+    want = resizeops.dynopool2d(x, alpha)
+    assert torch.equal(out, want)
+    g = torch.randn_like(out)
+    ga, gx = torch.autograd.grad(out, (layer.alpha, x), g)
+    wa, wx = torch.autograd.grad(want, (alpha, x), g)
+    assert torch.equal(ga, wa) and torch.equal(gx, wx)
+    assert layer.ratio == pytest.approx((0.5, 0.625))
+
+
+def test_dynopool_bounds_and_min_size():
+    layer = DynOPool2d(0.05, min_size=3, r_bounds=(0.25, 1.0))
+    x = torch.randn(1, 2, 16, 16)
+    assert layer(x).shape == (1, 2, 4, 4)  # r clamped to 0.25
+    layer2 = DynOPool2d(0.05, min_size=3)
+    assert layer2(x).shape == (1, 2, 3, 3)  # rnd(0.8) = 1 -> min_size
+    with pytest.raises(ValueError, match="`scale` must be finite and > 0"):
+        DynOPool2d(0.0)
+    with pytest.raises(ValueError, match="`min_size`"):
+        DynOPool2d(0.5, min_size=0)
+    with pytest.raises(ValueError, match="`r_bounds`"):
+        DynOPool2d(0.5, r_bounds=(1.0, 0.5))
+    bad = DynOPool2d(0.5)
+    with torch.no_grad():
+        bad.alpha.fill_(-1.0)
+    with pytest.raises(ValueError, match="`alpha` must be finite and > 0"):
+        bad(x)
+
+
+def test_sizes_follow_the_optimiser_without_reading_alpha_every_forward(monkeypatch):
+    model = torch.nn.Sequential(DynOPool2d(0.5), DynOPool2d(0.5), DynOPool2d(0.5))
+    x = torch.randn(1, 1, 64, 64)
+    assert model(x).shape == (1, 1, 8, 8)
+    reads = _CountReads(monkeypatch)
+    for _ in range(3):
+        model(x)
+    assert reads.n == 0  # cached: no host read while alpha is unchanged
+    opt = torch.optim.SGD(model.parameters(), lr=1.0)
+    for m in model:
+        m.alpha.grad = torch.tensor([-1.0, 0.0])  # alpha_h 2 -> 3: r_h = 1/3
+    opt.step()
+    assert resizeops.refresh_shapes(model) == 3
+    assert reads.n == 1  # one batched read for the whole model
+    out = model(x)
+    assert out.shape == (1, 1, 2, 8)  # 64/3 = 21.3 -> 21, 7, 2
+    assert reads.n == 1
+    assert resizeops.refresh_shapes(model) == 0
+
+
+def test_a_stale_layer_refreshes_itself():
+    layer = DynOPool2d(0.5)
+    x = torch.randn(1, 1, 12, 12)
+    assert layer(x).shape == (1, 1, 6, 6)
+    with torch.no_grad():
+        layer.alpha.copy_(torch.tensor([4.0, 3.0]))  # in place: the version counter moves
+    assert layer(x).shape == (1, 1, 3, 4)
+    layer.load_state_dict({"alpha": torch.tensor([1.0, 2.0])})
+    assert layer(x).shape == (1, 1, 12, 6)
+    layer.alpha.data = torch.tensor([2.0, 2.0])  # a new storage
+    assert layer(x).shape == (1, 1, 6, 6)
+
+
+# --- ShapeAdaptor -----------------------------------------------------------------
+
+
+def _official(x_low, x_full, alpha, residual=False, r1=0.5, r2=1.0, penalty=1.0):
+    """The official Shape Adaptor forward (lorenmt/shape-adaptor, "local" mode), square
+    inputs: the formula of SPEC §2.3 written out with F.interpolate."""
+    sig = torch.sigmoid(alpha) * penalty + r1 / (r2 - r1) * (penalty - 1)
+    s = (r2 - r1) * sig.item() + r1
+    dim = max(int(x_full.shape[-1] * s), 1)
+    a = F.interpolate(x_low, size=dim, mode="bilinear", align_corners=True)
+    b = F.interpolate(x_full, size=dim, mode="bilinear", align_corners=True)
+    k = 2 if residual else 1
+    return k * (1 - sig) * a + k * sig * b
+
+
+@pytest.mark.parametrize("residual", [False, True])
+@pytest.mark.parametrize("alpha_init,rho", [(-0.3466, 1.0), (2.19, 1.0), (0.4, 0.8)])
+def test_shape_adaptor_matches_the_official_forward(residual, alpha_init, rho):
+    layer = ShapeAdaptor(alpha_init=alpha_init, residual=residual)
+    layer.rho = rho
+    x = torch.randn(2, 4, 32, 32)
+    low = F.max_pool2d(x, 2)
+    out = layer(low, x)
+    alpha = torch.tensor(alpha_init)
+    want = _official(low, x, alpha, residual=residual, penalty=rho)
+    assert out.shape == want.shape
+    assert_close(out, want)
+    # The gradient to alpha flows through the weights only.
+    a = alpha.clone().requires_grad_(True)
+    (gw,) = torch.autograd.grad(_official(low, x, a, residual=residual, penalty=rho).square().sum(), a)
+    (ga,) = torch.autograd.grad(layer(low, x).square().sum(), layer.alpha)
+    assert_close(ga, gw, rtol=1e-4, atol=1e-4)
+
+
+def test_shape_adaptor_non_square_and_rho_refresh():
+    layer = ShapeAdaptor(alpha_init=0.0)  # s = 0.75
+    x = torch.randn(1, 2, 20, 13)
+    assert layer(F.max_pool2d(x, 2), x).shape == (1, 2, 15, 9)  # floor(20·0.75), floor(13·0.75)
+    assert layer.scale() == pytest.approx(0.75)
+    layer.rho = 0.8  # s(σ_p) = ρ·s(σ) (Eq. 7): the cached size must follow
+    assert layer.scale() == pytest.approx(0.6) and layer.scale(penalised=False) == pytest.approx(0.75)
+    assert layer.output_size((20, 13)) == (12, 7)
+
+
+def test_shape_adaptor_sizes_at_least_one_and_bad_arguments():
+    layer = ShapeAdaptor(alpha_init=-20.0)  # s ≈ 0.5
+    x = torch.randn(1, 1, 1, 1)
+    assert layer(x, x).shape == (1, 1, 1, 1)
+    with pytest.raises(ValueError, match="0 < `r1` < `r2`"):
+        ShapeAdaptor(r1=1.0, r2=0.5)
+    with pytest.raises(ValueError, match="`alpha_init` must be finite"):
+        ShapeAdaptor(alpha_init=float("nan"))
+
+
+def test_maxpool_cell_equals_the_adaptor_on_a_pooled_branch():
+    fused = ShapeAdaptorMaxPool2d(alpha_init=-0.3466)
+    plain = ShapeAdaptor(alpha_init=-0.3466)
+    x = torch.randn(2, 3, 16, 16, requires_grad=True)
+    out = fused(x)
+    want = plain(F.max_pool2d(x, 2), x)
+    assert_close(out, want)
+    g = torch.randn_like(out)
+    ga, gx = torch.autograd.grad(out, (fused.alpha, x), g)
+    wa, wx = torch.autograd.grad(want, (plain.alpha, x), g)
+    assert_close(gx, wx)
+    assert_close(ga, wa, rtol=1e-4, atol=1e-5)
+
+
+# --- freeze, compile, export ------------------------------------------------------------
+
+
+class _Net(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = torch.nn.Conv2d(3, 8, 3, padding=1)
+        self.pool = DynOPool2d((0.5, 0.7))
+        self.sa = ShapeAdaptorMaxPool2d(alpha_init=0.2)
+        self.sa2 = ShapeAdaptor(alpha_init=-0.5, residual=True)
+        self.down = torch.nn.Conv2d(8, 8, 1, stride=2)
+        self.head = torch.nn.Linear(8, 5)
+
+    def forward(self, x):
+        x = self.pool(torch.relu(self.conv(x)))
+        x = self.sa(x)
+        x = self.sa2(self.down(x), x)
+        return self.head(x.mean(dim=(2, 3)))
+
+
+def test_freeze_bakes_sizes_and_compiles_fullgraph():
+    torch.manual_seed(0)
+    model = _Net()
+    x = torch.randn(2, 3, 32, 30)
+    want = model(x)
+    frozen = resizeops.freeze(model)
+    assert all(m.frozen and not m.alpha.requires_grad for m in resizeops.nn.resizers(frozen))
+    assert not resizeops.nn.resizers(model)[0].frozen  # a copy by default
+    assert_close(frozen(x), want)
+    with torch.no_grad():
+        frozen.pool.alpha.fill_(10.0)  # the baked sizes no longer follow alpha
+    assert frozen.pool.output_size((32, 30)) == model.pool.output_size((32, 30))
+    with torch.no_grad():
+        frozen.pool.alpha.copy_(model.pool.alpha)
+    compiled = torch.compile(frozen, fullgraph=True)
+    assert_close(compiled(x), want, rtol=1e-4, atol=1e-5)
+
+
+def test_frozen_model_exports():
+    torch.manual_seed(0)
+    frozen = resizeops.freeze(_Net()).eval()
+    x = torch.randn(2, 3, 32, 30)
+    ep = torch.export.export(frozen, (x,))
+    assert_close(ep.module()(x), frozen(x))
+    targets = {str(n.target) for n in ep.graph.nodes if n.op == "call_function"}
+    assert any("resizeops.dynopool2d" in t for t in targets), targets
+    assert any("resizeops.shape_adaptor_maxpool" in t for t in targets), targets
+
+
+def test_refresh_shapes_reads_once_per_device(monkeypatch):
+    model = _Net()
+    model(torch.randn(1, 3, 16, 16))
+    for m in resizeops.nn.resizers(model):
+        with torch.no_grad():
+            m.alpha.add_(0.01)
+    reads = _CountReads(monkeypatch)
+    assert resizeops.refresh_shapes(model) == 3
+    assert reads.n == 1
+    assert math.isclose(model.pool.ratio[0], 1 / 2.01, rel_tol=1e-6)
