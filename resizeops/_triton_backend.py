@@ -22,6 +22,7 @@ from .reference import alpha_grad_from_size_grad, output_memory_format
 
 _KERNEL_MODULE = "resizeops.triton_kernels.dynopool"
 _BLEND_MODULE = "resizeops.triton_kernels.blend"
+_SHAPE_ADAPTOR_MODULE = "resizeops.triton_kernels.shape_adaptor"
 
 
 def _kernels():
@@ -30,6 +31,10 @@ def _kernels():
 
 def _blend_kernels():
     return importlib.import_module(_BLEND_MODULE)
+
+
+def _shape_adaptor_kernels():
+    return importlib.import_module(_SHAPE_ADAPTOR_MODULE)
 
 
 def _channels_last(*xs) -> bool:
@@ -66,6 +71,18 @@ def resize_blend_backward(grad_out, x1, x2, w1, w2, size, align_corners, scales,
     )
 
 
+def shape_adaptor_maxpool_forward(x, w1, w2, size, align_corners):
+    return _shape_adaptor_kernels().shape_adaptor_maxpool_forward(x, w1, w2, size, align_corners, _channels_last(x))
+
+
+def shape_adaptor_maxpool_backward(grad_out, x, w1, w2, size, align_corners, mask):
+    if not any(mask):
+        return None, None, None
+    return _shape_adaptor_kernels().shape_adaptor_maxpool_backward(
+        grad_out, x, w1, w2, size, align_corners, [bool(m) for m in mask], _channels_last(x)
+    )
+
+
 def _register() -> None:
     try:
         import triton  # noqa: F401
@@ -84,6 +101,17 @@ def _register() -> None:
     # partials in a fixed order: deterministic run to run.
     _dispatch.register_kernel(
         "triton", "resize_blend", resize_blend_forward, resize_blend_backward, deterministic_backward=True
+    )
+    if importlib.util.find_spec(_SHAPE_ADAPTOR_MODULE) is None:
+        return
+    # The fused cell's backward is the same kind of gather (the pooled branch's
+    # gradient to each window's argmax, recomputed from x), with fixed-order sums.
+    _dispatch.register_kernel(
+        "triton",
+        "shape_adaptor_maxpool",
+        shape_adaptor_maxpool_forward,
+        shape_adaptor_maxpool_backward,
+        deterministic_backward=True,
     )
 
 

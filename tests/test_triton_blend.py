@@ -265,7 +265,7 @@ def test_fan_in_bound_covers_the_tables():
             out = rng.randint(1, full)
         x = torch.empty(1, 1, h_in, 3, device=DEV)
         x2 = torch.empty(1, 1, 2, 2, device=DEV)  # never passes through: the tables are computed
-        plan = blend._Plan(x, x2, (out, 3), ac, None if scale is None else ((scale, 1.0), None))
+        plan = blend._Plan((x.shape[2:], x2.shape[2:]), (out, 3), ac, None if scale is None else ((scale, 1.0), None))
         taps, _ = blend._tables(plan, torch.float32, DEV)
         rows = blend._ranges(taps, 0, out, h_in).cpu()
         longest = int((rows[1] - rows[0]).max())

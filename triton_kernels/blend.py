@@ -22,6 +22,9 @@ already of ``size`` with no scale (Shape Adaptor's full-resolution branch).
   their length is bounded on the host from the ratio. grad_wk = Σ g·R_k(x_k) is
   reduced per program into a (programs, 2) buffer summed in float64 in a fixed
   order. Only the gradients the mask asks for are computed.
+- shape_adaptor_maxpool (shape_adaptor.py) reuses these kernels with x as both
+  inputs: ``POOL1`` makes each of R1's taps the max of a 2×2 window of x1
+  (``_window_max``), and its backward calls ``_gather`` for both branches.
 
 The per-axis arithmetic mirrors csrc/include/resizeops/math.h (``interp_ratio``,
 ``interp_source_coord_from_ratio``, ``bilinear_taps``), plus the two details of
@@ -51,7 +54,7 @@ import torch
 import triton
 import triton.language as tl
 
-from .dynopool import _acc_dtype, _format, _on_device, _output_index, _tl_acc
+from .dynopool import _acc_dtype, _format, _max4_first, _on_device, _output_index, _tl_acc
 
 __all__ = ["resize_blend_forward", "resize_blend_backward"]
 
@@ -161,12 +164,42 @@ def _axis_tables_kernel(
 
 
 @triton.jit
+def _window_max(ptr, sh, sw, mask, ACC: tl.constexpr):
+    """max_pool2d(x, 2) at one pooled pixel: (max, k) of the 2×2 window whose top-left is ``ptr``.
+
+    k = 2·dy + dx is the position of the maximum that max_pool2d's backward sends
+    the gradient to: a later element replaces the maximum only if strictly
+    greater or NaN (dynopool's ``_max4_first``), so ties go to the first maximum in
+    (0,0),(0,1),(1,0),(1,1) order and a NaN wins. The max is exact in ACC.
+    """
+    v00 = tl.load(ptr, mask=mask, other=0.0).to(ACC)
+    v01 = tl.load(ptr + sw, mask=mask, other=0.0).to(ACC)
+    v10 = tl.load(ptr + sh, mask=mask, other=0.0).to(ACC)
+    v11 = tl.load(ptr + sh + sw, mask=mask, other=0.0).to(ACC)
+    return _max4_first(v00, v01, v10, v11)
+
+
+@triton.jit
+def _tap(base, r, c, sh, sw, mask, POOL: tl.constexpr, ACC: tl.constexpr):
+    """Pixel (r, c) of the resampled map in ACC: x's, or with POOL max_pool2d(x, 2)'s, read in place."""
+    if POOL:
+        v, _ = _window_max(base + (2 * r) * sh + (2 * c) * sw, sh, sw, mask, ACC)
+    else:
+        v = tl.load(base + r * sh + c * sw, mask=mask, other=0.0).to(ACC)
+    return v
+
+
+@triton.jit
 def _resample(
     x_ptr, n, c, i, j, sn, sc, sh, sw,
     taps_ptr, lam_ptr, T, row_base, col_base, mask,
-    PASS: tl.constexpr, ACC: tl.constexpr, INDEX64: tl.constexpr,
+    PASS: tl.constexpr, POOL: tl.constexpr, ACC: tl.constexpr, INDEX64: tl.constexpr,
 ):  # fmt: skip
     """R(x)[n, c, i, j] in ACC: a direct read (pass-through) or 4 taps.
+
+    With POOL the map resampled is max_pool2d(x, 2) (its size is the tables'
+    input size): each tap is the max of its 2×2 window of x, so the pooled map is
+    never materialised (shape_adaptor_maxpool).
 
     The bilinear value is ATen's separable form and order,
     λr0·(λc0·x00 + λc1·x01) + λr1·(λc0·x10 + λc1·x11): every tap is multiplied,
@@ -174,7 +207,7 @@ def _resample(
     """
     base = x_ptr + n * sn + c * sc
     if PASS:
-        v = tl.load(base + i * sh + j * sw, mask=mask, other=0.0).to(ACC)
+        v = _tap(base, i, j, sh, sw, mask, POOL, ACC)
     else:
         r0 = tl.load(taps_ptr + row_base + i, mask=mask, other=0)
         r1 = tl.load(taps_ptr + T + row_base + i, mask=mask, other=0)
@@ -187,14 +220,10 @@ def _resample(
             r1 = r1.to(tl.int64)
             c0 = c0.to(tl.int64)
             c1 = c1.to(tl.int64)
-        p0 = base + r0 * sh
-        p1 = base + r1 * sh
-        o0 = c0 * sw
-        o1 = c1 * sw
-        x00 = tl.load(p0 + o0, mask=mask, other=0.0).to(ACC)
-        x01 = tl.load(p0 + o1, mask=mask, other=0.0).to(ACC)
-        x10 = tl.load(p1 + o0, mask=mask, other=0.0).to(ACC)
-        x11 = tl.load(p1 + o1, mask=mask, other=0.0).to(ACC)
+        x00 = _tap(base, r0, c0, sh, sw, mask, POOL, ACC)
+        x01 = _tap(base, r0, c1, sh, sw, mask, POOL, ACC)
+        x10 = _tap(base, r1, c0, sh, sw, mask, POOL, ACC)
+        x11 = _tap(base, r1, c1, sh, sw, mask, POOL, ACC)
         lr0 = 1.0 - lr1
         lc0 = 1.0 - lc1
         v = lr0 * (lc0 * x00 + lc1 * x01) + lr1 * (lc0 * x10 + lc1 * x11)
@@ -221,19 +250,25 @@ def _blend_forward_kernel(
     total, C, Ho, Wo,
     s1n, s1c, s1h, s1w,
     s2n, s2c, s2h, s2w,
-    PASS1: tl.constexpr, PASS2: tl.constexpr,
+    PASS1: tl.constexpr, PASS2: tl.constexpr, POOL1: tl.constexpr,
     CHANNELS_LAST: tl.constexpr, ACC: tl.constexpr, INDEX64: tl.constexpr, BLOCK: tl.constexpr,
 ):  # fmt: skip
-    """out = w1·R1(x1) + w2·R2(x2); ``out`` is dense, flat index = offs in its memory order."""
+    """out = w1·R1(x1) + w2·R2(x2); ``out`` is dense, flat index = offs in its memory order.
+
+    POOL1: R1 resamples max_pool2d(x1, 2) (shape_adaptor_maxpool, where x1 = x2 = x).
+    """
     _, offs = _program_offsets(BLOCK, INDEX64)
     mask = offs < total
     n, c, i, j = _output_index(offs, C, Ho, Wo, CHANNELS_LAST)
     w1 = tl.load(w1_ptr).to(ACC)  # the reference's w.to(compute dtype)
     w2 = tl.load(w2_ptr).to(ACC)
-    r1 = _resample(x1_ptr, n, c, i, j, s1n, s1c, s1h, s1w, taps_ptr, lam_ptr, T, 0, Ho, mask, PASS1, ACC, INDEX64)
-    r2 = _resample(
-        x2_ptr, n, c, i, j, s2n, s2c, s2h, s2w, taps_ptr, lam_ptr, T, Ho + Wo, 2 * Ho + Wo, mask, PASS2, ACC, INDEX64
+    r1 = _resample(
+        x1_ptr, n, c, i, j, s1n, s1c, s1h, s1w, taps_ptr, lam_ptr, T, 0, Ho, mask, PASS1, POOL1, ACC, INDEX64
     )
+    r2 = _resample(
+        x2_ptr, n, c, i, j, s2n, s2c, s2h, s2w, taps_ptr, lam_ptr, T, Ho + Wo, 2 * Ho + Wo, mask, PASS2, False, ACC,
+        INDEX64,
+    )  # fmt: skip
     v = w1 * r1 + w2 * r2
     tl.store(out_ptr + offs, v.to(out_ptr.dtype.element_ty), mask=mask)
 
@@ -255,12 +290,14 @@ def _blend_grad_w_kernel(
     n, c, i, j = _output_index(offs, C, Ho, Wo, CHANNELS_LAST)
     g = tl.load(g_ptr + n * sgn + c * sgc + i * sgh + j * sgw, mask=mask, other=0.0).to(ACC)
     if NEED1:
-        r1 = _resample(x1_ptr, n, c, i, j, s1n, s1c, s1h, s1w, taps_ptr, lam_ptr, T, 0, Ho, mask, PASS1, ACC, INDEX64)
+        r1 = _resample(
+            x1_ptr, n, c, i, j, s1n, s1c, s1h, s1w, taps_ptr, lam_ptr, T, 0, Ho, mask, PASS1, False, ACC, INDEX64
+        )
         tl.store(partial_ptr + 2 * pid, tl.sum(tl.where(mask, g * r1, 0.0), axis=0))
     if NEED2:
         r2 = _resample(
-            x2_ptr, n, c, i, j, s2n, s2c, s2h, s2w, taps_ptr, lam_ptr, T, Ho + Wo, 2 * Ho + Wo, mask, PASS2, ACC,
-            INDEX64,
+            x2_ptr, n, c, i, j, s2n, s2c, s2h, s2w, taps_ptr, lam_ptr, T, Ho + Wo, 2 * Ho + Wo, mask, PASS2, False,
+            ACC, INDEX64,
         )  # fmt: skip
         tl.store(partial_ptr + 2 * pid + 1, tl.sum(tl.where(mask, g * r2, 0.0), axis=0))
 
@@ -275,27 +312,21 @@ def _axis_weight(taps_ptr, lam_ptr, T, base, o, p, valid):
 
 
 @triton.jit
-def _blend_grad_x_kernel(
-    g_ptr, w_ptr, out_ptr,
+def _gather(
+    gbase, h, w, mask,
     taps_ptr, lam_ptr, T, row_base, col_base,
     rows_ptr, cols_ptr,  # int32 (2, H), (2, W): [lo, hi) of the outputs whose taps include each index
-    total, C, H, W, KH, KW,
-    sgn, sgc, sgh, sgw,
-    PASS: tl.constexpr, CHANNELS_LAST: tl.constexpr, ACC: tl.constexpr, INDEX64: tl.constexpr,
-    BLOCK: tl.constexpr,
+    H, W, KH, KW, sgh, sgw,
+    PASS: tl.constexpr, ACC: tl.constexpr, INDEX64: tl.constexpr, BLOCK: tl.constexpr,
 ):  # fmt: skip
-    """grad_x[n, c, h, w] = w_k · Σ_i λr_i(h) Σ_j λc_j(w) g[n, c, i, j], a gather in a fixed order.
+    """Rᵀ(g)[n, c, h, w] = Σ_i λr_i(h) Σ_j λc_j(w) g[n, c, i, j] in ACC, a gather in a fixed order.
 
-    ``out`` is dense in x's memory format (flat index = offs). KH, KW bound the
+    ``gbase`` points at g[n, c]; (h, w) index R's input (H × W). KH, KW bound the
     fan-in of one input row / column (the loop trip counts; masked beyond hi).
+    Masked lanes give 0 without reading g.
     """
-    _, offs = _program_offsets(BLOCK, INDEX64)
-    mask = offs < total
-    n, c, h, w = _output_index(offs, C, H, W, CHANNELS_LAST)
-    wk = tl.load(w_ptr).to(ACC)
-    gbase = g_ptr + n * sgn + c * sgc
     if PASS:
-        acc = tl.load(gbase + h * sgh + w * sgw, mask=mask, other=0.0).to(ACC) * wk
+        acc = tl.load(gbase + h * sgh + w * sgw, mask=mask, other=0.0).to(ACC)
     else:
         r_lo = tl.load(rows_ptr + h, mask=mask, other=0)
         r_hi = tl.load(rows_ptr + H + h, mask=mask, other=0)
@@ -319,7 +350,30 @@ def _blend_grad_x_kernel(
                 gv = tl.load(prow + j * sgw, mask=vj, other=0.0).to(ACC)
                 row += wc * gv
             acc += wr * row
-        acc = acc * wk
+    return acc
+
+
+@triton.jit
+def _blend_grad_x_kernel(
+    g_ptr, w_ptr, out_ptr,
+    taps_ptr, lam_ptr, T, row_base, col_base,
+    rows_ptr, cols_ptr,  # int32 (2, H), (2, W): see _gather
+    total, C, H, W, KH, KW,
+    sgn, sgc, sgh, sgw,
+    PASS: tl.constexpr, CHANNELS_LAST: tl.constexpr, ACC: tl.constexpr, INDEX64: tl.constexpr,
+    BLOCK: tl.constexpr,
+):  # fmt: skip
+    """grad_x[n, c, h, w] = w_k · Rᵀ(g)[n, c, h, w]; ``out`` is dense in x's memory format (flat index = offs)."""
+    _, offs = _program_offsets(BLOCK, INDEX64)
+    mask = offs < total
+    n, c, h, w = _output_index(offs, C, H, W, CHANNELS_LAST)
+    wk = tl.load(w_ptr).to(ACC)
+    gbase = g_ptr + n * sgn + c * sgc
+    acc = _gather(
+        gbase, h, w, mask, taps_ptr, lam_ptr, T, row_base, col_base, rows_ptr, cols_ptr, H, W, KH, KW, sgh, sgw,
+        PASS, ACC, INDEX64, BLOCK,
+    )  # fmt: skip
+    acc = acc * wk
     tl.store(out_ptr + offs, acc.to(out_ptr.dtype.element_ty), mask=mask)
 
 
@@ -365,15 +419,19 @@ class _Axis:
 
 
 class _Plan:
-    """The host-side description of one call: 4 axes, pass-through flags, output layout."""
+    """The host-side description of one call: 4 axes, pass-through flags, output layout.
 
-    def __init__(self, x1, x2, size, align_corners, scales):
+    ``in_sizes``: the (H, W) of the two maps resampled (for shape_adaptor_maxpool,
+    the pooled map's and x's).
+    """
+
+    def __init__(self, in_sizes, size, align_corners, scales):
         self.ho, self.wo = int(size[0]), int(size[1])
         self.scales = scales if scales is not None else (None, None)
         self.passes = []
         self.axes: List[_Axis] = []
-        for xk, sk in zip((x1, x2), self.scales):
-            h, w = int(xk.shape[2]), int(xk.shape[3])
+        for (h, w), sk in zip(in_sizes, self.scales):
+            h, w = int(h), int(w)
             self.passes.append(sk is None and (h, w) == (self.ho, self.wo))
             sh, sw = (None, None) if sk is None else (float(sk[0]), float(sk[1]))
             self.axes.append(_Axis(h, self.ho, align_corners, sh))
@@ -431,7 +489,12 @@ def resize_blend_forward(
     tensors on the inputs' device (any floating dtype). ``scales``: None or a
     pair of None / (sh, sw).
     """
-    plan = _Plan(x1, x2, size, align_corners, scales)
+    plan = _Plan((x1.shape[2:], x2.shape[2:]), size, align_corners, scales)
+    return _forward(plan, x1, x2, w1, w2, channels_last, pool1=False)
+
+
+def _forward(plan: _Plan, x1, x2, w1, w2, channels_last: bool, pool1: bool) -> torch.Tensor:
+    """Launch the tables and the forward kernel; ``pool1``: R1 resamples max_pool2d(x1, 2)."""
     n, c = x1.shape[0], x1.shape[1]
     acc = _acc_dtype(x1.dtype)
     fmt = _format(channels_last)
@@ -445,7 +508,7 @@ def resize_blend_forward(
         _blend_forward_kernel[grid](
             x1, x2, w1, w2, out, taps, lam, plan.T,
             total, c, plan.ho, plan.wo, *x1.stride(), *x2.stride(),
-            PASS1=plan.passes[0], PASS2=plan.passes[1], CHANNELS_LAST=bool(channels_last),
+            PASS1=plan.passes[0], PASS2=plan.passes[1], POOL1=bool(pool1), CHANNELS_LAST=bool(channels_last),
             ACC=_tl_acc(x1.dtype), INDEX64=_index64(x1, x2, out), BLOCK=FORWARD_BLOCK, num_warps=NUM_WARPS,
         )  # fmt: skip
     return out
@@ -483,7 +546,7 @@ def resize_blend_backward(
     names. grad_wk: 0-d, wk's dtype. ``grad_out``: (N, C, Ho, Wo), any strides.
     ``channels_last[2]`` names the order the grad_w reduction walks the outputs in.
     """
-    plan = _Plan(x1, x2, size, align_corners, scales)
+    plan = _Plan((x1.shape[2:], x2.shape[2:]), size, align_corners, scales)
     n, c = x1.shape[0], x1.shape[1]
     acc = _acc_dtype(x1.dtype)
     tl_acc = _tl_acc(x1.dtype)
