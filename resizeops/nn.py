@@ -277,6 +277,7 @@ class ShapeAdaptor(_Resizer):
         self.align_corners = align_corners
         self.backend = backend
         self.rho = 1.0
+        self._last: Optional[Tuple[float, float]] = None  # (σ_p, σ) of the last forward
         self.alpha = nn.Parameter(torch.tensor(float(alpha_init), device=device, dtype=dtype or torch.float32))
 
     @property
@@ -305,10 +306,22 @@ class ShapeAdaptor(_Resizer):
         v = sp if penalised else s
         return (self.r2 - self.r1) * v + self.r1
 
+    def last_scale(self, penalised: bool = True) -> Optional[float]:
+        """s(σ_p) (or s(σ)) as the last forward used it; None before the first."""
+        if self._last is None:
+            return None
+        return (self.r2 - self.r1) * self._last[0 if penalised else 1] + self.r1
+
     def output_size(self, in_size: Sequence[int]) -> Tuple[int, int]:
         """max(floor(D·s(σ_p)), 1) for each side D of ``in_size``."""
         s = self.scale()
         return tuple(max(int(math.floor(int(d) * s)), 1) for d in in_size)  # type: ignore[return-value]
+
+    def _size_for_forward(self, in_size: Sequence[int]) -> Tuple[int, int]:
+        size = self.output_size(in_size)
+        if not self._frozen:
+            self._last = self.host_values()  # type: ignore[assignment]
+        return size
 
     def weights(self) -> Tuple[torch.Tensor, torch.Tensor]:
         """(w1, w2) = (k(1 − σ_p), kσ_p), differentiable in α."""
@@ -317,7 +330,7 @@ class ShapeAdaptor(_Resizer):
 
     def forward(self, x_low: torch.Tensor, x_full: torch.Tensor) -> torch.Tensor:
         w1, w2 = self.weights()
-        size = self.output_size(x_full.shape[-2:])
+        size = self._size_for_forward(x_full.shape[-2:])
         return ops.resize_blend(x_low, x_full, w1, w2, size, self.align_corners, backend=self.backend)
 
     def extra_repr(self) -> str:
@@ -338,5 +351,5 @@ class ShapeAdaptorMaxPool2d(ShapeAdaptor):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
         w1, w2 = self.weights()
-        size = self.output_size(x.shape[-2:])
+        size = self._size_for_forward(x.shape[-2:])
         return ops.shape_adaptor_maxpool(x, w1, w2, size, self.align_corners, backend=self.backend)
