@@ -6,6 +6,9 @@
   the sigmoid), ``forward(x_low, x_full)``.
 * :class:`ShapeAdaptorMaxPool2d` — the VGG cell, whose down-sampled branch is
   ``max_pool2d(x, 2)``: ``forward(x)``, fused (:func:`resizeops.shape_adaptor_maxpool`).
+* :class:`ElasticBlock` / :class:`ElasticBottleneck` — ELASTIC (SPEC §2.5): a
+  full- and a half-resolution branch merged by up-sample ×2, crop and sum
+  (:func:`resizeops.resize_blend`).
 
 Shapes as state (SPEC §4). An output size depends on a learnable value, so
 computing it needs that value on the host. Each layer keeps a host copy of the
@@ -31,7 +34,16 @@ from torch import nn
 
 from . import ops
 
-__all__ = ["DynOPool2d", "ShapeAdaptor", "ShapeAdaptorMaxPool2d", "refresh_shapes", "freeze", "resizers"]
+__all__ = [
+    "DynOPool2d",
+    "ShapeAdaptor",
+    "ShapeAdaptorMaxPool2d",
+    "ElasticBlock",
+    "ElasticBottleneck",
+    "refresh_shapes",
+    "freeze",
+    "resizers",
+]
 
 Pair = Union[float, Sequence[float]]
 
@@ -353,3 +365,113 @@ class ShapeAdaptorMaxPool2d(ShapeAdaptor):
         w1, w2 = self.weights()
         size = self._size_for_forward(x.shape[-2:])
         return ops.shape_adaptor_maxpool(x, w1, w2, size, self.align_corners, backend=self.backend)
+
+
+# =============================================================================
+# ELASTIC
+# =============================================================================
+
+
+def _half_resolution(x: torch.Tensor) -> torch.Tensor:
+    """ELASTIC's down-sampling: replicate-pad an odd H / W on the bottom / right, then AvgPool2d(2, 2)."""
+    ph, pw = x.shape[-2] % 2, x.shape[-1] % 2
+    if ph or pw:
+        x = nn.functional.pad(x, (0, pw, 0, ph), mode="replicate")
+    return nn.functional.avg_pool2d(x, 2, 2)
+
+
+class ElasticBlock(nn.Module):
+    """ELASTIC's two-resolution layer (Wang et al., CVPR 2019 Eq. 3; SPEC §2.5).
+
+    ``forward(x) = high(x) + crop(up×2(low(down(x))))``: ``down`` replicate-pads an
+    odd side and average-pools 2×2, ``up×2`` is bilinear (align_corners=False), the
+    crop keeps the top-left ``high(x)``-sized window; the up-sample, crop and sum
+    are one fused :func:`resizeops.resize_blend`. With ``elastic=False`` (stride-2
+    blocks, where ELASTIC is off) both branches see ``x`` and are summed.
+
+    ``high`` must keep the spatial size of ``x`` when ``elastic`` (stride 1), and
+    ``low`` must return the same channels as ``high``.
+    """
+
+    def __init__(self, high: nn.Module, low: nn.Module, elastic: bool = True, *, backend: Optional[str] = None) -> None:
+        super().__init__()
+        self.high, self.low = high, low
+        self.elastic = bool(elastic)
+        self.backend = backend
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.high(x)
+        if not self.elastic:
+            return out + self.low(x)
+        low = self.low(_half_resolution(x))
+        if 2 * low.shape[-2] < out.shape[-2] or 2 * low.shape[-1] < out.shape[-1]:
+            raise ValueError(
+                f"ElasticBlock: the low-resolution branch gave {tuple(low.shape[-2:])}, which up-sampled ×2 does not "
+                f"cover the full-resolution branch's {tuple(out.shape[-2:])} (does `high` keep the input size?)"
+            )
+        return ops.resize_blend(low, out, 1.0, 1.0, out.shape[-2:], False, ((2.0, 2.0), None), backend=self.backend)
+
+    def extra_repr(self) -> str:
+        return f"elastic={self.elastic}"
+
+
+def _conv_bn_relu(cin: int, cout: int, k: int, stride: int = 1, groups: int = 1) -> List[nn.Module]:
+    return [
+        nn.Conv2d(cin, cout, k, stride=stride, padding=k // 2, groups=groups, bias=False),
+        nn.BatchNorm2d(cout),
+        nn.ReLU(inplace=True),
+    ]
+
+
+class ElasticBottleneck(nn.Module):
+    """The ELASTIC ResNeXt bottleneck (the official code's ``BottleneckXElastic``).
+
+    Two half-width ResNeXt paths — 1×1, grouped 3×3 (``cardinality // 2`` groups),
+    1×1 — one at full resolution and one at half (:class:`ElasticBlock`), summed
+    before the last BatchNorm, then the residual and a ReLU. ELASTIC is on in
+    stride-1 blocks unless ``elastic`` says otherwise (the paper turns it off in
+    stride-2 blocks and at resolution 7).
+
+    Args:
+        inplanes, planes: input and output channels.
+        stride: of the 3×3 convolutions.
+        cardinality: ResNeXt groups of the whole block (each path gets half).
+        bottle_planes: width of the block's bottleneck (default ``planes``; each
+            path gets half).
+        downsample: the residual's projection when shapes change (as in
+            torchvision's ResNet), or None for identity.
+        elastic: None: ``stride == 1``.
+    """
+
+    def __init__(
+        self,
+        inplanes: int,
+        planes: int,
+        stride: int = 1,
+        cardinality: int = 32,
+        bottle_planes: Optional[int] = None,
+        downsample: Optional[nn.Module] = None,
+        elastic: Optional[bool] = None,
+        *,
+        backend: Optional[str] = None,
+    ) -> None:
+        super().__init__()
+        width = (bottle_planes or planes) // 2
+        groups = max(cardinality // 2, 1)
+        if width < 1 or width % groups:
+            raise ValueError(
+                f"ElasticBottleneck: each path's width {width} must be a positive multiple of its {groups} groups"
+            )
+
+        def path() -> nn.Sequential:
+            layers = _conv_bn_relu(inplanes, width, 1) + _conv_bn_relu(width, width, 3, stride, groups)
+            return nn.Sequential(*layers, nn.Conv2d(width, planes, 1, bias=False))
+
+        self.branches = ElasticBlock(path(), path(), stride == 1 if elastic is None else elastic, backend=backend)
+        self.bn = nn.BatchNorm2d(planes)
+        self.downsample = downsample
+        self.relu = nn.ReLU(inplace=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        residual = x if self.downsample is None else self.downsample(x)
+        return self.relu(self.bn(self.branches(x)) + residual)

@@ -226,3 +226,48 @@ def test_refresh_shapes_reads_once_per_device(monkeypatch):
     assert resizeops.refresh_shapes(model) == 3
     assert reads.n == 1
     assert math.isclose(model.pool.ratio[0], 1 / 2.01, rel_tol=1e-6)
+
+
+# --- ELASTIC ---------------------------------------------------------------------------
+
+
+def _official_elastic(block, x):
+    """The official BottleneckXElastic forward (allenai/elastic models/dla.py), written out
+    with F.pad / avg_pool2d / F.interpolate and a slice, on the block's own modules."""
+    high, low = block.branches.high, block.branches.low
+    d = x
+    if x.shape[2] % 2 or x.shape[3] % 2:
+        d = F.pad(d, (0, x.shape[3] % 2, 0, x.shape[2] % 2), mode="replicate")
+    d = low(F.avg_pool2d(d, 2, stride=2))
+    d = F.interpolate(d, scale_factor=2, mode="bilinear", align_corners=False)[:, :, : x.shape[2], : x.shape[3]]
+    out = block.bn(high(x) + d)
+    return torch.relu(out + x)
+
+
+@pytest.mark.parametrize("hw", [(16, 16), (15, 13), (7, 9), (1, 3)])
+def test_elastic_bottleneck_matches_the_official_block(hw):
+    torch.manual_seed(0)
+    block = resizeops.nn.ElasticBottleneck(64, 64, cardinality=8)
+    block.eval()
+    x = torch.randn(2, 64, *hw, requires_grad=True)
+    out = block(x)
+    want = _official_elastic(block, x)
+    assert out.shape == x.shape
+    assert_close(out, want, rtol=1e-4, atol=1e-5)
+    g = torch.randn_like(out)
+    (gx,) = torch.autograd.grad(out, x, g)
+    (wx,) = torch.autograd.grad(want, x, g)
+    assert_close(gx, wx, rtol=1e-4, atol=1e-5)
+    assert block.branches.elastic
+
+
+def test_elastic_off_in_stride_two_blocks_and_bad_branches():
+    down = torch.nn.Sequential(torch.nn.Conv2d(32, 64, 1, stride=2, bias=False), torch.nn.BatchNorm2d(64))
+    block = resizeops.nn.ElasticBottleneck(32, 64, stride=2, cardinality=8, downsample=down)
+    assert not block.branches.elastic
+    assert block(torch.randn(1, 32, 9, 9)).shape == (1, 64, 5, 5)
+    bad = resizeops.nn.ElasticBlock(torch.nn.Identity(), torch.nn.Conv2d(4, 4, 3, stride=4, padding=1))
+    with pytest.raises(ValueError, match="does not cover"):
+        bad(torch.randn(1, 4, 8, 8))  # the low branch gives 1×1: ×2 does not cover 8×8
+    with pytest.raises(ValueError, match="multiple of its"):
+        resizeops.nn.ElasticBottleneck(32, 30, cardinality=8)
