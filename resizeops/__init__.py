@@ -7,6 +7,8 @@ Public API::
     resizeops.shape_adaptor_maxpool(x, w1, w2, size, align_corners=True, *, backend=None)
     resizeops.nn.DynOPool2d / ShapeAdaptor / ShapeAdaptorMaxPool2d   # the layers
     resizeops.refresh_shapes(model), resizeops.freeze(model)         # shapes as state (SPEC §4)
+    resizeops.shape_report(model, input_size)                       # learned sizes and MACs
+    resizeops.shape_adaptor / resizeops.dynopool                    # the training recipes
     resizeops.backends(device=None, op=None)     # which backends can run, and why not
     resizeops.use_backend(name)                  # context manager
     resizeops.info()                             # build / backend report (python -m resizeops info)
@@ -28,6 +30,8 @@ from ._validate import MAX_OUTPUT_NUMEL
 from .ops import dynopool2d, dynopool2d_output_size, resize_blend, shape_adaptor_maxpool
 from . import nn
 from .nn import freeze, refresh_shapes
+from .report import shape_report
+from . import dynopool, shape_adaptor
 from . import _cpu_backend, _cuda_backend, _triton_backend  # noqa: F401,E402  (register their kernels; never raise)
 
 __all__ = [
@@ -38,6 +42,9 @@ __all__ = [
     "nn",
     "freeze",
     "refresh_shapes",
+    "shape_report",
+    "dynopool",
+    "shape_adaptor",
     "backends",
     "use_backend",
     "info",

@@ -271,3 +271,30 @@ def test_elastic_off_in_stride_two_blocks_and_bad_branches():
         bad(torch.randn(1, 4, 8, 8))  # the low branch gives 1×1: ×2 does not cover 8×8
     with pytest.raises(ValueError, match="multiple of its"):
         resizeops.nn.ElasticBottleneck(32, 30, cardinality=8)
+
+
+# --- shape_report ---------------------------------------------------------------------
+
+
+def test_shape_report(tmp_path):
+    from torch.utils.flop_counter import FlopCounterMode
+
+    torch.manual_seed(0)
+    model = _Net().train()
+    rep = resizeops.shape_report(model, (3, 32, 30))
+    assert model.training  # the mode is restored
+    assert [r.name for r in rep.resizers] == ["pool", "sa", "sa2"]
+    pool = rep.resizers[0]
+    assert pool.kind == "DynOPool2d" and pool.scale == pytest.approx((0.5, 0.7)) and pool.in_size == (32, 30)
+    assert pool.out_size == model.pool.output_size((32, 30))
+    assert rep.resizers[1].kind == "ShapeAdaptorMaxPool2d" and rep.resizers[1].in_size == pool.out_size
+    assert [f.name for f in rep.feature_maps] == ["conv", "down"]
+    with FlopCounterMode(display=False) as fc, torch.no_grad():
+        model.eval()(torch.zeros(1, 3, 32, 30))
+    assert rep.macs == fc.get_total_flops() // 2
+    text = str(rep)
+    assert "GMACs" in text and "DynOPool2d" in text and "ShapeAdaptorMaxPool2d" in text
+    rep.plot(str(tmp_path / "shape.png"))
+    assert (tmp_path / "shape.png").stat().st_size > 1000
+    with pytest.raises(ValueError, match="`input_size`"):
+        resizeops.shape_report(model, (32, 30))
