@@ -8,6 +8,7 @@ Public API::
     resizeops.nn.DynOPool2d / ShapeAdaptor / ShapeAdaptorMaxPool2d   # the layers
     resizeops.refresh_shapes(model), resizeops.freeze(model)         # shapes as state (SPEC §4)
     resizeops.shape_report(model, input_size)                       # learned sizes and MACs
+    resizeops.convert(model, "dynopool")                            # learnable resizers in a network
     resizeops.shape_adaptor / resizeops.dynopool                    # the training recipes
     resizeops.backends(device=None, op=None)     # which backends can run, and why not
     resizeops.use_backend(name)                  # context manager
@@ -31,6 +32,7 @@ from .ops import dynopool2d, dynopool2d_output_size, resize_blend, shape_adaptor
 from . import nn
 from .nn import freeze, refresh_shapes
 from .report import shape_report
+from .convert import convert
 from . import dynopool, shape_adaptor
 from . import _cpu_backend, _cuda_backend, _triton_backend  # noqa: F401,E402  (register their kernels; never raise)
 
@@ -43,6 +45,7 @@ __all__ = [
     "freeze",
     "refresh_shapes",
     "shape_report",
+    "convert",
     "dynopool",
     "shape_adaptor",
     "backends",
