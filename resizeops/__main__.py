@@ -1,4 +1,4 @@
-"""Command line: ``python -m resizeops {info,bench} [options]``."""
+"""Command line: ``python -m resizeops {info,bench,demo} [options]``."""
 
 from __future__ import annotations
 
@@ -9,7 +9,11 @@ import sys
 def main(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = argparse.ArgumentParser(prog="python -m resizeops", description=__doc__)
-    parser.add_argument("command", choices=["info", "bench"], help="info: build and backend report; bench: benchmarks")
+    parser.add_argument(
+        "command",
+        choices=["info", "bench", "demo"],
+        help="info: build and backend report; bench: benchmarks; demo: train a small network three ways on the CPU",
+    )
     if not argv or argv[0] in ("-h", "--help"):
         parser.print_help()
         return 0 if argv else 2
@@ -24,6 +28,10 @@ def main(argv=None) -> int:
         from resizeops import bench
 
         return bench.main(rest)
+    if command == "demo":
+        from resizeops import demo
+
+        return demo.main(rest)
     parser.parse_args(argv)  # prints the usage error
     return 2
 

@@ -25,3 +25,14 @@ def test_usage_errors():
     r = _run("frobnicate")
     assert r.returncode == 2 and "invalid choice" in r.stderr
     assert _run("--help").returncode == 0
+
+
+def test_demo_quick(tmp_path):
+    # The demo's whole path (data, three variants, report, plot) in a few steps each.
+    r = _run("demo", "--quick", "--out", str(tmp_path))
+    assert r.returncode == 0, r.stderr[-2000:]
+    out = r.stdout
+    for kind in ("human", "dynopool", "shape-adaptor"):
+        assert f"\n{kind} " in out
+    assert "MMACs" in out and "1347 train / 450 test" in out
+    assert (tmp_path / "demo.png").stat().st_size > 1000
