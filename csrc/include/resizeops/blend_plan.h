@@ -18,7 +18,11 @@ using ScaleArg = std::optional<c10::ArrayRef<double>>;
 // One axis of a branch: in -> out, with interpolate's own size `full` when a
 // scale is given (the outputs past `out` are cropped).
 inline cells::BlendAxisSpec axis_spec(int64_t in, int64_t out, std::optional<double> scale) {
-  const int64_t full = scale ? static_cast<int64_t>(std::floor(static_cast<double>(in) * *scale)) : out;
+  const double f = scale ? std::floor(static_cast<double>(in) * *scale) : static_cast<double>(out);
+  TORCH_CHECK(f < static_cast<double>(int64_t{1} << 30),
+              "resizeops_ext::resize_blend: a scale makes an axis of ", in, " pixels ", f,
+              " long: sizes must be below 2^30 (32-bit tables)");
+  const int64_t full = static_cast<int64_t>(f);
   return {static_cast<int32_t>(in), static_cast<int32_t>(out), static_cast<int32_t>(full), scale ? *scale : -1.0};
 }
 
@@ -30,8 +34,8 @@ inline std::optional<double> scale_of(const ScaleArg& s, int k) {
 // The table layout of a call: branch k reads an input of (h_k, w_k) (for the
 // fused cell's pooled branch, the pooled size); a pass-through branch has no tables.
 inline cells::BlendTableLayout blend_layout(int64_t h1, int64_t w1, bool pass1, const ScaleArg& scale1, int64_t h2,
-                                     int64_t w2, bool pass2, const ScaleArg& scale2, int64_t Ho, int64_t Wo,
-                                     bool align_corners) {
+                                            int64_t w2, bool pass2, const ScaleArg& scale2, int64_t Ho, int64_t Wo,
+                                            bool align_corners) {
   constexpr int64_t kMax = int64_t{1} << 30;  // the tables are 32-bit
   TORCH_CHECK(h1 < kMax && w1 < kMax && h2 < kMax && w2 < kMax && Ho < kMax && Wo < kMax,
               "resizeops_ext::resize_blend: spatial sizes must be below 2^30 (32-bit tables)");
