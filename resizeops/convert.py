@@ -16,11 +16,87 @@ Layers it cannot convert are refused with a message naming them: strided
 pooling with ``ceil_mode``, ``return_indices`` or dilation, other strided layers
 (``Conv1d``/``Conv3d``, transposed convolutions, ``LPPool2d``, fractional pooling),
 and tied layers of different strides.
+
+``method="shape_adaptor"`` (Shape Adaptor §3.2, §4 "Implementation", §5; SPEC
+§2.3): the placement of the official code (lorenmt/shape-adaptor
+``model_list.py``), adapted to torchvision's models and to user models built
+from the same parts. Three families:
+
+* VGG: torchvision ``VGG`` (its ``features``) or an ``nn.Sequential`` of
+  Conv2d / BatchNorm2d / ReLU / pooling. Candidate positions are the ends
+  (the ReLU) of the convolution units, the last convolution's excepted; an
+  adaptor there is the VGG cell :class:`~resizeops.nn.ShapeAdaptorMaxPool2d`
+  (2×2 max-pool low branch, identity high branch), inserted after the ReLU as
+  ``Sequential(relu, adaptor)`` so that every index and weight name stays.
+* ResNet: torchvision ``ResNet`` of ``BasicBlock``/``Bottleneck`` (or a module
+  with its attributes ``conv1 bn1 relu maxpool layer1..``). The stem is an
+  adaptor with a 2×2 max-pool low branch (it takes ``maxpool``'s place); a
+  block becomes the residual cell :class:`ShapeAdaptorResidualBlock`: main
+  path at stride 1 as the high branch, the 1×1 stride-2 shortcut + BN as the
+  low branch (the block's own ``downsample`` when it has one, else a new one),
+  weights ×2, then the block's ReLU.
+* MobileNetV2: torchvision ``MobileNetV2`` of ``InvertedResidual``. The stem
+  gets a max-pool adaptor appended; a block becomes
+  :class:`ShapeAdaptorInvertedResidual`: ``adaptor(block.conv(x))``, no residual
+  (as the official cell).
+
+Where the adaptors go in torchvision's vgg16, resnet50 and mobilenet_v2 (N at
+input 32 | 224; VGG: after the ReLU of the numbered convolutions):
+
+=========  ================================  ===============================  =========================
+family     ``standard``                      ``autosc``                       ``autotl``
+=========  ================================  ===============================  =========================
+VGG        4: conv 1 4 7 10 |                2: conv 1 8 |                    5: the five max-pools
+           6: conv 1 3 5 7 9 11              4: conv 1 5 8 11
+ResNet     4: stem, layer2.0 3.0 3.4 |       2: layer1.1 3.2 |                5: stem conv, stem pool,
+           6: stem, layer1.1 2.1 3.0 3.2     4: layer1.1 2.2 3.2 3.5          layer2.0 3.0 4.0
+           3.5
+MobileNet  4: stem, features.4 9 13 |        3: features.3 9 13 |             5: stem, features.2 4 7
+V2         6: stem, features.3 6 9 12 15     4: features.3 8 11 15            14
+=========  ================================  ===============================  =========================
+
+* ``standard``: every down-sampling layer goes (pooling becomes ``Identity``,
+  strides become 1; global/adaptive pooling stays) and ``num`` adaptors
+  (default Eq. 3, :func:`~resizeops.shape_adaptor.num_adaptors`) sit uniformly
+  on the candidate positions, ``candidates[int(i · len(candidates)/num)]``
+  as the official code spreads them (the first candidate always gets one, the
+  last layer never), α from Eq. 5 (:func:`~resizeops.shape_adaptor.init_alpha`)
+  so that D_in·s^N = ``output_dim``.
+* ``autosc`` (§5.1): the human down-sampling stays; ``num`` adaptors at
+  α_raw = 2.19 (s ≈ 0.95) on positions that are not at a down-sampling layer
+  (VGG: not a ReLU followed by a pool nor a strided convolution's; ResNet: not
+  a stage's first block; MobileNetV2: stride-1 blocks after the first), default
+  ``num`` the official grid-searched one (VGG 2 if ``input_dim`` < 64 else 4,
+  ResNet 2 if ≤ 64 else 4, MobileNetV2 3 if < 64 else 4). As the official
+  AutoSC, max-pool low branches and the kept VGG max-pools use ``ceil_mode``,
+  so that small maps never reach size 0.
+* ``autotl`` (§5.2): each human down-sampling layer becomes an adaptor at
+  α_raw = −2.19 (s ≈ 0.55): a pooling layer becomes the VGG cell (or a
+  :class:`ShapeAdaptorCell` around it), a strided convolution goes to stride 1
+  followed by a max-pool adaptor, a strided residual block the residual cell.
+  ``num`` is the number of down-sampling layers; the official code has AutoTL
+  for ResNet only (its two stem adaptors both use a 2×2 max-pool).
+
+Every weight of the original keeps its name and value (pretrained weights still
+load with ``load_state_dict``); new are only the adaptors' ``alpha`` and the
+projections of residual cells whose block had none. Other architectures are
+refused with a ``ValueError`` naming what was found.
+
+Differences from the official code, which builds its own networks: the
+converter keeps the network's layers, so torchvision's 7×7 ResNet stem stays
+(the official uses 3×3 below 64 pixels, and in AutoSC a CIFAR stem without
+down-sampling), vgg16 keeps five max-pools in AutoSC (the official four below
+64), and a stage's first block keeps the shortcut it has (the official gives
+every one a projection; resnet18/34's layer1.0 has none). Sizes are the
+layers' "local" floor(D·s) everywhere; the official AutoSC rounds a running
+product that counts the human ×½ layers ("global"), which can differ by one.
 """
 
 from __future__ import annotations
 
 import copy
+import math
+import numbers
 import operator
 import warnings
 from typing import Dict, Iterable, List, Optional, Sequence, Set, Tuple
@@ -28,9 +104,10 @@ from typing import Dict, Iterable, List, Optional, Sequence, Set, Tuple
 import torch
 from torch import nn
 
-from .nn import DynOPool2d
+from .nn import DynOPool2d, ShapeAdaptor, ShapeAdaptorMaxPool2d, _Resizer
+from .shape_adaptor import init_alpha, num_adaptors
 
-__all__ = ["convert"]
+__all__ = ["convert", "ShapeAdaptorCell", "ShapeAdaptorResidualBlock", "ShapeAdaptorInvertedResidual"]
 
 _POOLS = (nn.MaxPool2d, nn.AvgPool2d)
 _UNSUPPORTED_STRIDED = (
@@ -178,20 +255,536 @@ def _convert_dynopool(model: nn.Module, exclude: Sequence[str] = (), min_size: i
     return model
 
 
+# =============================================================================
+# Shape Adaptor
+# =============================================================================
+
+ALPHA_AUTOSC = 2.19  # s = 0.5 + 0.5·sigmoid(2.19) ≈ 0.95: the official AutoSC start, close to the human shape
+ALPHA_AUTOTL = -2.19  # s ≈ 0.55: the official AutoTL start, close to the replaced ×½ layer
+_SA_MODES = ("standard", "autosc", "autotl")
+_SA_OPTIONS = ("input_dim", "output_dim", "num", "mode", "r1", "r2", "backend")
+_SA = "convert(method='shape_adaptor')"
+_SUPPORTED = (
+    "the VGG family (torchvision VGG, or an nn.Sequential of Conv2d/BatchNorm2d/ReLU/pooling), the ResNet family "
+    "(torchvision ResNet of BasicBlock/Bottleneck) and the MobileNetV2 family (torchvision MobileNetV2 of "
+    "InvertedResidual)"
+)
+# Layers a VGG feature extractor may hold.
+_VGG_LAYERS = (nn.Conv2d, nn.BatchNorm2d, nn.ReLU, nn.ReLU6, nn.MaxPool2d, nn.AvgPool2d,
+               nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d, nn.Identity, nn.Dropout)  # fmt: skip
+
+
+class ShapeAdaptorCell(ShapeAdaptor):
+    """A Shape Adaptor with an explicit down-sampling branch: ``forward(x) = ShapeAdaptor.forward(low(x), x)``.
+
+    The general form of :class:`~resizeops.nn.ShapeAdaptorMaxPool2d` (whose ``low``
+    is a floor-mode 2×2 max-pool, fused): AutoSC uses a ceil-mode max-pool here, as
+    the official code does, and AutoTL wraps pooling layers other than a plain
+    2×2 max-pool. Other arguments as :class:`~resizeops.nn.ShapeAdaptor`.
+    """
+
+    def __init__(self, low: nn.Module, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.low = low
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        return super().forward(self.low(x), x)
+
+
+class ShapeAdaptorResidualBlock(nn.Module):
+    """A torchvision ``BasicBlock``/``Bottleneck`` as the residual Shape Adaptor cell (Fig. 2, right).
+
+    ``relu(adaptor(downsample(x), main(x)))``: the block's main path (at stride 1)
+    is the high branch, its 1×1 shortcut (stride 2) the low branch, ``adaptor`` a
+    residual :class:`~resizeops.nn.ShapeAdaptor` (weights ×2, as the official
+    code). The identity shortcut is not added, as in the official cell. The
+    block's own submodules become this module's children under their own names,
+    so that the weights stay the block's (and keep their ``state_dict`` names).
+    """
+
+    def __init__(self, block: nn.Module, adaptor: ShapeAdaptor, low: Optional[nn.Module] = None) -> None:
+        super().__init__()
+        self.bottleneck = hasattr(block, "conv3")
+        for name, child in block.named_children():
+            self.add_module(name, child)
+        if low is not None:
+            self.downsample = low
+        if getattr(self, "downsample", None) is None:
+            raise ValueError("ShapeAdaptorResidualBlock: the block has no `downsample` and no `low` branch was given")
+        self.adaptor = adaptor
+        self.stride = 1
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.relu(self.bn1(self.conv1(x)))
+        if self.bottleneck:
+            out = self.relu(self.bn2(self.conv2(out)))
+            out = self.bn3(self.conv3(out))
+        else:
+            out = self.bn2(self.conv2(out))
+        return self.relu(self.adaptor(self.downsample(x), out))
+
+
+class ShapeAdaptorInvertedResidual(nn.Module):
+    """A torchvision ``InvertedResidual`` as the official MobileNetV2 Shape Adaptor block: ``adaptor(conv(x))``.
+
+    ``adaptor`` takes one input (:class:`~resizeops.nn.ShapeAdaptorMaxPool2d` or
+    :class:`ShapeAdaptorCell`: its low branch pools the block's output). No
+    residual, as the official block. ``conv`` is the block's own.
+    """
+
+    def __init__(self, block: nn.Module, adaptor: ShapeAdaptor) -> None:
+        super().__init__()
+        self.conv = block.conv
+        self.adaptor = adaptor
+        self.out_channels = getattr(block, "out_channels", None)
+        self.stride = 1
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.adaptor(self.conv(x))
+
+
+def _torchvision():
+    """torchvision's model classes, or None without torchvision (then only Sequential VGGs convert)."""
+    try:
+        from torchvision.models import mobilenetv2, resnet, vgg
+    except Exception:  # noqa: BLE001 - any import failure: no torchvision families
+        return None
+    return {"VGG": vgg.VGG, "ResNet": resnet.ResNet, "BasicBlock": resnet.BasicBlock,
+            "Bottleneck": resnet.Bottleneck, "MobileNetV2": mobilenetv2.MobileNetV2,
+            "InvertedResidual": mobilenetv2.InvertedResidual}  # fmt: skip
+
+
+def _refuse(model: nn.Module, why: str) -> ValueError:
+    return ValueError(f"{_SA}: cannot convert {type(model).__name__}: {why}; supported are {_SUPPORTED}")
+
+
+def _number(name: str, v, positive: bool = True) -> float:
+    if isinstance(v, bool) or not isinstance(v, numbers.Real):
+        raise TypeError(f"{_SA}: `{name}` must be a number, got {type(v).__name__} {v!r}")
+    if not math.isfinite(v) or (positive and v <= 0):
+        raise ValueError(f"{_SA}: `{name}` must be finite and > 0, got {v!r}")
+    return float(v)
+
+
+def _sa_options(options: dict) -> dict:
+    """The checked options (bad ones refused before the model is copied)."""
+    unknown = sorted(set(options) - set(_SA_OPTIONS))
+    if unknown:
+        raise TypeError(f"{_SA}: unknown option(s) {unknown}; the options are {list(_SA_OPTIONS)}")
+    o = {"input_dim": None, "output_dim": 8, "num": None, "mode": "standard", "r1": 0.5, "r2": 1.0, "backend": None}
+    o.update(options)
+    if o["input_dim"] is None:
+        raise ValueError(f"{_SA}: `input_dim` (the input resolution D_in, e.g. 32 or 224) is required")
+    o["input_dim"] = _number("input_dim", o["input_dim"])
+    o["output_dim"] = _number("output_dim", o["output_dim"])
+    if o["mode"] not in _SA_MODES:
+        raise ValueError(f"{_SA}: `mode` must be one of {list(_SA_MODES)}, got {o['mode']!r}")
+    num = o["num"]
+    if num is not None:
+        if isinstance(num, bool) or not isinstance(num, numbers.Integral):
+            raise TypeError(f"{_SA}: `num` must be an integer ≥ 1 or None, got {type(num).__name__} {num!r}")
+        if num < 1:
+            raise ValueError(f"{_SA}: `num` (the number of adaptors) must be ≥ 1, got {num}")
+        o["num"] = int(num)
+    r1, r2 = _number("r1", o["r1"]), _number("r2", o["r2"])
+    if not r1 < r2:
+        raise ValueError(f"{_SA}: need 0 < `r1` < `r2`, got r1={r1}, r2={r2}")
+    o["r1"], o["r2"] = r1, r2
+    if o["mode"] == "standard" and num is None:
+        if r1 >= 1:
+            raise ValueError(f"{_SA}: the default `num` (Eq. 3) needs `r1` < 1, got r1={r1}; pass `num`")
+        n = num_adaptors(o["input_dim"], r1=r1)
+        if n < 1:
+            raise ValueError(
+                f"{_SA}: `input_dim`={o['input_dim']:g} leaves no room for an adaptor (Eq. 3: "
+                f"N = floor(log_{{1/r1}}(D_in / 2)) = {n}); pass `num`"
+            )
+    return o
+
+
+def _family(model: nn.Module) -> str:
+    """'vgg' / 'resnet' / 'mobilenet_v2', or a ValueError naming what was found (read-only)."""
+    done = [n for n, m in model.named_modules() if isinstance(m, _Resizer)]
+    if done:
+        raise _refuse(model, f"it already holds learnable resizers (`{done[0] or type(model).__name__}`)")
+    tv = _torchvision()
+    if tv is not None:
+        if isinstance(model, tv["VGG"]):
+            _vgg_units(model, model.features)
+            return "vgg"
+        # User models of the family: torchvision's attribute names, run in torchvision's order.
+        looks_resnet = all(hasattr(model, a) for a in ("conv1", "bn1", "relu", "maxpool", "layer1"))
+        if isinstance(model, tv["ResNet"]) or looks_resnet:
+            _resnet_blocks(model, tv)
+            return "resnet"
+        feats = getattr(model, "features", None)
+        looks_mobilenet = isinstance(feats, nn.Sequential) and any(isinstance(m, tv["InvertedResidual"]) for m in feats)
+        if isinstance(model, tv["MobileNetV2"]) or looks_mobilenet:
+            _mobilenet_blocks(model, tv)
+            return "mobilenet_v2"
+    if isinstance(model, nn.Sequential):
+        _vgg_units(model, model)
+        return "vgg"
+    raise _refuse(model, "not a network of a family it knows" + ("" if tv else " (torchvision is not installed)"))
+
+
+def _spread(candidates: list, num: int, span: Optional[int] = None) -> list:
+    """``num`` of ``candidates`` spread uniformly, as the official code: ``candidates[int(i · span/num)]``.
+
+    ``span`` is what the official code divides (the number of candidates, except
+    ResNet AutoSC). Callers make sure ``num`` ≤ the number of candidates, which
+    keeps the indices distinct and in range for span ≤ len + 1.
+    """
+    gap = (len(candidates) if span is None else span) / num
+    return [candidates[int(i * gap)] for i in range(num)]
+
+
+def _count(o: dict, family: str, candidates: list, where: str) -> int:
+    """The number of adaptors for standard / AutoSC: ``num`` or the official default, at most the candidates."""
+    if not candidates:
+        raise ValueError(f"{_SA}: the {family} has no position for an adaptor ({where})")
+    num = o["num"]
+    if num is not None:
+        if num > len(candidates):
+            raise ValueError(
+                f"{_SA}: `num`={num} adaptors, but the {family} has only {len(candidates)} positions for one ({where})"
+            )
+        return num
+    d = o["input_dim"]
+    if o["mode"] == "standard":
+        num = num_adaptors(d, r1=o["r1"])  # Eq. 3 as the official int(log2(D_in / 2))
+    elif family == "VGG":  # the official grid-searched AutoSC numbers (note < vs ≤ 64: as the official)
+        num = 2 if d < 64 else 4
+    elif family == "ResNet":
+        num = 2 if d <= 64 else 4
+    else:
+        num = 3 if d < 64 else 4
+    if num > len(candidates):
+        warnings.warn(
+            f"{_SA}: the default of {num} adaptors exceeds the {len(candidates)} positions of the {family}; "
+            f"using {len(candidates)}",
+            stacklevel=4,
+        )
+        num = len(candidates)
+    return num
+
+
+def _fixed_count(o: dict, family: str, n: int) -> None:
+    """AutoTL: one adaptor per down-sampling layer; ``num`` may only confirm it."""
+    if n == 0:
+        raise ValueError(f"{_SA}: mode='autotl' replaces down-sampling layers, and the {family} has none")
+    if o["num"] is not None and o["num"] != n:
+        raise ValueError(
+            f"{_SA}: mode='autotl' puts one adaptor on each of the {family}'s {n} down-sampling layers; "
+            f"`num`={o['num']} cannot be honoured (leave it out)"
+        )
+
+
+def _alpha(o: dict, num: int) -> float:
+    if o["mode"] == "standard":
+        return init_alpha(o["input_dim"], o["output_dim"], num, o["r1"], o["r2"])
+    return ALPHA_AUTOSC if o["mode"] == "autosc" else ALPHA_AUTOTL
+
+
+def _device(m: nn.Module):
+    p = next(m.parameters(), None)
+    return p.device if p is not None else None
+
+
+def _adaptor(o: dict, alpha: float, ref: nn.Module, low: Optional[nn.Module] = None, residual: bool = False):
+    """A max-pool adaptor (the fused cell; AutoSC: a ceil-mode max-pool cell), or one with ``low`` as its low branch."""
+    kw = dict(r1=o["r1"], r2=o["r2"], alpha_init=alpha, residual=residual, backend=o["backend"], device=_device(ref))
+    if residual:
+        return ShapeAdaptor(**kw)
+    if low is None and o["mode"] == "autosc":
+        # The official AutoSC pools with ceil_mode so that small maps never pool to 0;
+        # the fused cell is floor-mode.
+        low = nn.MaxPool2d(2, 2, ceil_mode=True)
+    if low is None or _plain_maxpool(low):
+        return ShapeAdaptorMaxPool2d(**kw)
+    return ShapeAdaptorCell(low, **kw)
+
+
+def _plain_maxpool(m: nn.Module) -> bool:
+    """A floor-mode 2×2 / stride-2 max-pool: what the fused ShapeAdaptorMaxPool2d computes."""
+    return (isinstance(m, nn.MaxPool2d) and _pair(m.kernel_size) == (2, 2) and _stride(m) == (2, 2)
+            and _pair(m.padding) == (0, 0) and _pair(m.dilation) == (1, 1) and not m.ceil_mode
+            and not m.return_indices)  # fmt: skip
+
+
+def _strided(m: nn.Module) -> bool:
+    if isinstance(m, (nn.MaxPool2d, nn.AvgPool2d)):
+        return max(_stride(m)) > 1
+    return isinstance(m, nn.Conv2d) and max(_pair(m.stride)) > 1
+
+
+def _unstride(module: nn.Module) -> None:
+    """Every Conv2d in ``module`` (itself included) at stride 1."""
+    for m in module.modules():
+        if isinstance(m, nn.Conv2d):
+            m.stride = (1, 1)
+
+
+# -- VGG ----------------------------------------------------------------------
+
+
+def _vgg_units(model: nn.Module, seq: nn.Sequential) -> List[Tuple[int, int]]:
+    """(index of the conv, index of the unit's end: its ReLU) for each Conv2d of ``seq``; refuses other layers."""
+    for i, m in enumerate(seq):
+        if not isinstance(m, _VGG_LAYERS):
+            raise _refuse(model, f"its feature extractor holds `{i}` ({type(m).__name__}), not a VGG layer")
+        if isinstance(m, nn.MaxPool2d) and m.return_indices:
+            raise _refuse(model, f"`{i}` ({m}) returns indices")
+    units = []
+    for i, m in enumerate(seq):
+        if isinstance(m, nn.Conv2d):
+            end = i
+            # The unit is conv [→ BN] [→ ReLU]; the official inserts after the ReLU.
+            if end + 1 < len(seq) and isinstance(seq[end + 1], nn.BatchNorm2d):
+                end += 1
+            if end + 1 < len(seq) and isinstance(seq[end + 1], (nn.ReLU, nn.ReLU6)):
+                end += 1
+            units.append((i, end))
+    if not units:
+        raise _refuse(model, "its feature extractor has no Conv2d")
+    return units
+
+
+def _sa_vgg(model: nn.Module, o: dict) -> nn.Module:
+    tv = _torchvision()
+    seq = model.features if tv is not None and isinstance(model, tv["VGG"]) else model
+    units = _vgg_units(model, seq)
+    pools = [i for i, m in enumerate(seq) if isinstance(m, (nn.MaxPool2d, nn.AvgPool2d)) and _strided(m)]
+    strided_convs = [c for c, _ in units if _strided(seq[c])]
+    mode = o["mode"]
+    inserts: Dict[int, ShapeAdaptor] = {}  # unit end → the adaptor that follows it
+    if mode == "standard":
+        for i in pools:
+            seq[i] = nn.Identity()  # the adaptors do all the down-sampling (Identity keeps the indices)
+        for c in strided_convs:
+            seq[c].stride = (1, 1)
+        # The last convolution's ReLU is no candidate: never an adaptor at the last layer.
+        candidates = [end for _, end in units[:-1]]
+        num = _count(o, "VGG", candidates, "after each convolution but the last")
+        alpha = _alpha(o, num)
+        for end in _spread(candidates, num):
+            inserts[end] = _adaptor(o, alpha, seq)
+    elif mode == "autosc":
+        for i in pools:
+            seq[i].ceil_mode = True  # as the official AutoSC: shrunk (odd) maps never pool to 0
+        # Not right at a down-sampling layer: not a ReLU a pool follows, not a strided conv's.
+        candidates = [end for c, end in units[:-1]
+                      if not (end + 1 < len(seq) and end + 1 in pools) and c not in strided_convs]  # fmt: skip
+        num = _count(o, "VGG", candidates, "after each convolution but the last, not before a pool nor strided")
+        for end in _spread(candidates, num):
+            inserts[end] = _adaptor(o, ALPHA_AUTOSC, seq)
+    else:
+        _fixed_count(o, "VGG", len(pools) + len(strided_convs))
+        for i in pools:
+            # The pool is the adaptor's low branch, at its own place.
+            seq[i] = _adaptor(o, ALPHA_AUTOTL, seq, low=seq[i])
+        for c, end in units:
+            if c in strided_convs:
+                seq[c].stride = (1, 1)
+                inserts[end] = _adaptor(o, ALPHA_AUTOTL, seq)
+    for end, adaptor in inserts.items():
+        seq[end] = nn.Sequential(seq[end], adaptor)  # keeps the indices (and names) of every other layer
+    return model
+
+
+# -- ResNet -------------------------------------------------------------------
+
+
+def _resnet_blocks(model: nn.Module, tv) -> List[Tuple[nn.Sequential, int, nn.Module]]:
+    """(stage, index in it, block) for every residual block; refuses blocks it does not know."""
+    out = []
+    k = 1
+    while hasattr(model, f"layer{k}"):
+        stage = getattr(model, f"layer{k}")
+        if not isinstance(stage, nn.Sequential):
+            raise _refuse(model, f"`layer{k}` is a {type(stage).__name__}, not an nn.Sequential of blocks")
+        for j, b in enumerate(stage):
+            if not (isinstance(b, (tv["BasicBlock"], tv["Bottleneck"]))
+                    and type(b).forward in (tv["BasicBlock"].forward, tv["Bottleneck"].forward)):  # fmt: skip
+                raise _refuse(model, f"`layer{k}.{j}` is a {type(b).__name__}, not a torchvision BasicBlock/Bottleneck")
+            ds = b.downsample
+            if ds is not None and not (isinstance(ds, nn.Sequential) and len(ds) >= 1 and isinstance(ds[0], nn.Conv2d)):
+                raise _refuse(model, f"`layer{k}.{j}.downsample` is not a Sequential(Conv2d, norm) shortcut")
+            out.append((stage, j, b))
+        k += 1
+    if not isinstance(getattr(model, "conv1"), nn.Conv2d):
+        raise _refuse(model, f"its stem `conv1` is a {type(model.conv1).__name__}, not a Conv2d")
+    if len(out) < 2:
+        raise _refuse(model, f"it has {len(out)} residual block(s); a ResNet needs at least two")
+    return out
+
+
+def _projection(block: nn.Module, stride: int) -> nn.Sequential:
+    """A new 1×1 conv (stride 2) + BN shortcut: the low branch of a block that had no shortcut."""
+    cin = block.conv1.in_channels
+    cout = (block.bn3 if hasattr(block, "bn3") else block.bn2).num_features
+    like = dict(device=block.conv1.weight.device, dtype=block.conv1.weight.dtype)
+    conv = nn.Conv2d(cin, cout, 1, stride=stride, bias=False, **like)
+    nn.init.kaiming_normal_(conv.weight, mode="fan_out", nonlinearity="relu")  # as torchvision and the official
+    # In the block's train/eval mode: a new BN of a model in eval mode must not update its statistics.
+    return nn.Sequential(conv, nn.BatchNorm2d(cout, **like)).train(block.training)
+
+
+def _residual_cell(o: dict, block: nn.Module, alpha: float) -> ShapeAdaptorResidualBlock:
+    """The block as a residual adaptor cell: main path at stride 1, shortcut at stride 2 as the low branch."""
+    for name in ("conv1", "conv2", "conv3"):
+        if hasattr(block, name):
+            getattr(block, name).stride = (1, 1)
+    if block.downsample is not None:
+        block.downsample[0].stride = (2, 2)  # the block's own shortcut weights, now the ×½ branch
+        low = None
+    else:
+        low = _projection(block, 2)
+    return ShapeAdaptorResidualBlock(block, _adaptor(o, alpha, block, residual=True), low)
+
+
+def _sa_resnet(model: nn.Module, o: dict) -> nn.Module:
+    blocks = _resnet_blocks(model, _torchvision())
+    mode = o["mode"]
+    cells: Dict[int, float] = {}  # id(block) → α of its residual cell
+    if mode == "standard":
+        # Candidates: the stem, then every block but the last (the official counts sum(layers) + 1 − 1).
+        candidates = ["stem"] + [b for _, _, b in blocks[:-1]]
+        num = _count(o, "ResNet", candidates, "the stem and every block but the last")
+        alpha = _alpha(o, num)
+        chosen = _spread(candidates, num)
+        model.conv1.stride = (1, 1)
+        # The stem's adaptor (always the first candidate) takes the max-pool's place.
+        model.maxpool = _adaptor(o, alpha, model.conv1) if "stem" in chosen else nn.Identity()
+        for _, _, b in blocks:
+            if not any(b is c for c in chosen):
+                _unstride(b)  # a stage's first block keeps its shortcut projection, at stride 1
+                b.stride = 1
+            else:
+                cells[id(b)] = alpha
+    elif mode == "autosc":
+        # Not at a down-sampling layer: no stage's first block, and not the last block.
+        firsts = {id(stage[0]) for stage, _, _ in blocks}
+        candidates = [b for _, _, b in blocks[:-1] if id(b) not in firsts]
+        num = _count(o, "ResNet", candidates, "every block but a stage's first and the last")
+        # The official divides by sum(layers) − 3 − 1: one more than the candidates
+        # (it discounts 3 human resizing blocks but skips all 4 stage-first ones).
+        for b in _spread(candidates, num, span=len(candidates) + 1):
+            cells[id(b)] = ALPHA_AUTOSC
+    else:
+        stem = []
+        if _strided(model.conv1):
+            model.conv1.stride = (1, 1)
+            stem.append(_adaptor(o, ALPHA_AUTOTL, model.conv1))
+        if _strided(model.maxpool):
+            # As the official: a 2×2 max-pool low branch (not the original 3×3 pool).
+            stem.append(_adaptor(o, ALPHA_AUTOTL, model.conv1))
+        strided = [b for _, _, b in blocks if any(_strided(m) for m in b.modules())]
+        _fixed_count(o, "ResNet", len(stem) + len(strided))
+        if stem:
+            model.maxpool = stem[0] if len(stem) == 1 else nn.Sequential(*stem)
+        for b in strided:
+            cells[id(b)] = ALPHA_AUTOTL
+    for stage, j, b in blocks:
+        if id(b) in cells:
+            stage[j] = _residual_cell(o, b, cells[id(b)])
+    return model
+
+
+# -- MobileNetV2 --------------------------------------------------------------
+
+
+def _mobilenet_blocks(model: nn.Module, tv) -> nn.Sequential:
+    """``features``: a conv stem, InvertedResidual blocks, a last conv; refuses other layouts."""
+    f = model.features
+    if not isinstance(f, nn.Sequential) or len(f) < 3:
+        raise _refuse(model, "its `features` is not an nn.Sequential of stem, blocks and last conv")
+    for i in (0, len(f) - 1):
+        if not (isinstance(f[i], nn.Sequential) and len(f[i]) and isinstance(f[i][0], nn.Conv2d)):
+            raise _refuse(model, f"`features.{i}` ({type(f[i]).__name__}) is not a conv-norm-activation layer")
+    for i in range(1, len(f) - 1):
+        b = f[i]
+        if not (isinstance(b, tv["InvertedResidual"]) and type(b).forward is tv["InvertedResidual"].forward):
+            raise _refuse(model, f"`features.{i}` is a {type(b).__name__}, not a torchvision InvertedResidual")
+    return f
+
+
+def _block_strided(b: nn.Module) -> bool:
+    return any(_strided(m) for m in b.modules())
+
+
+def _sa_mobilenet(model: nn.Module, o: dict) -> nn.Module:
+    f = _mobilenet_blocks(model, _torchvision())
+    blocks = list(range(1, len(f) - 1))
+    mode = o["mode"]
+    chosen: List[int] = []
+    if mode == "standard":
+        for i in [0] + blocks:
+            _unstride(f[i])
+        for i in blocks:
+            b = f[i]
+            b.stride = 1
+            # As the official, whose blocks are all built at stride 1: a residual wherever channels allow.
+            inp = next(m for m in b.conv.modules() if isinstance(m, nn.Conv2d)).in_channels
+            b.use_res_connect = inp == b.out_channels
+        # The stem and every block; the last conv is no candidate (the official counts sum(n) + 2 − 1).
+        candidates = [0] + blocks
+        num = _count(o, "MobileNetV2", candidates, "the stem and every block")
+        alpha = _alpha(o, num)
+        chosen = _spread(candidates, num)
+    elif mode == "autosc":
+        # Stride-1 blocks after the first (the official counts from −1): not at a down-sampling layer.
+        candidates = [i for i in blocks[1:] if not _block_strided(f[i])]
+        num = _count(o, "MobileNetV2", candidates, "every stride-1 block but the first")
+        alpha = ALPHA_AUTOSC
+        chosen = _spread(candidates, num)
+    else:
+        chosen = [i for i in [0] + blocks if _block_strided(f[i])]
+        _fixed_count(o, "MobileNetV2", len(chosen))
+        alpha = ALPHA_AUTOTL
+        for i in chosen:
+            _unstride(f[i])
+    for i in chosen:
+        adaptor = _adaptor(o, alpha, f[i])
+        if i == 0:
+            f[0].append(adaptor)  # the stem's adaptor follows its activation
+        else:
+            f[i] = ShapeAdaptorInvertedResidual(f[i], adaptor)
+    return model
+
+
+_SA_CONVERTERS = {"vgg": _sa_vgg, "resnet": _sa_resnet, "mobilenet_v2": _sa_mobilenet}
+
+
 def convert(model: nn.Module, method: str, *, inplace: bool = False, **options) -> nn.Module:
     """A copy of ``model`` (or ``model`` itself with ``inplace``) with learnable resizers.
 
     Args:
         model: a network built from standard layers (torchvision's ``vgg16``,
             ``resnet50``, ``mobilenet_v2``, ``efficientnet_b0``, or your own).
-        method: ``"dynopool"`` (see the module docs).
+        method: ``"dynopool"`` or ``"shape_adaptor"`` (see the module docs).
         options: for ``"dynopool"``: ``exclude`` (qualified names of layers to
             keep), ``min_size`` (of every DynOPool2d, default 2), ``backend``.
+            For ``"shape_adaptor"`` (VGG, ResNet and MobileNetV2 families only):
+            ``input_dim`` (required: the input resolution D_in, e.g. 32 or 224;
+            one number, also for non-square inputs), ``output_dim`` (D_out of
+            Eq. 4, default 8; standard mode), ``num`` (the number of adaptors;
+            default Eq. 3 in standard mode, the official 2–4 in AutoSC; AutoTL
+            has one per down-sampling layer), ``mode`` (``"standard"``,
+            ``"autosc"`` or ``"autotl"``), ``r1``/``r2`` (the search space,
+            default 0.5, 1), ``backend``.
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"convert: `model` must be a torch.nn.Module, got {type(model).__name__}")
-    if not inplace:
-        model = copy.deepcopy(model)
+    if method == "shape_adaptor":
+        # Bad options and unknown networks are refused before the (possibly large) copy.
+        opts = _sa_options(options)
+        family = _family(model)
+        if not inplace:
+            model = copy.deepcopy(model)
+        return _SA_CONVERTERS[family](model, opts)
     if method == "dynopool":
+        if not inplace:
+            model = copy.deepcopy(model)
         return _convert_dynopool(model, **options)
     raise ValueError(f"convert: `method` must be 'dynopool' or 'shape_adaptor', got {method!r}")
