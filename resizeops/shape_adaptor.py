@@ -68,40 +68,45 @@ def adaptors(model: nn.Module) -> List[ShapeAdaptor]:
     return [m for m in resizers(model) if isinstance(m, ShapeAdaptor)]
 
 
-def final_dim(model: nn.Module, input_dim: float, penalised: bool = False, last: bool = False) -> float:
-    """D_in · Π s(σ_i) over the model's adaptors (the un-penalised σ unless ``penalised``).
+def final_dim(
+    model: nn.Module, input_dim: float, penalised: bool = False, last: bool = False, fixed_scale: float = 1.0
+) -> float:
+    """D_in · fixed_scale · Π s(σ_i) over the model's adaptors (the un-penalised σ unless ``penalised``).
 
     With ``last``, each adaptor's value from its last forward (its current one if it
     has not run): the dimension the memory constraint tracks, "from the previous
-    step" as the official code tracks it (SPEC §2.3).
+    step" as the official code tracks it (SPEC §2.3). ``fixed_scale``: the product
+    of the model's fixed resizing factors (AutoSC keeps the human-designed
+    down-sampling: 0.5 per kept stride-2 layer), 1 when only adaptors resize.
     """
-    d = float(input_dim)
+    d = float(input_dim) * float(fixed_scale)
     for m in adaptors(model):
         s = m.last_scale(penalised) if last else None
         d *= s if s is not None else m.scale(penalised)
     return d
 
 
-def penalty(model: nn.Module, input_dim: float, limit_dim: Optional[float]) -> float:
+def penalty(model: nn.Module, input_dim: float, limit_dim: Optional[float], fixed_scale: float = 1.0) -> float:
     """ρ = (D_limit / D_true)^(1/N) when D_true exceeds D_limit, else 1 (Eq. 8).
 
-    D_true = :func:`final_dim` (un-penalised, from the adaptors' last forward).
+    D_true = :func:`final_dim` (un-penalised, from the adaptors' last forward,
+    times ``fixed_scale``).
     """
     n = len(adaptors(model))
     if limit_dim is None or n == 0:
         return 1.0
-    d_true = final_dim(model, input_dim, last=True)
+    d_true = final_dim(model, input_dim, last=True, fixed_scale=fixed_scale)
     if d_true <= limit_dim:
         return 1.0
     return (limit_dim / d_true) ** (1.0 / n)
 
 
-def apply_penalty(model: nn.Module, input_dim: float, limit_dim: Optional[float]) -> float:
+def apply_penalty(model: nn.Module, input_dim: float, limit_dim: Optional[float], fixed_scale: float = 1.0) -> float:
     """Set ρ (:func:`penalty`) on every adaptor of ``model`` and return it.
 
     Refreshes the adaptors' cached sizes with one host read (ρ is part of them).
     """
-    rho = penalty(model, input_dim, limit_dim)
+    rho = penalty(model, input_dim, limit_dim, fixed_scale)
     for m in adaptors(model):
         m.rho = rho
     refresh_shapes(model)
@@ -140,6 +145,7 @@ class AlternatingOptimizer:
             momentum=0.9, nesterov=True), the official choice.
         every: α_s (20 on small data sets, 1500 on ImageNet).
         input_dim, limit_dim: the memory constraint (both or neither).
+        fixed_scale: the model's fixed resizing factors (see :func:`final_dim`).
     """
 
     def __init__(
@@ -150,6 +156,7 @@ class AlternatingOptimizer:
         every: int = 20,
         input_dim: Optional[float] = None,
         limit_dim: Optional[float] = None,
+        fixed_scale: float = 1.0,
     ) -> None:
         if isinstance(every, bool) or not isinstance(every, int) or every < 1:
             raise ValueError(f"AlternatingOptimizer: `every` must be an integer ≥ 1, got {every!r}")
@@ -165,12 +172,13 @@ class AlternatingOptimizer:
         self.shape_optimizer = shape_optimizer
         self.every = every
         self.input_dim, self.limit_dim = input_dim, limit_dim
+        self.fixed_scale = float(fixed_scale)
         self.steps = 0
         self.rho = 1.0
 
     def _prepare(self) -> None:
         if self.limit_dim is not None:
-            self.rho = apply_penalty(self.model, self.input_dim, self.limit_dim)
+            self.rho = apply_penalty(self.model, self.input_dim, self.limit_dim, self.fixed_scale)
 
     def _zero(self) -> None:
         self.weight_optimizer.zero_grad()

@@ -64,6 +64,9 @@ def test_memory_penalty_keeps_the_final_dimension_under_the_limit():
     # The tracked dimension stays the un-penalised one (from the last forward).
     assert sa.final_dim(model, 32, last=True) == pytest.approx(d_true, rel=1e-6)
     assert sa.penalty(model, 32, 16) == pytest.approx(rho)
+    # AutoSC keeps fixed down-sampling: two kept stride-2 layers count in D_true.
+    assert sa.final_dim(model, 32, last=True, fixed_scale=0.25) == pytest.approx(d_true / 4, rel=1e-6)
+    assert sa.penalty(model, 32, 4, fixed_scale=0.25) == pytest.approx((4 / (d_true / 4)) ** 0.25)
 
 
 def test_parameter_sets_partition_the_model():
