@@ -59,6 +59,34 @@ inline void check_dynopool_grad(const at::Tensor& grad_out, const at::Tensor& x,
               grad_out.device(), " but x is on ", x.device());
 }
 
+// shape_adaptor_maxpool_forward / _backward: x is a 4-D floating tensor with
+// H, W >= 2 (its 2x2 max-pool branch has at least one cell), the weights have
+// one element each and the output size is positive.
+inline void check_shape_adaptor_args(const at::Tensor& x, const at::Tensor& w1, const at::Tensor& w2,
+                                     c10::IntArrayRef size) {
+  TORCH_CHECK(x.dim() == 4, "resizeops_ext::shape_adaptor_maxpool: x must be 4-D (N, C, H, W), got ", x.dim(), "-D");
+  TORCH_CHECK(at::isFloatingType(x.scalar_type()),
+              "resizeops_ext::shape_adaptor_maxpool: x must be a floating tensor, got ", x.scalar_type());
+  TORCH_CHECK(x.size(2) >= 2 && x.size(3) >= 2,
+              "resizeops_ext::shape_adaptor_maxpool: x must have H, W >= 2, got ", x.sizes());
+  TORCH_CHECK(w1.numel() == 1 && w2.numel() == 1,
+              "resizeops_ext::shape_adaptor_maxpool: w1 and w2 must have one element");
+  TORCH_CHECK(size.size() == 2 && size[0] >= 1 && size[1] >= 1,
+              "resizeops_ext::shape_adaptor_maxpool: size must be two positive sizes, got ", size);
+}
+
+inline void check_shape_adaptor_grad(const at::Tensor& grad_out, const at::Tensor& x, c10::IntArrayRef size) {
+  TORCH_CHECK(grad_out.dim() == 4 && grad_out.size(0) == x.size(0) && grad_out.size(1) == x.size(1) &&
+                  grad_out.size(2) == size[0] && grad_out.size(3) == size[1],
+              "resizeops_ext::shape_adaptor_maxpool_backward: grad_out must have shape (", x.size(0), ", ",
+              x.size(1), ", ", size[0], ", ", size[1], "), got ", grad_out.sizes());
+  TORCH_CHECK(grad_out.scalar_type() == x.scalar_type(),
+              "resizeops_ext::shape_adaptor_maxpool_backward: grad_out must be ", x.scalar_type(), ", got ",
+              grad_out.scalar_type());
+  TORCH_CHECK(grad_out.device() == x.device(), "resizeops_ext::shape_adaptor_maxpool_backward: grad_out is on ",
+              grad_out.device(), " but x is on ", x.device());
+}
+
 // Test hook: RESIZEOPS_FORCE_INT64_INDEXING=1 makes the kernels that pick 32-bit
 // indexing for small tensors take their 64-bit path anyway, so that the tests
 // exercise it without tensors of 2^31 elements. Read per call (cheap next to a
