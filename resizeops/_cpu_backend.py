@@ -47,6 +47,27 @@ def resize_blend_backward(grad_out, x1, x2, w1, w2, size, align_corners, scales,
     return tuple(g if m else None for g, m in zip(grads, mask))
 
 
+def shape_adaptor_maxpool_forward(x, w1, w2, size, align_corners):
+    return torch.ops.resizeops_ext.shape_adaptor_maxpool_forward(
+        x, w1, w2, [int(size[0]), int(size[1])], align_corners, _channels_last(x)
+    )
+
+
+def shape_adaptor_maxpool_backward(grad_out, x, w1, w2, size, align_corners, mask):
+    grads = torch.ops.resizeops_ext.shape_adaptor_maxpool_backward(
+        grad_out, x, w1, w2, [int(size[0]), int(size[1])], align_corners, *(bool(m) for m in mask), _channels_last(x)
+    )
+    return tuple(g if m else None for g, m in zip(grads, mask))
+
+
+def _has_cpu_kernel(name: str) -> bool:
+    # The schemas are defined (csrc/resizeops.cpp) even in a build without the
+    # kernel file, so the op's presence alone says nothing.
+    return hasattr(torch.ops.resizeops_ext, name) and torch._C._dispatch_has_kernel_for_dispatch_key(
+        f"resizeops_ext::{name}", "CPU"
+    )
+
+
 def _register() -> None:
     if not _extension.load().loaded or not hasattr(torch.ops.resizeops_ext, "dynopool2d_forward"):
         return
@@ -55,6 +76,11 @@ def _register() -> None:
     if hasattr(torch.ops.resizeops_ext, "resize_blend_forward"):
         # Likewise deterministic (csrc/cpu/resize_blend.cpp).
         _dispatch.register_kernel("cpu", "resize_blend", resize_blend_forward, resize_blend_backward, True)
+    if _has_cpu_kernel("shape_adaptor_maxpool_forward") and _has_cpu_kernel("shape_adaptor_maxpool_backward"):
+        # Likewise deterministic (csrc/cpu/shape_adaptor.cpp).
+        _dispatch.register_kernel(
+            "cpu", "shape_adaptor_maxpool", shape_adaptor_maxpool_forward, shape_adaptor_maxpool_backward, True
+        )
 
 
 _register()

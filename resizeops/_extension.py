@@ -168,6 +168,20 @@ def _register_fake_kernels(torch) -> None:
 
         return gx(x1, nx1, cl1), gx(x2, nx2, cl2), w1.new_empty(()), w2.new_empty(())
 
+    if not hasattr(torch.ops.resizeops_ext, "shape_adaptor_maxpool_forward"):
+        return
+
+    @torch.library.register_fake("resizeops_ext::shape_adaptor_maxpool_forward")
+    def _(x, w1, w2, size, align_corners, channels_last):
+        shape = (x.shape[0], x.shape[1], size[0], size[1])
+        return torch.empty(shape, dtype=x.dtype, device=x.device, memory_format=fmt[channels_last])
+
+    @torch.library.register_fake("resizeops_ext::shape_adaptor_maxpool_backward")
+    def _(grad_out, x, w1, w2, size, align_corners, need_x, need_w1, need_w2, channels_last):
+        shape = tuple(x.shape) if need_x else (0,)
+        grad_x = torch.empty(shape, dtype=x.dtype, device=x.device, memory_format=fmt[channels_last and need_x])
+        return grad_x, w1.new_empty(()), w2.new_empty(())
+
 
 _lock = threading.Lock()
 _status: Optional[ExtensionStatus] = None

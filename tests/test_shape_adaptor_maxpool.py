@@ -303,3 +303,20 @@ def test_backend_gradcheck_small(backend):
         torch.tensor(-0.8, dtype=torch.float64, device=dev, requires_grad=True),
     )
     assert torch.autograd.gradcheck(lambda *a: resizeops.shape_adaptor_maxpool(*a, (3, 3), backend=backend), inputs)
+
+
+@pytest.mark.parametrize("cl", [False, True])
+def test_opcheck_extension_ops(backend, cl):
+    if backend != "cpu":
+        pytest.skip("the extension ops are checked on the CPU here")
+    from torch.library import opcheck
+
+    fmt = torch.channels_last if cl else torch.contiguous_format
+    x = torch.randn(2, 3, 9, 12).contiguous(memory_format=fmt)  # odd H: a row outside every window
+    w1, w2 = torch.tensor(0.5), torch.tensor(1.5)
+    ext = torch.ops.resizeops_ext
+    opcheck(ext.shape_adaptor_maxpool_forward.default, (x, w1, w2, [7, 10], True, cl))
+    opcheck(ext.shape_adaptor_maxpool_forward.default, (x, w1, w2, [4, 6], False, cl))  # pooled branch passes
+    g = torch.randn(2, 3, 7, 10)
+    for mask in [(True, True, True), (False, True, False), (True, False, True), (False, False, True)]:
+        opcheck(ext.shape_adaptor_maxpool_backward.default, (g, x, w1, w2, [7, 10], True, *mask, cl))

@@ -1,0 +1,426 @@
+// Row-wise bilinear resize (F.interpolate rules) of a block of channels, shared
+// by the fused CPU kernels of resize_blend (csrc/cpu/resize_blend.cpp) and of
+// the Shape Adaptor max-pool cell (csrc/cpu/shape_adaptor.cpp).
+//
+// A task is (image n, block of up to kChannelBlock channels); rows live in
+// [w][c] buffers of the accumulation type, channels innermost, so the inner
+// loops vectorise over channels whatever the tensor's layout. The forward
+// computes an output row separably (vertical interpolation of the two input
+// rows it reads, then horizontal); the backward runs the transpose in the same
+// order into the task's own [h][w][c] slice (no atomics).
+#pragma once
+
+#include <ATen/core/Tensor.h>
+#include <c10/util/ArrayRef.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <optional>
+#include <type_traits>
+#include <vector>
+
+#include "resizeops/math.h"
+
+#if defined(__SSE2__)
+#include <xmmintrin.h>
+#endif
+
+namespace resizeops {
+namespace cpu {
+
+constexpr int64_t kChannelBlock = 16;
+
+using ScaleArg = std::optional<c10::ArrayRef<double>>;
+
+// Taps of every output index along one axis of one input.
+template <typename acc_t>
+struct Taps {
+  std::vector<int64_t> i0, i1;
+  std::vector<acc_t> w0, w1;
+};
+
+template <typename acc_t>
+Taps<acc_t> make_taps(int64_t in_size, int64_t out_size, bool align_corners, std::optional<double> scale) {
+  // With a scale, interpolate's own output is floor(in * s) (then cropped to out_size).
+  const int64_t full = scale ? static_cast<int64_t>(std::floor(static_cast<double>(in_size) * *scale)) : out_size;
+  const acc_t ratio = math::interp_ratio<acc_t>(in_size, full, align_corners, scale ? *scale : -1.0);
+  Taps<acc_t> t;
+  t.i0.resize(out_size);
+  t.i1.resize(out_size);
+  t.w0.resize(out_size);
+  t.w1.resize(out_size);
+  for (int64_t j = 0; j < out_size; ++j) {
+    if (full == in_size) {
+      // ATen copies an axis whose interpolate size equals its input size (even
+      // with a scale like 1.1 on 7 pixels): taps (j, j), so a NaN or inf never
+      // reaches a neighbour through a zero weight.
+      t.i0[j] = t.i1[j] = j;
+      t.w0[j] = acc_t(1);
+      t.w1[j] = acc_t(0);
+      continue;
+    }
+    const acc_t u = math::interp_source_coord_from_ratio<acc_t>(ratio, j, align_corners);
+    math::interp_taps<acc_t>(u, in_size, &t.i0[j], &t.i1[j], &t.w0[j], &t.w1[j]);
+  }
+  return t;
+}
+
+// The resize of an H x W input to the output size: whether it passes through
+// unchanged and (otherwise) its taps.
+template <typename acc_t>
+struct Resize {
+  int64_t H, W;
+  bool pass;
+  Taps<acc_t> rows, cols;
+};
+
+template <typename acc_t>
+Resize<acc_t> make_resize(int64_t H, int64_t W, int64_t Ho, int64_t Wo, bool align_corners, const ScaleArg& scale) {
+  Resize<acc_t> r;
+  r.H = H, r.W = W;
+  r.pass = !scale.has_value() && H == Ho && W == Wo;
+  if (!r.pass) {
+    std::optional<double> sh, sw;
+    if (scale.has_value()) {
+      sh = (*scale)[0];
+      sw = (*scale)[1];
+    }
+    r.rows = make_taps<acc_t>(H, Ho, align_corners, sh);
+    r.cols = make_taps<acc_t>(W, Wo, align_corners, sw);
+  }
+  return r;
+}
+
+// One input tensor of a blend: its resize, its data and strides, its weight.
+template <typename scalar_t, typename acc_t>
+struct Branch : Resize<acc_t> {
+  const scalar_t* x;
+  int64_t sN, sC, sH, sW;
+  acc_t weight;
+};
+
+template <typename scalar_t, typename acc_t>
+Branch<scalar_t, acc_t> make_branch(const at::Tensor& x, const at::Tensor& w, int64_t Ho, int64_t Wo,
+                                    bool align_corners, const ScaleArg& scale) {
+  Branch<scalar_t, acc_t> b;
+  static_cast<Resize<acc_t>&>(b) = make_resize<acc_t>(x.size(2), x.size(3), Ho, Wo, align_corners, scale);
+  b.x = x.const_data_ptr<scalar_t>();
+  b.sN = x.stride(0), b.sC = x.stride(1), b.sH = x.stride(2), b.sW = x.stride(3);
+  // The reference casts the weight to the compute type first: w.to(cdt).
+  b.weight = static_cast<acc_t>(w.item<double>());
+  return b;
+}
+
+// float rows <-> [w][c] buffers with SSE, for the two layouts of the
+// tensors. NCHW (unit stride along w): 4 channels x 4 columns at a time,
+// transposed in registers; a scalar transpose does one load and one strided
+// store per element and was the largest cost of the kernels on NCHW tensors.
+// The 4-channel groups go outer, so only 4 channel rows stream at a time (16
+// planes in lock step, 2^k bytes apart, would thrash the L1 sets).
+// channels_last (unit stride along c): 4 channels at a time. Same results as
+// the scalar loops: the arithmetic (a blend, a scale) is theirs, and the
+// SSE2 build has no FMA to contract it.
+namespace sse {
+
+#if defined(__SSE2__)
+constexpr bool kAvailable = true;
+
+// dst[w][c] = ha * a[c, w] + hb * b[c, w] (kBlend) or a[c, w], where [c, w] is
+// c * sC + w * sW. False (nothing done) unless sW or sC is 1.
+template <bool kBlend>
+inline bool rows_to_wc(const float* a, const float* b, float ha, float hb, int64_t sC, int64_t sW, int64_t cb,
+                       int64_t W, float* __restrict dst) {
+  if (sW != 1 && sC != 1) return false;
+  const int64_t c4 = cb & ~int64_t(3), w4 = W & ~int64_t(3);
+  const __m128 va = _mm_set1_ps(ha), vb = _mm_set1_ps(hb);
+  auto load = [&](int64_t at) {
+    const __m128 x = _mm_loadu_ps(a + at);
+    if (!kBlend) return x;
+    return _mm_add_ps(_mm_mul_ps(va, x), _mm_mul_ps(vb, _mm_loadu_ps(b + at)));
+  };
+  auto one = [&](int64_t c, int64_t w) {
+    const int64_t at = c * sC + w * sW;
+    dst[w * cb + c] = kBlend ? ha * a[at] + hb * b[at] : a[at];
+  };
+  if (sW == 1) {
+    for (int64_t c = 0; c < c4; c += 4) {
+      for (int64_t w = 0; w < w4; w += 4) {
+        __m128 r0 = load(c * sC + w), r1 = load((c + 1) * sC + w);
+        __m128 r2 = load((c + 2) * sC + w), r3 = load((c + 3) * sC + w);
+        _MM_TRANSPOSE4_PS(r0, r1, r2, r3);
+        _mm_storeu_ps(dst + w * cb + c, r0);
+        _mm_storeu_ps(dst + (w + 1) * cb + c, r1);
+        _mm_storeu_ps(dst + (w + 2) * cb + c, r2);
+        _mm_storeu_ps(dst + (w + 3) * cb + c, r3);
+      }
+      for (int64_t k = c; k < c + 4; ++k)
+        for (int64_t w = w4; w < W; ++w) one(k, w);
+    }
+  } else if (c4 == 16) {
+    // A whole block unrolled: with a runtime channel count, GCC compiles the
+    // copy (kBlend false) into a memcpy call per pixel, several times slower.
+    for (int64_t w = 0; w < W; ++w) {
+      float* d = dst + w * cb;
+      const int64_t at = w * sW;
+      _mm_storeu_ps(d, load(at));
+      _mm_storeu_ps(d + 4, load(at + 4));
+      _mm_storeu_ps(d + 8, load(at + 8));
+      _mm_storeu_ps(d + 12, load(at + 12));
+    }
+  } else {
+    for (int64_t w = 0; w < W; ++w)
+      for (int64_t c = 0; c < c4; c += 4) _mm_storeu_ps(dst + w * cb + c, load(c + w * sW));
+  }
+  for (int64_t c = c4; c < cb; ++c)
+    for (int64_t w = 0; w < W; ++w) one(c, w);
+  return true;
+}
+
+// dst[c, w] (c * dC + w * dW) = scale * src[w][c]. False (nothing done)
+// unless dW or dC is 1.
+inline bool wc_to_rows(const float* __restrict src, float scale, int64_t cb, int64_t W, float* dst, int64_t dC,
+                       int64_t dW) {
+  if (dW != 1 && dC != 1) return false;
+  const int64_t c4 = cb & ~int64_t(3), w4 = W & ~int64_t(3);
+  const __m128 vs = _mm_set1_ps(scale);
+  auto load = [&](int64_t at) { return _mm_mul_ps(vs, _mm_loadu_ps(src + at)); };
+  auto one = [&](int64_t c, int64_t w) { dst[c * dC + w * dW] = scale * src[w * cb + c]; };
+  if (dW == 1) {
+    for (int64_t c = 0; c < c4; c += 4) {
+      for (int64_t w = 0; w < w4; w += 4) {
+        __m128 r0 = load(w * cb + c), r1 = load((w + 1) * cb + c);
+        __m128 r2 = load((w + 2) * cb + c), r3 = load((w + 3) * cb + c);
+        _MM_TRANSPOSE4_PS(r0, r1, r2, r3);
+        _mm_storeu_ps(dst + c * dC + w, r0);
+        _mm_storeu_ps(dst + (c + 1) * dC + w, r1);
+        _mm_storeu_ps(dst + (c + 2) * dC + w, r2);
+        _mm_storeu_ps(dst + (c + 3) * dC + w, r3);
+      }
+      for (int64_t k = c; k < c + 4; ++k)
+        for (int64_t w = w4; w < W; ++w) one(k, w);
+    }
+  } else {
+    for (int64_t w = 0; w < W; ++w)
+      for (int64_t c = 0; c < c4; c += 4) _mm_storeu_ps(dst + c + w * dW, load(w * cb + c));
+  }
+  for (int64_t c = c4; c < cb; ++c)
+    for (int64_t w = 0; w < W; ++w) one(c, w);
+  return true;
+}
+#else
+constexpr bool kAvailable = false;
+template <bool kBlend>
+inline bool rows_to_wc(const float*, const float*, float, float, int64_t, int64_t, int64_t, int64_t, float*) {
+  return false;
+}
+inline bool wc_to_rows(const float*, float, int64_t, int64_t, float*, int64_t, int64_t) { return false; }
+#endif
+
+// Whether the paths above apply: float data, float buffers.
+template <typename scalar_t, typename acc_t>
+constexpr bool applies_to() {
+  return kAvailable && std::is_same_v<scalar_t, float> && std::is_same_v<acc_t, float>;
+}
+
+}  // namespace sse
+
+// Row h of channels [0, cb) of a strided plane block p (p points at channel
+// c0 of image n) into r as [w][c], in acc_t. The scalar loops follow the
+// layout: along each channel's row for NCHW, along the channels for
+// channels_last.
+template <typename scalar_t, typename acc_t>
+void load_row(const scalar_t* p, int64_t sC, int64_t sW, int64_t cb, int64_t W, acc_t* __restrict r) {
+  if constexpr (sse::applies_to<scalar_t, acc_t>()) {
+    if (sse::rows_to_wc<false>(p, nullptr, 0.f, 0.f, sC, sW, cb, W, r)) return;
+  }
+  if (sC <= sW) {
+    for (int64_t w = 0; w < W; ++w)
+      for (int64_t c = 0; c < cb; ++c) r[w * cb + c] = static_cast<acc_t>(p[c * sC + w * sW]);
+  } else {
+    for (int64_t c = 0; c < cb; ++c)
+      for (int64_t w = 0; w < W; ++w) r[w * cb + c] = static_cast<acc_t>(p[c * sC + w * sW]);
+  }
+}
+
+// The inverse: o[c, w] (o at channel c0, row h; strides oC, oW) = scale * r[w][c],
+// rounded to scalar_t.
+template <typename scalar_t, typename acc_t>
+void store_wc(const acc_t* __restrict r, acc_t scale, int64_t cb, int64_t W, scalar_t* o, int64_t oC, int64_t oW) {
+  if constexpr (sse::applies_to<scalar_t, acc_t>()) {
+    if (sse::wc_to_rows(r, scale, cb, W, o, oC, oW)) return;
+  }
+  if (oC <= oW) {
+    for (int64_t w = 0; w < W; ++w)
+      for (int64_t c = 0; c < cb; ++c) o[c * oC + w * oW] = static_cast<scalar_t>(scale * r[w * cb + c]);
+  } else {
+    for (int64_t c = 0; c < cb; ++c)
+      for (int64_t w = 0; w < W; ++w) o[c * oC + w * oW] = static_cast<scalar_t>(scale * r[w * cb + c]);
+  }
+}
+
+// Horizontal pass: r[j][c] = the column taps of vrow ([w][c], the vertically
+// interpolated row), j < Wo.
+template <typename acc_t>
+void resize_cols(const Taps<acc_t>& cols, int64_t cb, int64_t Wo, const acc_t* __restrict vrow,
+                 acc_t* __restrict r) {
+  for (int64_t j = 0; j < Wo; ++j) {
+    const acc_t* a = vrow + cols.i0[j] * cb;
+    const acc_t* z = vrow + cols.i1[j] * cb;
+    const acc_t v0 = cols.w0[j], v1 = cols.w1[j];
+    acc_t* __restrict o = r + j * cb;
+    _Pragma("omp simd")
+    for (int64_t c = 0; c < cb; ++c) o[c] = v0 * a[c] + v1 * z[c];
+  }
+}
+
+// R(x) of output row i for channels [c0, c0 + cb) of image n, laid out
+// [j][c] in r; vrow: scratch of W * cb.
+template <typename scalar_t, typename acc_t>
+void resize_row(const Branch<scalar_t, acc_t>& b, int64_t n, int64_t c0, int64_t cb, int64_t i, int64_t Wo,
+                acc_t* __restrict vrow, acc_t* __restrict r) {
+  const scalar_t* xn = b.x + n * b.sN + c0 * b.sC;
+  if (b.pass) {
+    load_row(xn + i * b.sH, b.sC, b.sW, cb, Wo, r);
+    return;
+  }
+  const scalar_t* top = xn + b.rows.i0[i] * b.sH;
+  const scalar_t* bot = xn + b.rows.i1[i] * b.sH;
+  const acc_t h0 = b.rows.w0[i], h1 = b.rows.w1[i];
+  bool done = false;
+  if constexpr (sse::applies_to<scalar_t, acc_t>()) {
+    done = sse::rows_to_wc<true>(top, bot, h0, h1, b.sC, b.sW, cb, b.W, vrow);
+  }
+  if (!done) {
+    auto one = [&](int64_t w, int64_t c) {
+      vrow[w * cb + c] = h0 * static_cast<acc_t>(top[c * b.sC + w * b.sW]) +
+                         h1 * static_cast<acc_t>(bot[c * b.sC + w * b.sW]);
+    };
+    if (b.sC <= b.sW) {
+      for (int64_t w = 0; w < b.W; ++w)
+        for (int64_t c = 0; c < cb; ++c) one(w, c);
+    } else {
+      for (int64_t c = 0; c < cb; ++c)
+        for (int64_t w = 0; w < b.W; ++w) one(w, c);
+    }
+  }
+  resize_cols(b.cols, cb, Wo, vrow, r);
+}
+
+// Spreads wg (the gradient of one output row, [j][c]) onto the task's slice of
+// Rᵀ(g) in acc ([h][w][c] of the input of b): the transpose of resize_row.
+template <typename acc_t>
+void scatter_row(const Resize<acc_t>& b, int64_t cb, int64_t i, int64_t Wo, const acc_t* __restrict wg,
+                 acc_t* __restrict hrow, acc_t* __restrict acc) {
+  if (b.pass) {
+    acc_t* dst = acc + i * b.W * cb;
+    for (int64_t e = 0; e < Wo * cb; ++e) dst[e] += wg[e];
+    return;
+  }
+  // Each pair of taps in one loop, except where both are the same row (at the
+  // border), which keeps the two additions in order: same sums either way.
+  std::fill(hrow, hrow + b.W * cb, acc_t(0));
+  for (int64_t j = 0; j < Wo; ++j) {
+    acc_t* a = hrow + b.cols.i0[j] * cb;
+    acc_t* z = hrow + b.cols.i1[j] * cb;
+    const acc_t v0 = b.cols.w0[j], v1 = b.cols.w1[j];
+    const acc_t* g = wg + j * cb;
+    if (a != z) {
+      _Pragma("omp simd")
+      for (int64_t c = 0; c < cb; ++c) {
+        a[c] += v0 * g[c];
+        z[c] += v1 * g[c];
+      }
+    } else {
+      for (int64_t c = 0; c < cb; ++c) a[c] = (a[c] + v0 * g[c]) + v1 * g[c];
+    }
+  }
+  acc_t* top = acc + b.rows.i0[i] * b.W * cb;
+  acc_t* bot = acc + b.rows.i1[i] * b.W * cb;
+  const acc_t h0 = b.rows.w0[i], h1 = b.rows.w1[i];
+  if (top != bot) {
+    _Pragma("omp simd")
+    for (int64_t e = 0; e < b.W * cb; ++e) {
+      top[e] += h0 * hrow[e];
+      bot[e] += h1 * hrow[e];
+    }
+  } else {
+    for (int64_t e = 0; e < b.W * cb; ++e) top[e] = (top[e] + h0 * hrow[e]) + h1 * hrow[e];
+  }
+}
+
+// p if keep, else +0, as a mask on p's bits: under GCC's default
+// -ftrapping-math, a select fed by a comparison keeps a loop from being
+// vectorised, and these selects run once per element.
+template <typename acc_t>
+inline acc_t keep_if(bool keep, acc_t p) {
+  using bits_t = std::conditional_t<sizeof(acc_t) == 4, uint32_t, uint64_t>;
+  static_assert(sizeof(acc_t) == sizeof(bits_t), "float or double");
+  bits_t b;
+  std::memcpy(&b, &p, sizeof b);
+  b &= bits_t(0) - bits_t(keep);
+  std::memcpy(&p, &b, sizeof p);
+  return p;
+}
+
+// p where a != 0, else +0 (a's bits are tested: +0 and -0 differ only in the sign bit).
+template <typename acc_t>
+inline acc_t keep_if_nonzero(acc_t p, acc_t a) {
+  using bits_t = std::conditional_t<sizeof(acc_t) == 4, uint32_t, uint64_t>;
+  bits_t b;
+  std::memcpy(&b, &a, sizeof b);
+  return keep_if((b << 1) != 0, p);
+}
+
+// <a, v> over len [w][c] entries of cb channels, skipping entries where a is 0
+// (a = Rᵀ(g): a pixel no output reads), so a non-finite value there does not
+// reach a weight gradient, as in the reference. Per-channel lanes (independent
+// sums: they vectorise; one running sum would be bound by the latency of its
+// additions), then in double. A full block of channels keeps its lanes in
+// registers; lanes in memory (any cb) chain every addition through a store
+// and a load, which made this loop several times slower.
+template <typename acc_t>
+double masked_dot(const acc_t* __restrict a, const acc_t* __restrict v, int64_t cb, int64_t len,
+                  acc_t* __restrict lanes) {
+  double s = 0.0;
+  if (cb == kChannelBlock) {
+    acc_t l[kChannelBlock] = {};
+    for (int64_t w = 0; w < len; ++w) {
+      const acc_t* aw = a + w * kChannelBlock;
+      const acc_t* vw = v + w * kChannelBlock;
+      _Pragma("omp simd")
+      for (int64_t c = 0; c < kChannelBlock; ++c) l[c] += keep_if_nonzero(aw[c] * vw[c], aw[c]);
+    }
+    for (int64_t c = 0; c < kChannelBlock; ++c) s += static_cast<double>(l[c]);
+    return s;
+  }
+  std::fill(lanes, lanes + cb, acc_t(0));
+  for (int64_t w = 0; w < len; ++w) {
+    const acc_t* aw = a + w * cb;
+    const acc_t* vw = v + w * cb;
+    _Pragma("omp simd")
+    for (int64_t c = 0; c < cb; ++c) lanes[c] += keep_if_nonzero(aw[c] * vw[c], aw[c]);
+  }
+  for (int64_t c = 0; c < cb; ++c) s += static_cast<double>(lanes[c]);
+  return s;
+}
+
+// grad_x = weight * acc ([h][w][c]) into the task's slice of gx, in gx's layout.
+template <typename scalar_t, typename acc_t>
+void store_grad(const at::Tensor& gx, const acc_t* acc, acc_t weight, int64_t n, int64_t c0, int64_t cb, int64_t H,
+                int64_t W) {
+  scalar_t* p = gx.mutable_data_ptr<scalar_t>() + n * gx.stride(0) + c0 * gx.stride(1);
+  const int64_t sC = gx.stride(1), sH = gx.stride(2), sW = gx.stride(3);
+  for (int64_t h = 0; h < H; ++h) store_wc(acc + h * W * cb, weight, cb, W, p + h * sH, sC, sW);
+}
+
+// Writes the output row r ([j][c]) of channels [0, cb) to o (channel c0 of image
+// n) at row i, in the output's layout.
+template <typename scalar_t, typename acc_t>
+void store_row(scalar_t* o, int64_t oC, int64_t oH, int64_t oW, int64_t cb, int64_t i, int64_t Wo, const acc_t* r) {
+  store_wc(r, acc_t(1), cb, Wo, o + i * oH, oC, oW);
+}
+
+}  // namespace cpu
+}  // namespace resizeops
