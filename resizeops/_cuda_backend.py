@@ -11,11 +11,20 @@ from __future__ import annotations
 import torch
 
 from . import _dispatch, _extension
-from ._cpu_backend import dynopool2d_backward, dynopool2d_forward, resize_blend_backward, resize_blend_forward
+from ._cpu_backend import (
+    dynopool2d_backward,
+    dynopool2d_forward,
+    resize_blend_backward,
+    resize_blend_forward,
+    shape_adaptor_maxpool_backward,
+    shape_adaptor_maxpool_forward,
+)
 
 
 def _has_cuda_kernel(op: str) -> bool:
-    return torch._C._dispatch_has_kernel_for_dispatch_key(f"resizeops_ext::{op}", "CUDA")
+    return hasattr(torch.ops.resizeops_ext, op) and torch._C._dispatch_has_kernel_for_dispatch_key(
+        f"resizeops_ext::{op}", "CUDA"
+    )
 
 
 def _register() -> None:
@@ -29,6 +38,10 @@ def _register() -> None:
         # Gathers too (no atomics), and sums the weight gradients' block partials
         # in a fixed order: bit-identical run to run (csrc/cuda/resize_blend.cu).
         _dispatch.register_kernel("cuda", "resize_blend", resize_blend_forward, resize_blend_backward, True)
+    if _has_cuda_kernel("shape_adaptor_maxpool_forward"):
+        _dispatch.register_kernel(
+            "cuda", "shape_adaptor_maxpool", shape_adaptor_maxpool_forward, shape_adaptor_maxpool_backward, True
+        )
 
 
 _register()
