@@ -9,6 +9,7 @@ Public API::
     resizeops.refresh_shapes(model), resizeops.freeze(model)         # shapes as state (SPEC §4)
     resizeops.shape_report(model, input_size)                       # learned sizes and MACs
     resizeops.convert(model, "dynopool")                            # learnable resizers in a network
+    resizeops.rf.analyze(model, input_size=(224, 224))              # receptive fields, r_min / r_max
     resizeops.shape_adaptor / resizeops.dynopool                    # the training recipes
     resizeops.backends(device=None, op=None)     # which backends can run, and why not
     resizeops.use_backend(name)                  # context manager
@@ -33,6 +34,7 @@ from . import nn
 from .nn import freeze, refresh_shapes
 from .report import shape_report
 from .convert import convert
+from . import rf
 from . import dynopool, shape_adaptor
 from . import _cpu_backend, _cuda_backend, _triton_backend  # noqa: F401,E402  (register their kernels; never raise)
 
@@ -46,6 +48,7 @@ __all__ = [
     "refresh_shapes",
     "shape_report",
     "convert",
+    "rf",
     "dynopool",
     "shape_adaptor",
     "backends",
