@@ -1,4 +1,4 @@
-"""Command line: ``python -m resizeops {info,bench,demo} [options]``."""
+"""Command line: ``python -m resizeops {info,bench,demo,rf} [options]``."""
 
 from __future__ import annotations
 
@@ -11,8 +11,9 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m resizeops", description=__doc__)
     parser.add_argument(
         "command",
-        choices=["info", "bench", "demo"],
-        help="info: build and backend report; bench: benchmarks; demo: train a small network three ways on the CPU",
+        choices=["info", "bench", "demo", "rf"],
+        help="info: build and backend report; bench: benchmarks; demo: train a small network three ways on the CPU; "
+        "rf: receptive-field analysis of a model (python -m resizeops rf torchvision:resnet50 --input 224)",
     )
     if not argv or argv[0] in ("-h", "--help"):
         parser.print_help()
@@ -32,6 +33,10 @@ def main(argv=None) -> int:
         from resizeops import demo
 
         return demo.main(rest)
+    if command == "rf":
+        from resizeops import rf
+
+        return rf.main(rest)
     parser.parse_args(argv)  # prints the usage error
     return 2
 
