@@ -75,7 +75,7 @@ at::Tensor resize_blend_forward_cpu(const at::Tensor& x1, const at::Tensor& x2, 
     const auto b1 = make_branch<scalar_t, acc_t>(x1, w1, Ho, Wo, align_corners, scale1);
     const auto b2 = make_branch<scalar_t, acc_t>(x2, w2, Ho, Wo, align_corners, scale2);
     scalar_t* op = out.mutable_data_ptr<scalar_t>();
-    at::parallel_for(0, N * blocks_per_image, 1, [&](int64_t begin, int64_t end) {
+    cpu::parallel_tasks(N * blocks_per_image, [&](int64_t begin, int64_t end) {
       const int64_t wmax = std::max(b1.W, b2.W);
       std::vector<acc_t> scratch(wmax * cblock + 2 * Wo * cblock);
       acc_t* vrow = scratch.data();
@@ -131,7 +131,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> resize_blend_backward
     const auto b1 = make_branch<scalar_t, acc_t>(x1, w1, Ho, Wo, align_corners, scale1);
     const auto b2 = make_branch<scalar_t, acc_t>(x2, w2, Ho, Wo, align_corners, scale2);
     const scalar_t* gp = grad_out.const_data_ptr<scalar_t>();
-    at::parallel_for(0, tasks, 1, [&](int64_t begin, int64_t end) {
+    cpu::parallel_tasks(tasks, [&](int64_t begin, int64_t end) {
       const int64_t wmax = std::max(b1.W, b2.W);
       std::vector<acc_t> scratch(wmax * cblock + Wo * cblock + cblock);
       acc_t* vrow = scratch.data();  // the horizontal scatter row (input width)

@@ -10,12 +10,14 @@
 // order into the task's own [h][w][c] slice (no atomics).
 #pragma once
 
+#include <ATen/Parallel.h>
 #include <ATen/core/Tensor.h>
 #include <c10/util/ArrayRef.h>
 
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <cstdlib>
 #include <cstring>
 #include <optional>
 #include <type_traits>
@@ -31,6 +33,51 @@ namespace resizeops {
 namespace cpu {
 
 constexpr int64_t kChannelBlock = 16;
+
+// Instruction sets. The extension is built for baseline x86-64 (SSE2, no
+// -march), so one wheel runs on any x86-64 CPU; the eager ops it is measured
+// against run AVX2 kernels. So the fused kernels run their tasks through
+// parallel_tasks: on x86-64 with GCC or Clang, the task function is compiled a
+// second time, inlined (flatten) into run_tasks_avx2 with target("avx2,fma")
+// -- every helper of this header it calls is inlined there and vectorised for
+// 256-bit registers, a*b+c contracted to FMA -- and the CPU's support,
+// checked once per process, picks that copy or the baseline one. The choice is
+// fixed per machine: results are deterministic run to run, within float
+// rounding (FMA) of the baseline copy. RESIZEOPS_CPU_ISA=default forces the
+// baseline copy (tests, comparisons). Other architectures and compilers build
+// the baseline copy only.
+#if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
+#define RESIZEOPS_CPU_AVX2_DISPATCH 1
+
+inline bool cpu_has_avx2() {
+  static const bool yes = [] {
+    __builtin_cpu_init();
+    const char* isa = std::getenv("RESIZEOPS_CPU_ISA");
+    if (isa != nullptr && std::strcmp(isa, "default") == 0) return false;
+    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+  }();
+  return yes;
+}
+
+template <typename F>
+__attribute__((target("avx2,fma"), flatten)) void run_tasks_avx2(const F& f, int64_t begin, int64_t end) {
+  f(begin, end);
+}
+#else
+inline bool cpu_has_avx2() { return false; }
+#endif
+
+// at::parallel_for over [0, tasks), one task at a time at least, each chunk
+// f(begin, end) run by the copy of f for this CPU (above).
+template <typename F>
+void parallel_tasks(int64_t tasks, const F& f) {
+  at::parallel_for(0, tasks, 1, [&](int64_t begin, int64_t end) {
+#if defined(RESIZEOPS_CPU_AVX2_DISPATCH)
+    if (cpu_has_avx2()) return run_tasks_avx2(f, begin, end);
+#endif
+    f(begin, end);
+  });
+}
 
 using ScaleArg = std::optional<c10::ArrayRef<double>>;
 
@@ -120,12 +167,23 @@ Branch<scalar_t, acc_t> make_branch(const at::Tensor& x, const at::Tensor& w, in
 // The 4-channel groups go outer, so only 4 channel rows stream at a time (16
 // planes in lock step, 2^k bytes apart, would thrash the L1 sets).
 // channels_last (unit stride along c): 4 channels at a time. Same results as
-// the scalar loops: the arithmetic (a blend, a scale) is theirs, and the
-// SSE2 build has no FMA to contract it.
+// the scalar loops in the baseline copy: the arithmetic (a blend, a scale) is
+// theirs, and SSE2 has no FMA to contract it; in the AVX2 copy (parallel_tasks)
+// GCC may contract either into FMAs, so they agree within rounding there.
 namespace sse {
 
 #if defined(__SSE2__)
 constexpr bool kAvailable = true;
+
+// channels_last: a pixel's block of channels is one cache line of a row
+// strided by C channels, which the hardware prefetchers follow poorly (the
+// loads of these copies were most of the backward's time); so the copies
+// prefetch the pixel kPrefetchPixels ahead (past the row's end: harmless).
+constexpr int64_t kPrefetchPixels = 8;
+template <bool kWrite = false>
+inline void prefetch_pixel(const float* p) {
+  __builtin_prefetch(p, kWrite ? 1 : 0);
+}
 
 // dst[w][c] = ha * a[c, w] + hb * b[c, w] (kBlend) or a[c, w], where [c, w] is
 // c * sC + w * sW. False (nothing done) unless sW or sC is 1.
@@ -164,14 +222,19 @@ inline bool rows_to_wc(const float* a, const float* b, float ha, float hb, int64
     for (int64_t w = 0; w < W; ++w) {
       float* d = dst + w * cb;
       const int64_t at = w * sW;
+      prefetch_pixel(a + at + kPrefetchPixels * sW);
+      if (kBlend) prefetch_pixel(b + at + kPrefetchPixels * sW);
       _mm_storeu_ps(d, load(at));
       _mm_storeu_ps(d + 4, load(at + 4));
       _mm_storeu_ps(d + 8, load(at + 8));
       _mm_storeu_ps(d + 12, load(at + 12));
     }
   } else {
-    for (int64_t w = 0; w < W; ++w)
+    for (int64_t w = 0; w < W; ++w) {
+      prefetch_pixel(a + (w + kPrefetchPixels) * sW);
+      if (kBlend) prefetch_pixel(b + (w + kPrefetchPixels) * sW);
       for (int64_t c = 0; c < c4; c += 4) _mm_storeu_ps(dst + w * cb + c, load(c + w * sW));
+    }
   }
   for (int64_t c = c4; c < cb; ++c)
     for (int64_t w = 0; w < W; ++w) one(c, w);
@@ -202,8 +265,10 @@ inline bool wc_to_rows(const float* __restrict src, float scale, int64_t cb, int
         for (int64_t w = w4; w < W; ++w) one(k, w);
     }
   } else {
-    for (int64_t w = 0; w < W; ++w)
+    for (int64_t w = 0; w < W; ++w) {
+      prefetch_pixel<true>(dst + (w + kPrefetchPixels) * dW);
       for (int64_t c = 0; c < c4; c += 4) _mm_storeu_ps(dst + c + w * dW, load(w * cb + c));
+    }
   }
   for (int64_t c = c4; c < cb; ++c)
     for (int64_t w = 0; w < W; ++w) one(c, w);

@@ -122,7 +122,7 @@ at::Tensor shape_adaptor_maxpool_forward_cpu(const at::Tensor& x, const at::Tens
     const auto pool = make_resize<acc_t>(Hp, Wp, Ho, Wo, align_corners, std::nullopt);
     const acc_t pw = static_cast<acc_t>(w1.item<double>());
     scalar_t* op = out.mutable_data_ptr<scalar_t>();
-    at::parallel_for(0, N * blocks_per_image, 1, [&](int64_t begin, int64_t end) {
+    cpu::parallel_tasks(N * blocks_per_image, [&](int64_t begin, int64_t end) {
       const int64_t row = W * cblock, prow = Wp * cblock, orow = Wo * cblock;
       std::vector<acc_t> scratch(3 * row + 2 * prow + 2 * orow);
       acc_t* vrow = scratch.data();  // vertical pass of either branch (W >= Wp)
@@ -210,7 +210,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> shape_adaptor_maxpool_backward_cp
     const acc_t pw = static_cast<acc_t>(w1.item<double>()), fw = full.weight;
     const scalar_t* gp = grad_out.const_data_ptr<scalar_t>();
     scalar_t* gxp = need_x ? gx.mutable_data_ptr<scalar_t>() : nullptr;
-    at::parallel_for(0, tasks, 1, [&](int64_t begin, int64_t end) {
+    cpu::parallel_tasks(tasks, [&](int64_t begin, int64_t end) {
       const int64_t row = W * cblock, prow = Wp * cblock;
       std::vector<acc_t> scratch(3 * row + prow + Wo * cblock + cblock);
       acc_t* hrow = scratch.data();  // the horizontal scatter row (either branch: W >= Wp)
