@@ -178,11 +178,14 @@ constexpr bool kAvailable = true;
 // channels_last: a pixel's block of channels is one cache line of a row
 // strided by C channels, which the hardware prefetchers follow poorly (the
 // loads of these copies were most of the backward's time); so the copies
-// prefetch the pixel kPrefetchPixels ahead (past the row's end: harmless).
+// prefetch the pixel kPrefetchPixels ahead. Near a row's end that address is past
+// the tensor: a prefetch never faults, and the address is formed as an integer so
+// that no out-of-range pointer arithmetic happens either.
 constexpr int64_t kPrefetchPixels = 8;
 template <bool kWrite = false>
-inline void prefetch_pixel(const float* p) {
-  __builtin_prefetch(p, kWrite ? 1 : 0);
+inline void prefetch_pixel(const float* base, int64_t offset) {
+  const uintptr_t at = reinterpret_cast<uintptr_t>(base) + static_cast<uintptr_t>(offset) * sizeof(float);
+  __builtin_prefetch(reinterpret_cast<const void*>(at), kWrite ? 1 : 0);
 }
 
 // dst[w][c] = ha * a[c, w] + hb * b[c, w] (kBlend) or a[c, w], where [c, w] is
@@ -222,8 +225,8 @@ inline bool rows_to_wc(const float* a, const float* b, float ha, float hb, int64
     for (int64_t w = 0; w < W; ++w) {
       float* d = dst + w * cb;
       const int64_t at = w * sW;
-      prefetch_pixel(a + at + kPrefetchPixels * sW);
-      if (kBlend) prefetch_pixel(b + at + kPrefetchPixels * sW);
+      prefetch_pixel(a, at + kPrefetchPixels * sW);
+      if (kBlend) prefetch_pixel(b, at + kPrefetchPixels * sW);
       _mm_storeu_ps(d, load(at));
       _mm_storeu_ps(d + 4, load(at + 4));
       _mm_storeu_ps(d + 8, load(at + 8));
@@ -231,8 +234,8 @@ inline bool rows_to_wc(const float* a, const float* b, float ha, float hb, int64
     }
   } else {
     for (int64_t w = 0; w < W; ++w) {
-      prefetch_pixel(a + (w + kPrefetchPixels) * sW);
-      if (kBlend) prefetch_pixel(b + (w + kPrefetchPixels) * sW);
+      prefetch_pixel(a, (w + kPrefetchPixels) * sW);
+      if (kBlend) prefetch_pixel(b, (w + kPrefetchPixels) * sW);
       for (int64_t c = 0; c < c4; c += 4) _mm_storeu_ps(dst + w * cb + c, load(c + w * sW));
     }
   }
@@ -266,7 +269,7 @@ inline bool wc_to_rows(const float* __restrict src, float scale, int64_t cb, int
     }
   } else {
     for (int64_t w = 0; w < W; ++w) {
-      prefetch_pixel<true>(dst + (w + kPrefetchPixels) * dW);
+      prefetch_pixel<true>(dst, (w + kPrefetchPixels) * dW);
       for (int64_t c = 0; c < c4; c += 4) _mm_storeu_ps(dst + c + w * dW, load(w * cb + c));
     }
   }
