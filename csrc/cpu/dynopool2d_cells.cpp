@@ -26,15 +26,6 @@
 namespace resizeops {
 namespace {
 
-template <typename F>
-void with_index_type(bool use32, const F& f) {
-  if (use32) {
-    f(int32_t{0});
-  } else {
-    f(int64_t{0});
-  }
-}
-
 // The CUDA table_kernel, one "thread" after another; ranges poisoned first.
 template <typename acc_t>
 void tables(const cells::TableLayout& L, std::vector<acc_t>& accb, std::vector<int32_t>& intb, bool ranges) {

@@ -177,13 +177,9 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> resize_blend_backward
       }
     });
   });
-  double s[2] = {0.0, 0.0};
-  for (int64_t t = 0; t < tasks; ++t) {  // fixed order: deterministic
-    s[0] += partials[2 * t];
-    s[1] += partials[2 * t + 1];
-  }
-  if (need[2]) gw1.fill_(s[0]);
-  if (need[3]) gw2.fill_(s[1]);
+  const auto [s0, s1] = cpu::sum_task_partials(partials);
+  if (need[2]) gw1.fill_(s0);
+  if (need[3]) gw2.fill_(s1);
   return {gx1, gx2, gw1, gw2};
 }
 

@@ -27,15 +27,6 @@
 namespace resizeops {
 namespace {
 
-template <typename F>
-void with_index_type(bool use32, const F& f) {
-  if (use32) {
-    f(int32_t{0});
-  } else {
-    f(int64_t{0});
-  }
-}
-
 // The CUDA blend_table_kernel, one "thread" after another.
 template <typename acc_t>
 struct HostTables {

@@ -21,6 +21,7 @@
 #include <cstring>
 #include <optional>
 #include <type_traits>
+#include <utility>
 #include <vector>
 
 #include "resizeops/math.h"
@@ -33,6 +34,17 @@ namespace resizeops {
 namespace cpu {
 
 constexpr int64_t kChannelBlock = 16;
+
+// The (a, b) pairs of per-task partial sums added in task order: the same result
+// whatever the thread count (the kernels' deterministic weight gradients).
+inline std::pair<double, double> sum_task_partials(const std::vector<double>& partials) {
+  double a = 0.0, b = 0.0;
+  for (size_t t = 0; t + 1 < partials.size(); t += 2) {
+    a += partials[t];
+    b += partials[t + 1];
+  }
+  return {a, b};
+}
 
 // Instruction sets. The extension is built for baseline x86-64 (SSE2, no
 // -march), so one wheel runs on any x86-64 CPU; the eager ops it is measured

@@ -243,9 +243,7 @@ std::tuple<at::Tensor, at::Tensor> dynopool2d_backward_cuda(const at::Tensor& gr
       }
     });
     if (need_size) {
-      reduce_partials_kernel<<<1, kReduceThreads, 0, stream>>>(partials.const_data_ptr<double>(), blocks,
-                                                               grad_size.mutable_data_ptr<double>());
-      C10_CUDA_KERNEL_LAUNCH_CHECK();
+      launch_reduce_partials(partials, blocks, grad_size, stream);
     }
     if (need_x) {
       const int64_t total = x.numel();

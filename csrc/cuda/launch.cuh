@@ -10,6 +10,7 @@
 #include <ATen/core/Tensor.h>
 #include <ATen/cuda/CUDAContext.h>
 #include <ATen/cuda/detail/IntegerDivider.cuh>
+#include <c10/cuda/CUDAException.h>
 
 #include <algorithm>
 #include <cstdint>
@@ -112,6 +113,15 @@ __global__ void __launch_bounds__(kReduceThreads)
     sums[0] = a;
     sums[1] = b;
   }
+}
+
+// Launches reduce_partials_kernel: the (a, b) pairs of `blocks` partials summed
+// in a fixed order into sums[0..1] (float64 tensors on the current device).
+inline void launch_reduce_partials(const at::Tensor& partials, int64_t blocks, const at::Tensor& sums,
+                                   cudaStream_t stream) {
+  reduce_partials_kernel<<<1, kReduceThreads, 0, stream>>>(partials.const_data_ptr<double>(), blocks,
+                                                           sums.mutable_data_ptr<double>());
+  C10_CUDA_KERNEL_LAUNCH_CHECK();
 }
 
 // The accumulation type of a tensor dtype: double for double, else float.

@@ -339,9 +339,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> resize_blend_backward
       C10_CUDA_KERNEL_LAUNCH_CHECK();
     });
     if (need_w) {
-      reduce_partials_kernel<<<1, kReduceThreads, 0, stream>>>(partials.const_data_ptr<double>(), blocks,
-                                                               sums.mutable_data_ptr<double>());
-      C10_CUDA_KERNEL_LAUNCH_CHECK();
+      launch_reduce_partials(partials, blocks, sums, stream);
     }
   });
   auto [gw1, gw2] = weight_grads(sums, w1, w2, need_w1, need_w2);
@@ -402,9 +400,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> shape_adaptor_maxpool_backward_cu
       C10_CUDA_KERNEL_LAUNCH_CHECK();
     });
     if (need_w) {
-      reduce_partials_kernel<<<1, kReduceThreads, 0, stream>>>(partials.const_data_ptr<double>(), blocks,
-                                                               sums.mutable_data_ptr<double>());
-      C10_CUDA_KERNEL_LAUNCH_CHECK();
+      launch_reduce_partials(partials, blocks, sums, stream);
     }
   });
   auto [gw1, gw2] = weight_grads(sums, w1, w2, need_w1, need_w2);

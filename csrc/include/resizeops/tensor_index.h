@@ -48,4 +48,15 @@ inline bool use_int32_indexing(std::initializer_list<int64_t> extents) {
   return true;
 }
 
+// Calls f(int32_t{}) or f(int64_t{}): the index type of a launch (the CPU
+// emulation of the CUDA kernels; the CUDA launches pair it with an indexer).
+template <typename F>
+void with_index_type(bool use32, const F& f) {
+  if (use32) {
+    f(int32_t{0});
+  } else {
+    f(int64_t{0});
+  }
+}
+
 }  // namespace resizeops
