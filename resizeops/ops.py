@@ -13,6 +13,16 @@ Layers of one call (torchvision's roi_align layout, in Python):
    separate backward ops with their own fake kernels; their own backward
    (double backward) is refused with a clear message.
 
+4. The eager fast path: on plain tensors outside any tracing (no
+   ``torch.compile``/``export``, dispatch mode, functorch transform or tensor
+   subclass; :func:`_eager`), the functions in 1. run the same implementation
+   and autograd formulas through one ``torch.autograd.Function`` instead of the
+   custom-op machinery, whose Python layers cost ~0.2 ms of host time per
+   forward+backward: more than the kernels themselves at CIFAR sizes. Results,
+   backend choice, determinism rules and the double-backward refusal are those
+   of the custom ops (the tests run both paths); profilers then show the
+   ``resizeops_ext`` kernels instead of ``resizeops::*``.
+
 The ops are defined in Python, so they exist whether or not the compiled
 extension loaded; the extension's kernels (namespace ``resizeops_ext``) plug in
 per backend with :func:`resizeops._dispatch.register_kernel`.
@@ -61,18 +71,80 @@ def _noop_setup_context(ctx, inputs, output):
     pass
 
 
+try:
+    from torch.utils._python_dispatch import _get_current_dispatch_mode
+except ImportError:  # pragma: no cover - older torch
+    def _get_current_dispatch_mode():
+        return None
+
+
+_PLAIN = (torch.Tensor, torch.nn.Parameter)
+
+
+def _eager(*tensors: torch.Tensor) -> bool:
+    """Whether a call may take the eager fast path (layer 4 of the module docstring).
+
+    Anything that traces or intercepts ops sees the custom ops instead:
+    ``torch.compile`` / ``torch.export`` (dynamo, and AOTAutograd's fake and
+    functional tensors), ``torch.jit``, ``TorchDispatchMode``s (FakeTensorMode,
+    FlopCounterMode, ...), functorch transforms and tensor subclasses.
+    """
+    if torch.compiler.is_compiling() or torch.jit.is_tracing() or torch.jit.is_scripting():
+        return False
+    if _get_current_dispatch_mode() is not None or torch._C._are_functorch_transforms_active():
+        return False
+    return all(type(t) in _PLAIN for t in tensors)
+
+
+def _run_eager(fn_class, impl, tensors, args):
+    """``impl(*args)``, through ``fn_class`` (autograd) when a gradient is needed."""
+    if torch.is_grad_enabled() and any(t.requires_grad for t in tensors):
+        return fn_class.apply(*args)
+    return impl(*args)
+
+
+def _eager_function(name: str, impl, setup_context, backward):
+    """The ``torch.autograd.Function`` of the eager fast path of one op: the op's
+    implementation, then its ``setup_context``; its backward is the op's
+    registered autograd formula."""
+
+    def forward(ctx, *args):
+        out = impl(*args)
+        setup_context(ctx, args, out)
+        return out
+
+    return type(name, (torch.autograd.Function,), {
+        "forward": staticmethod(forward),
+        "backward": staticmethod(backward),
+    })  # fmt: skip
+
+
+def _backward_op(op, impl, grad_out, saved):
+    """The backward op to call from an autograd formula: its implementation
+    directly on the eager path (no gradient graph to build), else the custom
+    backward op (traced by torch.compile; its own backward refuses double
+    backward)."""
+    if not torch.is_grad_enabled() and _eager(grad_out, *saved):
+        return impl
+    return op
+
+
 # =============================================================================
 # dynopool2d (SPEC §2.1)
 # =============================================================================
 
 
-@torch.library.custom_op("resizeops::dynopool2d", mutates_args=())
-def _dynopool2d(x: torch.Tensor, alpha: torch.Tensor, out_size: Sequence[int], backend: Optional[str]) -> torch.Tensor:
+def _dynopool2d_impl(x: torch.Tensor, alpha: torch.Tensor, out_size: Sequence[int], backend: Optional[str]) -> torch.Tensor:
     ho, wo = out_size
     if x.numel() == 0:
         return _empty((x.shape[0], x.shape[1], ho, wo), x, output_memory_format(x))
     k = _dispatch.select("dynopool2d", x.device, backend)
     return k.forward(x, alpha, [ho, wo])
+
+
+@torch.library.custom_op("resizeops::dynopool2d", mutates_args=())
+def _dynopool2d(x: torch.Tensor, alpha: torch.Tensor, out_size: Sequence[int], backend: Optional[str]) -> torch.Tensor:
+    return _dynopool2d_impl(x, alpha, out_size, backend)
 
 
 @_dynopool2d.register_fake
@@ -81,8 +153,7 @@ def _(x, alpha, out_size, backend):
     return _empty((x.shape[0], x.shape[1], ho, wo), x, output_memory_format(x))
 
 
-@torch.library.custom_op("resizeops::_dynopool2d_backward", mutates_args=())
-def _dynopool2d_backward(
+def _dynopool2d_backward_impl(
     grad_out: torch.Tensor,
     x: torch.Tensor,
     alpha: torch.Tensor,
@@ -98,6 +169,18 @@ def _dynopool2d_backward(
     k = _dispatch.select("dynopool2d", x.device, backend, for_backward=True)
     gx, ga = k.backward(grad_out, x, alpha, list(out_size), need_x, need_alpha)
     return (gx if need_x else _no_grad()), (ga if need_alpha else _no_grad())
+
+
+@torch.library.custom_op("resizeops::_dynopool2d_backward", mutates_args=())
+def _dynopool2d_backward(
+    grad_out: torch.Tensor,
+    x: torch.Tensor,
+    alpha: torch.Tensor,
+    out_size: Sequence[int],
+    backend: Optional[str],
+    grad_mask: Sequence[bool],
+) -> Tuple[torch.Tensor, torch.Tensor]:
+    return _dynopool2d_backward_impl(grad_out, x, alpha, out_size, backend, grad_mask)
 
 
 @_dynopool2d_backward.register_fake
@@ -117,14 +200,16 @@ def _dynopool2d_setup_context(ctx, inputs, output):
 def _dynopool2d_autograd(ctx, grad_out):
     x, alpha = ctx.saved_tensors
     need_x, need_alpha = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
-    gx, ga = torch.ops.resizeops._dynopool2d_backward(
-        grad_out, x, alpha, ctx.out_size, ctx.backend, [need_x, need_alpha]
-    )
+    bwd = _backward_op(torch.ops.resizeops._dynopool2d_backward, _dynopool2d_backward_impl, grad_out, (x, alpha))
+    gx, ga = bwd(grad_out, x, alpha, ctx.out_size, ctx.backend, [need_x, need_alpha])
     return (gx if need_x else None), (ga if need_alpha else None), None, None
 
 
 _dynopool2d.register_autograd(_dynopool2d_autograd, setup_context=_dynopool2d_setup_context)
 _dynopool2d_backward.register_autograd(_double_backward("dynopool2d"), setup_context=_noop_setup_context)
+_Dynopool2dFunction = _eager_function(
+    "_Dynopool2dFunction", _dynopool2d_impl, _dynopool2d_setup_context, _dynopool2d_autograd
+)
 
 
 def dynopool2d_output_size(in_size: Sequence[int], alpha: Sequence[float], min_size: int = 2) -> Tuple[int, int]:
@@ -177,7 +262,10 @@ def dynopool2d(
     else:
         ho, wo = _validate.size_pair(op, "out_size", out_size)
         _validate.output_numel(op, "out_size", x.shape[0], x.shape[1], ho, wo, f"({ho}, {wo})")
-    return torch.ops.resizeops.dynopool2d(x, alpha, [ho, wo], _dispatch.requested(backend))
+    args = (x, alpha, [ho, wo], _dispatch.requested(backend))
+    if _eager(x, alpha):
+        return _run_eager(_Dynopool2dFunction, _dynopool2d_impl, (x, alpha), args)
+    return torch.ops.resizeops.dynopool2d(*args)
 
 
 # =============================================================================
@@ -187,6 +275,14 @@ def dynopool2d(
 
 def _scale_arg(s) -> Optional[Tuple[float, float]]:
     return None if s is None else (float(s[0]), float(s[1]))
+
+
+def _resize_blend_impl(x1, x2, w1, w2, size, align_corners, scale1, scale2, backend):
+    ho, wo = size
+    if x1.numel() == 0:
+        return _empty((x1.shape[0], x1.shape[1], ho, wo), x1, output_memory_format(x1, x2))
+    k = _dispatch.select("resize_blend", x1.device, backend)
+    return k.forward(x1, x2, w1, w2, [ho, wo], align_corners, (_scale_arg(scale1), _scale_arg(scale2)))
 
 
 @torch.library.custom_op("resizeops::resize_blend", mutates_args=())
@@ -201,17 +297,30 @@ def _resize_blend(
     scale2: Optional[Sequence[float]],
     backend: Optional[str],
 ) -> torch.Tensor:
-    ho, wo = size
-    if x1.numel() == 0:
-        return _empty((x1.shape[0], x1.shape[1], ho, wo), x1, output_memory_format(x1, x2))
-    k = _dispatch.select("resize_blend", x1.device, backend)
-    return k.forward(x1, x2, w1, w2, [ho, wo], align_corners, (_scale_arg(scale1), _scale_arg(scale2)))
+    return _resize_blend_impl(x1, x2, w1, w2, size, align_corners, scale1, scale2, backend)
 
 
 @_resize_blend.register_fake
 def _(x1, x2, w1, w2, size, align_corners, scale1, scale2, backend):
     ho, wo = size
     return _empty((x1.shape[0], x1.shape[1], ho, wo), x1, output_memory_format(x1, x2))
+
+
+def _resize_blend_backward_impl(grad_out, x1, x2, w1, w2, size, align_corners, scale1, scale2, backend, grad_mask):
+    mask = [bool(m) for m in grad_mask]
+    if x1.numel() == 0:
+        grads = (
+            _empty(x1.shape, x1, output_memory_format(x1)),
+            _empty(x2.shape, x2, output_memory_format(x2)),
+            torch.zeros_like(w1),
+            torch.zeros_like(w2),
+        )
+    else:
+        k = _dispatch.select("resize_blend", x1.device, backend, for_backward=True)
+        grads = k.backward(
+            grad_out, x1, x2, w1, w2, list(size), align_corners, (_scale_arg(scale1), _scale_arg(scale2)), mask
+        )
+    return tuple(g if m else _no_grad() for g, m in zip(grads, mask))
 
 
 @torch.library.custom_op("resizeops::_resize_blend_backward", mutates_args=())
@@ -228,20 +337,9 @@ def _resize_blend_backward(
     backend: Optional[str],
     grad_mask: Sequence[bool],
 ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    mask = [bool(m) for m in grad_mask]
-    if x1.numel() == 0:
-        grads = (
-            _empty(x1.shape, x1, output_memory_format(x1)),
-            _empty(x2.shape, x2, output_memory_format(x2)),
-            torch.zeros_like(w1),
-            torch.zeros_like(w2),
-        )
-    else:
-        k = _dispatch.select("resize_blend", x1.device, backend, for_backward=True)
-        grads = k.backward(
-            grad_out, x1, x2, w1, w2, list(size), align_corners, (_scale_arg(scale1), _scale_arg(scale2)), mask
-        )
-    return tuple(g if m else _no_grad() for g, m in zip(grads, mask))
+    return _resize_blend_backward_impl(
+        grad_out, x1, x2, w1, w2, size, align_corners, scale1, scale2, backend, grad_mask
+    )
 
 
 @_resize_blend_backward.register_fake
@@ -264,12 +362,16 @@ def _resize_blend_setup_context(ctx, inputs, output):
 def _resize_blend_autograd(ctx, grad_out):
     x1, x2, w1, w2 = ctx.saved_tensors
     mask = list(ctx.needs_input_grad[:4])
-    grads = torch.ops.resizeops._resize_blend_backward(grad_out, x1, x2, w1, w2, *ctx.args, mask)
+    bwd = _backward_op(torch.ops.resizeops._resize_blend_backward, _resize_blend_backward_impl, grad_out, (x1, x2))
+    grads = bwd(grad_out, x1, x2, w1, w2, *ctx.args, mask)
     return tuple(g if m else None for g, m in zip(grads, mask)) + (None,) * 5
 
 
 _resize_blend.register_autograd(_resize_blend_autograd, setup_context=_resize_blend_setup_context)
 _resize_blend_backward.register_autograd(_double_backward("resize_blend"), setup_context=_noop_setup_context)
+_ResizeBlendFunction = _eager_function(
+    "_ResizeBlendFunction", _resize_blend_impl, _resize_blend_setup_context, _resize_blend_autograd
+)
 
 
 def resize_blend(
@@ -340,14 +442,23 @@ def resize_blend(
         w1 = torch.tensor(float(w1), dtype=cdt, device=x1.device)
     if not isinstance(w2, torch.Tensor):
         w2 = torch.tensor(float(w2), dtype=cdt, device=x1.device)
-    return torch.ops.resizeops.resize_blend(
-        x1, x2, w1, w2, [ho, wo], align_corners, s1, s2, _dispatch.requested(backend)
-    )
+    args = (x1, x2, w1, w2, [ho, wo], align_corners, s1, s2, _dispatch.requested(backend))
+    if _eager(x1, x2, w1, w2):
+        return _run_eager(_ResizeBlendFunction, _resize_blend_impl, (x1, x2, w1, w2), args)
+    return torch.ops.resizeops.resize_blend(*args)
 
 
 # =============================================================================
 # shape_adaptor_maxpool (Shape Adaptor §3, Fig. 2; SPEC §2.3): the fused VGG cell
 # =============================================================================
+
+
+def _shape_adaptor_maxpool_impl(x, w1, w2, size, align_corners, backend):
+    ho, wo = size
+    if x.numel() == 0:
+        return _empty((x.shape[0], x.shape[1], ho, wo), x, output_memory_format(x))
+    k = _dispatch.select("shape_adaptor_maxpool", x.device, backend)
+    return k.forward(x, w1, w2, [ho, wo], align_corners)
 
 
 @torch.library.custom_op("resizeops::shape_adaptor_maxpool", mutates_args=())
@@ -359,17 +470,23 @@ def _shape_adaptor_maxpool(
     align_corners: bool,
     backend: Optional[str],
 ) -> torch.Tensor:
-    ho, wo = size
-    if x.numel() == 0:
-        return _empty((x.shape[0], x.shape[1], ho, wo), x, output_memory_format(x))
-    k = _dispatch.select("shape_adaptor_maxpool", x.device, backend)
-    return k.forward(x, w1, w2, [ho, wo], align_corners)
+    return _shape_adaptor_maxpool_impl(x, w1, w2, size, align_corners, backend)
 
 
 @_shape_adaptor_maxpool.register_fake
 def _(x, w1, w2, size, align_corners, backend):
     ho, wo = size
     return _empty((x.shape[0], x.shape[1], ho, wo), x, output_memory_format(x))
+
+
+def _shape_adaptor_maxpool_backward_impl(grad_out, x, w1, w2, size, align_corners, backend, grad_mask):
+    mask = [bool(m) for m in grad_mask]
+    if x.numel() == 0:
+        grads = (_empty(x.shape, x, output_memory_format(x)), torch.zeros_like(w1), torch.zeros_like(w2))
+    else:
+        k = _dispatch.select("shape_adaptor_maxpool", x.device, backend, for_backward=True)
+        grads = k.backward(grad_out, x, w1, w2, list(size), align_corners, mask)
+    return tuple(g if m else _no_grad() for g, m in zip(grads, mask))
 
 
 @torch.library.custom_op("resizeops::_shape_adaptor_maxpool_backward", mutates_args=())
@@ -383,13 +500,7 @@ def _shape_adaptor_maxpool_backward(
     backend: Optional[str],
     grad_mask: Sequence[bool],
 ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    mask = [bool(m) for m in grad_mask]
-    if x.numel() == 0:
-        grads = (_empty(x.shape, x, output_memory_format(x)), torch.zeros_like(w1), torch.zeros_like(w2))
-    else:
-        k = _dispatch.select("shape_adaptor_maxpool", x.device, backend, for_backward=True)
-        grads = k.backward(grad_out, x, w1, w2, list(size), align_corners, mask)
-    return tuple(g if m else _no_grad() for g, m in zip(grads, mask))
+    return _shape_adaptor_maxpool_backward_impl(grad_out, x, w1, w2, size, align_corners, backend, grad_mask)
 
 
 @_shape_adaptor_maxpool_backward.register_fake
@@ -407,7 +518,10 @@ def _shape_adaptor_maxpool_setup_context(ctx, inputs, output):
 def _shape_adaptor_maxpool_autograd(ctx, grad_out):
     x, w1, w2 = ctx.saved_tensors
     mask = list(ctx.needs_input_grad[:3])
-    grads = torch.ops.resizeops._shape_adaptor_maxpool_backward(grad_out, x, w1, w2, *ctx.args, mask)
+    bwd = _backward_op(
+        torch.ops.resizeops._shape_adaptor_maxpool_backward, _shape_adaptor_maxpool_backward_impl, grad_out, (x,)
+    )
+    grads = bwd(grad_out, x, w1, w2, *ctx.args, mask)
     return tuple(g if m else None for g, m in zip(grads, mask)) + (None,) * 3
 
 
@@ -416,6 +530,12 @@ _shape_adaptor_maxpool.register_autograd(
 )
 _shape_adaptor_maxpool_backward.register_autograd(
     _double_backward("shape_adaptor_maxpool"), setup_context=_noop_setup_context
+)
+_ShapeAdaptorMaxPoolFunction = _eager_function(
+    "_ShapeAdaptorMaxPoolFunction",
+    _shape_adaptor_maxpool_impl,
+    _shape_adaptor_maxpool_setup_context,
+    _shape_adaptor_maxpool_autograd,
 )
 
 
@@ -465,7 +585,10 @@ def shape_adaptor_maxpool(
         w1 = torch.tensor(float(w1), dtype=cdt, device=x.device)
     if not isinstance(w2, torch.Tensor):
         w2 = torch.tensor(float(w2), dtype=cdt, device=x.device)
-    return torch.ops.resizeops.shape_adaptor_maxpool(x, w1, w2, [ho, wo], align_corners, _dispatch.requested(backend))
+    args = (x, w1, w2, [ho, wo], align_corners, _dispatch.requested(backend))
+    if _eager(x, w1, w2):
+        return _run_eager(_ShapeAdaptorMaxPoolFunction, _shape_adaptor_maxpool_impl, (x, w1, w2), args)
+    return torch.ops.resizeops.shape_adaptor_maxpool(*args)
 
 
 # =============================================================================

@@ -123,6 +123,26 @@ def test_layouts(backend, layout, dtype):
     _compare(backend, a, b, w1, w2, (13, 14), True, None, dt=dtype)
 
 
+@pytest.mark.parametrize("channels_last", [False, True], ids=["nchw", "channels_last"])
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_full_channel_blocks(backend, dtype, channels_last):
+    # C = 16 and 35: whole blocks of the CPU kernel's 16 channels (its unrolled
+    # vector path) and a remainder; strong down-sampling, where the backward's
+    # input rows complete several at a time, up-sampling and a pass-through.
+    dev = _device_for(backend)
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    for c in (3,) if _interpreted(backend) else (16, 35):
+        for s1, s2, size, ac in [
+            ((1, c, 40, 9), (1, c, 5, 3), (2, 3), False),
+            ((2, c, 6, 7), (2, c, 11, 13), (11, 13), True),
+            ((1, c, 9, 4), (1, c, 31, 2), (17, 5), True),
+        ]:
+            x1 = torch.randn(s1, dtype=dtype, device=dev).contiguous(memory_format=fmt)
+            x2 = torch.randn(s2, dtype=dtype, device=dev).contiguous(memory_format=fmt)
+            w1, w2 = torch.tensor(0.7, dtype=dtype, device=dev), torch.tensor(-1.3, dtype=dtype, device=dev)
+            _compare(backend, x1, x2, w1, w2, size, ac, None)
+
+
 def test_shape_adaptor_and_elastic_weights(backend):
     dev = _device_for(backend)
     sigma = torch.sigmoid(torch.tensor(-0.3466, dtype=torch.float64))

@@ -71,6 +71,65 @@ def test_double_backward_is_refused_clearly():
     (gx1,) = torch.autograd.grad(out.sum(), x1, create_graph=True)
     with pytest.raises(RuntimeError, match="resize_blend: double backward .* is not supported"):
         gx1.sum().backward()
+    x = _x((1, 2, 6, 6), dtype=torch.float64)
+    out = resizeops.shape_adaptor_maxpool(x, 0.5, 0.5, (5, 5))
+    (gx,) = torch.autograd.grad(out.sum(), x, create_graph=True)
+    with pytest.raises(RuntimeError, match="shape_adaptor_maxpool: double backward .* is not supported"):
+        gx.sum().backward()
+
+
+def _three_calls(public):
+    """(name, call, inputs) of each op: through the public function when ``public``
+    (the eager fast path on plain tensors), else through the custom op."""
+    torch.manual_seed(0)
+    x = _x((2, 3, 9, 11), cl=True)
+    alpha = torch.tensor([1.7, 1.37], requires_grad=True)
+    x1, x2 = _x((2, 3, 5, 7)), _x((2, 3, 9, 13))
+    w1, w2 = torch.tensor(0.3, requires_grad=True), torch.tensor(-0.7, requires_grad=True)
+    if public:
+        return [
+            ("dynopool2d", lambda: resizeops.dynopool2d(x, alpha, out_size=(5, 8)), (x, alpha)),
+            ("resize_blend", lambda: resizeops.resize_blend(x1, x2, w1, w2, (7, 9)), (x1, x2, w1, w2)),
+            ("shape_adaptor_maxpool", lambda: resizeops.shape_adaptor_maxpool(x, w1, w2, (7, 6)), (x, w1, w2)),
+        ]
+    return [
+        ("dynopool2d", lambda: ops.dynopool2d(x, alpha, [5, 8], None), (x, alpha)),
+        ("resize_blend", lambda: ops.resize_blend(x1, x2, w1, w2, [7, 9], True, None, None, None), (x1, x2, w1, w2)),
+        ("shape_adaptor_maxpool", lambda: ops.shape_adaptor_maxpool(x, w1, w2, [7, 6], True, None), (x, w1, w2)),
+    ]
+
+
+def test_eager_fast_path_equals_the_custom_ops():
+    # resizeops.ops layer 4: on plain tensors the public functions skip the
+    # custom-op machinery; same kernels, so bit-identical values and gradients.
+    for (name, fast, inputs), (_, op, inputs_op) in zip(_three_calls(True), _three_calls(False)):
+        a, b = fast(), op()
+        assert type(a.grad_fn).__name__.startswith("_") and "Function" in type(a.grad_fn).__name__, name
+        assert "GeneratedBackwardFor_resizeops" in type(b.grad_fn).__name__, name
+        g = torch.randn(a.shape)
+        assert torch.equal(a, b) and a.stride() == b.stride(), name
+        for ga, gb in zip(torch.autograd.grad(a, inputs, g), torch.autograd.grad(b, inputs_op, g)):
+            assert torch.equal(ga, gb) and ga.stride() == gb.stride(), name
+        with torch.no_grad():
+            assert fast().grad_fn is None
+
+
+def test_intercepting_modes_see_the_custom_ops():
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    class Record(TorchDispatchMode):
+        def __init__(self):
+            super().__init__()
+            self.names = []
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            self.names.append(str(func))
+            return func(*args, **(kwargs or {}))
+
+    for name, call, _ in _three_calls(True):
+        with Record() as rec:
+            call()
+        assert f"resizeops.{name}.default" in rec.names, (name, rec.names)
 
 
 def test_compile_fullgraph_with_out_size():

@@ -225,6 +225,28 @@ def test_backend_layouts(backend, layout, dtype):
     _compare(backend, x, w1, w2, (13, 14), True, dt=dtype)
 
 
+@pytest.mark.parametrize("channels_last", [False, True], ids=["nchw", "channels_last"])
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_backend_full_channel_blocks(backend, dtype, channels_last):
+    # C = 16 and 35: whole blocks of the CPU kernel's 16 channels (its unrolled
+    # vector path) and a remainder. Strong down-sampling (the backward holds
+    # several rows of each branch until a window's rows are all complete), odd H,
+    # each branch passing through, up-sampling.
+    dev = _device_for(backend)
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    for c in (3,) if _interpreted(backend) else (16, 35):
+        for shape, size, ac in [
+            ((1, c, 40, 9), (2, 3), False),
+            ((1, c, 41, 12), (3, 2), True),
+            ((2, c, 14, 10), (7, 5), True),
+            ((1, c, 13, 17), (13, 17), True),
+            ((1, c, 7, 5), (11, 9), False),
+        ]:
+            x = torch.randn(shape, dtype=dtype, device=dev).contiguous(memory_format=fmt)
+            w1, w2 = torch.tensor(0.7, dtype=dtype, device=dev), torch.tensor(-1.3, dtype=dtype, device=dev)
+            _compare(backend, x, w1, w2, size, ac)
+
+
 def test_backend_ties_and_nan(backend):
     # Ties in a 2×2 window: the pooled branch's gradient goes to the first maximum
     # in (0,0),(0,1),(1,0),(1,1) order, as max_pool2d's; a NaN wins its window.

@@ -10,11 +10,12 @@
 // (image n, block of 16 channels), each output row computed separably from a
 // vertical interpolation of the two input rows it reads ([w][c] row buffers,
 // channels innermost, so the inner loops vectorise over channels whatever the
-// layout). The backward runs the transpose in the same order: the weighted
-// gradient row is spread horizontally onto an input-width row, then vertically
-// onto the task's slice of grad_x (its own: no atomics), and dL/dw_k = sum of
-// g * R_k(x_k) is accumulated per output row in the accumulation type, then in
-// double per task, summed in task order: deterministic.
+// layout). The backward sweeps grad_out's rows in order and builds R_kᵀ(g) an
+// input row at a time (cpu::RowRing: the transpose of the column taps summed in
+// registers, then the vertical taps); a row of R_kᵀ(g) is consumed once no
+// later output row reads it: dL/dx_k = w_k R_kᵀ(g) stored, and
+// dL/dw_k += <R_kᵀ(g), x_k> on that row, accumulated in the accumulation type
+// per row, then in double per task, summed in task order: deterministic.
 //
 // Arithmetic: interp_ratio / interp_source_coord_from_ratio / interp_taps of
 // resizeops/math.h (ATen's area_pixel_compute_* and guard_index_and_lambda
@@ -49,9 +50,8 @@ using cpu::make_branch;
 using cpu::masked_dot;
 using cpu::resize_row;
 using cpu::ScaleArg;
-using cpu::scatter_row;
-using cpu::store_grad;
 using cpu::store_row;
+using cpu::store_wc;
 
 std::optional<double> opt_scale(const ScaleArg& s, int k) {
   if (!s.has_value()) return std::nullopt;
@@ -84,16 +84,17 @@ at::Tensor resize_blend_forward_cpu(const at::Tensor& x1, const at::Tensor& x2, 
       for (int64_t t = begin; t < end; ++t) {
         const int64_t n = t / blocks_per_image;
         const int64_t c0 = (t % blocks_per_image) * cblock;
-        const int64_t cb = std::min(c0 + cblock, C) - c0;
         scalar_t* o = op + n * oN + c0 * oC;
-        for (int64_t i = 0; i < Ho; ++i) {
-          resize_row(b1, n, c0, cb, i, Wo, vrow, r1);
-          resize_row(b2, n, c0, cb, i, Wo, vrow, r2);
-          const acc_t a = b1.weight, z = b2.weight;
-          _Pragma("omp simd")
-          for (int64_t e = 0; e < Wo * cb; ++e) r1[e] = a * r1[e] + z * r2[e];
-          store_row(o, oC, oH, oW, cb, i, Wo, r1);
-        }
+        cpu::with_block(std::min(c0 + cblock, C) - c0, [&](const int64_t cb) {
+          for (int64_t i = 0; i < Ho; ++i) {
+            resize_row(b1, n, c0, cb, i, Wo, vrow, r1);
+            resize_row(b2, n, c0, cb, i, Wo, vrow, r2);
+            const acc_t a = b1.weight, z = b2.weight;
+            _Pragma("omp simd")
+            for (int64_t e = 0; e < Wo * cb; ++e) r1[e] = a * r1[e] + z * r2[e];
+            store_row(o, oC, oH, oW, cb, i, Wo, r1);
+          }
+        });
       }
     });
   });
@@ -130,48 +131,60 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> resize_blend_backward
     using acc_t = at::opmath_type<scalar_t>;
     const auto b1 = make_branch<scalar_t, acc_t>(x1, w1, Ho, Wo, align_corners, scale1);
     const auto b2 = make_branch<scalar_t, acc_t>(x2, w2, Ho, Wo, align_corners, scale2);
+    const Branch<scalar_t, acc_t>* br[2] = {&b1, &b2};
+    at::Tensor* gxs[2] = {&gx1, &gx2};
     const scalar_t* gp = grad_out.const_data_ptr<scalar_t>();
     cpu::parallel_tasks(tasks, [&](int64_t begin, int64_t end) {
       const int64_t wmax = std::max(b1.W, b2.W);
-      std::vector<acc_t> scratch(wmax * cblock + Wo * cblock + cblock);
-      acc_t* vrow = scratch.data();  // the horizontal scatter row (input width)
-      acc_t* grow = vrow + wmax * cblock;  // grad_out's row, [j][c]
+      std::vector<acc_t> scratch(wmax * cblock + Wo * cblock + cblock + 2 * (b1.W + b2.W) * cblock);
+      acc_t* xrow = scratch.data();        // a row of x_k, [w][c]
+      acc_t* grow = xrow + wmax * cblock;  // grad_out's row, [j][c]
       acc_t* lanes = grow + Wo * cblock;   // per-channel partial sums of the weight gradient
+      acc_t* rings = lanes + cblock;       // R_kᵀ(g): two input rows of each branch
       const bool use[2] = {need[0] || need[2], need[1] || need[3]};
-      std::vector<acc_t> acc1(use[0] ? b1.H * b1.W * cblock : 0), acc2(use[1] ? b2.H * b2.W * cblock : 0);
       for (int64_t t = begin; t < end; ++t) {
         const int64_t n = t / blocks_per_image;
         const int64_t c0 = (t % blocks_per_image) * cblock;
-        const int64_t cb = std::min(c0 + cblock, C) - c0;
         const scalar_t* go = gp + n * gN + c0 * gC;
-        std::fill(acc1.begin(), acc1.end(), acc_t(0));
-        std::fill(acc2.begin(), acc2.end(), acc_t(0));
         double dw[2] = {0.0, 0.0};
-        for (int64_t i = 0; i < Ho; ++i) {
-          load_row(go + i * gH, gC, gW, cb, Wo, grow);
-          // R_kᵀ(g), unweighted, for every branch that needs a gradient.
-          if (use[0]) scatter_row(b1, cb, i, Wo, grow, vrow, acc1.data());
-          if (use[1]) scatter_row(b2, cb, i, Wo, grow, vrow, acc2.data());
-        }
-        const Branch<scalar_t, acc_t>* br[2] = {&b1, &b2};
-        const std::vector<acc_t>* accs[2] = {&acc1, &acc2};
-        for (int k = 0; k < 2; ++k) {
-          if (!need[2 + k]) continue;
-          // dL/dw_k = <g, R_k x_k> = <R_kᵀ g, x_k>: one read of x_k instead of
-          // interpolating it again, row by row, each row of x_k transposed into
-          // vrow ([w][c]) first (masked_dot skips the pixels no output reads).
-          const auto& bk = *br[k];
-          const acc_t* ak = accs[k]->data();
-          const scalar_t* xk = bk.x + n * bk.sN + c0 * bk.sC;
-          for (int64_t h = 0; h < bk.H; ++h) {
-            const scalar_t* xh = xk + h * bk.sH;
-            load_row(xh, bk.sC, bk.sW, cb, bk.W, vrow);
-            dw[k] += masked_dot(ak + h * bk.W * cb, vrow, cb, bk.W, lanes);
+        cpu::with_block(std::min(c0 + cblock, C) - c0, [&](const int64_t cb) {
+          // Input row h of R_kᵀ(g) (unweighted), once complete: dL/dw_k +=
+          // <R_kᵀ(g), x_k> on that row (one read of x_k instead of
+          // interpolating it again; masked_dot skips the pixels no output
+          // reads), and dL/dx_k = w_k R_kᵀ(g) stored.
+          auto emit = [&](int k, int64_t h, const acc_t* a) {
+            const auto& bk = *br[k];
+            if (need[2 + k]) {
+              load_row(bk.x + n * bk.sN + c0 * bk.sC + h * bk.sH, bk.sC, bk.sW, cb, bk.W, xrow);
+              dw[k] += masked_dot(a, xrow, cb, bk.W, lanes);
+            }
+            if (need[k]) {
+              const at::Tensor& gx = *gxs[k];
+              scalar_t* o = gx.mutable_data_ptr<scalar_t>() + n * gx.stride(0) + c0 * gx.stride(1) + h * gx.stride(2);
+              store_wc(a, bk.weight, cb, bk.W, o, gx.stride(1), gx.stride(3));
+            }
+          };
+          const cpu::RowRing<acc_t> ring[2] = {{rings, 2, b1.W * cb}, {rings + 2 * b1.W * cb, 2, b2.W * cb}};
+          int64_t next[2] = {0, 0};  // each branch's next input row to consume
+          auto consume = [&](int k, int64_t ready) {
+            for (; next[k] < ready; ++next[k]) {
+              emit(k, next[k], ring[k].row(next[k]));
+              ring[k].clear(next[k]);
+            }
+          };
+          for (int k = 0; k < 2; ++k)
+            if (use[k]) ring[k].clear_all();
+          for (int64_t i = 0; i < Ho; ++i) {
+            load_row(go + i * gH, gC, gW, cb, Wo, grow);
+            for (int k = 0; k < 2; ++k) {
+              if (!use[k]) continue;
+              consume(k, cpu::ring_ready(*br[k], i));
+              cpu::ring_add(*br[k], cb, i, grow, ring[k]);
+            }
           }
-        }
-        // dL/dx_k = w_k R_kᵀ(g).
-        if (need[0]) store_grad<scalar_t, acc_t>(gx1, acc1.data(), b1.weight, n, c0, cb, b1.H, b1.W);
-        if (need[1]) store_grad<scalar_t, acc_t>(gx2, acc2.data(), b2.weight, n, c0, cb, b2.H, b2.W);
+          for (int k = 0; k < 2; ++k)
+            if (use[k]) consume(k, br[k]->H);
+        });
         partials[2 * t] = dw[0];
         partials[2 * t + 1] = dw[1];
       }

@@ -6,8 +6,10 @@
 // [w][c] buffers of the accumulation type, channels innermost, so the inner
 // loops vectorise over channels whatever the tensor's layout. The forward
 // computes an output row separably (vertical interpolation of the two input
-// rows it reads, then horizontal); the backward runs the transpose in the same
-// order into the task's own [h][w][c] slice (no atomics).
+// rows it reads, then horizontal); the backward sweeps grad_out's rows in order
+// and builds the transpose an input row at a time in a small ring of rows
+// (RowRing below), handing each row to the kernel once it is complete (no
+// atomics, no gradient slice of the whole input).
 #pragma once
 
 #include <ATen/Parallel.h>
@@ -91,6 +93,59 @@ void parallel_tasks(int64_t tasks, const F& f) {
   });
 }
 
+// A full block of channels as kVecs 32-byte GCC/Clang vector values (one
+// 256-bit register each in the AVX2 copy of the tasks, a pair of SSE registers
+// in the baseline one), for loops whose running sums must stay in registers.
+// Loads and stores through memcpy (unaligned) and by reference (no vector
+// passes a function's ABI).
+#if defined(__GNUC__)
+#define RESIZEOPS_CPU_BLOCK_VECTORS 1
+template <typename T>
+struct BlockVec {
+  typedef T V __attribute__((vector_size(32)));
+  static constexpr int kLanes = 32 / sizeof(T);
+  static constexpr int kVecs = kChannelBlock / kLanes;
+  V v[kVecs];
+
+  void zero() {
+    for (int q = 0; q < kVecs; ++q) v[q] = V{};
+  }
+  // One vector at a time (a memcpy of the whole array would take its
+  // address and keep it in memory).
+  static void at(V& t, const T* p, int q) { std::memcpy(&t, p + q * kLanes, sizeof t); }
+  void load(const T* p) {
+    for (int q = 0; q < kVecs; ++q) at(v[q], p, q);
+  }
+  void store(T* p) const {
+    for (int q = 0; q < kVecs; ++q) {
+      const V t = v[q];
+      std::memcpy(p + q * kLanes, &t, sizeof t);
+    }
+  }
+  // this += a * x[0, kChannelBlock)
+  void fma(T a, const T* x) {
+    for (int q = 0; q < kVecs; ++q) {
+      V t;
+      at(t, x, q);
+      v[q] += a * t;
+    }
+  }
+};
+#endif
+
+// f(cb) with cb a literal kChannelBlock for a full block of channels, else
+// cb as given: the task bodies inline every row helper (parallel_tasks), so a
+// full block's copy gets constant-length channel loops, unrolled into whole
+// vector registers instead of a short loop with a remainder per pixel.
+template <typename F>
+inline void with_block(int64_t cb, const F& f) {
+  if (cb == kChannelBlock) {
+    f(kChannelBlock);
+  } else {
+    f(cb);
+  }
+}
+
 using ScaleArg = std::optional<c10::ArrayRef<double>>;
 
 // Taps of every output index along one axis of one input.
@@ -126,13 +181,47 @@ Taps<acc_t> make_taps(int64_t in_size, int64_t out_size, bool align_corners, std
   return t;
 }
 
+// The transpose of one axis's taps: for each input index w, the output
+// indices that read it and their weights, in the order a scatter over the
+// outputs in ascending order adds them (tap 0 of an output before its tap 1).
+template <typename acc_t>
+struct TapsT {
+  std::vector<int64_t> off;  // input w's entries: [off[w], off[w + 1])
+  std::vector<int64_t> j;
+  std::vector<acc_t> wt;
+};
+
+template <typename acc_t>
+TapsT<acc_t> transpose_taps(const Taps<acc_t>& t, int64_t in_size) {
+  const int64_t out = static_cast<int64_t>(t.i0.size());
+  TapsT<acc_t> r;
+  r.off.assign(in_size + 1, 0);
+  for (int64_t j = 0; j < out; ++j) {
+    ++r.off[t.i0[j] + 1];
+    ++r.off[t.i1[j] + 1];
+  }
+  for (int64_t w = 0; w < in_size; ++w) r.off[w + 1] += r.off[w];
+  r.j.resize(2 * out);
+  r.wt.resize(2 * out);
+  std::vector<int64_t> at(r.off.begin(), r.off.end() - 1);
+  for (int64_t j = 0; j < out; ++j) {
+    const int64_t k0 = at[t.i0[j]]++;
+    r.j[k0] = j, r.wt[k0] = t.w0[j];
+    const int64_t k1 = at[t.i1[j]]++;
+    r.j[k1] = j, r.wt[k1] = t.w1[j];
+  }
+  return r;
+}
+
 // The resize of an H x W input to the output size: whether it passes through
-// unchanged and (otherwise) its taps.
+// unchanged and (otherwise) its taps, and the column taps transposed (for the
+// backward's gathers).
 template <typename acc_t>
 struct Resize {
   int64_t H, W;
   bool pass;
   Taps<acc_t> rows, cols;
+  TapsT<acc_t> cols_t;
 };
 
 template <typename acc_t>
@@ -148,6 +237,13 @@ Resize<acc_t> make_resize(int64_t H, int64_t W, int64_t Ho, int64_t Wo, bool ali
     }
     r.rows = make_taps<acc_t>(H, Ho, align_corners, sh);
     r.cols = make_taps<acc_t>(W, Wo, align_corners, sw);
+    r.cols_t = transpose_taps(r.cols, W);
+    // What the backward's row sweep (below) relies on: i0 never decreases,
+    // and i1 is i0 or the row below it.
+    for (int64_t i = 0; i < Ho; ++i) {
+      TORCH_INTERNAL_ASSERT(i == 0 || r.rows.i0[i] >= r.rows.i0[i - 1]);
+      TORCH_INTERNAL_ASSERT(r.rows.i1[i] == r.rows.i0[i] || r.rows.i1[i] == r.rows.i0[i] + 1);
+    }
   }
   return r;
 }
@@ -388,46 +484,110 @@ void resize_row(const Branch<scalar_t, acc_t>& b, int64_t n, int64_t c0, int64_t
   resize_cols(b.cols, cb, Wo, vrow, r);
 }
 
-// Spreads wg (the gradient of one output row, [j][c]) onto the task's slice of
-// Rᵀ(g) in acc ([h][w][c] of the input of b): the transpose of resize_row.
+// Rᵀ(g) of one resize, swept over grad_out's rows in order (the backward
+// kernels). Output row i (g, [j][c]) adds to input rows i0[i] and i1[i] only,
+// and i0 never decreases (make_resize checks it), so before row i is added,
+// every input row below ring_ready(b, i) is complete: the kernels consume
+// those rows (a weight-gradient dot, grad_x stored) and clear them. The rows
+// in flight are kept in a ring of K input rows ([w][c], cb channels each,
+// zero when a row enters): K = 2 when complete rows are consumed at once, more
+// when a kernel waits for a row of another resize (shape_adaptor.cpp). Each
+// input element first sums its column contributions in registers (the
+// transposed taps), then adds them to the ring rows: the additions of a
+// scatter of each output row onto a zeroed input-width row followed by the
+// vertical adds, in their order, without read-modify-write chains through
+// memory or a gradient slice of the whole input. A pass-through resize copies
+// output row i to input row i.
 template <typename acc_t>
-void scatter_row(const Resize<acc_t>& b, int64_t cb, int64_t i, int64_t Wo, const acc_t* __restrict wg,
-                 acc_t* __restrict hrow, acc_t* __restrict acc) {
-  if (b.pass) {
-    acc_t* dst = acc + i * b.W * cb;
-    for (int64_t e = 0; e < Wo * cb; ++e) dst[e] += wg[e];
+struct RowRing {
+  acc_t* buf;
+  int64_t rows;  // K
+  int64_t len;   // W * cb
+  acc_t* row(int64_t h) const { return buf + (h % rows) * len; }
+  void clear(int64_t h) const { std::fill(row(h), row(h) + len, acc_t(0)); }
+  void clear_all() const { std::fill(buf, buf + rows * len, acc_t(0)); }
+};
+
+template <typename acc_t>
+int64_t ring_ready(const Resize<acc_t>& b, int64_t i) {
+  return b.pass ? i : b.rows.i0[i];
+}
+
+// top[w][c] += v0 * s[w][c] and bot[w][c] += v1 * s[w][c] (top first where
+// they are the same row), s[w] = the sum over the transposed column taps of w
+// of weight * g[j].
+template <typename acc_t>
+void gather_add_row(const TapsT<acc_t>& ct, int64_t cb, int64_t W, const acc_t* __restrict g, acc_t v0,
+                    acc_t* top, acc_t v1, acc_t* bot) {
+  const int64_t* off = ct.off.data();
+  const int64_t* jj = ct.j.data();
+  const acc_t* wt = ct.wt.data();
+#if defined(RESIZEOPS_CPU_BLOCK_VECTORS)
+  if (cb == kChannelBlock) {
+    // The sums of a full block in registers (an array zeroed through memory
+    // and reloaded wider stalled on store forwarding).
+    for (int64_t w = 0; w < W; ++w) {
+      BlockVec<acc_t> s;
+      s.zero();
+      for (int64_t k = off[w]; k < off[w + 1]; ++k) s.fma(wt[k], g + jj[k] * kChannelBlock);
+      acc_t* t = top + w * kChannelBlock;
+      acc_t* u = bot + w * kChannelBlock;
+      BlockVec<acc_t> r;
+      if (t != u) {
+        r.load(t);
+        for (int q = 0; q < r.kVecs; ++q) r.v[q] += v0 * s.v[q];
+        r.store(t);
+        r.load(u);
+        for (int q = 0; q < r.kVecs; ++q) r.v[q] += v1 * s.v[q];
+        r.store(u);
+      } else {
+        r.load(t);
+        for (int q = 0; q < r.kVecs; ++q) r.v[q] = (r.v[q] + v0 * s.v[q]) + v1 * s.v[q];
+        r.store(t);
+      }
+    }
     return;
   }
-  // Each pair of taps in one loop, except where both are the same row (at the
-  // border), which keeps the two additions in order: same sums either way.
-  std::fill(hrow, hrow + b.W * cb, acc_t(0));
-  for (int64_t j = 0; j < Wo; ++j) {
-    acc_t* a = hrow + b.cols.i0[j] * cb;
-    acc_t* z = hrow + b.cols.i1[j] * cb;
-    const acc_t v0 = b.cols.w0[j], v1 = b.cols.w1[j];
-    const acc_t* g = wg + j * cb;
-    if (a != z) {
+#endif
+  acc_t s[kChannelBlock];
+  auto sum = [&](int64_t w) {
+    _Pragma("omp simd")
+    for (int64_t c = 0; c < cb; ++c) s[c] = acc_t(0);
+    for (int64_t k = off[w]; k < off[w + 1]; ++k) {
+      const acc_t v = wt[k];
+      const acc_t* __restrict gj = g + jj[k] * cb;
+      _Pragma("omp simd")
+      for (int64_t c = 0; c < cb; ++c) s[c] += v * gj[c];
+    }
+  };
+  if (top != bot) {
+    for (int64_t w = 0; w < W; ++w) {
+      sum(w);
+      acc_t* __restrict t = top + w * cb;
+      acc_t* __restrict u = bot + w * cb;
       _Pragma("omp simd")
       for (int64_t c = 0; c < cb; ++c) {
-        a[c] += v0 * g[c];
-        z[c] += v1 * g[c];
+        t[c] += v0 * s[c];
+        u[c] += v1 * s[c];
       }
-    } else {
-      for (int64_t c = 0; c < cb; ++c) a[c] = (a[c] + v0 * g[c]) + v1 * g[c];
-    }
-  }
-  acc_t* top = acc + b.rows.i0[i] * b.W * cb;
-  acc_t* bot = acc + b.rows.i1[i] * b.W * cb;
-  const acc_t h0 = b.rows.w0[i], h1 = b.rows.w1[i];
-  if (top != bot) {
-    _Pragma("omp simd")
-    for (int64_t e = 0; e < b.W * cb; ++e) {
-      top[e] += h0 * hrow[e];
-      bot[e] += h1 * hrow[e];
     }
   } else {
-    for (int64_t e = 0; e < b.W * cb; ++e) top[e] = (top[e] + h0 * hrow[e]) + h1 * hrow[e];
+    for (int64_t w = 0; w < W; ++w) {
+      sum(w);
+      acc_t* __restrict t = top + w * cb;
+      _Pragma("omp simd")
+      for (int64_t c = 0; c < cb; ++c) t[c] = (t[c] + v0 * s[c]) + v1 * s[c];
+    }
   }
+}
+
+template <typename acc_t>
+void ring_add(const Resize<acc_t>& b, int64_t cb, int64_t i, const acc_t* __restrict g, const RowRing<acc_t>& ring) {
+  if (b.pass) {
+    std::copy(g, g + ring.len, ring.row(i));
+    return;
+  }
+  gather_add_row(b.cols_t, cb, b.W, g, b.rows.w0[i], ring.row(b.rows.i0[i]), b.rows.w1[i], ring.row(b.rows.i1[i]));
 }
 
 // p if keep, else +0, as a mask on p's bits: under GCC's default
@@ -484,15 +644,6 @@ double masked_dot(const acc_t* __restrict a, const acc_t* __restrict v, int64_t 
   }
   for (int64_t c = 0; c < cb; ++c) s += static_cast<double>(lanes[c]);
   return s;
-}
-
-// grad_x = weight * acc ([h][w][c]) into the task's slice of gx, in gx's layout.
-template <typename scalar_t, typename acc_t>
-void store_grad(const at::Tensor& gx, const acc_t* acc, acc_t weight, int64_t n, int64_t c0, int64_t cb, int64_t H,
-                int64_t W) {
-  scalar_t* p = gx.mutable_data_ptr<scalar_t>() + n * gx.stride(0) + c0 * gx.stride(1);
-  const int64_t sC = gx.stride(1), sH = gx.stride(2), sW = gx.stride(3);
-  for (int64_t h = 0; h < H; ++h) store_wc(acc + h * W * cb, weight, cb, W, p + h * sH, sC, sW);
 }
 
 // Writes the output row r ([j][c]) of channels [0, cb) to o (channel c0 of image

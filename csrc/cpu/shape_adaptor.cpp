@@ -13,9 +13,11 @@
 // computes each of them about once. Same tasks (image n, block of 16 channels)
 // and [w][c] row buffers (csrc/cpu/resize_rows.h).
 //
-// Backward: R_1ᵀ(g) (on the pooled grid) and R_2ᵀ(g) (on x's grid) are
-// accumulated into the task's slices as in resize_blend, then one pass over
-// x's rows, two at a time, recomputes each window's max and where it is
+// Backward: R_1ᵀ(g) (on the pooled grid) and R_2ᵀ(g) (on x's grid) are swept
+// row by row as in resize_blend (cpu::RowRing); x's rows are consumed two at a
+// time, once rows 2p, 2p + 1 of R_2ᵀ(g) and row p of R_1ᵀ(g) are all complete
+// (each ring sized on the host by running the sweep's bookkeeping): the pass
+// recomputes each window's max and where it is
 // (max4_first: max_pool2d's first-maximum and NaN rules), and gives
 //   dL/dw1 = <R_1ᵀ(g), P(x)>, dL/dw2 = <R_2ᵀ(g), x>,
 //   dL/dx  = w2 R_2ᵀ(g) + w1 R_1ᵀ(g) routed to each window's maximum,
@@ -50,7 +52,6 @@ using cpu::make_resize;
 using cpu::masked_dot;
 using cpu::resize_cols;
 using cpu::resize_row;
-using cpu::scatter_row;
 using cpu::store_row;
 using cpu::store_wc;
 
@@ -134,44 +135,45 @@ at::Tensor shape_adaptor_maxpool_forward_cpu(const at::Tensor& x, const at::Tens
       for (int64_t t = begin; t < end; ++t) {
         const int64_t n = t / blocks_per_image;
         const int64_t c0 = (t % blocks_per_image) * cblock;
-        const int64_t cb = std::min(c0 + cblock, C) - c0;
-        const scalar_t* xn = full.x + n * full.sN + c0 * full.sC;
-        auto pooled_row = [&](int64_t p, acc_t* dst) {
-          load_row(xn + 2 * p * full.sH, full.sC, full.sW, cb, 2 * Wp, xt);
-          load_row(xn + (2 * p + 1) * full.sH, full.sC, full.sW, cb, 2 * Wp, xb);
-          pool_rows<false>(xt, xb, cb, Wp, dst, nullptr);
-        };
-        int64_t cached[2] = {-1, -1};
-        // The slot holding pooled row p, computing it into the slot other than `keep` if absent.
-        auto fetch = [&](int64_t p, int keep) {
-          for (int s = 0; s < 2; ++s)
-            if (cached[s] == p) return s;
-          const int s = keep == 0 ? 1 : 0;
-          pooled_row(p, cache[s]);
-          cached[s] = p;
-          return s;
-        };
-        scalar_t* o = op + n * oN + c0 * oC;
-        for (int64_t i = 0; i < Ho; ++i) {
-          if (pool.pass) {
-            pooled_row(i, r1);
-          } else {
-            const int64_t p0 = pool.rows.i0[i], p1 = pool.rows.i1[i];
-            const int s0 = fetch(p0, cached[0] == p1 ? 0 : (cached[1] == p1 ? 1 : -1));
-            const int s1 = fetch(p1, s0);
-            const acc_t* top = cache[s0];
-            const acc_t* bot = cache[s1];
-            const acc_t h0 = pool.rows.w0[i], h1 = pool.rows.w1[i];
+        cpu::with_block(std::min(c0 + cblock, C) - c0, [&](const int64_t cb) {
+          const scalar_t* xn = full.x + n * full.sN + c0 * full.sC;
+          auto pooled_row = [&](int64_t p, acc_t* dst) {
+            load_row(xn + 2 * p * full.sH, full.sC, full.sW, cb, 2 * Wp, xt);
+            load_row(xn + (2 * p + 1) * full.sH, full.sC, full.sW, cb, 2 * Wp, xb);
+            pool_rows<false>(xt, xb, cb, Wp, dst, nullptr);
+          };
+          int64_t cached[2] = {-1, -1};
+          // The slot holding pooled row p, computing it into the slot other than `keep` if absent.
+          auto fetch = [&](int64_t p, int keep) {
+            for (int s = 0; s < 2; ++s)
+              if (cached[s] == p) return s;
+            const int s = keep == 0 ? 1 : 0;
+            pooled_row(p, cache[s]);
+            cached[s] = p;
+            return s;
+          };
+          scalar_t* o = op + n * oN + c0 * oC;
+          for (int64_t i = 0; i < Ho; ++i) {
+            if (pool.pass) {
+              pooled_row(i, r1);
+            } else {
+              const int64_t p0 = pool.rows.i0[i], p1 = pool.rows.i1[i];
+              const int s0 = fetch(p0, cached[0] == p1 ? 0 : (cached[1] == p1 ? 1 : -1));
+              const int s1 = fetch(p1, s0);
+              const acc_t* top = cache[s0];
+              const acc_t* bot = cache[s1];
+              const acc_t h0 = pool.rows.w0[i], h1 = pool.rows.w1[i];
+              _Pragma("omp simd")
+              for (int64_t e = 0; e < Wp * cb; ++e) vrow[e] = h0 * top[e] + h1 * bot[e];
+              resize_cols(pool.cols, cb, Wo, vrow, r1);
+            }
+            resize_row(full, n, c0, cb, i, Wo, vrow, r2);
+            const acc_t a = pw, z = full.weight;
             _Pragma("omp simd")
-            for (int64_t e = 0; e < Wp * cb; ++e) vrow[e] = h0 * top[e] + h1 * bot[e];
-            resize_cols(pool.cols, cb, Wo, vrow, r1);
+            for (int64_t e = 0; e < Wo * cb; ++e) r1[e] = a * r1[e] + z * r2[e];
+            store_row(o, oC, oH, oW, cb, i, Wo, r1);
           }
-          resize_row(full, n, c0, cb, i, Wo, vrow, r2);
-          const acc_t a = pw, z = full.weight;
-          _Pragma("omp simd")
-          for (int64_t e = 0; e < Wo * cb; ++e) r1[e] = a * r1[e] + z * r2[e];
-          store_row(o, oC, oH, oW, cb, i, Wo, r1);
-        }
+        });
       }
     });
   });
@@ -210,65 +212,99 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> shape_adaptor_maxpool_backward_cp
     const acc_t pw = static_cast<acc_t>(w1.item<double>()), fw = full.weight;
     const scalar_t* gp = grad_out.const_data_ptr<scalar_t>();
     scalar_t* gxp = need_x ? gx.mutable_data_ptr<scalar_t>() : nullptr;
+    // Ring sizes (cpu::RowRing): the sweep below consumes pooled row p together
+    // with x rows 2p and 2p + 1, once all three are complete; simulated here
+    // to size each ring to the most rows it holds at once.
+    int64_t k_full = 2, k_pool = 2;
+    {
+      int64_t p_next = 0;
+      for (int64_t i = 0; i < Ho; ++i) {
+        const int64_t fr = use_full ? cpu::ring_ready(full, i) : H;
+        const int64_t pr = use_pool ? cpu::ring_ready(pool, i) : Hp;
+        while (p_next < Hp && 2 * p_next + 1 < fr && p_next < pr) ++p_next;
+        const int64_t top_full = full.pass ? i : full.rows.i1[i];
+        const int64_t top_pool = pool.pass ? i : pool.rows.i1[i];
+        k_full = std::max(k_full, top_full - 2 * p_next + 1);
+        k_pool = std::max(k_pool, top_pool - p_next + 1);
+      }
+    }
     cpu::parallel_tasks(tasks, [&](int64_t begin, int64_t end) {
       const int64_t row = W * cblock, prow = Wp * cblock;
-      std::vector<acc_t> scratch(3 * row + prow + Wo * cblock + cblock);
-      acc_t* hrow = scratch.data();  // the horizontal scatter row (either branch: W >= Wp)
-      acc_t* xt = hrow + row;        // x rows 2p and 2p + 1, [w][c]
+      std::vector<acc_t> scratch(2 * row + prow + Wo * cblock + cblock + (use_full ? k_full * row : 0) +
+                                 (use_pool ? k_pool * prow : 0));
+      acc_t* xt = scratch.data();           // x rows 2p and 2p + 1, [w][c]
       acc_t* xb = xt + row;
       acc_t* pooled = xb + row;             // their pooled row, [q][c]
       acc_t* grow = pooled + prow;          // grad_out's row, [j][c]
       acc_t* lanes = grow + Wo * cblock;    // per-channel partial sums of a weight gradient
+      acc_t* ring_full = lanes + cblock;    // R_2ᵀ(g) rows in flight
+      acc_t* ring_pool = ring_full + (use_full ? k_full * row : 0);  // R_1ᵀ(g) rows in flight
       std::vector<uint8_t> argmax(need_x ? prow : 0);
-      std::vector<acc_t> acc1(use_pool ? Hp * prow : 0), acc2(use_full ? H * row : 0);
       for (int64_t t = begin; t < end; ++t) {
         const int64_t n = t / blocks_per_image;
         const int64_t c0 = (t % blocks_per_image) * cblock;
-        const int64_t cb = std::min(c0 + cblock, C) - c0;
-        const scalar_t* go = gp + n * gN + c0 * gC;
-        const int64_t xrow = W * cb, prow_c = Wp * cb;  // row strides of acc2 and acc1 ([h][w][c] of cb channels)
-        std::fill(acc1.begin(), acc1.end(), acc_t(0));
-        std::fill(acc2.begin(), acc2.end(), acc_t(0));
-        for (int64_t i = 0; i < Ho; ++i) {
-          load_row(go + i * gH, gC, gW, cb, Wo, grow);
-          // R_kᵀ(g), unweighted.
-          if (use_pool) scatter_row(pool, cb, i, Wo, grow, hrow, acc1.data());
-          if (use_full) scatter_row(full, cb, i, Wo, grow, hrow, acc2.data());
-        }
-        // One pass over x's rows, two at a time (one pooled row).
         double dw[2] = {0.0, 0.0};
-        const scalar_t* xn = full.x + n * full.sN + c0 * full.sC;
-        scalar_t* gxn = need_x ? gxp + n * gxN + c0 * gxC : nullptr;
-        for (int64_t h = 0; h < H; h += 2) {
-          // A last odd row is in no window: only the full-resolution branch reads it.
-          const bool pair = h + 1 < H;
-          acc_t* a2 = use_full ? acc2.data() + h * xrow : nullptr;  // rows h and h + 1
-          const acc_t* a1 = use_pool && pair ? acc1.data() + (h / 2) * prow_c : nullptr;
-          load_row(xn + h * full.sH, full.sC, full.sW, cb, W, xt);
-          if (pair) load_row(xn + (h + 1) * full.sH, full.sC, full.sW, cb, W, xb);
-          if (need_w2) {
-            dw[1] += masked_dot(a2, xt, cb, W, lanes);
-            if (pair) dw[1] += masked_dot(a2 + xrow, xb, cb, W, lanes);
-          }
-          if (pair && use_pool) {
+        cpu::with_block(std::min(c0 + cblock, C) - c0, [&](const int64_t cb) {
+          const scalar_t* go = gp + n * gN + c0 * gC;
+          const scalar_t* xn = full.x + n * full.sN + c0 * full.sC;
+          scalar_t* gxn = need_x ? gxp + n * gxN + c0 * gxC : nullptr;
+          const cpu::RowRing<acc_t> r2{ring_full, k_full, W * cb}, r1{ring_pool, k_pool, Wp * cb};
+          if (use_full) r2.clear_all();
+          if (use_pool) r1.clear_all();
+          // x rows 2p and 2p + 1 with pooled row p, their R_2ᵀ(g) rows and R_1ᵀ(g) row
+          // complete: the weight gradients' dots, and dL/dx stored while the rows are in cache.
+          auto consume_pair = [&](int64_t p) {
+            const int64_t h = 2 * p;
+            acc_t* a2t = use_full ? r2.row(h) : nullptr;
+            acc_t* a2b = use_full ? r2.row(h + 1) : nullptr;
+            const acc_t* a1 = use_pool ? r1.row(p) : nullptr;
+            load_row(xn + h * full.sH, full.sC, full.sW, cb, W, xt);
+            load_row(xn + (h + 1) * full.sH, full.sC, full.sW, cb, W, xb);
+            if (need_w2) {
+              dw[1] += masked_dot(a2t, xt, cb, W, lanes);
+              dw[1] += masked_dot(a2b, xb, cb, W, lanes);
+            }
+            if (use_pool) {
+              if (need_x) {
+                pool_rows<true>(xt, xb, cb, Wp, pooled, argmax.data());
+              } else {
+                pool_rows<false>(xt, xb, cb, Wp, pooled, nullptr);
+              }
+              if (need_w1) dw[0] += masked_dot(a1, pooled, cb, Wp, lanes);
+            }
             if (need_x) {
-              pool_rows<true>(xt, xb, cb, Wp, pooled, argmax.data());
-            } else {
-              pool_rows<false>(xt, xb, cb, Wp, pooled, nullptr);
+              pair_grad(a2t, a2b, a1, argmax.data(), cb, W, Wp, pw, fw);
+              store_wc(a2t, acc_t(1), cb, W, gxn + h * gxH, gxC, gxW);
+              store_wc(a2b, acc_t(1), cb, W, gxn + (h + 1) * gxH, gxC, gxW);
             }
-            if (need_w1) dw[0] += masked_dot(a1, pooled, cb, Wp, lanes);
-          }
-          if (need_x) {
-            // Stored while the rows are in cache, rounded once.
-            if (pair) {
-              pair_grad(a2, a2 + xrow, a1, argmax.data(), cb, W, Wp, pw, fw);
-              store_wc(a2, acc_t(1), cb, W, gxn + h * gxH, gxC, gxW);
-              store_wc(a2 + xrow, acc_t(1), cb, W, gxn + (h + 1) * gxH, gxC, gxW);
-            } else {
-              store_wc(a2, fw, cb, W, gxn + h * gxH, gxC, gxW);
+            if (use_full) {
+              r2.clear(h);
+              r2.clear(h + 1);
             }
+            if (use_pool) r1.clear(p);
+          };
+          int64_t p_next = 0;
+          for (int64_t i = 0; i < Ho; ++i) {
+            const int64_t fr = use_full ? cpu::ring_ready(full, i) : H;
+            const int64_t pr = use_pool ? cpu::ring_ready(pool, i) : Hp;
+            for (; p_next < Hp && 2 * p_next + 1 < fr && p_next < pr; ++p_next) consume_pair(p_next);
+            load_row(go + i * gH, gC, gW, cb, Wo, grow);
+            // R_kᵀ(g), unweighted.
+            if (use_full) cpu::ring_add(full, cb, i, grow, r2);
+            if (use_pool) cpu::ring_add(pool, cb, i, grow, r1);
           }
-        }
+          for (; p_next < Hp; ++p_next) consume_pair(p_next);
+          if (H % 2 == 1 && use_full) {
+            // A last odd row is in no window: only the full-resolution branch reads it.
+            const int64_t h = H - 1;
+            const acc_t* a2 = r2.row(h);
+            if (need_w2) {
+              load_row(xn + h * full.sH, full.sC, full.sW, cb, W, xt);
+              dw[1] += masked_dot(a2, xt, cb, W, lanes);
+            }
+            if (need_x) store_wc(a2, fw, cb, W, gxn + h * gxH, gxC, gxW);
+          }
+        });
         partials[2 * t] = dw[0];
         partials[2 * t + 1] = dw[1];
       }
