@@ -71,6 +71,12 @@ def _noop_setup_context(ctx, inputs, output):
     pass
 
 
+def _custom_op(name: str, impl, schema: str):
+    """``impl`` as the custom op ``resizeops::<name>`` with an explicit schema (the
+    functions keep no type annotations, and the eager fast path calls them too)."""
+    return torch.library.custom_op(f"resizeops::{name}", impl, mutates_args=(), schema=schema)
+
+
 try:
     from torch.utils._python_dispatch import _get_current_dispatch_mode
 except ImportError:  # pragma: no cover - older torch
@@ -134,7 +140,7 @@ def _backward_op(op, impl, grad_out, saved):
 # =============================================================================
 
 
-def _dynopool2d_impl(x: torch.Tensor, alpha: torch.Tensor, out_size: Sequence[int], backend: Optional[str]) -> torch.Tensor:
+def _dynopool2d_impl(x, alpha, out_size, backend):
     ho, wo = out_size
     if x.numel() == 0:
         return _empty((x.shape[0], x.shape[1], ho, wo), x, output_memory_format(x))
@@ -142,9 +148,11 @@ def _dynopool2d_impl(x: torch.Tensor, alpha: torch.Tensor, out_size: Sequence[in
     return k.forward(x, alpha, [ho, wo])
 
 
-@torch.library.custom_op("resizeops::dynopool2d", mutates_args=())
-def _dynopool2d(x: torch.Tensor, alpha: torch.Tensor, out_size: Sequence[int], backend: Optional[str]) -> torch.Tensor:
-    return _dynopool2d_impl(x, alpha, out_size, backend)
+_dynopool2d = _custom_op(
+    "dynopool2d",
+    _dynopool2d_impl,
+    "(Tensor x, Tensor alpha, SymInt[] out_size, str? backend) -> Tensor",
+)
 
 
 @_dynopool2d.register_fake
@@ -153,14 +161,7 @@ def _(x, alpha, out_size, backend):
     return _empty((x.shape[0], x.shape[1], ho, wo), x, output_memory_format(x))
 
 
-def _dynopool2d_backward_impl(
-    grad_out: torch.Tensor,
-    x: torch.Tensor,
-    alpha: torch.Tensor,
-    out_size: Sequence[int],
-    backend: Optional[str],
-    grad_mask: Sequence[bool],
-) -> Tuple[torch.Tensor, torch.Tensor]:
+def _dynopool2d_backward_impl(grad_out, x, alpha, out_size, backend, grad_mask):
     need_x, need_alpha = bool(grad_mask[0]), bool(grad_mask[1])
     if x.numel() == 0:
         gx = _empty(x.shape, x, output_memory_format(x)) if need_x else _no_grad()
@@ -171,16 +172,11 @@ def _dynopool2d_backward_impl(
     return (gx if need_x else _no_grad()), (ga if need_alpha else _no_grad())
 
 
-@torch.library.custom_op("resizeops::_dynopool2d_backward", mutates_args=())
-def _dynopool2d_backward(
-    grad_out: torch.Tensor,
-    x: torch.Tensor,
-    alpha: torch.Tensor,
-    out_size: Sequence[int],
-    backend: Optional[str],
-    grad_mask: Sequence[bool],
-) -> Tuple[torch.Tensor, torch.Tensor]:
-    return _dynopool2d_backward_impl(grad_out, x, alpha, out_size, backend, grad_mask)
+_dynopool2d_backward = _custom_op(
+    "_dynopool2d_backward",
+    _dynopool2d_backward_impl,
+    "(Tensor grad_out, Tensor x, Tensor alpha, SymInt[] out_size, str? backend, bool[] grad_mask) -> (Tensor, Tensor)",
+)
 
 
 @_dynopool2d_backward.register_fake
@@ -285,19 +281,12 @@ def _resize_blend_impl(x1, x2, w1, w2, size, align_corners, scale1, scale2, back
     return k.forward(x1, x2, w1, w2, [ho, wo], align_corners, (_scale_arg(scale1), _scale_arg(scale2)))
 
 
-@torch.library.custom_op("resizeops::resize_blend", mutates_args=())
-def _resize_blend(
-    x1: torch.Tensor,
-    x2: torch.Tensor,
-    w1: torch.Tensor,
-    w2: torch.Tensor,
-    size: Sequence[int],
-    align_corners: bool,
-    scale1: Optional[Sequence[float]],
-    scale2: Optional[Sequence[float]],
-    backend: Optional[str],
-) -> torch.Tensor:
-    return _resize_blend_impl(x1, x2, w1, w2, size, align_corners, scale1, scale2, backend)
+_resize_blend = _custom_op(
+    "resize_blend",
+    _resize_blend_impl,
+    "(Tensor x1, Tensor x2, Tensor w1, Tensor w2, SymInt[] size, bool align_corners,"
+    " float[]? scale1, float[]? scale2, str? backend) -> Tensor",
+)
 
 
 @_resize_blend.register_fake
@@ -323,23 +312,12 @@ def _resize_blend_backward_impl(grad_out, x1, x2, w1, w2, size, align_corners, s
     return tuple(g if m else _no_grad() for g, m in zip(grads, mask))
 
 
-@torch.library.custom_op("resizeops::_resize_blend_backward", mutates_args=())
-def _resize_blend_backward(
-    grad_out: torch.Tensor,
-    x1: torch.Tensor,
-    x2: torch.Tensor,
-    w1: torch.Tensor,
-    w2: torch.Tensor,
-    size: Sequence[int],
-    align_corners: bool,
-    scale1: Optional[Sequence[float]],
-    scale2: Optional[Sequence[float]],
-    backend: Optional[str],
-    grad_mask: Sequence[bool],
-) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    return _resize_blend_backward_impl(
-        grad_out, x1, x2, w1, w2, size, align_corners, scale1, scale2, backend, grad_mask
-    )
+_resize_blend_backward = _custom_op(
+    "_resize_blend_backward",
+    _resize_blend_backward_impl,
+    "(Tensor grad_out, Tensor x1, Tensor x2, Tensor w1, Tensor w2, SymInt[] size, bool align_corners,"
+    " float[]? scale1, float[]? scale2, str? backend, bool[] grad_mask) -> (Tensor, Tensor, Tensor, Tensor)",
+)
 
 
 @_resize_blend_backward.register_fake
@@ -461,16 +439,11 @@ def _shape_adaptor_maxpool_impl(x, w1, w2, size, align_corners, backend):
     return k.forward(x, w1, w2, [ho, wo], align_corners)
 
 
-@torch.library.custom_op("resizeops::shape_adaptor_maxpool", mutates_args=())
-def _shape_adaptor_maxpool(
-    x: torch.Tensor,
-    w1: torch.Tensor,
-    w2: torch.Tensor,
-    size: Sequence[int],
-    align_corners: bool,
-    backend: Optional[str],
-) -> torch.Tensor:
-    return _shape_adaptor_maxpool_impl(x, w1, w2, size, align_corners, backend)
+_shape_adaptor_maxpool = _custom_op(
+    "shape_adaptor_maxpool",
+    _shape_adaptor_maxpool_impl,
+    "(Tensor x, Tensor w1, Tensor w2, SymInt[] size, bool align_corners, str? backend) -> Tensor",
+)
 
 
 @_shape_adaptor_maxpool.register_fake
@@ -489,18 +462,12 @@ def _shape_adaptor_maxpool_backward_impl(grad_out, x, w1, w2, size, align_corner
     return tuple(g if m else _no_grad() for g, m in zip(grads, mask))
 
 
-@torch.library.custom_op("resizeops::_shape_adaptor_maxpool_backward", mutates_args=())
-def _shape_adaptor_maxpool_backward(
-    grad_out: torch.Tensor,
-    x: torch.Tensor,
-    w1: torch.Tensor,
-    w2: torch.Tensor,
-    size: Sequence[int],
-    align_corners: bool,
-    backend: Optional[str],
-    grad_mask: Sequence[bool],
-) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    return _shape_adaptor_maxpool_backward_impl(grad_out, x, w1, w2, size, align_corners, backend, grad_mask)
+_shape_adaptor_maxpool_backward = _custom_op(
+    "_shape_adaptor_maxpool_backward",
+    _shape_adaptor_maxpool_backward_impl,
+    "(Tensor grad_out, Tensor x, Tensor w1, Tensor w2, SymInt[] size, bool align_corners, str? backend,"
+    " bool[] grad_mask) -> (Tensor, Tensor, Tensor)",
+)
 
 
 @_shape_adaptor_maxpool_backward.register_fake
