@@ -12,6 +12,7 @@ import torch
 
 from . import _dispatch, _extension
 from ._cpu_backend import (
+    autograd_kernel,
     dynopool2d_backward,
     dynopool2d_forward,
     resize_blend_backward,
@@ -33,15 +34,20 @@ def _register() -> None:
         return
     # The backward gathers (no atomics) and sums the size gradient in a fixed
     # order: bit-identical run to run on one GPU (csrc/cuda/dynopool2d.cu).
-    _dispatch.register_kernel("cuda", "dynopool2d", dynopool2d_forward, dynopool2d_backward, True)
+    _dispatch.register_kernel(
+        "cuda", "dynopool2d", dynopool2d_forward, dynopool2d_backward, True, autograd_kernel("dynopool2d")
+    )
     if _has_cuda_kernel("resize_blend_forward"):
         # Gathers too (no atomics), and sums the weight gradients' block partials
         # in a fixed order: bit-identical run to run (csrc/cuda/resize_blend.cu).
-        _dispatch.register_kernel("cuda", "resize_blend", resize_blend_forward, resize_blend_backward, True)
+        _dispatch.register_kernel(
+            "cuda", "resize_blend", resize_blend_forward, resize_blend_backward, True, autograd_kernel("resize_blend")
+        )
     if _has_cuda_kernel("shape_adaptor_maxpool_forward"):
         _dispatch.register_kernel(
-            "cuda", "shape_adaptor_maxpool", shape_adaptor_maxpool_forward, shape_adaptor_maxpool_backward, True
-        )
+            "cuda", "shape_adaptor_maxpool", shape_adaptor_maxpool_forward, shape_adaptor_maxpool_backward, True,
+            autograd_kernel("shape_adaptor_maxpool"),
+        )  # fmt: skip
 
 
 _register()

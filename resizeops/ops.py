@@ -102,9 +102,15 @@ def _eager(*tensors: torch.Tensor) -> bool:
     return all(type(t) in _PLAIN for t in tensors)
 
 
-def _run_eager(fn_class, impl, tensors, args):
-    """``impl(*args)``, through ``fn_class`` (autograd) when a gradient is needed."""
+def _run_eager(op, fn_class, impl, tensors, args):
+    """``impl(*args)``; when a gradient is needed, through the chosen backend's C++
+    autograd op if it has one (``Kernels.autograd``), else through ``fn_class``."""
     if torch.is_grad_enabled() and any(t.requires_grad for t in tensors):
+        x = tensors[0]
+        if x.numel() > 0:
+            k = _dispatch.select(op, x.device, args[-1])
+            if k.autograd is not None:
+                return k.autograd(*args)
         return fn_class.apply(*args)
     return impl(*args)
 
@@ -260,7 +266,7 @@ def dynopool2d(
         _validate.output_numel(op, "out_size", x.shape[0], x.shape[1], ho, wo, f"({ho}, {wo})")
     args = (x, alpha, [ho, wo], _dispatch.requested(backend))
     if _eager(x, alpha):
-        return _run_eager(_Dynopool2dFunction, _dynopool2d_impl, (x, alpha), args)
+        return _run_eager("dynopool2d", _Dynopool2dFunction, _dynopool2d_impl, (x, alpha), args)
     return torch.ops.resizeops.dynopool2d(*args)
 
 
@@ -422,7 +428,7 @@ def resize_blend(
         w2 = torch.tensor(float(w2), dtype=cdt, device=x1.device)
     args = (x1, x2, w1, w2, [ho, wo], align_corners, s1, s2, _dispatch.requested(backend))
     if _eager(x1, x2, w1, w2):
-        return _run_eager(_ResizeBlendFunction, _resize_blend_impl, (x1, x2, w1, w2), args)
+        return _run_eager("resize_blend", _ResizeBlendFunction, _resize_blend_impl, (x1, x2, w1, w2), args)
     return torch.ops.resizeops.resize_blend(*args)
 
 
@@ -554,7 +560,8 @@ def shape_adaptor_maxpool(
         w2 = torch.tensor(float(w2), dtype=cdt, device=x.device)
     args = (x, w1, w2, [ho, wo], align_corners, _dispatch.requested(backend))
     if _eager(x, w1, w2):
-        return _run_eager(_ShapeAdaptorMaxPoolFunction, _shape_adaptor_maxpool_impl, (x, w1, w2), args)
+        fn, impl = _ShapeAdaptorMaxPoolFunction, _shape_adaptor_maxpool_impl
+        return _run_eager("shape_adaptor_maxpool", fn, impl, (x, w1, w2), args)
     return torch.ops.resizeops.shape_adaptor_maxpool(*args)
 
 

@@ -59,7 +59,13 @@ def test_opcheck_resize_blend_backward(mask):
     opcheck(ops._resize_blend_backward.default, (g, x1, x2, w, w, [10, 13], False, [2.0, 2.0], None, None, mask))
 
 
-def test_double_backward_is_refused_clearly():
+@pytest.mark.parametrize("backend", [None, "reference"])  # the C++ autograd (cpu) and the Python one
+def test_double_backward_is_refused_clearly(backend):
+    with resizeops.use_backend(backend):
+        _double_backward_refused()
+
+
+def _double_backward_refused():
     x = _x((1, 2, 6, 6), dtype=torch.float64)
     alpha = torch.tensor([1.5, 1.5], dtype=torch.float64, requires_grad=True)
     out = resizeops.dynopool2d(x, alpha)
@@ -78,7 +84,7 @@ def test_double_backward_is_refused_clearly():
         gx.sum().backward()
 
 
-def _three_calls(public):
+def _three_calls(public, backend=None):
     """(name, call, inputs) of each op: through the public function when ``public``
     (the eager fast path on plain tensors), else through the custom op."""
     torch.manual_seed(0)
@@ -86,32 +92,68 @@ def _three_calls(public):
     alpha = torch.tensor([1.7, 1.37], requires_grad=True)
     x1, x2 = _x((2, 3, 5, 7)), _x((2, 3, 9, 13))
     w1, w2 = torch.tensor(0.3, requires_grad=True), torch.tensor(-0.7, requires_grad=True)
+    b = backend
     if public:
         return [
-            ("dynopool2d", lambda: resizeops.dynopool2d(x, alpha, out_size=(5, 8)), (x, alpha)),
-            ("resize_blend", lambda: resizeops.resize_blend(x1, x2, w1, w2, (7, 9)), (x1, x2, w1, w2)),
-            ("shape_adaptor_maxpool", lambda: resizeops.shape_adaptor_maxpool(x, w1, w2, (7, 6)), (x, w1, w2)),
-        ]
+            ("dynopool2d", lambda: resizeops.dynopool2d(x, alpha, out_size=(5, 8), backend=b), (x, alpha)),
+            ("resize_blend", lambda: resizeops.resize_blend(x1, x2, w1, w2, (7, 9), backend=b), (x1, x2, w1, w2)),
+            ("shape_adaptor_maxpool", lambda: resizeops.shape_adaptor_maxpool(x, w1, w2, (7, 6), backend=b), (x, w1, w2)),
+        ]  # fmt: skip
     return [
-        ("dynopool2d", lambda: ops.dynopool2d(x, alpha, [5, 8], None), (x, alpha)),
-        ("resize_blend", lambda: ops.resize_blend(x1, x2, w1, w2, [7, 9], True, None, None, None), (x1, x2, w1, w2)),
-        ("shape_adaptor_maxpool", lambda: ops.shape_adaptor_maxpool(x, w1, w2, [7, 6], True, None), (x, w1, w2)),
+        ("dynopool2d", lambda: ops.dynopool2d(x, alpha, [5, 8], b), (x, alpha)),
+        ("resize_blend", lambda: ops.resize_blend(x1, x2, w1, w2, [7, 9], True, None, None, b), (x1, x2, w1, w2)),
+        ("shape_adaptor_maxpool", lambda: ops.shape_adaptor_maxpool(x, w1, w2, [7, 6], True, b), (x, w1, w2)),
     ]
 
 
-def test_eager_fast_path_equals_the_custom_ops():
+@pytest.mark.parametrize("backend", ["cpu", "reference"])
+def test_eager_fast_path_equals_the_custom_ops(backend):
     # resizeops.ops layer 4: on plain tensors the public functions skip the
-    # custom-op machinery; same kernels, so bit-identical values and gradients.
-    for (name, fast, inputs), (_, op, inputs_op) in zip(_three_calls(True), _three_calls(False)):
+    # custom-op machinery (the cpu backend's autograd in C++, csrc/autograd.cpp;
+    # the reference's in a Python autograd.Function); same kernels, so
+    # bit-identical values and gradients, for every subset of needed gradients.
+    if backend == "cpu" and "cpu" not in [b.name for b in resizeops.backends("cpu") if b.available]:
+        pytest.skip("no C++ CPU kernels in this build")
+    node = "CppNode<" if backend == "cpu" else "FunctionBackward"
+    for (name, fast, inputs), (_, op, inputs_op) in zip(_three_calls(True, backend), _three_calls(False, backend)):
         a, b = fast(), op()
-        assert type(a.grad_fn).__name__.startswith("_") and "Function" in type(a.grad_fn).__name__, name
-        assert "GeneratedBackwardFor_resizeops" in type(b.grad_fn).__name__, name
+        assert node in a.grad_fn.name() and "Generated" not in a.grad_fn.name(), (name, a.grad_fn.name())
+        assert "GeneratedBackwardFor_resizeops" in b.grad_fn.name(), name
         g = torch.randn(a.shape)
         assert torch.equal(a, b) and a.stride() == b.stride(), name
         for ga, gb in zip(torch.autograd.grad(a, inputs, g), torch.autograd.grad(b, inputs_op, g)):
             assert torch.equal(ga, gb) and ga.stride() == gb.stride(), name
+        for k in range(len(inputs)):  # one input needing a gradient at a time
+            for t, t_op in zip(inputs, inputs_op):
+                t.requires_grad_(t is inputs[k])
+                t_op.requires_grad_(t_op is inputs_op[k])
+            (ga,) = torch.autograd.grad(fast(), inputs[k], g)
+            (gb,) = torch.autograd.grad(op(), inputs_op[k], g)
+            assert torch.equal(ga, gb), (name, k)
+        for t in inputs + inputs_op:
+            t.requires_grad_(True)
         with torch.no_grad():
             assert fast().grad_fn is None
+        with torch.inference_mode():
+            assert torch.equal(fast(), a.detach())
+
+
+def test_opcheck_cpp_autograd_ops():
+    # The eager fast path's C++ autograd ops (csrc/autograd.cpp), with and without
+    # gradients and in both layouts.
+    ext = torch.ops.resizeops_ext
+    if not hasattr(ext, "resize_blend_autograd"):
+        pytest.skip("extension without the C++ autograd ops")
+    for cl in (False, True):
+        x = _x((2, 3, 9, 11), cl=cl)
+        alpha = torch.tensor([1.7, 1.37], requires_grad=True)
+        w1, w2 = torch.tensor(0.3, requires_grad=True), torch.tensor(-0.7)
+        x1 = _x((2, 3, 5, 7), cl=cl)
+        opcheck(ext.dynopool2d_autograd.default, (x, alpha, 5, 8, cl, None))
+        opcheck(ext.dynopool2d_autograd.default, (x.detach(), alpha, 5, 8, cl, "cpu"))
+        opcheck(ext.resize_blend_autograd.default, (x1, x, w1, w2, [7, 9], True, None, None, cl, cl, cl, None))
+        opcheck(ext.resize_blend_autograd.default, (x1, x, w1, w2, [9, 13], False, [2.0, 2.0], None, cl, cl, cl, None))
+        opcheck(ext.shape_adaptor_maxpool_autograd.default, (x, w1, w2, [7, 6], True, cl, None))
 
 
 def test_intercepting_modes_see_the_custom_ops():
