@@ -84,14 +84,18 @@ def _double_backward_refused():
         gx.sum().backward()
 
 
-def _three_calls(public, backend=None):
+def _three_calls(public, backend=None, device="cpu"):
     """(name, call, inputs) of each op: through the public function when ``public``
     (the eager fast path on plain tensors), else through the custom op."""
     torch.manual_seed(0)
-    x = _x((2, 3, 9, 11), cl=True)
-    alpha = torch.tensor([1.7, 1.37], requires_grad=True)
-    x1, x2 = _x((2, 3, 5, 7)), _x((2, 3, 9, 13))
-    w1, w2 = torch.tensor(0.3, requires_grad=True), torch.tensor(-0.7, requires_grad=True)
+
+    def leaf(t):
+        return t.to(device).detach().requires_grad_(True)
+
+    x = leaf(_x((2, 3, 9, 11), cl=True))
+    alpha = leaf(torch.tensor([1.7, 1.37]))
+    x1, x2 = leaf(_x((2, 3, 5, 7))), leaf(_x((2, 3, 9, 13)))
+    w1, w2 = leaf(torch.tensor(0.3)), leaf(torch.tensor(-0.7))
     b = backend
     if public:
         return [
@@ -114,12 +118,17 @@ def test_eager_fast_path_equals_the_custom_ops(backend):
     # bit-identical values and gradients, for every subset of needed gradients.
     if backend == "cpu" and "cpu" not in [b.name for b in resizeops.backends("cpu") if b.available]:
         pytest.skip("no C++ CPU kernels in this build")
-    node = "CppNode<" if backend == "cpu" else "FunctionBackward"
-    for (name, fast, inputs), (_, op, inputs_op) in zip(_three_calls(True, backend), _three_calls(False, backend)):
+    check_eager_fast_path(backend, "cpu", "CppNode<" if backend == "cpu" else "FunctionBackward")
+
+
+def check_eager_fast_path(backend, device, node):
+    """The public functions on ``device`` (grad_fn named like ``node``) against the custom ops."""
+    calls = zip(_three_calls(True, backend, device), _three_calls(False, backend, device))
+    for (name, fast, inputs), (_, op, inputs_op) in calls:
         a, b = fast(), op()
         assert node in a.grad_fn.name() and "Generated" not in a.grad_fn.name(), (name, a.grad_fn.name())
         assert "GeneratedBackwardFor_resizeops" in b.grad_fn.name(), name
-        g = torch.randn(a.shape)
+        g = torch.randn(a.shape).to(device)
         assert torch.equal(a, b) and a.stride() == b.stride(), name
         for ga, gb in zip(torch.autograd.grad(a, inputs, g), torch.autograd.grad(b, inputs_op, g)):
             assert torch.equal(ga, gb) and ga.stride() == gb.stride(), name
