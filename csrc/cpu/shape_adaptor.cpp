@@ -215,13 +215,19 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> shape_adaptor_maxpool_backward_cp
     // Ring sizes (cpu::RowRing): the sweep below consumes pooled row p together
     // with x rows 2p and 2p + 1, once all three are complete; simulated here
     // to size each ring to the most rows it holds at once.
+    // Pairs (x rows 2p, 2p + 1 and pooled row p) complete before output row i is
+    // added: p < pairs_ready(i), i.e. 2p + 1 < the full branch's ready rows and
+    // p < the pooled branch's (never decreasing in i).
+    auto pairs_ready = [&](int64_t i) {
+      const int64_t fr = use_full ? cpu::ring_ready(full, i) : H;
+      const int64_t pr = use_pool ? cpu::ring_ready(pool, i) : Hp;
+      return std::min({Hp, fr / 2, pr});
+    };
     int64_t k_full = 2, k_pool = 2;
     {
       int64_t p_next = 0;
       for (int64_t i = 0; i < Ho; ++i) {
-        const int64_t fr = use_full ? cpu::ring_ready(full, i) : H;
-        const int64_t pr = use_pool ? cpu::ring_ready(pool, i) : Hp;
-        while (p_next < Hp && 2 * p_next + 1 < fr && p_next < pr) ++p_next;
+        p_next = std::max(p_next, pairs_ready(i));
         const int64_t top_full = full.pass ? i : full.rows.i1[i];
         const int64_t top_pool = pool.pass ? i : pool.rows.i1[i];
         k_full = std::max(k_full, top_full - 2 * p_next + 1);
@@ -285,9 +291,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> shape_adaptor_maxpool_backward_cp
           };
           int64_t p_next = 0;
           for (int64_t i = 0; i < Ho; ++i) {
-            const int64_t fr = use_full ? cpu::ring_ready(full, i) : H;
-            const int64_t pr = use_pool ? cpu::ring_ready(pool, i) : Hp;
-            for (; p_next < Hp && 2 * p_next + 1 < fr && p_next < pr; ++p_next) consume_pair(p_next);
+            for (const int64_t ready = pairs_ready(i); p_next < ready; ++p_next) consume_pair(p_next);
             load_row(go + i * gH, gC, gW, cb, Wo, grow);
             // R_kᵀ(g), unweighted.
             if (use_full) cpu::ring_add(full, cb, i, grow, r2);
