@@ -258,12 +258,23 @@ RESIZEOPS_HD void dynopool_cell_size_grad(const Cell<acc_t>& cell, acc_t g, cons
 // pixel's bilinear weight in the query. gnc / anc: that plane of grad_out and
 // of the argmax (uint8). Summed per query row, then across rows, like the CPU
 // kernel.
+//
+// The general form loops over the pixel's query rows and columns with
+// run-time trip counts and conditional loads: on the GPU each pixel then waits
+// for several dependent L2 round trips (docs/PERF_NOTES.md, version 2). When
+// the pixel's queries fit a kTile x kTile tile (queries are 1/(2 rho) pixels
+// apart for an axis resized by rho = out/in and a pixel is read by those within
+// 2 pixels: at most 3 per axis whenever rho <= 0.75, i.e. any pooling-like
+// downsampling), the tile form instead
+// loads every argmax and grad_out value of the tile at once (indices clamped
+// into the range, unconditional), then selects: same sum, same order.
+constexpr int kTile = 3;
+
 template <typename scalar_t, typename acc_t, typename index_t>
-RESIZEOPS_HD acc_t dynopool_pixel_grad(const scalar_t* gnc, index_t gH, index_t gW, const uint8_t* anc, index_t aH,
-                                       index_t aW, const AxisTaps<acc_t>& rows, const AxisTaps<acc_t>& cols,
-                                       index_t h, index_t w) {
-  const int32_t rb = rows.range[2 * h], re = rows.range[2 * h + 1];
-  const int32_t sb = cols.range[2 * w], se = cols.range[2 * w + 1];
+RESIZEOPS_HD acc_t dynopool_pixel_grad_loop(const scalar_t* gnc, index_t gH, index_t gW, const uint8_t* anc,
+                                            index_t aH, index_t aW, const AxisTaps<acc_t>& rows,
+                                            const AxisTaps<acc_t>& cols, index_t h, index_t w, int32_t rb,
+                                            int32_t re, int32_t sb, int32_t se) {
   acc_t acc = acc_t(0);
   for (int32_t r = rb; r < re; ++r) {
     const acc_t wr = tap_weight<acc_t>(rows, r, static_cast<int32_t>(h));
@@ -280,6 +291,76 @@ RESIZEOPS_HD acc_t dynopool_pixel_grad(const scalar_t* gnc, index_t gH, index_t 
     acc += wr * row_sum;
   }
   return acc;
+}
+
+template <typename scalar_t, typename acc_t, typename index_t>
+RESIZEOPS_HD acc_t dynopool_pixel_grad_tile(const scalar_t* gnc, index_t gH, index_t gW, const uint8_t* anc,
+                                            index_t aH, index_t aW, const AxisTaps<acc_t>& rows,
+                                            const AxisTaps<acc_t>& cols, index_t h, index_t w, int32_t rb,
+                                            int32_t re, int32_t sb, int32_t se) {
+  // Columns of the tile: offsets, query code l, weight, valid. Slots past the
+  // range repeat its last query (in-bounds loads) and never count.
+  index_t a_off[kTile], g_off[kTile];
+  int l_of[kTile];
+  acc_t ws[kTile];
+  bool s_ok[kTile];
+#pragma unroll
+  for (int u = 0; u < kTile; ++u) {
+    s_ok[u] = sb + u < se;
+    const int32_t s = s_ok[u] ? sb + u : se - 1;
+    const index_t j = s >> 1;
+    l_of[u] = s & 1;
+    a_off[u] = j * aW;
+    g_off[u] = j * gW;
+    ws[u] = tap_weight<acc_t>(cols, s, static_cast<int32_t>(w));
+  }
+  // Every load of the tile, issued before any is used.
+  uint8_t a[kTile][kTile];
+  acc_t g[kTile][kTile];
+  acc_t wr[kTile];
+  int k_of[kTile];
+  bool r_ok[kTile];
+#pragma unroll
+  for (int t = 0; t < kTile; ++t) {
+    r_ok[t] = rb + t < re;
+    const int32_t r = r_ok[t] ? rb + t : re - 1;
+    const index_t i = r >> 1;
+    k_of[t] = r & 1;
+    wr[t] = tap_weight<acc_t>(rows, r, static_cast<int32_t>(h));
+#pragma unroll
+    for (int u = 0; u < kTile; ++u) {
+      a[t][u] = anc[i * aH + a_off[u]];
+      g[t][u] = static_cast<acc_t>(gnc[i * gH + g_off[u]]);
+    }
+  }
+  acc_t acc = acc_t(0);
+#pragma unroll
+  for (int t = 0; t < kTile; ++t) {
+    acc_t row_sum = acc_t(0);
+#pragma unroll
+    for (int u = 0; u < kTile; ++u) {
+      const bool hit = s_ok[u] && a[t][u] == 2 * k_of[t] + l_of[u];
+      row_sum += hit ? g[t][u] * ws[u] : acc_t(0);
+    }
+    // A slot past the rows' range must not add anything, not even 0 * NaN.
+    acc += r_ok[t] ? wr[t] * row_sum : acc_t(0);
+  }
+  return acc;
+}
+
+template <typename scalar_t, typename acc_t, typename index_t>
+RESIZEOPS_HD acc_t dynopool_pixel_grad(const scalar_t* gnc, index_t gH, index_t gW, const uint8_t* anc, index_t aH,
+                                       index_t aW, const AxisTaps<acc_t>& rows, const AxisTaps<acc_t>& cols,
+                                       index_t h, index_t w) {
+  const int32_t rb = rows.range[2 * h], re = rows.range[2 * h + 1];
+  const int32_t sb = cols.range[2 * w], se = cols.range[2 * w + 1];
+  if (re <= rb || se <= sb) return acc_t(0);  // no query reads this pixel (downsampling below 0.5)
+  if (re - rb <= kTile && se - sb <= kTile) {
+    return dynopool_pixel_grad_tile<scalar_t, acc_t, index_t>(gnc, gH, gW, anc, aH, aW, rows, cols, h, w, rb, re, sb,
+                                                              se);
+  }
+  return dynopool_pixel_grad_loop<scalar_t, acc_t, index_t>(gnc, gH, gW, anc, aH, aW, rows, cols, h, w, rb, re, sb,
+                                                            se);
 }
 
 }  // namespace cells
