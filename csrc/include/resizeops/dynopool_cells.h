@@ -304,7 +304,7 @@ RESIZEOPS_HD acc_t dynopool_pixel_grad_tile(const scalar_t* gnc, index_t gH, ind
   int l_of[kTile];
   acc_t ws[kTile];
   bool s_ok[kTile];
-#pragma unroll
+RESIZEOPS_UNROLL
   for (int u = 0; u < kTile; ++u) {
     s_ok[u] = sb + u < se;
     const int32_t s = s_ok[u] ? sb + u : se - 1;
@@ -320,24 +320,24 @@ RESIZEOPS_HD acc_t dynopool_pixel_grad_tile(const scalar_t* gnc, index_t gH, ind
   acc_t wr[kTile];
   int k_of[kTile];
   bool r_ok[kTile];
-#pragma unroll
+RESIZEOPS_UNROLL
   for (int t = 0; t < kTile; ++t) {
     r_ok[t] = rb + t < re;
     const int32_t r = r_ok[t] ? rb + t : re - 1;
     const index_t i = r >> 1;
     k_of[t] = r & 1;
     wr[t] = tap_weight<acc_t>(rows, r, static_cast<int32_t>(h));
-#pragma unroll
+RESIZEOPS_UNROLL
     for (int u = 0; u < kTile; ++u) {
       a[t][u] = anc[i * aH + a_off[u]];
       g[t][u] = static_cast<acc_t>(gnc[i * gH + g_off[u]]);
     }
   }
   acc_t acc = acc_t(0);
-#pragma unroll
+RESIZEOPS_UNROLL
   for (int t = 0; t < kTile; ++t) {
     acc_t row_sum = acc_t(0);
-#pragma unroll
+RESIZEOPS_UNROLL
     for (int u = 0; u < kTile; ++u) {
       const bool hit = s_ok[u] && a[t][u] == 2 * k_of[t] + l_of[u];
       row_sum += hit ? g[t][u] * ws[u] : acc_t(0);
