@@ -31,6 +31,7 @@ These functions take already validated arguments; the dispatcher adapter is
 from __future__ import annotations
 
 import contextlib
+import os
 from typing import Optional, Sequence, Tuple
 
 import torch
@@ -159,6 +160,53 @@ def _pick(kr, lc, v00, v01, v10, v11):
 
 
 @triton.jit
+def _dynopool2d_tables_kernel(
+    tab_i_ptr,  # int32 [i0 rows (2Ho) | i1 rows (2Ho) | i0 cols (2Wo) | i1 cols (2Wo)]
+    tab_w_ptr,  # ACC [w1 rows (2Ho) | d rows (2Ho) | w1 cols (2Wo) | d cols (2Wo)]
+    H,
+    W,
+    Ho,
+    Wo,
+    ACC: tl.constexpr,
+    BLOCK: tl.constexpr,
+):
+    """Taps, weight w1 and coordinate derivative of every query row and column, once per call.
+
+    The per-element kernels then load them instead of computing a division, a floor and
+    int64 arithmetic per query (the version without tables was bound by instruction issue,
+    like the CUDA kernels' first version: docs/PERF_NOTES.md).
+    """
+    t = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
+    is_row = t < 2 * Ho
+    q = tl.where(is_row, t, t - 2 * Ho)
+    mask = t < 2 * Ho + 2 * Wo
+    zero = tl.zeros([BLOCK], ACC)
+    out_f = tl.where(is_row, zero + Ho, zero + Wo)
+    in_f = tl.where(is_row, zero + H, zero + W)
+    in_i = tl.where(is_row, H, W)
+    i0, i1, _, w1, d = _axis_taps(q, out_f, in_f, in_i, ACC)
+    base = tl.where(is_row, q, 4 * Ho + q)  # i0 (and w1) slot; i1 (and d) is one axis length further
+    step = tl.where(is_row, 2 * Ho, 2 * Wo)
+    tl.store(tab_i_ptr + base, i0.to(tl.int32), mask=mask)
+    tl.store(tab_i_ptr + base + step, i1.to(tl.int32), mask=mask)
+    tl.store(tab_w_ptr + base, w1, mask=mask)
+    tl.store(tab_w_ptr + base + step, d, mask=mask)
+
+
+@triton.jit
+def _taps_from_table(tab_i_ptr, tab_w_ptr, q, n_axis, mask):
+    """(i0, i1, w0, w1, d) of query q of an axis whose table starts at the given pointers.
+
+    n_axis: 2·out_size of that axis (the distance from the i0 / w1 entries to i1 / d).
+    """
+    i0 = tl.load(tab_i_ptr + q, mask=mask, other=0)
+    i1 = tl.load(tab_i_ptr + n_axis + q, mask=mask, other=0)
+    w1 = tl.load(tab_w_ptr + q, mask=mask, other=0.0)
+    d = tl.load(tab_w_ptr + n_axis + q, mask=mask, other=0.0)
+    return i0, i1, 1.0 - w1, w1, d
+
+
+@triton.jit
 def _dynopool2d_forward_kernel(
     x_ptr,  # input, (N, C, H, W) by strides (any layout), float16/bfloat16/float32/float64
     out_ptr,  # output, (N, C, Ho, Wo), contiguous in x's memory format (flat index = offs)
@@ -172,25 +220,27 @@ def _dynopool2d_forward_kernel(
     stride_xc,
     stride_xh,
     stride_xw,
+    tab_i_ptr,  # axis tables (_dynopool2d_tables_kernel)
+    tab_w_ptr,
     CHANNELS_LAST: tl.constexpr,  # output flattened (n, i, j, c) instead of (n, c, i, j)
+    INDEX64: tl.constexpr,  # int64 index math (some extent reaches 2^31), else int32
     ACC: tl.constexpr,  # accumulation dtype: float32, or float64 for float64 x
     BLOCK: tl.constexpr,
 ):
-    pid = tl.program_id(0).to(tl.int64)  # int64 index math: N·C·Ho·Wo may exceed 2^31
+    pid = tl.program_id(0)
+    if INDEX64:
+        pid = pid.to(tl.int64)
     offs = pid * BLOCK + tl.arange(0, BLOCK)
     mask = offs < total
     n, c, i, j = _output_index(offs, C, Ho, Wo, CHANNELS_LAST)
 
-    zero = tl.zeros([BLOCK], ACC)
-    ho_f = zero + Ho  # Ĥ's value is Ho exactly
-    wo_f = zero + Wo
-    h_f = zero + H
-    w_f = zero + W
     # Query rows 2i (k=0), 2i+1 (k=1); query columns 2j (l=0), 2j+1 (l=1).
-    ra0, ra1, wra0, wra1, _ = _axis_taps(2 * i, ho_f, h_f, H, ACC)
-    rb0, rb1, wrb0, wrb1, _ = _axis_taps(2 * i + 1, ho_f, h_f, H, ACC)
-    ca0, ca1, wca0, wca1, _ = _axis_taps(2 * j, wo_f, w_f, W, ACC)
-    cb0, cb1, wcb0, wcb1, _ = _axis_taps(2 * j + 1, wo_f, w_f, W, ACC)
+    ra0, ra1, wra0, wra1, _ = _taps_from_table(tab_i_ptr, tab_w_ptr, 2 * i, 2 * Ho, mask)
+    rb0, rb1, wrb0, wrb1, _ = _taps_from_table(tab_i_ptr, tab_w_ptr, 2 * i + 1, 2 * Ho, mask)
+    ci_ptr = tab_i_ptr + 4 * Ho
+    cw_ptr = tab_w_ptr + 4 * Ho
+    ca0, ca1, wca0, wca1, _ = _taps_from_table(ci_ptr, cw_ptr, 2 * j, 2 * Wo, mask)
+    cb0, cb1, wcb0, wcb1, _ = _taps_from_table(ci_ptr, cw_ptr, 2 * j + 1, 2 * Wo, mask)
 
     base = x_ptr + n * stride_xn + c * stride_xc
     pa0 = base + ra0 * stride_xh
@@ -250,26 +300,28 @@ def _dynopool2d_backward_kernel(
     stride_dc,
     stride_dh,
     stride_dw,
+    tab_i_ptr,  # axis tables (_dynopool2d_tables_kernel)
+    tab_w_ptr,
     NEED_X: tl.constexpr,
     NEED_SIZE: tl.constexpr,
     CHANNELS_LAST: tl.constexpr,  # iterate outputs in channels_last order (matches x's taps)
+    INDEX64: tl.constexpr,  # int64 index math (some extent reaches 2^31), else int32
     ACC: tl.constexpr,
     BLOCK: tl.constexpr,
 ):
-    pid = tl.program_id(0).to(tl.int64)
+    pid = tl.program_id(0)
+    if INDEX64:
+        pid = pid.to(tl.int64)
     offs = pid * BLOCK + tl.arange(0, BLOCK)
     mask = offs < total
     n, c, i, j = _output_index(offs, C, Ho, Wo, CHANNELS_LAST)
 
-    zero = tl.zeros([BLOCK], ACC)
-    ho_f = zero + Ho
-    wo_f = zero + Wo
-    h_f = zero + H
-    w_f = zero + W
-    ra0, ra1, wra0, wra1, dra = _axis_taps(2 * i, ho_f, h_f, H, ACC)
-    rb0, rb1, wrb0, wrb1, drb = _axis_taps(2 * i + 1, ho_f, h_f, H, ACC)
-    ca0, ca1, wca0, wca1, dca = _axis_taps(2 * j, wo_f, w_f, W, ACC)
-    cb0, cb1, wcb0, wcb1, dcb = _axis_taps(2 * j + 1, wo_f, w_f, W, ACC)
+    ra0, ra1, wra0, wra1, dra = _taps_from_table(tab_i_ptr, tab_w_ptr, 2 * i, 2 * Ho, mask)
+    rb0, rb1, wrb0, wrb1, drb = _taps_from_table(tab_i_ptr, tab_w_ptr, 2 * i + 1, 2 * Ho, mask)
+    ci_ptr = tab_i_ptr + 4 * Ho
+    cw_ptr = tab_w_ptr + 4 * Ho
+    ca0, ca1, wca0, wca1, dca = _taps_from_table(ci_ptr, cw_ptr, 2 * j, 2 * Wo, mask)
+    cb0, cb1, wcb0, wcb1, dcb = _taps_from_table(ci_ptr, cw_ptr, 2 * j + 1, 2 * Wo, mask)
 
     base = x_ptr + n * stride_xn + c * stride_xc
     pa0 = base + ra0 * stride_xh
@@ -368,6 +420,34 @@ def _format(channels_last: bool) -> torch.memory_format:
     return torch.channels_last if channels_last else torch.contiguous_format
 
 
+TABLE_BLOCK = 256
+_INT32_MAX = 2**31 - 1
+
+
+def _extent(t: torch.Tensor) -> int:
+    """One past the largest element offset t's strides reach."""
+    return 1 + sum((size - 1) * stride for size, stride in zip(t.shape, t.stride()) if size > 0)
+
+
+def _index64(*extents: int) -> bool:
+    """int64 index math when any extent (element count, strided reach) passes int32,
+    or when the test hook RESIZEOPS_FORCE_INT64_INDEXING asks for it."""
+    if os.environ.get("RESIZEOPS_FORCE_INT64_INDEXING", "0") not in ("", "0"):
+        return True
+    return max(extents) > _INT32_MAX
+
+
+def _tables(x: torch.Tensor, ho: int, wo: int):
+    """The axis tables of one call: (int32 taps, ACC weights and derivatives)."""
+    h, w = x.shape[-2:]
+    acc = _acc_dtype(x.dtype)
+    tab_i = torch.empty(4 * ho + 4 * wo, dtype=torch.int32, device=x.device)
+    tab_w = torch.empty(4 * ho + 4 * wo, dtype=acc, device=x.device)
+    grid = (triton.cdiv(2 * ho + 2 * wo, TABLE_BLOCK),)
+    _dynopool2d_tables_kernel[grid](tab_i, tab_w, h, w, ho, wo, ACC=_tl_acc(x.dtype), BLOCK=TABLE_BLOCK)
+    return tab_i, tab_w
+
+
 def dynopool2d_forward(x: torch.Tensor, out_size: Sequence[int], channels_last: bool) -> torch.Tensor:
     """DynOPool forward: (N, C, Ho, Wo) of x's dtype, channels_last iff ``channels_last``.
 
@@ -380,10 +460,13 @@ def dynopool2d_forward(x: torch.Tensor, out_size: Sequence[int], channels_last: 
     if total == 0:
         return out
     grid = (triton.cdiv(total, FORWARD_BLOCK),)
+    index64 = _index64(total + FORWARD_BLOCK, _extent(x))
     with _on_device(x):
+        tab_i, tab_w = _tables(x, ho, wo)
         _dynopool2d_forward_kernel[grid](
-            x, out, total, c, h, w, ho, wo, *x.stride(),
-            CHANNELS_LAST=bool(channels_last), ACC=_tl_acc(x.dtype), BLOCK=FORWARD_BLOCK, num_warps=NUM_WARPS,
+            x, out, total, c, h, w, ho, wo, *x.stride(), tab_i, tab_w,
+            CHANNELS_LAST=bool(channels_last), INDEX64=index64, ACC=_tl_acc(x.dtype), BLOCK=FORWARD_BLOCK,
+            num_warps=NUM_WARPS,
         )  # fmt: skip
     return out
 
@@ -416,13 +499,15 @@ def dynopool2d_backward(
     if total > 0 and (need_x or need_size):
         dummy = x  # stands in for a pointer the kernel does not touch (constexpr-disabled)
         gx = grad_x_acc if need_x else dummy
+        index64 = _index64(total + BACKWARD_BLOCK, _extent(x), _extent(grad_out), _extent(gx))
         with _on_device(x):
+            tab_i, tab_w = _tables(x, ho, wo)
             _dynopool2d_backward_kernel[(programs,)](
                 grad_out, x, gx, partials if need_size else dummy,
                 total, c, h, w, ho, wo,
-                *grad_out.stride(), *x.stride(), *gx.stride(),
+                *grad_out.stride(), *x.stride(), *gx.stride(), tab_i, tab_w,
                 NEED_X=bool(need_x), NEED_SIZE=bool(need_size), CHANNELS_LAST=bool(channels_last),
-                ACC=_tl_acc(x.dtype), BLOCK=BACKWARD_BLOCK, num_warps=NUM_WARPS,
+                INDEX64=index64, ACC=_tl_acc(x.dtype), BLOCK=BACKWARD_BLOCK, num_warps=NUM_WARPS,
             )  # fmt: skip
     grad_x = None
     if need_x:
