@@ -181,6 +181,49 @@ def test_nan_propagates_like_the_reference(backend):
     assert_close(got, want)
 
 
+@pytest.mark.parametrize("s1,s2,size,ac", [((1, 2, 7, 9), (1, 2, 16, 15), (11, 12), True),
+                                         ((1, 2, 7, 9), (1, 2, 16, 15), (11, 12), False),
+                                         ((1, 3, 4, 4), (1, 3, 8, 8), (6, 6), True),
+                                         ((1, 2, 5, 5), (1, 2, 9, 9), (9, 9), False)])
+def test_infinite_values_like_the_reference(backend, s1, s2, size, ac, request):
+    """±inf in the inputs (last row and column, inside) and in grad_out, against F.interpolate.
+
+    The forward's inf / NaN pattern is the reference's, element by element. The backward
+    is non-finite exactly where the reference's is; where both taps of an output are the
+    last pixel and one weight is 0, F.interpolate's scatter adds g·λ0 + g·0 (NaN for an
+    infinite g) while a gather (CUDA and Triton backends) sums the weights first and
+    gives ±inf: NaN versus inf is the one documented difference (docs/DESIGN.md); the
+    C++ CPU kernel, which sweeps like the scatter, matches NaN for NaN."""
+    dev = _device_for(backend)
+    dtype = torch.float32 if backend == "cuda" else torch.float64
+    gen = torch.Generator().manual_seed(3)
+    x1, x2 = torch.randn(s1, generator=gen, dtype=dtype), torch.randn(s2, generator=gen, dtype=dtype)
+    x1[:, 0, -1, :] = float("inf")
+    x2[:, -1, :, -1] = float("-inf")
+    x1[0, -1, 1, 2] = float("inf")
+    w1, w2 = torch.tensor(0.7, dtype=dtype, device=dev), torch.tensor(1.3, dtype=dtype, device=dev)
+    got = resizeops.resize_blend(x1.to(dev), x2.to(dev), w1, w2, size, ac, backend=backend)
+    want = resizeops.resize_blend(x1.to(dev), x2.to(dev), w1, w2, size, ac, backend="reference")
+    assert torch.equal(got.isnan(), want.isnan()) and torch.equal(got.isposinf(), want.isposinf())
+    assert_close(got[want.isfinite()], want[want.isfinite()])
+    a, b = torch.randn(s1, generator=gen, dtype=dtype).to(dev), torch.randn(s2, generator=gen, dtype=dtype).to(dev)
+    g = torch.randn(1, s1[1], *size, generator=gen, dtype=dtype)
+    g[..., -1, :] = float("inf")
+    g[..., :, -1] = float("-inf")
+    g[..., 0, 0] = float("-inf")
+    g = g.to(dev)
+    got = _run(backend, a, b, w1, w2, size, ac, None, g=g)[1:3]
+    want = _run("reference", a, b, w1, w2, size, ac, None, g=g)[1:3]
+    exact_nan = request.node.callspec.params["backend"] == "cpu"  # the C++ CPU kernel, not the CUDA emulation
+    for name, p, q in zip(("grad_x1", "grad_x2"), got, want):
+        assert torch.equal(p.isfinite(), q.isfinite()), name
+        assert torch.equal(p.isposinf() & ~q.isnan(), q.isposinf()), name
+        assert torch.equal(p.isneginf() & ~q.isnan(), q.isneginf()), name
+        if exact_nan:
+            assert torch.equal(p.isnan(), q.isnan()), name
+        assert_close(p[q.isfinite()], q[q.isfinite()], msg=name)
+
+
 def test_empty_batch(backend):
     dev = _device_for(backend)
     x1 = torch.randn(0, 3, 5, 7, device=dev, requires_grad=True)

@@ -21,6 +21,8 @@ BACKENDS = [
     # The CUDA kernels' per-element code run serially on the CPU (see
     # _use_cuda_cells): checks the GPU indexing and arithmetic without a GPU.
     pytest.param("cuda_cells", id="cuda_cells"),
+    # The same with the gather's loop form for every pixel (RESIZEOPS_CUDA_GATHER=loop).
+    pytest.param("cuda_cells_loop", id="cuda_cells_loop"),
     pytest.param("triton", id="triton", marks=pytest.mark.triton),
     pytest.param("cuda", id="cuda", marks=pytest.mark.cuda),
 ]
@@ -56,12 +58,13 @@ def _use_cuda_cells(monkeypatch):
 @pytest.fixture(params=BACKENDS)
 def backend(request, monkeypatch):
     name = request.param
-    if name == "cuda_cells":
+    if name.startswith("cuda_cells"):
         if not hasattr(torch.ops.resizeops_ext, "_dynopool2d_forward_cells"):
             if os.environ.get("RESIZEOPS_REQUIRE_EXT") == "1":
                 pytest.fail("the CUDA-cells emulation must run here (RESIZEOPS_REQUIRE_EXT=1)")
             pytest.skip("the compiled extension is not loaded")
         _use_cuda_cells(monkeypatch)
+        monkeypatch.setenv("RESIZEOPS_CUDA_GATHER", "loop" if name == "cuda_cells_loop" else "tile")
         return "cpu"
     return require_backend(name, "dynopool2d")
 
@@ -174,6 +177,46 @@ def test_nan_and_ties(backend):
     assert_close(gx[0, 0], rgx[0, 0])
 
 
+def _assert_same_nonfinite(got, want, msg):
+    assert torch.equal(got.isnan(), want.isnan()), f"{msg}: NaN at other places than the reference"
+    assert torch.equal(got.isposinf(), want.isposinf()) and torch.equal(got.isneginf(), want.isneginf()), msg
+    fin = want.isfinite()
+    assert_close(got[fin], want[fin], msg=msg)
+
+
+@pytest.mark.parametrize("shape,ratio", [((1, 2, 13, 17), (13 / 7, 1.7)), ((2, 3, 8, 8), (0.55, 2.7)),
+                                         ((1, 2, 6, 6), (2.0, 2.0)), ((1, 3, 5, 9), (0.625, 0.8)),
+                                         ((1, 2, 1, 7), (0.5, 1.4))])
+def test_infinite_values_like_the_reference(backend, shape, ratio):
+    """±inf in x and in grad_out: the same inf / NaN as grid_sample, element by element.
+    At the last pixel both bilinear taps are that pixel with weight 0 for the second;
+    grid_sample skips the second (out of bounds), so an infinite last row or column must
+    come out infinite, not 0·inf = NaN."""
+    dev = _device_for(backend)
+    dtype = torch.float32 if backend == "cuda" else torch.float64
+    gen = torch.Generator().manual_seed(11)
+    x = torch.randn(shape, generator=gen, dtype=dtype)
+    x[:, 0, -1, :] = float("inf")  # the last row
+    x[:, -1, :, -1] = float("-inf")  # the last column
+    x[0, 0, 0, 0] = float("inf")  # a corner and an interior pixel
+    x[0, -1, shape[2] // 2, shape[3] // 2] = float("-inf")
+    x = x.to(dev)
+    alpha = torch.tensor(ratio, dtype=dtype, device=dev)
+    out = resizeops.dynopool2d(x, alpha, backend=backend)
+    ref = resizeops.dynopool2d(x, alpha, backend="reference")
+    _assert_same_nonfinite(out, ref, "forward")
+    # Finite x, infinite grad_out at the last output row and column and inside.
+    xf = torch.randn(shape, generator=gen, dtype=dtype).to(dev)
+    g = torch.randn(ref.shape, generator=gen, dtype=dtype)
+    g[..., -1, :] = float("inf")
+    g[..., :, -1] = float("-inf")
+    g[..., 0, 0] = float("inf")
+    g = g.to(dev)
+    _, gx, _ = _grads(xf, alpha, backend, g=g)
+    _, rgx, _ = _grads(xf, alpha, "reference", g=g)
+    _assert_same_nonfinite(gx, rgx, "grad_x")
+
+
 def test_only_the_needed_gradients(backend):
     dev = _device_for(backend)
     x = torch.randn(2, 3, 9, 9, device=dev)
@@ -220,3 +263,52 @@ def test_int64_indexing_path(backend, layout, monkeypatch):
     x = {"contiguous": base, "channels_last": base.contiguous(memory_format=torch.channels_last),
          "sliced": base[:, 1::2, :, 2:]}[layout]
     _compare(backend, x, torch.tensor([1.6, 0.8], device=dev))
+
+
+def _emulated_grad_x(g, x, out, cl, form, monkeypatch):
+    monkeypatch.setenv("RESIZEOPS_CUDA_GATHER", form)
+    gx, _ = torch.ops.resizeops_ext._dynopool2d_backward_cells(g, x, *out, cl, True, False)
+    return gx
+
+
+@pytest.mark.parametrize("cl", [False, True])
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32, torch.bfloat16])
+def test_cuda_gather_tile_and_loop_forms_bit_identical(dtype, cl, monkeypatch):
+    """The CUDA gather's two forms (dynopool_cells.h), in the serial emulation: the 3x3
+    tiles issue every load of a pixel at once and select afterwards, the loop loads
+    only what it uses; same sum, same order, so bit-identical results. Covers pixels
+    that fit a tile (r <= 0.75), pixels that need the loop (up-sampling), pixels no
+    query reads (r < 0.5), and NaN / inf in grad_out at queries that did not win."""
+    if not hasattr(torch.ops.resizeops_ext, "_dynopool2d_backward_cells"):
+        if os.environ.get("RESIZEOPS_REQUIRE_EXT") == "1":
+            pytest.fail("the CUDA-cells emulation must run here (RESIZEOPS_REQUIRE_EXT=1)")
+        pytest.skip("the compiled extension is not loaded")
+    gen = torch.Generator().manual_seed(5)
+    shapes = [((2, 3, 13, 17), (7, 10)), ((1, 4, 9, 31), (4, 20)), ((2, 2, 8, 8), (15, 3)),
+              ((1, 3, 29, 11), (5, 2)), ((1, 2, 1, 8), (3, 3)), ((2, 5, 10, 12), (5, 6))]
+    for shape, out in shapes:
+        x = torch.randn(shape, generator=gen).to(dtype)
+        x[..., ::3, ::2] = 0.5  # ties
+        g = torch.randn(shape[0], shape[1], *out, generator=gen).to(dtype)
+        g.view(-1)[::7] = float("nan")
+        g.view(-1)[3::11] = float("inf")
+        if cl:
+            x = x.contiguous(memory_format=torch.channels_last)
+            g = g.contiguous(memory_format=torch.channels_last)
+        tile = _emulated_grad_x(g, x, out, cl, "tile", monkeypatch)
+        loop = _emulated_grad_x(g, x, out, cl, "loop", monkeypatch)
+        assert torch.equal(tile.isnan(), loop.isnan()), (shape, out)
+        assert torch.equal(tile.nan_to_num(), loop.nan_to_num()), (shape, out)
+        # And both against the fused CPU kernel, which has no NaN-free oracle of its own here.
+        cpu, _ = torch.ops.resizeops_ext.dynopool2d_backward(g, x, *out, cl, True, False)
+        assert torch.equal(tile.isnan(), cpu.isnan()), (shape, out)
+
+
+def test_cuda_gather_form_rejects_unknown_values(monkeypatch):
+    if not hasattr(torch.ops.resizeops_ext, "_dynopool2d_backward_cells"):
+        pytest.skip("the compiled extension is not loaded")
+    x = torch.randn(1, 1, 6, 6)
+    g = torch.randn(1, 1, 3, 3)
+    monkeypatch.setenv("RESIZEOPS_CUDA_GATHER", "tiles")
+    with pytest.raises(RuntimeError, match="RESIZEOPS_CUDA_GATHER must be 'tile' or 'loop'"):
+        torch.ops.resizeops_ext._dynopool2d_backward_cells(g, x, 3, 3, False, True, False)

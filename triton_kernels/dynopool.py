@@ -251,25 +251,29 @@ def _dynopool2d_forward_kernel(
     oa1 = ca1 * stride_xw
     ob0 = cb0 * stride_xw
     ob1 = cb1 * stride_xw
-    # 16 taps: rows {a0, a1, b0, b1} × columns {a0, a1, b0, b1}.
+    # 16 taps: rows {a0, a1, b0, b1} × columns {a0, a1, b0, b1}. A second tap equal
+    # to the first (the last pixel, weight 0) is out of bounds for grid_sample, which
+    # skips it: it loads as 0, so that an infinite pixel is not multiplied by 0.
+    ma, mb = mask & (ra1 != ra0), mask & (rb1 != rb0)
+    na, nb = ca1 != ca0, cb1 != cb0
     q00 = _bilinear(
-        _load(pa0 + oa0, mask, ACC), _load(pa0 + oa1, mask, ACC),
-        _load(pa1 + oa0, mask, ACC), _load(pa1 + oa1, mask, ACC),
+        _load(pa0 + oa0, mask, ACC), _load(pa0 + oa1, mask & na, ACC),
+        _load(pa1 + oa0, ma, ACC), _load(pa1 + oa1, ma & na, ACC),
         wra0, wra1, wca0, wca1,
     )  # fmt: skip
     q01 = _bilinear(
-        _load(pa0 + ob0, mask, ACC), _load(pa0 + ob1, mask, ACC),
-        _load(pa1 + ob0, mask, ACC), _load(pa1 + ob1, mask, ACC),
+        _load(pa0 + ob0, mask, ACC), _load(pa0 + ob1, mask & nb, ACC),
+        _load(pa1 + ob0, ma, ACC), _load(pa1 + ob1, ma & nb, ACC),
         wra0, wra1, wcb0, wcb1,
     )  # fmt: skip
     q10 = _bilinear(
-        _load(pb0 + oa0, mask, ACC), _load(pb0 + oa1, mask, ACC),
-        _load(pb1 + oa0, mask, ACC), _load(pb1 + oa1, mask, ACC),
+        _load(pb0 + oa0, mask, ACC), _load(pb0 + oa1, mask & na, ACC),
+        _load(pb1 + oa0, mb, ACC), _load(pb1 + oa1, mb & na, ACC),
         wrb0, wrb1, wca0, wca1,
     )  # fmt: skip
     q11 = _bilinear(
-        _load(pb0 + ob0, mask, ACC), _load(pb0 + ob1, mask, ACC),
-        _load(pb1 + ob0, mask, ACC), _load(pb1 + ob1, mask, ACC),
+        _load(pb0 + ob0, mask, ACC), _load(pb0 + ob1, mask & nb, ACC),
+        _load(pb1 + ob0, mb, ACC), _load(pb1 + ob1, mb & nb, ACC),
         wrb0, wrb1, wcb0, wcb1,
     )  # fmt: skip
     best, _ = _max4_first(q00, q01, q10, q11)
@@ -332,23 +336,28 @@ def _dynopool2d_backward_kernel(
     oa1 = ca1 * stride_xw
     ob0 = cb0 * stride_xw
     ob1 = cb1 * stride_xw
-    # x[row, col] for rows a0, a1 (query row k=0), b0, b1 (k=1) and columns likewise.
+    # x[row, col] for rows a0, a1 (query row k=0), b0, b1 (k=1) and columns likewise;
+    # a second tap equal to the first is skipped (loads 0), as in the forward. The
+    # coordinate derivatives below see 0 there instead of the pixel: they are
+    # multiplied by the clip's derivative, 0 at the last pixel.
+    ma, mb = mask & (ra1 != ra0), mask & (rb1 != rb0)
+    na, nb = ca1 != ca0, cb1 != cb0
     xa0a0 = _load(pa0 + oa0, mask, ACC)
-    xa0a1 = _load(pa0 + oa1, mask, ACC)
-    xa1a0 = _load(pa1 + oa0, mask, ACC)
-    xa1a1 = _load(pa1 + oa1, mask, ACC)
+    xa0a1 = _load(pa0 + oa1, mask & na, ACC)
+    xa1a0 = _load(pa1 + oa0, ma, ACC)
+    xa1a1 = _load(pa1 + oa1, ma & na, ACC)
     xa0b0 = _load(pa0 + ob0, mask, ACC)
-    xa0b1 = _load(pa0 + ob1, mask, ACC)
-    xa1b0 = _load(pa1 + ob0, mask, ACC)
-    xa1b1 = _load(pa1 + ob1, mask, ACC)
+    xa0b1 = _load(pa0 + ob1, mask & nb, ACC)
+    xa1b0 = _load(pa1 + ob0, ma, ACC)
+    xa1b1 = _load(pa1 + ob1, ma & nb, ACC)
     xb0a0 = _load(pb0 + oa0, mask, ACC)
-    xb0a1 = _load(pb0 + oa1, mask, ACC)
-    xb1a0 = _load(pb1 + oa0, mask, ACC)
-    xb1a1 = _load(pb1 + oa1, mask, ACC)
+    xb0a1 = _load(pb0 + oa1, mask & na, ACC)
+    xb1a0 = _load(pb1 + oa0, mb, ACC)
+    xb1a1 = _load(pb1 + oa1, mb & na, ACC)
     xb0b0 = _load(pb0 + ob0, mask, ACC)
-    xb0b1 = _load(pb0 + ob1, mask, ACC)
-    xb1b0 = _load(pb1 + ob0, mask, ACC)
-    xb1b1 = _load(pb1 + ob1, mask, ACC)
+    xb0b1 = _load(pb0 + ob1, mask & nb, ACC)
+    xb1b0 = _load(pb1 + ob0, mb, ACC)
+    xb1b1 = _load(pb1 + ob1, mb & nb, ACC)
     q00 = _bilinear(xa0a0, xa0a1, xa1a0, xa1a1, wra0, wra1, wca0, wca1)
     q01 = _bilinear(xa0b0, xa0b1, xa1b0, xa1b1, wra0, wra1, wcb0, wcb1)
     q10 = _bilinear(xb0a0, xb0a1, xb1a0, xb1a1, wrb0, wrb1, wca0, wca1)
@@ -373,12 +382,14 @@ def _dynopool2d_backward_kernel(
         gbase = grad_x_ptr + n * stride_dn + c * stride_dc
         g0 = gbase + r0 * stride_dh
         g1 = gbase + r1 * stride_dh
-        # Taps may coincide (border, overlapping cells): atomics. The result value
-        # is unused, so this lowers to fire-and-forget reductions.
+        # Overlapping cells share pixels: atomics. The result value is unused, so
+        # this lowers to fire-and-forget reductions. A second tap equal to the first
+        # (the last pixel) is skipped, as in the forward (no 0 * inf).
+        mr, mc = r1 != r0, c1 != c0
         tl.atomic_add(g0 + c0 * stride_dw, g * (wr0 * wc0), mask=mask, sem="relaxed")
-        tl.atomic_add(g0 + c1 * stride_dw, g * (wr0 * wc1), mask=mask, sem="relaxed")
-        tl.atomic_add(g1 + c0 * stride_dw, g * (wr1 * wc0), mask=mask, sem="relaxed")
-        tl.atomic_add(g1 + c1 * stride_dw, g * (wr1 * wc1), mask=mask, sem="relaxed")
+        tl.atomic_add(g0 + c1 * stride_dw, g * (wr0 * wc1), mask=mask & mc, sem="relaxed")
+        tl.atomic_add(g1 + c0 * stride_dw, g * (wr1 * wc0), mask=mask & mr, sem="relaxed")
+        tl.atomic_add(g1 + c1 * stride_dw, g * (wr1 * wc1), mask=mask & mr & mc, sem="relaxed")
 
     if NEED_SIZE:
         # The winner's 4 taps: t{row}{col}.

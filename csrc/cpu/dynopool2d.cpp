@@ -40,19 +40,31 @@ constexpr int64_t kChannelBlock = 16;
 
 // The two taps of every query row (or column) of one axis, computed once per
 // call with the shared math: 2*out_size entries.
+//
+// At the last pixel both taps of bilinear_taps are that pixel, with w1 = 0.
+// grid_sample (the reference, SPEC §2.1) skips that second tap (it is out of
+// bounds), so an infinite pixel must give w0·x = x there, not w0·x + 0·x =
+// NaN. Hence `edge` (i1 == i0: skip the second tap). The column table of the
+// row buffers (pad_edge) instead points such a second tap at a padding column
+// W of zeros, so that the channel loops stay branch-free: 0·0 adds nothing,
+// and the gradient written there is never read. The coordinate derivative
+// (x[i1] - x[i0]) keeps the true pixel: it is multiplied by the clip's
+// derivative, 0 at the border.
 template <typename acc_t>
 struct AxisTable {
   std::vector<int64_t> i0, i1;
   std::vector<acc_t> w0, w1;
   std::vector<acc_t> dsize;  // dclip * du/d(size_hat): the query's coordinate gradient
+  std::vector<uint8_t> edge;  // i1 == i0 in bilinear_taps: the second tap is skipped
 
-  AxisTable(int64_t out_size, int64_t in_size) {
+  AxisTable(int64_t out_size, int64_t in_size, bool pad_edge = false) {
     const int64_t n = 2 * out_size;
     i0.resize(n);
     i1.resize(n);
     w0.resize(n);
     w1.resize(n);
     dsize.resize(n);
+    edge.resize(n);
     const acc_t size_hat = static_cast<acc_t>(out_size);  // the surrogate's value is Ho
     for (int64_t j = 0; j < n; ++j) {
       acc_t dclip;
@@ -60,6 +72,8 @@ struct AxisTable {
           math::dynopool_query_coord<acc_t>(j, size_hat, in_size), in_size, &dclip);
       math::bilinear_taps<acc_t>(u, in_size, &i0[j], &i1[j], &w0[j], &w1[j]);
       dsize[j] = dclip * math::dynopool_query_coord_grad<acc_t>(j, size_hat, in_size);
+      edge[j] = i1[j] == i0[j];
+      if (pad_edge && edge[j]) i1[j] = in_size;
     }
   }
 };
@@ -90,19 +104,25 @@ struct TaskInput {
 // and then each cell costs 4 horizontal interpolations of those rows and a max.
 // The backward reuses the same rows for the coordinate derivatives:
 // d query/du_row = horizontal interpolation of drow = x[i1] - x[i0], and
-// d query/du_col = vrow[c1] - vrow[c0].
+// d query/du_col = vrow[c1] - vrow[c0]. The row buffers have W + 1 columns:
+// column W is the zero padding of the column table (AxisTable, pad_edge).
 template <typename scalar_t, typename acc_t>
 inline void vertical_pass(const TaskInput<scalar_t>& in, int64_t W, int64_t cb, const AxisTable<acc_t>& rows,
                           int64_t r, acc_t* vrow, acc_t* drow) {
   const scalar_t* top = in.x + rows.i0[r] * in.sH;
   const scalar_t* bot = in.x + rows.i1[r] * in.sH;
   const acc_t w0 = rows.w0[r], w1 = rows.w1[r];
+  const bool edge = rows.edge[r];
   auto one = [&](int64_t w, int64_t c) {
     const acc_t a = acc_t(top[c * in.sC + w * in.sW]);
     const acc_t b = acc_t(bot[c * in.sC + w * in.sW]);
-    vrow[w * cb + c] = w0 * a + w1 * b;
+    vrow[w * cb + c] = w0 * a + w1 * (edge ? acc_t(0) : b);
     if (drow) drow[w * cb + c] = b - a;
   };
+  for (int64_t c = 0; c < cb; ++c) {
+    vrow[W * cb + c] = acc_t(0);
+    if (drow) drow[W * cb + c] = acc_t(0);
+  }
   if (in.sC <= in.sW) {  // channels innermost in memory (channels_last): read along c
     for (int64_t w = 0; w < W; ++w)
       for (int64_t c = 0; c < cb; ++c) one(w, c);
@@ -208,14 +228,15 @@ at::Tensor dynopool2d_forward_cpu(const at::Tensor& x, int64_t out_h, int64_t ou
 
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "dynopool2d_forward_cpu", [&] {
     using acc_t = at::opmath_type<scalar_t>;
-    const AxisTable<acc_t> rows(g.Ho, g.H), cols(g.Wo, g.W);
+    const AxisTable<acc_t> rows(g.Ho, g.H), cols(g.Wo, g.W, /*pad_edge=*/true);
     const scalar_t* xp = x.const_data_ptr<scalar_t>();
     scalar_t* op = out.mutable_data_ptr<scalar_t>();
     at::parallel_for(0, g.tasks(), 1, [&](int64_t begin, int64_t end) {
-      std::vector<acc_t> scratch(2 * g.W * g.cblock + g.Wo * g.cblock);
+      const int64_t row_len = (g.W + 1) * g.cblock;  // W columns and the padding
+      std::vector<acc_t> scratch(2 * row_len + g.Wo * g.cblock);
       acc_t* vrow0 = scratch.data();
-      acc_t* vrow1 = vrow0 + g.W * g.cblock;
-      acc_t* orow = vrow1 + g.W * g.cblock;  // one output row, [j][c]
+      acc_t* vrow1 = vrow0 + row_len;
+      acc_t* orow = vrow1 + row_len;  // one output row, [j][c]
       for (int64_t t = begin; t < end; ++t) {
         const int64_t n = t / blocks_per_image;
         const int64_t c_begin = (t % blocks_per_image) * g.cblock;
@@ -257,12 +278,12 @@ std::tuple<at::Tensor, at::Tensor> dynopool2d_backward_cpu(const at::Tensor& gra
 
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "dynopool2d_backward_cpu", [&] {
     using acc_t = at::opmath_type<scalar_t>;
-    const AxisTable<acc_t> rows(g.Ho, g.H), cols(g.Wo, g.W);
+    const AxisTable<acc_t> rows(g.Ho, g.H), cols(g.Wo, g.W, /*pad_edge=*/true);
     const scalar_t* xp = x.const_data_ptr<scalar_t>();
     const scalar_t* gp = grad_out.const_data_ptr<scalar_t>();
     scalar_t* gxp = need_x ? grad_x.mutable_data_ptr<scalar_t>() : nullptr;
     at::parallel_for(0, g.tasks(), 1, [&](int64_t begin, int64_t end) {
-      const int64_t row_len = g.W * g.cblock;
+      const int64_t row_len = (g.W + 1) * g.cblock;  // W columns and the padding
       // vrow0/1: the query rows; drow0/1: their x[i1] - x[i0]; hrow0/1: the
       // gradient of the query rows, spread over the input rows after each output row.
       std::vector<acc_t> scratch(6 * row_len + 2 * g.cblock + g.Wo * g.cblock, acc_t(0));
@@ -273,7 +294,7 @@ std::tuple<at::Tensor, at::Tensor> dynopool2d_backward_cpu(const at::Tensor& gra
       acc_t* dsum_w = dsum_h + g.cblock;
       acc_t* grow = dsum_w + g.cblock;  // grad_out's row, [j][c]
       // The task's grad_x slice in the accumulation type, laid out [h][w][c].
-      std::vector<acc_t> acc(need_x ? g.H * row_len : 0);
+      std::vector<acc_t> acc(need_x ? g.H * g.W * g.cblock : 0);
       for (int64_t t = begin; t < end; ++t) {
         const int64_t n = t / blocks_per_image;
         const int64_t c_begin = (t % blocks_per_image) * g.cblock;
@@ -286,7 +307,7 @@ std::tuple<at::Tensor, at::Tensor> dynopool2d_backward_cpu(const at::Tensor& gra
         for (int64_t i = 0; i < g.Ho; ++i) {
           for (int k = 0; k < 2; ++k) {
             vertical_pass(in, g.W, cb, rows, 2 * i + k, vrow[k], need_size ? drow[k] : nullptr);
-            if (need_x) std::fill(hrow[k], hrow[k] + g.W * cb, acc_t(0));
+            if (need_x) std::fill(hrow[k], hrow[k] + (g.W + 1) * cb, acc_t(0));
           }
           // grad_out's row i for the channel block, laid out [j][c] like the row buffers.
           for (int64_t c = 0; c < cb; ++c)
@@ -313,9 +334,13 @@ std::tuple<at::Tensor, at::Tensor> dynopool2d_backward_cpu(const at::Tensor& gra
               acc_t* top = acc.data() + rows.i0[r] * g.W * cb;
               acc_t* bot = acc.data() + rows.i1[r] * g.W * cb;
               const acc_t w0 = rows.w0[r], w1 = rows.w1[r];
-              for (int64_t e = 0; e < g.W * cb; ++e) {
-                top[e] += w0 * hrow[k][e];
-                bot[e] += w1 * hrow[k][e];
+              if (rows.edge[r]) {  // both taps are the last row: only the first counts (AxisTable)
+                for (int64_t e = 0; e < g.W * cb; ++e) top[e] += w0 * hrow[k][e];
+              } else {
+                for (int64_t e = 0; e < g.W * cb; ++e) {
+                  top[e] += w0 * hrow[k][e];
+                  bot[e] += w1 * hrow[k][e];
+                }
               }
             }
           }

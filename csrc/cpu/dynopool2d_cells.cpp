@@ -110,15 +110,21 @@ std::tuple<at::Tensor, at::Tensor> backward_cells(const at::Tensor& grad_out, co
         dw_sum += static_cast<double>(dw);
       }
       if (need_x) {
+        const bool tiles = dynopool_gather_tiles();
         scalar_t* gx = grad_x.mutable_data_ptr<scalar_t>();
         const int64_t total = x.numel();
         for (int64_t t = 0; t < total; ++t) {  // backward_pixels_kernel
           const auto p = cells::unravel<index_t>(static_cast<index_t>(t), static_cast<index_t>(C),
                                                  static_cast<index_t>(H), static_cast<index_t>(W), channels_last);
           const index_t n = p.n, c = p.c;
-          gx[t] = static_cast<scalar_t>(cells::dynopool_pixel_grad<scalar_t, acc_t, index_t>(
-              gp + n * gs.n + c * gs.c, gs.h, gs.w, argmax.data() + n * as.n + c * as.c, as.h, as.w, rows, cols, p.h,
-              p.w));
+          const scalar_t* gnc = gp + n * gs.n + c * gs.c;
+          const uint8_t* anc = argmax.data() + n * as.n + c * as.c;
+          const acc_t g =
+              tiles ? cells::dynopool_pixel_grad<scalar_t, acc_t, index_t, true>(gnc, gs.h, gs.w, anc, as.h, as.w,
+                                                                                 rows, cols, p.h, p.w)
+                    : cells::dynopool_pixel_grad<scalar_t, acc_t, index_t, false>(gnc, gs.h, gs.w, anc, as.h, as.w,
+                                                                                  rows, cols, p.h, p.w);
+          gx[t] = static_cast<scalar_t>(g);
         }
       }
     });

@@ -114,7 +114,7 @@ __global__ void __launch_bounds__(kThreads)
 }
 
 // Backward pass 2, per input pixel (in grad_x's memory order): the gather.
-template <typename scalar_t, typename acc_t, typename index_t, typename Indexer>
+template <bool Tiles, typename scalar_t, typename acc_t, typename index_t, typename Indexer>
 __global__ void __launch_bounds__(kThreads)
     backward_pixels_kernel(const scalar_t* __restrict__ grad_out, S4<index_t> gs, const uint8_t* __restrict__ argmax,
                            S4<index_t> as, scalar_t* __restrict__ grad_x, int64_t total, Indexer idx,
@@ -123,7 +123,7 @@ __global__ void __launch_bounds__(kThreads)
        t += static_cast<int64_t>(gridDim.x) * blockDim.x) {
     const auto p = idx(static_cast<index_t>(t));
     const index_t n = p.n, c = p.c;
-    const acc_t g = cells::dynopool_pixel_grad<scalar_t, acc_t, index_t>(
+    const acc_t g = cells::dynopool_pixel_grad<scalar_t, acc_t, index_t, Tiles>(
         grad_out + n * gs.n + c * gs.c, gs.h, gs.w, argmax + n * as.n + c * as.c, as.h, as.w, rows, cols,
         static_cast<index_t>(p.h), static_cast<index_t>(p.w));
     grad_x[t] = static_cast<scalar_t>(g);
@@ -247,9 +247,13 @@ std::tuple<at::Tensor, at::Tensor> dynopool2d_backward_cuda(const at::Tensor& gr
     }
     if (need_x) {
       const int64_t total = x.numel();
+      const bool tiles = dynopool_gather_tiles();
       with_indexing(use32, C, H, W, channels_last, [&](auto zero, auto idx) {
         using index_t = decltype(zero);
-        backward_pixels_kernel<scalar_t, acc_t, index_t, decltype(idx)><<<grid_for(total), kThreads, 0, stream>>>(
+        using I = decltype(idx);
+        auto* kernel = tiles ? backward_pixels_kernel<true, scalar_t, acc_t, index_t, I>
+                             : backward_pixels_kernel<false, scalar_t, acc_t, index_t, I>;
+        kernel<<<grid_for(total), kThreads, 0, stream>>>(
             grad_out.const_data_ptr<scalar_t>(), strides_of<index_t>(grad_out), argmax.const_data_ptr<uint8_t>(),
             dense_strides<index_t>(C, out_h, out_w, channels_last), grad_x.mutable_data_ptr<scalar_t>(), total, idx,
             rows, cols);

@@ -156,7 +156,9 @@ RESIZEOPS_HD void dynopool_table_entry(int64_t t, const TableLayout& L, acc_t* a
 }
 
 // Weight of input index h in the interpolation of query q: w0 where h is its
-// first tap, w1 where it is the second, both at the border.
+// first tap, w1 where it is the second, both at the border (where w1 = 0 and
+// w0 = 1: the sum is exactly 1, so an infinite gradient passes as it is, as in
+// grid_sample, which skips the out-of-bounds second tap; never 0 * inf).
 template <typename acc_t>
 RESIZEOPS_HD acc_t tap_weight(const AxisTaps<acc_t>& t, int32_t q, int32_t h) {
   const acc_t w1 = t.w1[q];
@@ -183,17 +185,23 @@ struct Cell {
 template <bool Deriv, typename scalar_t, typename acc_t, typename index_t>
 RESIZEOPS_HD Cell<acc_t> dynopool_cell(const scalar_t* xnc, index_t sH, index_t sW, const AxisTaps<acc_t>& rows,
                                        const AxisTaps<acc_t>& cols, index_t i, index_t j) {
+  // At the last pixel both taps are that pixel (w1 = 0); grid_sample skips the
+  // second one (out of bounds), so it must not add 0 * x (NaN for an infinite
+  // x): row_edge / col_edge drop it. The derivatives keep the true pixel.
   index_t top[2], bot[2], col[4];
   acc_t rw0[2], rw1[2], cw0[2], cw1[2];
+  bool row_edge[2], col_edge[2];
 RESIZEOPS_UNROLL
   for (int k = 0; k < 2; ++k) {
     const index_t r = 2 * i + k, s = 2 * j + k;
     top[k] = static_cast<index_t>(rows.i0[r]) * sH;
     bot[k] = static_cast<index_t>(rows.i1[r]) * sH;
+    row_edge[k] = rows.i1[r] == rows.i0[r];
     rw1[k] = rows.w1[r];
     rw0[k] = acc_t(1) - rw1[k];
     col[2 * k] = static_cast<index_t>(cols.i0[s]) * sW;
     col[2 * k + 1] = static_cast<index_t>(cols.i1[s]) * sW;
+    col_edge[k] = cols.i1[s] == cols.i0[s];
     cw1[k] = cols.w1[s];
     cw0[k] = acc_t(1) - cw1[k];
   }
@@ -206,7 +214,7 @@ RESIZEOPS_UNROLL
     for (int m = 0; m < 4; ++m) {
       const acc_t a = static_cast<acc_t>(xnc[top[k] + col[m]]);
       const acc_t b = static_cast<acc_t>(xnc[bot[k] + col[m]]);
-      v[k][m] = rw0[k] * a + rw1[k] * b;
+      v[k][m] = rw0[k] * a + rw1[k] * (row_edge[k] ? acc_t(0) : b);
       d[k][m] = b - a;
     }
   }
@@ -214,7 +222,8 @@ RESIZEOPS_UNROLL
 RESIZEOPS_UNROLL
   for (int k = 0; k < 2; ++k) {
 RESIZEOPS_UNROLL
-    for (int l = 0; l < 2; ++l) q[2 * k + l] = cw0[l] * v[k][2 * l] + cw1[l] * v[k][2 * l + 1];
+    for (int l = 0; l < 2; ++l)
+      q[2 * k + l] = cw0[l] * v[k][2 * l] + cw1[l] * (col_edge[l] ? acc_t(0) : v[k][2 * l + 1]);
   }
   Cell<acc_t> cell;
   cell.value = math::max4_first<acc_t>(q[0], q[1], q[2], q[3], &cell.arg);
@@ -348,14 +357,17 @@ RESIZEOPS_UNROLL
   return acc;
 }
 
-template <typename scalar_t, typename acc_t, typename index_t>
+// Tiles = false keeps the loop form for every pixel (version 2 of the CUDA
+// gather), so that one GPU run can time both forms (RESIZEOPS_CUDA_GATHER=loop,
+// checks.h); the two give bit-identical sums in the serial emulation.
+template <typename scalar_t, typename acc_t, typename index_t, bool Tiles = true>
 RESIZEOPS_HD acc_t dynopool_pixel_grad(const scalar_t* gnc, index_t gH, index_t gW, const uint8_t* anc, index_t aH,
                                        index_t aW, const AxisTaps<acc_t>& rows, const AxisTaps<acc_t>& cols,
                                        index_t h, index_t w) {
   const int32_t rb = rows.range[2 * h], re = rows.range[2 * h + 1];
   const int32_t sb = cols.range[2 * w], se = cols.range[2 * w + 1];
   if (re <= rb || se <= sb) return acc_t(0);  // no query reads this pixel (downsampling below 0.5)
-  if (re - rb <= kTile && se - sb <= kTile) {
+  if (Tiles && re - rb <= kTile && se - sb <= kTile) {
     return dynopool_pixel_grad_tile<scalar_t, acc_t, index_t>(gnc, gH, gW, anc, aH, aW, rows, cols, h, w, rb, re, sb,
                                                               se);
   }
