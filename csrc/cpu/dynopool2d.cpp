@@ -24,8 +24,10 @@
 
 #include <algorithm>
 #include <tuple>
+#include <type_traits>
 #include <vector>
 
+#include "resize_rows.h"  // cpu::parallel_tasks: the AVX2+FMA copy of the tasks where the CPU has it
 #include "resizeops/checks.h"
 #include "resizeops/math.h"
 
@@ -112,23 +114,33 @@ inline void vertical_pass(const TaskInput<scalar_t>& in, int64_t W, int64_t cb, 
   const scalar_t* top = in.x + rows.i0[r] * in.sH;
   const scalar_t* bot = in.x + rows.i1[r] * in.sH;
   const acc_t w0 = rows.w0[r], w1 = rows.w1[r];
-  const bool edge = rows.edge[r];
-  auto one = [&](int64_t w, int64_t c) {
-    const acc_t a = acc_t(top[c * in.sC + w * in.sW]);
-    const acc_t b = acc_t(bot[c * in.sC + w * in.sW]);
-    vrow[w * cb + c] = w0 * a + w1 * (edge ? acc_t(0) : b);
-    if (drow) drow[w * cb + c] = b - a;
-  };
   for (int64_t c = 0; c < cb; ++c) {
     vrow[W * cb + c] = acc_t(0);
     if (drow) drow[W * cb + c] = acc_t(0);
   }
-  if (in.sC <= in.sW) {  // channels innermost in memory (channels_last): read along c
-    for (int64_t w = 0; w < W; ++w)
-      for (int64_t c = 0; c < cb; ++c) one(w, c);
-  } else {  // NCHW: read along w, transpose into the buffer
-    for (int64_t c = 0; c < cb; ++c)
-      for (int64_t w = 0; w < W; ++w) one(w, c);
+  // Edge: both taps are the last row (bot == top, w1 = 0), and the second is
+  // skipped (AxisTable). A compile-time flag: a select in the loop stops it
+  // from vectorising.
+  auto sweep = [&](auto edge) {
+    constexpr bool kEdge = decltype(edge)::value;
+    auto one = [&](int64_t w, int64_t c) {
+      const acc_t a = acc_t(top[c * in.sC + w * in.sW]);
+      const acc_t b = acc_t(bot[c * in.sC + w * in.sW]);
+      vrow[w * cb + c] = kEdge ? w0 * a : w0 * a + w1 * b;
+      if (drow) drow[w * cb + c] = b - a;
+    };
+    if (in.sC <= in.sW) {  // channels innermost in memory (channels_last): read along c
+      for (int64_t w = 0; w < W; ++w)
+        for (int64_t c = 0; c < cb; ++c) one(w, c);
+    } else {  // NCHW: read along w, transpose into the buffer
+      for (int64_t c = 0; c < cb; ++c)
+        for (int64_t w = 0; w < W; ++w) one(w, c);
+    }
+  };
+  if (rows.edge[r]) {
+    sweep(std::true_type{});
+  } else {
+    sweep(std::false_type{});
   }
 }
 
@@ -231,7 +243,7 @@ at::Tensor dynopool2d_forward_cpu(const at::Tensor& x, int64_t out_h, int64_t ou
     const AxisTable<acc_t> rows(g.Ho, g.H), cols(g.Wo, g.W, /*pad_edge=*/true);
     const scalar_t* xp = x.const_data_ptr<scalar_t>();
     scalar_t* op = out.mutable_data_ptr<scalar_t>();
-    at::parallel_for(0, g.tasks(), 1, [&](int64_t begin, int64_t end) {
+    cpu::parallel_tasks(g.tasks(), [&](int64_t begin, int64_t end) {
       const int64_t row_len = (g.W + 1) * g.cblock;  // W columns and the padding
       std::vector<acc_t> scratch(2 * row_len + g.Wo * g.cblock);
       acc_t* vrow0 = scratch.data();
@@ -282,7 +294,7 @@ std::tuple<at::Tensor, at::Tensor> dynopool2d_backward_cpu(const at::Tensor& gra
     const scalar_t* xp = x.const_data_ptr<scalar_t>();
     const scalar_t* gp = grad_out.const_data_ptr<scalar_t>();
     scalar_t* gxp = need_x ? grad_x.mutable_data_ptr<scalar_t>() : nullptr;
-    at::parallel_for(0, g.tasks(), 1, [&](int64_t begin, int64_t end) {
+    cpu::parallel_tasks(g.tasks(), [&](int64_t begin, int64_t end) {
       const int64_t row_len = (g.W + 1) * g.cblock;  // W columns and the padding
       // vrow0/1: the query rows; drow0/1: their x[i1] - x[i0]; hrow0/1: the
       // gradient of the query rows, spread over the input rows after each output row.
