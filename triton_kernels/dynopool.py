@@ -207,6 +207,50 @@ def _taps_from_table(tab_i_ptr, tab_w_ptr, q, n_axis, mask):
 
 
 @triton.jit
+def _cell_taps(tab_i_ptr, tab_w_ptr, i, j, Ho, Wo, mask):
+    """Taps (i0, i1, w0, w1, d) of output cell (i, j)'s query rows 2i (a), 2i+1 (b) and
+    query columns 2j (a), 2j+1 (b), from the axis tables: 20 values, rows a, b then
+    columns a, b."""
+    ra0, ra1, wra0, wra1, dra = _taps_from_table(tab_i_ptr, tab_w_ptr, 2 * i, 2 * Ho, mask)
+    rb0, rb1, wrb0, wrb1, drb = _taps_from_table(tab_i_ptr, tab_w_ptr, 2 * i + 1, 2 * Ho, mask)
+    ci_ptr = tab_i_ptr + 4 * Ho
+    cw_ptr = tab_w_ptr + 4 * Ho
+    ca0, ca1, wca0, wca1, dca = _taps_from_table(ci_ptr, cw_ptr, 2 * j, 2 * Wo, mask)
+    cb0, cb1, wcb0, wcb1, dcb = _taps_from_table(ci_ptr, cw_ptr, 2 * j + 1, 2 * Wo, mask)
+    return (ra0, ra1, wra0, wra1, dra, rb0, rb1, wrb0, wrb1, drb,
+            ca0, ca1, wca0, wca1, dca, cb0, cb1, wcb0, wcb1, dcb)  # fmt: skip
+
+
+@triton.jit
+def _cell_values(base, sh, sw, ra0, ra1, rb0, rb1, ca0, ca1, cb0, cb1, mask, ACC: tl.constexpr):
+    """x at the 16 taps of a cell: rows {a0, a1, b0, b1} × columns {a0, a1, b0, b1},
+    returned as x[a0,a0], x[a0,a1], x[a1,a0], x[a1,a1] (query (0,0)), then the same for
+    columns b (query (0,1)), rows b with columns a (1,0), rows b with columns b (1,1).
+
+    A second tap equal to the first (the last pixel, weight 0) is out of bounds for
+    grid_sample, which skips it: it loads as 0, so that an infinite pixel is never
+    multiplied by 0. (The coordinate derivatives then see 0 there instead of the
+    pixel; they are multiplied by the clip's derivative, 0 at the last pixel.)
+    """
+    pa0, pa1 = base + ra0 * sh, base + ra1 * sh
+    pb0, pb1 = base + rb0 * sh, base + rb1 * sh
+    oa0, oa1 = ca0 * sw, ca1 * sw
+    ob0, ob1 = cb0 * sw, cb1 * sw
+    ma, mb = mask & (ra1 != ra0), mask & (rb1 != rb0)
+    na, nb = ca1 != ca0, cb1 != cb0
+    return (
+        _load(pa0 + oa0, mask, ACC), _load(pa0 + oa1, mask & na, ACC),
+        _load(pa1 + oa0, ma, ACC), _load(pa1 + oa1, ma & na, ACC),
+        _load(pa0 + ob0, mask, ACC), _load(pa0 + ob1, mask & nb, ACC),
+        _load(pa1 + ob0, ma, ACC), _load(pa1 + ob1, ma & nb, ACC),
+        _load(pb0 + oa0, mask, ACC), _load(pb0 + oa1, mask & na, ACC),
+        _load(pb1 + oa0, mb, ACC), _load(pb1 + oa1, mb & na, ACC),
+        _load(pb0 + ob0, mask, ACC), _load(pb0 + ob1, mask & nb, ACC),
+        _load(pb1 + ob0, mb, ACC), _load(pb1 + ob1, mb & nb, ACC),
+    )  # fmt: skip
+
+
+@triton.jit
 def _dynopool2d_forward_kernel(
     x_ptr,  # input, (N, C, H, W) by strides (any layout), float16/bfloat16/float32/float64
     out_ptr,  # output, (N, C, Ho, Wo), contiguous in x's memory format (flat index = offs)
@@ -235,47 +279,16 @@ def _dynopool2d_forward_kernel(
     n, c, i, j = _output_index(offs, C, Ho, Wo, CHANNELS_LAST)
 
     # Query rows 2i (k=0), 2i+1 (k=1); query columns 2j (l=0), 2j+1 (l=1).
-    ra0, ra1, wra0, wra1, _ = _taps_from_table(tab_i_ptr, tab_w_ptr, 2 * i, 2 * Ho, mask)
-    rb0, rb1, wrb0, wrb1, _ = _taps_from_table(tab_i_ptr, tab_w_ptr, 2 * i + 1, 2 * Ho, mask)
-    ci_ptr = tab_i_ptr + 4 * Ho
-    cw_ptr = tab_w_ptr + 4 * Ho
-    ca0, ca1, wca0, wca1, _ = _taps_from_table(ci_ptr, cw_ptr, 2 * j, 2 * Wo, mask)
-    cb0, cb1, wcb0, wcb1, _ = _taps_from_table(ci_ptr, cw_ptr, 2 * j + 1, 2 * Wo, mask)
-
+    (ra0, ra1, wra0, wra1, _, rb0, rb1, wrb0, wrb1, _,
+     ca0, ca1, wca0, wca1, _, cb0, cb1, wcb0, wcb1, _) = _cell_taps(tab_i_ptr, tab_w_ptr, i, j, Ho, Wo, mask)
     base = x_ptr + n * stride_xn + c * stride_xc
-    pa0 = base + ra0 * stride_xh
-    pa1 = base + ra1 * stride_xh
-    pb0 = base + rb0 * stride_xh
-    pb1 = base + rb1 * stride_xh
-    oa0 = ca0 * stride_xw
-    oa1 = ca1 * stride_xw
-    ob0 = cb0 * stride_xw
-    ob1 = cb1 * stride_xw
-    # 16 taps: rows {a0, a1, b0, b1} × columns {a0, a1, b0, b1}. A second tap equal
-    # to the first (the last pixel, weight 0) is out of bounds for grid_sample, which
-    # skips it: it loads as 0, so that an infinite pixel is not multiplied by 0.
-    ma, mb = mask & (ra1 != ra0), mask & (rb1 != rb0)
-    na, nb = ca1 != ca0, cb1 != cb0
-    q00 = _bilinear(
-        _load(pa0 + oa0, mask, ACC), _load(pa0 + oa1, mask & na, ACC),
-        _load(pa1 + oa0, ma, ACC), _load(pa1 + oa1, ma & na, ACC),
-        wra0, wra1, wca0, wca1,
-    )  # fmt: skip
-    q01 = _bilinear(
-        _load(pa0 + ob0, mask, ACC), _load(pa0 + ob1, mask & nb, ACC),
-        _load(pa1 + ob0, ma, ACC), _load(pa1 + ob1, ma & nb, ACC),
-        wra0, wra1, wcb0, wcb1,
-    )  # fmt: skip
-    q10 = _bilinear(
-        _load(pb0 + oa0, mask, ACC), _load(pb0 + oa1, mask & na, ACC),
-        _load(pb1 + oa0, mb, ACC), _load(pb1 + oa1, mb & na, ACC),
-        wrb0, wrb1, wca0, wca1,
-    )  # fmt: skip
-    q11 = _bilinear(
-        _load(pb0 + ob0, mask, ACC), _load(pb0 + ob1, mask & nb, ACC),
-        _load(pb1 + ob0, mb, ACC), _load(pb1 + ob1, mb & nb, ACC),
-        wrb0, wrb1, wcb0, wcb1,
-    )  # fmt: skip
+    (xa0a0, xa0a1, xa1a0, xa1a1, xa0b0, xa0b1, xa1b0, xa1b1,
+     xb0a0, xb0a1, xb1a0, xb1a1, xb0b0, xb0b1, xb1b0, xb1b1) = _cell_values(
+        base, stride_xh, stride_xw, ra0, ra1, rb0, rb1, ca0, ca1, cb0, cb1, mask, ACC)
+    q00 = _bilinear(xa0a0, xa0a1, xa1a0, xa1a1, wra0, wra1, wca0, wca1)
+    q01 = _bilinear(xa0b0, xa0b1, xa1b0, xa1b1, wra0, wra1, wcb0, wcb1)
+    q10 = _bilinear(xb0a0, xb0a1, xb1a0, xb1a1, wrb0, wrb1, wca0, wca1)
+    q11 = _bilinear(xb0b0, xb0b1, xb1b0, xb1b1, wrb0, wrb1, wcb0, wcb1)
     best, _ = _max4_first(q00, q01, q10, q11)
     tl.store(out_ptr + offs, best.to(out_ptr.dtype.element_ty), mask=mask)
 
@@ -320,44 +333,13 @@ def _dynopool2d_backward_kernel(
     mask = offs < total
     n, c, i, j = _output_index(offs, C, Ho, Wo, CHANNELS_LAST)
 
-    ra0, ra1, wra0, wra1, dra = _taps_from_table(tab_i_ptr, tab_w_ptr, 2 * i, 2 * Ho, mask)
-    rb0, rb1, wrb0, wrb1, drb = _taps_from_table(tab_i_ptr, tab_w_ptr, 2 * i + 1, 2 * Ho, mask)
-    ci_ptr = tab_i_ptr + 4 * Ho
-    cw_ptr = tab_w_ptr + 4 * Ho
-    ca0, ca1, wca0, wca1, dca = _taps_from_table(ci_ptr, cw_ptr, 2 * j, 2 * Wo, mask)
-    cb0, cb1, wcb0, wcb1, dcb = _taps_from_table(ci_ptr, cw_ptr, 2 * j + 1, 2 * Wo, mask)
-
+    (ra0, ra1, wra0, wra1, dra, rb0, rb1, wrb0, wrb1, drb,
+     ca0, ca1, wca0, wca1, dca, cb0, cb1, wcb0, wcb1, dcb) = _cell_taps(tab_i_ptr, tab_w_ptr, i, j, Ho, Wo, mask)
+    # x[row, col] for rows a0, a1 (query row k=0), b0, b1 (k=1) and columns likewise.
     base = x_ptr + n * stride_xn + c * stride_xc
-    pa0 = base + ra0 * stride_xh
-    pa1 = base + ra1 * stride_xh
-    pb0 = base + rb0 * stride_xh
-    pb1 = base + rb1 * stride_xh
-    oa0 = ca0 * stride_xw
-    oa1 = ca1 * stride_xw
-    ob0 = cb0 * stride_xw
-    ob1 = cb1 * stride_xw
-    # x[row, col] for rows a0, a1 (query row k=0), b0, b1 (k=1) and columns likewise;
-    # a second tap equal to the first is skipped (loads 0), as in the forward. The
-    # coordinate derivatives below see 0 there instead of the pixel: they are
-    # multiplied by the clip's derivative, 0 at the last pixel.
-    ma, mb = mask & (ra1 != ra0), mask & (rb1 != rb0)
-    na, nb = ca1 != ca0, cb1 != cb0
-    xa0a0 = _load(pa0 + oa0, mask, ACC)
-    xa0a1 = _load(pa0 + oa1, mask & na, ACC)
-    xa1a0 = _load(pa1 + oa0, ma, ACC)
-    xa1a1 = _load(pa1 + oa1, ma & na, ACC)
-    xa0b0 = _load(pa0 + ob0, mask, ACC)
-    xa0b1 = _load(pa0 + ob1, mask & nb, ACC)
-    xa1b0 = _load(pa1 + ob0, ma, ACC)
-    xa1b1 = _load(pa1 + ob1, ma & nb, ACC)
-    xb0a0 = _load(pb0 + oa0, mask, ACC)
-    xb0a1 = _load(pb0 + oa1, mask & na, ACC)
-    xb1a0 = _load(pb1 + oa0, mb, ACC)
-    xb1a1 = _load(pb1 + oa1, mb & na, ACC)
-    xb0b0 = _load(pb0 + ob0, mask, ACC)
-    xb0b1 = _load(pb0 + ob1, mask & nb, ACC)
-    xb1b0 = _load(pb1 + ob0, mb, ACC)
-    xb1b1 = _load(pb1 + ob1, mb & nb, ACC)
+    (xa0a0, xa0a1, xa1a0, xa1a1, xa0b0, xa0b1, xa1b0, xa1b1,
+     xb0a0, xb0a1, xb1a0, xb1a1, xb0b0, xb0b1, xb1b0, xb1b1) = _cell_values(
+        base, stride_xh, stride_xw, ra0, ra1, rb0, rb1, ca0, ca1, cb0, cb1, mask, ACC)
     q00 = _bilinear(xa0a0, xa0a1, xa1a0, xa1a1, wra0, wra1, wca0, wca1)
     q01 = _bilinear(xa0b0, xa0b1, xa1b0, xa1b1, wra0, wra1, wcb0, wcb1)
     q10 = _bilinear(xb0a0, xb0a1, xb1a0, xb1a1, wrb0, wrb1, wca0, wca1)

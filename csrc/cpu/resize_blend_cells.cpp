@@ -161,13 +161,14 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> resize_blend_backward
         scalar_t* gxp = store[k] ? gxs[k]->mutable_data_ptr<scalar_t>() : nullptr;
         for (int64_t t = 0; t < totals[k]; ++t) {
           const auto p = pos_of<index_t>(t, x, cl[k]);
-          const acc_t v = need_w ? cells::blend_pixel_grad<true, scalar_t, acc_t, index_t>(
-                                       g + p.n * gs.n + p.c * gs.c, gs.h, gs.w, xp + p.n * s.n + p.c * s.c, s.h, s.w,
-                                       br[k], weights[k], p.h, p.w, &dw[k])
-                                 : cells::blend_pixel_grad<false, scalar_t, acc_t, index_t>(
-                                       g + p.n * gs.n + p.c * gs.c, gs.h, gs.w, xp + p.n * s.n + p.c * s.c, s.h, s.w,
-                                       br[k], weights[k], p.h, p.w, &dw[k]);
-          if (gxp != nullptr) gxp[t] = static_cast<scalar_t>(v);
+          const auto r = need_w ? cells::blend_pixel_grad<true, scalar_t, acc_t, index_t>(
+                                      g + p.n * gs.n + p.c * gs.c, gs.h, gs.w, xp + p.n * s.n + p.c * s.c, s.h, s.w,
+                                      br[k], weights[k], p.h, p.w)
+                                : cells::blend_pixel_grad<false, scalar_t, acc_t, index_t>(
+                                      g + p.n * gs.n + p.c * gs.c, gs.h, gs.w, xp + p.n * s.n + p.c * s.c, s.h, s.w,
+                                      br[k], weights[k], p.h, p.w);
+          dw[k] += r.dw1;
+          if (gxp != nullptr) gxp[t] = static_cast<scalar_t>(r.grad);
         }
       }
     });
@@ -211,10 +212,12 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> shape_adaptor_maxpool_backward_ce
       const auto gs = strides_of<index_t>(grad_out);
       for (int64_t t = 0; t < total; ++t) {  // sa_backward_kernel
         const auto p = pos_of<index_t>(t, x, channels_last);
-        const acc_t v = cells::sa_pixel_grad<true, scalar_t, acc_t, index_t>(
+        const auto r = cells::sa_pixel_grad<true, scalar_t, acc_t, index_t>(
             g + p.n * gs.n + p.c * gs.c, gs.h, gs.w, xp + p.n * s.n + p.c * s.c, s.h, s.w, b1, b2,
-            static_cast<index_t>(Hp), static_cast<index_t>(Wp), a, z, p.h, p.w, &dw1, &dw2);
-        if (gxp != nullptr) gxp[t] = static_cast<scalar_t>(v);
+            static_cast<index_t>(Hp), static_cast<index_t>(Wp), a, z, p.h, p.w);
+        dw1 += r.dw1;
+        dw2 += r.dw2;
+        if (gxp != nullptr) gxp[t] = static_cast<scalar_t>(r.grad);
       }
     });
   });

@@ -101,15 +101,15 @@ struct GradBranch {
 };
 
 template <bool NeedW, typename scalar_t, typename acc_t, typename index_t, typename Indexer>
-__device__ __forceinline__ void blend_grad_pixel(const GradBranch<scalar_t, acc_t, index_t, Indexer>& a,
-                                                 const scalar_t* __restrict__ g, const S4<index_t>& gs, int64_t t,
-                                                 double* dw) {
+__device__ __forceinline__ double blend_grad_pixel(const GradBranch<scalar_t, acc_t, index_t, Indexer>& a,
+                                                   const scalar_t* __restrict__ g, const S4<index_t>& gs, int64_t t) {
   const auto p = a.idx(static_cast<index_t>(t));
   const index_t n = p.n, c = p.c;
-  const acc_t v = cells::blend_pixel_grad<NeedW, scalar_t, acc_t, index_t>(
+  const auto r = cells::blend_pixel_grad<NeedW, scalar_t, acc_t, index_t>(
       g + n * gs.n + c * gs.c, gs.h, gs.w, a.x + n * a.xs.n + c * a.xs.c, a.xs.h, a.xs.w, a.b, *a.weight,
-      static_cast<index_t>(p.h), static_cast<index_t>(p.w), dw);
-  if (a.gx != nullptr) a.gx[t] = static_cast<scalar_t>(v);
+      static_cast<index_t>(p.h), static_cast<index_t>(p.w));
+  if (a.gx != nullptr) a.gx[t] = static_cast<scalar_t>(r.grad);
+  return r.dw1;  // the weight-gradient term
 }
 
 // Both branches in one launch: threads [0, total1) take x1's pixels, the rest x2's.
@@ -123,9 +123,9 @@ __global__ void __launch_bounds__(kThreads)
   for (int64_t t = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; t < total;
        t += static_cast<int64_t>(gridDim.x) * blockDim.x) {
     if (t < a1.total) {
-      blend_grad_pixel<NeedW>(a1, g, gs, t, &dw1);
+      dw1 += blend_grad_pixel<NeedW>(a1, g, gs, t);
     } else {
-      blend_grad_pixel<NeedW>(a2, g, gs, t - a1.total, &dw2);
+      dw2 += blend_grad_pixel<NeedW>(a2, g, gs, t - a1.total);
     }
   }
   if (NeedW) {
@@ -151,10 +151,12 @@ __global__ void __launch_bounds__(kThreads)
        t += static_cast<int64_t>(gridDim.x) * blockDim.x) {
     const auto p = idx(static_cast<index_t>(t));
     const index_t n = p.n, c = p.c;
-    const acc_t v = cells::sa_pixel_grad<NeedW, scalar_t, acc_t, index_t>(
+    const auto r = cells::sa_pixel_grad<NeedW, scalar_t, acc_t, index_t>(
         g + n * gs.n + c * gs.c, gs.h, gs.w, x + n * xs.n + c * xs.c, xs.h, xs.w, b1, b2, pooled_h, pooled_w, w1,
-        w2, static_cast<index_t>(p.h), static_cast<index_t>(p.w), &dw1, &dw2);
-    if (gx != nullptr) gx[t] = static_cast<scalar_t>(v);
+        w2, static_cast<index_t>(p.h), static_cast<index_t>(p.w));
+    dw1 += r.dw1;
+    dw2 += r.dw2;
+    if (gx != nullptr) gx[t] = static_cast<scalar_t>(r.grad);
   }
   if (NeedW) {
     block_sum2(&dw1, &dw2);

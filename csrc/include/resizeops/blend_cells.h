@@ -254,39 +254,51 @@ RESIZEOPS_HD acc_t blend_gather(const scalar_t* gnc, index_t gh, index_t gw, con
   return sum;
 }
 
-// resize_blend backward at pixel (h, w) of branch k's input x_k: returns
-// dL/dx_k = w_k * R_kᵀ(g) and adds R_kᵀ(g) * x_k to *dw (skipping zeros).
+// The backward at one input pixel: its gradient and the pixel's terms of the
+// weight gradients (0 where none). Returned by value, not added through
+// pointers: address-taken accumulators put the CUDA kernels' running sums in
+// local memory (a stack frame, per cuobjdump --dump-resource-usage).
+template <typename acc_t>
+struct PixelGrad {
+  acc_t grad;
+  double dw1, dw2;
+};
+
+// resize_blend backward at pixel (h, w) of branch k's input x_k: dL/dx_k =
+// w_k * R_kᵀ(g), and in dw1 the weight-gradient term R_kᵀ(g) * x_k (0 where
+// R_kᵀ(g) == 0: skipped; dw2 unused).
 template <bool NeedW, typename scalar_t, typename acc_t, typename index_t>
-RESIZEOPS_HD acc_t blend_pixel_grad(const scalar_t* gnc, index_t gh, index_t gw, const scalar_t* xnc, index_t sh,
-                                    index_t sw, const BlendBranch<acc_t>& b, acc_t weight, index_t h, index_t w,
-                                    double* dw) {
+RESIZEOPS_HD PixelGrad<acc_t> blend_pixel_grad(const scalar_t* gnc, index_t gh, index_t gw, const scalar_t* xnc,
+                                               index_t sh, index_t sw, const BlendBranch<acc_t>& b, acc_t weight,
+                                               index_t h, index_t w) {
   const acc_t acc = blend_gather<scalar_t, acc_t, index_t>(gnc, gh, gw, b, h, w);
-  if (NeedW && acc != acc_t(0)) *dw += static_cast<double>(acc * static_cast<acc_t>(xnc[h * sh + w * sw]));
-  return weight * acc;
+  double dw = 0.0;
+  if (NeedW && acc != acc_t(0)) dw = static_cast<double>(acc * static_cast<acc_t>(xnc[h * sh + w * sw]));
+  return {weight * acc, dw, 0.0};
 }
 
 // shape_adaptor_maxpool backward at pixel (h, w) of x: the full-resolution
 // branch's w2 * R2ᵀ(g), plus, when this pixel wins its 2x2 window (first
 // maximum, max_pool2d's rule), the pooled branch's w1 * R1ᵀ(g) at (h/2, w/2).
-// Adds the weight-gradient terms to *dw1 (once per pooled pixel: by its
-// winner) and *dw2.
+// The weight-gradient terms: dw1 (once per pooled pixel: by its winner) and dw2.
 template <bool NeedW, typename scalar_t, typename acc_t, typename index_t>
-RESIZEOPS_HD acc_t sa_pixel_grad(const scalar_t* gnc, index_t gh, index_t gw, const scalar_t* xnc, index_t sh,
-                                 index_t sw, const BlendBranch<acc_t>& b1, const BlendBranch<acc_t>& b2,
-                                 index_t pooled_h, index_t pooled_w, acc_t w1, acc_t w2, index_t h, index_t w,
-                                 double* dw1, double* dw2) {
-  acc_t grad = blend_pixel_grad<NeedW, scalar_t, acc_t, index_t>(gnc, gh, gw, xnc, sh, sw, b2, w2, h, w, dw2);
+RESIZEOPS_HD PixelGrad<acc_t> sa_pixel_grad(const scalar_t* gnc, index_t gh, index_t gw, const scalar_t* xnc,
+                                            index_t sh, index_t sw, const BlendBranch<acc_t>& b1,
+                                            const BlendBranch<acc_t>& b2, index_t pooled_h, index_t pooled_w,
+                                            acc_t w1, acc_t w2, index_t h, index_t w) {
+  const PixelGrad<acc_t> full = blend_pixel_grad<NeedW, scalar_t, acc_t, index_t>(gnc, gh, gw, xnc, sh, sw, b2, w2, h, w);
+  PixelGrad<acc_t> r{full.grad, 0.0, full.dw1};
   const index_t ph = h >> 1, pw = w >> 1;
   if (ph < pooled_h && pw < pooled_w) {
     uint8_t arg;
     const acc_t m = branch_pixel<true, scalar_t, acc_t, index_t>(xnc, sh, sw, ph, pw, &arg);
     if (arg == static_cast<uint8_t>(((h & 1) << 1) | (w & 1))) {
       const acc_t acc = blend_gather<scalar_t, acc_t, index_t>(gnc, gh, gw, b1, ph, pw);
-      if (NeedW && acc != acc_t(0)) *dw1 += static_cast<double>(acc * m);
-      grad += w1 * acc;
+      if (NeedW && acc != acc_t(0)) r.dw1 = static_cast<double>(acc * m);
+      r.grad += w1 * acc;
     }
   }
-  return grad;
+  return r;
 }
 
 }  // namespace cells

@@ -1,0 +1,105 @@
+"""Static checks of the compiled CUDA kernels, without a GPU.
+
+The extension's CUDA kernels (built for sm_90 in CI) are inspected with
+cuobjdump (bundled with Triton's NVIDIA backend, or on PATH): every kernel is
+there for the H100, none uses local memory, and the hot kernels of the 32-bit
+index path keep everything in registers (no stack frame). The per-element code
+holds small fixed arrays (the DynOPool gather's 3x3 tiles, the 4 queries of a
+cell) that must be fully unrolled (RESIZEOPS_UNROLL, resizeops/math.h): a loop
+the compiler does not unroll indexes them at run time and moves them to a stack
+frame in local memory, which these checks catch. A run-time cost that only a
+GPU could otherwise show.
+
+`python tests/test_cuda_static.py` prints every kernel's registers and stack.
+"""
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from resizeops import _extension
+
+
+def _cuobjdump():
+    try:
+        import triton
+
+        tool = os.path.join(os.path.dirname(triton.__file__), "backends", "nvidia", "bin", "cuobjdump")
+        if os.path.exists(tool):
+            return tool
+    except ImportError:
+        pass
+    return shutil.which("cuobjdump")
+
+
+def _kernels():
+    """{demangled kernel name: {"REG": n, "STACK": n, "LOCAL": n, ...}} of the sm_90 cubins."""
+    status = _extension.load()
+    if not (status.loaded and status.has_cuda_kernels):
+        if os.environ.get("RESIZEOPS_REQUIRE_CUDA_BUILD") == "1":
+            pytest.fail("a CUDA build of the extension is required here (RESIZEOPS_REQUIRE_CUDA_BUILD=1)")
+        pytest.skip("the extension was built without CUDA kernels")
+    tool = _cuobjdump()
+    if tool is None:
+        pytest.skip("no cuobjdump (neither Triton's bundled one nor on PATH)")
+    out = subprocess.run([tool, "--dump-resource-usage", status.path], capture_output=True, text=True, check=True)
+    lines = out.stdout.splitlines()
+    names, usage = [], []
+    for head, body in zip(lines, lines[1:]):
+        if head.strip().startswith("Function "):
+            names.append(head.strip()[len("Function ") :].rstrip(":"))
+            usage.append({k: int(v) for k, v in re.findall(r"(\w+):(\d+)", body)})
+    demangled = subprocess.run(["c++filt"], input="\n".join(names), capture_output=True, text=True).stdout
+    arch = re.findall(r"arch = (sm_\d+)", out.stdout)
+    return dict(zip(demangled.splitlines(), usage)), arch
+
+
+# The hot kernels that must have no stack frame, as (kernel, template-argument
+# prefix): every dtype's 32-bit index instantiation.
+NO_STACK = [
+    ("forward_kernel", ""),  # DynOPool forward
+    ("backward_cells_kernel", ""),  # DynOPool backward pass 1
+    ("backward_pixels_kernel", "true"),  # DynOPool gather, 3x3 tiles
+    ("blend_forward_kernel", "false"),  # resize_blend forward
+]
+
+
+def _hot(kernels, name, first_arg):
+    pat = re.compile(r"^void resizeops::\(anonymous namespace\)::" + name + r"<(.*)>\(")
+    found = []
+    for k, u in kernels.items():
+        m = pat.match(k)
+        if m and m.group(1).startswith(first_arg) and "Indexer32" in m.group(1):
+            found.append((k, u))
+    return found
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="the CUDA build is Linux-only")
+def test_cuda_kernels_are_built_for_sm90_and_use_no_local_memory():
+    kernels, arch = _kernels()
+    assert "sm_90" in arch, f"cubins for {sorted(set(arch))}, none for the H100 (sm_90)"
+    assert len(kernels) > 50, f"only {len(kernels)} CUDA kernels in the extension"
+    for k, u in kernels.items():
+        assert u.get("LOCAL", 0) == 0, f"{k}: {u['LOCAL']} bytes of local memory"
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="the CUDA build is Linux-only")
+@pytest.mark.parametrize("name,first_arg", NO_STACK)
+def test_hot_kernels_keep_their_arrays_in_registers(name, first_arg):
+    kernels, _ = _kernels()
+    found = _hot(kernels, name, first_arg)
+    assert len(found) >= 4, f"{name}<{first_arg}...>: {len(found)} 32-bit instantiations found"
+    stacked = [(k[:140], u["STACK"]) for k, u in found if u.get("STACK", 0) > 0]
+    assert not stacked, f"stack frames (arrays indexed at run time, or spills): {stacked}"
+
+
+if __name__ == "__main__":
+    ks, arches = _kernels()
+    print("arch:", sorted(set(arches)))
+    for k, u in sorted(ks.items()):
+        short = k.replace("resizeops::(anonymous namespace)::", "").replace("resizeops::", "")
+        print(f"regs {u.get('REG', 0):>3}  stack {u.get('STACK', 0):>4}  local {u.get('LOCAL', 0)}  {short[:120]}")
