@@ -69,9 +69,9 @@ want bench && bench "blend-sa-imagenet-vgg,sa-cell-imagenet-vgg,blend-elastic:" 
 
 if want profile; then
   stamp profile
-  timeout $(lim 90) $py scripts/profile_kernels.py >"$log/profile.txt" 2>&1; echo "profile exit code: $?"
-  # The gather A/B (tiles vs loop, docs/PERF_NOTES.md version 3): the per-kernel lines of the CUDA runs.
-  grep -E "^--- cuda|backward_pixels|forward_kernel|backward_cells" "$log/profile.txt" | cut -c1-70
+  timeout $(lim 120) $py scripts/profile_kernels.py >"$log/profile.txt" 2>&1; echo "profile exit code: $?"
+  # The gathers' A/B (tiles vs loop, docs/PERF_NOTES.md): each CUDA run's total and its gather kernel.
+  grep -E "^--- .* cuda|all kernels|backward_pixels|blend_backward|sa_backward" "$log/profile.txt" | cut -c1-80
 fi
 
 if want sanitize && command -v compute-sanitizer >/dev/null; then

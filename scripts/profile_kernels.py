@@ -1,11 +1,14 @@
-"""Per-kernel GPU times of one DynOPool forward+backward (torch.profiler), for the notes.
+"""Per-kernel GPU times of one forward+backward of each op (torch.profiler), for the notes.
 
-    python scripts/profile_kernels.py [backend ...]     # default: cuda cuda-loop triton
-Prints, per backend, layout and dtype, the CUDA kernels of the ImageNet-VGG case
-(N=64, C=64, 224x224, r=(0.5, 0.625)) with their mean time over 5 steps.
-"cuda-loop" is the cuda backend with the gather's loop form for every pixel
-(RESIZEOPS_CUDA_GATHER=loop, version 2 of docs/PERF_NOTES.md), against the default
-3x3 tiles (version 3): the A/B of one run.
+    python scripts/profile_kernels.py [op ...]     # default: dynopool blend cell
+Prints, per op, provider, layout and dtype, the CUDA kernels of the op's ImageNet-VGG
+case with their mean time over 5 steps:
+  dynopool: N=64, C=64, 224x224, r=(0.5, 0.625);
+  blend:    Shape Adaptor, x1 64x64x112x112 + x2 64x64x224x224 -> 168x168;
+  cell:     the fused cell, x 64x64x224x224 -> 168x168.
+Providers: "cuda" (the gathers' tile form), "cuda-loop" (the cuda backend with the
+loop form for every pixel, RESIZEOPS_CUDA_GATHER=loop: the A/B of one run,
+docs/PERF_NOTES.md) and "triton".
 """
 
 import os
@@ -16,40 +19,81 @@ from torch.profiler import ProfilerActivity, profile
 
 import resizeops
 
+PROVIDERS = ["cuda", "cuda-loop", "triton"]
 
-def main(backends):
-    x0 = torch.randn(64, 64, 224, 224, device="cuda")
-    alpha = torch.tensor([2.0, 1.6], device="cuda", requires_grad=True)
-    for name in backends:
-        backend = "cuda" if name == "cuda-loop" else name
-        os.environ["RESIZEOPS_CUDA_GATHER"] = "loop" if name == "cuda-loop" else "tile"
-        for cl in (False, True):
-            for dtype in (torch.float32, torch.bfloat16):
-                x = x0.to(dtype)
-                x = (x.contiguous(memory_format=torch.channels_last) if cl else x).requires_grad_(True)
 
-                def step():
-                    out = resizeops.dynopool2d(x, alpha, backend=backend)
-                    out.backward(torch.ones_like(out))
-                    x.grad = None
-                    alpha.grad = None
+def _steps(op, dtype, cl, backend):
+    """A forward+backward step of op's case, and its tensors (kept alive)."""
+    fmt = torch.channels_last if cl else torch.contiguous_format
 
-                for _ in range(3):
-                    step()
-                torch.cuda.synchronize()
-                with profile(activities=[ProfilerActivity.CUDA]) as prof:
-                    for _ in range(5):
-                        step()
-                    torch.cuda.synchronize()
-                print(f"--- {name} {'channels_last' if cl else 'NCHW'} {str(dtype).replace('torch.', '')}")
-                rows = []
-                for e in prof.key_averages():
-                    t = getattr(e, "device_time_total", None) or getattr(e, "cuda_time_total", 0)
-                    if t > 0:
-                        rows.append((t / 5 / 1e3, e.key))
-                for ms, name in sorted(rows, reverse=True)[:6]:
-                    print(f"  {ms:8.3f} ms  {name[:90]}")
+    def leaf(*shape):
+        return torch.randn(*shape, device="cuda").to(dtype).contiguous(memory_format=fmt).requires_grad_(True)
+
+    if op == "dynopool":
+        x = leaf(64, 64, 224, 224)
+        alpha = torch.tensor([2.0, 1.6], device="cuda", requires_grad=True)
+        leaves = (x, alpha)
+
+        def run():
+            return resizeops.dynopool2d(x, alpha, backend=backend)
+    elif op == "blend":
+        x1, x2 = leaf(64, 64, 112, 112), leaf(64, 64, 224, 224)
+        w1 = torch.tensor(0.6, device="cuda", requires_grad=True)
+        w2 = torch.tensor(1.4, device="cuda", requires_grad=True)
+        leaves = (x1, x2, w1, w2)
+
+        def run():
+            return resizeops.resize_blend(x1, x2, w1, w2, (168, 168), True, backend=backend)
+    else:
+        x = leaf(64, 64, 224, 224)
+        w1 = torch.tensor(0.6, device="cuda", requires_grad=True)
+        w2 = torch.tensor(1.4, device="cuda", requires_grad=True)
+        leaves = (x, w1, w2)
+
+        def run():
+            return resizeops.shape_adaptor_maxpool(x, w1, w2, (168, 168), True, backend=backend)
+
+    def step():
+        out = run()
+        out.backward(torch.ones_like(out))
+        for t in leaves:
+            t.grad = None
+
+    return step
+
+
+def main(ops):
+    for op in ops:
+        for provider in PROVIDERS:
+            backend = "cuda" if provider == "cuda-loop" else provider
+            os.environ["RESIZEOPS_CUDA_GATHER"] = "loop" if provider == "cuda-loop" else "tile"
+            for cl in (False, True):
+                for dtype in (torch.float32, torch.bfloat16):
+                    label = f"--- {op} {provider} {'channels_last' if cl else 'NCHW'} {str(dtype).replace('torch.', '')}"
+                    try:
+                        step = _steps(op, dtype, cl, backend)
+                        for _ in range(3):
+                            step()
+                        torch.cuda.synchronize()
+                        with profile(activities=[ProfilerActivity.CUDA]) as prof:
+                            for _ in range(5):
+                                step()
+                            torch.cuda.synchronize()
+                    except Exception as e:  # noqa: BLE001 - report and go on with the next one
+                        print(f"{label}: {type(e).__name__}: {str(e)[:120]}")
+                        continue
+                    print(label)
+                    rows = []
+                    for e in prof.key_averages():
+                        # Self time: a kernel's own, 0 for the CPU-side ops that launch it.
+                        t = getattr(e, "self_device_time_total", None) or getattr(e, "self_cuda_time_total", 0)
+                        if t > 0:
+                            rows.append((t / 5 / 1e3, e.key))
+                    total = sum(ms for ms, _ in rows)
+                    for ms, kernel in sorted(rows, reverse=True)[:5]:
+                        print(f"  {ms:8.3f} ms  {kernel[:90]}")
+                    print(f"  {total:8.3f} ms  (all kernels of one step)")
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:] or ["cuda", "cuda-loop", "triton"])
+    main(sys.argv[1:] or ["dynopool", "blend", "cell"])

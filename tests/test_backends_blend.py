@@ -5,6 +5,7 @@ resize_blend kernel yet, and marked so that `-m triton` / `-m cuda` select them.
 Forward and all four gradients (x1, x2, w1, w2) are compared.
 """
 
+import os
 import random
 
 import pytest
@@ -311,3 +312,55 @@ def test_copy_axis_and_float32_floor_match_aten(backend):
     ref = resizeops.resize_blend(y, z, w, w, (7, 7), False, ((1.1, 1.1), None), backend="reference")
     assert torch.isnan(out[0, 0]).sum() == 1 and torch.equal(torch.isnan(out), torch.isnan(ref))
     assert_close(out, ref)
+
+
+@pytest.mark.parametrize("cl", [False, True])
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32, torch.bfloat16])
+def test_cuda_gather_tile_and_loop_forms_bit_identical(dtype, cl, monkeypatch):
+    """The CUDA blend gathers' two forms (blend_cells.h) in the serial emulation: the
+    4x4 tiles issue every load of a pixel at once and select afterwards, the loop loads
+    what it uses; same sum, same order, so bit-identical results, for resize_blend and
+    the fused cell. Covers tiles (up to x2 either way, ELASTIC's scale), pixels that need
+    the loop (more than 4 outputs per axis: x3 up-sampling), pixels no output reads
+    (x0.3), pass-through branches, and NaN / inf in grad_out."""
+    ext = torch.ops.resizeops_ext
+    if not hasattr(ext, "_resize_blend_backward_cells"):
+        if os.environ.get("RESIZEOPS_REQUIRE_EXT") == "1":
+            pytest.fail("the CUDA-cells emulation must run here (RESIZEOPS_REQUIRE_EXT=1)")
+        pytest.skip("the compiled extension is not loaded")
+    gen = torch.Generator().manual_seed(9)
+
+    def t(*shape, nan_every=0, inf_every=0):
+        x = torch.randn(shape, generator=gen).to(dtype)
+        if nan_every:
+            x.view(-1)[::nan_every] = float("nan")
+        if inf_every:
+            x.view(-1)[2::inf_every] = float("inf")
+        return x.contiguous(memory_format=torch.channels_last) if cl else x
+
+    def both(fn):
+        out = {}
+        for form in ("tile", "loop"):
+            monkeypatch.setenv("RESIZEOPS_CUDA_GATHER", form)
+            out[form] = fn()
+        return out["tile"], out["loop"]
+
+    wdt = torch.float64 if dtype == torch.float64 else torch.float32
+    w1, w2 = torch.tensor(0.7, dtype=wdt), torch.tensor(-1.3, dtype=wdt)
+    blend_cases = [((2, 3, 7, 9), (2, 3, 16, 15), (11, 12), True, (None, None)),
+                   ((1, 2, 5, 4), (1, 2, 40, 33), (15, 12), False, (None, None)),  # x3 up, x0.3 down
+                   ((2, 3, 8, 8), (2, 3, 16, 16), (16, 16), False, ([2.0, 2.0], None)),  # ELASTIC
+                   ((1, 2, 1, 6), (1, 2, 9, 1), (4, 3), True, (None, None))]  # fmt: skip
+    for s1, s2, size, ac, sc in blend_cases:
+        x1, x2, g = t(*s1), t(*s2), t(s1[0], s1[1], *size, nan_every=7, inf_every=9)
+        tile, loop = both(lambda: ext._resize_blend_backward_cells(
+            g, x1, x2, w1, w2, list(size), ac, *sc, True, True, True, True, cl, cl))  # fmt: skip
+        for name, a, b in zip(("grad_x1", "grad_x2", "grad_w1", "grad_w2"), tile, loop):
+            assert torch.equal(a.isnan(), b.isnan()) and torch.equal(a.nan_to_num(), b.nan_to_num()), (s1, s2, name)
+    for shape, size in [((2, 3, 16, 14), (12, 11)), ((1, 2, 9, 7), (14, 20)), ((1, 2, 12, 12), (6, 6))]:
+        x, g = t(*shape), t(shape[0], shape[1], *size, inf_every=5)
+        tile, loop = both(lambda: ext._shape_adaptor_maxpool_backward_cells(
+            g, x, w1, w2, list(size), True, True, True, True, cl))  # fmt: skip
+        for name, a, b in zip(("grad_x", "grad_w1", "grad_w2"), tile, loop):
+            assert torch.equal(a.isnan(), b.isnan()) and torch.equal(a.nan_to_num(), b.nan_to_num()), (shape, name)
+

@@ -47,9 +47,11 @@ BLEND_CASES = [
 ]
 
 
+@pytest.mark.parametrize("form", ["tile", "loop"])  # the gathers' two forms (RESIZEOPS_CUDA_GATHER)
 @pytest.mark.parametrize("cl", [False, True])
 @pytest.mark.parametrize("s1,s2,size,ac,scales", BLEND_CASES)
-def test_blend_cuda_matches_its_emulation_and_the_cpu_kernel(s1, s2, size, ac, scales, cl):
+def test_blend_cuda_matches_its_emulation_and_the_cpu_kernel(s1, s2, size, ac, scales, cl, form, monkeypatch):
+    monkeypatch.setenv("RESIZEOPS_CUDA_GATHER", form)
     x1, x2 = _x(s1, cl=cl), _x(s2, cl=cl, seed=1)
     w1, w2 = torch.tensor(0.7), torch.tensor(-1.2)
     g = _x((s1[0], s1[1], *size), cl=cl, seed=2)
@@ -69,9 +71,11 @@ def test_blend_cuda_matches_its_emulation_and_the_cpu_kernel(s1, s2, size, ac, s
         _close_sums(a.cpu(), b)
 
 
+@pytest.mark.parametrize("form", ["tile", "loop"])
 @pytest.mark.parametrize("cl", [False, True])
 @pytest.mark.parametrize("shape,size", [((2, 5, 13, 17), (9, 12)), ((1, 300, 9, 31), (6, 15)), ((2, 3, 2, 9), (1, 4))])
-def test_shape_adaptor_cuda_matches_its_emulation(shape, size, cl):
+def test_shape_adaptor_cuda_matches_its_emulation(shape, size, cl, form, monkeypatch):
+    monkeypatch.setenv("RESIZEOPS_CUDA_GATHER", form)
     x = _x(shape, cl=cl)
     w1, w2 = torch.tensor(0.7), torch.tensor(1.3)
     g = _x((shape[0], shape[1], *size), cl=cl, seed=2)

@@ -5,7 +5,7 @@ cuobjdump (bundled with Triton's NVIDIA backend, or on PATH): every kernel is
 there for the H100, none uses local memory, and the hot kernels of the 32-bit
 index path keep everything in registers (no stack frame). The per-element code
 holds small fixed arrays (the DynOPool gather's 3x3 tiles, the 4 queries of a
-cell) that must be fully unrolled (RESIZEOPS_UNROLL, resizeops/math.h): a loop
+cell, the blend gathers' 4x4 tiles) that must be fully unrolled (RESIZEOPS_UNROLL, resizeops/math.h): a loop
 the compiler does not unroll indexes them at run time and moves them to a stack
 frame in local memory, which these checks catch. A run-time cost that only a
 GPU could otherwise show.
@@ -65,6 +65,10 @@ NO_STACK = [
     ("backward_cells_kernel", ""),  # DynOPool backward pass 1
     ("backward_pixels_kernel", "true"),  # DynOPool gather, 3x3 tiles
     ("blend_forward_kernel", "false"),  # resize_blend forward
+    ("blend_backward_kernel", "true, true"),  # resize_blend backward, 4x4 tiles, weight gradients
+    ("blend_backward_kernel", "false, true"),
+    ("sa_backward_kernel", "true, true"),  # the fused cell's backward, tiles
+    ("sa_backward_kernel", "false, true"),
 ]
 
 

@@ -110,7 +110,7 @@ std::tuple<at::Tensor, at::Tensor> backward_cells(const at::Tensor& grad_out, co
         dw_sum += static_cast<double>(dw);
       }
       if (need_x) {
-        const bool tiles = dynopool_gather_tiles();
+        const bool tiles = cuda_gather_tiles();
         scalar_t* gx = grad_x.mutable_data_ptr<scalar_t>();
         const int64_t total = x.numel();
         for (int64_t t = 0; t < total; ++t) {  // backward_pixels_kernel

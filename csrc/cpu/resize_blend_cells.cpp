@@ -17,6 +17,7 @@
 #include <torch/library.h>
 
 #include <tuple>
+#include <type_traits>
 #include <vector>
 
 #include "resizeops/blend_cells.h"
@@ -140,6 +141,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> resize_blend_backward
   const bool use32 =
       use_int32_indexing({total1 + total2, extent(x1), extent(x2), extent(grad_out), gx1.numel(), gx2.numel()});
   double dw[2] = {0.0, 0.0};
+  const bool tiles = cuda_gather_tiles();
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x1.scalar_type(), "_resize_blend_backward_cells", [&] {
     using acc_t = at::opmath_type<scalar_t>;
     const HostTables<acc_t> tb(L, true);
@@ -161,12 +163,16 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> resize_blend_backward
         scalar_t* gxp = store[k] ? gxs[k]->mutable_data_ptr<scalar_t>() : nullptr;
         for (int64_t t = 0; t < totals[k]; ++t) {
           const auto p = pos_of<index_t>(t, x, cl[k]);
-          const auto r = need_w ? cells::blend_pixel_grad<true, scalar_t, acc_t, index_t>(
-                                      g + p.n * gs.n + p.c * gs.c, gs.h, gs.w, xp + p.n * s.n + p.c * s.c, s.h, s.w,
-                                      br[k], weights[k], p.h, p.w)
-                                : cells::blend_pixel_grad<false, scalar_t, acc_t, index_t>(
-                                      g + p.n * gs.n + p.c * gs.c, gs.h, gs.w, xp + p.n * s.n + p.c * s.c, s.h, s.w,
-                                      br[k], weights[k], p.h, p.w);
+          const scalar_t* gnc = g + p.n * gs.n + p.c * gs.c;
+          const scalar_t* xnc = xp + p.n * s.n + p.c * s.c;
+          auto one = [&](auto need_w_c, auto tiles_c) {
+            return cells::blend_pixel_grad<decltype(need_w_c)::value, decltype(tiles_c)::value, scalar_t, acc_t,
+                                           index_t>(gnc, gs.h, gs.w, xnc, s.h, s.w, br[k], weights[k], p.h, p.w);
+          };
+          const auto r = need_w ? (tiles ? one(std::true_type{}, std::true_type{})
+                                         : one(std::true_type{}, std::false_type{}))
+                                : (tiles ? one(std::false_type{}, std::true_type{})
+                                         : one(std::false_type{}, std::false_type{}));
           dw[k] += r.dw1;
           if (gxp != nullptr) gxp[t] = static_cast<scalar_t>(r.grad);
         }
@@ -197,6 +203,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> shape_adaptor_maxpool_backward_ce
   const int64_t total = x.numel();
   const bool use32 = use_int32_indexing({total, extent(x), extent(grad_out)});
   double dw1 = 0.0, dw2 = 0.0;
+  const bool tiles = cuda_gather_tiles();
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "_shape_adaptor_maxpool_backward_cells", [&] {
     using acc_t = at::opmath_type<scalar_t>;
     const HostTables<acc_t> tb(L, true);
@@ -212,9 +219,12 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> shape_adaptor_maxpool_backward_ce
       const auto gs = strides_of<index_t>(grad_out);
       for (int64_t t = 0; t < total; ++t) {  // sa_backward_kernel
         const auto p = pos_of<index_t>(t, x, channels_last);
-        const auto r = cells::sa_pixel_grad<true, scalar_t, acc_t, index_t>(
-            g + p.n * gs.n + p.c * gs.c, gs.h, gs.w, xp + p.n * s.n + p.c * s.c, s.h, s.w, b1, b2,
-            static_cast<index_t>(Hp), static_cast<index_t>(Wp), a, z, p.h, p.w);
+        auto one = [&](auto tiles_c) {
+          return cells::sa_pixel_grad<true, decltype(tiles_c)::value, scalar_t, acc_t, index_t>(
+              g + p.n * gs.n + p.c * gs.c, gs.h, gs.w, xp + p.n * s.n + p.c * s.c, s.h, s.w, b1, b2,
+              static_cast<index_t>(Hp), static_cast<index_t>(Wp), a, z, p.h, p.w);
+        };
+        const auto r = tiles ? one(std::true_type{}) : one(std::false_type{});
         dw1 += r.dw1;
         dw2 += r.dw2;
         if (gxp != nullptr) gxp[t] = static_cast<scalar_t>(r.grad);

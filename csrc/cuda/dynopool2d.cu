@@ -247,7 +247,7 @@ std::tuple<at::Tensor, at::Tensor> dynopool2d_backward_cuda(const at::Tensor& gr
     }
     if (need_x) {
       const int64_t total = x.numel();
-      const bool tiles = dynopool_gather_tiles();
+      const bool tiles = cuda_gather_tiles();
       with_indexing(use32, C, H, W, channels_last, [&](auto zero, auto idx) {
         using index_t = decltype(zero);
         using I = decltype(idx);

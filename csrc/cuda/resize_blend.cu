@@ -45,6 +45,7 @@
 #include <cmath>
 #include <optional>
 #include <tuple>
+#include <type_traits>
 
 #include "launch.cuh"
 #include "resizeops/blend_cells.h"
@@ -100,12 +101,12 @@ struct GradBranch {
   int64_t total;  // pixels to visit: x_k.numel(), or 0 when nothing of branch k is needed
 };
 
-template <bool NeedW, typename scalar_t, typename acc_t, typename index_t, typename Indexer>
+template <bool NeedW, bool Tiles, typename scalar_t, typename acc_t, typename index_t, typename Indexer>
 __device__ __forceinline__ double blend_grad_pixel(const GradBranch<scalar_t, acc_t, index_t, Indexer>& a,
                                                    const scalar_t* __restrict__ g, const S4<index_t>& gs, int64_t t) {
   const auto p = a.idx(static_cast<index_t>(t));
   const index_t n = p.n, c = p.c;
-  const auto r = cells::blend_pixel_grad<NeedW, scalar_t, acc_t, index_t>(
+  const auto r = cells::blend_pixel_grad<NeedW, Tiles, scalar_t, acc_t, index_t>(
       g + n * gs.n + c * gs.c, gs.h, gs.w, a.x + n * a.xs.n + c * a.xs.c, a.xs.h, a.xs.w, a.b, *a.weight,
       static_cast<index_t>(p.h), static_cast<index_t>(p.w));
   if (a.gx != nullptr) a.gx[t] = static_cast<scalar_t>(r.grad);
@@ -113,7 +114,8 @@ __device__ __forceinline__ double blend_grad_pixel(const GradBranch<scalar_t, ac
 }
 
 // Both branches in one launch: threads [0, total1) take x1's pixels, the rest x2's.
-template <bool NeedW, typename scalar_t, typename acc_t, typename index_t, typename Indexer>
+// Tiles: the gathers' tile form where it fits (RESIZEOPS_CUDA_GATHER, checks.h).
+template <bool NeedW, bool Tiles, typename scalar_t, typename acc_t, typename index_t, typename Indexer>
 __global__ void __launch_bounds__(kThreads)
     blend_backward_kernel(GradBranch<scalar_t, acc_t, index_t, Indexer> a1,
                           GradBranch<scalar_t, acc_t, index_t, Indexer> a2, const scalar_t* __restrict__ g,
@@ -123,9 +125,9 @@ __global__ void __launch_bounds__(kThreads)
   for (int64_t t = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; t < total;
        t += static_cast<int64_t>(gridDim.x) * blockDim.x) {
     if (t < a1.total) {
-      dw1 += blend_grad_pixel<NeedW>(a1, g, gs, t);
+      dw1 += blend_grad_pixel<NeedW, Tiles>(a1, g, gs, t);
     } else {
-      dw2 += blend_grad_pixel<NeedW>(a2, g, gs, t - a1.total);
+      dw2 += blend_grad_pixel<NeedW, Tiles>(a2, g, gs, t - a1.total);
     }
   }
   if (NeedW) {
@@ -138,7 +140,7 @@ __global__ void __launch_bounds__(kThreads)
 }
 
 // The fused cell's backward, one thread per pixel of x (grad_x's memory order).
-template <bool NeedW, typename scalar_t, typename acc_t, typename index_t, typename Indexer>
+template <bool NeedW, bool Tiles, typename scalar_t, typename acc_t, typename index_t, typename Indexer>
 __global__ void __launch_bounds__(kThreads)
     sa_backward_kernel(const scalar_t* __restrict__ x, S4<index_t> xs, const scalar_t* __restrict__ g,
                        S4<index_t> gs, scalar_t* __restrict__ gx, int64_t total, Indexer idx,
@@ -151,7 +153,7 @@ __global__ void __launch_bounds__(kThreads)
        t += static_cast<int64_t>(gridDim.x) * blockDim.x) {
     const auto p = idx(static_cast<index_t>(t));
     const index_t n = p.n, c = p.c;
-    const auto r = cells::sa_pixel_grad<NeedW, scalar_t, acc_t, index_t>(
+    const auto r = cells::sa_pixel_grad<NeedW, Tiles, scalar_t, acc_t, index_t>(
         g + n * gs.n + c * gs.c, gs.h, gs.w, x + n * xs.n + c * xs.c, xs.h, xs.w, b1, b2, pooled_h, pooled_w, w1,
         w2, static_cast<index_t>(p.h), static_cast<index_t>(p.w));
     dw1 += r.dw1;
@@ -314,6 +316,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> resize_blend_backward
   at::Tensor sums = at::zeros({2}, x1.options().dtype(at::kDouble));
   const bool use32 =
       use_int32_indexing({total1 + total2, extent(x1), extent(x2), extent(grad_out), gx1.numel(), gx2.numel()});
+  const bool tiles = cuda_gather_tiles();
 
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x1.scalar_type(), "resize_blend_backward_cuda", [&] {
     using acc_t = at::opmath_type<scalar_t>;
@@ -333,11 +336,11 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> resize_blend_backward
                                                  z.const_data_ptr<acc_t>(), total2};
       const scalar_t* g = grad_out.const_data_ptr<scalar_t>();
       const auto gs = strides_of<index_t>(grad_out);
-      if (need_w) {
-        blend_backward_kernel<true><<<blocks, kThreads, 0, stream>>>(a1, a2, g, gs, partials.mutable_data_ptr<double>());
-      } else {
-        blend_backward_kernel<false><<<blocks, kThreads, 0, stream>>>(a1, a2, g, gs, nullptr);
-      }
+      auto* kernel = need_w ? (tiles ? blend_backward_kernel<true, true, scalar_t, acc_t, index_t, I>
+                                     : blend_backward_kernel<true, false, scalar_t, acc_t, index_t, I>)
+                            : (tiles ? blend_backward_kernel<false, true, scalar_t, acc_t, index_t, I>
+                                     : blend_backward_kernel<false, false, scalar_t, acc_t, index_t, I>);
+      kernel<<<blocks, kThreads, 0, stream>>>(a1, a2, g, gs, need_w ? partials.mutable_data_ptr<double>() : nullptr);
       C10_CUDA_KERNEL_LAUNCH_CHECK();
     });
     if (need_w) {
@@ -373,6 +376,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> shape_adaptor_maxpool_backward_cu
   at::Tensor partials = at::empty({2 * blocks}, x.options().dtype(at::kDouble));
   at::Tensor sums = at::zeros({2}, x.options().dtype(at::kDouble));
   const bool use32 = use_int32_indexing({total, extent(x), extent(grad_out)});
+  const bool tiles = cuda_gather_tiles();
 
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "shape_adaptor_maxpool_backward_cuda", [&] {
     using acc_t = at::opmath_type<scalar_t>;
@@ -390,15 +394,13 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> shape_adaptor_maxpool_backward_cu
       const auto xs = strides_of<index_t>(x);
       const auto gs = strides_of<index_t>(grad_out);
       const index_t ph = static_cast<index_t>(Hp), pw = static_cast<index_t>(Wp);
-      if (need_w) {
-        sa_backward_kernel<true, scalar_t, acc_t, index_t, I><<<blocks, kThreads, 0, stream>>>(
-            xp, xs, g, gs, gxp, total, idx, b1, b2, ph, pw, a.const_data_ptr<acc_t>(), z.const_data_ptr<acc_t>(),
-            partials.mutable_data_ptr<double>());
-      } else {
-        sa_backward_kernel<false, scalar_t, acc_t, index_t, I><<<blocks, kThreads, 0, stream>>>(
-            xp, xs, g, gs, gxp, total, idx, b1, b2, ph, pw, a.const_data_ptr<acc_t>(), z.const_data_ptr<acc_t>(),
-            nullptr);
-      }
+      auto* kernel = need_w ? (tiles ? sa_backward_kernel<true, true, scalar_t, acc_t, index_t, I>
+                                     : sa_backward_kernel<true, false, scalar_t, acc_t, index_t, I>)
+                            : (tiles ? sa_backward_kernel<false, true, scalar_t, acc_t, index_t, I>
+                                     : sa_backward_kernel<false, false, scalar_t, acc_t, index_t, I>);
+      kernel<<<blocks, kThreads, 0, stream>>>(xp, xs, g, gs, gxp, total, idx, b1, b2, ph, pw,
+                                              a.const_data_ptr<acc_t>(), z.const_data_ptr<acc_t>(),
+                                              need_w ? partials.mutable_data_ptr<double>() : nullptr);
       C10_CUDA_KERNEL_LAUNCH_CHECK();
     });
     if (need_w) {

@@ -233,13 +233,12 @@ RESIZEOPS_HD acc_t blend_axis_weight(const BlendAxis<acc_t>& a, int32_t o, int32
   return v;
 }
 
-// R_kᵀ(g) at pixel (h, w) of branch k's input; gnc: grad_out of image n, channel c.
+// R_kᵀ(g) at pixel (h, w) of branch k's input over the output ranges
+// [ilo, ihi) x [jlo, jhi): the loop form, whose run-time trip counts make each
+// (row, column) step wait for its own loads on the GPU.
 template <typename scalar_t, typename acc_t, typename index_t>
-RESIZEOPS_HD acc_t blend_gather(const scalar_t* gnc, index_t gh, index_t gw, const BlendBranch<acc_t>& b, index_t h,
-                                index_t w) {
-  if (b.pass) return static_cast<acc_t>(gnc[h * gh + w * gw]);
-  const int32_t ilo = b.rows.range[2 * h], ihi = b.rows.range[2 * h + 1];
-  const int32_t jlo = b.cols.range[2 * w], jhi = b.cols.range[2 * w + 1];
+RESIZEOPS_HD acc_t blend_gather_loop(const scalar_t* gnc, index_t gh, index_t gw, const BlendBranch<acc_t>& b,
+                                     index_t h, index_t w, int32_t ilo, int32_t ihi, int32_t jlo, int32_t jhi) {
   acc_t sum = acc_t(0);
   for (int32_t i = ilo; i < ihi; ++i) {
     const acc_t wr = blend_axis_weight<acc_t>(b.rows, i, static_cast<int32_t>(h));
@@ -252,6 +251,65 @@ RESIZEOPS_HD acc_t blend_gather(const scalar_t* gnc, index_t gh, index_t gw, con
     sum += wr * row;
   }
   return sum;
+}
+
+// The tile form of the same sum, where both ranges have at most kBlendTile
+// outputs (an input index is read by at most 4 outputs per axis for any
+// resize of scale <= 2 -- ELASTIC's x2, Shape Adaptor's 1.5x up and its
+// down-sampling): every table and grad_out load of the tile is issued before
+// any is used, slots past a range are selected away (their loads predicated
+// off or repeating the range's first output, in bounds), and the sum is taken
+// in the loop form's order. Bit-identical to it in the serial emulation.
+constexpr int kBlendTile = 4;
+
+template <typename scalar_t, typename acc_t, typename index_t>
+RESIZEOPS_HD acc_t blend_gather_tile(const scalar_t* gnc, index_t gh, index_t gw, const BlendBranch<acc_t>& b,
+                                     index_t h, index_t w, int32_t ilo, int32_t ihi, int32_t jlo, int32_t jhi) {
+  bool j_ok[kBlendTile], i_ok[kBlendTile];
+  index_t j_off[kBlendTile];
+  acc_t wc[kBlendTile], wr[kBlendTile], g[kBlendTile][kBlendTile];
+RESIZEOPS_UNROLL
+  for (int u = 0; u < kBlendTile; ++u) {
+    j_ok[u] = jlo + u < jhi;
+    const int32_t j = j_ok[u] ? jlo + u : jlo;
+    wc[u] = blend_axis_weight<acc_t>(b.cols, j, static_cast<int32_t>(w));
+    j_off[u] = static_cast<index_t>(j) * gw;
+  }
+RESIZEOPS_UNROLL
+  for (int t = 0; t < kBlendTile; ++t) {
+    i_ok[t] = ilo + t < ihi;
+    const int32_t i = i_ok[t] ? ilo + t : ilo;
+    wr[t] = blend_axis_weight<acc_t>(b.rows, i, static_cast<int32_t>(h));
+    const scalar_t* grow = gnc + static_cast<index_t>(i) * gh;
+RESIZEOPS_UNROLL
+    for (int u = 0; u < kBlendTile; ++u) {
+      g[t][u] = (i_ok[t] && j_ok[u]) ? static_cast<acc_t>(grow[j_off[u]]) : acc_t(0);
+    }
+  }
+  acc_t sum = acc_t(0);
+RESIZEOPS_UNROLL
+  for (int t = 0; t < kBlendTile; ++t) {
+    acc_t row = acc_t(0);
+RESIZEOPS_UNROLL
+    for (int u = 0; u < kBlendTile; ++u) row += j_ok[u] ? wc[u] * g[t][u] : acc_t(0);
+    sum += i_ok[t] ? wr[t] * row : acc_t(0);
+  }
+  return sum;
+}
+
+// R_kᵀ(g) at pixel (h, w) of branch k's input; gnc: grad_out of image n, channel c.
+// Tiles = false: the loop form for every pixel (RESIZEOPS_CUDA_GATHER=loop).
+template <typename scalar_t, typename acc_t, typename index_t, bool Tiles>
+RESIZEOPS_HD acc_t blend_gather(const scalar_t* gnc, index_t gh, index_t gw, const BlendBranch<acc_t>& b, index_t h,
+                                index_t w) {
+  if (b.pass) return static_cast<acc_t>(gnc[h * gh + w * gw]);
+  const int32_t ilo = b.rows.range[2 * h], ihi = b.rows.range[2 * h + 1];
+  const int32_t jlo = b.cols.range[2 * w], jhi = b.cols.range[2 * w + 1];
+  if (ihi <= ilo || jhi <= jlo) return acc_t(0);  // no output reads this pixel
+  if (Tiles && ihi - ilo <= kBlendTile && jhi - jlo <= kBlendTile) {
+    return blend_gather_tile<scalar_t, acc_t, index_t>(gnc, gh, gw, b, h, w, ilo, ihi, jlo, jhi);
+  }
+  return blend_gather_loop<scalar_t, acc_t, index_t>(gnc, gh, gw, b, h, w, ilo, ihi, jlo, jhi);
 }
 
 // The backward at one input pixel: its gradient and the pixel's terms of the
@@ -267,11 +325,11 @@ struct PixelGrad {
 // resize_blend backward at pixel (h, w) of branch k's input x_k: dL/dx_k =
 // w_k * R_kᵀ(g), and in dw1 the weight-gradient term R_kᵀ(g) * x_k (0 where
 // R_kᵀ(g) == 0: skipped; dw2 unused).
-template <bool NeedW, typename scalar_t, typename acc_t, typename index_t>
+template <bool NeedW, bool Tiles, typename scalar_t, typename acc_t, typename index_t>
 RESIZEOPS_HD PixelGrad<acc_t> blend_pixel_grad(const scalar_t* gnc, index_t gh, index_t gw, const scalar_t* xnc,
                                                index_t sh, index_t sw, const BlendBranch<acc_t>& b, acc_t weight,
                                                index_t h, index_t w) {
-  const acc_t acc = blend_gather<scalar_t, acc_t, index_t>(gnc, gh, gw, b, h, w);
+  const acc_t acc = blend_gather<scalar_t, acc_t, index_t, Tiles>(gnc, gh, gw, b, h, w);
   double dw = 0.0;
   if (NeedW && acc != acc_t(0)) dw = static_cast<double>(acc * static_cast<acc_t>(xnc[h * sh + w * sw]));
   return {weight * acc, dw, 0.0};
@@ -281,19 +339,20 @@ RESIZEOPS_HD PixelGrad<acc_t> blend_pixel_grad(const scalar_t* gnc, index_t gh, 
 // branch's w2 * R2ᵀ(g), plus, when this pixel wins its 2x2 window (first
 // maximum, max_pool2d's rule), the pooled branch's w1 * R1ᵀ(g) at (h/2, w/2).
 // The weight-gradient terms: dw1 (once per pooled pixel: by its winner) and dw2.
-template <bool NeedW, typename scalar_t, typename acc_t, typename index_t>
+template <bool NeedW, bool Tiles, typename scalar_t, typename acc_t, typename index_t>
 RESIZEOPS_HD PixelGrad<acc_t> sa_pixel_grad(const scalar_t* gnc, index_t gh, index_t gw, const scalar_t* xnc,
                                             index_t sh, index_t sw, const BlendBranch<acc_t>& b1,
                                             const BlendBranch<acc_t>& b2, index_t pooled_h, index_t pooled_w,
                                             acc_t w1, acc_t w2, index_t h, index_t w) {
-  const PixelGrad<acc_t> full = blend_pixel_grad<NeedW, scalar_t, acc_t, index_t>(gnc, gh, gw, xnc, sh, sw, b2, w2, h, w);
+  const PixelGrad<acc_t> full =
+      blend_pixel_grad<NeedW, Tiles, scalar_t, acc_t, index_t>(gnc, gh, gw, xnc, sh, sw, b2, w2, h, w);
   PixelGrad<acc_t> r{full.grad, 0.0, full.dw1};
   const index_t ph = h >> 1, pw = w >> 1;
   if (ph < pooled_h && pw < pooled_w) {
     uint8_t arg;
     const acc_t m = branch_pixel<true, scalar_t, acc_t, index_t>(xnc, sh, sw, ph, pw, &arg);
     if (arg == static_cast<uint8_t>(((h & 1) << 1) | (w & 1))) {
-      const acc_t acc = blend_gather<scalar_t, acc_t, index_t>(gnc, gh, gw, b1, ph, pw);
+      const acc_t acc = blend_gather<scalar_t, acc_t, index_t, Tiles>(gnc, gh, gw, b1, ph, pw);
       if (NeedW && acc != acc_t(0)) r.dw1 = static_cast<double>(acc * m);
       r.grad += w1 * acc;
     }

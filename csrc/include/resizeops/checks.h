@@ -119,11 +119,12 @@ inline bool force_int64_indexing() {
   return v != nullptr && v[0] != '\0' && std::strcmp(v, "0") != 0;
 }
 
-// Which form the DynOPool CUDA gather (and its serial emulation) takes:
-// RESIZEOPS_CUDA_GATHER=loop selects the loop form for every pixel (version 2,
-// docs/PERF_NOTES.md); unset or "tile" selects the 3x3 tiles where they fit
-// (version 3). Read per call, for A/B timing in one process and for the tests.
-inline bool dynopool_gather_tiles() {
+// Which form the CUDA gathers (DynOPool's and the blend kernels', and their
+// serial emulations) take: RESIZEOPS_CUDA_GATHER=loop selects the loop form
+// for every pixel (DynOPool version 2, docs/PERF_NOTES.md); unset or "tile"
+// selects the fixed-size tiles where they fit. Read per call, for A/B timing in
+// one process and for the tests.
+inline bool cuda_gather_tiles() {
   const char* v = std::getenv("RESIZEOPS_CUDA_GATHER");
   if (v == nullptr || v[0] == '\0' || std::strcmp(v, "tile") == 0) return true;
   TORCH_CHECK(std::strcmp(v, "loop") == 0, "RESIZEOPS_CUDA_GATHER must be 'tile' or 'loop', got '", v, "'");
