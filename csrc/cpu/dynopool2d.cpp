@@ -118,6 +118,17 @@ inline void vertical_pass(const TaskInput<scalar_t>& in, int64_t W, int64_t cb, 
     vrow[W * cb + c] = acc_t(0);
     if (drow) drow[W * cb + c] = acc_t(0);
   }
+  if constexpr (cpu::sse::applies_to<scalar_t, acc_t>()) {
+    // float NCHW: 4x4 SSE transposes (resize_rows.h), same arithmetic as below:
+    // w0 * a + w1 * b, or a at the edge (w0 = 1 there), and b - a as 1 * b + (-1) * a.
+    if (in.sW == 1) {
+      const bool edge = rows.edge[r];
+      edge ? cpu::sse::rows_to_wc<false>(top, nullptr, 0.f, 0.f, in.sC, in.sW, cb, W, vrow)
+           : cpu::sse::rows_to_wc<true>(top, bot, w0, w1, in.sC, in.sW, cb, W, vrow);
+      if (drow) cpu::sse::rows_to_wc<true>(bot, top, 1.f, -1.f, in.sC, in.sW, cb, W, drow);
+      return;
+    }
+  }
   // Edge: both taps are the last row (bot == top, w1 = 0), and the second is
   // skipped (AxisTable). A compile-time flag: a select in the loop stops it
   // from vectorising.
@@ -260,8 +271,8 @@ at::Tensor dynopool2d_forward_cpu(const at::Tensor& x, int64_t out_h, int64_t ou
           vertical_pass(in, g.W, cb, rows, 2 * i, vrow0, static_cast<acc_t*>(nullptr));
           vertical_pass(in, g.W, cb, rows, 2 * i + 1, vrow1, static_cast<acc_t*>(nullptr));
           forward_row(vrow0, vrow1, cols, g.Wo, cb, orow);
-          for (int64_t j = 0; j < g.Wo; ++j)  // [j][c] -> the output's layout
-            for (int64_t c = 0; c < cb; ++c) o[c * oC + i * oH + j * oW] = static_cast<scalar_t>(orow[j * cb + c]);
+          // [j][c] -> the output's layout (SSE 4x4 transposes for float NCHW; x1 is exact).
+          cpu::store_wc(orow, acc_t(1), cb, g.Wo, o + i * oH, oC, oW);
         }
       }
     });
@@ -322,8 +333,7 @@ std::tuple<at::Tensor, at::Tensor> dynopool2d_backward_cpu(const at::Tensor& gra
             if (need_x) std::fill(hrow[k], hrow[k] + (g.W + 1) * cb, acc_t(0));
           }
           // grad_out's row i for the channel block, laid out [j][c] like the row buffers.
-          for (int64_t c = 0; c < cb; ++c)
-            for (int64_t j = 0; j < g.Wo; ++j) grow[j * cb + c] = acc_t(go[c * gC + i * gH + j * gW]);
+          cpu::load_row(go + i * gH, gC, gW, cb, g.Wo, grow);
           const RowBuffers<acc_t> b{vrow[0], vrow[1], drow[0], drow[1], hrow[0], hrow[1], grow, dsum_h, dsum_w};
           const acc_t drow_hat[2] = {rows.dsize[2 * i], rows.dsize[2 * i + 1]};
           if (need_x && need_size) {
@@ -360,17 +370,8 @@ std::tuple<at::Tensor, at::Tensor> dynopool2d_backward_cpu(const at::Tensor& gra
         if (need_x) {
           scalar_t* gx = gxp + n * grad_x.stride(0) + c_begin * grad_x.stride(1);
           const int64_t xC = grad_x.stride(1), xH = grad_x.stride(2), xW = grad_x.stride(3);
-          auto store = [&](int64_t h, int64_t w, int64_t c) {
-            gx[c * xC + h * xH + w * xW] = static_cast<scalar_t>(acc[(h * g.W + w) * cb + c]);
-          };
-          if (channels_last) {
-            for (int64_t h = 0; h < g.H; ++h)
-              for (int64_t w = 0; w < g.W; ++w)
-                for (int64_t c = 0; c < cb; ++c) store(h, w, c);
-          } else {
-            for (int64_t c = 0; c < cb; ++c)
-              for (int64_t h = 0; h < g.H; ++h)
-                for (int64_t w = 0; w < g.W; ++w) store(h, w, c);
+          for (int64_t h = 0; h < g.H; ++h) {  // [w][c] rows -> grad_x's layout (x1 is exact)
+            cpu::store_wc(acc.data() + h * g.W * cb, acc_t(1), cb, g.W, gx + h * xH, xC, xW);
           }
         }
         partials[2 * t] = d_h;
