@@ -71,7 +71,8 @@ if want profile; then
   stamp profile
   timeout $(lim 120) $py scripts/profile_kernels.py >"$log/profile.txt" 2>&1; echo "profile exit code: $?"
   # The gathers' A/B (tiles vs loop, docs/PERF_NOTES.md): each CUDA run's total and its gather kernel.
-  grep -E "^--- .* cuda|all kernels|backward_pixels|blend_backward|sa_backward" "$log/profile.txt" | cut -c1-80
+  awk '/^--- /{show = ($0 ~ / cuda/)} show && /^---|all kernels|backward_pixels|blend_backward|sa_backward/' \
+    "$log/profile.txt" | cut -c1-80
 fi
 
 if want sanitize && command -v compute-sanitizer >/dev/null; then
