@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # One call on a GPU machine (e.g. the lent H100), sized for a ~9-minute slot:
 # build the extension against the installed torch, run the GPU tests (CUDA- and
-# Triton-marked, on the GPU), compute-sanitizer memcheck + racecheck over the
-# CUDA kernels' own tests, then the GPU benchmark (the blend cases of issue 4 and the
-# DynOPool cases of issue 3, both layouts; float32 and bfloat16), and print a short
-# summary table last.
+# Triton-marked, on the GPU), profile the three ops' kernels (with the A/B of the
+# gathers' tile and loop forms), the GPU benchmark (the blend cases of issue 4 and
+# the DynOPool cases of issue 3, both layouts; float32 and bfloat16),
+# compute-sanitizer memcheck + racecheck over the CUDA kernels' own tests, the
+# smaller benchmark cases, and print a short summary table last.
 # Every step has its own time limit, so a slow step cannot eat the ones after it.
 # Everything (logs, CSVs, PNGs) is packed into ${OUT:-results}/gpu_check.tgz.
 #   bash scripts/gpu_check.sh
@@ -63,10 +64,7 @@ if want tests; then
   grep -E "^(FAILED|ERROR)" "$log/tests.txt" | head -20
 fi
 
-want bench && bench "blend-sa-imagenet-vgg,sa-cell-imagenet-vgg,blend-elastic:" \
-  "blend-sa-imagenet-vgg,sa-cell-imagenet-vgg:--channels-last" \
-  "dynopool-imagenet:" "dynopool-imagenet:--channels-last"
-
+# The profile first among the timings: its A/B of the gathers' two forms is short and decides the next step.
 if want profile; then
   stamp profile
   timeout $(lim 120) $py scripts/profile_kernels.py >"$log/profile.txt" 2>&1; echo "profile exit code: $?"
@@ -74,6 +72,10 @@ if want profile; then
   awk '/^--- /{show = ($0 ~ / cuda/)} show && /^---|all kernels|backward_pixels|blend_backward|sa_backward/' \
     "$log/profile.txt" | cut -c1-80
 fi
+
+want bench && bench "blend-sa-imagenet-vgg,sa-cell-imagenet-vgg,blend-elastic:" \
+  "blend-sa-imagenet-vgg,sa-cell-imagenet-vgg:--channels-last" \
+  "dynopool-imagenet:" "dynopool-imagenet:--channels-last"
 
 if want sanitize && command -v compute-sanitizer >/dev/null; then
   stamp sanitize
