@@ -112,3 +112,35 @@ def use_blend_cuda_cells(monkeypatch, op):
 
     monkeypatch.setitem(_dispatch.get_backend("cpu").kernels, op, _dispatch.Kernels(forward, backward))
     return "cpu"
+
+
+def cuobjdump():
+    """cuobjdump: Triton's bundled copy (its NVIDIA backend ships one), else the one on
+    PATH, else None. Used by the static GPU checks (test_cuda_static.py, test_triton_aot.py)."""
+    import shutil
+
+    try:
+        import triton
+
+        tool = os.path.join(os.path.dirname(triton.__file__), "backends", "nvidia", "bin", "cuobjdump")
+        if os.path.exists(tool):
+            return tool
+    except ImportError:
+        pass
+    return shutil.which("cuobjdump")
+
+
+def resource_usage(tool, path):
+    """{mangled kernel name: {"REG": n, "STACK": n, "LOCAL": n, ...}} of the cubins in path
+    (a cubin, or a shared library with embedded ones), and the architectures found."""
+    import re
+    import subprocess
+
+    out = subprocess.run([tool, "--dump-resource-usage", path], capture_output=True, text=True, check=True).stdout
+    lines = out.splitlines()
+    usage = {}
+    for head, body in zip(lines, lines[1:]):
+        if head.strip().startswith("Function "):
+            name = head.strip()[len("Function ") :].rstrip(":")
+            usage[name] = {k: int(v) for k, v in re.findall(r"(\w+):(\d+)", body)}
+    return usage, re.findall(r"arch = (sm_\d+)", out)

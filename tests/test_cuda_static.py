@@ -15,25 +15,13 @@ GPU could otherwise show.
 
 import os
 import re
-import shutil
 import subprocess
 import sys
 
 import pytest
+from conftest import cuobjdump, resource_usage
 
 from resizeops import _extension
-
-
-def _cuobjdump():
-    try:
-        import triton
-
-        tool = os.path.join(os.path.dirname(triton.__file__), "backends", "nvidia", "bin", "cuobjdump")
-        if os.path.exists(tool):
-            return tool
-    except ImportError:
-        pass
-    return shutil.which("cuobjdump")
 
 
 def _kernels():
@@ -43,19 +31,13 @@ def _kernels():
         if os.environ.get("RESIZEOPS_REQUIRE_CUDA_BUILD") == "1":
             pytest.fail("a CUDA build of the extension is required here (RESIZEOPS_REQUIRE_CUDA_BUILD=1)")
         pytest.skip("the extension was built without CUDA kernels")
-    tool = _cuobjdump()
+    tool = cuobjdump()
     if tool is None:
         pytest.skip("no cuobjdump (neither Triton's bundled one nor on PATH)")
-    out = subprocess.run([tool, "--dump-resource-usage", status.path], capture_output=True, text=True, check=True)
-    lines = out.stdout.splitlines()
-    names, usage = [], []
-    for head, body in zip(lines, lines[1:]):
-        if head.strip().startswith("Function "):
-            names.append(head.strip()[len("Function ") :].rstrip(":"))
-            usage.append({k: int(v) for k, v in re.findall(r"(\w+):(\d+)", body)})
+    usage, arch = resource_usage(tool, status.path)
+    names = list(usage)
     demangled = subprocess.run(["c++filt"], input="\n".join(names), capture_output=True, text=True).stdout
-    arch = re.findall(r"arch = (sm_\d+)", out.stdout)
-    return dict(zip(demangled.splitlines(), usage)), arch
+    return dict(zip(demangled.splitlines(), usage.values())), arch
 
 
 # The hot kernels that must have no stack frame, as (kernel, template-argument

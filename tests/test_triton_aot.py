@@ -17,12 +17,12 @@ The same cubins give each kernel's registers and local memory
 """
 
 import os
-import subprocess
 import sys
 import tempfile
 
 import pytest
 import torch
+from conftest import cuobjdump, resource_usage
 
 triton = pytest.importorskip("triton")
 
@@ -125,11 +125,10 @@ def _blend_calls(variants):
             w1, w2 = torch.tensor(0.7), torch.tensor(1.3)
             if dtype == torch.float64:
                 w1, w2 = w1.double(), w2.double()
-            sc = scales
-            tb.resize_blend_forward(x1, x2, w1, w2, size, ac, sc)
+            tb.resize_blend_forward(x1, x2, w1, w2, size, ac, scales)
             g = _cl(torch.randn(s1[0], s1[1], *size).to(dtype), cl)
             for mask in ((True, True, True, True), (True, False, False, True), (False, False, True, False)):
-                tb.resize_blend_backward(g, x1, x2, w1, w2, size, ac, sc, mask)
+                tb.resize_blend_backward(g, x1, x2, w1, w2, size, ac, scales, mask)
 
 
 def _shape_adaptor_calls(variants):
@@ -148,9 +147,9 @@ CALLS = {"dynopool2d": _dynopool_calls, "resize_blend": _blend_calls, "shape_ada
 
 
 def _resource_usage(kernels):
-    """[(name, constexprs, registers, local bytes)] from cuobjdump on the cubins."""
-    tool = os.path.join(os.path.dirname(triton.__file__), "backends", "nvidia", "bin", "cuobjdump")
-    if not os.path.exists(tool):
+    """[(name, constexprs, registers, local bytes, stack bytes)] from cuobjdump on the cubins."""
+    tool = cuobjdump()
+    if tool is None:
         return None
     rows = []
     with tempfile.TemporaryDirectory() as d:
@@ -158,11 +157,8 @@ def _resource_usage(kernels):
             path = os.path.join(d, f"k{i}.cubin")
             with open(path, "wb") as f:
                 f.write(k.asm["cubin"])
-            text = subprocess.run([tool, "--dump-resource-usage", path], capture_output=True, text=True).stdout
-            usage = text.split("REG:")[1].split() if "REG:" in text else ["?"]
-            local = next((u.split(":")[1] for u in usage if u.startswith("LOCAL:")), "?")
-            stack = next((u.split(":")[1] for u in usage if u.startswith("STACK:")), "?")
-            rows.append((key[0], dict(key[2]), int(usage[0]), int(local), int(stack)))
+            (u,) = resource_usage(tool, path)[0].values()  # one kernel per cubin
+            rows.append((key[0], dict(key[2]), u["REG"], u.get("LOCAL", 0), u.get("STACK", 0)))
     return rows
 
 

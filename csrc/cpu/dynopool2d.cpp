@@ -37,8 +37,9 @@ namespace {
 // Channels of one task, in both layouts: the per-cell work runs over a block of
 // channels held contiguously in small row buffers ([w][c]), which the compiler
 // vectorises; NCHW inputs are transposed into those buffers as they are read.
-// Small enough to keep a task's buffers (and its grad_x slice) in cache.
-constexpr int64_t kChannelBlock = 16;
+// Small enough to keep a task's buffers (and its grad_x slice) in cache. The
+// blend kernels' block (resize_rows.h), whose row helpers these buffers share.
+using cpu::kChannelBlock;
 
 // The two taps of every query row (or column) of one axis, computed once per
 // call with the shared math: 2*out_size entries.
