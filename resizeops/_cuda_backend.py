@@ -32,8 +32,10 @@ def _register() -> None:
     status = _extension.load()
     if not (status.loaded and status.has_cuda_kernels) or not hasattr(torch.ops.resizeops_ext, "dynopool2d_forward"):
         return
-    # The backward gathers (no atomics) and sums the size gradient in a fixed
-    # order: bit-identical run to run on one GPU (csrc/cuda/dynopool2d.cu).
+    # The backward scatters grad_x with atomics in float32/float64 (run-to-run
+    # rounding differences) but gathers it, in a fixed order, under
+    # torch.use_deterministic_algorithms(True) (checks.h dynopool_scatter_grad_x);
+    # the size gradient is always summed in a fixed order. So: deterministic when asked.
     _dispatch.register_kernel(
         "cuda", "dynopool2d", dynopool2d_forward, dynopool2d_backward, True, autograd_kernel("dynopool2d")
     )

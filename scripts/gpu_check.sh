@@ -10,6 +10,7 @@
 # Everything (logs, CSVs, PNGs) is packed into ${OUT:-results}/gpu_check.tgz.
 #   bash scripts/gpu_check.sh
 #   STEPS="build tests bench" bash scripts/gpu_check.sh   # a subset
+#   PROFILE_OPS="blend cell" BENCH="blend-sa-imagenet-vgg:" BENCH2="" ...  # fewer cases
 # Optional wheels (e.g. expecttest, which torch.library.opcheck needs) are
 # installed from .whl/ when that folder exists.
 set -uo pipefail
@@ -57,7 +58,8 @@ if want tests; then
   stamp tests
   xdist=""
   $py -c "import xdist" 2>/dev/null && xdist="-n 8"
-  timeout $(lim 170) $py -m pytest -q $xdist -m "cuda or triton" tests -p no:cacheprovider \
+  $py -c "import pytest_timeout" 2>/dev/null && xdist="$xdist --timeout=100"  # one hung test fails alone
+  timeout $(lim 170) $py -m pytest -q $xdist --durations=8 -m "cuda or triton" tests -p no:cacheprovider \
     --junitxml="$log/tests.xml" >"$log/tests.txt" 2>&1
   tests_rc=$?
   grep -E "passed|failed|error" "$log/tests.txt" | tail -3
@@ -67,15 +69,15 @@ fi
 # The profile first among the timings: its A/B of the gathers' two forms is short and decides the next step.
 if want profile; then
   stamp profile
-  timeout $(lim 120) $py scripts/profile_kernels.py >"$log/profile.txt" 2>&1; echo "profile exit code: $?"
+  timeout $(lim 120) $py scripts/profile_kernels.py ${PROFILE_OPS:-} >"$log/profile.txt" 2>&1; echo "profile exit code: $?"
   # The gathers' A/B (tiles vs loop, docs/PERF_NOTES.md): each CUDA run's total and its gather kernel.
-  awk '/^--- /{show = ($0 ~ / cuda/)} show && /^---|all kernels|backward_pixels|blend_backward|sa_backward/' \
+  awk '/^--- /{show = ($0 ~ / cuda/)} show && /^---|all kernels|backward_pixels|backward_cells|blend_backward|sa_backward/' \
     "$log/profile.txt" | cut -c1-80
 fi
 
-want bench && bench "blend-sa-imagenet-vgg,sa-cell-imagenet-vgg,blend-elastic:" \
-  "blend-sa-imagenet-vgg,sa-cell-imagenet-vgg:--channels-last" \
-  "dynopool-imagenet:" "dynopool-imagenet:--channels-last"
+bench1="blend-sa-imagenet-vgg,sa-cell-imagenet-vgg,blend-elastic: blend-sa-imagenet-vgg,sa-cell-imagenet-vgg:--channels-last"
+bench1+=" dynopool-imagenet: dynopool-imagenet:--channels-last"
+want bench && bench ${BENCH-$bench1}
 
 if want sanitize && command -v compute-sanitizer >/dev/null; then
   stamp sanitize
@@ -86,7 +88,8 @@ if want sanitize && command -v compute-sanitizer >/dev/null; then
   done
 fi
 
-want bench && bench "dynopool-cifar,dynopool-resnet:" "blend-sa-cifar-vgg,blend-sa-resnet50,sa-cell-cifar-vgg:"
+bench2="dynopool-cifar,dynopool-resnet: blend-sa-cifar-vgg,blend-sa-resnet50,sa-cell-cifar-vgg:"
+want bench && bench ${BENCH2-$bench2}
 
 stamp done
 tar -czf "$out/gpu_check.tgz" -C "$out" gpu_check

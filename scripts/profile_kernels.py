@@ -6,9 +6,12 @@ case with their mean time over 5 steps:
   dynopool: N=64, C=64, 224x224, r=(0.5, 0.625);
   blend:    Shape Adaptor, x1 64x64x112x112 + x2 64x64x224x224 -> 168x168;
   cell:     the fused cell, x 64x64x224x224 -> 168x168.
-Providers: "cuda" (the gathers' tile form), "cuda-loop" (the cuda backend with the
-loop form for every pixel, RESIZEOPS_CUDA_GATHER=loop: the A/B of one run,
-docs/PERF_NOTES.md) and "triton".
+Providers: "cuda" (the defaults of csrc/include/resizeops/checks.h: DynOPool's
+grad_x scattered with atomics in float32, the blend gathers' loop form),
+"cuda-tile" and "cuda-loop" (every grad_x gathered, RESIZEOPS_CUDA_GRAD_X=gather,
+in the gathers' tile form where it fits, RESIZEOPS_CUDA_GATHER=tile, or in the
+loop form for every pixel, =loop: the A/B of one run, docs/PERF_NOTES.md) and
+"triton".
 """
 
 import os
@@ -19,7 +22,7 @@ from torch.profiler import ProfilerActivity, profile
 
 import resizeops
 
-PROVIDERS = ["cuda", "cuda-loop", "triton"]
+PROVIDERS = ["cuda", "cuda-tile", "cuda-loop", "triton"]
 
 
 def _steps(op, dtype, cl, backend):
@@ -65,8 +68,12 @@ def _steps(op, dtype, cl, backend):
 def main(ops):
     for op in ops:
         for provider in PROVIDERS:
-            backend = "cuda" if provider == "cuda-loop" else provider
-            os.environ["RESIZEOPS_CUDA_GATHER"] = "loop" if provider == "cuda-loop" else "tile"
+            backend, _, form = provider.partition("-")
+            for var in ("RESIZEOPS_CUDA_GATHER", "RESIZEOPS_CUDA_GRAD_X"):
+                os.environ.pop(var, None)
+            if form:
+                os.environ["RESIZEOPS_CUDA_GATHER"] = form
+                os.environ["RESIZEOPS_CUDA_GRAD_X"] = "gather"
             for cl in (False, True):
                 for dtype in (torch.float32, torch.bfloat16):
                     label = f"--- {op} {provider} {'channels_last' if cl else 'NCHW'} {str(dtype).replace('torch.', '')}"

@@ -70,6 +70,10 @@ def _run(backend, x1, x2, w1, w2, size, ac, scales, g=None):
     return (out,) + torch.autograd.grad(out, leaves, g)
 
 
+def _on_cpu(*tensors):
+    return [t.detach().cpu() for t in tensors]
+
+
 def _compare(backend, x1, x2, w1, w2, size, ac, scales, dt=None):
     dt = dt or x1.dtype
     got = _run(backend, x1, x2, w1, w2, size, ac, scales)
@@ -194,7 +198,10 @@ def test_infinite_values_like_the_reference(backend, s1, s2, size, ac, request):
     last pixel and one weight is 0, F.interpolate's scatter adds g·λ0 + g·0 (NaN for an
     infinite g) while a gather (CUDA and Triton backends) sums the weights first and
     gives ±inf: NaN versus inf is the one documented difference (docs/DESIGN.md); the
-    C++ CPU kernel, which sweeps like the scatter, matches NaN for NaN."""
+    C++ CPU kernel, which sweeps like the scatter, matches NaN for NaN.
+
+    The reference runs on the CPU: its arithmetic is the rule on every device (no
+    FMA contraction in the source index, docs/DESIGN.md)."""
     dev = _device_for(backend)
     dtype = torch.float32 if backend == "cuda" else torch.float64
     gen = torch.Generator().manual_seed(3)
@@ -204,7 +211,8 @@ def test_infinite_values_like_the_reference(backend, s1, s2, size, ac, request):
     x1[0, -1, 1, 2] = float("inf")
     w1, w2 = torch.tensor(0.7, dtype=dtype, device=dev), torch.tensor(1.3, dtype=dtype, device=dev)
     got = resizeops.resize_blend(x1.to(dev), x2.to(dev), w1, w2, size, ac, backend=backend)
-    want = resizeops.resize_blend(x1.to(dev), x2.to(dev), w1, w2, size, ac, backend="reference")
+    got = got.cpu()
+    want = resizeops.resize_blend(*_on_cpu(x1, x2, w1, w2), size, ac, backend="reference")
     assert torch.equal(got.isnan(), want.isnan()) and torch.equal(got.isposinf(), want.isposinf())
     assert_close(got[want.isfinite()], want[want.isfinite()])
     a, b = torch.randn(s1, generator=gen, dtype=dtype).to(dev), torch.randn(s2, generator=gen, dtype=dtype).to(dev)
@@ -213,8 +221,8 @@ def test_infinite_values_like_the_reference(backend, s1, s2, size, ac, request):
     g[..., :, -1] = float("-inf")
     g[..., 0, 0] = float("-inf")
     g = g.to(dev)
-    got = _run(backend, a, b, w1, w2, size, ac, None, g=g)[1:3]
-    want = _run("reference", a, b, w1, w2, size, ac, None, g=g)[1:3]
+    got = _on_cpu(*_run(backend, a, b, w1, w2, size, ac, None, g=g)[1:3])
+    want = _run("reference", *_on_cpu(a, b, w1, w2), size, ac, None, g=g.cpu())[1:3]
     exact_nan = request.node.callspec.params["backend"] == "cpu"  # the C++ CPU kernel, not the CUDA emulation
     for name, p, q in zip(("grad_x1", "grad_x2"), got, want):
         assert torch.equal(p.isfinite(), q.isfinite()), name
@@ -292,7 +300,12 @@ def test_copy_axis_and_float32_floor_match_aten(backend):
     #     with a scale that is not 1 (7 · 1.1 → 7 outputs): a NaN stays one pixel;
     # (2) i0 = floorf(src): float64 coordinates are rounded to float32 before the
     #     floor, so src = 1 − 4.5e-9 reads pixel 1 with weight 1 (value 1000 exactly).
+    # Both are ATen's CPU kernel; its CUDA kernel (H200, torch 2.11) floors float64
+    # in float64 (999.99999 here) and lets the NaN leak along the unchanged axis.
+    # The rule is the CPU one on every device (docs/DESIGN.md), so the reference
+    # runs on the CPU.
     dev = _device_for(backend)
+    cpu = _on_cpu
     x = torch.tensor([0.0, 1000.0, 0.0, 0.0, 0.0], dtype=torch.float64, device=dev).reshape(1, 1, 1, 5)
     x = x.expand(1, 1, 2, 5).contiguous()
     s = 1 / (1 / 3 - 1e-9)
@@ -300,16 +313,16 @@ def test_copy_axis_and_float32_floor_match_aten(backend):
     one = torch.tensor(1.0, dtype=torch.float64, device=dev)
     zero = torch.tensor(0.0, dtype=torch.float64, device=dev)
     for scales in (((1.1, s), None), ((1.0, s), None)):
-        out = resizeops.resize_blend(x, other, one, zero, (2, 15), False, scales, backend=backend)
-        ref = resizeops.resize_blend(x, other, one, zero, (2, 15), False, scales, backend="reference")
+        out = resizeops.resize_blend(x, other, one, zero, (2, 15), False, scales, backend=backend).cpu()
+        ref = resizeops.resize_blend(*cpu(x, other, one, zero), (2, 15), False, scales, backend="reference")
         assert_close(out, ref)
         assert out[0, 0, 0, 4].item() == ref[0, 0, 0, 4].item() == 1000.0
     y = torch.randn(1, 2, 7, 7, device=dev)
     y[0, 0, 3, 3] = float("nan")
     z = torch.zeros(1, 2, 7, 7, device=dev)
     w = torch.tensor(1.0, device=dev)
-    out = resizeops.resize_blend(y, z, w, w, (7, 7), False, ((1.1, 1.1), None), backend=backend)
-    ref = resizeops.resize_blend(y, z, w, w, (7, 7), False, ((1.1, 1.1), None), backend="reference")
+    out = resizeops.resize_blend(y, z, w, w, (7, 7), False, ((1.1, 1.1), None), backend=backend).cpu()
+    ref = resizeops.resize_blend(*cpu(y, z, w, w), (7, 7), False, ((1.1, 1.1), None), backend="reference")
     assert torch.isnan(out[0, 0]).sum() == 1 and torch.equal(torch.isnan(out), torch.isnan(ref))
     assert_close(out, ref)
 

@@ -23,6 +23,9 @@ BACKENDS = [
     pytest.param("cuda_cells", id="cuda_cells"),
     # The same with the gather's loop form for every pixel (RESIZEOPS_CUDA_GATHER=loop).
     pytest.param("cuda_cells_loop", id="cuda_cells_loop"),
+    # The same with grad_x scattered from the output cells (RESIZEOPS_CUDA_GRAD_X=scatter,
+    # the default for float and double; 16-bit types still gather).
+    pytest.param("cuda_cells_scatter", id="cuda_cells_scatter"),
     pytest.param("triton", id="triton", marks=pytest.mark.triton),
     pytest.param("cuda", id="cuda", marks=pytest.mark.cuda),
 ]
@@ -65,6 +68,7 @@ def backend(request, monkeypatch):
             pytest.skip("the compiled extension is not loaded")
         _use_cuda_cells(monkeypatch)
         monkeypatch.setenv("RESIZEOPS_CUDA_GATHER", "loop" if name == "cuda_cells_loop" else "tile")
+        monkeypatch.setenv("RESIZEOPS_CUDA_GRAD_X", "scatter" if name == "cuda_cells_scatter" else "gather")
         return "cpu"
     return require_backend(name, "dynopool2d")
 
@@ -266,9 +270,81 @@ def test_int64_indexing_path(backend, layout, monkeypatch):
 
 
 def _emulated_grad_x(g, x, out, cl, form, monkeypatch):
-    monkeypatch.setenv("RESIZEOPS_CUDA_GATHER", form)
+    """grad_x of the CUDA backward's emulation with ``form``: "tile" or "loop" (gathers), or "scatter"."""
+    monkeypatch.setenv("RESIZEOPS_CUDA_GRAD_X", "scatter" if form == "scatter" else "gather")
+    if form != "scatter":
+        monkeypatch.setenv("RESIZEOPS_CUDA_GATHER", form)
     gx, _ = torch.ops.resizeops_ext._dynopool2d_backward_cells(g, x, *out, cl, True, False)
     return gx
+
+
+def _emulation_inputs(dtype, cl, seed):
+    """(x, grad_out, shape, out) cases for the emulation's grad_x forms: pixels that fit
+    a gather tile (r <= 0.75), that need the loop (up-sampling), that no query reads
+    (r < 0.5); ties in x; NaN and inf in grad_out (-inf at the last cell)."""
+    gen = torch.Generator().manual_seed(seed)
+    shapes = [((2, 3, 13, 17), (7, 10)), ((1, 4, 9, 31), (4, 20)), ((2, 2, 8, 8), (15, 3)),
+              ((1, 3, 29, 11), (5, 2)), ((1, 2, 1, 8), (3, 3)), ((2, 5, 10, 12), (5, 6))]
+    for shape, out in shapes:
+        x = torch.randn(shape, generator=gen).to(dtype)
+        x[..., ::3, ::2] = 0.5  # ties
+        g = torch.randn(shape[0], shape[1], *out, generator=gen).to(dtype)
+        g.view(-1)[::7] = float("nan")
+        g.view(-1)[3::11] = float("inf")
+        g[..., -1, -1] = float("-inf")
+        if cl:
+            x = x.contiguous(memory_format=torch.channels_last)
+            g = g.contiguous(memory_format=torch.channels_last)
+        yield x, g, shape, out
+
+
+def _needs_cells_emulation():
+    if not hasattr(torch.ops.resizeops_ext, "_dynopool2d_backward_cells"):
+        if os.environ.get("RESIZEOPS_REQUIRE_EXT") == "1":
+            pytest.fail("the CUDA-cells emulation must run here (RESIZEOPS_REQUIRE_EXT=1)")
+        pytest.skip("the compiled extension is not loaded")
+
+
+@pytest.mark.parametrize("cl", [False, True])
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32, torch.bfloat16])
+def test_cuda_scatter_and_gather_agree(dtype, cl, monkeypatch):
+    """grad_x scattered from the output cells (atomics on the GPU, serial here) against
+    the gather: the same terms summed in another order, so equal to rounding, with the
+    same NaN / inf pattern (NaN and inf in grad_out, ties, up- and down-sampling, pixels
+    no query reads, the last row and column). bfloat16 always gathers: bit-identical."""
+    _needs_cells_emulation()
+    for x, g, shape, out in _emulation_inputs(dtype, cl, seed=11):
+        scatter = _emulated_grad_x(g, x, out, cl, "scatter", monkeypatch)
+        gather = _emulated_grad_x(g, x, out, cl, "loop", monkeypatch)
+        assert scatter.stride() == gather.stride()
+        if dtype == torch.bfloat16:
+            assert torch.equal(scatter.nan_to_num(), gather.nan_to_num()), (shape, out)
+        assert torch.equal(scatter.isnan(), gather.isnan()), (shape, out)
+        assert torch.equal(scatter.isposinf(), gather.isposinf()), (shape, out)
+        assert_close(scatter.nan_to_num(0.0, 0.0, 0.0), gather.nan_to_num(0.0, 0.0, 0.0), dtype, msg=str((shape, out)))
+        assert (gather != 0).sum() > 0
+
+
+def test_cuda_scatter_gives_way_to_deterministic_mode(monkeypatch):
+    # Under torch.use_deterministic_algorithms(True) the backward gathers whatever
+    # RESIZEOPS_CUDA_GRAD_X says: bit-identical to the gather (conftest restores the mode).
+    _needs_cells_emulation()
+    x = torch.randn(2, 3, 13, 17, dtype=torch.float64)
+    g = torch.randn(2, 3, 7, 10, dtype=torch.float64)
+    gather = _emulated_grad_x(g, x, (7, 10), False, "tile", monkeypatch)
+    scatter = _emulated_grad_x(g, x, (7, 10), False, "scatter", monkeypatch)
+    assert not torch.equal(scatter, gather)  # another summation order: some bits differ
+    torch.use_deterministic_algorithms(True)
+    monkeypatch.setenv("RESIZEOPS_CUDA_GATHER", "tile")
+    assert torch.equal(_emulated_grad_x(g, x, (7, 10), False, "scatter", monkeypatch), gather)
+
+
+def test_cuda_grad_x_form_rejects_unknown_values(monkeypatch):
+    _needs_cells_emulation()
+    monkeypatch.setenv("RESIZEOPS_CUDA_GRAD_X", "atomics")
+    with pytest.raises(RuntimeError, match="RESIZEOPS_CUDA_GRAD_X must be 'gather' or 'scatter'"):
+        torch.ops.resizeops_ext._dynopool2d_backward_cells(torch.randn(1, 1, 3, 3), torch.randn(1, 1, 6, 6), 3, 3,
+                                                           False, True, False)
 
 
 @pytest.mark.parametrize("cl", [False, True])
@@ -279,22 +355,8 @@ def test_cuda_gather_tile_and_loop_forms_bit_identical(dtype, cl, monkeypatch):
     only what it uses; same sum, same order, so bit-identical results. Covers pixels
     that fit a tile (r <= 0.75), pixels that need the loop (up-sampling), pixels no
     query reads (r < 0.5), and NaN / inf in grad_out at queries that did not win."""
-    if not hasattr(torch.ops.resizeops_ext, "_dynopool2d_backward_cells"):
-        if os.environ.get("RESIZEOPS_REQUIRE_EXT") == "1":
-            pytest.fail("the CUDA-cells emulation must run here (RESIZEOPS_REQUIRE_EXT=1)")
-        pytest.skip("the compiled extension is not loaded")
-    gen = torch.Generator().manual_seed(5)
-    shapes = [((2, 3, 13, 17), (7, 10)), ((1, 4, 9, 31), (4, 20)), ((2, 2, 8, 8), (15, 3)),
-              ((1, 3, 29, 11), (5, 2)), ((1, 2, 1, 8), (3, 3)), ((2, 5, 10, 12), (5, 6))]
-    for shape, out in shapes:
-        x = torch.randn(shape, generator=gen).to(dtype)
-        x[..., ::3, ::2] = 0.5  # ties
-        g = torch.randn(shape[0], shape[1], *out, generator=gen).to(dtype)
-        g.view(-1)[::7] = float("nan")
-        g.view(-1)[3::11] = float("inf")
-        if cl:
-            x = x.contiguous(memory_format=torch.channels_last)
-            g = g.contiguous(memory_format=torch.channels_last)
+    _needs_cells_emulation()
+    for x, g, shape, out in _emulation_inputs(dtype, cl, seed=5):
         tile = _emulated_grad_x(g, x, out, cl, "tile", monkeypatch)
         loop = _emulated_grad_x(g, x, out, cl, "loop", monkeypatch)
         assert torch.equal(tile.isnan(), loop.isnan()), (shape, out)
@@ -309,6 +371,7 @@ def test_cuda_gather_form_rejects_unknown_values(monkeypatch):
         pytest.skip("the compiled extension is not loaded")
     x = torch.randn(1, 1, 6, 6)
     g = torch.randn(1, 1, 3, 3)
+    monkeypatch.setenv("RESIZEOPS_CUDA_GRAD_X", "gather")  # float32 scatters by default: no gather to choose
     monkeypatch.setenv("RESIZEOPS_CUDA_GATHER", "tiles")
     with pytest.raises(RuntimeError, match="RESIZEOPS_CUDA_GATHER must be 'tile' or 'loop'"):
         torch.ops.resizeops_ext._dynopool2d_backward_cells(g, x, 3, 3, False, True, False)

@@ -64,7 +64,7 @@ class _Compiler:
 
     def launcher(self, fn, grid):
         def launch(*args, **kwargs):
-            options = {k: kwargs.pop(k) for k in ("num_warps", "num_stages") if k in kwargs}
+            options = {k: kwargs.pop(k) for k in ("num_warps", "num_stages", "enable_fp_fusion") if k in kwargs}
             bound = dict(zip([p.name for p in fn.params], args))
             bound.update(kwargs)
             signature, constexprs = {}, {}
@@ -176,6 +176,19 @@ def test_kernels_compile_for_sm90_without_spills(op, compiler, monkeypatch):
         pytest.skip("this Triton has no bundled cuobjdump: compiled, resource usage not checked")
     spilled = [(name, c, local) for name, c, _, local, _ in usage if local > 0]
     assert not spilled, f"kernels with local memory (spills): {spilled}"
+
+
+def test_interpolation_tables_are_not_fma_contracted(compiler):
+    # The blend tables' source index rounds ratio·j before subtracting i0, as ATen's
+    # CPU kernel does (enable_fp_fusion=False; math.h mul_rn for the CUDA kernels):
+    # fused, λ1 = 2/3·3 − 2 came out 6e-8 on the GPU, not 0, and an infinite last
+    # pixel gave inf where the reference gives 0·inf = NaN. The PTX shows fusion.
+    _blend_calls([(torch.float32, False), (torch.float64, False)])
+    ptx = {key: k.asm["ptx"] for key, k in compiler.compiled.items() if key[0] == "_axis_tables_kernel"}
+    assert {dict(key[2])["ACC"] for key in ptx} == {"fp32", "fp64"}, sorted(ptx)
+    for key, text in ptx.items():
+        assert "mul.rn" in text or "mul.f" in text, f"{key}: no multiply in the PTX"
+        assert "fma." not in text, f"{key}: a fused multiply-add in the tables kernel"
 
 
 if __name__ == "__main__":  # the table: kernel, variant, registers, local and stack bytes

@@ -79,6 +79,10 @@ def _run(backend, x1, x2, w1, w2, size, ac, scales, g=None, wrt=(0, 1, 2, 3)):
     return out, grads
 
 
+def _on_cpu(*tensors):
+    return tuple(t.detach().cpu() for t in tensors)
+
+
 def _compare(x1, x2, w1, w2, size, ac, scales, g=None, wrt=(0, 1, 2, 3)):
     dt = x1.dtype
     out, grads = _run("triton", x1, x2, w1, w2, size, ac, scales, g, wrt)
@@ -210,8 +214,12 @@ def test_nan_and_inf_propagate_like_the_reference():
     x2[0, 0, 4, 8] = float("inf")
     x2[0, 2, 0, 0] = float("nan")
     w1, w2 = torch.tensor(0.5, device=DEV), torch.tensor(2.0, device=DEV)
-    got = _run("triton", x1, x2, w1, w2, (5, 9), False, None)
-    want = _run("reference", x1, x2, w1, w2, (5, 9), False, None)
+    # The reference on the CPU: ATen's CUDA kernel leaks the NaN along the unchanged
+    # axis through a weight 0 (see test_copy_axis_and_float32_floor_match_aten).
+    g = _seeded((1, 3, 5, 9), torch.float32, 1)
+    got = _run("triton", x1, x2, w1, w2, (5, 9), False, None, g)
+    got = (got[0].cpu(), _on_cpu(*got[1]))
+    want = _run("reference", *_on_cpu(x1, x2, w1, w2), (5, 9), False, None, g.cpu())
     out, ref = got[0], want[0]
     assert torch.isnan(out[0, 1]).any() and torch.isinf(out[0, 0]).any()
     assert torch.equal(torch.isnan(out), torch.isnan(ref)) and torch.equal(torch.isinf(out), torch.isinf(ref))
@@ -228,6 +236,8 @@ def test_copy_axis_and_float32_floor_match_aten():
     #     even when the scale is not 1 (7 · 1.1 → 7 outputs);
     # (2) i0 = floorf(src): float64 coordinates are rounded to float32 before the
     #     floor, so src = 1 − 4.5e-9 reads pixel 1 with weight 1 (value 1000 exactly).
+    # ATen's CPU kernel's rules, ours on every device: the reference runs on the CPU
+    # (ATen's CUDA kernel differs in both, tests/test_backends_blend.py).
     x = torch.tensor([0.0, 1000.0, 0.0, 0.0, 0.0], dtype=torch.float64, device=DEV).reshape(1, 1, 1, 5)
     x = x.expand(1, 1, 2, 5).contiguous()
     s = 1 / (1 / 3 - 1e-9)
@@ -235,16 +245,20 @@ def test_copy_axis_and_float32_floor_match_aten():
     one = torch.tensor(1.0, dtype=torch.float64, device=DEV)
     zero = torch.tensor(0.0, dtype=torch.float64, device=DEV)
     for scales in (((1.1, s), None), ((1.0, s), None)):
-        out = resizeops.resize_blend(x, other, one, zero, (2, 15), False, scales, backend="triton")
-        ref = resizeops.resize_blend(x, other, one, zero, (2, 15), False, scales, backend="reference")
+        out = resizeops.resize_blend(x, other, one, zero, (2, 15), False, scales, backend="triton").cpu()
+        ref = resizeops.resize_blend(*_on_cpu(x, other, one, zero), (2, 15), False, scales, backend="reference")
         assert_close(out, ref)
         assert out[0, 0, 0, 4].item() == ref[0, 0, 0, 4].item() == 1000.0
     y = _seeded((1, 2, 7, 7), torch.float32, 3)
     y[0, 0, 3, 3] = float("nan")
     z = torch.zeros(1, 2, 7, 7, device=DEV)
     w = torch.tensor(1.0, device=DEV)
-    out, grads = _compare(y, z, w, w, (7, 7), False, ((1.1, 1.1), None))
+    g = _seeded((1, 2, 7, 7), torch.float32, 1)
+    out, grads = _run("triton", y, z, w, w, (7, 7), False, ((1.1, 1.1), None), g)
+    ref, rgrads = _run("reference", *_on_cpu(y, z, w, w), (7, 7), False, ((1.1, 1.1), None), g.cpu())
     assert torch.isnan(out[0, 0]).sum() == 1  # copied on both axes: the NaN stays one pixel
+    for a, b in zip((out,) + grads, (ref,) + rgrads):
+        assert_close(a.cpu(), b)
 
 
 def test_fan_in_bound_covers_the_tables():

@@ -453,6 +453,9 @@ def _tables(plan: _Plan, acc: torch.dtype, device: torch.device) -> Tuple[torch.
         taps, lam, plan.T, plan.ho, plan.wo,
         *(a.in_size for a in ax), *(a.full for a in ax), *(a.mode for a in ax), *(a.bits for a in ax),
         ACC=_tl_acc(acc), BLOCK=TABLE_BLOCK, num_warps=1,
+        # No FMA contraction: ratio·j − i0 fused would skip the product's rounding and
+        # move λ1 off an exact 0 (F.interpolate's CPU arithmetic; math.h mul_rn).
+        enable_fp_fusion=False,
     )  # fmt: skip
     return taps, lam
 

@@ -72,7 +72,13 @@ std::tuple<at::Tensor, at::Tensor> backward_cells(const at::Tensor& grad_out, co
   check_dynopool_args(x, out_h, out_w);
   check_dynopool_grad(grad_out, x, out_h, out_w);
   const auto fmt = channels_last ? at::MemoryFormat::ChannelsLast : at::MemoryFormat::Contiguous;
+  // The CUDA path's choice of grad_x form (checks.h): the scatter adds into a zeroed grad_x.
+  const bool scatter = need_x && AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(),
+                                                                 "_dynopool2d_backward_cells",
+                                                                 [&] { return dynopool_scatter_grad_x<scalar_t>(); });
+  // (at::zeros would drop the memory format: empty, then zero_.)
   at::Tensor grad_x = need_x ? at::empty(x.sizes(), x.options().memory_format(fmt)) : at::empty({0}, x.options());
+  if (scatter) grad_x.zero_();
   at::Tensor grad_size = at::zeros({2}, x.options().dtype(at::kDouble));
   if (x.numel() == 0 || (!need_x && !need_size)) return {grad_x, grad_size};
   const int64_t N = x.size(0), C = x.size(1), H = x.size(2), W = x.size(3);
@@ -96,6 +102,8 @@ std::tuple<at::Tensor, at::Tensor> backward_cells(const at::Tensor& grad_out, co
       const auto gs = strides_of<index_t>(grad_out);
       // The argmax buffer of the CUDA path: contiguous in the output's layout.
       const auto as = dense_strides<index_t>(C, out_h, out_w, channels_last);
+      const auto gxs = dense_strides<index_t>(C, H, W, channels_last);
+      scalar_t* gx = need_x ? grad_x.mutable_data_ptr<scalar_t>() : nullptr;
       for (int64_t t = 0; t < cells_total; ++t) {  // backward_cells_kernel
         const auto p = cells::unravel<index_t>(static_cast<index_t>(t), static_cast<index_t>(C),
                                                static_cast<index_t>(out_h), static_cast<index_t>(out_w), channels_last);
@@ -104,14 +112,19 @@ std::tuple<at::Tensor, at::Tensor> backward_cells(const at::Tensor& grad_out, co
             cells::dynopool_cell<true, scalar_t, acc_t, index_t>(xp + n * xs.n + c * xs.c, xs.h, xs.w, rows, cols, i, j);
         argmax[t] = cell.arg;
         const acc_t g = static_cast<acc_t>(gp[n * gs.n + c * gs.c + i * gs.h + j * gs.w]);
+        if (scatter) {  // the CUDA kernel's atomicAdds, in this serial order
+          scalar_t* gxnc = gx + n * gxs.n + c * gxs.c;
+          cells::dynopool_cell_scatter<acc_t, index_t>(
+              cell.arg, g, rows, cols, i, j, gxs.h, gxs.w,
+              [gxnc](index_t off, acc_t v) { gxnc[off] = static_cast<scalar_t>(static_cast<acc_t>(gxnc[off]) + v); });
+        }
         acc_t dh, dw;
         cells::dynopool_cell_size_grad<acc_t, index_t>(cell, g, rows, cols, i, j, &dh, &dw);
         dh_sum += static_cast<double>(dh);
         dw_sum += static_cast<double>(dw);
       }
-      if (need_x) {
-        const bool tiles = cuda_gather_tiles();
-        scalar_t* gx = grad_x.mutable_data_ptr<scalar_t>();
+      if (need_x && !scatter) {
+        const bool tiles = dynopool_gather_tiles<scalar_t>();
         const int64_t total = x.numel();
         for (int64_t t = 0; t < total; ++t) {  // backward_pixels_kernel
           const auto p = cells::unravel<index_t>(static_cast<index_t>(t), static_cast<index_t>(C),

@@ -141,7 +141,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> resize_blend_backward
   const bool use32 =
       use_int32_indexing({total1 + total2, extent(x1), extent(x2), extent(grad_out), gx1.numel(), gx2.numel()});
   double dw[2] = {0.0, 0.0};
-  const bool tiles = cuda_gather_tiles();
+  const bool tiles = blend_gather_tiles();
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x1.scalar_type(), "_resize_blend_backward_cells", [&] {
     using acc_t = at::opmath_type<scalar_t>;
     const HostTables<acc_t> tb(L, true);
@@ -203,7 +203,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> shape_adaptor_maxpool_backward_ce
   const int64_t total = x.numel();
   const bool use32 = use_int32_indexing({total, extent(x), extent(grad_out)});
   double dw1 = 0.0, dw2 = 0.0;
-  const bool tiles = cuda_gather_tiles();
+  const bool tiles = blend_gather_tiles();
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "_shape_adaptor_maxpool_backward_cells", [&] {
     using acc_t = at::opmath_type<scalar_t>;
     const HostTables<acc_t> tb(L, true);

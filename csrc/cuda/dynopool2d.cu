@@ -81,13 +81,19 @@ __global__ void __launch_bounds__(kThreads)
   }
 }
 
-// Backward pass 1, per output cell: the winner (argmax, in the output's memory
-// order) and the size-gradient terms, reduced to one (dH, dW) pair per block.
-template <bool NeedX, bool NeedSize, typename scalar_t, typename acc_t, typename index_t, typename Indexer>
+// Backward pass 1, per output cell: the winner and the size-gradient terms,
+// reduced to one (dH, dW) pair per block. With NeedX, the winner is either
+// written (argmax, in the output's memory order, for the gather pass 2) or,
+// with Scatter (float and double), the cell's gradient is added into its
+// winner's taps of grad_x (zeroed, dense strides gxs) with atomics, and there
+// is no pass 2.
+template <bool NeedX, bool NeedSize, bool Scatter, typename scalar_t, typename acc_t, typename index_t,
+          typename Indexer>
 __global__ void __launch_bounds__(kThreads)
     backward_cells_kernel(const scalar_t* __restrict__ x, S4<index_t> xs, const scalar_t* __restrict__ grad_out,
-                          S4<index_t> gs, uint8_t* __restrict__ argmax, int64_t total, Indexer idx,
-                          cells::AxisTaps<acc_t> rows, cells::AxisTaps<acc_t> cols, double* __restrict__ partials) {
+                          S4<index_t> gs, uint8_t* __restrict__ argmax, scalar_t* __restrict__ grad_x,
+                          S4<index_t> gxs, int64_t total, Indexer idx, cells::AxisTaps<acc_t> rows,
+                          cells::AxisTaps<acc_t> cols, double* __restrict__ partials) {
   double dh_sum = 0.0, dw_sum = 0.0;
   for (int64_t t = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; t < total;
        t += static_cast<int64_t>(gridDim.x) * blockDim.x) {
@@ -95,9 +101,17 @@ __global__ void __launch_bounds__(kThreads)
     const index_t n = p.n, c = p.c, i = p.h, j = p.w;
     const auto cell =
         cells::dynopool_cell<NeedSize, scalar_t, acc_t, index_t>(x + n * xs.n + c * xs.c, xs.h, xs.w, rows, cols, i, j);
-    if (NeedX) argmax[t] = cell.arg;
+    const acc_t g = (NeedSize || (NeedX && Scatter))
+                        ? static_cast<acc_t>(grad_out[n * gs.n + c * gs.c + i * gs.h + j * gs.w])
+                        : acc_t(0);
+    if constexpr (NeedX && Scatter) {
+      scalar_t* gxnc = grad_x + n * gxs.n + c * gxs.c;
+      cells::dynopool_cell_scatter<acc_t, index_t>(cell.arg, g, rows, cols, i, j, gxs.h, gxs.w,
+                                                   [gxnc](index_t off, acc_t v) { atomicAdd(gxnc + off, v); });
+    } else if constexpr (NeedX) {
+      argmax[t] = cell.arg;
+    }
     if (NeedSize) {
-      const acc_t g = static_cast<acc_t>(grad_out[n * gs.n + c * gs.c + i * gs.h + j * gs.w]);
       acc_t dh, dw;
       cells::dynopool_cell_size_grad<acc_t, index_t>(cell, g, rows, cols, i, j, &dh, &dw);
       dh_sum += static_cast<double>(dh);
@@ -185,16 +199,55 @@ at::Tensor dynopool2d_forward_cuda(const at::Tensor& x, int64_t out_h, int64_t o
   return out;
 }
 
-template <bool NeedX, bool NeedSize, typename scalar_t, typename acc_t, typename index_t, typename Indexer>
+template <bool NeedX, bool NeedSize, bool Scatter, typename scalar_t, typename acc_t, typename index_t,
+          typename Indexer>
 void launch_backward_cells(const at::Tensor& x, const at::Tensor& grad_out, const at::Tensor& argmax,
-                           const at::Tensor& partials, int64_t blocks, const Indexer& idx,
-                           const cells::AxisTaps<acc_t>& rows, const cells::AxisTaps<acc_t>& cols,
-                           cudaStream_t stream) {
-  backward_cells_kernel<NeedX, NeedSize, scalar_t, acc_t, index_t, Indexer><<<blocks, kThreads, 0, stream>>>(
+                           const at::Tensor& grad_x, bool channels_last, const at::Tensor& partials, int64_t blocks,
+                           const Indexer& idx, const cells::AxisTaps<acc_t>& rows,
+                           const cells::AxisTaps<acc_t>& cols, cudaStream_t stream) {
+  const bool scatter = NeedX && Scatter;
+  const bool gather = NeedX && !Scatter;
+  backward_cells_kernel<NeedX, NeedSize, Scatter, scalar_t, acc_t, index_t, Indexer><<<blocks, kThreads, 0, stream>>>(
       x.const_data_ptr<scalar_t>(), strides_of<index_t>(x), grad_out.const_data_ptr<scalar_t>(),
-      strides_of<index_t>(grad_out), NeedX ? argmax.mutable_data_ptr<uint8_t>() : nullptr, grad_out.numel(), idx,
-      rows, cols, NeedSize ? partials.mutable_data_ptr<double>() : nullptr);
+      strides_of<index_t>(grad_out), gather ? argmax.mutable_data_ptr<uint8_t>() : nullptr,
+      scatter ? grad_x.mutable_data_ptr<scalar_t>() : nullptr,
+      dense_strides<index_t>(x.size(1), x.size(2), x.size(3), channels_last), grad_out.numel(), idx, rows, cols,
+      NeedSize ? partials.mutable_data_ptr<double>() : nullptr);
   C10_CUDA_KERNEL_LAUNCH_CHECK();
+}
+
+// The backward_cells launch for (need_x, need_size, scatter); scatter only for
+// float and double (atomicAdd), checks.h dynopool_scatter_grad_x.
+template <typename scalar_t, typename acc_t, typename index_t, typename Indexer>
+void launch_backward_cells_for(bool need_x, bool need_size, bool scatter, const at::Tensor& x,
+                               const at::Tensor& grad_out, const at::Tensor& argmax, const at::Tensor& grad_x,
+                               bool channels_last, const at::Tensor& partials, int64_t blocks, const Indexer& idx,
+                               const cells::AxisTaps<acc_t>& rows, const cells::AxisTaps<acc_t>& cols,
+                               cudaStream_t stream) {
+  constexpr bool kAtomics = std::is_same<scalar_t, float>::value || std::is_same<scalar_t, double>::value;
+  if constexpr (kAtomics) {
+    if (need_x && scatter) {
+      if (need_size) {
+        launch_backward_cells<true, true, true, scalar_t, acc_t, index_t>(x, grad_out, argmax, grad_x, channels_last,
+                                                                          partials, blocks, idx, rows, cols, stream);
+      } else {
+        launch_backward_cells<true, false, true, scalar_t, acc_t, index_t>(x, grad_out, argmax, grad_x, channels_last,
+                                                                           partials, blocks, idx, rows, cols, stream);
+      }
+      return;
+    }
+  }
+  TORCH_INTERNAL_ASSERT(!(need_x && scatter), "dynopool2d_backward (CUDA): no scatter for 16-bit types");
+  if (need_x && need_size) {
+    launch_backward_cells<true, true, false, scalar_t, acc_t, index_t>(x, grad_out, argmax, grad_x, channels_last,
+                                                                       partials, blocks, idx, rows, cols, stream);
+  } else if (need_x) {
+    launch_backward_cells<true, false, false, scalar_t, acc_t, index_t>(x, grad_out, argmax, grad_x, channels_last,
+                                                                        partials, blocks, idx, rows, cols, stream);
+  } else {
+    launch_backward_cells<false, true, false, scalar_t, acc_t, index_t>(x, grad_out, argmax, grad_x, channels_last,
+                                                                        partials, blocks, idx, rows, cols, stream);
+  }
 }
 
 std::tuple<at::Tensor, at::Tensor> dynopool2d_backward_cuda(const at::Tensor& grad_out, const at::Tensor& x,
@@ -206,7 +259,13 @@ std::tuple<at::Tensor, at::Tensor> dynopool2d_backward_cuda(const at::Tensor& gr
   TORCH_CHECK(x.is_cuda(), "resizeops_ext::dynopool2d_backward (CUDA): x must be a CUDA tensor");
   const c10::cuda::CUDAGuard device_guard(x.device());
   const auto fmt = channels_last ? at::MemoryFormat::ChannelsLast : at::MemoryFormat::Contiguous;
+  // Scatter or gather (checks.h): the scatter adds into a zeroed grad_x and needs no argmax.
+  const bool scatter = need_x && AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(),
+                                                                 "dynopool2d_backward_cuda",
+                                                                 [&] { return dynopool_scatter_grad_x<scalar_t>(); });
+  // (at::zeros would drop the memory format: empty, then zero_.)
   at::Tensor grad_x = need_x ? at::empty(x.sizes(), x.options().memory_format(fmt)) : at::empty({0}, x.options());
+  if (scatter) grad_x.zero_();
   at::Tensor grad_size = at::zeros({2}, x.options().dtype(at::kDouble));
   if (x.numel() == 0 || (!need_x && !need_size)) return {grad_x, grad_size};
 
@@ -215,39 +274,32 @@ std::tuple<at::Tensor, at::Tensor> dynopool2d_backward_cuda(const at::Tensor& gr
   const cells::TableLayout L{out_h, out_w, H, W};
   at::Tensor accb = at::empty({L.acc_size()}, x.options().dtype(acc_type_of(x.scalar_type())));
   at::Tensor intb = at::empty({L.int_size()}, x.options().dtype(at::kInt));
-  at::Tensor argmax =
-      need_x ? at::empty({N, C, out_h, out_w}, x.options().dtype(at::kByte).memory_format(fmt)) : at::Tensor();
+  at::Tensor argmax = (need_x && !scatter)
+                         ? at::empty({N, C, out_h, out_w}, x.options().dtype(at::kByte).memory_format(fmt))
+                         : at::Tensor();
   const int64_t cells_total = grad_out.numel();
   const int64_t blocks = grid_for(cells_total);
   at::Tensor partials = need_size ? at::empty({2 * blocks}, x.options().dtype(at::kDouble)) : at::Tensor();
   // One index width for both passes: every tensor they touch must fit.
-  const bool use32 = use_int32_indexing({cells_total, x.numel(), extent(x), extent(grad_out)});
+  const bool use32 = use_int32_indexing({cells_total, x.numel(), extent(x), extent(grad_out), grad_x.numel()});
 
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "dynopool2d_backward_cuda", [&] {
     using acc_t = at::opmath_type<scalar_t>;
-    launch_tables<acc_t>(L, accb, intb, need_x, stream);
+    launch_tables<acc_t>(L, accb, intb, need_x && !scatter, stream);
     const auto rows = cells::rows_of<acc_t>(L, accb.const_data_ptr<acc_t>(), intb.const_data_ptr<int32_t>());
     const auto cols = cells::cols_of<acc_t>(L, accb.const_data_ptr<acc_t>(), intb.const_data_ptr<int32_t>());
     with_indexing(use32, C, out_h, out_w, channels_last, [&](auto zero, auto idx) {
       using index_t = decltype(zero);
       using I = decltype(idx);
-      if (need_x && need_size) {
-        launch_backward_cells<true, true, scalar_t, acc_t, index_t, I>(x, grad_out, argmax, partials, blocks, idx, rows,
-                                                                       cols, stream);
-      } else if (need_x) {
-        launch_backward_cells<true, false, scalar_t, acc_t, index_t, I>(x, grad_out, argmax, partials, blocks, idx,
-                                                                        rows, cols, stream);
-      } else {
-        launch_backward_cells<false, true, scalar_t, acc_t, index_t, I>(x, grad_out, argmax, partials, blocks, idx,
-                                                                        rows, cols, stream);
-      }
+      launch_backward_cells_for<scalar_t, acc_t, index_t, I>(need_x, need_size, scatter, x, grad_out, argmax, grad_x,
+                                                             channels_last, partials, blocks, idx, rows, cols, stream);
     });
     if (need_size) {
       launch_reduce_partials(partials, blocks, grad_size, stream);
     }
-    if (need_x) {
+    if (need_x && !scatter) {
       const int64_t total = x.numel();
-      const bool tiles = cuda_gather_tiles();
+      const bool tiles = dynopool_gather_tiles<scalar_t>();
       with_indexing(use32, C, H, W, channels_last, [&](auto zero, auto idx) {
         using index_t = decltype(zero);
         using I = decltype(idx);

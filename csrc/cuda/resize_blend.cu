@@ -316,7 +316,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> resize_blend_backward
   at::Tensor sums = at::zeros({2}, x1.options().dtype(at::kDouble));
   const bool use32 =
       use_int32_indexing({total1 + total2, extent(x1), extent(x2), extent(grad_out), gx1.numel(), gx2.numel()});
-  const bool tiles = cuda_gather_tiles();
+  const bool tiles = blend_gather_tiles();
 
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x1.scalar_type(), "resize_blend_backward_cuda", [&] {
     using acc_t = at::opmath_type<scalar_t>;
@@ -376,7 +376,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> shape_adaptor_maxpool_backward_cu
   at::Tensor partials = at::empty({2 * blocks}, x.options().dtype(at::kDouble));
   at::Tensor sums = at::zeros({2}, x.options().dtype(at::kDouble));
   const bool use32 = use_int32_indexing({total, extent(x), extent(grad_out)});
-  const bool tiles = cuda_gather_tiles();
+  const bool tiles = blend_gather_tiles();
 
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "shape_adaptor_maxpool_backward_cuda", [&] {
     using acc_t = at::opmath_type<scalar_t>;

@@ -4,6 +4,7 @@
 // input earlier with ValueError/TypeError (SPEC §5); these guard the kernels.
 #pragma once
 
+#include <ATen/Context.h>
 #include <ATen/core/Tensor.h>
 #include <c10/util/ArrayRef.h>
 #include <c10/util/Exception.h>
@@ -14,6 +15,7 @@
 #include <initializer_list>
 #include <limits>
 #include <optional>
+#include <type_traits>
 
 namespace resizeops {
 
@@ -120,14 +122,41 @@ inline bool force_int64_indexing() {
 }
 
 // Which form the CUDA gathers (DynOPool's and the blend kernels', and their
-// serial emulations) take: RESIZEOPS_CUDA_GATHER=loop selects the loop form
-// for every pixel (DynOPool version 2, docs/PERF_NOTES.md); unset or "tile"
-// selects the fixed-size tiles where they fit. Read per call, for A/B timing in
+// serial emulations) take: the loop form for every pixel, or fixed-size tiles
+// where they fit (docs/PERF_NOTES.md). RESIZEOPS_CUDA_GATHER=tile / loop forces
+// one; unset, each kernel passes its measured default (H200, ImageNet-VGG
+// cases, 2026-11-27): the blend and fused-cell gathers loop (tiles were 30-40%
+// slower), DynOPool's takes tiles for 4- and 8-byte types (5-14% faster) and
+// loops for 2-byte ones (tiles 9-13% slower). Read per call, for A/B timing in
 // one process and for the tests.
-inline bool cuda_gather_tiles() {
+inline bool cuda_gather_tiles(bool by_default) {
   const char* v = std::getenv("RESIZEOPS_CUDA_GATHER");
-  if (v == nullptr || v[0] == '\0' || std::strcmp(v, "tile") == 0) return true;
+  if (v == nullptr || v[0] == '\0') return by_default;
+  if (std::strcmp(v, "tile") == 0) return true;
   TORCH_CHECK(std::strcmp(v, "loop") == 0, "RESIZEOPS_CUDA_GATHER must be 'tile' or 'loop', got '", v, "'");
+  return false;
+}
+template <typename scalar_t>
+inline bool dynopool_gather_tiles() {
+  return cuda_gather_tiles(sizeof(scalar_t) >= 4);
+}
+inline bool blend_gather_tiles() { return cuda_gather_tiles(false); }
+
+// How DynOPool's CUDA backward (and its serial emulation) computes grad_x:
+// "gather" (each input pixel sums the winning queries that read it: a fixed
+// order, deterministic) or "scatter" (each output cell adds its gradient into
+// its winner's 4 taps with atomics, in the pass that finds the winner: one
+// pass over the outputs instead of two, but the order of the adds is not
+// fixed). RESIZEOPS_CUDA_GRAD_X picks one; unset, scatter. Float and double
+// only: 16-bit types always gather (16-bit atomics would round every add), and
+// so does every type under torch.use_deterministic_algorithms(True).
+template <typename scalar_t>
+inline bool dynopool_scatter_grad_x() {
+  if (!(std::is_same<scalar_t, float>::value || std::is_same<scalar_t, double>::value)) return false;
+  if (at::globalContext().deterministicAlgorithms()) return false;
+  const char* v = std::getenv("RESIZEOPS_CUDA_GRAD_X");
+  if (v == nullptr || v[0] == '\0' || std::strcmp(v, "scatter") == 0) return true;
+  TORCH_CHECK(std::strcmp(v, "gather") == 0, "RESIZEOPS_CUDA_GRAD_X must be 'gather' or 'scatter', got '", v, "'");
   return false;
 }
 

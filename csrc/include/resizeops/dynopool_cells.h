@@ -247,6 +247,31 @@ RESIZEOPS_UNROLL
   return cell;
 }
 
+// The scatter form of grad_x (checks.h dynopool_scatter_grad_x): output cell
+// (i, j) with gradient g and winner `arg` adds g times each tap's weight into
+// the plane of grad_x at offset tap_row * sH + tap_col * sW, through
+// add(offset, value): an atomicAdd on the GPU, a plain += in the emulation. At
+// the last pixel (i1 == i0, w1 = 0) the second tap is skipped, as grid_sample
+// skips it and as tap_weight sums it (an infinite g adds g, never 0 * g).
+template <typename acc_t, typename index_t, typename Add>
+RESIZEOPS_HD void dynopool_cell_scatter(uint8_t arg, acc_t g, const AxisTaps<acc_t>& rows,
+                                        const AxisTaps<acc_t>& cols, index_t i, index_t j, index_t sH, index_t sW,
+                                        Add add) {
+  const index_t r = 2 * i + (arg >> 1), s = 2 * j + (arg & 1);
+  const int32_t r0 = rows.i0[r], r1 = rows.i1[r], c0 = cols.i0[s], c1 = cols.i1[s];
+  const acc_t rw1 = rows.w1[r], cw1 = cols.w1[s];
+  const acc_t g0 = g * (acc_t(1) - rw1), g1 = g * rw1;
+  const acc_t cw0 = acc_t(1) - cw1;
+  const index_t top = static_cast<index_t>(r0) * sH, bot = static_cast<index_t>(r1) * sH;
+  const index_t left = static_cast<index_t>(c0) * sW, right = static_cast<index_t>(c1) * sW;
+  add(top + left, g0 * cw0);
+  if (c1 != c0) add(top + right, g0 * cw1);
+  if (r1 != r0) {
+    add(bot + left, g1 * cw0);
+    if (c1 != c0) add(bot + right, g1 * cw1);
+  }
+}
+
 // Size-gradient terms of one output cell with gradient g: its contributions to
 // dL/dH_hat and dL/dW_hat (the winner's coordinate derivatives times the
 // coordinates' derivatives in the surrogate sizes).

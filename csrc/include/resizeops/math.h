@@ -50,6 +50,41 @@ RESIZEOPS_HD bool is_nan(T v) {
 #endif
 }
 
+// a * b and a - b, each rounded on its own (round to nearest) on every device.
+// nvcc contracts a * b + c into one FMA by default (-fmad=true), which skips the
+// product's rounding; in the F.interpolate source index below that moves
+// lambda1 = ratio * dst - i0 off an exact 0 (2/3 * 3 - 2 = 6e-8 in float32),
+// so an infinite last pixel gives inf instead of the reference's 0 * inf = NaN.
+// The __f*_rn / __d*_rn intrinsics are never contracted. On the host: plain
+// operators. The CPU kernels build their tap tables (resize_rows.h make_taps)
+// in the baseline x86-64 code, which has no FMA instruction to contract into;
+// g++ does contract C++ by default where FMA exists (-ffp-contract=fast), so
+// keep these out of the AVX2+FMA task copies. T: float or double.
+template <typename T>
+RESIZEOPS_HD T mul_rn(T a, T b) {
+#ifdef __CUDA_ARCH__
+  if constexpr (std::is_same<T, float>::value) {
+    return __fmul_rn(a, b);
+  } else {
+    return __dmul_rn(a, b);
+  }
+#else
+  return a * b;
+#endif
+}
+template <typename T>
+RESIZEOPS_HD T sub_rn(T a, T b) {
+#ifdef __CUDA_ARCH__
+  if constexpr (std::is_same<T, float>::value) {
+    return __fsub_rn(a, b);
+  } else {
+    return __dsub_rn(a, b);
+  }
+#else
+  return a - b;
+#endif
+}
+
 // ---------------------------------------------------------------------------
 // DynOPool (SPEC §2.1)
 // ---------------------------------------------------------------------------
@@ -163,10 +198,12 @@ template <typename T>
 RESIZEOPS_HD T interp_source_coord_from_ratio(T ratio, int64_t dst,
                                               bool align_corners) {
   RESIZEOPS_CHECK_ACC_TYPE(T);
+  // Products rounded before the subtractions (mul_rn / sub_rn), as ATen's CPU
+  // kernel computes them: the same taps and weights on every device.
   if (align_corners) {
-    return ratio * T(dst);
+    return mul_rn(ratio, T(dst));
   }
-  const T src = ratio * (T(dst) + T(0.5)) - T(0.5);
+  const T src = sub_rn(mul_rn(ratio, T(dst) + T(0.5)), T(0.5));
   return src < T(0) ? T(0) : src;
 }
 
@@ -198,7 +235,7 @@ RESIZEOPS_HD void interp_taps(T src, int64_t in_size, int64_t* i0, int64_t* i1, 
   if (lo < 0) lo = 0;
   *i0 = lo;
   *i1 = lo < in_size - 1 ? lo + 1 : lo;
-  T l1 = src - T(lo);
+  T l1 = sub_rn(src, T(lo));
   l1 = l1 < T(0) ? T(0) : (l1 > T(1) ? T(1) : l1);
   *w1 = l1;
   *w0 = T(1) - l1;
