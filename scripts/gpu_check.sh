@@ -11,6 +11,7 @@
 #   bash scripts/gpu_check.sh
 #   STEPS="build tests bench" bash scripts/gpu_check.sh   # a subset
 #   PROFILE_OPS="blend cell" BENCH="blend-sa-imagenet-vgg:" BENCH2="" ...  # fewer cases
+#   PRESET=quick DEADLINE=300 bash scripts/gpu_check.sh  # ~4 min: build, tests, memcheck, one benchmark
 # Optional wheels (e.g. expecttest, which torch.library.opcheck needs) are
 # installed from .whl/ when that folder exists.
 set -uo pipefail
@@ -20,6 +21,13 @@ log="$out/gpu_check"
 mkdir -p "$log"
 export MPLBACKEND=Agg RESIZEOPS_REQUIRE_EXT=1 RESIZEOPS_REQUIRE_CUDA_BUILD=1 PYTHONUNBUFFERED=1
 export TORCH_CUDA_ARCH_LIST="${TORCH_CUDA_ARCH_LIST:-9.0}" MAX_JOBS="${MAX_JOBS:-16}"
+# PRESET=quick: for a session with a few minutes of device time (the full run takes
+# about 9): build, the GPU tests, memcheck over the CUDA kernel tests, and the
+# DynOPool ImageNet benchmark in channels_last. Explicit variables still win.
+if [ "${PRESET:-}" = quick ]; then
+  : "${STEPS:=build tests bench sanitize}" "${SANITIZERS:=memcheck}"
+  : "${BENCH:=dynopool-imagenet:--channels-last}" "${BENCH2:=}"
+fi
 steps="${STEPS:-build tests bench profile sanitize}"
 py=python3
 t0=$SECONDS
