@@ -14,7 +14,10 @@
 // kernel's order: bilinear sampling is a vertical interpolation of two input
 // rows followed by a horizontal one.
 //
-// Backward formulation (deterministic, no atomics): the backward first
+// Backward formulation. Scatter (float and double, the default outside
+// deterministic mode; checks.h): each output cell adds its gradient into its
+// winning query's taps with atomics (dynopool_cell_scatter). Gather
+// (deterministic, no atomics; 16-bit types and deterministic mode): the backward first
 // recomputes each output cell's winning query (argmax, 1 byte per cell) and its
 // size-gradient terms, then each input pixel gathers the gradient of the
 // winning queries that read it. Query rows r touching input row h are those
