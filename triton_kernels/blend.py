@@ -54,7 +54,7 @@ import torch
 import triton
 import triton.language as tl
 
-from .dynopool import _acc_dtype, _format, _max4_first, _on_device, _output_index, _tl_acc
+from .dynopool import _acc_dtype, _format, _max4_first, _on_device, _output_index, _program_offsets, _tl_acc
 
 __all__ = ["resize_blend_forward", "resize_blend_backward"]
 
@@ -228,14 +228,6 @@ def _resample(
         lc0 = 1.0 - lc1
         v = lr0 * (lc0 * x00 + lc1 * x01) + lr1 * (lc0 * x10 + lc1 * x11)
     return v
-
-
-@triton.jit
-def _program_offsets(BLOCK: tl.constexpr, INDEX64: tl.constexpr):
-    pid = tl.program_id(0)
-    if INDEX64:
-        pid = pid.to(tl.int64)
-    return pid, pid * BLOCK + tl.arange(0, BLOCK)
 
 
 # =============================================================================

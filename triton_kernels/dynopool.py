@@ -124,6 +124,15 @@ def _max4_first(q00, q01, q10, q11):
 
 
 @triton.jit
+def _program_offsets(BLOCK: tl.constexpr, INDEX64: tl.constexpr):
+    """(program id, its BLOCK flat indices), int64 when INDEX64."""
+    pid = tl.program_id(0)
+    if INDEX64:
+        pid = pid.to(tl.int64)
+    return pid, pid * BLOCK + tl.arange(0, BLOCK)
+
+
+@triton.jit
 def _output_index(offs, C, Ho, Wo, CHANNELS_LAST: tl.constexpr):
     """(n, c, i, j) of flat output offsets in the output's memory order (int64)."""
     if CHANNELS_LAST:  # (n, i, j, c), c fastest
@@ -271,10 +280,7 @@ def _dynopool2d_forward_kernel(
     ACC: tl.constexpr,  # accumulation dtype: float32, or float64 for float64 x
     BLOCK: tl.constexpr,
 ):
-    pid = tl.program_id(0)
-    if INDEX64:
-        pid = pid.to(tl.int64)
-    offs = pid * BLOCK + tl.arange(0, BLOCK)
+    _, offs = _program_offsets(BLOCK, INDEX64)
     mask = offs < total
     n, c, i, j = _output_index(offs, C, Ho, Wo, CHANNELS_LAST)
 
@@ -326,10 +332,7 @@ def _dynopool2d_backward_kernel(
     ACC: tl.constexpr,
     BLOCK: tl.constexpr,
 ):
-    pid = tl.program_id(0)
-    if INDEX64:
-        pid = pid.to(tl.int64)
-    offs = pid * BLOCK + tl.arange(0, BLOCK)
+    pid, offs = _program_offsets(BLOCK, INDEX64)
     mask = offs < total
     n, c, i, j = _output_index(offs, C, Ho, Wo, CHANNELS_LAST)
 

@@ -73,9 +73,7 @@ std::tuple<at::Tensor, at::Tensor> backward_cells(const at::Tensor& grad_out, co
   check_dynopool_grad(grad_out, x, out_h, out_w);
   const auto fmt = channels_last ? at::MemoryFormat::ChannelsLast : at::MemoryFormat::Contiguous;
   // The CUDA path's choice of grad_x form (checks.h): the scatter adds into a zeroed grad_x.
-  const bool scatter = need_x && AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(),
-                                                                 "_dynopool2d_backward_cells",
-                                                                 [&] { return dynopool_scatter_grad_x<scalar_t>(); });
+  const bool scatter = need_x && dynopool_scatter_grad_x(x.scalar_type());
   // (at::zeros would drop the memory format: empty, then zero_.)
   at::Tensor grad_x = need_x ? at::empty(x.sizes(), x.options().memory_format(fmt)) : at::empty({0}, x.options());
   if (scatter) grad_x.zero_();

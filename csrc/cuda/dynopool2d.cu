@@ -43,6 +43,7 @@
 #include <initializer_list>
 #include <limits>
 #include <tuple>
+#include <type_traits>
 
 #include "resizeops/checks.h"
 #include "resizeops/dynopool_cells.h"
@@ -260,9 +261,7 @@ std::tuple<at::Tensor, at::Tensor> dynopool2d_backward_cuda(const at::Tensor& gr
   const c10::cuda::CUDAGuard device_guard(x.device());
   const auto fmt = channels_last ? at::MemoryFormat::ChannelsLast : at::MemoryFormat::Contiguous;
   // Scatter or gather (checks.h): the scatter adds into a zeroed grad_x and needs no argmax.
-  const bool scatter = need_x && AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(),
-                                                                 "dynopool2d_backward_cuda",
-                                                                 [&] { return dynopool_scatter_grad_x<scalar_t>(); });
+  const bool scatter = need_x && dynopool_scatter_grad_x(x.scalar_type());
   // (at::zeros would drop the memory format: empty, then zero_.)
   at::Tensor grad_x = need_x ? at::empty(x.sizes(), x.options().memory_format(fmt)) : at::empty({0}, x.options());
   if (scatter) grad_x.zero_();

@@ -15,7 +15,6 @@
 #include <initializer_list>
 #include <limits>
 #include <optional>
-#include <type_traits>
 
 namespace resizeops {
 
@@ -150,9 +149,8 @@ inline bool blend_gather_tiles() { return cuda_gather_tiles(false); }
 // fixed). RESIZEOPS_CUDA_GRAD_X picks one; unset, scatter. Float and double
 // only: 16-bit types always gather (16-bit atomics would round every add), and
 // so does every type under torch.use_deterministic_algorithms(True).
-template <typename scalar_t>
-inline bool dynopool_scatter_grad_x() {
-  if (!(std::is_same<scalar_t, float>::value || std::is_same<scalar_t, double>::value)) return false;
+inline bool dynopool_scatter_grad_x(at::ScalarType dtype) {
+  if (dtype != at::kFloat && dtype != at::kDouble) return false;
   if (at::globalContext().deterministicAlgorithms()) return false;
   const char* v = std::getenv("RESIZEOPS_CUDA_GRAD_X");
   if (v == nullptr || v[0] == '\0' || std::strcmp(v, "scatter") == 0) return true;
