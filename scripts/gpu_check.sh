@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # One call on a GPU machine (e.g. the lent H100), sized for a ~9-minute slot:
 # build the extension against the installed torch, run the GPU tests (CUDA- and
-# Triton-marked, on the GPU), profile the three ops' kernels (with the A/B of the
-# gathers' tile and loop forms), the GPU benchmark (the blend cases of issue 4 and
+# Triton-marked, on the GPU), profile the three ops' kernels (with the A/Bs of the
+# gathers' tile and loop forms and of DynOPool's one and four channels per thread), the GPU benchmark (the blend cases of issue 4 and
 # the DynOPool cases of issue 3, both layouts; float32 and bfloat16),
 # compute-sanitizer memcheck + racecheck over the CUDA kernels' own tests, the
 # smaller benchmark cases, and print a short summary table last.
@@ -11,7 +11,7 @@
 #   bash scripts/gpu_check.sh
 #   STEPS="build tests bench" bash scripts/gpu_check.sh   # a subset
 #   PROFILE_OPS="blend cell" BENCH="blend-sa-imagenet-vgg:" BENCH2="" ...  # fewer cases
-#   PRESET=quick DEADLINE=300 bash scripts/gpu_check.sh  # ~4 min: build, tests, memcheck, one benchmark
+#   PRESET=quick DEADLINE=300 bash scripts/gpu_check.sh  # ~4 min: build, tests, DynOPool profile, one benchmark, memcheck
 # Optional wheels (e.g. expecttest, which torch.library.opcheck needs) are
 # installed from .whl/ when that folder exists.
 set -uo pipefail
@@ -22,10 +22,11 @@ mkdir -p "$log"
 export MPLBACKEND=Agg RESIZEOPS_REQUIRE_EXT=1 RESIZEOPS_REQUIRE_CUDA_BUILD=1 PYTHONUNBUFFERED=1
 export TORCH_CUDA_ARCH_LIST="${TORCH_CUDA_ARCH_LIST:-9.0}" MAX_JOBS="${MAX_JOBS:-16}"
 # PRESET=quick: for a session with a few minutes of device time (the full run takes
-# about 9): build, the GPU tests, memcheck over the CUDA kernel tests, and the
-# DynOPool ImageNet benchmark in channels_last. Explicit variables still win.
+# about 9): build, the GPU tests, the DynOPool kernel profile (its A/B of one and
+# four channels per thread), memcheck over the CUDA kernel tests, and the DynOPool
+# ImageNet benchmark in channels_last. Explicit variables still win.
 if [ "${PRESET:-}" = quick ]; then
-  : "${STEPS:=build tests bench sanitize}" "${SANITIZERS:=memcheck}"
+  : "${STEPS:=build tests profile bench sanitize}" "${SANITIZERS:=memcheck}" "${PROFILE_OPS:=dynopool}"
   : "${BENCH:=dynopool-imagenet:--channels-last}" "${BENCH2:=}"
 fi
 steps="${STEPS:-build tests bench profile sanitize}"
@@ -74,27 +75,30 @@ if want tests; then
   grep -E "^(FAILED|ERROR)" "$log/tests.txt" | head -20
 fi
 
+# compute-sanitizer right after the tests: correctness before timings.
+if want sanitize && command -v compute-sanitizer >/dev/null; then
+  stamp sanitize
+  for tool in ${SANITIZERS:-memcheck racecheck}; do
+    timeout $(lim 90) compute-sanitizer --tool "$tool" --error-exitcode 9 $py -m pytest -q -x -p no:cacheprovider \
+      tests/test_cuda_dynopool.py tests/test_cuda_blend.py -k "matches or empty or stream" >"$log/$tool.txt" 2>&1
+    echo "$tool exit code: $? ($(grep -E "ERROR SUMMARY|passed|failed" "$log/$tool.txt" | tr '\n' ' '))"
+  done
+fi
+
 # The profile first among the timings: its A/B of the gathers' two forms is short and decides the next step.
 if want profile; then
   stamp profile
   timeout $(lim 120) $py scripts/profile_kernels.py ${PROFILE_OPS:-} >"$log/profile.txt" 2>&1; echo "profile exit code: $?"
-  # The gathers' A/B (tiles vs loop, docs/PERF_NOTES.md): each CUDA run's total and its gather kernel.
-  awk '/^--- /{show = ($0 ~ / cuda/)} show && /^---|all kernels|backward_pixels|backward_cells|blend_backward|sa_backward/' \
-    "$log/profile.txt" | cut -c1-80
+  # The A/Bs (docs/PERF_NOTES.md: tiles vs loop, one vs four channels per thread):
+  # each CUDA run's total and its forward, pass 1 and gather kernels.
+  awk '/^--- /{show = ($0 ~ / cuda/)} show && /^---|all kernels|forward_kernel|backward_pixels|backward_cells|blend_backward|sa_backward/' \
+    "$log/profile.txt" | cut -c1-100
 fi
 
 bench1="blend-sa-imagenet-vgg,sa-cell-imagenet-vgg,blend-elastic: blend-sa-imagenet-vgg,sa-cell-imagenet-vgg:--channels-last"
 bench1+=" dynopool-imagenet: dynopool-imagenet:--channels-last"
 want bench && bench ${BENCH-$bench1}
 
-if want sanitize && command -v compute-sanitizer >/dev/null; then
-  stamp sanitize
-  for tool in ${SANITIZERS:-memcheck racecheck}; do
-    timeout $(lim 60) compute-sanitizer --tool "$tool" --error-exitcode 9 $py -m pytest -q -x -p no:cacheprovider \
-      tests/test_cuda_dynopool.py tests/test_cuda_blend.py -k "matches or empty or stream" >"$log/$tool.txt" 2>&1
-    echo "$tool exit code: $? ($(grep -E "ERROR SUMMARY|passed|failed" "$log/$tool.txt" | tr '\n' ' '))"
-  done
-fi
 
 bench2="dynopool-cifar,dynopool-resnet: blend-sa-cifar-vgg,blend-sa-resnet50,sa-cell-cifar-vgg:"
 want bench && bench ${BENCH2-$bench2}

@@ -7,11 +7,13 @@ case with their mean time over 5 steps:
   blend:    Shape Adaptor, x1 64x64x112x112 + x2 64x64x224x224 -> 168x168;
   cell:     the fused cell, x 64x64x224x224 -> 168x168.
 Providers: "cuda" (the defaults of csrc/include/resizeops/checks.h: DynOPool's
-grad_x scattered with atomics in float32, the blend gathers' loop form),
-"cuda-tile" and "cuda-loop" (every grad_x gathered, RESIZEOPS_CUDA_GRAD_X=gather,
-in the gathers' tile form where it fits, RESIZEOPS_CUDA_GATHER=tile, or in the
-loop form for every pixel, =loop: the A/B of one run, docs/PERF_NOTES.md) and
-"triton".
+grad_x scattered with atomics in float32, the blend gathers' loop form, one
+channel per thread), "cuda-lanes" (DynOPool only: its forward and backward pass 1
+in the lanes form, RESIZEOPS_CUDA_LANES=4: 4 channels per thread, vector loads in
+channels_last), "cuda-tile" and "cuda-loop" (every grad_x gathered,
+RESIZEOPS_CUDA_GRAD_X=gather, in the gathers' tile form where it fits,
+RESIZEOPS_CUDA_GATHER=tile, or in the loop form for every pixel, =loop: the A/B of
+one run, docs/PERF_NOTES.md) and "triton".
 """
 
 import os
@@ -22,7 +24,8 @@ from torch.profiler import ProfilerActivity, profile
 
 import resizeops
 
-PROVIDERS = ["cuda", "cuda-tile", "cuda-loop", "triton"]
+PROVIDERS = ["cuda", "cuda-lanes", "cuda-tile", "cuda-loop", "triton"]
+SWITCHES = ("RESIZEOPS_CUDA_GATHER", "RESIZEOPS_CUDA_GRAD_X", "RESIZEOPS_CUDA_LANES")
 
 
 def _steps(op, dtype, cl, backend):
@@ -69,9 +72,13 @@ def main(ops):
     for op in ops:
         for provider in PROVIDERS:
             backend, _, form = provider.partition("-")
-            for var in ("RESIZEOPS_CUDA_GATHER", "RESIZEOPS_CUDA_GRAD_X"):
+            for var in SWITCHES:
                 os.environ.pop(var, None)
-            if form:
+            if form == "lanes":
+                if op != "dynopool":
+                    continue
+                os.environ["RESIZEOPS_CUDA_LANES"] = "4"
+            elif form:
                 os.environ["RESIZEOPS_CUDA_GATHER"] = form
                 os.environ["RESIZEOPS_CUDA_GRAD_X"] = "gather"
             for cl in (False, True):

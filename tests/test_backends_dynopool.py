@@ -26,6 +26,10 @@ BACKENDS = [
     # The same with grad_x scattered from the output cells (RESIZEOPS_CUDA_GRAD_X=scatter,
     # the default for float and double; 16-bit types still gather).
     pytest.param("cuda_cells_scatter", id="cuda_cells_scatter"),
+    # The lanes form (RESIZEOPS_CUDA_LANES=4: 4 channels per thread, 2 in float64),
+    # with the gather and with the scatter.
+    pytest.param("cuda_cells_lanes", id="cuda_cells_lanes"),
+    pytest.param("cuda_cells_lanes_scatter", id="cuda_cells_lanes_scatter"),
     pytest.param("triton", id="triton", marks=pytest.mark.triton),
     pytest.param("cuda", id="cuda", marks=pytest.mark.cuda),
 ]
@@ -68,7 +72,8 @@ def backend(request, monkeypatch):
             pytest.skip("the compiled extension is not loaded")
         _use_cuda_cells(monkeypatch)
         monkeypatch.setenv("RESIZEOPS_CUDA_GATHER", "loop" if name == "cuda_cells_loop" else "tile")
-        monkeypatch.setenv("RESIZEOPS_CUDA_GRAD_X", "scatter" if name == "cuda_cells_scatter" else "gather")
+        monkeypatch.setenv("RESIZEOPS_CUDA_GRAD_X", "scatter" if name.endswith("scatter") else "gather")
+        monkeypatch.setenv("RESIZEOPS_CUDA_LANES", "4" if "lanes" in name else "1")
         return "cpu"
     return require_backend(name, "dynopool2d")
 
@@ -375,3 +380,61 @@ def test_cuda_gather_form_rejects_unknown_values(monkeypatch):
     monkeypatch.setenv("RESIZEOPS_CUDA_GATHER", "tiles")
     with pytest.raises(RuntimeError, match="RESIZEOPS_CUDA_GATHER must be 'tile' or 'loop'"):
         torch.ops.resizeops_ext._dynopool2d_backward_cells(g, x, 3, 3, False, True, False)
+
+
+def _lanes_inputs(dtype, cl, seed):
+    """The emulation inputs, plus channel counts that leave a partial group of lanes
+    (C % 4 != 0), one whose channels_last data starts one element past alignment (no
+    vector loads) and a channels_last x with a channels_last but sliced grad_out."""
+    yield from _emulation_inputs(dtype, cl, seed)
+    gen = torch.Generator().manual_seed(seed + 1)
+    fmt = torch.channels_last if cl else torch.contiguous_format
+    for shape, out in [((2, 7, 11, 9), (6, 5)), ((1, 8, 12, 12), (6, 8)), ((3, 12, 5, 7), (3, 4))]:
+        x = torch.randn(shape, generator=gen).to(dtype).contiguous(memory_format=fmt)
+        g = torch.randn(shape[0], shape[1], *out, generator=gen).to(dtype).contiguous(memory_format=fmt)
+        yield x, g, shape, out
+    # Misaligned: the channels of every pixel contiguous, but the data one element off.
+    big = torch.randn(2, 9, 10, 13, generator=gen).to(dtype).contiguous(memory_format=fmt)
+    x = big[:, 1:, :, :]
+    g = torch.randn(2, 9, 5, 7, generator=gen).to(dtype).contiguous(memory_format=fmt)[:, 1:]
+    yield x, g, tuple(x.shape), (5, 7)
+
+
+@pytest.mark.parametrize("cl", [False, True])
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32, torch.bfloat16])
+def test_cuda_lanes_form_matches_one_lane(dtype, cl, monkeypatch):
+    """The lanes form of the CUDA forward and backward pass 1 (RESIZEOPS_CUDA_LANES=4:
+    4 channels per thread, 2 in float64; vector loads where the channels are contiguous
+    and aligned) in the serial emulation, against one lane: the same per-channel
+    arithmetic, so the forward, the argmax and with it the gathered grad_x are bit-identical,
+    and so is the scattered grad_x (each plane's cells add in the same order); only the
+    size gradient is summed in another order. The emulation raises if a vector access is
+    misaligned or strided."""
+    _needs_cells_emulation()
+    ext = torch.ops.resizeops_ext
+    forms = ["loop", "scatter"] if dtype != torch.bfloat16 else ["loop"]
+    for x, g, shape, out in _lanes_inputs(dtype, cl, seed=3):
+        got = {}
+        for lanes in ("1", "4"):
+            monkeypatch.setenv("RESIZEOPS_CUDA_LANES", lanes)
+            fwd = ext._dynopool2d_forward_cells(x, *out, cl)
+            grads = [_emulated_grad_x(g, x, out, cl, form, monkeypatch) for form in forms]
+            monkeypatch.setenv("RESIZEOPS_CUDA_GRAD_X", "gather")
+            _, gs = ext._dynopool2d_backward_cells(g, x, *out, cl, False, True)
+            got[lanes] = (fwd, grads, gs)
+        (f1, g1, s1), (f4, g4, s4) = got["1"], got["4"]
+        assert f4.stride() == f1.stride()
+        assert torch.equal(f4.isnan(), f1.isnan()) and torch.equal(f4.nan_to_num(), f1.nan_to_num()), (shape, out)
+        for a, b in zip(g4, g1):
+            assert a.stride() == b.stride()
+            assert torch.equal(a.isnan(), b.isnan()) and torch.equal(a.nan_to_num(), b.nan_to_num()), (shape, out)
+        assert torch.equal(s4.isnan(), s1.isnan())
+        if not s1.isnan().any():  # the inputs without NaN / inf in grad_out
+            assert_close(s4, s1, atol=1e-9 * (1 + float(s1.abs().max())), rtol=1e-9)
+
+
+def test_cuda_lanes_rejects_unknown_values(monkeypatch):
+    _needs_cells_emulation()
+    monkeypatch.setenv("RESIZEOPS_CUDA_LANES", "8")
+    with pytest.raises(RuntimeError, match="RESIZEOPS_CUDA_LANES must be '1' or '4'"):
+        torch.ops.resizeops_ext._dynopool2d_forward_cells(torch.randn(1, 4, 6, 6), 3, 3, False)

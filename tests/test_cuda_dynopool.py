@@ -90,6 +90,45 @@ def test_cuda_scatter_matches_the_emulation_and_the_gather(shape, out, cl, dtype
     assert_close(gx64, ggx, dtype)
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float64])
+@pytest.mark.parametrize("cl", [False, True])
+def test_cuda_lanes_matches_the_emulation_and_one_lane(cl, dtype, monkeypatch):
+    # The lanes form (RESIZEOPS_CUDA_LANES=4: 4 channels per thread, 2 in float64) of
+    # the forward and backward pass 1 on the GPU: against its serial emulation and the
+    # one-lane kernels. Channel counts with a partial group of lanes, channels_last data
+    # aligned for vector loads (C % 4 == 0) and one element off (no vector loads).
+    gen = torch.Generator().manual_seed(4)
+    fmt = torch.channels_last if cl else torch.contiguous_format
+    cases = [((2, 8, 13, 17), (7, 10)), ((1, 7, 9, 31), (4, 20)), ((2, 12, 8, 8), (15, 3))]
+    for shape, out in cases + [((2, 9, 10, 13), (5, 7))]:
+        x = torch.randn(shape, generator=gen).to(dtype).contiguous(memory_format=fmt)
+        g = torch.randn(shape[0], shape[1], *out, generator=gen).to(dtype).contiguous(memory_format=fmt)
+        if shape[1] == 9:  # misaligned: drop the first channel
+            x, g = x[:, 1:], g[:, 1:]
+        got = {}
+        for lanes in ("1", "4"):
+            monkeypatch.setenv("RESIZEOPS_CUDA_LANES", lanes)
+            fwd = EXT.dynopool2d_forward(x.cuda(), *out, cl).cpu()
+            gx, gs = EXT.dynopool2d_backward(g.cuda(), x.cuda(), *out, cl, True, True)
+            got[lanes] = (fwd, gx.cpu(), gs.cpu())
+            if lanes == "4":
+                assert_close(fwd, EXT._dynopool2d_forward_cells(x, *out, cl), dtype)
+                cgx, cgs = EXT._dynopool2d_backward_cells(g, x, *out, cl, True, True)
+                assert_close(gx.cpu(), cgx, dtype)
+                assert_close(gs.cpu(), cgs, atol=1e-3 * (1 + float(cgs.abs().max())), rtol=1e-4)
+        assert_close(got["4"][0], got["1"][0], dtype)
+        assert_close(got["4"][1], got["1"][1], dtype)
+        assert got["4"][1].stride() == got["1"][1].stride()
+        assert_close(got["4"][2], got["1"][2], atol=1e-6 * (1 + float(got["1"][2].abs().max())), rtol=1e-6)
+        # The gather in the lanes form (the deterministic path of float and double).
+        monkeypatch.setenv("RESIZEOPS_CUDA_GRAD_X", "gather")
+        gx, _ = EXT.dynopool2d_backward(g.cuda(), x.cuda(), *out, cl, True, False)
+        cgx, _ = EXT._dynopool2d_backward_cells(g, x, *out, cl, True, False)
+        assert torch.equal(gx.cpu().isnan(), cgx.isnan())
+        assert_close(gx.cpu(), cgx, dtype)
+        monkeypatch.delenv("RESIZEOPS_CUDA_GRAD_X")
+
+
 @pytest.mark.parametrize("cl", [False, True])
 @pytest.mark.parametrize("mask", [(True, True), (True, False), (False, True)])
 def test_opcheck_cuda(cl, mask):

@@ -43,9 +43,10 @@ def _kernels():
 # The hot kernels that must have no stack frame, as (kernel, template-argument
 # prefix): every dtype's 32-bit index instantiation.
 NO_STACK = [
-    ("forward_kernel", ""),  # DynOPool forward
-    ("backward_cells_kernel", ""),  # DynOPool backward pass 1
-    ("backward_pixels_kernel", "true"),  # DynOPool gather, 3x3 tiles
+    ("forward_kernel", ""),  # DynOPool forward, one lane and the lanes form
+    ("backward_cells_kernel", ""),  # DynOPool backward pass 1, both forms
+    ("backward_pixels_kernel", "1, false, true"),  # DynOPool gather, one lane, 3x3 tiles
+    ("backward_pixels_kernel", "4"),  # DynOPool gather, 4 lanes (the loop form)
     ("blend_forward_kernel", "false"),  # resize_blend forward
     ("blend_backward_kernel", "true, true"),  # resize_blend backward, 4x4 tiles, weight gradients
     ("blend_backward_kernel", "false, true"),

@@ -17,6 +17,7 @@
 #include <initializer_list>
 #include <limits>
 #include <tuple>
+#include <type_traits>
 #include <vector>
 
 #include "resizeops/checks.h"
@@ -43,6 +44,11 @@ at::Tensor forward_cells(const at::Tensor& x, int64_t out_h, int64_t out_w, bool
   if (total == 0) return out;
   const cells::TableLayout L{out_h, out_w, H, W};
   const bool use32 = use_int32_indexing({total, extent(x)});
+  // The CUDA launch's lanes form and work items (checks.h dynopool_cuda_lanes).
+  const int lanes = use32 ? dynopool_cuda_lanes(x.scalar_type()) : 1;
+  const int64_t groups = (C + lanes - 1) / lanes;
+  const int64_t items = N * groups * out_h * out_w;
+  const bool vec = lanes_vectorizable(x, lanes) && lanes_vectorizable(out, lanes);
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "_dynopool2d_forward_cells", [&] {
     using acc_t = at::opmath_type<scalar_t>;
     std::vector<acc_t> accb;
@@ -55,13 +61,16 @@ at::Tensor forward_cells(const at::Tensor& x, int64_t out_h, int64_t out_w, bool
     with_index_type(use32, [&](auto zero) {
       using index_t = decltype(zero);
       const auto xs = strides_of<index_t>(x);
-      for (int64_t t = 0; t < total; ++t) {  // forward_kernel
-        const auto p = cells::unravel<index_t>(static_cast<index_t>(t), static_cast<index_t>(C),
-                                               static_cast<index_t>(out_h), static_cast<index_t>(out_w), channels_last);
-        const scalar_t* xnc = xp + p.n * xs.n + p.c * xs.c;
-        op[t] = static_cast<scalar_t>(
-            cells::dynopool_cell<false, scalar_t, acc_t, index_t>(xnc, xs.h, xs.w, rows, cols, p.h, p.w).value);
-      }
+      const auto os = strides_of<index_t>(out);
+      with_lanes<scalar_t, std::is_same<index_t, int32_t>::value>(lanes, vec, [&](auto lanes_c, auto vec_c) {
+        for (int64_t t = 0; t < items; ++t) {  // forward_kernel
+          const auto ti = static_cast<index_t>(t);
+          const auto p = cells::unravel<index_t>(ti, static_cast<index_t>(groups), static_cast<index_t>(out_h),
+                                                 static_cast<index_t>(out_w), channels_last);
+          cells::dynopool_forward_item<decltype(lanes_c)::value, decltype(vec_c)::value, scalar_t, acc_t, index_t>(
+              ti, p, static_cast<index_t>(C), xp, xs, op, os, rows, cols);
+        }
+      });
     });
   });
   return out;
@@ -83,7 +92,16 @@ std::tuple<at::Tensor, at::Tensor> backward_cells(const at::Tensor& grad_out, co
   const int64_t cells_total = N * C * out_h * out_w;
   const cells::TableLayout L{out_h, out_w, H, W};
   const bool use32 = use_int32_indexing({cells_total, x.numel(), extent(x), extent(grad_out)});
-  std::vector<uint8_t> argmax(cells_total, uint8_t(255));  // poisoned: every cell must be written
+  // The CUDA launch's lanes form and work items of pass 1 (checks.h dynopool_cuda_lanes).
+  const int lanes = use32 ? dynopool_cuda_lanes(x.scalar_type()) : 1;
+  const int64_t groups = (C + lanes - 1) / lanes;
+  const int64_t items = N * groups * out_h * out_w;
+  const bool vec = lanes_vectorizable(x, lanes) && lanes_vectorizable(grad_out, lanes);
+  // The argmax buffer of the CUDA path, dense in the output's layout; poisoned:
+  // every cell must be written.
+  at::Tensor argmax_t =
+      at::empty({N, C, out_h, out_w}, x.options().dtype(at::kByte).memory_format(fmt)).fill_(uint8_t(255));
+  uint8_t* argmax = argmax_t.mutable_data_ptr<uint8_t>();
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "_dynopool2d_backward_cells", [&] {
     using acc_t = at::opmath_type<scalar_t>;
     std::vector<acc_t> accb;
@@ -102,41 +120,47 @@ std::tuple<at::Tensor, at::Tensor> backward_cells(const at::Tensor& grad_out, co
       const auto as = dense_strides<index_t>(C, out_h, out_w, channels_last);
       const auto gxs = dense_strides<index_t>(C, H, W, channels_last);
       scalar_t* gx = need_x ? grad_x.mutable_data_ptr<scalar_t>() : nullptr;
-      for (int64_t t = 0; t < cells_total; ++t) {  // backward_cells_kernel
-        const auto p = cells::unravel<index_t>(static_cast<index_t>(t), static_cast<index_t>(C),
-                                               static_cast<index_t>(out_h), static_cast<index_t>(out_w), channels_last);
-        const index_t n = p.n, c = p.c, i = p.h, j = p.w;
-        const auto cell =
-            cells::dynopool_cell<true, scalar_t, acc_t, index_t>(xp + n * xs.n + c * xs.c, xs.h, xs.w, rows, cols, i, j);
-        argmax[t] = cell.arg;
-        const acc_t g = static_cast<acc_t>(gp[n * gs.n + c * gs.c + i * gs.h + j * gs.w]);
-        if (scatter) {  // the CUDA kernel's atomicAdds, in this serial order
-          scalar_t* gxnc = gx + n * gxs.n + c * gxs.c;
-          cells::dynopool_cell_scatter<acc_t, index_t>(
-              cell.arg, g, rows, cols, i, j, gxs.h, gxs.w,
-              [gxnc](index_t off, acc_t v) { gxnc[off] = static_cast<scalar_t>(static_cast<acc_t>(gxnc[off]) + v); });
+      // The CUDA kernel's atomicAdds, in this serial order.
+      const auto add = [gx](index_t off, acc_t v) { gx[off] = static_cast<scalar_t>(static_cast<acc_t>(gx[off]) + v); };
+      with_lanes<scalar_t, std::is_same<index_t, int32_t>::value>(lanes, vec, [&](auto lanes_c, auto vec_c) {
+        constexpr int kL = decltype(lanes_c)::value;
+        constexpr bool kVec = decltype(vec_c)::value;
+        for (int64_t t = 0; t < items; ++t) {  // backward_cells_kernel (argmax and size terms always)
+          const auto ti = static_cast<index_t>(t);
+          const auto p = cells::unravel<index_t>(ti, static_cast<index_t>(groups), static_cast<index_t>(out_h),
+                                                 static_cast<index_t>(out_w), channels_last);
+          if (scatter) {
+            cells::dynopool_backward_item<kL, kVec, true, true, true, scalar_t, acc_t, index_t>(
+                ti, p, static_cast<index_t>(C), xp, xs, gp, gs, argmax, as, gxs, rows, cols, add, &dh_sum,
+                &dw_sum);
+          } else {
+            cells::dynopool_backward_item<kL, kVec, true, true, false, scalar_t, acc_t, index_t>(
+                ti, p, static_cast<index_t>(C), xp, xs, gp, gs, argmax, as, gxs, rows, cols, add, &dh_sum,
+                &dw_sum);
+          }
         }
-        acc_t dh, dw;
-        cells::dynopool_cell_size_grad<acc_t, index_t>(cell, g, rows, cols, i, j, &dh, &dw);
-        dh_sum += static_cast<double>(dh);
-        dw_sum += static_cast<double>(dw);
-      }
-      if (need_x && !scatter) {
-        const bool tiles = dynopool_gather_tiles<scalar_t>();
-        const int64_t total = x.numel();
-        for (int64_t t = 0; t < total; ++t) {  // backward_pixels_kernel
-          const auto p = cells::unravel<index_t>(static_cast<index_t>(t), static_cast<index_t>(C),
-                                                 static_cast<index_t>(H), static_cast<index_t>(W), channels_last);
-          const index_t n = p.n, c = p.c;
-          const scalar_t* gnc = gp + n * gs.n + c * gs.c;
-          const uint8_t* anc = argmax.data() + n * as.n + c * as.c;
-          const acc_t g =
-              tiles ? cells::dynopool_pixel_grad<scalar_t, acc_t, index_t, true>(gnc, gs.h, gs.w, anc, as.h, as.w,
-                                                                                 rows, cols, p.h, p.w)
-                    : cells::dynopool_pixel_grad<scalar_t, acc_t, index_t, false>(gnc, gs.h, gs.w, anc, as.h, as.w,
-                                                                                  rows, cols, p.h, p.w);
-          gx[t] = static_cast<scalar_t>(g);
-        }
+      });
+      if (need_x && !scatter) {  // backward_pixels_kernel, in the same lanes form (lanes: the loop form)
+        const bool tiles = lanes == 1 && dynopool_gather_tiles<scalar_t>();
+        const int64_t pixel_items = N * groups * H * W;
+        const bool vec2 = lanes_vectorizable(grad_out, lanes) && lanes_vectorizable(argmax_t, lanes) &&
+                          lanes_vectorizable(grad_x, lanes);
+        with_lanes<scalar_t, std::is_same<index_t, int32_t>::value>(lanes, vec2, [&](auto lanes_c, auto vec_c) {
+          constexpr int kL = decltype(lanes_c)::value;
+          constexpr bool kVec = decltype(vec_c)::value;
+          for (int64_t t = 0; t < pixel_items; ++t) {
+            const auto ti = static_cast<index_t>(t);
+            const auto p = cells::unravel<index_t>(ti, static_cast<index_t>(groups), static_cast<index_t>(H),
+                                                   static_cast<index_t>(W), channels_last);
+            if (kL == 1 && tiles) {
+              cells::dynopool_pixel_item<kL, kVec, kL == 1, scalar_t, acc_t, index_t>(
+                  ti, p, static_cast<index_t>(C), gp, gs, argmax, as, gx, gxs, rows, cols);
+            } else {
+              cells::dynopool_pixel_item<kL, kVec, false, scalar_t, acc_t, index_t>(
+                  ti, p, static_cast<index_t>(C), gp, gs, argmax, as, gx, gxs, rows, cols);
+            }
+          }
+        });
       }
     });
     if (need_size) {

@@ -14,8 +14,12 @@
 //   and was bound by instruction issue at 38% of copy bandwidth).
 // - Forward: one thread per output cell, in the output's memory order (NCHW or
 //   channels_last), so that stores coalesce; x is read through its strides (any
-//   layout, no copy). The 2Ho x 2Wo query tensor never exists.
-// - Backward, deterministic (no atomics, fixed-order sums), two passes:
+//   layout, no copy). The 2Ho x 2Wo query tensor never exists. With
+//   RESIZEOPS_CUDA_LANES=4 (checks.h), the lanes form: one thread per cell of 4
+//   channels (2 in float64), vector loads where they are contiguous and aligned.
+// - Backward: by default (float and double, outside deterministic mode) one pass
+//   that scatters each cell's gradient into grad_x with atomics (pass 1 below with
+//   Scatter); otherwise deterministic (no atomics, fixed-order sums), two passes:
 //   (1) per output cell: recompute the winner, store it (1 byte), and add the
 //       size-gradient terms into per-thread float64 sums, reduced per block into
 //       a partials buffer (a fixed grid, so a fixed order), then summed by one
@@ -67,57 +71,69 @@ __global__ void table_kernel(cells::TableLayout L, acc_t* __restrict__ accb, int
   }
 }
 
-template <typename scalar_t, typename acc_t, typename index_t, typename Indexer>
-__global__ void __launch_bounds__(kThreads)
-    forward_kernel(const scalar_t* __restrict__ x, S4<index_t> xs, scalar_t* __restrict__ out, int64_t total,
-                   Indexer idx, cells::AxisTaps<acc_t> rows, cells::AxisTaps<acc_t> cols) {
-  for (int64_t t = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; t < total;
-       t += static_cast<int64_t>(gridDim.x) * blockDim.x) {
-    const auto p = idx(static_cast<index_t>(t));
-    const scalar_t* xnc = x + static_cast<index_t>(p.n) * xs.n + static_cast<index_t>(p.c) * xs.c;
-    const auto cell = cells::dynopool_cell<false, scalar_t, acc_t, index_t>(xnc, xs.h, xs.w, rows, cols,
-                                                                            static_cast<index_t>(p.h),
-                                                                            static_cast<index_t>(p.w));
-    out[t] = static_cast<scalar_t>(cell.value);
+// Forward: work item t is one output element (L = 1) or the same cell of L
+// channels (the lanes form, dynopool_cells.h); idx enumerates the items in the
+// output's memory order, channel groups of L in place of channels.
+//
+// Launch bounds (blocks of kThreads per SM, at least): they decide how many of a
+// cell's 16 loads per lane ptxas keeps in flight. With no bound it took 32
+// registers for one lane and reloaded into the same registers, issuing the
+// loads in about three waves (each waiting for memory); with at least 6 blocks
+// (at most 40 registers) it issues all 28 (12 table entries, 16 values of x)
+// before the arithmetic, as it does for the lanes form with at least 2 blocks
+// (about 100 registers). Float64 (one lane): 4.
+template <int L, typename scalar_t>
+constexpr int forward_min_blocks() {
+  return L == 1 ? (sizeof(scalar_t) <= 4 ? 6 : 4) : 2;
+}
+
+template <int L, bool Vec, typename scalar_t, typename acc_t, typename index_t, typename Indexer>
+__global__ void __launch_bounds__(kThreads, forward_min_blocks<L, scalar_t>())
+    forward_kernel(const scalar_t* __restrict__ x, S4<index_t> xs, scalar_t* __restrict__ out, S4<index_t> os,
+                   int64_t items, index_t C, Indexer idx, cells::AxisTaps<acc_t> rows, cells::AxisTaps<acc_t> cols) {
+  using loop = loop_t<index_t>;
+  for (loop t = blockIdx.x * static_cast<loop>(blockDim.x) + threadIdx.x; t < static_cast<loop>(items);
+       t += static_cast<loop>(gridDim.x) * blockDim.x) {
+    const index_t ti = static_cast<index_t>(t);
+    cells::dynopool_forward_item<L, Vec, scalar_t, acc_t, index_t>(ti, idx(ti), C, x, xs, out, os, rows, cols);
   }
 }
 
-// Backward pass 1, per output cell: the winner and the size-gradient terms,
-// reduced to one (dH, dW) pair per block. With NeedX, the winner is either
-// written (argmax, in the output's memory order, for the gather pass 2) or,
-// with Scatter (float and double), the cell's gradient is added into its
-// winner's taps of grad_x (zeroed, dense strides gxs) with atomics, and there
-// is no pass 2.
-template <bool NeedX, bool NeedSize, bool Scatter, typename scalar_t, typename acc_t, typename index_t,
-          typename Indexer>
-__global__ void __launch_bounds__(kThreads)
+// Backward pass 1, per work item (as in the forward): the winners and the
+// size-gradient terms, reduced to one (dH, dW) pair per block. With NeedX, the
+// winner is either written (argmax, in the output's memory order, for the
+// gather pass 2) or, with Scatter (float and double), the cell's gradient is
+// added into its winner's taps of grad_x (zeroed, dense strides gxs) with
+// atomics, and there is no pass 2.
+//
+// Launch bounds (blocks of kThreads per SM, at least): ptxas's own choice is
+// erratic here. For one lane of a 2- or 4-byte type, 4 (at most 64 registers):
+// left to itself ptxas took 48 and spilled a register of the scatter form inside
+// the loop. Otherwise 2 (at most 128): float64 needs more than 64, the lanes form
+// about 100-125, and with no bound ptxas took up to 164 (one block per SM).
+template <int L, typename scalar_t>
+constexpr int cells_min_blocks() {
+  return (L == 1 && sizeof(scalar_t) <= 4) ? 4 : 2;
+}
+
+template <int L, bool Vec, bool NeedX, bool NeedSize, bool Scatter, typename scalar_t, typename acc_t,
+          typename index_t, typename Indexer>
+__global__ void __launch_bounds__(kThreads, cells_min_blocks<L, scalar_t>())
     backward_cells_kernel(const scalar_t* __restrict__ x, S4<index_t> xs, const scalar_t* __restrict__ grad_out,
-                          S4<index_t> gs, uint8_t* __restrict__ argmax, scalar_t* __restrict__ grad_x,
-                          S4<index_t> gxs, int64_t total, Indexer idx, cells::AxisTaps<acc_t> rows,
+                          S4<index_t> gs, uint8_t* __restrict__ argmax, S4<index_t> as, scalar_t* __restrict__ grad_x,
+                          S4<index_t> gxs, int64_t items, index_t C, Indexer idx, cells::AxisTaps<acc_t> rows,
                           cells::AxisTaps<acc_t> cols, double* __restrict__ partials) {
   double dh_sum = 0.0, dw_sum = 0.0;
-  for (int64_t t = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; t < total;
-       t += static_cast<int64_t>(gridDim.x) * blockDim.x) {
-    const auto p = idx(static_cast<index_t>(t));
-    const index_t n = p.n, c = p.c, i = p.h, j = p.w;
-    const auto cell =
-        cells::dynopool_cell<NeedSize, scalar_t, acc_t, index_t>(x + n * xs.n + c * xs.c, xs.h, xs.w, rows, cols, i, j);
-    const acc_t g = (NeedSize || (NeedX && Scatter))
-                        ? static_cast<acc_t>(grad_out[n * gs.n + c * gs.c + i * gs.h + j * gs.w])
-                        : acc_t(0);
-    if constexpr (NeedX && Scatter) {
-      scalar_t* gxnc = grad_x + n * gxs.n + c * gxs.c;
-      cells::dynopool_cell_scatter<acc_t, index_t>(cell.arg, g, rows, cols, i, j, gxs.h, gxs.w,
-                                                   [gxnc](index_t off, acc_t v) { atomicAdd(gxnc + off, v); });
-    } else if constexpr (NeedX) {
-      argmax[t] = cell.arg;
-    }
-    if (NeedSize) {
-      acc_t dh, dw;
-      cells::dynopool_cell_size_grad<acc_t, index_t>(cell, g, rows, cols, i, j, &dh, &dw);
-      dh_sum += static_cast<double>(dh);
-      dw_sum += static_cast<double>(dw);
-    }
+  using loop = loop_t<index_t>;
+  for (loop t = blockIdx.x * static_cast<loop>(blockDim.x) + threadIdx.x; t < static_cast<loop>(items);
+       t += static_cast<loop>(gridDim.x) * blockDim.x) {
+    const index_t ti = static_cast<index_t>(t);
+    cells::dynopool_backward_item<L, Vec, NeedX, NeedSize, Scatter, scalar_t, acc_t, index_t>(
+        ti, idx(ti), C, x, xs, grad_out, gs, argmax, as, gxs, rows, cols,
+        [grad_x](index_t off, acc_t v) {
+          if constexpr (Scatter) atomicAdd(grad_x + off, v);  // float and double only
+        },
+        &dh_sum, &dw_sum);
   }
   if (NeedSize) {
     block_sum2(&dh_sum, &dw_sum);
@@ -128,20 +144,22 @@ __global__ void __launch_bounds__(kThreads)
   }
 }
 
-// Backward pass 2, per input pixel (in grad_x's memory order): the gather.
-template <bool Tiles, typename scalar_t, typename acc_t, typename index_t, typename Indexer>
-__global__ void __launch_bounds__(kThreads)
+// Backward pass 2, per input pixel (in grad_x's memory order; with lanes, per
+// pixel of L channels, always in the loop form: the tiles of 4 lanes need more
+// than 128 registers): the gather. One lane keeps ptxas's own register choice (a
+// minimum of 0 blocks is no minimum; the tile / loop A/B of docs/PERF_NOTES.md was
+// measured so); lanes: at least 2 blocks per SM, as in pass 1.
+template <int L, bool Vec, bool Tiles, typename scalar_t, typename acc_t, typename index_t, typename Indexer>
+__global__ void __launch_bounds__(kThreads, L == 1 ? 0 : 2)
     backward_pixels_kernel(const scalar_t* __restrict__ grad_out, S4<index_t> gs, const uint8_t* __restrict__ argmax,
-                           S4<index_t> as, scalar_t* __restrict__ grad_x, int64_t total, Indexer idx,
-                           cells::AxisTaps<acc_t> rows, cells::AxisTaps<acc_t> cols) {
-  for (int64_t t = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; t < total;
-       t += static_cast<int64_t>(gridDim.x) * blockDim.x) {
-    const auto p = idx(static_cast<index_t>(t));
-    const index_t n = p.n, c = p.c;
-    const acc_t g = cells::dynopool_pixel_grad<scalar_t, acc_t, index_t, Tiles>(
-        grad_out + n * gs.n + c * gs.c, gs.h, gs.w, argmax + n * as.n + c * as.c, as.h, as.w, rows, cols,
-        static_cast<index_t>(p.h), static_cast<index_t>(p.w));
-    grad_x[t] = static_cast<scalar_t>(g);
+                           S4<index_t> as, scalar_t* __restrict__ grad_x, S4<index_t> gxs, int64_t items, index_t C,
+                           Indexer idx, cells::AxisTaps<acc_t> rows, cells::AxisTaps<acc_t> cols) {
+  using loop = loop_t<index_t>;
+  for (loop t = blockIdx.x * static_cast<loop>(blockDim.x) + threadIdx.x; t < static_cast<loop>(items);
+       t += static_cast<loop>(gridDim.x) * blockDim.x) {
+    const index_t ti = static_cast<index_t>(t);
+    cells::dynopool_pixel_item<L, Vec, Tiles, scalar_t, acc_t, index_t>(ti, idx(ti), C, grad_out, gs, argmax, as,
+                                                                        grad_x, gxs, rows, cols);
   }
 }
 
@@ -183,71 +201,85 @@ at::Tensor dynopool2d_forward_cuda(const at::Tensor& x, int64_t out_h, int64_t o
   at::Tensor accb = at::empty({L.acc_size()}, x.options().dtype(acc_type_of(x.scalar_type())));
   at::Tensor intb = at::empty({L.int_size()}, x.options().dtype(at::kInt));
   const bool use32 = use_int32_indexing({total, extent(x)});
+  // The lanes form (checks.h) on the 32-bit path; items: cells of L channels.
+  const int lanes = use32 ? dynopool_cuda_lanes(x.scalar_type()) : 1;
+  const int64_t groups = (C + lanes - 1) / lanes;
+  const int64_t items = N * groups * out_h * out_w;
+  const bool vec = lanes_vectorizable(x, lanes) && lanes_vectorizable(out, lanes);
 
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "dynopool2d_forward_cuda", [&] {
     using acc_t = at::opmath_type<scalar_t>;
     launch_tables<acc_t>(L, accb, intb, false, stream);
     const auto rows = cells::rows_of<acc_t>(L, accb.const_data_ptr<acc_t>(), intb.const_data_ptr<int32_t>());
     const auto cols = cells::cols_of<acc_t>(L, accb.const_data_ptr<acc_t>(), intb.const_data_ptr<int32_t>());
-    with_indexing(use32, C, out_h, out_w, channels_last, [&](auto zero, auto idx) {
+    with_indexing(use32, groups, out_h, out_w, channels_last, [&](auto zero, auto idx) {
       using index_t = decltype(zero);
-      forward_kernel<scalar_t, acc_t, index_t, decltype(idx)><<<grid_for(total), kThreads, 0, stream>>>(
-          x.const_data_ptr<scalar_t>(), strides_of<index_t>(x), out.mutable_data_ptr<scalar_t>(), total, idx, rows,
-          cols);
-      C10_CUDA_KERNEL_LAUNCH_CHECK();
+      with_lanes<scalar_t, std::is_same<index_t, int32_t>::value>(lanes, vec, [&](auto lanes_c, auto vec_c) {
+        constexpr int kL = decltype(lanes_c)::value;
+        constexpr bool kVec = decltype(vec_c)::value;
+        forward_kernel<kL, kVec, scalar_t, acc_t, index_t, decltype(idx)><<<grid_for(items), kThreads, 0, stream>>>(
+            x.const_data_ptr<scalar_t>(), strides_of<index_t>(x), out.mutable_data_ptr<scalar_t>(),
+            strides_of<index_t>(out), items, static_cast<index_t>(C), idx, rows, cols);
+        C10_CUDA_KERNEL_LAUNCH_CHECK();
+      });
     });
   });
   return out;
 }
 
-template <bool NeedX, bool NeedSize, bool Scatter, typename scalar_t, typename acc_t, typename index_t,
-          typename Indexer>
-void launch_backward_cells(const at::Tensor& x, const at::Tensor& grad_out, const at::Tensor& argmax,
-                           const at::Tensor& grad_x, bool channels_last, const at::Tensor& partials, int64_t blocks,
-                           const Indexer& idx, const cells::AxisTaps<acc_t>& rows,
-                           const cells::AxisTaps<acc_t>& cols, cudaStream_t stream) {
+// The arguments of one backward pass 1 launch that do not depend on its template flags.
+template <typename acc_t, typename index_t, typename Indexer>
+struct CellsLaunch {
+  const at::Tensor &x, &grad_out, &argmax, &grad_x, &partials;
+  bool channels_last;
+  int64_t items, blocks;
+  index_t C;
+  Indexer idx;
+  cells::AxisTaps<acc_t> rows, cols;
+  cudaStream_t stream;
+};
+
+template <int L, bool Vec, bool NeedX, bool NeedSize, bool Scatter, typename scalar_t, typename acc_t,
+          typename index_t, typename Indexer>
+void launch_backward_cells(const CellsLaunch<acc_t, index_t, Indexer>& a) {
   const bool scatter = NeedX && Scatter;
   const bool gather = NeedX && !Scatter;
-  backward_cells_kernel<NeedX, NeedSize, Scatter, scalar_t, acc_t, index_t, Indexer><<<blocks, kThreads, 0, stream>>>(
-      x.const_data_ptr<scalar_t>(), strides_of<index_t>(x), grad_out.const_data_ptr<scalar_t>(),
-      strides_of<index_t>(grad_out), gather ? argmax.mutable_data_ptr<uint8_t>() : nullptr,
-      scatter ? grad_x.mutable_data_ptr<scalar_t>() : nullptr,
-      dense_strides<index_t>(x.size(1), x.size(2), x.size(3), channels_last), grad_out.numel(), idx, rows, cols,
-      NeedSize ? partials.mutable_data_ptr<double>() : nullptr);
+  // Non-dependent names for the tensors (a's members would need `.template`).
+  const at::Tensor &x = a.x, &grad_out = a.grad_out, &argmax = a.argmax, &grad_x = a.grad_x, &partials = a.partials;
+  const int64_t C = x.size(1), H = x.size(2), W = x.size(3);
+  backward_cells_kernel<L, Vec, NeedX, NeedSize, Scatter, scalar_t, acc_t, index_t, Indexer>
+      <<<a.blocks, kThreads, 0, a.stream>>>(
+          x.const_data_ptr<scalar_t>(), strides_of<index_t>(x), grad_out.const_data_ptr<scalar_t>(),
+          strides_of<index_t>(grad_out), gather ? argmax.mutable_data_ptr<uint8_t>() : nullptr,
+          dense_strides<index_t>(C, grad_out.size(2), grad_out.size(3), a.channels_last),
+          scatter ? grad_x.mutable_data_ptr<scalar_t>() : nullptr,
+          dense_strides<index_t>(C, H, W, a.channels_last), a.items, a.C, a.idx, a.rows, a.cols,
+          NeedSize ? partials.mutable_data_ptr<double>() : nullptr);
   C10_CUDA_KERNEL_LAUNCH_CHECK();
 }
 
 // The backward_cells launch for (need_x, need_size, scatter); scatter only for
 // float and double (atomicAdd), checks.h dynopool_scatter_grad_x.
-template <typename scalar_t, typename acc_t, typename index_t, typename Indexer>
-void launch_backward_cells_for(bool need_x, bool need_size, bool scatter, const at::Tensor& x,
-                               const at::Tensor& grad_out, const at::Tensor& argmax, const at::Tensor& grad_x,
-                               bool channels_last, const at::Tensor& partials, int64_t blocks, const Indexer& idx,
-                               const cells::AxisTaps<acc_t>& rows, const cells::AxisTaps<acc_t>& cols,
-                               cudaStream_t stream) {
+template <int L, bool Vec, typename scalar_t, typename acc_t, typename index_t, typename Indexer>
+void launch_backward_cells_for(bool need_x, bool need_size, bool scatter, const CellsLaunch<acc_t, index_t, Indexer>& a) {
   constexpr bool kAtomics = std::is_same<scalar_t, float>::value || std::is_same<scalar_t, double>::value;
   if constexpr (kAtomics) {
     if (need_x && scatter) {
       if (need_size) {
-        launch_backward_cells<true, true, true, scalar_t, acc_t, index_t>(x, grad_out, argmax, grad_x, channels_last,
-                                                                          partials, blocks, idx, rows, cols, stream);
+        launch_backward_cells<L, Vec, true, true, true, scalar_t>(a);
       } else {
-        launch_backward_cells<true, false, true, scalar_t, acc_t, index_t>(x, grad_out, argmax, grad_x, channels_last,
-                                                                           partials, blocks, idx, rows, cols, stream);
+        launch_backward_cells<L, Vec, true, false, true, scalar_t>(a);
       }
       return;
     }
   }
   TORCH_INTERNAL_ASSERT(!(need_x && scatter), "dynopool2d_backward (CUDA): no scatter for 16-bit types");
   if (need_x && need_size) {
-    launch_backward_cells<true, true, false, scalar_t, acc_t, index_t>(x, grad_out, argmax, grad_x, channels_last,
-                                                                       partials, blocks, idx, rows, cols, stream);
+    launch_backward_cells<L, Vec, true, true, false, scalar_t>(a);
   } else if (need_x) {
-    launch_backward_cells<true, false, false, scalar_t, acc_t, index_t>(x, grad_out, argmax, grad_x, channels_last,
-                                                                        partials, blocks, idx, rows, cols, stream);
+    launch_backward_cells<L, Vec, true, false, false, scalar_t>(a);
   } else {
-    launch_backward_cells<false, true, false, scalar_t, acc_t, index_t>(x, grad_out, argmax, grad_x, channels_last,
-                                                                        partials, blocks, idx, rows, cols, stream);
+    launch_backward_cells<L, Vec, false, true, false, scalar_t>(a);
   }
 }
 
@@ -277,38 +309,54 @@ std::tuple<at::Tensor, at::Tensor> dynopool2d_backward_cuda(const at::Tensor& gr
                          ? at::empty({N, C, out_h, out_w}, x.options().dtype(at::kByte).memory_format(fmt))
                          : at::Tensor();
   const int64_t cells_total = grad_out.numel();
-  const int64_t blocks = grid_for(cells_total);
-  at::Tensor partials = need_size ? at::empty({2 * blocks}, x.options().dtype(at::kDouble)) : at::Tensor();
   // One index width for both passes: every tensor they touch must fit.
   const bool use32 = use_int32_indexing({cells_total, x.numel(), extent(x), extent(grad_out), grad_x.numel()});
+  // Pass 1's lanes form (checks.h) on the 32-bit path; items: cells of L channels.
+  const int lanes = use32 ? dynopool_cuda_lanes(x.scalar_type()) : 1;
+  const int64_t groups = (C + lanes - 1) / lanes;
+  const int64_t items = N * groups * out_h * out_w;
+  const bool vec = lanes_vectorizable(x, lanes) && lanes_vectorizable(grad_out, lanes);
+  const int64_t blocks = grid_for(items);
+  at::Tensor partials = need_size ? at::empty({2 * blocks}, x.options().dtype(at::kDouble)) : at::Tensor();
 
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "dynopool2d_backward_cuda", [&] {
     using acc_t = at::opmath_type<scalar_t>;
     launch_tables<acc_t>(L, accb, intb, need_x && !scatter, stream);
     const auto rows = cells::rows_of<acc_t>(L, accb.const_data_ptr<acc_t>(), intb.const_data_ptr<int32_t>());
     const auto cols = cells::cols_of<acc_t>(L, accb.const_data_ptr<acc_t>(), intb.const_data_ptr<int32_t>());
-    with_indexing(use32, C, out_h, out_w, channels_last, [&](auto zero, auto idx) {
+    with_indexing(use32, groups, out_h, out_w, channels_last, [&](auto zero, auto idx) {
       using index_t = decltype(zero);
       using I = decltype(idx);
-      launch_backward_cells_for<scalar_t, acc_t, index_t, I>(need_x, need_size, scatter, x, grad_out, argmax, grad_x,
-                                                             channels_last, partials, blocks, idx, rows, cols, stream);
+      const CellsLaunch<acc_t, index_t, I> a{x,    grad_out, argmax, grad_x, partials, channels_last,
+                                             items, blocks,  static_cast<index_t>(C), idx, rows, cols, stream};
+      with_lanes<scalar_t, std::is_same<index_t, int32_t>::value>(lanes, vec, [&](auto lanes_c, auto vec_c) {
+        launch_backward_cells_for<decltype(lanes_c)::value, decltype(vec_c)::value, scalar_t>(need_x, need_size,
+                                                                                              scatter, a);
+      });
     });
     if (need_size) {
       launch_reduce_partials(partials, blocks, grad_size, stream);
     }
     if (need_x && !scatter) {
-      const int64_t total = x.numel();
-      const bool tiles = dynopool_gather_tiles<scalar_t>();
-      with_indexing(use32, C, H, W, channels_last, [&](auto zero, auto idx) {
+      // Pass 2 in the same lanes form, over grad_x's pixels.
+      const int64_t pixel_items = N * groups * H * W;
+      const bool tiles = lanes == 1 && dynopool_gather_tiles<scalar_t>();
+      const bool vec2 = lanes_vectorizable(grad_out, lanes) && lanes_vectorizable(argmax, lanes) &&
+                        lanes_vectorizable(grad_x, lanes);
+      with_indexing(use32, groups, H, W, channels_last, [&](auto zero, auto idx) {
         using index_t = decltype(zero);
         using I = decltype(idx);
-        auto* kernel = tiles ? backward_pixels_kernel<true, scalar_t, acc_t, index_t, I>
-                             : backward_pixels_kernel<false, scalar_t, acc_t, index_t, I>;
-        kernel<<<grid_for(total), kThreads, 0, stream>>>(
-            grad_out.const_data_ptr<scalar_t>(), strides_of<index_t>(grad_out), argmax.const_data_ptr<uint8_t>(),
-            dense_strides<index_t>(C, out_h, out_w, channels_last), grad_x.mutable_data_ptr<scalar_t>(), total, idx,
-            rows, cols);
-        C10_CUDA_KERNEL_LAUNCH_CHECK();
+        with_lanes<scalar_t, std::is_same<index_t, int32_t>::value>(lanes, vec2, [&](auto lanes_c, auto vec_c) {
+          constexpr int kL = decltype(lanes_c)::value;
+          constexpr bool kVec = decltype(vec_c)::value;
+          auto* kernel = (kL == 1 && tiles) ? backward_pixels_kernel<kL, kVec, kL == 1, scalar_t, acc_t, index_t, I>
+                                            : backward_pixels_kernel<kL, kVec, false, scalar_t, acc_t, index_t, I>;
+          kernel<<<grid_for(pixel_items), kThreads, 0, stream>>>(
+              grad_out.const_data_ptr<scalar_t>(), strides_of<index_t>(grad_out), argmax.const_data_ptr<uint8_t>(),
+              dense_strides<index_t>(C, out_h, out_w, channels_last), grad_x.mutable_data_ptr<scalar_t>(),
+              dense_strides<index_t>(C, H, W, channels_last), pixel_items, static_cast<index_t>(C), idx, rows, cols);
+          C10_CUDA_KERNEL_LAUNCH_CHECK();
+        });
       });
     }
   });

@@ -14,6 +14,7 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <type_traits>
 
 #include "resizeops/cell_index.h"
 
@@ -66,6 +67,14 @@ void with_indexing(bool use32, int64_t C, int64_t H, int64_t W, bool cl, const F
     f(int64_t{0}, Indexer64(C, H, W, cl));
   }
 }
+
+// The counter of a grid-stride loop on an index_t path: unsigned 32-bit on the
+// 32-bit path (its work items number below 2^31 and the grid has far fewer
+// threads, so t + stride stays below 2^32), else int64_t. A 64-bit counter
+// holds two registers across the loop (ptxas spilled it to the stack in the
+// lanes form of DynOPool's forward) and compares in two instructions.
+template <typename index_t>
+using loop_t = std::conditional_t<sizeof(index_t) == 4, uint32_t, int64_t>;
 
 // Blocks of a grid-stride launch over `total` elements: enough to fill the GPU
 // several times over, never more than there is work.

@@ -8,6 +8,13 @@
 #include "resizeops/math.h"  // RESIZEOPS_HD
 
 namespace resizeops {
+
+// The strides of a 4-D tensor (elements) in the index type of a launch.
+template <typename index_t>
+struct S4 {
+  index_t n, c, h, w;
+};
+
 namespace cells {
 
 // ---------------------------------------------------------------------------

@@ -158,4 +158,21 @@ inline bool dynopool_scatter_grad_x(at::ScalarType dtype) {
   return false;
 }
 
+// How many channels of one output cell one thread of DynOPool's CUDA forward and
+// backward pass 1 (and of their serial emulation) computes: the lanes form of
+// dynopool_cells.h (one set of table reads and index arithmetic for L channels,
+// L times the loads in flight; channels_last inputs with C % L == 0 and aligned
+// strides load the L channels with one vector load). RESIZEOPS_CUDA_LANES=1 or 4
+// (4 for 2- and 4-byte types, 2 for float64: at most 16-byte loads); unset: 1,
+// until a GPU run measures the lanes form (docs/PERF_NOTES.md, version 5). Read
+// per call. The kernels of 64-bit offsets always take one lane. With lanes, the
+// gather (pass 2, deterministic mode and 16-bit types) takes the lanes form too,
+// always in its loop form (the 3x3 tiles of 4 lanes need more than 128 registers).
+inline int dynopool_cuda_lanes(at::ScalarType dtype) {
+  const char* v = std::getenv("RESIZEOPS_CUDA_LANES");
+  if (v == nullptr || v[0] == '\0' || std::strcmp(v, "1") == 0) return 1;
+  TORCH_CHECK(std::strcmp(v, "4") == 0, "RESIZEOPS_CUDA_LANES must be '1' or '4', got '", v, "'");
+  return dtype == at::kDouble ? 2 : 4;
+}
+
 }  // namespace resizeops

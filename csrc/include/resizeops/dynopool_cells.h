@@ -27,6 +27,7 @@
 #pragma once
 
 #include <cstdint>
+#include <stdexcept>
 
 #include "resizeops/cell_index.h"
 #include "resizeops/math.h"
@@ -180,14 +181,104 @@ struct Cell {
   acc_t dq_dcol;  // d winner / d u_col: v[c1] - v[c0] of its query row
 };
 
-// Output cell (i, j) of image/channel plane xnc (= &x[n, c, 0, 0], strides
-// sH, sW): the 4 queries at query rows 2i, 2i+1 and columns 2j, 2j+1, their
-// max (max_pool2d's tie and NaN rule) and, with Deriv, the winner's
-// coordinate derivatives. index_t: the offset type (32-bit where x's extent
+// ---------------------------------------------------------------------------
+// Lanes: L channels of one spatial position per thread
+// ---------------------------------------------------------------------------
+
+// The lanes form (checks.h dynopool_cuda_lanes, RESIZEOPS_CUDA_LANES): one
+// thread computes the same cell (or pixel) of L channels c0 .. c0 + L - 1, so
+// that the table reads, the index arithmetic and the tap offsets are shared by L
+// channels and every thread has L times as many loads in flight. Lanes are
+// loaded through load_lanes: with Vec, the L values are contiguous and aligned to
+// L * sizeof(scalar_t) bytes (channels_last, C % L == 0 and aligned strides:
+// tensor_index.h lanes_vectorizable) and come in one vector load; otherwise L
+// loads at the channel stride ls, and lanes at or past nl (the valid ones, where
+// C % L != 0) repeat lane nl - 1's load and are never stored.
+template <typename scalar_t, int L>
+struct alignas(sizeof(scalar_t) * L) Pack {
+  scalar_t v[L];
+};
+
+template <int L, bool Vec, typename scalar_t, typename out_t, typename index_t>
+RESIZEOPS_HD void load_lanes(const scalar_t* p, index_t ls, int nl, out_t (&out)[L]) {
+  if constexpr (Vec) {
+#ifndef __CUDA_ARCH__
+    // The emulation checks what the GPU's vector load assumes.
+    if (reinterpret_cast<uintptr_t>(p) % alignof(Pack<scalar_t, L>) != 0 || ls != 1 || nl != L) {
+      throw std::logic_error("resizeops: vector load of lanes at a misaligned or strided address");
+    }
+#endif
+    const Pack<scalar_t, L> pk = *reinterpret_cast<const Pack<scalar_t, L>*>(p);
+RESIZEOPS_UNROLL
+    for (int l = 0; l < L; ++l) out[l] = static_cast<out_t>(pk.v[l]);
+  } else {
+RESIZEOPS_UNROLL
+    for (int l = 0; l < L; ++l) out[l] = static_cast<out_t>(p[static_cast<index_t>(l < nl ? l : nl - 1) * ls]);
+  }
+}
+
+// Stores lanes [0, nl) of v at p, p + ls, ... (one vector store with Vec; see load_lanes).
+template <int L, bool Vec, typename scalar_t, typename acc_t, typename index_t>
+RESIZEOPS_HD void store_lanes(scalar_t* p, index_t ls, int nl, const acc_t (&v)[L]) {
+  if constexpr (Vec) {
+#ifndef __CUDA_ARCH__
+    if (reinterpret_cast<uintptr_t>(p) % alignof(Pack<scalar_t, L>) != 0 || ls != 1 || nl != L) {
+      throw std::logic_error("resizeops: vector store of lanes at a misaligned or strided address");
+    }
+#endif
+    Pack<scalar_t, L> pk;
+RESIZEOPS_UNROLL
+    for (int l = 0; l < L; ++l) pk.v[l] = static_cast<scalar_t>(v[l]);
+    *reinterpret_cast<Pack<scalar_t, L>*>(p) = pk;
+  } else {
+RESIZEOPS_UNROLL
+    for (int l = 0; l < L; ++l) {
+      if (l < nl) p[static_cast<index_t>(l) * ls] = static_cast<scalar_t>(v[l]);
+    }
+  }
+}
+
+// The axis-table entries of output cell (i, j): the taps and second-tap weights
+// of its query rows 2i + k and columns 2j + l (k, l in {0, 1}) and, WithD, their
+// coordinate derivatives (for the size gradient). Read once per work item,
+// shared by its lanes, and kept in registers for the backward: the scatter and
+// the size gradient select the winner's from them instead of reading the tables
+// again after the max (a dependent round trip per cell).
+template <typename acc_t>
+struct CellTaps {
+  int32_t r0[2], r1[2], c0[2], c1[2];
+  acc_t rw1[2], cw1[2];
+  acc_t rd[2], cd[2];  // only WithD
+};
+
+template <bool WithD, typename acc_t, typename index_t>
+RESIZEOPS_HD CellTaps<acc_t> dynopool_cell_taps(const AxisTaps<acc_t>& rows, const AxisTaps<acc_t>& cols, index_t i,
+                                               index_t j) {
+  CellTaps<acc_t> tp;
+RESIZEOPS_UNROLL
+  for (int k = 0; k < 2; ++k) {
+    const index_t r = 2 * i + k, s = 2 * j + k;
+    tp.r0[k] = rows.i0[r];
+    tp.r1[k] = rows.i1[r];
+    tp.rw1[k] = rows.w1[r];
+    tp.c0[k] = cols.i0[s];
+    tp.c1[k] = cols.i1[s];
+    tp.cw1[k] = cols.w1[s];
+    tp.rd[k] = WithD ? rows.d[r] : acc_t(0);
+    tp.cd[k] = WithD ? cols.d[s] : acc_t(0);
+  }
+  return tp;
+}
+
+// Output cell (i, j) of L channel planes starting at xnc (= &x[n, c0, 0, 0],
+// strides sH, sW, channel stride ls, nl valid lanes), with its table entries tp:
+// the 4 queries at query rows 2i, 2i+1 and columns 2j, 2j+1, their max
+// (max_pool2d's tie and NaN rule) and, with Deriv, the winner's coordinate
+// derivatives, per lane. index_t: the offset type (32-bit where x's extent
 // allows).
-template <bool Deriv, typename scalar_t, typename acc_t, typename index_t>
-RESIZEOPS_HD Cell<acc_t> dynopool_cell(const scalar_t* xnc, index_t sH, index_t sW, const AxisTaps<acc_t>& rows,
-                                       const AxisTaps<acc_t>& cols, index_t i, index_t j) {
+template <int L, bool Vec, bool Deriv, typename scalar_t, typename acc_t, typename index_t>
+RESIZEOPS_HD void dynopool_cell_lanes(const scalar_t* xnc, index_t sH, index_t sW, index_t ls, int nl,
+                                      const CellTaps<acc_t>& tp, Cell<acc_t> (&cell)[L]) {
   // At the last pixel both taps are that pixel (w1 = 0); grid_sample skips the
   // second one (out of bounds), so it must not add 0 * x (NaN for an infinite
   // x): row_edge / col_edge drop it. The derivatives keep the true pixel.
@@ -196,58 +287,71 @@ RESIZEOPS_HD Cell<acc_t> dynopool_cell(const scalar_t* xnc, index_t sH, index_t 
   bool row_edge[2], col_edge[2];
 RESIZEOPS_UNROLL
   for (int k = 0; k < 2; ++k) {
-    const index_t r = 2 * i + k, s = 2 * j + k;
-    top[k] = static_cast<index_t>(rows.i0[r]) * sH;
-    bot[k] = static_cast<index_t>(rows.i1[r]) * sH;
-    row_edge[k] = rows.i1[r] == rows.i0[r];
-    rw1[k] = rows.w1[r];
+    top[k] = static_cast<index_t>(tp.r0[k]) * sH;
+    bot[k] = static_cast<index_t>(tp.r1[k]) * sH;
+    row_edge[k] = tp.r1[k] == tp.r0[k];
+    rw1[k] = tp.rw1[k];
     rw0[k] = acc_t(1) - rw1[k];
-    col[2 * k] = static_cast<index_t>(cols.i0[s]) * sW;
-    col[2 * k + 1] = static_cast<index_t>(cols.i1[s]) * sW;
-    col_edge[k] = cols.i1[s] == cols.i0[s];
-    cw1[k] = cols.w1[s];
+    col[2 * k] = static_cast<index_t>(tp.c0[k]) * sW;
+    col[2 * k + 1] = static_cast<index_t>(tp.c1[k]) * sW;
+    col_edge[k] = tp.c1[k] == tp.c0[k];
+    cw1[k] = tp.cw1[k];
     cw0[k] = acc_t(1) - cw1[k];
   }
-  // Vertical interpolation of query row k at the 4 columns read:
-  // m = 2l + t is tap t of query column l. d: x[i1] - x[i0] there.
-  acc_t v[2][4], d[2][4];
+  // The cell's loads (16 per lane: 2 query rows x 2 tap rows x 4 columns), then
+  // the arithmetic (ptxas schedules them as it sees fit: docs/PERF_NOTES.md).
+  acc_t a[2][4][L], b[2][4][L];
 RESIZEOPS_UNROLL
   for (int k = 0; k < 2; ++k) {
 RESIZEOPS_UNROLL
     for (int m = 0; m < 4; ++m) {
-      const acc_t a = static_cast<acc_t>(xnc[top[k] + col[m]]);
-      const acc_t b = static_cast<acc_t>(xnc[bot[k] + col[m]]);
-      v[k][m] = rw0[k] * a + rw1[k] * (row_edge[k] ? acc_t(0) : b);
-      d[k][m] = b - a;
+      load_lanes<L, Vec, scalar_t, acc_t, index_t>(xnc + top[k] + col[m], ls, nl, a[k][m]);
+      load_lanes<L, Vec, scalar_t, acc_t, index_t>(xnc + bot[k] + col[m], ls, nl, b[k][m]);
     }
   }
-  acc_t q[4];
+  // Vertical interpolation of query row k at the 4 columns read:
+  // m = 2l + t is tap t of query column l. d: x[i1] - x[i0] there.
+  acc_t v[L][2][4], d[L][2][4];
 RESIZEOPS_UNROLL
   for (int k = 0; k < 2; ++k) {
 RESIZEOPS_UNROLL
-    for (int l = 0; l < 2; ++l)
-      q[2 * k + l] = cw0[l] * v[k][2 * l] + cw1[l] * (col_edge[l] ? acc_t(0) : v[k][2 * l + 1]);
-  }
-  Cell<acc_t> cell;
-  cell.value = math::max4_first<acc_t>(q[0], q[1], q[2], q[3], &cell.arg);
-  cell.dq_drow = acc_t(0);
-  cell.dq_dcol = acc_t(0);
-  if (Deriv) {
-    // Selects with compile-time indices: a run-time index into v / d would put
-    // them in local memory on the GPU.
+    for (int m = 0; m < 4; ++m) {
 RESIZEOPS_UNROLL
-    for (int k = 0; k < 2; ++k) {
-RESIZEOPS_UNROLL
-      for (int l = 0; l < 2; ++l) {
-        const bool won = cell.arg == 2 * k + l;
-        const acc_t drow = cw0[l] * d[k][2 * l] + cw1[l] * d[k][2 * l + 1];
-        const acc_t dcol = v[k][2 * l + 1] - v[k][2 * l];
-        cell.dq_drow = won ? drow : cell.dq_drow;
-        cell.dq_dcol = won ? dcol : cell.dq_dcol;
+      for (int e = 0; e < L; ++e) {
+        v[e][k][m] = rw0[k] * a[k][m][e] + rw1[k] * (row_edge[k] ? acc_t(0) : b[k][m][e]);
+        d[e][k][m] = b[k][m][e] - a[k][m][e];
       }
     }
   }
-  return cell;
+RESIZEOPS_UNROLL
+  for (int e = 0; e < L; ++e) {
+    acc_t q[4];
+RESIZEOPS_UNROLL
+    for (int k = 0; k < 2; ++k) {
+RESIZEOPS_UNROLL
+      for (int l = 0; l < 2; ++l)
+        q[2 * k + l] = cw0[l] * v[e][k][2 * l] + cw1[l] * (col_edge[l] ? acc_t(0) : v[e][k][2 * l + 1]);
+    }
+    Cell<acc_t>& c = cell[e];
+    c.value = math::max4_first<acc_t>(q[0], q[1], q[2], q[3], &c.arg);
+    c.dq_drow = acc_t(0);
+    c.dq_dcol = acc_t(0);
+    if (Deriv) {
+      // Selects with compile-time indices: a run-time index into v / d would put
+      // them in local memory on the GPU.
+RESIZEOPS_UNROLL
+      for (int k = 0; k < 2; ++k) {
+RESIZEOPS_UNROLL
+        for (int l = 0; l < 2; ++l) {
+          const bool won = c.arg == 2 * k + l;
+          const acc_t drow = cw0[l] * d[e][k][2 * l] + cw1[l] * d[e][k][2 * l + 1];
+          const acc_t dcol = v[e][k][2 * l + 1] - v[e][k][2 * l];
+          c.dq_drow = won ? drow : c.dq_drow;
+          c.dq_dcol = won ? dcol : c.dq_dcol;
+        }
+      }
+    }
+  }
 }
 
 // The scatter form of grad_x (checks.h dynopool_scatter_grad_x): output cell
@@ -257,12 +361,13 @@ RESIZEOPS_UNROLL
 // the last pixel (i1 == i0, w1 = 0) the second tap is skipped, as grid_sample
 // skips it and as tap_weight sums it (an infinite g adds g, never 0 * g).
 template <typename acc_t, typename index_t, typename Add>
-RESIZEOPS_HD void dynopool_cell_scatter(uint8_t arg, acc_t g, const AxisTaps<acc_t>& rows,
-                                        const AxisTaps<acc_t>& cols, index_t i, index_t j, index_t sH, index_t sW,
+RESIZEOPS_HD void dynopool_cell_scatter(uint8_t arg, acc_t g, const CellTaps<acc_t>& tp, index_t sH, index_t sW,
                                         Add add) {
-  const index_t r = 2 * i + (arg >> 1), s = 2 * j + (arg & 1);
-  const int32_t r0 = rows.i0[r], r1 = rows.i1[r], c0 = cols.i0[s], c1 = cols.i1[s];
-  const acc_t rw1 = rows.w1[r], cw1 = cols.w1[s];
+  // The winner's query row k and column l, selected with compile-time indices.
+  const bool k = (arg >> 1) != 0, l = (arg & 1) != 0;
+  const int32_t r0 = k ? tp.r0[1] : tp.r0[0], r1 = k ? tp.r1[1] : tp.r1[0];
+  const int32_t c0 = l ? tp.c0[1] : tp.c0[0], c1 = l ? tp.c1[1] : tp.c1[0];
+  const acc_t rw1 = k ? tp.rw1[1] : tp.rw1[0], cw1 = l ? tp.cw1[1] : tp.cw1[0];
   const acc_t g0 = g * (acc_t(1) - rw1), g1 = g * rw1;
   const acc_t cw0 = acc_t(1) - cw1;
   const index_t top = static_cast<index_t>(r0) * sH, bot = static_cast<index_t>(r1) * sH;
@@ -277,13 +382,85 @@ RESIZEOPS_HD void dynopool_cell_scatter(uint8_t arg, acc_t g, const AxisTaps<acc
 
 // Size-gradient terms of one output cell with gradient g: its contributions to
 // dL/dH_hat and dL/dW_hat (the winner's coordinate derivatives times the
-// coordinates' derivatives in the surrogate sizes).
-template <typename acc_t, typename index_t>
-RESIZEOPS_HD void dynopool_cell_size_grad(const Cell<acc_t>& cell, acc_t g, const AxisTaps<acc_t>& rows,
-                                          const AxisTaps<acc_t>& cols, index_t i, index_t j, acc_t* dh, acc_t* dw) {
-  const int k = cell.arg >> 1, l = cell.arg & 1;
-  *dh = g * cell.dq_drow * rows.d[2 * i + k];
-  *dw = g * cell.dq_dcol * cols.d[2 * j + l];
+// coordinates' derivatives in the surrogate sizes; tp read WithD).
+template <typename acc_t>
+RESIZEOPS_HD void dynopool_cell_size_grad(const Cell<acc_t>& cell, acc_t g, const CellTaps<acc_t>& tp, acc_t* dh,
+                                          acc_t* dw) {
+  const bool k = (cell.arg >> 1) != 0, l = (cell.arg & 1) != 0;
+  *dh = g * cell.dq_drow * (k ? tp.rd[1] : tp.rd[0]);
+  *dw = g * cell.dq_dcol * (l ? tp.cd[1] : tp.cd[0]);
+}
+
+// ---------------------------------------------------------------------------
+// One work item of the forward and of backward pass 1
+// ---------------------------------------------------------------------------
+
+// Work item t of the forward (position p: channel group p.c of L channels, or
+// channel p.c for L = 1, whose linear index t is then the output element's):
+// the L output values, stored into out (strides os).
+template <int L, bool Vec, typename scalar_t, typename acc_t, typename index_t>
+RESIZEOPS_HD void dynopool_forward_item(index_t t, const Pos<index_t>& p, index_t C, const scalar_t* x,
+                                        const S4<index_t>& xs, scalar_t* out, const S4<index_t>& os,
+                                        const AxisTaps<acc_t>& rows, const AxisTaps<acc_t>& cols) {
+  const index_t c0 = p.c * L;
+  const int nl = L == 1 ? 1 : static_cast<int>(C - c0 < L ? C - c0 : L);
+  Cell<acc_t> cell[L];
+  dynopool_cell_lanes<L, Vec, false, scalar_t, acc_t, index_t>(
+      x + p.n * xs.n + c0 * xs.c, xs.h, xs.w, xs.c, nl, dynopool_cell_taps<false, acc_t, index_t>(rows, cols, p.h, p.w),
+      cell);
+  if constexpr (L == 1) {
+    out[t] = static_cast<scalar_t>(cell[0].value);
+  } else {
+    acc_t v[L];
+RESIZEOPS_UNROLL
+    for (int e = 0; e < L; ++e) v[e] = cell[e].value;
+    store_lanes<L, Vec, scalar_t, acc_t, index_t>(out + p.n * os.n + c0 * os.c + p.h * os.h + p.w * os.w, os.c, nl,
+                                                  v);
+  }
+}
+
+// Work item t of backward pass 1 (positions as in dynopool_forward_item): per
+// valid lane, the winner and, with NeedX, either its argmax byte (at argmax,
+// strides as; linear index t for L = 1) or, with Scatter, the cell's gradient
+// added into grad_x through add(offset, value) (offsets of the dense strides
+// gxs); with NeedSize, the size-gradient terms added to *dh_sum, *dw_sum.
+template <int L, bool Vec, bool NeedX, bool NeedSize, bool Scatter, typename scalar_t, typename acc_t,
+          typename index_t, typename Add>
+RESIZEOPS_HD void dynopool_backward_item(index_t t, const Pos<index_t>& p, index_t C, const scalar_t* x,
+                                         const S4<index_t>& xs, const scalar_t* grad_out, const S4<index_t>& gs,
+                                         uint8_t* argmax, const S4<index_t>& as, const S4<index_t>& gxs,
+                                         const AxisTaps<acc_t>& rows, const AxisTaps<acc_t>& cols, Add add,
+                                         double* dh_sum, double* dw_sum) {
+  const index_t n = p.n, i = p.h, j = p.w, c0 = p.c * L;
+  const int nl = L == 1 ? 1 : static_cast<int>(C - c0 < L ? C - c0 : L);
+  const CellTaps<acc_t> tp = dynopool_cell_taps<NeedSize, acc_t, index_t>(rows, cols, i, j);
+  Cell<acc_t> cell[L];
+  dynopool_cell_lanes<L, Vec, NeedSize, scalar_t, acc_t, index_t>(x + n * xs.n + c0 * xs.c, xs.h, xs.w, xs.c, nl, tp,
+                                                                  cell);
+  acc_t g[L];
+  if constexpr (NeedSize || (NeedX && Scatter)) {
+    load_lanes<L, Vec, scalar_t, acc_t, index_t>(grad_out + n * gs.n + c0 * gs.c + i * gs.h + j * gs.w, gs.c, nl, g);
+  } else {
+RESIZEOPS_UNROLL
+    for (int e = 0; e < L; ++e) g[e] = acc_t(0);
+  }
+RESIZEOPS_UNROLL
+  for (int e = 0; e < L; ++e) {
+    if (L > 1 && e >= nl) break;
+    if constexpr (NeedX && Scatter) {
+      const index_t base = n * gxs.n + (c0 + e) * gxs.c;
+      dynopool_cell_scatter<acc_t, index_t>(cell[e].arg, g[e], tp, gxs.h, gxs.w,
+                                            [&add, base](index_t off, acc_t v) { add(base + off, v); });
+    } else if constexpr (NeedX) {
+      argmax[L == 1 ? t : n * as.n + (c0 + e) * as.c + i * as.h + j * as.w] = cell[e].arg;
+    }
+    if constexpr (NeedSize) {
+      acc_t dh, dw;
+      dynopool_cell_size_grad<acc_t>(cell[e], g[e], tp, &dh, &dw);
+      *dh_sum += static_cast<double>(dh);
+      *dw_sum += static_cast<double>(dw);
+    }
+  }
 }
 
 // ---------------------------------------------------------------------------
@@ -292,9 +469,8 @@ RESIZEOPS_HD void dynopool_cell_size_grad(const Cell<acc_t>& cell, acc_t g, cons
 
 // grad_x at (h, w) of one image/channel plane: the sum, over the queries that
 // read the pixel and won their cell's max, of the cell's gradient times the
-// pixel's bilinear weight in the query. gnc / anc: that plane of grad_out and
-// of the argmax (uint8). Summed per query row, then across rows, like the CPU
-// kernel.
+// pixel's bilinear weight in the query (planes: GatherPlanes below). Summed per
+// query row, then across rows, like the CPU kernel.
 //
 // The general form loops over the pixel's query rows and columns with
 // run-time trip counts and conditional loads: on the GPU each pixel then waits
@@ -305,36 +481,66 @@ RESIZEOPS_HD void dynopool_cell_size_grad(const Cell<acc_t>& cell, acc_t g, cons
 // downsampling), the tile form instead
 // loads every argmax and grad_out value of the tile at once (indices clamped
 // into the range, unconditional), then selects: same sum, same order.
+//
+// Lanes (as in the forward): L channels of the pixel at once; the table reads and
+// the loop are shared, and each step's argmax and grad_out loads go out for the L
+// channels together.
 constexpr int kTile = 3;
 
-template <typename scalar_t, typename acc_t, typename index_t>
-RESIZEOPS_HD acc_t dynopool_pixel_grad_loop(const scalar_t* gnc, index_t gH, index_t gW, const uint8_t* anc,
-                                            index_t aH, index_t aW, const AxisTaps<acc_t>& rows,
-                                            const AxisTaps<acc_t>& cols, index_t h, index_t w, int32_t rb,
-                                            int32_t re, int32_t sb, int32_t se) {
-  acc_t acc = acc_t(0);
+// The planes a gather reads: grad_out's (g, strides gH, gW, channel stride gC)
+// and the argmax's (a, aH, aW, aC) at channel c0 of image n, with nl valid lanes.
+template <typename scalar_t, typename index_t>
+struct GatherPlanes {
+  const scalar_t* g;
+  index_t gH, gW, gC;
+  const uint8_t* a;
+  index_t aH, aW, aC;
+  int nl;
+};
+
+template <int L, bool Vec, typename scalar_t, typename acc_t, typename index_t>
+RESIZEOPS_HD void dynopool_pixel_grad_loop(const GatherPlanes<scalar_t, index_t>& P, const AxisTaps<acc_t>& rows,
+                                           const AxisTaps<acc_t>& cols, index_t h, index_t w, int32_t rb, int32_t re,
+                                           int32_t sb, int32_t se, acc_t (&acc)[L]) {
+RESIZEOPS_UNROLL
+  for (int e = 0; e < L; ++e) acc[e] = acc_t(0);
   for (int32_t r = rb; r < re; ++r) {
     const acc_t wr = tap_weight<acc_t>(rows, r, static_cast<int32_t>(h));
     const index_t i = r >> 1;
     const int k = r & 1;
-    acc_t row_sum = acc_t(0);
+    acc_t row_sum[L];
+RESIZEOPS_UNROLL
+    for (int e = 0; e < L; ++e) row_sum[e] = acc_t(0);
     for (int32_t s = sb; s < se; ++s) {
       const index_t j = s >> 1;
-      const int l = s & 1;
-      if (anc[i * aH + j * aW] == 2 * k + l) {
-        row_sum += static_cast<acc_t>(gnc[i * gH + j * gW]) * tap_weight<acc_t>(cols, s, static_cast<int32_t>(w));
+      const int code = 2 * k + (s & 1);
+      uint8_t a[L];
+      load_lanes<L, Vec, uint8_t, uint8_t, index_t>(P.a + i * P.aH + j * P.aW, P.aC, P.nl, a);
+      bool hit[L], any = false;
+RESIZEOPS_UNROLL
+      for (int e = 0; e < L; ++e) {
+        hit[e] = a[e] == code;
+        any = any || hit[e];
+      }
+      if (any) {  // grad_out only where a lane's query won
+        const acc_t ws = tap_weight<acc_t>(cols, s, static_cast<int32_t>(w));
+        acc_t g[L];
+        load_lanes<L, Vec, scalar_t, acc_t, index_t>(P.g + i * P.gH + j * P.gW, P.gC, P.nl, g);
+RESIZEOPS_UNROLL
+        for (int e = 0; e < L; ++e) {
+          if (hit[e]) row_sum[e] += g[e] * ws;
+        }
       }
     }
-    acc += wr * row_sum;
+RESIZEOPS_UNROLL
+    for (int e = 0; e < L; ++e) acc[e] += wr * row_sum[e];
   }
-  return acc;
 }
 
-template <typename scalar_t, typename acc_t, typename index_t>
-RESIZEOPS_HD acc_t dynopool_pixel_grad_tile(const scalar_t* gnc, index_t gH, index_t gW, const uint8_t* anc,
-                                            index_t aH, index_t aW, const AxisTaps<acc_t>& rows,
-                                            const AxisTaps<acc_t>& cols, index_t h, index_t w, int32_t rb,
-                                            int32_t re, int32_t sb, int32_t se) {
+template <int L, bool Vec, typename scalar_t, typename acc_t, typename index_t>
+RESIZEOPS_HD void dynopool_pixel_grad_tile(const GatherPlanes<scalar_t, index_t>& P, const AxisTaps<acc_t>& rows,
+                                           const AxisTaps<acc_t>& cols, index_t h, index_t w, int32_t rb, int32_t re,
+                                           int32_t sb, int32_t se, acc_t (&acc)[L]) {
   // Columns of the tile: offsets, query code l, weight, valid. Slots past the
   // range repeat its last query (in-bounds loads) and never count.
   index_t a_off[kTile], g_off[kTile];
@@ -347,13 +553,13 @@ RESIZEOPS_UNROLL
     const int32_t s = s_ok[u] ? sb + u : se - 1;
     const index_t j = s >> 1;
     l_of[u] = s & 1;
-    a_off[u] = j * aW;
-    g_off[u] = j * gW;
+    a_off[u] = j * P.aW;
+    g_off[u] = j * P.gW;
     ws[u] = tap_weight<acc_t>(cols, s, static_cast<int32_t>(w));
   }
   // Every load of the tile, issued before any is used.
-  uint8_t a[kTile][kTile];
-  acc_t g[kTile][kTile];
+  uint8_t a[kTile][kTile][L];
+  acc_t g[kTile][kTile][L];
   acc_t wr[kTile];
   int k_of[kTile];
   bool r_ok[kTile];
@@ -366,41 +572,67 @@ RESIZEOPS_UNROLL
     wr[t] = tap_weight<acc_t>(rows, r, static_cast<int32_t>(h));
 RESIZEOPS_UNROLL
     for (int u = 0; u < kTile; ++u) {
-      a[t][u] = anc[i * aH + a_off[u]];
-      g[t][u] = static_cast<acc_t>(gnc[i * gH + g_off[u]]);
+      load_lanes<L, Vec, uint8_t, uint8_t, index_t>(P.a + i * P.aH + a_off[u], P.aC, P.nl, a[t][u]);
+      load_lanes<L, Vec, scalar_t, acc_t, index_t>(P.g + i * P.gH + g_off[u], P.gC, P.nl, g[t][u]);
     }
   }
-  acc_t acc = acc_t(0);
 RESIZEOPS_UNROLL
-  for (int t = 0; t < kTile; ++t) {
-    acc_t row_sum = acc_t(0);
+  for (int e = 0; e < L; ++e) {
+    acc[e] = acc_t(0);
 RESIZEOPS_UNROLL
-    for (int u = 0; u < kTile; ++u) {
-      const bool hit = s_ok[u] && a[t][u] == 2 * k_of[t] + l_of[u];
-      row_sum += hit ? g[t][u] * ws[u] : acc_t(0);
+    for (int t = 0; t < kTile; ++t) {
+      acc_t row_sum = acc_t(0);
+RESIZEOPS_UNROLL
+      for (int u = 0; u < kTile; ++u) {
+        const bool hit = s_ok[u] && a[t][u][e] == 2 * k_of[t] + l_of[u];
+        row_sum += hit ? g[t][u][e] * ws[u] : acc_t(0);
+      }
+      // A slot past the rows' range must not add anything, not even 0 * NaN.
+      acc[e] += r_ok[t] ? wr[t] * row_sum : acc_t(0);
     }
-    // A slot past the rows' range must not add anything, not even 0 * NaN.
-    acc += r_ok[t] ? wr[t] * row_sum : acc_t(0);
   }
-  return acc;
 }
 
 // Tiles = false keeps the loop form for every pixel (version 2 of the CUDA
 // gather), so that one GPU run can time both forms (RESIZEOPS_CUDA_GATHER=loop,
 // checks.h); the two give bit-identical sums in the serial emulation.
-template <typename scalar_t, typename acc_t, typename index_t, bool Tiles = true>
-RESIZEOPS_HD acc_t dynopool_pixel_grad(const scalar_t* gnc, index_t gH, index_t gW, const uint8_t* anc, index_t aH,
-                                       index_t aW, const AxisTaps<acc_t>& rows, const AxisTaps<acc_t>& cols,
-                                       index_t h, index_t w) {
+template <int L, bool Vec, bool Tiles, typename scalar_t, typename acc_t, typename index_t>
+RESIZEOPS_HD void dynopool_pixel_grad(const GatherPlanes<scalar_t, index_t>& P, const AxisTaps<acc_t>& rows,
+                                      const AxisTaps<acc_t>& cols, index_t h, index_t w, acc_t (&acc)[L]) {
   const int32_t rb = rows.range[2 * h], re = rows.range[2 * h + 1];
   const int32_t sb = cols.range[2 * w], se = cols.range[2 * w + 1];
-  if (re <= rb || se <= sb) return acc_t(0);  // no query reads this pixel (downsampling below 0.5)
-  if (Tiles && re - rb <= kTile && se - sb <= kTile) {
-    return dynopool_pixel_grad_tile<scalar_t, acc_t, index_t>(gnc, gH, gW, anc, aH, aW, rows, cols, h, w, rb, re, sb,
-                                                              se);
+  if (re <= rb || se <= sb) {  // no query reads this pixel (downsampling below 0.5)
+RESIZEOPS_UNROLL
+    for (int e = 0; e < L; ++e) acc[e] = acc_t(0);
+    return;
   }
-  return dynopool_pixel_grad_loop<scalar_t, acc_t, index_t>(gnc, gH, gW, anc, aH, aW, rows, cols, h, w, rb, re, sb,
-                                                            se);
+  if (Tiles && re - rb <= kTile && se - sb <= kTile) {
+    dynopool_pixel_grad_tile<L, Vec, scalar_t, acc_t, index_t>(P, rows, cols, h, w, rb, re, sb, se, acc);
+    return;
+  }
+  dynopool_pixel_grad_loop<L, Vec, scalar_t, acc_t, index_t>(P, rows, cols, h, w, rb, re, sb, se, acc);
+}
+
+// Work item t of backward pass 2 (position p over grad_x's pixels, channel groups
+// of L as in the forward; t is the pixel's linear index for L = 1): grad_x of L
+// channels, stored at grad_x (dense strides gxs).
+template <int L, bool Vec, bool Tiles, typename scalar_t, typename acc_t, typename index_t>
+RESIZEOPS_HD void dynopool_pixel_item(index_t t, const Pos<index_t>& p, index_t C, const scalar_t* grad_out,
+                                      const S4<index_t>& gs, const uint8_t* argmax, const S4<index_t>& as,
+                                      scalar_t* grad_x, const S4<index_t>& gxs, const AxisTaps<acc_t>& rows,
+                                      const AxisTaps<acc_t>& cols) {
+  const index_t c0 = p.c * L;
+  const int nl = L == 1 ? 1 : static_cast<int>(C - c0 < L ? C - c0 : L);
+  const GatherPlanes<scalar_t, index_t> planes{grad_out + p.n * gs.n + c0 * gs.c, gs.h, gs.w, gs.c,
+                                               argmax + p.n * as.n + c0 * as.c,  as.h, as.w, as.c, nl};
+  acc_t g[L];
+  dynopool_pixel_grad<L, Vec, Tiles, scalar_t, acc_t, index_t>(planes, rows, cols, p.h, p.w, g);
+  if constexpr (L == 1) {
+    grad_x[t] = static_cast<scalar_t>(g[0]);
+  } else {
+    store_lanes<L, Vec, scalar_t, acc_t, index_t>(grad_x + p.n * gxs.n + c0 * gxs.c + p.h * gxs.h + p.w * gxs.w,
+                                                  gxs.c, nl, g);
+  }
 }
 
 }  // namespace cells

@@ -8,16 +8,12 @@
 #include <cstdint>
 #include <initializer_list>
 #include <limits>
+#include <type_traits>
 
+#include "resizeops/cell_index.h"  // S4
 #include "resizeops/checks.h"
 
 namespace resizeops {
-
-// The strides of a 4-D tensor (elements) in the index type of a launch.
-template <typename index_t>
-struct S4 {
-  index_t n, c, h, w;
-};
 
 template <typename index_t>
 S4<index_t> strides_of(const at::Tensor& t) {
@@ -57,6 +53,40 @@ void with_index_type(bool use32, const F& f) {
   } else {
     f(int64_t{0});
   }
+}
+
+// Whether load_lanes / store_lanes (dynopool_cells.h) may read the L channels
+// c0 .. c0 + L - 1 (c0 a multiple of L) of every (n, h, w) of t with one vector
+// access: C % L == 0, channel stride 1, the other strides multiples of L (where
+// their size exceeds 1) and the data aligned to L elements.
+inline bool lanes_vectorizable(const at::Tensor& t, int L) {
+  if (L == 1 || t.dim() != 4 || t.size(1) % L != 0 || t.stride(1) != 1) return false;
+  for (int64_t d : {0, 2, 3}) {
+    if (t.size(d) > 1 && t.stride(d) % L != 0) return false;
+  }
+  return reinterpret_cast<uintptr_t>(t.const_data_ptr()) % (static_cast<uintptr_t>(L) * t.element_size()) == 0;
+}
+
+// Calls f(std::integral_constant<int, L>{}, std::integral_constant<bool, Vec>{})
+// for a launch of `lanes` channels per thread (1, or kL: 4, 2 for 8-byte types;
+// checks.h dynopool_cuda_lanes), with vector accesses where `vec`. Only the
+// one-lane form is instantiated unless Allow (the 64-bit index path).
+template <typename scalar_t, bool Allow, typename F>
+void with_lanes(int lanes, bool vec, const F& f) {
+  constexpr int kL = sizeof(scalar_t) == 8 ? 2 : 4;
+  if constexpr (Allow) {
+    if (lanes != 1) {
+      TORCH_INTERNAL_ASSERT(lanes == kL, "with_lanes: ", lanes, " lanes for a ", sizeof(scalar_t), "-byte type");
+      if (vec) {
+        f(std::integral_constant<int, kL>{}, std::true_type{});
+      } else {
+        f(std::integral_constant<int, kL>{}, std::false_type{});
+      }
+      return;
+    }
+  }
+  TORCH_INTERNAL_ASSERT(lanes == 1, "with_lanes: lanes on the 64-bit index path");
+  f(std::integral_constant<int, 1>{}, std::false_type{});
 }
 
 }  // namespace resizeops
