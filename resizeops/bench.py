@@ -14,7 +14,10 @@ Every provider of an op runs the same named :class:`Case` side by side:
 * for the fused Shape Adaptor cell (``shape_adaptor_maxpool``) also
   ``maxpool+blend``: ``F.max_pool2d(x, 2)`` followed by the fused
   ``resize_blend`` on the default backend, the unfused alternative the fused
-  cell must beat.
+  cell must beat;
+* ``cuda-lanes`` (``dynopool2d`` only, and only when named in ``--backends``):
+  the ``cuda`` backend with ``RESIZEOPS_CUDA_LANES=4`` (4 channels per thread,
+  the opt-in form of docs/DESIGN.md) set around the forward and the backward.
 
 Modes: ``fwd`` (inference: no autograd, inputs without grad) and ``fwd+bwd``
 (x, x1, x2, alpha and the Shape Adaptor weights require grad; the backward of
@@ -40,6 +43,7 @@ name, torch and resizeops versions) and plotted to ``<out>/bench-<device>.png``.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import datetime
 import math
@@ -72,6 +76,8 @@ MODES = ("fwd", "fwd+bwd")
 EAGER = "eager-reference"
 COMPILED = "compiled-reference"
 POOL_THEN_BLEND = "maxpool+blend"
+# A backend run under environment settings (provider -> (backend, {variable: value})).
+VARIANTS = {"cuda-lanes": ("cuda", {"RESIZEOPS_CUDA_LANES": "4"})}
 OPS = ("dynopool2d", "resize_blend", "shape_adaptor_maxpool")
 TIERS = ("cpu", "gpu")
 
@@ -271,6 +277,8 @@ class Case:
             return ref(*args)
         if provider == COMPILED:
             return compiled_reference(self.op)(*args)
+        if provider in VARIANTS:  # _measure sets its environment around the whole call
+            return public(*args, backend=VARIANTS[provider][0])
         return public(*args, backend=provider)
 
     def grad_leaves(self, inputs: Dict[str, Any]) -> List[torch.Tensor]:
@@ -444,6 +452,12 @@ def providers_for(
         names.append(b.name)
     if case.op == "shape_adaptor_maxpool" and (wanted_set is None or POOL_THEN_BLEND in wanted_set):
         names.append(POOL_THEN_BLEND)
+    for variant, (backend, _) in VARIANTS.items():
+        if wanted_set is not None and variant in wanted_set and case.op == "dynopool2d":
+            if backend in names or any(b.name == backend and b.available for b in resizeops.backends(device, op=case.op)):
+                names.append(variant)
+            elif notes is not None:
+                notes.append(f"{case.op}: {variant!r} skipped: backend {backend!r} is not available")
     if wanted_set is None or EAGER in wanted_set:
         names.append(EAGER)
     if compile and (wanted_set is None or COMPILED in wanted_set):
@@ -687,8 +701,29 @@ def _split(spec: Optional[str]) -> Optional[List[str]]:
     return None if spec is None else [s.strip() for s in spec.split(",") if s.strip()]
 
 
+@contextlib.contextmanager
+def _variant_env(provider: str):
+    """The environment of a VARIANTS provider (restored afterwards); nothing for the others."""
+    settings = VARIANTS.get(provider, (None, {}))[1]
+    saved = {k: os.environ.get(k) for k in settings}
+    os.environ.update(settings)
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
 def _measure(case: Case, provider: str, mode: str, inputs: Dict[str, Any], device: torch.device, repeats, quick):
     """One (provider, mode) measurement: (quantiles, samples, first call ms, peak MiB, fwd output)."""
+    with _variant_env(provider):
+        return _measure_in_env(case, provider, mode, inputs, device, repeats, quick)
+
+
+def _measure_in_env(case: Case, provider: str, mode: str, inputs: Dict[str, Any], device: torch.device, repeats, quick):
     leaves = case.grad_leaves(inputs)
     if mode == "fwd":
         def fn():
@@ -728,8 +763,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--modes", default=",".join(MODES), help="comma list of fwd, fwd+bwd (default: both)")
     p.add_argument(
         "--backends", default=None,
-        help=f"comma list of providers to run: backend names (cuda, triton, cpu, reference), {EAGER}, {COMPILED} "
-        "(default: every available backend + both references; the Triton interpreter on the CPU only when named)",
+        help=f"comma list of providers to run: backend names (cuda, triton, cpu, reference), {EAGER}, {COMPILED}, "
+        "cuda-lanes (dynopool2d: the cuda backend with RESIZEOPS_CUDA_LANES=4) "
+        "(default: every available backend + both references; the Triton interpreter on the CPU and cuda-lanes only when named)",
     )
     p.add_argument("--channels-last", action="store_true", help="feature maps in channels_last memory format")
     p.add_argument("--repeats", type=int, default=None, help="timed calls per measurement (default: do_bench on CUDA; up to 10 / ~0.5 s on the CPU)")

@@ -11,7 +11,8 @@
 #   bash scripts/gpu_check.sh
 #   STEPS="build tests bench" bash scripts/gpu_check.sh   # a subset
 #   PROFILE_OPS="blend cell" BENCH="blend-sa-imagenet-vgg:" BENCH2="" ...  # fewer cases
-#   PRESET=quick DEADLINE=300 bash scripts/gpu_check.sh  # ~4 min: build, tests, DynOPool profile, one benchmark, memcheck
+#   BENCH_BACKENDS=cuda,cuda-lanes,eager-reference ...  # the benchmark's --backends (quick: with cuda-lanes)
+#   PRESET=quick DEADLINE=420 bash scripts/gpu_check.sh  # ~6 min: build, tests, memcheck, DynOPool profile (cuda vs cuda-lanes), one benchmark
 # Optional wheels (e.g. expecttest, which torch.library.opcheck needs) are
 # installed from .whl/ when that folder exists.
 set -uo pipefail
@@ -27,6 +28,8 @@ export TORCH_CUDA_ARCH_LIST="${TORCH_CUDA_ARCH_LIST:-9.0}" MAX_JOBS="${MAX_JOBS:
 # ImageNet benchmark in channels_last. Explicit variables still win.
 if [ "${PRESET:-}" = quick ]; then
   : "${STEPS:=build tests profile bench sanitize}" "${SANITIZERS:=memcheck}" "${PROFILE_OPS:=dynopool}"
+  : "${PROFILE_PROVIDERS:=cuda cuda-lanes}" "${BENCH_BACKENDS:=cuda,cuda-lanes,triton,eager-reference,compiled-reference}"
+  export PROFILE_PROVIDERS
   : "${BENCH:=dynopool-imagenet:--channels-last}" "${BENCH2:=}"
 fi
 steps="${STEPS:-build tests bench profile sanitize}"
@@ -45,6 +48,7 @@ bench() {
     name="bench-${cases//,/+}${flag:+-cl}"
     stamp "$name"
     timeout $(lim 150) $py -m resizeops bench --device cuda --cases "$cases" --dtype float32,bfloat16 $flag \
+      ${BENCH_BACKENDS:+--backends "$BENCH_BACKENDS"} \
       --out "$log/$name" >"$log/$name.txt" 2>&1 || echo "$name: exit code $?"
   done
 }

@@ -13,7 +13,8 @@ in the lanes form, RESIZEOPS_CUDA_LANES=4: 4 channels per thread, vector loads i
 channels_last), "cuda-tile" and "cuda-loop" (every grad_x gathered,
 RESIZEOPS_CUDA_GRAD_X=gather, in the gathers' tile form where it fits,
 RESIZEOPS_CUDA_GATHER=tile, or in the loop form for every pixel, =loop: the A/B of
-one run, docs/PERF_NOTES.md) and "triton".
+one run, docs/PERF_NOTES.md) and "triton". PROFILE_PROVIDERS="cuda cuda-lanes"
+(environment) profiles only those.
 """
 
 import os
@@ -70,7 +71,7 @@ def _steps(op, dtype, cl, backend):
 
 def main(ops):
     for op in ops:
-        for provider in PROVIDERS:
+        for provider in os.environ.get("PROFILE_PROVIDERS", "").split() or PROVIDERS:
             backend, _, form = provider.partition("-")
             for var in SWITCHES:
                 os.environ.pop(var, None)

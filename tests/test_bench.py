@@ -3,6 +3,8 @@
 import csv
 import math
 
+import os
+
 import pytest
 import torch
 
@@ -104,6 +106,36 @@ def test_providers_for_cpu():
     notes = []
     assert bench.providers_for(case, "cpu", wanted=["cuda", bench.EAGER], notes=notes) == [bench.EAGER]
     assert notes and "cuda" in notes[0]
+    # cuda-lanes: only when named, only for dynopool2d, only where the cuda backend runs.
+    assert "cuda-lanes" not in bench.providers_for(case, "cpu")
+    notes = []
+    assert bench.providers_for(case, "cpu", wanted=["cuda-lanes", bench.EAGER], notes=notes) == [bench.EAGER]
+    assert any("cuda-lanes" in n for n in notes)
+
+
+def test_variant_environment_is_set_for_the_call_and_restored(monkeypatch):
+    # A variant provider (bench.VARIANTS) runs its backend with environment settings
+    # around the forward and the backward; they are undone afterwards, also on errors.
+    monkeypatch.setitem(bench.VARIANTS, "cpu-probe", ("cpu", {"RESIZEOPS_CUDA_LANES": "4"}))
+    monkeypatch.setenv("RESIZEOPS_CUDA_LANES", "1")
+    seen = []
+    case = bench.CASES["dynopool-small"]
+    inputs = case.make_inputs("cpu", requires_grad=True)
+    real_run = bench.Case.run
+
+    def run(self, inputs, provider):
+        out = real_run(self, inputs, provider)
+        seen.append(os.environ.get("RESIZEOPS_CUDA_LANES"))
+        return out
+
+    monkeypatch.setattr(bench.Case, "run", run)
+    bench._measure(case, "cpu-probe", "fwd+bwd", inputs, torch.device("cpu"), 1, True)
+    assert seen and set(seen) == {"4"}
+    assert os.environ["RESIZEOPS_CUDA_LANES"] == "1"
+    with pytest.raises(RuntimeError):
+        with bench._variant_env("cpu-probe"):
+            raise RuntimeError("boom")
+    assert os.environ["RESIZEOPS_CUDA_LANES"] == "1"
 
 
 # --- the CLI ----------------------------------------------------------------------
