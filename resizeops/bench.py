@@ -15,9 +15,11 @@ Every provider of an op runs the same named :class:`Case` side by side:
   ``maxpool+blend``: ``F.max_pool2d(x, 2)`` followed by the fused
   ``resize_blend`` on the default backend, the unfused alternative the fused
   cell must beat;
-* ``cuda-lanes`` (``dynopool2d`` only, and only when named in ``--backends``):
-  the ``cuda`` backend with ``RESIZEOPS_CUDA_LANES=4`` (4 channels per thread,
-  the opt-in form of docs/DESIGN.md) set around the forward and the backward.
+* ``cuda-lanes`` and ``triton-rows`` (``dynopool2d`` only, and only when named in
+  ``--backends``): the ``cuda`` backend with ``RESIZEOPS_CUDA_LANES=4`` (4 channels
+  per thread) and the ``triton`` backend with ``RESIZEOPS_TRITON_FORWARD=rows``
+  (the NCHW forward in 2-D tiles), the opt-in forms of docs/DESIGN.md, with the
+  variable set around the forward and the backward.
 
 Modes: ``fwd`` (inference: no autograd, inputs without grad) and ``fwd+bwd``
 (x, x1, x2, alpha and the Shape Adaptor weights require grad; the backward of
@@ -77,7 +79,10 @@ EAGER = "eager-reference"
 COMPILED = "compiled-reference"
 POOL_THEN_BLEND = "maxpool+blend"
 # A backend run under environment settings (provider -> (backend, {variable: value})).
-VARIANTS = {"cuda-lanes": ("cuda", {"RESIZEOPS_CUDA_LANES": "4"})}
+VARIANTS = {
+    "cuda-lanes": ("cuda", {"RESIZEOPS_CUDA_LANES": "4"}),
+    "triton-rows": ("triton", {"RESIZEOPS_TRITON_FORWARD": "rows"}),
+}
 OPS = ("dynopool2d", "resize_blend", "shape_adaptor_maxpool")
 TIERS = ("cpu", "gpu")
 
@@ -764,8 +769,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--backends", default=None,
         help=f"comma list of providers to run: backend names (cuda, triton, cpu, reference), {EAGER}, {COMPILED}, "
-        "cuda-lanes (dynopool2d: the cuda backend with RESIZEOPS_CUDA_LANES=4) "
-        "(default: every available backend + both references; the Triton interpreter on the CPU and cuda-lanes only when named)",
+        "cuda-lanes, triton-rows (dynopool2d: opt-in forms of the cuda and triton backends) "
+        "(default: every available backend + both references; the Triton interpreter on the CPU and the opt-in forms "
+        "only when named)",
     )
     p.add_argument("--channels-last", action="store_true", help="feature maps in channels_last memory format")
     p.add_argument("--repeats", type=int, default=None, help="timed calls per measurement (default: do_bench on CUDA; up to 10 / ~0.5 s on the CPU)")

@@ -12,7 +12,7 @@
 #   STEPS="build tests bench" bash scripts/gpu_check.sh   # a subset
 #   PROFILE_OPS="blend cell" BENCH="blend-sa-imagenet-vgg:" BENCH2="" ...  # fewer cases
 #   BENCH_BACKENDS=cuda,cuda-lanes,eager-reference ...  # the benchmark's --backends (quick: with cuda-lanes)
-#   PRESET=quick DEADLINE=420 bash scripts/gpu_check.sh  # ~6 min: build, tests, memcheck, DynOPool profile (cuda vs cuda-lanes), one benchmark
+#   PRESET=quick DEADLINE=420 bash scripts/gpu_check.sh  # ~6 min: build, tests, memcheck, DynOPool profile (cuda vs cuda-lanes, triton vs triton-rows), one benchmark
 # Optional wheels (e.g. expecttest, which torch.library.opcheck needs) are
 # installed from .whl/ when that folder exists.
 set -uo pipefail
@@ -24,11 +24,13 @@ export MPLBACKEND=Agg RESIZEOPS_REQUIRE_EXT=1 RESIZEOPS_REQUIRE_CUDA_BUILD=1 PYT
 export TORCH_CUDA_ARCH_LIST="${TORCH_CUDA_ARCH_LIST:-9.0}" MAX_JOBS="${MAX_JOBS:-16}"
 # PRESET=quick: for a session with a few minutes of device time (the full run takes
 # about 9): build, the GPU tests, the DynOPool kernel profile (its A/B of one and
-# four channels per thread), memcheck over the CUDA kernel tests, and the DynOPool
-# ImageNet benchmark in channels_last. Explicit variables still win.
+# four channels per thread, Triton's flat and 2-D tile NCHW forward), memcheck over the
+# CUDA kernel tests, and the DynOPool ImageNet benchmark in channels_last, with the
+# opt-in forms. Explicit variables still win.
 if [ "${PRESET:-}" = quick ]; then
   : "${STEPS:=build tests profile bench sanitize}" "${SANITIZERS:=memcheck}" "${PROFILE_OPS:=dynopool}"
-  : "${PROFILE_PROVIDERS:=cuda cuda-lanes}" "${BENCH_BACKENDS:=cuda,cuda-lanes,triton,eager-reference,compiled-reference}"
+  : "${PROFILE_PROVIDERS:=cuda cuda-lanes triton triton-rows}"
+  : "${BENCH_BACKENDS:=cuda,cuda-lanes,triton,triton-rows,eager-reference,compiled-reference}"
   export PROFILE_PROVIDERS
   : "${BENCH:=dynopool-imagenet:--channels-last}" "${BENCH2:=}"
 fi

@@ -13,8 +13,9 @@ in the lanes form, RESIZEOPS_CUDA_LANES=4: 4 channels per thread, vector loads i
 channels_last), "cuda-tile" and "cuda-loop" (every grad_x gathered,
 RESIZEOPS_CUDA_GRAD_X=gather, in the gathers' tile form where it fits,
 RESIZEOPS_CUDA_GATHER=tile, or in the loop form for every pixel, =loop: the A/B of
-one run, docs/PERF_NOTES.md) and "triton". PROFILE_PROVIDERS="cuda cuda-lanes"
-(environment) profiles only those.
+one run, docs/PERF_NOTES.md), "triton" and "triton-rows" (DynOPool only: its NCHW
+forward in 2-D tiles, RESIZEOPS_TRITON_FORWARD=rows). PROFILE_PROVIDERS="cuda
+cuda-lanes" (environment) profiles only those.
 """
 
 import os
@@ -25,8 +26,8 @@ from torch.profiler import ProfilerActivity, profile
 
 import resizeops
 
-PROVIDERS = ["cuda", "cuda-lanes", "cuda-tile", "cuda-loop", "triton"]
-SWITCHES = ("RESIZEOPS_CUDA_GATHER", "RESIZEOPS_CUDA_GRAD_X", "RESIZEOPS_CUDA_LANES")
+PROVIDERS = ["cuda", "cuda-lanes", "cuda-tile", "cuda-loop", "triton", "triton-rows"]
+SWITCHES = ("RESIZEOPS_CUDA_GATHER", "RESIZEOPS_CUDA_GRAD_X", "RESIZEOPS_CUDA_LANES", "RESIZEOPS_TRITON_FORWARD")
 
 
 def _steps(op, dtype, cl, backend):
@@ -75,10 +76,13 @@ def main(ops):
             backend, _, form = provider.partition("-")
             for var in SWITCHES:
                 os.environ.pop(var, None)
-            if form == "lanes":
+            if form in ("lanes", "rows"):
                 if op != "dynopool":
                     continue
-                os.environ["RESIZEOPS_CUDA_LANES"] = "4"
+                if form == "lanes":
+                    os.environ["RESIZEOPS_CUDA_LANES"] = "4"
+                else:
+                    os.environ["RESIZEOPS_TRITON_FORWARD"] = "rows"
             elif form:
                 os.environ["RESIZEOPS_CUDA_GATHER"] = form
                 os.environ["RESIZEOPS_CUDA_GRAD_X"] = "gather"

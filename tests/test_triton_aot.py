@@ -108,6 +108,17 @@ def _dynopool_calls(variants):
         x = _cl(torch.randn(2, 3, 13, 17).to(dtype), cl)
         alpha = torch.tensor([1.9, 1.7])
         out = tb.dynopool2d_forward(x, alpha, (7, 10))
+        if not cl:  # the NCHW forward's 2-D tile form (opt-in), both tile widths
+            saved = os.environ.get("RESIZEOPS_TRITON_FORWARD")
+            os.environ["RESIZEOPS_TRITON_FORWARD"] = "rows"
+            try:
+                tb.dynopool2d_forward(x, alpha, (7, 10))
+                tb.dynopool2d_forward(x, alpha, (7, 20))
+            finally:
+                if saved is None:
+                    os.environ.pop("RESIZEOPS_TRITON_FORWARD")
+                else:
+                    os.environ["RESIZEOPS_TRITON_FORWARD"] = saved
         for need in ((True, True), (True, False), (False, True)):
             tb.dynopool2d_backward(_cl(torch.randn(2, 3, 7, 10).to(dtype), cl), x, alpha, (7, 10), *need)
         assert out.shape == (2, 3, 7, 10)

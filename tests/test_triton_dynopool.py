@@ -285,3 +285,33 @@ def test_torch_compile_fullgraph_with_cached_size():
     assert_close(out, ref)
     assert_close(xs.grad, xe.grad)
     assert_close(as_.grad, ae.grad, atol=1e-4 * (float(ae.grad.abs().max()) + 1), rtol=1e-4)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float64])
+def test_rows_forward_matches_the_flat_forward(dtype, monkeypatch):
+    """The NCHW forward's 2-D tile kernel (RESIZEOPS_TRITON_FORWARD=rows) does the flat
+    kernel's arithmetic per element, so the outputs are bit-identical: tiles cut by
+    the edges (Ho, Wo not multiples of the tile), narrow and wide outputs (both tile
+    widths), H or W = 1, sliced and permuted inputs, NaN and inf, several planes."""
+    cases = [((2, 3, 13, 17), (7, 10)), ((1, 2, 1, 40), (3, 21)), ((2, 5, 9, 1), (5, 2)),
+             ((1, 1, 33, 70), (40, 35)), ((3, 4, 6, 6), (12, 13))]  # fmt: skip
+    for k, (shape, out) in enumerate(cases):
+        x = _seeded(shape, dtype, seed=k)
+        x.view(-1)[::13] = float("nan")
+        x.view(-1)[5::17] = float("inf")
+        views = [x, x.transpose(2, 3).contiguous().transpose(2, 3), x[:, :, ::1, 1:] if shape[3] > 1 else x]
+        for v in views:
+            monkeypatch.setenv("RESIZEOPS_TRITON_FORWARD", "flat")
+            flat = dynopool.dynopool2d_forward(v, out, False)
+            monkeypatch.setenv("RESIZEOPS_TRITON_FORWARD", "rows")
+            rows = dynopool.dynopool2d_forward(v, out, False)
+            assert rows.stride() == flat.stride()
+            assert torch.equal(rows.isnan(), flat.isnan()), (shape, out)
+            assert torch.equal(rows.nan_to_num(), flat.nan_to_num()), (shape, out)
+    # channels_last outputs keep the flat kernel; an unknown form is refused.
+    monkeypatch.setenv("RESIZEOPS_TRITON_FORWARD", "rows")
+    xc = _seeded((1, 3, 8, 8), dtype).contiguous(memory_format=torch.channels_last)
+    assert dynopool.dynopool2d_forward(xc, (4, 5), True).is_contiguous(memory_format=torch.channels_last)
+    monkeypatch.setenv("RESIZEOPS_TRITON_FORWARD", "tiles")
+    with pytest.raises(ValueError, match="RESIZEOPS_TRITON_FORWARD must be 'flat' or 'rows'"):
+        dynopool.dynopool2d_forward(x, (3, 3), False)

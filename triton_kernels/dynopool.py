@@ -10,7 +10,8 @@ learnable scale (Eq. 3-4).
   the output's memory order (NCHW, or channels_last with C innermost), so stores
   are contiguous. x is read through its 4 strides (any layout, no copy). The 4×
   query tensor is never materialised: each program computes its 4 queries in
-  registers from 16 taps.
+  registers from 16 taps. For NCHW outputs, RESIZEOPS_TRITON_FORWARD=rows takes
+  a 2-D tile kernel instead (opt-in until timed: forward_form).
 - Backward: recomputes each cell's winning query from x (the forward saves
   nothing), scatters the gradient of the winner to its 4 taps with atomics into a
   float32 (float64 for float64 x) buffer, and reduces dL/dĤ, dL/dŴ per program
@@ -260,6 +261,33 @@ def _cell_values(base, sh, sw, ra0, ra1, rb0, rb1, ca0, ca1, cb0, cb1, mask, ACC
 
 
 @triton.jit
+def _cell_queries(base, sh, sw, ra0, ra1, wra0, wra1, rb0, rb1, wrb0, wrb1,
+                  ca0, ca1, wca0, wca1, cb0, cb1, wcb0, wcb1, mask, ACC: tl.constexpr):  # fmt: skip
+    """A cell's 16 tap values (_cell_values' order) and its 4 bilinear queries q00, q01,
+    q10, q11 (taps and weights of query rows a, b and columns a, b; x's plane at base)."""
+    (xa0a0, xa0a1, xa1a0, xa1a1, xa0b0, xa0b1, xa1b0, xa1b1,
+     xb0a0, xb0a1, xb1a0, xb1a1, xb0b0, xb0b1, xb1b0, xb1b1) = _cell_values(
+        base, sh, sw, ra0, ra1, rb0, rb1, ca0, ca1, cb0, cb1, mask, ACC)
+    q00 = _bilinear(xa0a0, xa0a1, xa1a0, xa1a1, wra0, wra1, wca0, wca1)
+    q01 = _bilinear(xa0b0, xa0b1, xa1b0, xa1b1, wra0, wra1, wcb0, wcb1)
+    q10 = _bilinear(xb0a0, xb0a1, xb1a0, xb1a1, wrb0, wrb1, wca0, wca1)
+    q11 = _bilinear(xb0b0, xb0b1, xb1b0, xb1b1, wrb0, wrb1, wcb0, wcb1)
+    return (xa0a0, xa0a1, xa1a0, xa1a1, xa0b0, xa0b1, xa1b0, xa1b1,
+            xb0a0, xb0a1, xb1a0, xb1a1, xb0b0, xb0b1, xb1b0, xb1b1, q00, q01, q10, q11)  # fmt: skip
+
+
+@triton.jit
+def _cell_max(base, sh, sw, ra0, ra1, wra0, wra1, rb0, rb1, wrb0, wrb1,
+              ca0, ca1, wca0, wca1, cb0, cb1, wcb0, wcb1, mask, ACC: tl.constexpr):  # fmt: skip
+    """The forward's value of a cell: the max of its 4 queries (_cell_queries)."""
+    (_, _, _, _, _, _, _, _, _, _, _, _, _, _, _, _, q00, q01, q10, q11) = _cell_queries(
+        base, sh, sw, ra0, ra1, wra0, wra1, rb0, rb1, wrb0, wrb1,
+        ca0, ca1, wca0, wca1, cb0, cb1, wcb0, wcb1, mask, ACC)  # fmt: skip
+    best, _ = _max4_first(q00, q01, q10, q11)
+    return best
+
+
+@triton.jit
 def _dynopool2d_forward_kernel(
     x_ptr,  # input, (N, C, H, W) by strides (any layout), float16/bfloat16/float32/float64
     out_ptr,  # output, (N, C, Ho, Wo), contiguous in x's memory format (flat index = offs)
@@ -287,16 +315,60 @@ def _dynopool2d_forward_kernel(
     # Query rows 2i (k=0), 2i+1 (k=1); query columns 2j (l=0), 2j+1 (l=1).
     (ra0, ra1, wra0, wra1, _, rb0, rb1, wrb0, wrb1, _,
      ca0, ca1, wca0, wca1, _, cb0, cb1, wcb0, wcb1, _) = _cell_taps(tab_i_ptr, tab_w_ptr, i, j, Ho, Wo, mask)
-    base = x_ptr + n * stride_xn + c * stride_xc
-    (xa0a0, xa0a1, xa1a0, xa1a1, xa0b0, xa0b1, xa1b0, xa1b1,
-     xb0a0, xb0a1, xb1a0, xb1a1, xb0b0, xb0b1, xb1b0, xb1b1) = _cell_values(
-        base, stride_xh, stride_xw, ra0, ra1, rb0, rb1, ca0, ca1, cb0, cb1, mask, ACC)
-    q00 = _bilinear(xa0a0, xa0a1, xa1a0, xa1a1, wra0, wra1, wca0, wca1)
-    q01 = _bilinear(xa0b0, xa0b1, xa1b0, xa1b1, wra0, wra1, wcb0, wcb1)
-    q10 = _bilinear(xb0a0, xb0a1, xb1a0, xb1a1, wrb0, wrb1, wca0, wca1)
-    q11 = _bilinear(xb0b0, xb0b1, xb1b0, xb1b1, wrb0, wrb1, wcb0, wcb1)
-    best, _ = _max4_first(q00, q01, q10, q11)
+    best = _cell_max(x_ptr + n * stride_xn + c * stride_xc, stride_xh, stride_xw,
+                     ra0, ra1, wra0, wra1, rb0, rb1, wrb0, wrb1,
+                     ca0, ca1, wca0, wca1, cb0, cb1, wcb0, wcb1, mask, ACC)  # fmt: skip
     tl.store(out_ptr + offs, best.to(out_ptr.dtype.element_ty), mask=mask)
+
+
+@triton.jit
+def _dynopool2d_forward_rows_kernel(
+    x_ptr,  # input, (N, C, H, W) by strides (any layout)
+    out_ptr,  # output, (N, C, Ho, Wo), contiguous NCHW
+    C,
+    Ho,
+    Wo,
+    tiles_j,  # cdiv(Wo, BJ)
+    tiles,  # cdiv(Ho, BI) * tiles_j: the tiles of one output plane
+    stride_xn,
+    stride_xc,
+    stride_xh,
+    stride_xw,
+    tab_i_ptr,  # axis tables (_dynopool2d_tables_kernel)
+    tab_w_ptr,
+    INDEX64: tl.constexpr,
+    ACC: tl.constexpr,
+    BI: tl.constexpr,
+    BJ: tl.constexpr,
+):
+    """The NCHW forward in 2-D tiles (RESIZEOPS_TRITON_FORWARD=rows): program p computes
+    a BI x BJ tile of output rows i and columns j of one plane (n, c). The flat kernel
+    decodes (n, c, i, j) from each element's flat index with three integer divisions
+    by run-time sizes (no magic-number division in Triton) and reads all 16 table
+    entries per element; here (n, c) and the tile come from the program id (scalar
+    divisions, once per program), the row entries are per row of the tile and the
+    column entries per column, broadcast across the other axis. Same arithmetic per
+    element as the flat kernel: bit-identical outputs."""
+    pid = tl.program_id(0)
+    if INDEX64:
+        pid = pid.to(tl.int64)
+    nc = pid // tiles
+    t = pid % tiles
+    n = nc // C
+    c = nc % C
+    i = (t // tiles_j) * BI + tl.arange(0, BI)[:, None]  # [BI, 1]
+    j = (t % tiles_j) * BJ + tl.arange(0, BJ)[None, :]  # [1, BJ]
+    mi = i < Ho
+    mj = j < Wo
+    mask = mi & mj
+    ra0, ra1, wra0, wra1, _ = _taps_from_table(tab_i_ptr, tab_w_ptr, 2 * i, 2 * Ho, mi)
+    rb0, rb1, wrb0, wrb1, _ = _taps_from_table(tab_i_ptr, tab_w_ptr, 2 * i + 1, 2 * Ho, mi)
+    ca0, ca1, wca0, wca1, _ = _taps_from_table(tab_i_ptr + 4 * Ho, tab_w_ptr + 4 * Ho, 2 * j, 2 * Wo, mj)
+    cb0, cb1, wcb0, wcb1, _ = _taps_from_table(tab_i_ptr + 4 * Ho, tab_w_ptr + 4 * Ho, 2 * j + 1, 2 * Wo, mj)
+    best = _cell_max(x_ptr + n * stride_xn + c * stride_xc, stride_xh, stride_xw,
+                     ra0, ra1, wra0, wra1, rb0, rb1, wrb0, wrb1,
+                     ca0, ca1, wca0, wca1, cb0, cb1, wcb0, wcb1, mask, ACC)  # fmt: skip
+    tl.store(out_ptr + nc * Ho * Wo + i * Wo + j, best.to(out_ptr.dtype.element_ty), mask=mask)
 
 
 @triton.jit
@@ -339,14 +411,10 @@ def _dynopool2d_backward_kernel(
     (ra0, ra1, wra0, wra1, dra, rb0, rb1, wrb0, wrb1, drb,
      ca0, ca1, wca0, wca1, dca, cb0, cb1, wcb0, wcb1, dcb) = _cell_taps(tab_i_ptr, tab_w_ptr, i, j, Ho, Wo, mask)
     # x[row, col] for rows a0, a1 (query row k=0), b0, b1 (k=1) and columns likewise.
-    base = x_ptr + n * stride_xn + c * stride_xc
     (xa0a0, xa0a1, xa1a0, xa1a1, xa0b0, xa0b1, xa1b0, xa1b1,
-     xb0a0, xb0a1, xb1a0, xb1a1, xb0b0, xb0b1, xb1b0, xb1b1) = _cell_values(
-        base, stride_xh, stride_xw, ra0, ra1, rb0, rb1, ca0, ca1, cb0, cb1, mask, ACC)
-    q00 = _bilinear(xa0a0, xa0a1, xa1a0, xa1a1, wra0, wra1, wca0, wca1)
-    q01 = _bilinear(xa0b0, xa0b1, xa1b0, xa1b1, wra0, wra1, wcb0, wcb1)
-    q10 = _bilinear(xb0a0, xb0a1, xb1a0, xb1a1, wrb0, wrb1, wca0, wca1)
-    q11 = _bilinear(xb0b0, xb0b1, xb1b0, xb1b1, wrb0, wrb1, wcb0, wcb1)
+     xb0a0, xb0a1, xb1a0, xb1a1, xb0b0, xb0b1, xb1b0, xb1b1, q00, q01, q10, q11) = _cell_queries(
+        x_ptr + n * stride_xn + c * stride_xc, stride_xh, stride_xw, ra0, ra1, wra0, wra1, rb0, rb1, wrb0, wrb1,
+        ca0, ca1, wca0, wca1, cb0, cb1, wcb0, wcb1, mask, ACC)  # fmt: skip
     # Recomputed exactly as in the forward, so the winner is the forward's argmax.
     _, arg = _max4_first(q00, q01, q10, q11)
     kr = arg >= 2  # the winner's query row: k = 1
@@ -444,6 +512,26 @@ def _tables(x: torch.Tensor, ho: int, wo: int):
     return tab_i, tab_w
 
 
+def forward_form() -> str:
+    """The NCHW forward's form: RESIZEOPS_TRITON_FORWARD=flat (unset: flat) or rows.
+
+    "rows" is the 2-D tile kernel (_dynopool2d_forward_rows_kernel), opt-in until a GPU
+    run times it against the flat one (docs/PERF_NOTES.md); channels_last outputs always
+    take the flat kernel. Read per call."""
+    v = os.environ.get("RESIZEOPS_TRITON_FORWARD", "")
+    if v in ("", "flat"):
+        return "flat"
+    if v != "rows":
+        raise ValueError(f"RESIZEOPS_TRITON_FORWARD must be 'flat' or 'rows', got {v!r}")
+    return v
+
+
+def _rows_tile(wo: int) -> Tuple[int, int]:
+    """(BI, BJ) of the rows kernel: FORWARD_BLOCK elements, BJ columns (16 for narrow outputs)."""
+    bj = 32 if wo > 16 else 16
+    return FORWARD_BLOCK // bj, bj
+
+
 def dynopool2d_forward(x: torch.Tensor, out_size: Sequence[int], channels_last: bool) -> torch.Tensor:
     """DynOPool forward: (N, C, Ho, Wo) of x's dtype, channels_last iff ``channels_last``.
 
@@ -454,6 +542,19 @@ def dynopool2d_forward(x: torch.Tensor, out_size: Sequence[int], channels_last: 
     out = torch.empty((n, c, ho, wo), dtype=x.dtype, device=x.device, memory_format=_format(channels_last))
     total = out.numel()
     if total == 0:
+        return out
+    if not channels_last and forward_form() == "rows":
+        bi, bj = _rows_tile(wo)
+        tiles_j = triton.cdiv(wo, bj)
+        tiles = triton.cdiv(ho, bi) * tiles_j
+        programs = n * c * tiles
+        index64 = _index64(programs, total + FORWARD_BLOCK, _extent(x))
+        with _on_device(x):
+            tab_i, tab_w = _tables(x, ho, wo)
+            _dynopool2d_forward_rows_kernel[(programs,)](
+                x, out, c, ho, wo, tiles_j, tiles, *x.stride(), tab_i, tab_w,
+                INDEX64=index64, ACC=_tl_acc(x.dtype), BI=bi, BJ=bj, num_warps=NUM_WARPS,
+            )  # fmt: skip
         return out
     grid = (triton.cdiv(total, FORWARD_BLOCK),)
     index64 = _index64(total + FORWARD_BLOCK, _extent(x))
