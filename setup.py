@@ -16,6 +16,8 @@ Environment knobs:
     FORCE_CUDA=1      build the CUDA kernels even if the auto-detection says no
                       (e.g. a CUDA build of torch with nvcc in an odd place).
     DEBUG=1           -O0 -g (nvcc: -O0 -g -lineinfo) instead of -O3.
+    ASAN=1            the C++ sources with AddressSanitizer (-fsanitize=address
+                      -O1 -g; CPU-only builds: scripts/asan_check.sh).
     TORCH_CUDA_ARCH_LIST="9.0"   GPU architectures (honoured by torch's
                       BuildExtension; without it torch picks the visible GPUs').
     CUDA_HOME         the CUDA toolkit; found from nvcc when not set.
@@ -176,7 +178,12 @@ def get_extensions():
     if use_cuda_env is True and not with_cuda:
         _warn(f"USE_CUDA=1 but the CUDA kernels cannot be built: {why}. Set FORCE_CUDA=1 to try anyway.")
 
+    asan = _env_flag("ASAN") is True
     opt = ["-O0", "-g"] if debug else ["-O3"]
+    if asan:
+        if with_cuda:
+            _warn("ASAN=1 instruments the C++ sources only; build with USE_CUDA=0 (scripts/asan_check.sh).")
+        opt = ["-O1", "-g", "-fsanitize=address", "-fno-omit-frame-pointer"]
     define_macros = []
     if debug:
         define_macros.append(("RESIZEOPS_DEBUG", "1"))
@@ -215,7 +222,8 @@ def get_extensions():
         include_dirs=list(include_dirs),  # a copy: torch appends its own dirs to it
         define_macros=define_macros,
         extra_compile_args={"cxx": extra_cxx, "nvcc": extra_nvcc} if with_cuda else {"cxx": extra_cxx},
-        extra_link_args=(["-g"] if debug else []) + (["-fopenmp"] if openmp else []),
+        extra_link_args=(["-g"] if debug else []) + (["-fsanitize=address"] if asan else [])
+        + (["-fopenmp"] if openmp else []),
         py_limited_api=py_limited_api,
     )
     ext = ext_cls("resizeops._C", **kwargs)
@@ -240,6 +248,7 @@ def get_extensions():
         f"nvcc           : {nvcc}",
         f"extension      : {'CUDA' if with_cuda else 'CPU'} ({why})",
         f"debug          : {debug}",
+        f"AddressSanitizer: {asan}",
         f"arch list      : {(arch or 'unset (torch picks the visible GPUs)') if with_cuda else 'n/a'}",
         f"C++ standard   : torch's default for this torch (sources are C++17)",
         f"limited API    : {py_limited_api}",
