@@ -444,7 +444,9 @@ def providers_for(
     device = torch.device(device)
     wanted_set = None if wanted is None else set(wanted)
     names: List[str] = []
-    for b in resizeops.backends(device, op=case.op):
+    listing = resizeops.backends(device, op=case.op)
+    available = {b.name for b in listing if b.available}
+    for b in listing:
         asked = wanted_set is not None and b.name in wanted_set
         if wanted_set is not None and not asked:
             continue
@@ -459,7 +461,7 @@ def providers_for(
         names.append(POOL_THEN_BLEND)
     for variant, (backend, _) in VARIANTS.items():
         if wanted_set is not None and variant in wanted_set and case.op == "dynopool2d":
-            if backend in names or any(b.name == backend and b.available for b in resizeops.backends(device, op=case.op)):
+            if backend in available:
                 names.append(variant)
             elif notes is not None:
                 notes.append(f"{case.op}: {variant!r} skipped: backend {backend!r} is not available")

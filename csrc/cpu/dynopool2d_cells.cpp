@@ -152,7 +152,7 @@ std::tuple<at::Tensor, at::Tensor> backward_cells(const at::Tensor& grad_out, co
             const auto ti = static_cast<index_t>(t);
             const auto p = cells::unravel<index_t>(ti, static_cast<index_t>(groups), static_cast<index_t>(H),
                                                    static_cast<index_t>(W), channels_last);
-            if (kL == 1 && tiles) {
+            if (tiles) {  // (one lane only: see the CUDA launch)
               cells::dynopool_pixel_item<kL, kVec, kL == 1, scalar_t, acc_t, index_t>(
                   ti, p, static_cast<index_t>(C), gp, gs, argmax, as, gx, gxs, rows, cols);
             } else {

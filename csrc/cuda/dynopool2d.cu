@@ -349,8 +349,9 @@ std::tuple<at::Tensor, at::Tensor> dynopool2d_backward_cuda(const at::Tensor& gr
         with_lanes<scalar_t, std::is_same<index_t, int32_t>::value>(lanes, vec2, [&](auto lanes_c, auto vec_c) {
           constexpr int kL = decltype(lanes_c)::value;
           constexpr bool kVec = decltype(vec_c)::value;
-          auto* kernel = (kL == 1 && tiles) ? backward_pixels_kernel<kL, kVec, kL == 1, scalar_t, acc_t, index_t, I>
-                                            : backward_pixels_kernel<kL, kVec, false, scalar_t, acc_t, index_t, I>;
+          // (tiles implies one lane; Tiles = kL == 1 keeps lanes from instantiating tiles.)
+          auto* kernel = tiles ? backward_pixels_kernel<kL, kVec, kL == 1, scalar_t, acc_t, index_t, I>
+                               : backward_pixels_kernel<kL, kVec, false, scalar_t, acc_t, index_t, I>;
           kernel<<<grid_for(pixel_items), kThreads, 0, stream>>>(
               grad_out.const_data_ptr<scalar_t>(), strides_of<index_t>(grad_out), argmax.const_data_ptr<uint8_t>(),
               dense_strides<index_t>(C, out_h, out_w, channels_last), grad_x.mutable_data_ptr<scalar_t>(),

@@ -69,8 +69,8 @@ inline bool lanes_vectorizable(const at::Tensor& t, int L) {
 
 // Calls f(std::integral_constant<int, L>{}, std::integral_constant<bool, Vec>{})
 // for a launch of `lanes` channels per thread (1, or kL: 4, 2 for 8-byte types;
-// checks.h dynopool_cuda_lanes), with vector accesses where `vec`. Only the
-// one-lane form is instantiated unless Allow (the 64-bit index path).
+// checks.h dynopool_cuda_lanes), with vector accesses where `vec`. With Allow
+// false (the 64-bit index path) only the one-lane form is instantiated.
 template <typename scalar_t, bool Allow, typename F>
 void with_lanes(int lanes, bool vec, const F& f) {
   constexpr int kL = sizeof(scalar_t) == 8 ? 2 : 4;
