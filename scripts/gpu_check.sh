@@ -12,7 +12,7 @@
 #   STEPS="build tests bench" bash scripts/gpu_check.sh   # a subset
 #   PROFILE_OPS="blend cell" BENCH="blend-sa-imagenet-vgg:" BENCH2="" ...  # fewer cases
 #   BENCH_BACKENDS=cuda,cuda-lanes,eager-reference ...  # the benchmark's --backends (quick: with cuda-lanes)
-#   PRESET=quick DEADLINE=420 bash scripts/gpu_check.sh  # ~6 min: build, tests, memcheck, DynOPool profile (cuda vs cuda-lanes, triton vs triton-rows), one benchmark
+#   PRESET=quick DEADLINE=480 bash scripts/gpu_check.sh  # ~7 min: build, tests, memcheck, DynOPool profile (cuda vs cuda-lanes and cuda-fused, triton vs triton-rows), racecheck of the fused backward, one benchmark
 # Optional wheels (e.g. expecttest, which torch.library.opcheck needs) are
 # installed from .whl/ when that folder exists.
 set -uo pipefail
@@ -24,13 +24,14 @@ export MPLBACKEND=Agg RESIZEOPS_REQUIRE_EXT=1 RESIZEOPS_REQUIRE_CUDA_BUILD=1 PYT
 export TORCH_CUDA_ARCH_LIST="${TORCH_CUDA_ARCH_LIST:-9.0}" MAX_JOBS="${MAX_JOBS:-16}"
 # PRESET=quick: for a session with a few minutes of device time (the full run takes
 # about 9): build, the GPU tests, the DynOPool kernel profile (its A/B of one and
-# four channels per thread, Triton's flat and 2-D tile NCHW forward), memcheck over the
-# CUDA kernel tests, and the DynOPool ImageNet benchmark in channels_last, with the
-# opt-in forms. Explicit variables still win.
+# four channels per thread, of the fused NCHW backward, Triton's flat and 2-D tile
+# NCHW forward), memcheck over the CUDA kernel tests, racecheck over the fused
+# backward's float32 test (its shared memory), and the DynOPool ImageNet benchmark in
+# channels_last, with the opt-in forms. Explicit variables still win.
 if [ "${PRESET:-}" = quick ]; then
-  : "${STEPS:=build tests profile bench sanitize}" "${SANITIZERS:=memcheck}" "${PROFILE_OPS:=dynopool}"
-  : "${PROFILE_PROVIDERS:=cuda cuda-lanes triton triton-rows}"
-  : "${BENCH_BACKENDS:=cuda,cuda-lanes,triton,triton-rows,eager-reference,compiled-reference}"
+  : "${STEPS:=build tests sanitize profile racecheck bench}" "${SANITIZERS:=memcheck}" "${PROFILE_OPS:=dynopool}"
+  : "${PROFILE_PROVIDERS:=cuda cuda-lanes cuda-fused triton triton-rows}"
+  : "${BENCH_BACKENDS:=cuda,cuda-lanes,cuda-fused,triton,triton-rows,eager-reference,compiled-reference}"
   export PROFILE_PROVIDERS
   : "${BENCH:=dynopool-imagenet:--channels-last}" "${BENCH2:=}"
 fi
@@ -85,8 +86,10 @@ fi
 if want sanitize && command -v compute-sanitizer >/dev/null; then
   stamp sanitize
   for tool in ${SANITIZERS:-memcheck racecheck}; do
+    k="${SANITIZE_K:-matches or empty or stream}"
+    [ "$tool" = racecheck ] && k="${RACECHECK_K:-$k}"
     timeout $(lim 90) compute-sanitizer --tool "$tool" --error-exitcode 9 $py -m pytest -q -x -p no:cacheprovider \
-      tests/test_cuda_dynopool.py tests/test_cuda_blend.py -k "matches or empty or stream" >"$log/$tool.txt" 2>&1
+      tests/test_cuda_dynopool.py tests/test_cuda_blend.py -k "$k" >"$log/$tool.txt" 2>&1
     echo "$tool exit code: $? ($(grep -E "ERROR SUMMARY|passed|failed" "$log/$tool.txt" | tr '\n' ' '))"
   done
 fi
@@ -97,8 +100,18 @@ if want profile; then
   timeout $(lim 120) $py scripts/profile_kernels.py ${PROFILE_OPS:-} >"$log/profile.txt" 2>&1; echo "profile exit code: $?"
   # The A/Bs (docs/PERF_NOTES.md: tiles vs loop, one vs four channels per thread):
   # each CUDA run's total and its forward, pass 1 and gather kernels.
-  awk '/^--- /{show = ($0 ~ / cuda/)} show && /^---|all kernels|forward_kernel|backward_pixels|backward_cells|blend_backward|sa_backward/' \
+  awk '/^--- /{show = ($0 ~ / cuda/)} show && /^---|all kernels|forward_kernel|backward_pixels|backward_cells|backward_fused|blend_backward|sa_backward/' \
     "$log/profile.txt" | cut -c1-100
+fi
+
+# racecheck over the fused DynOPool backward (shared memory), float32: its own step,
+# after the profile, so that a slow racecheck cannot eat the A/B (the sanitize step's
+# racecheck, in the full run, covers it too).
+if want racecheck && command -v compute-sanitizer >/dev/null; then
+  stamp racecheck
+  timeout $(lim 90) compute-sanitizer --tool racecheck --error-exitcode 9 $py -m pytest -q -x -p no:cacheprovider \
+    tests/test_cuda_dynopool.py -k "${RACECHECK_K:-fused and float32}" >"$log/racecheck-fused.txt" 2>&1
+  echo "racecheck (fused) exit code: $? ($(grep -E "RACECHECK SUMMARY|ERROR SUMMARY|passed|failed" "$log/racecheck-fused.txt" | tr '\n' ' '))"
 fi
 
 bench1="blend-sa-imagenet-vgg,sa-cell-imagenet-vgg,blend-elastic: blend-sa-imagenet-vgg,sa-cell-imagenet-vgg:--channels-last"

@@ -14,8 +14,10 @@ channels_last), "cuda-tile" and "cuda-loop" (every grad_x gathered,
 RESIZEOPS_CUDA_GRAD_X=gather, in the gathers' tile form where it fits,
 RESIZEOPS_CUDA_GATHER=tile, or in the loop form for every pixel, =loop: the A/B of
 one run, docs/PERF_NOTES.md), "triton" and "triton-rows" (DynOPool only: its NCHW
-forward in 2-D tiles, RESIZEOPS_TRITON_FORWARD=rows). PROFILE_PROVIDERS="cuda
-cuda-lanes" (environment) profiles only those.
+forward in 2-D tiles, RESIZEOPS_TRITON_FORWARD=rows), "cuda-fused" (DynOPool only,
+NCHW only: its backward in one kernel, RESIZEOPS_CUDA_GRAD_X=fused; channels_last
+would fall back to the default). PROFILE_PROVIDERS="cuda cuda-lanes" (environment)
+profiles only those.
 """
 
 import os
@@ -26,7 +28,7 @@ from torch.profiler import ProfilerActivity, profile
 
 import resizeops
 
-PROVIDERS = ["cuda", "cuda-lanes", "cuda-tile", "cuda-loop", "triton", "triton-rows"]
+PROVIDERS = ["cuda", "cuda-lanes", "cuda-fused", "cuda-tile", "cuda-loop", "triton", "triton-rows"]
 SWITCHES = ("RESIZEOPS_CUDA_GATHER", "RESIZEOPS_CUDA_GRAD_X", "RESIZEOPS_CUDA_LANES", "RESIZEOPS_TRITON_FORWARD")
 
 
@@ -76,17 +78,19 @@ def main(ops):
             backend, _, form = provider.partition("-")
             for var in SWITCHES:
                 os.environ.pop(var, None)
-            if form in ("lanes", "rows"):
+            if form in ("lanes", "rows", "fused"):
                 if op != "dynopool":
                     continue
                 if form == "lanes":
                     os.environ["RESIZEOPS_CUDA_LANES"] = "4"
+                elif form == "fused":
+                    os.environ["RESIZEOPS_CUDA_GRAD_X"] = "fused"
                 else:
                     os.environ["RESIZEOPS_TRITON_FORWARD"] = "rows"
             elif form:
                 os.environ["RESIZEOPS_CUDA_GATHER"] = form
                 os.environ["RESIZEOPS_CUDA_GRAD_X"] = "gather"
-            for cl in (False, True):
+            for cl in (False, True) if form != "fused" else (False,):
                 for dtype in (torch.float32, torch.bfloat16):
                     label = f"--- {op} {provider} {'channels_last' if cl else 'NCHW'} {str(dtype).replace('torch.', '')}"
                     try:

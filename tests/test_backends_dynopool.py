@@ -30,6 +30,10 @@ BACKENDS = [
     # with the gather and with the scatter.
     pytest.param("cuda_cells_lanes", id="cuda_cells_lanes"),
     pytest.param("cuda_cells_lanes_scatter", id="cuda_cells_lanes_scatter"),
+    # The fused backward (RESIZEOPS_CUDA_GRAD_X=fused, NCHW; channels_last falls back
+    # to the default form), in tiles of at most 2 x 4 pixels so that these small
+    # images span many tiles, partial ones at the borders included.
+    pytest.param("cuda_cells_fused", id="cuda_cells_fused"),
     pytest.param("triton", id="triton", marks=pytest.mark.triton),
     pytest.param("cuda", id="cuda", marks=pytest.mark.cuda),
 ]
@@ -72,7 +76,9 @@ def backend(request, monkeypatch):
             pytest.skip("the compiled extension is not loaded")
         _use_cuda_cells(monkeypatch)
         monkeypatch.setenv("RESIZEOPS_CUDA_GATHER", "loop" if name == "cuda_cells_loop" else "tile")
-        monkeypatch.setenv("RESIZEOPS_CUDA_GRAD_X", "scatter" if name.endswith("scatter") else "gather")
+        form = "scatter" if name.endswith("scatter") else "fused" if name.endswith("fused") else "gather"
+        monkeypatch.setenv("RESIZEOPS_CUDA_GRAD_X", form)
+        monkeypatch.setenv("RESIZEOPS_CUDA_FUSED_TILE", "2x4")
         monkeypatch.setenv("RESIZEOPS_CUDA_LANES", "4" if "lanes" in name else "1")
         return "cpu"
     return require_backend(name, "dynopool2d")
@@ -347,9 +353,102 @@ def test_cuda_scatter_gives_way_to_deterministic_mode(monkeypatch):
 def test_cuda_grad_x_form_rejects_unknown_values(monkeypatch):
     _needs_cells_emulation()
     monkeypatch.setenv("RESIZEOPS_CUDA_GRAD_X", "atomics")
-    with pytest.raises(RuntimeError, match="RESIZEOPS_CUDA_GRAD_X must be 'gather' or 'scatter'"):
+    with pytest.raises(RuntimeError, match="RESIZEOPS_CUDA_GRAD_X must be 'gather', 'scatter' or 'fused'"):
         torch.ops.resizeops_ext._dynopool2d_backward_cells(torch.randn(1, 1, 3, 3), torch.randn(1, 1, 6, 6), 3, 3,
                                                            False, True, False)
+    monkeypatch.setenv("RESIZEOPS_CUDA_GRAD_X", "fused")
+    for bad in ("3x4", "4", "32x64", "2x128", "0x0", "2x4x"):
+        monkeypatch.setenv("RESIZEOPS_CUDA_FUSED_TILE", bad)
+        with pytest.raises(RuntimeError, match="RESIZEOPS_CUDA_FUSED_TILE must be"):
+            torch.ops.resizeops_ext._dynopool2d_backward_cells(torch.randn(1, 1, 3, 3), torch.randn(1, 1, 6, 6), 3, 3,
+                                                               False, True, False)
+
+
+def _fused_inputs(dtype, seed):
+    """The emulation inputs (NCHW), plus images that span several of the fused form's
+    default 16 x 64 tiles, down- and up-sampled (x2.4: the plan halves its tile rows)."""
+    yield from _emulation_inputs(dtype, False, seed)
+    gen = torch.Generator().manual_seed(seed + 1)
+    for shape, out in [((1, 2, 40, 150), (23, 97)), ((1, 1, 37, 130), (90, 312)), ((2, 1, 33, 70), (7, 9))]:
+        x = torch.randn(shape, generator=gen).to(dtype)
+        g = torch.randn(shape[0], shape[1], *out, generator=gen).to(dtype)
+        g.view(-1)[::13] = float("nan")
+        yield x, g, shape, out
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32, torch.bfloat16])
+def test_cuda_fused_backward_bit_identical_to_the_gather(dtype, monkeypatch):
+    """The fused backward (RESIZEOPS_CUDA_GRAD_X=fused: winners into a tile's shared
+    window, then the gather from it) in the serial emulation: grad_x bit-identical to the
+    two-pass gather (same terms, the loop form's order) for every tiling, from one
+    pixel per tile to the default 16 x 64, partial tiles at the borders included; the
+    size gradient (each cell counted by the one tile that owns it) equal to rounding.
+    The emulation raises if a tile's cell window exceeds the plan's bound."""
+    _needs_cells_emulation()
+    ext = torch.ops.resizeops_ext
+    for x, g, shape, out in _fused_inputs(dtype, seed=21):
+        gather = _emulated_grad_x(g, x, out, False, "loop", monkeypatch)
+        monkeypatch.setenv("RESIZEOPS_CUDA_GRAD_X", "gather")
+        _, gs_gather = ext._dynopool2d_backward_cells(g, x, *out, False, False, True)
+        for tile in ("", "1x1", "2x4", "4x2", "8x16"):
+            monkeypatch.setenv("RESIZEOPS_CUDA_FUSED_TILE", tile)
+            monkeypatch.setenv("RESIZEOPS_CUDA_GRAD_X", "fused")
+            gx, gs = ext._dynopool2d_backward_cells(g, x, *out, False, True, True)
+            assert gx.is_contiguous() and gx.dtype == x.dtype
+            assert torch.equal(gx.isnan(), gather.isnan()), (shape, out, tile)
+            assert torch.equal(gx.nan_to_num(), gather.nan_to_num()), (shape, out, tile)
+            assert torch.equal(gs.isnan(), gs_gather.isnan()), (shape, out, tile)
+            if not gs.isnan().any():
+                tol = 1e-9 if dtype == torch.float64 else 1e-5
+                assert_close(gs, gs_gather, atol=tol * (1 + float(gs_gather.abs().max())), rtol=tol)
+            # grad_x alone (no size gradient) is the same grad_x.
+            gx_only, _ = ext._dynopool2d_backward_cells(g, x, *out, False, True, False)
+            assert torch.equal(gx_only.nan_to_num(), gx.nan_to_num())
+
+
+def test_cuda_fused_tiles_stay_within_the_plan(monkeypatch):
+    """The fused form's plan bounds each tile's cell window from the query spacing
+    (dynopool_fused_window_bound); the emulation raises where a window exceeds it.
+    Random sizes and ratios (0.1 to 3, and arbitrary output sizes), random tile caps."""
+    _needs_cells_emulation()
+    ext = torch.ops.resizeops_ext
+    rng = random.Random(5)
+    monkeypatch.setenv("RESIZEOPS_CUDA_GRAD_X", "fused")
+    for _ in range(60):
+        h, w = rng.randint(1, 90), rng.randint(1, 90)
+        if rng.random() < 0.5:
+            out = (max(1, round(h * rng.uniform(0.1, 3.0))), max(1, round(w * rng.uniform(0.1, 3.0))))
+        else:
+            out = (rng.randint(1, 60), rng.randint(1, 60))
+        monkeypatch.setenv("RESIZEOPS_CUDA_FUSED_TILE", f"{2 ** rng.randint(0, 4)}x{2 ** rng.randint(0, 6)}")
+        x = torch.randn(1, 1, h, w, dtype=torch.float64)
+        g = torch.randn(1, 1, *out, dtype=torch.float64)
+        gx, _ = ext._dynopool2d_backward_cells(g, x, *out, False, True, True)
+        ref = _emulated_grad_x(g, x, out, False, "loop", monkeypatch)
+        assert torch.equal(gx, ref), (h, w, out)
+        monkeypatch.setenv("RESIZEOPS_CUDA_GRAD_X", "fused")
+
+
+def test_cuda_fused_backward_falls_back_where_it_cannot_run(monkeypatch):
+    """Where the fused form cannot run (channels_last; a cell window beyond the shared
+    memory: up-sampling 1 x 1 to 100 x 100), RESIZEOPS_CUDA_GRAD_X=fused gives the
+    default form's result (the scatter, for float64)."""
+    _needs_cells_emulation()
+    ext = torch.ops.resizeops_ext
+    gen = torch.Generator().manual_seed(2)
+    cases = [(torch.randn(2, 3, 13, 17, generator=gen, dtype=torch.float64).contiguous(memory_format=torch.channels_last),
+              (7, 10), True),
+             (torch.randn(1, 2, 1, 1, generator=gen, dtype=torch.float64), (100, 100), False)]  # fmt: skip
+    for x, out, cl in cases:
+        g = torch.randn(x.shape[0], x.shape[1], *out, generator=gen, dtype=torch.float64)
+        if cl:
+            g = g.contiguous(memory_format=torch.channels_last)
+        monkeypatch.setenv("RESIZEOPS_CUDA_GRAD_X", "scatter")
+        want = ext._dynopool2d_backward_cells(g, x, *out, cl, True, True)
+        monkeypatch.setenv("RESIZEOPS_CUDA_GRAD_X", "fused")
+        got = ext._dynopool2d_backward_cells(g, x, *out, cl, True, True)
+        assert got[0].stride() == want[0].stride()
+        assert torch.equal(got[0], want[0]) and torch.equal(got[1], want[1])
 
 
 @pytest.mark.parametrize("cl", [False, True])

@@ -129,6 +129,37 @@ def test_cuda_lanes_matches_the_emulation_and_one_lane(cl, dtype, monkeypatch):
         monkeypatch.delenv("RESIZEOPS_CUDA_GRAD_X")
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float64], ids=["float32", "bfloat16", "float64"])
+@pytest.mark.parametrize("tile", ["", "2x4"], ids=["default_tiles", "tiles_2x4"])
+def test_cuda_fused_backward_matches_the_emulation_and_the_gather(dtype, tile, monkeypatch):
+    # The fused backward (RESIZEOPS_CUDA_GRAD_X=fused, NCHW: one kernel, winners in a
+    # shared-memory window per tile, then the gather from it) on the GPU: against its
+    # serial emulation, the GPU's two-pass gather and itself (deterministic: bit-identical
+    # run to run). Images spanning several default 16 x 64 tiles, down- and up-sampled
+    # (the plan halves its tiles), and small tiles (test hook) on small images.
+    monkeypatch.setenv("RESIZEOPS_CUDA_FUSED_TILE", tile)
+    gen = torch.Generator().manual_seed(6)
+    cases = [((2, 5, 13, 17), (7, 10)), ((2, 3, 8, 8), (15, 3)), ((1, 3, 40, 150), (23, 97)),
+             ((1, 2, 37, 130), (90, 312)), ((2, 2, 70, 70), (35, 44))]  # fmt: skip
+    for shape, out in cases:
+        x = torch.randn(shape, generator=gen).to(dtype)
+        g = torch.randn(shape[0], shape[1], *out, generator=gen).to(dtype)
+        monkeypatch.setenv("RESIZEOPS_CUDA_GRAD_X", "fused")
+        gx, gs = EXT.dynopool2d_backward(g.cuda(), x.cuda(), *out, False, True, True)
+        gx2, gs2 = EXT.dynopool2d_backward(g.cuda(), x.cuda(), *out, False, True, True)
+        assert torch.equal(gx, gx2) and torch.equal(gs, gs2)
+        gx_only, _ = EXT.dynopool2d_backward(g.cuda(), x.cuda(), *out, False, True, False)
+        assert torch.equal(gx_only, gx)
+        assert gx.is_contiguous() and gx.dtype == dtype
+        cgx, cgs = EXT._dynopool2d_backward_cells(g, x, *out, False, True, True)
+        assert_close(gx.cpu(), cgx, dtype)
+        assert_close(gs.cpu(), cgs, atol=1e-3 * (1 + float(cgs.abs().max())), rtol=1e-4)
+        monkeypatch.setenv("RESIZEOPS_CUDA_GRAD_X", "gather")
+        ggx, ggs = EXT.dynopool2d_backward(g.cuda(), x.cuda(), *out, False, True, True)
+        assert_close(gx, ggx, dtype)
+        assert_close(gs, ggs, atol=1e-6 * (1 + float(ggs.abs().max())), rtol=1e-6)
+
+
 @pytest.mark.parametrize("cl", [False, True])
 @pytest.mark.parametrize("mask", [(True, True), (True, False), (False, True)])
 def test_opcheck_cuda(cl, mask):

@@ -47,6 +47,7 @@ NO_STACK = [
     ("backward_cells_kernel", ""),  # DynOPool backward pass 1, both forms
     ("backward_pixels_kernel", "1, false, true"),  # DynOPool gather, one lane, 3x3 tiles
     ("backward_pixels_kernel", "4"),  # DynOPool gather, 4 lanes (the loop form)
+    ("backward_fused_kernel", ""),  # DynOPool fused backward (winners + gather, shared memory)
     ("blend_forward_kernel", "false"),  # resize_blend forward
     ("blend_backward_kernel", "true, true"),  # resize_blend backward, 4x4 tiles, weight gradients
     ("blend_backward_kernel", "false, true"),
@@ -60,7 +61,8 @@ def _hot(kernels, name, first_arg):
     found = []
     for k, u in kernels.items():
         m = pat.match(k)
-        if m and m.group(1).startswith(first_arg) and "Indexer32" in m.group(1):
+        # 32-bit: an Indexer32, or (kernels without an indexer) index_t = int last.
+        if m and m.group(1).startswith(first_arg) and ("Indexer32" in m.group(1) or m.group(1).endswith(", int")):
             found.append((k, u))
     return found
 

@@ -14,6 +14,7 @@
 #include <ATen/ops/zeros.h>
 #include <torch/library.h>
 
+#include <algorithm>
 #include <initializer_list>
 #include <limits>
 #include <tuple>
@@ -76,13 +77,82 @@ at::Tensor forward_cells(const at::Tensor& x, int64_t out_h, int64_t out_w, bool
   return out;
 }
 
+// The fused backward (checks.h, RESIZEOPS_CUDA_GRAD_X=fused): backward_fused_kernel's
+// blocks one after another, each with its shared-memory window (vectors sized as
+// the launch's dynamic shared memory, poisoned) and its two phases in order.
+std::tuple<at::Tensor, at::Tensor> backward_fused(const at::Tensor& grad_out, const at::Tensor& x, int64_t out_h,
+                                                  int64_t out_w, bool need_size, const cells::FusedPlan& plan) {
+  const int64_t N = x.size(0), C = x.size(1), H = x.size(2), W = x.size(3);
+  at::Tensor grad_x = at::empty(x.sizes(), x.options());
+  at::Tensor grad_size = at::zeros({2}, x.options().dtype(at::kDouble));
+  const cells::TableLayout L{out_h, out_w, H, W};
+  const bool use32 = use_int32_indexing({N * C * out_h * out_w, x.numel(), extent(x), extent(grad_out)});
+  const int64_t blocks = N * C * plan.tiles_h * plan.tiles_w;
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "_dynopool2d_backward_cells", [&] {
+    using acc_t = at::opmath_type<scalar_t>;
+    std::vector<acc_t> accb;
+    std::vector<int32_t> intb;
+    tables<acc_t>(L, accb, intb, true);
+    const auto rows = cells::rows_of<acc_t>(L, accb.data(), intb.data());
+    const auto cols = cells::cols_of<acc_t>(L, accb.data(), intb.data());
+    std::vector<acc_t> s_g(plan.max_cells());
+    std::vector<uint8_t> s_arg(plan.max_cells());
+    double dh_sum = 0.0, dw_sum = 0.0;
+    with_index_type(use32, [&](auto zero) {
+      using index_t = decltype(zero);
+      const auto xs = strides_of<index_t>(x);
+      const auto gs = strides_of<index_t>(grad_out);
+      const auto gxs = dense_strides<index_t>(C, H, W, false);
+      scalar_t* gx = grad_x.mutable_data_ptr<scalar_t>();
+      const int32_t pixels = plan.th * plan.tw();
+      for (int64_t b = 0; b < blocks; ++b) {
+        const auto T = cells::dynopool_fused_tile<acc_t, index_t>(b, plan, static_cast<index_t>(C),
+                                                                 static_cast<int32_t>(H), static_cast<int32_t>(W),
+                                                                 rows, cols);
+        std::fill(s_g.begin(), s_g.end(), acc_t(-777));
+        std::fill(s_arg.begin(), s_arg.end(), uint8_t(255));
+        for (int32_t k = 0; k < T.nci * T.ncj; ++k) {  // phase A
+          if (need_size) {
+            cells::dynopool_fused_cell<true, scalar_t, acc_t, index_t>(k, T, x.const_data_ptr<scalar_t>(), xs,
+                                                                       grad_out.const_data_ptr<scalar_t>(), gs, rows,
+                                                                       cols, s_g.data(), s_arg.data(), &dh_sum,
+                                                                       &dw_sum);
+          } else {
+            cells::dynopool_fused_cell<false, scalar_t, acc_t, index_t>(k, T, x.const_data_ptr<scalar_t>(), xs,
+                                                                        grad_out.const_data_ptr<scalar_t>(), gs, rows,
+                                                                        cols, s_g.data(), s_arg.data(), &dh_sum,
+                                                                        &dw_sum);
+          }
+        }
+        for (int32_t p = 0; p < pixels; ++p) {  // phase B (after __syncthreads)
+          cells::dynopool_fused_pixel<scalar_t, acc_t, index_t>(p, plan, T, rows, cols, s_g.data(), s_arg.data(), gx,
+                                                                gxs);
+        }
+      }
+    });
+    if (need_size) {
+      grad_size.mutable_data_ptr<double>()[0] = dh_sum;
+      grad_size.mutable_data_ptr<double>()[1] = dw_sum;
+    }
+  });
+  return {grad_x, grad_size};
+}
+
 std::tuple<at::Tensor, at::Tensor> backward_cells(const at::Tensor& grad_out, const at::Tensor& x, int64_t out_h,
                                                   int64_t out_w, bool channels_last, bool need_x, bool need_size) {
   check_dynopool_args(x, out_h, out_w);
   check_dynopool_grad(grad_out, x, out_h, out_w);
   const auto fmt = channels_last ? at::MemoryFormat::ChannelsLast : at::MemoryFormat::Contiguous;
-  // The CUDA path's choice of grad_x form (checks.h): the scatter adds into a zeroed grad_x.
-  const bool scatter = need_x && dynopool_scatter_grad_x(x.scalar_type());
+  // The CUDA path's choice of grad_x form (checks.h): the scatter adds into a
+  // zeroed grad_x; the fused form needs NCHW and a tiling that fits.
+  int32_t max_th = 0, max_tw = 0;
+  dynopool_fused_max_tile(&max_th, &max_tw);
+  cells::FusedPlan plan{};
+  const bool fused_possible = need_x && !channels_last && x.numel() > 0 &&
+                              cells::dynopool_fused_plan(x.size(2), x.size(3), out_h, out_w, &plan, max_th, max_tw);
+  const auto form = need_x ? dynopool_grad_x_form(x.scalar_type(), fused_possible) : DynopoolGradX::kGather;
+  const bool scatter = need_x && form == DynopoolGradX::kScatter;
+  if (form == DynopoolGradX::kFused) return backward_fused(grad_out, x, out_h, out_w, need_size, plan);
   // (at::zeros would drop the memory format: empty, then zero_.)
   at::Tensor grad_x = need_x ? at::empty(x.sizes(), x.options().memory_format(fmt)) : at::empty({0}, x.options());
   if (scatter) grad_x.zero_();

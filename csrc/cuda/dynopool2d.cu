@@ -163,6 +163,44 @@ __global__ void __launch_bounds__(kThreads, L == 1 ? 0 : 2)
   }
 }
 
+// The fused backward (RESIZEOPS_CUDA_GRAD_X=fused; dynopool_cells.h, "The fused
+// backward"): block work item b is one tile of one (n, c) plane, taken in a
+// grid-stride loop over the tiles (a fixed grid, so that the size-gradient
+// partials are summed in a fixed order). Dynamic shared memory: the window's
+// gradients (acc_t) then its winner codes (1 byte), plan.max_cells() of each.
+template <bool NeedSize, typename scalar_t, typename acc_t, typename index_t>
+__global__ void __launch_bounds__(kThreads)
+    backward_fused_kernel(const scalar_t* __restrict__ x, S4<index_t> xs, const scalar_t* __restrict__ grad_out,
+                          S4<index_t> gs, scalar_t* __restrict__ grad_x, S4<index_t> gxs, cells::FusedPlan plan,
+                          int64_t tiles, index_t C, int32_t H, int32_t W, cells::AxisTaps<acc_t> rows,
+                          cells::AxisTaps<acc_t> cols, double* __restrict__ partials) {
+  extern __shared__ __align__(16) unsigned char fused_smem[];
+  acc_t* s_g = reinterpret_cast<acc_t*>(fused_smem);
+  uint8_t* s_arg = reinterpret_cast<uint8_t*>(s_g + plan.max_cells());
+  const int32_t pixels = plan.th * plan.tw();
+  double dh_sum = 0.0, dw_sum = 0.0;
+  for (int64_t b = blockIdx.x; b < tiles; b += gridDim.x) {
+    const auto T = cells::dynopool_fused_tile<acc_t, index_t>(b, plan, C, H, W, rows, cols);
+    const int32_t ncells = T.nci * T.ncj;
+    for (int32_t k = threadIdx.x; k < ncells; k += blockDim.x) {
+      cells::dynopool_fused_cell<NeedSize, scalar_t, acc_t, index_t>(k, T, x, xs, grad_out, gs, rows, cols, s_g, s_arg,
+                                                                     &dh_sum, &dw_sum);
+    }
+    __syncthreads();
+    for (int32_t p = threadIdx.x; p < pixels; p += blockDim.x) {
+      cells::dynopool_fused_pixel<scalar_t, acc_t, index_t>(p, plan, T, rows, cols, s_g, s_arg, grad_x, gxs);
+    }
+    __syncthreads();  // the next tile overwrites the window
+  }
+  if (NeedSize) {
+    block_sum2(&dh_sum, &dw_sum);
+    if (threadIdx.x == 0) {
+      partials[2 * blockIdx.x] = dh_sum;
+      partials[2 * blockIdx.x + 1] = dw_sum;
+    }
+  }
+}
+
 // ---------------------------------------------------------------------------
 // Host side
 // ---------------------------------------------------------------------------
@@ -259,7 +297,7 @@ void launch_backward_cells(const CellsLaunch<acc_t, index_t, Indexer>& a) {
 }
 
 // The backward_cells launch for (need_x, need_size, scatter); scatter only for
-// float and double (atomicAdd), checks.h dynopool_scatter_grad_x.
+// float and double (atomicAdd), checks.h dynopool_grad_x_form.
 template <int L, bool Vec, typename scalar_t, typename acc_t, typename index_t, typename Indexer>
 void launch_backward_cells_for(bool need_x, bool need_size, bool scatter, const CellsLaunch<acc_t, index_t, Indexer>& a) {
   constexpr bool kAtomics = std::is_same<scalar_t, float>::value || std::is_same<scalar_t, double>::value;
@@ -283,6 +321,47 @@ void launch_backward_cells_for(bool need_x, bool need_size, bool scatter, const 
   }
 }
 
+// The fused backward (one kernel, then the partials' sum): NCHW, grad_x needed,
+// plan from cells::dynopool_fused_plan.
+std::tuple<at::Tensor, at::Tensor> backward_fused_cuda(const at::Tensor& grad_out, const at::Tensor& x, int64_t out_h,
+                                                       int64_t out_w, bool need_size, const cells::FusedPlan& plan) {
+  const int64_t N = x.size(0), C = x.size(1), H = x.size(2), W = x.size(3);
+  at::Tensor grad_x = at::empty(x.sizes(), x.options());
+  at::Tensor grad_size = at::zeros({2}, x.options().dtype(at::kDouble));
+  const cudaStream_t stream = at::cuda::getCurrentCUDAStream();
+  const cells::TableLayout L{out_h, out_w, H, W};
+  at::Tensor accb = at::empty({L.acc_size()}, x.options().dtype(acc_type_of(x.scalar_type())));
+  at::Tensor intb = at::empty({L.int_size()}, x.options().dtype(at::kInt));
+  const bool use32 = use_int32_indexing({N * C * out_h * out_w, x.numel(), extent(x), extent(grad_out)});
+  const int64_t tiles = N * C * plan.tiles_h * plan.tiles_w;
+  // A fixed grid (several blocks per SM), each block looping over tiles.
+  const int64_t sms = at::cuda::getCurrentDeviceProperties()->multiProcessorCount;
+  const int64_t blocks = std::max<int64_t>(1, std::min<int64_t>(tiles, sms * 16));
+  at::Tensor partials = need_size ? at::empty({2 * blocks}, x.options().dtype(at::kDouble)) : at::Tensor();
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "dynopool2d_backward_fused_cuda", [&] {
+    using acc_t = at::opmath_type<scalar_t>;
+    const size_t smem = static_cast<size_t>(plan.max_cells()) * (sizeof(acc_t) + 1);
+    // kFusedMaxCells keeps it below the 48 KiB a launch gets without opting in.
+    TORCH_INTERNAL_ASSERT(smem <= 48 * 1024, "dynopool2d fused backward: ", smem, " bytes of shared memory");
+    launch_tables<acc_t>(L, accb, intb, true, stream);
+    const auto rows = cells::rows_of<acc_t>(L, accb.const_data_ptr<acc_t>(), intb.const_data_ptr<int32_t>());
+    const auto cols = cells::cols_of<acc_t>(L, accb.const_data_ptr<acc_t>(), intb.const_data_ptr<int32_t>());
+    with_index_type(use32, [&](auto zero) {
+      using index_t = decltype(zero);
+      auto* kernel = need_size ? backward_fused_kernel<true, scalar_t, acc_t, index_t>
+                               : backward_fused_kernel<false, scalar_t, acc_t, index_t>;
+      kernel<<<blocks, kThreads, smem, stream>>>(
+          x.const_data_ptr<scalar_t>(), strides_of<index_t>(x), grad_out.const_data_ptr<scalar_t>(),
+          strides_of<index_t>(grad_out), grad_x.mutable_data_ptr<scalar_t>(), dense_strides<index_t>(C, H, W, false),
+          plan, tiles, static_cast<index_t>(C), static_cast<int32_t>(H), static_cast<int32_t>(W), rows, cols,
+          need_size ? partials.mutable_data_ptr<double>() : nullptr);
+      C10_CUDA_KERNEL_LAUNCH_CHECK();
+    });
+    if (need_size) launch_reduce_partials(partials, blocks, grad_size, stream);
+  });
+  return {grad_x, grad_size};
+}
+
 std::tuple<at::Tensor, at::Tensor> dynopool2d_backward_cuda(const at::Tensor& grad_out, const at::Tensor& x,
                                                             int64_t out_h, int64_t out_w, bool channels_last,
                                                             bool need_x, bool need_size) {
@@ -292,8 +371,16 @@ std::tuple<at::Tensor, at::Tensor> dynopool2d_backward_cuda(const at::Tensor& gr
   TORCH_CHECK(x.is_cuda(), "resizeops_ext::dynopool2d_backward (CUDA): x must be a CUDA tensor");
   const c10::cuda::CUDAGuard device_guard(x.device());
   const auto fmt = channels_last ? at::MemoryFormat::ChannelsLast : at::MemoryFormat::Contiguous;
-  // Scatter or gather (checks.h): the scatter adds into a zeroed grad_x and needs no argmax.
-  const bool scatter = need_x && dynopool_scatter_grad_x(x.scalar_type());
+  // Scatter, gather or fused (checks.h): the scatter adds into a zeroed grad_x
+  // and needs no argmax; the fused form needs NCHW and a tiling that fits.
+  int32_t max_th = 0, max_tw = 0;
+  dynopool_fused_max_tile(&max_th, &max_tw);
+  cells::FusedPlan plan{};
+  const bool fused_possible = need_x && !channels_last && x.numel() > 0 &&
+                              cells::dynopool_fused_plan(x.size(2), x.size(3), out_h, out_w, &plan, max_th, max_tw);
+  const auto form = need_x ? dynopool_grad_x_form(x.scalar_type(), fused_possible) : DynopoolGradX::kGather;
+  if (form == DynopoolGradX::kFused) return backward_fused_cuda(grad_out, x, out_h, out_w, need_size, plan);
+  const bool scatter = need_x && form == DynopoolGradX::kScatter;
   // (at::zeros would drop the memory format: empty, then zero_.)
   at::Tensor grad_x = need_x ? at::empty(x.sizes(), x.options().memory_format(fmt)) : at::empty({0}, x.options());
   if (scatter) grad_x.zero_();

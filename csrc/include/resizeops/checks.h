@@ -10,6 +10,7 @@
 #include <c10/util/Exception.h>
 
 #include <cstdint>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <initializer_list>
@@ -142,20 +143,50 @@ inline bool dynopool_gather_tiles() {
 inline bool blend_gather_tiles() { return cuda_gather_tiles(false); }
 
 // How DynOPool's CUDA backward (and its serial emulation) computes grad_x:
-// "gather" (each input pixel sums the winning queries that read it: a fixed
-// order, deterministic) or "scatter" (each output cell adds its gradient into
-// its winner's 4 taps with atomics, in the pass that finds the winner: one
-// pass over the outputs instead of two, but the order of the adds is not
-// fixed). RESIZEOPS_CUDA_GRAD_X picks one; unset, scatter. Float and double
-// only: 16-bit types always gather (16-bit atomics would round every add), and
-// so does every type under torch.use_deterministic_algorithms(True).
-inline bool dynopool_scatter_grad_x(at::ScalarType dtype) {
-  if (dtype != at::kFloat && dtype != at::kDouble) return false;
-  if (at::globalContext().deterministicAlgorithms()) return false;
+// - "gather": pass 1 stores each output cell's winner (1 byte), pass 2 has each
+//   input pixel sum the winning queries that read it (a fixed order,
+//   deterministic);
+// - "scatter": each output cell adds its gradient into its winner's 4 taps with
+//   atomics, in the pass that finds the winner (one pass over the outputs
+//   instead of two, but the order of the adds is not fixed); float and double
+//   only: 16-bit atomics would round every add;
+// - "fused" (opt-in until a GPU run times it): one kernel per tile of input
+//   pixels finds the winners of the cells that read the tile into shared memory,
+//   then gathers from there (dynopool_cells.h, "The fused backward"); every dtype,
+//   deterministic. NCHW only, with grad_x needed and a tiling that fits: the
+//   caller says whether it can (fused_possible), else the unset rule applies.
+// RESIZEOPS_CUDA_GRAD_X picks one, read per call; unset: scatter for float and
+// double, gather for 16-bit types and under torch.use_deterministic_algorithms(True),
+// which also turns "scatter" into "gather".
+enum class DynopoolGradX { kGather, kScatter, kFused };
+
+inline DynopoolGradX dynopool_grad_x_form(at::ScalarType dtype, bool fused_possible) {
   const char* v = std::getenv("RESIZEOPS_CUDA_GRAD_X");
-  if (v == nullptr || v[0] == '\0' || std::strcmp(v, "scatter") == 0) return true;
-  TORCH_CHECK(std::strcmp(v, "gather") == 0, "RESIZEOPS_CUDA_GRAD_X must be 'gather' or 'scatter', got '", v, "'");
-  return false;
+  const bool set = v != nullptr && v[0] != '\0';
+  TORCH_CHECK(!set || std::strcmp(v, "gather") == 0 || std::strcmp(v, "scatter") == 0 || std::strcmp(v, "fused") == 0,
+              "RESIZEOPS_CUDA_GRAD_X must be 'gather', 'scatter' or 'fused', got '", v, "'");
+  if (set && std::strcmp(v, "fused") == 0 && fused_possible) return DynopoolGradX::kFused;
+  if (set && std::strcmp(v, "gather") == 0) return DynopoolGradX::kGather;
+  if (dtype != at::kFloat && dtype != at::kDouble) return DynopoolGradX::kGather;
+  if (at::globalContext().deterministicAlgorithms()) return DynopoolGradX::kGather;
+  return DynopoolGradX::kScatter;
+}
+
+// Test hook of the fused form: RESIZEOPS_CUDA_FUSED_TILE=<rows>x<cols> (powers
+// of two, e.g. 2x4) caps its tiles below the default 16 x 64 pixels, so that
+// small test images span many tiles and partial ones. Read per call.
+inline void dynopool_fused_max_tile(int32_t* max_th, int32_t* max_tw) {
+  *max_th = 16;
+  *max_tw = 64;
+  const char* v = std::getenv("RESIZEOPS_CUDA_FUSED_TILE");
+  if (v == nullptr || v[0] == '\0') return;
+  int th = 0, tw = 0;
+  char tail = 0;
+  const bool ok = std::sscanf(v, "%dx%d%c", &th, &tw, &tail) == 2 && th >= 1 && tw >= 1 && th <= 16 && tw <= 64 &&
+                  (th & (th - 1)) == 0 && (tw & (tw - 1)) == 0;
+  TORCH_CHECK(ok, "RESIZEOPS_CUDA_FUSED_TILE must be <rows>x<cols>, powers of two up to 16x64, got '", v, "'");
+  *max_th = th;
+  *max_tw = tw;
 }
 
 // How many channels of one output cell one thread of DynOPool's CUDA forward and

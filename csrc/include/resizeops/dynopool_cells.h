@@ -635,5 +635,184 @@ RESIZEOPS_HD void dynopool_pixel_item(index_t t, const Pos<index_t>& p, index_t 
   }
 }
 
+// ---------------------------------------------------------------------------
+// The fused backward: winners, size gradient and gather in one kernel
+// ---------------------------------------------------------------------------
+
+// RESIZEOPS_CUDA_GRAD_X=fused (checks.h dynopool_grad_x_form; NCHW, opt-in until
+// a GPU run times it: docs/PERF_NOTES.md, version 6). One GPU block per tile of
+// th x tw input pixels of one (n, c) plane:
+//   phase A: each thread takes cells of the tile's cell window, the output cells
+//     whose queries read the tile (a few more than the tile's share: the window
+//     overlaps its neighbours' by about one cell per side), recomputes the
+//     cell's winner, and writes its code and its gradient into shared memory;
+//     the size-gradient terms of the cells the tile owns (those whose first
+//     query row's and column's first taps lie in the tile: each cell is owned
+//     by exactly one tile) go into the thread's float64 sums;
+//   phase B (after a barrier): each thread takes pixels of the tile and gathers
+//     from shared memory, in the loop form's order (bit-identical to the
+//     two-pass gather), then writes grad_x once.
+// Bytes: x (plus the window's overlap, mostly from L2), grad_out and grad_x
+// once each: no argmax buffer, no second pass over grad_out, no zero-fill and
+// no atomics, so deterministic and float32-accumulated for every dtype.
+//
+// Sizes. The tile's cell window is bounded per axis from the query spacing
+// (dynopool_fused_window_bound); the host picks the largest tile whose window
+// fits kFusedMaxCells cells of shared memory and falls back to the two-pass
+// backward when none does (upsampling far beyond the papers' range).
+constexpr int64_t kFusedMaxCells = 4096;
+
+// An upper bound on the cells along one axis (in -> out) whose queries read a
+// tile of t input indices. Queries are s = in / (2 out) apart; those reading
+// indices [h0, h0 + t) have their first tap in [h0 - 1, h0 + t - 1]: unclipped,
+// at most (t + 1) / s + 1 of them; clipped to index 0 or in - 1, at most
+// 0.5 / s + 0.5 at each border. Two more for rounding; n consecutive queries
+// span at most n / 2 + 1 cells; and never more than out.
+inline int64_t dynopool_fused_window_bound(int64_t t, int64_t in_size, int64_t out_size) {
+  const double queries = static_cast<double>(t + 2) * 2.0 * static_cast<double>(out_size) /
+                             static_cast<double>(in_size) + 5.0;
+  const double bound = queries / 2.0 + 1.0;
+  return bound >= static_cast<double>(out_size) ? out_size : static_cast<int64_t>(bound);
+}
+
+// The tiling of one call: tiles of th x (1 << tw_log2) pixels, tiles_h x tiles_w
+// of them per plane; the cell window of any tile is at most cell_rows x cell_cols.
+struct FusedPlan {
+  int32_t th, tw_log2, cell_rows, cell_cols;
+  int64_t tiles_h, tiles_w;
+  RESIZEOPS_HD int32_t tw() const { return int32_t{1} << tw_log2; }
+  RESIZEOPS_HD int64_t max_cells() const { return static_cast<int64_t>(cell_rows) * cell_cols; }
+};
+
+// The plan for an (H, W) -> (Ho, Wo) call, starting from tiles of at most
+// max_th x max_tw pixels (powers of two; the defaults give 1024 pixels, 4 per
+// thread of a 256-thread block, 64 wide for coalesced rows of grad_x) and
+// halving rows, then columns, until the window fits. False if none fits.
+inline bool dynopool_fused_plan(int64_t H, int64_t W, int64_t Ho, int64_t Wo, FusedPlan* plan,
+                                int32_t max_th = 16, int32_t max_tw = 64) {
+  int32_t tw = 1;
+  while (tw < max_tw && tw < W) tw *= 2;
+  int32_t th = 1;
+  while (th < max_th && th < H) th *= 2;
+  for (;;) {
+    const int64_t rows = dynopool_fused_window_bound(th, H, Ho), cols = dynopool_fused_window_bound(tw, W, Wo);
+    if (rows * cols <= kFusedMaxCells) {
+      int32_t lg = 0;
+      while ((int32_t{1} << lg) < tw) ++lg;
+      *plan = FusedPlan{th, lg, static_cast<int32_t>(rows), static_cast<int32_t>(cols), (H + th - 1) / th,
+                        (W + tw - 1) / tw};
+      return true;
+    }
+    if (th > 1) {
+      th /= 2;
+    } else if (tw > 1) {
+      tw /= 2;
+    } else {
+      return false;
+    }
+  }
+}
+
+// One tile (block work item b = (plane, tile row, tile column), planes n * C + c):
+// its pixels [h0, h1) x [w0, w1) and its cell window [ci, ci + nci) x [cj, cj + ncj).
+template <typename index_t>
+struct FusedTile {
+  index_t n, c;
+  int32_t h0, h1, w0, w1;
+  int32_t ci, nci, cj, ncj;
+};
+
+// The window of the queries that read [h0, h1) (contiguous: the ranges are
+// monotone), as the cells [*c0, *c0 + *nc); empty where no query reads it.
+template <typename acc_t>
+RESIZEOPS_HD void dynopool_fused_window(const AxisTaps<acc_t>& t, int32_t h0, int32_t h1, int32_t* c0, int32_t* nc) {
+  const int32_t qb = t.range[2 * h0], qe = t.range[2 * (h1 - 1) + 1];
+  *c0 = qb >> 1;
+  *nc = qe > qb ? ((qe - 1) >> 1) + 1 - *c0 : 0;
+}
+
+template <typename acc_t, typename index_t>
+RESIZEOPS_HD FusedTile<index_t> dynopool_fused_tile(int64_t b, const FusedPlan& P, index_t C, int32_t H, int32_t W,
+                                                   const AxisTaps<acc_t>& rows, const AxisTaps<acc_t>& cols) {
+  const int64_t per_plane = P.tiles_h * P.tiles_w;
+  const int64_t plane = b / per_plane, r = b - plane * per_plane;
+  const int64_t ty = r / P.tiles_w, tx = r - ty * P.tiles_w;
+  FusedTile<index_t> T;
+  T.n = static_cast<index_t>(plane / C);
+  T.c = static_cast<index_t>(plane - static_cast<int64_t>(T.n) * C);
+  T.h0 = static_cast<int32_t>(ty * P.th);
+  T.h1 = T.h0 + P.th < H ? T.h0 + P.th : H;
+  T.w0 = static_cast<int32_t>(tx * P.tw());
+  T.w1 = T.w0 + P.tw() < W ? T.w0 + P.tw() : W;
+  dynopool_fused_window<acc_t>(rows, T.h0, T.h1, &T.ci, &T.nci);
+  dynopool_fused_window<acc_t>(cols, T.w0, T.w1, &T.cj, &T.ncj);
+  // The plan's bound (the shared memory's size); a violation is a bug.
+#ifdef __CUDA_ARCH__
+  if (T.nci > P.cell_rows || T.ncj > P.cell_cols) __trap();
+#else
+  if (T.nci > P.cell_rows || T.ncj > P.cell_cols) {
+    throw std::logic_error("resizeops: a fused tile's cell window exceeds the plan's bound");
+  }
+#endif
+  return T;
+}
+
+// Phase A, cell k of the tile's window (k < nci * ncj, row-major): the winner's
+// code and the cell's gradient into s_arg[k], s_g[k]; with NeedSize and a cell
+// the tile owns, its size-gradient terms added to *dh_sum, *dw_sum.
+template <bool NeedSize, typename scalar_t, typename acc_t, typename index_t>
+RESIZEOPS_HD void dynopool_fused_cell(int32_t k, const FusedTile<index_t>& T, const scalar_t* x, const S4<index_t>& xs,
+                                      const scalar_t* grad_out, const S4<index_t>& gs, const AxisTaps<acc_t>& rows,
+                                      const AxisTaps<acc_t>& cols, acc_t* s_g, uint8_t* s_arg, double* dh_sum,
+                                      double* dw_sum) {
+  const int32_t ki = k / T.ncj;
+  const index_t i = T.ci + ki, j = T.cj + (k - ki * T.ncj);
+  const CellTaps<acc_t> tp = dynopool_cell_taps<NeedSize, acc_t, index_t>(rows, cols, i, j);
+  Cell<acc_t> cell[1];
+  dynopool_cell_lanes<1, false, NeedSize, scalar_t, acc_t, index_t>(x + T.n * xs.n + T.c * xs.c, xs.h, xs.w, xs.c, 1,
+                                                                    tp, cell);
+  const acc_t g = static_cast<acc_t>(grad_out[T.n * gs.n + T.c * gs.c + i * gs.h + j * gs.w]);
+  s_g[k] = g;
+  s_arg[k] = cell[0].arg;
+  if constexpr (NeedSize) {
+    // (Its first taps are never past the tile: a cell of the window has a query
+    // reading the tile, and first taps grow with the query.)
+    if (tp.r0[0] >= T.h0 && tp.c0[0] >= T.w0) {
+      acc_t dh, dw;
+      dynopool_cell_size_grad<acc_t>(cell[0], g, tp, &dh, &dw);
+      *dh_sum += static_cast<double>(dh);
+      *dw_sum += static_cast<double>(dw);
+    }
+  }
+}
+
+// Phase B, pixel p of the tile (row-major in rows of tw; false for a slot past
+// the tile's last row or column): grad_x there, gathered from the window's
+// codes and gradients in dynopool_pixel_grad_loop's order (L = 1), stored at
+// grad_x (dense strides gxs).
+template <typename scalar_t, typename acc_t, typename index_t>
+RESIZEOPS_HD void dynopool_fused_pixel(int32_t p, const FusedPlan& P, const FusedTile<index_t>& T,
+                                       const AxisTaps<acc_t>& rows, const AxisTaps<acc_t>& cols, const acc_t* s_g,
+                                       const uint8_t* s_arg, scalar_t* grad_x, const S4<index_t>& gxs) {
+  const int32_t h = T.h0 + (p >> P.tw_log2), w = T.w0 + (p & (P.tw() - 1));
+  if (h >= T.h1 || w >= T.w1) return;
+  const int32_t rb = rows.range[2 * h], re = rows.range[2 * h + 1];
+  const int32_t sb = cols.range[2 * w], se = cols.range[2 * w + 1];
+  acc_t acc = acc_t(0);
+  for (int32_t r = rb; r < re; ++r) {
+    const acc_t wr = tap_weight<acc_t>(rows, r, h);
+    const int32_t row = ((r >> 1) - T.ci) * T.ncj - T.cj;
+    const int k = r & 1;
+    acc_t row_sum = acc_t(0);
+    for (int32_t s = sb; s < se; ++s) {
+      const int32_t kk = row + (s >> 1);
+      if (s_arg[kk] == 2 * k + (s & 1)) row_sum += s_g[kk] * tap_weight<acc_t>(cols, s, w);
+    }
+    acc += wr * row_sum;
+  }
+  grad_x[T.n * gxs.n + T.c * gxs.c + static_cast<index_t>(h) * gxs.h + static_cast<index_t>(w) * gxs.w] =
+      static_cast<scalar_t>(acc);
+}
+
 }  // namespace cells
 }  // namespace resizeops
