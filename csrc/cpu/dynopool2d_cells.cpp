@@ -15,6 +15,7 @@
 #include <torch/library.h>
 
 #include <algorithm>
+#include <cstring>
 #include <initializer_list>
 #include <limits>
 #include <tuple>
@@ -77,9 +78,12 @@ at::Tensor forward_cells(const at::Tensor& x, int64_t out_h, int64_t out_w, bool
   return out;
 }
 
+// The CUDA block size (csrc/cuda/launch.cuh kThreads), which B1's row sums split their work by.
+constexpr int32_t kFusedThreads = 256;
+
 // The fused backward (checks.h, RESIZEOPS_CUDA_GRAD_X=fused): backward_fused_kernel's
 // blocks one after another, each with its shared-memory window (vectors sized as
-// the launch's dynamic shared memory, poisoned) and its two phases in order.
+// the launch's dynamic shared memory, poisoned) and its phases in order.
 std::tuple<at::Tensor, at::Tensor> backward_fused(const at::Tensor& grad_out, const at::Tensor& x, int64_t out_h,
                                                   int64_t out_w, bool need_size, const cells::FusedPlan& plan) {
   const int64_t N = x.size(0), C = x.size(1), H = x.size(2), W = x.size(3);
@@ -97,6 +101,8 @@ std::tuple<at::Tensor, at::Tensor> backward_fused(const at::Tensor& grad_out, co
     const auto cols = cells::cols_of<acc_t>(L, accb.data(), intb.data());
     std::vector<acc_t> s_g(plan.max_cells());
     std::vector<uint8_t> s_arg(plan.max_cells());
+    std::vector<acc_t> s_rs(plan.row_sums());
+    cells::FusedAxes<acc_t> axes;
     double dh_sum = 0.0, dw_sum = 0.0;
     with_index_type(use32, [&](auto zero) {
       using index_t = decltype(zero);
@@ -124,9 +130,19 @@ std::tuple<at::Tensor, at::Tensor> backward_fused(const at::Tensor& grad_out, co
                                                                         &dw_sum);
           }
         }
-        for (int32_t p = 0; p < pixels; ++p) {  // phase B (after __syncthreads)
-          cells::dynopool_fused_pixel<scalar_t, acc_t, index_t>(p, plan, T, rows, cols, s_g.data(), s_arg.data(), gx,
-                                                                gxs);
+        // The tile's axis entries (poisoned first: every slot a pixel selects must be written).
+        std::memset(static_cast<void*>(&axes), 0xA5, sizeof(axes));
+        for (int32_t e = 0; e < plan.th + plan.tw(); ++e) {
+          cells::dynopool_fused_axis_entry<acc_t, index_t>(e, plan, T, rows, cols, &axes);
+        }
+        // Phase B1 (after __syncthreads), the 256 threads of the CUDA block one after another.
+        std::fill(s_rs.begin(), s_rs.end(), acc_t(-555));
+        for (int32_t tid = 0; tid < kFusedThreads; ++tid) {
+          cells::dynopool_fused_row_sums<acc_t, index_t>(tid, kFusedThreads, plan, T, cols, axes, s_g.data(),
+                                                         s_arg.data(), s_rs.data());
+        }
+        for (int32_t p = 0; p < pixels; ++p) {  // phase B2 (after __syncthreads)
+          cells::dynopool_fused_pixel<scalar_t, acc_t, index_t>(p, plan, T, rows, axes, s_rs.data(), gx, gxs);
         }
       }
     });
@@ -149,7 +165,8 @@ std::tuple<at::Tensor, at::Tensor> backward_cells(const at::Tensor& grad_out, co
   dynopool_fused_max_tile(&max_th, &max_tw);
   cells::FusedPlan plan{};
   const bool fused_possible = need_x && !channels_last && x.numel() > 0 &&
-                              cells::dynopool_fused_plan(x.size(2), x.size(3), out_h, out_w, &plan, max_th, max_tw);
+                              cells::dynopool_fused_plan(x.size(2), x.size(3), out_h, out_w,
+                                                         x.scalar_type() == at::kDouble ? 8 : 4, &plan, max_th, max_tw);
   const auto form = need_x ? dynopool_grad_x_form(x.scalar_type(), fused_possible) : DynopoolGradX::kGather;
   const bool scatter = need_x && form == DynopoolGradX::kScatter;
   if (form == DynopoolGradX::kFused) return backward_fused(grad_out, x, out_h, out_w, need_size, plan);

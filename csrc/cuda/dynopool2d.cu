@@ -166,8 +166,12 @@ __global__ void __launch_bounds__(kThreads, L == 1 ? 0 : 2)
 // The fused backward (RESIZEOPS_CUDA_GRAD_X=fused; dynopool_cells.h, "The fused
 // backward"): block work item b is one tile of one (n, c) plane, taken in a
 // grid-stride loop over the tiles (a fixed grid, so that the size-gradient
-// partials are summed in a fixed order). Dynamic shared memory: the window's
-// gradients (acc_t) then its winner codes (1 byte), plan.max_cells() of each.
+// partials are summed in a fixed order), with three barriers per tile (after
+// phase A and the axis entries, after the row sums B1, after the pixels B2).
+// Dynamic shared memory: FusedPlan::smem_bytes (window gradients, row sums,
+// winner codes); static: the tile's axis entries.
+static_assert(kThreads % cells::kFusedMaxTW == 0, "B1 of the fused backward gives each thread one tile column");
+
 template <bool NeedSize, typename scalar_t, typename acc_t, typename index_t>
 __global__ void __launch_bounds__(kThreads)
     backward_fused_kernel(const scalar_t* __restrict__ x, S4<index_t> xs, const scalar_t* __restrict__ grad_out,
@@ -175,9 +179,11 @@ __global__ void __launch_bounds__(kThreads)
                           int64_t tiles, index_t C, int32_t H, int32_t W, cells::AxisTaps<acc_t> rows,
                           cells::AxisTaps<acc_t> cols, double* __restrict__ partials) {
   extern __shared__ __align__(16) unsigned char fused_smem[];
+  __shared__ cells::FusedAxes<acc_t> axes;
   acc_t* s_g = reinterpret_cast<acc_t*>(fused_smem);
-  uint8_t* s_arg = reinterpret_cast<uint8_t*>(s_g + plan.max_cells());
-  const int32_t pixels = plan.th * plan.tw();
+  acc_t* s_rs = s_g + plan.max_cells();
+  uint8_t* s_arg = reinterpret_cast<uint8_t*>(s_rs + plan.row_sums());
+  const int32_t pixels = plan.th * plan.tw(), entries = plan.th + plan.tw();
   double dh_sum = 0.0, dw_sum = 0.0;
   for (int64_t b = blockIdx.x; b < tiles; b += gridDim.x) {
     const auto T = cells::dynopool_fused_tile<acc_t, index_t>(b, plan, C, H, W, rows, cols);
@@ -186,9 +192,16 @@ __global__ void __launch_bounds__(kThreads)
       cells::dynopool_fused_cell<NeedSize, scalar_t, acc_t, index_t>(k, T, x, xs, grad_out, gs, rows, cols, s_g, s_arg,
                                                                      &dh_sum, &dw_sum);
     }
+    // The axis entries after the cells: threads past the window's cells start on them at once.
+    for (int32_t e = static_cast<int32_t>((threadIdx.x + blockDim.x - ncells % blockDim.x) % blockDim.x); e < entries;
+         e += blockDim.x) {
+      cells::dynopool_fused_axis_entry<acc_t, index_t>(e, plan, T, rows, cols, &axes);
+    }
+    __syncthreads();
+    cells::dynopool_fused_row_sums<acc_t, index_t>(threadIdx.x, blockDim.x, plan, T, cols, axes, s_g, s_arg, s_rs);
     __syncthreads();
     for (int32_t p = threadIdx.x; p < pixels; p += blockDim.x) {
-      cells::dynopool_fused_pixel<scalar_t, acc_t, index_t>(p, plan, T, rows, cols, s_g, s_arg, grad_x, gxs);
+      cells::dynopool_fused_pixel<scalar_t, acc_t, index_t>(p, plan, T, rows, axes, s_rs, grad_x, gxs);
     }
     __syncthreads();  // the next tile overwrites the window
   }
@@ -340,9 +353,11 @@ std::tuple<at::Tensor, at::Tensor> backward_fused_cuda(const at::Tensor& grad_ou
   at::Tensor partials = need_size ? at::empty({2 * blocks}, x.options().dtype(at::kDouble)) : at::Tensor();
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "dynopool2d_backward_fused_cuda", [&] {
     using acc_t = at::opmath_type<scalar_t>;
-    const size_t smem = static_cast<size_t>(plan.max_cells()) * (sizeof(acc_t) + 1);
-    // kFusedMaxCells keeps it below the 48 KiB a launch gets without opting in.
-    TORCH_INTERNAL_ASSERT(smem <= 48 * 1024, "dynopool2d fused backward: ", smem, " bytes of shared memory");
+    const size_t smem = static_cast<size_t>(plan.smem_bytes(sizeof(acc_t)));
+    // kFusedMaxBytes keeps it, with the static axis entries, below the 48 KiB a
+    // launch gets without opting in.
+    TORCH_INTERNAL_ASSERT(smem + sizeof(cells::FusedAxes<acc_t>) + 1024 <= 48 * 1024, "dynopool2d fused backward: ",
+                          smem, " bytes of shared memory");
     launch_tables<acc_t>(L, accb, intb, true, stream);
     const auto rows = cells::rows_of<acc_t>(L, accb.const_data_ptr<acc_t>(), intb.const_data_ptr<int32_t>());
     const auto cols = cells::cols_of<acc_t>(L, accb.const_data_ptr<acc_t>(), intb.const_data_ptr<int32_t>());
@@ -377,7 +392,8 @@ std::tuple<at::Tensor, at::Tensor> dynopool2d_backward_cuda(const at::Tensor& gr
   dynopool_fused_max_tile(&max_th, &max_tw);
   cells::FusedPlan plan{};
   const bool fused_possible = need_x && !channels_last && x.numel() > 0 &&
-                              cells::dynopool_fused_plan(x.size(2), x.size(3), out_h, out_w, &plan, max_th, max_tw);
+                              cells::dynopool_fused_plan(x.size(2), x.size(3), out_h, out_w,
+                                                         x.scalar_type() == at::kDouble ? 8 : 4, &plan, max_th, max_tw);
   const auto form = need_x ? dynopool_grad_x_form(x.scalar_type(), fused_possible) : DynopoolGradX::kGather;
   if (form == DynopoolGradX::kFused) return backward_fused_cuda(grad_out, x, out_h, out_w, need_size, plan);
   const bool scatter = need_x && form == DynopoolGradX::kScatter;

@@ -649,18 +649,24 @@ RESIZEOPS_HD void dynopool_pixel_item(index_t t, const Pos<index_t>& p, index_t 
 //     the size-gradient terms of the cells the tile owns (those whose first
 //     query row's and column's first taps lie in the tile: each cell is owned
 //     by exactly one tile) go into the thread's float64 sums;
-//   phase B (after a barrier): each thread takes pixels of the tile and gathers
-//     from shared memory, in the loop form's order (bit-identical to the
-//     two-pass gather), then writes grad_x once.
+//   meanwhile, the tile's axis entries (FusedAxes: per tile row and column, the
+//     queries reading it, their window offsets and weights) go to shared memory;
+//   phase B (after a barrier): the gather from shared memory, in two separable
+//     steps (B1: row sums over query columns; B2, after another barrier: each
+//     pixel's sum over its query rows), in the loop form's order (bit-identical to
+//     the two-pass gather); grad_x is written once.
 // Bytes: x (plus the window's overlap, mostly from L2), grad_out and grad_x
 // once each: no argmax buffer, no second pass over grad_out, no zero-fill and
 // no atomics, so deterministic and float32-accumulated for every dtype.
 //
 // Sizes. The tile's cell window is bounded per axis from the query spacing
 // (dynopool_fused_window_bound); the host picks the largest tile whose window
-// fits kFusedMaxCells cells of shared memory and falls back to the two-pass
-// backward when none does (upsampling far beyond the papers' range).
-constexpr int64_t kFusedMaxCells = 4096;
+// and row sums fit kFusedMaxBytes of shared memory and falls back to the default
+// backward when none does (up-sampling far beyond the papers' range).
+constexpr int64_t kFusedMaxBytes = 40 * 1024;
+// The largest tile (rows, columns: powers of two) and the queries per row / column
+// the per-tile axis entries hold (FusedAxes).
+constexpr int kFusedMaxTH = 16, kFusedMaxTW = 64, kFusedTaps = 3;
 
 // An upper bound on the cells along one axis (in -> out) whose queries read a
 // tile of t input indices. Queries are s = in / (2 out) apart; those reading
@@ -677,30 +683,39 @@ inline int64_t dynopool_fused_window_bound(int64_t t, int64_t in_size, int64_t o
 
 // The tiling of one call: tiles of th x (1 << tw_log2) pixels, tiles_h x tiles_w
 // of them per plane; the cell window of any tile is at most cell_rows x cell_cols.
+// Dynamic shared memory of a block: the window's gradients (acc_t), the row sums
+// (acc_t, 2 query rows per cell row, tw columns), then the window's winner codes.
 struct FusedPlan {
   int32_t th, tw_log2, cell_rows, cell_cols;
   int64_t tiles_h, tiles_w;
   RESIZEOPS_HD int32_t tw() const { return int32_t{1} << tw_log2; }
   RESIZEOPS_HD int64_t max_cells() const { return static_cast<int64_t>(cell_rows) * cell_cols; }
+  RESIZEOPS_HD int64_t row_sums() const { return 2 * static_cast<int64_t>(cell_rows) * tw(); }
+  RESIZEOPS_HD int64_t smem_bytes(int64_t acc_bytes) const {
+    return (max_cells() + row_sums()) * acc_bytes + max_cells();
+  }
 };
 
 // The plan for an (H, W) -> (Ho, Wo) call, starting from tiles of at most
 // max_th x max_tw pixels (powers of two; the defaults give 1024 pixels, 4 per
 // thread of a 256-thread block, 64 wide for coalesced rows of grad_x) and
 // halving rows, then columns, until the window fits. False if none fits.
-inline bool dynopool_fused_plan(int64_t H, int64_t W, int64_t Ho, int64_t Wo, FusedPlan* plan,
-                                int32_t max_th = 16, int32_t max_tw = 64) {
+inline bool dynopool_fused_plan(int64_t H, int64_t W, int64_t Ho, int64_t Wo, int64_t acc_bytes, FusedPlan* plan,
+                                int32_t max_th = kFusedMaxTH, int32_t max_tw = kFusedMaxTW) {
+  if (max_th > kFusedMaxTH) max_th = kFusedMaxTH;
+  if (max_tw > kFusedMaxTW) max_tw = kFusedMaxTW;
   int32_t tw = 1;
   while (tw < max_tw && tw < W) tw *= 2;
   int32_t th = 1;
   while (th < max_th && th < H) th *= 2;
   for (;;) {
     const int64_t rows = dynopool_fused_window_bound(th, H, Ho), cols = dynopool_fused_window_bound(tw, W, Wo);
-    if (rows * cols <= kFusedMaxCells) {
-      int32_t lg = 0;
-      while ((int32_t{1} << lg) < tw) ++lg;
-      *plan = FusedPlan{th, lg, static_cast<int32_t>(rows), static_cast<int32_t>(cols), (H + th - 1) / th,
-                        (W + tw - 1) / tw};
+    int32_t lg = 0;
+    while ((int32_t{1} << lg) < tw) ++lg;
+    const FusedPlan cand{th, lg, static_cast<int32_t>(rows), static_cast<int32_t>(cols), (H + th - 1) / th,
+                         (W + tw - 1) / tw};
+    if (cand.smem_bytes(acc_bytes) <= kFusedMaxBytes) {
+      *plan = cand;
       return true;
     }
     if (th > 1) {
@@ -786,29 +801,136 @@ RESIZEOPS_HD void dynopool_fused_cell(int32_t k, const FusedTile<index_t>& T, co
   }
 }
 
-// Phase B, pixel p of the tile (row-major in rows of tw; false for a slot past
-// the tile's last row or column): grad_x there, gathered from the window's
-// codes and gradients in dynopool_pixel_grad_loop's order (L = 1), stored at
-// grad_x (dense strides gxs).
+// The tile's axis entries, computed once per tile (before the first barrier)
+// instead of once per pixel: for each of its rows (slots [0, th)) and columns
+// (slots kFusedMaxTH + [0, tw)), the queries reading it (n: 0 to kFusedTaps, or
+// kFusedTaps + 1 where more do: up-sampling beyond about 1.5, where the global
+// tables serve instead), each as its index (rows: the query row within the
+// window, r - 2 ci; columns: the cell column within the window, j - cj), its code
+// bit (columns: l; rows: 2k) and its bilinear weight at that row / column
+// (tap_weight). Unused slots hold index 0 and weight 0 and are never selected.
+template <typename acc_t>
+struct FusedAxes {
+  int32_t off[kFusedMaxTH + kFusedMaxTW][kFusedTaps];
+  acc_t w[kFusedMaxTH + kFusedMaxTW][kFusedTaps];
+  uint8_t code[kFusedMaxTH + kFusedMaxTW][kFusedTaps];
+  uint8_t n[kFusedMaxTH + kFusedMaxTW];
+};
+
+// Entry e of the tile's axes (e < th + tw: rows first, then columns).
+template <typename acc_t, typename index_t>
+RESIZEOPS_HD void dynopool_fused_axis_entry(int32_t e, const FusedPlan& P, const FusedTile<index_t>& T,
+                                            const AxisTaps<acc_t>& rows, const AxisTaps<acc_t>& cols,
+                                            FusedAxes<acc_t>* ax) {
+  const bool is_row = e < P.th;
+  // Field by field: a reference to either kernel parameter would copy both to the stack.
+  const AxisTaps<acc_t> t{is_row ? rows.i0 : cols.i0, is_row ? rows.i1 : cols.i1, is_row ? rows.w1 : cols.w1,
+                          is_row ? rows.d : cols.d, is_row ? rows.range : cols.range};
+  const int32_t h = is_row ? T.h0 + e : T.w0 + (e - P.th);
+  const int32_t slot = is_row ? e : kFusedMaxTH + (e - P.th);
+  const bool inside = h < (is_row ? T.h1 : T.w1);  // else a slot past a partial tile's end
+  const int32_t qb = inside ? t.range[2 * h] : 0, qe = inside ? t.range[2 * h + 1] : 0;
+  const int32_t n = qe > qb ? qe - qb : 0;
+  ax->n[slot] = static_cast<uint8_t>(n > kFusedTaps ? kFusedTaps + 1 : n);
+RESIZEOPS_UNROLL
+  for (int u = 0; u < kFusedTaps; ++u) {
+    const bool ok = u < n && n <= kFusedTaps;
+    const int32_t q = qb + u;
+    ax->off[slot][u] = ok ? (is_row ? q - 2 * T.ci : (q >> 1) - T.cj) : 0;
+    ax->code[slot][u] = static_cast<uint8_t>(ok ? (is_row ? 2 * (q & 1) : (q & 1)) : 0);
+    ax->w[slot][u] = ok ? tap_weight<acc_t>(t, q, h) : acc_t(0);
+  }
+}
+
+// Phase B is separable, like the loop form's sum: grad_x(h, w) = sum over the
+// query rows r reading h of wr(r, h) * row_sum(r, w), where row_sum(r, w) = the
+// sum over the query columns s reading w of [the cell (r/2, s/2) won at (r, s)]
+// * g * ws(s, w). B1 computes every row_sum of the window's query rows at the
+// tile's columns into shared memory (2 nci x tw of them, in the loop's order
+// over s), B2 (after a barrier) each pixel's sum over r (in the loop's order):
+// the same operations as the gather's loop form, so the same bits, with 3 + 3
+// terms per pixel instead of 3 x 3.
+//
+// B1, thread `tid` of `nthreads` (nthreads a multiple of tw): column
+// x = tid mod tw of the tile, query rows tid / tw, tid / tw + nthreads / tw, ...
+// of the window; the column's entries are read once. Where a column is read by
+// at most kFusedTaps queries, its 3 slots' loads are issued before the sums (an
+// unused slot selects 0: the same bits as the loop, which adds nothing there);
+// otherwise the loop over the global tables.
+template <typename acc_t, typename index_t>
+RESIZEOPS_HD void dynopool_fused_row_sums(int32_t tid, int32_t nthreads, const FusedPlan& P,
+                                          const FusedTile<index_t>& T, const AxisTaps<acc_t>& cols,
+                                          const FusedAxes<acc_t>& ax, const acc_t* s_g, const uint8_t* s_arg,
+                                          acc_t* s_rs) {
+  const int32_t x = tid & (P.tw() - 1), w = T.w0 + x;
+  if (w >= T.w1) return;
+  const int32_t qrows = 2 * T.nci, step = nthreads >> P.tw_log2;
+  const int ns = ax.n[kFusedMaxTH + x];
+  if (ns <= kFusedTaps) {
+    int32_t co[kFusedTaps];
+    int cl[kFusedTaps];
+    acc_t ws[kFusedTaps];
+RESIZEOPS_UNROLL
+    for (int u = 0; u < kFusedTaps; ++u) {
+      co[u] = ax.off[kFusedMaxTH + x][u];
+      cl[u] = ax.code[kFusedMaxTH + x][u];
+      ws[u] = ax.w[kFusedMaxTH + x][u];
+    }
+    for (int32_t qr = tid >> P.tw_log2; qr < qrows; qr += step) {
+      const int32_t rowc = (qr >> 1) * T.ncj;
+      const int rk = 2 * (qr & 1);
+      uint8_t a[kFusedTaps];
+      acc_t g[kFusedTaps];
+RESIZEOPS_UNROLL
+      for (int u = 0; u < kFusedTaps; ++u) {
+        a[u] = u < ns ? s_arg[rowc + co[u]] : uint8_t(255);
+        g[u] = u < ns ? s_g[rowc + co[u]] : acc_t(0);
+      }
+      acc_t row_sum = acc_t(0);
+RESIZEOPS_UNROLL
+      for (int u = 0; u < kFusedTaps; ++u) {
+        const bool hit = u < ns && a[u] == rk + cl[u];
+        row_sum += hit ? g[u] * ws[u] : acc_t(0);
+      }
+      s_rs[qr * P.tw() + x] = row_sum;
+    }
+  } else {
+    const int32_t sb = cols.range[2 * w], se = cols.range[2 * w + 1];
+    for (int32_t qr = tid >> P.tw_log2; qr < qrows; qr += step) {
+      const int32_t rowc = (qr >> 1) * T.ncj - T.cj;
+      const int rk = 2 * (qr & 1);
+      acc_t row_sum = acc_t(0);
+      for (int32_t s = sb; s < se; ++s) {
+        const int32_t kk = rowc + (s >> 1);
+        if (s_arg[kk] == rk + (s & 1)) row_sum += s_g[kk] * tap_weight<acc_t>(cols, s, w);
+      }
+      s_rs[qr * P.tw() + x] = row_sum;
+    }
+  }
+}
+
+// B2, pixel p of the tile (row-major in rows of tw; nothing for a slot past the
+// tile's last row or column): grad_x there, the sum over its query rows of
+// wr * row_sum in the loop's order (from the row's entries where it has at most
+// kFusedTaps, else the global tables), stored at grad_x (dense strides gxs).
 template <typename scalar_t, typename acc_t, typename index_t>
 RESIZEOPS_HD void dynopool_fused_pixel(int32_t p, const FusedPlan& P, const FusedTile<index_t>& T,
-                                       const AxisTaps<acc_t>& rows, const AxisTaps<acc_t>& cols, const acc_t* s_g,
-                                       const uint8_t* s_arg, scalar_t* grad_x, const S4<index_t>& gxs) {
-  const int32_t h = T.h0 + (p >> P.tw_log2), w = T.w0 + (p & (P.tw() - 1));
+                                       const AxisTaps<acc_t>& rows, const FusedAxes<acc_t>& ax, const acc_t* s_rs,
+                                       scalar_t* grad_x, const S4<index_t>& gxs) {
+  const int32_t y = p >> P.tw_log2, x = p & (P.tw() - 1);
+  const int32_t h = T.h0 + y, w = T.w0 + x;
   if (h >= T.h1 || w >= T.w1) return;
-  const int32_t rb = rows.range[2 * h], re = rows.range[2 * h + 1];
-  const int32_t sb = cols.range[2 * w], se = cols.range[2 * w + 1];
+  const int nr = ax.n[y];
   acc_t acc = acc_t(0);
-  for (int32_t r = rb; r < re; ++r) {
-    const acc_t wr = tap_weight<acc_t>(rows, r, h);
-    const int32_t row = ((r >> 1) - T.ci) * T.ncj - T.cj;
-    const int k = r & 1;
-    acc_t row_sum = acc_t(0);
-    for (int32_t s = sb; s < se; ++s) {
-      const int32_t kk = row + (s >> 1);
-      if (s_arg[kk] == 2 * k + (s & 1)) row_sum += s_g[kk] * tap_weight<acc_t>(cols, s, w);
-    }
-    acc += wr * row_sum;
+  if (nr <= kFusedTaps) {
+    acc_t rs[kFusedTaps];
+RESIZEOPS_UNROLL
+    for (int t = 0; t < kFusedTaps; ++t) rs[t] = t < nr ? s_rs[ax.off[y][t] * P.tw() + x] : acc_t(0);
+RESIZEOPS_UNROLL
+    for (int t = 0; t < kFusedTaps; ++t) acc += t < nr ? ax.w[y][t] * rs[t] : acc_t(0);
+  } else {
+    const int32_t rb = rows.range[2 * h], re = rows.range[2 * h + 1];
+    for (int32_t r = rb; r < re; ++r) acc += tap_weight<acc_t>(rows, r, h) * s_rs[(r - 2 * T.ci) * P.tw() + x];
   }
   grad_x[T.n * gxs.n + T.c * gxs.c + static_cast<index_t>(h) * gxs.h + static_cast<index_t>(w) * gxs.w] =
       static_cast<scalar_t>(acc);
