@@ -139,4 +139,6 @@ for r in rows:
           f"{f('ms_p50', '%.3f'):>8}{f('ratio_vs_eager', '%.2f'):>8}{f('frac_copy_bw', '%.2f'):>7}"
           f"{f('peak_mib', '%.0f'):>9}{f('max_err', '%.1e'):>9}" + (f"  {r['error'][:40]}" if r.get("error") else ""))
 EOF
+# Issue 3's targets from the same CSVs (scripts/targets.py).
+$py scripts/targets.py "$log" 2>&1 | tail -12
 echo "tests exit code: $tests_rc; total $((SECONDS - t0)) s"

@@ -206,3 +206,52 @@ def test_main_list(capsys):
     assert bench.main(["--list"]) == 0
     out = capsys.readouterr().out
     assert all(name in out for name in bench.CASES)
+
+
+def _targets_module():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("targets", os.path.join(os.path.dirname(__file__), "..", "scripts", "targets.py"))
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_targets_table_from_bench_csvs(tmp_path):
+    # scripts/targets.py (printed last by gpu_check.sh): issue 3's target table from the
+    # benchmark's CSV rows; a later CSV's row replaces an earlier one's.
+    targets = _targets_module()
+
+    def row(dtype, layout, mode, provider, ms, frac="", peak=""):
+        return {"case": "dynopool-imagenet", "dtype": dtype, "layout": layout, "mode": mode, "provider": provider,
+                "ms_p50": ms, "frac_copy_bw": frac, "peak_mib": peak, "device_name": "GPU X", "error": ""}
+
+    first = [row("float32", "NCHW", "fwd", "cuda", 0.6, 0.42), row("float32", "NCHW", "fwd+bwd", "cuda", 9.0, "", 1000)]
+    later = [
+        row("float32", "NCHW", "fwd", "cuda", 0.5, 0.50),
+        row("float32", "NCHW", "fwd+bwd", "cuda", 2.0, "", 1000),
+        row("float32", "NCHW", "fwd", "cuda-fused", 0.5, 0.50),
+        row("float32", "NCHW", "fwd+bwd", "cuda-fused", 1.0, "", 800),
+        row("float32", "NCHW", "fwd", "triton", 1.0),
+        row("float32", "NCHW", "fwd+bwd", "triton", 3.0),
+        row("float32", "NCHW", "fwd+bwd", "compiled-reference", 7.0),
+        row("float32", "NCHW", "fwd+bwd", "eager-reference", 8.0, "", 2700),
+        row("bfloat16", "NHWC", "fwd", "cuda", 0.6, 0.2),
+    ]
+    for name, rows in (("a.csv", first), ("b.csv", later)):
+        with open(tmp_path / name, "w", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=list(rows[0]))
+            w.writeheader()
+            w.writerows(rows)
+    got, devices = targets.load([str(tmp_path)])
+    assert devices == ["GPU X"]
+    table = targets.gpu_table(got)
+    lines = table.splitlines()
+    assert lines[0] == "| target | float32 NCHW | bfloat16 channels_last |"
+    assert "cuda 50%, cuda-fused 50%" in lines[2] and "cuda 20%" in lines[2]
+    assert "cuda 3.50×, cuda-fused 7.00×" in lines[3]  # 7.0 / 2.0 and 7.0 / 1.0
+    assert "cuda 0.37, cuda-fused 0.30" in lines[4]  # 1000 / 2700, 800 / 2700
+    assert "| 2.00× / 3.00× |" in lines[5]  # Triton vs the best CUDA: 1.0 / 0.5, 3.0 / 1.0
+    assert targets.cpu_line(got) == ""
+    assert targets.main([str(tmp_path)]) == 0
+    assert targets.main([str(tmp_path / "missing")]) == 1
