@@ -112,7 +112,7 @@ std::tuple<at::Tensor, at::Tensor> backward_fused(const at::Tensor& grad_out, co
       scalar_t* gx = grad_x.mutable_data_ptr<scalar_t>();
       const int32_t pixels = plan.th * plan.tw();
       for (int64_t b = 0; b < blocks; ++b) {
-        const auto T = cells::dynopool_fused_tile<acc_t, index_t>(b, plan, static_cast<index_t>(C),
+        const auto T = cells::dynopool_fused_tile<acc_t, index_t>(static_cast<index_t>(b), plan, static_cast<index_t>(C),
                                                                  static_cast<int32_t>(H), static_cast<int32_t>(W),
                                                                  rows, cols);
         std::fill(s_g.begin(), s_g.end(), acc_t(-777));

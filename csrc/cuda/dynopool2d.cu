@@ -185,8 +185,9 @@ __global__ void __launch_bounds__(kThreads)
   uint8_t* s_arg = reinterpret_cast<uint8_t*>(s_rs + plan.row_sums());
   const int32_t pixels = plan.th * plan.tw(), entries = plan.th + plan.tw();
   double dh_sum = 0.0, dw_sum = 0.0;
-  for (int64_t b = blockIdx.x; b < tiles; b += gridDim.x) {
-    const auto T = cells::dynopool_fused_tile<acc_t, index_t>(b, plan, C, H, W, rows, cols);
+  using loop = loop_t<index_t>;
+  for (loop b = blockIdx.x; b < static_cast<loop>(tiles); b += gridDim.x) {
+    const auto T = cells::dynopool_fused_tile<acc_t, index_t>(static_cast<index_t>(b), plan, C, H, W, rows, cols);
     const int32_t ncells = T.nci * T.ncj;
     for (int32_t k = threadIdx.x; k < ncells; k += blockDim.x) {
       cells::dynopool_fused_cell<NeedSize, scalar_t, acc_t, index_t>(k, T, x, xs, grad_out, gs, rows, cols, s_g, s_arg,
