@@ -148,8 +148,9 @@ def test_cuda_fused_backward_matches_the_emulation_and_the_gather(dtype, tile, m
         gx, gs = EXT.dynopool2d_backward(g.cuda(), x.cuda(), *out, False, True, True)
         gx2, gs2 = EXT.dynopool2d_backward(g.cuda(), x.cuda(), *out, False, True, True)
         assert torch.equal(gx, gx2) and torch.equal(gs, gs2)
+        # grad_x alone: another instantiation of the kernel (nvcc may contract differently).
         gx_only, _ = EXT.dynopool2d_backward(g.cuda(), x.cuda(), *out, False, True, False)
-        assert torch.equal(gx_only, gx)
+        assert_close(gx_only, gx, dtype)
         assert gx.is_contiguous() and gx.dtype == dtype
         cgx, cgs = EXT._dynopool2d_backward_cells(g, x, *out, False, True, True)
         assert_close(gx.cpu(), cgx, dtype)
