@@ -29,13 +29,23 @@
 namespace resizeops {
 namespace {
 
-// The CUDA table_kernel, one "thread" after another; ranges poisoned first.
+// The CUDA table_kernel, one "thread" after another (ranges poisoned first), and
+// the two axes' views of its buffers.
 template <typename acc_t>
-void tables(const cells::TableLayout& L, std::vector<acc_t>& accb, std::vector<int32_t>& intb, bool ranges) {
-  accb.assign(L.acc_size(), acc_t(0));
-  intb.assign(L.int_size(), -7);
-  for (int64_t t = 0; t < L.entries(ranges); ++t) cells::dynopool_table_entry<acc_t>(t, L, accb.data(), intb.data(), ranges);
-}
+struct Tables {
+  std::vector<acc_t> accb;
+  std::vector<int32_t> intb;
+  cells::AxisTaps<acc_t> rows, cols;
+  Tables(const cells::TableLayout& L, bool ranges) : accb(L.acc_size(), acc_t(0)), intb(L.int_size(), -7) {
+    for (int64_t t = 0; t < L.entries(ranges); ++t) {
+      cells::dynopool_table_entry<acc_t>(t, L, accb.data(), intb.data(), ranges);
+    }
+    rows = cells::rows_of<acc_t>(L, accb.data(), intb.data());
+    cols = cells::cols_of<acc_t>(L, accb.data(), intb.data());
+  }
+  Tables(const Tables&) = delete;  // rows / cols point into the vectors
+  Tables& operator=(const Tables&) = delete;
+};
 
 at::Tensor forward_cells(const at::Tensor& x, int64_t out_h, int64_t out_w, bool channels_last) {
   check_dynopool_args(x, out_h, out_w);
@@ -53,11 +63,8 @@ at::Tensor forward_cells(const at::Tensor& x, int64_t out_h, int64_t out_w, bool
   const bool vec = lanes_vectorizable(x, lanes) && lanes_vectorizable(out, lanes);
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "_dynopool2d_forward_cells", [&] {
     using acc_t = at::opmath_type<scalar_t>;
-    std::vector<acc_t> accb;
-    std::vector<int32_t> intb;
-    tables<acc_t>(L, accb, intb, false);
-    const auto rows = cells::rows_of<acc_t>(L, accb.data(), intb.data());
-    const auto cols = cells::cols_of<acc_t>(L, accb.data(), intb.data());
+    const Tables<acc_t> tab(L, false);
+    const auto &rows = tab.rows, &cols = tab.cols;
     const scalar_t* xp = x.const_data_ptr<scalar_t>();
     scalar_t* op = out.mutable_data_ptr<scalar_t>();
     with_index_type(use32, [&](auto zero) {
@@ -94,11 +101,8 @@ std::tuple<at::Tensor, at::Tensor> backward_fused(const at::Tensor& grad_out, co
   const int64_t blocks = N * C * plan.tiles_h * plan.tiles_w;
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "_dynopool2d_backward_cells", [&] {
     using acc_t = at::opmath_type<scalar_t>;
-    std::vector<acc_t> accb;
-    std::vector<int32_t> intb;
-    tables<acc_t>(L, accb, intb, true);
-    const auto rows = cells::rows_of<acc_t>(L, accb.data(), intb.data());
-    const auto cols = cells::cols_of<acc_t>(L, accb.data(), intb.data());
+    const Tables<acc_t> tab(L, true);
+    const auto &rows = tab.rows, &cols = tab.cols;
     std::vector<acc_t> s_g(plan.max_cells());
     std::vector<uint8_t> s_arg(plan.max_cells());
     std::vector<acc_t> s_rs(plan.row_sums());
@@ -161,13 +165,8 @@ std::tuple<at::Tensor, at::Tensor> backward_cells(const at::Tensor& grad_out, co
   const auto fmt = channels_last ? at::MemoryFormat::ChannelsLast : at::MemoryFormat::Contiguous;
   // The CUDA path's choice of grad_x form (checks.h): the scatter adds into a
   // zeroed grad_x; the fused form needs NCHW and a tiling that fits.
-  int32_t max_th = 0, max_tw = 0;
-  dynopool_fused_max_tile(&max_th, &max_tw);
   cells::FusedPlan plan{};
-  const bool fused_possible = need_x && !channels_last && x.numel() > 0 &&
-                              cells::dynopool_fused_plan(x.size(2), x.size(3), out_h, out_w,
-                                                         x.scalar_type() == at::kDouble ? 8 : 4, &plan, max_th, max_tw);
-  const auto form = need_x ? dynopool_grad_x_form(x.scalar_type(), fused_possible) : DynopoolGradX::kGather;
+  const auto form = dynopool_backward_form(x, out_h, out_w, channels_last, need_x, &plan);
   const bool scatter = need_x && form == DynopoolGradX::kScatter;
   if (form == DynopoolGradX::kFused) return backward_fused(grad_out, x, out_h, out_w, need_size, plan);
   // (at::zeros would drop the memory format: empty, then zero_.)
@@ -191,11 +190,8 @@ std::tuple<at::Tensor, at::Tensor> backward_cells(const at::Tensor& grad_out, co
   uint8_t* argmax = argmax_t.mutable_data_ptr<uint8_t>();
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "_dynopool2d_backward_cells", [&] {
     using acc_t = at::opmath_type<scalar_t>;
-    std::vector<acc_t> accb;
-    std::vector<int32_t> intb;
-    tables<acc_t>(L, accb, intb, true);
-    const auto rows = cells::rows_of<acc_t>(L, accb.data(), intb.data());
-    const auto cols = cells::cols_of<acc_t>(L, accb.data(), intb.data());
+    const Tables<acc_t> tab(L, true);
+    const auto &rows = tab.rows, &cols = tab.cols;
     const scalar_t* xp = x.const_data_ptr<scalar_t>();
     const scalar_t* gp = grad_out.const_data_ptr<scalar_t>();
     double dh_sum = 0.0, dw_sum = 0.0;

@@ -389,13 +389,8 @@ std::tuple<at::Tensor, at::Tensor> dynopool2d_backward_cuda(const at::Tensor& gr
   const auto fmt = channels_last ? at::MemoryFormat::ChannelsLast : at::MemoryFormat::Contiguous;
   // Scatter, gather or fused (checks.h): the scatter adds into a zeroed grad_x
   // and needs no argmax; the fused form needs NCHW and a tiling that fits.
-  int32_t max_th = 0, max_tw = 0;
-  dynopool_fused_max_tile(&max_th, &max_tw);
   cells::FusedPlan plan{};
-  const bool fused_possible = need_x && !channels_last && x.numel() > 0 &&
-                              cells::dynopool_fused_plan(x.size(2), x.size(3), out_h, out_w,
-                                                         x.scalar_type() == at::kDouble ? 8 : 4, &plan, max_th, max_tw);
-  const auto form = need_x ? dynopool_grad_x_form(x.scalar_type(), fused_possible) : DynopoolGradX::kGather;
+  const auto form = dynopool_backward_form(x, out_h, out_w, channels_last, need_x, &plan);
   if (form == DynopoolGradX::kFused) return backward_fused_cuda(grad_out, x, out_h, out_w, need_size, plan);
   const bool scatter = need_x && form == DynopoolGradX::kScatter;
   // (at::zeros would drop the memory format: empty, then zero_.)

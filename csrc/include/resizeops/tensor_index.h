@@ -12,6 +12,7 @@
 
 #include "resizeops/cell_index.h"  // S4
 #include "resizeops/checks.h"
+#include "resizeops/dynopool_cells.h"  // FusedPlan
 
 namespace resizeops {
 
@@ -42,6 +43,20 @@ inline bool use_int32_indexing(std::initializer_list<int64_t> extents) {
   for (int64_t e : extents)
     if (e > std::numeric_limits<int32_t>::max()) return false;
   return true;
+}
+
+// The grad_x form of a DynOPool CUDA backward (and of its emulation) for x ->
+// (out_h, out_w) (checks.h dynopool_grad_x_form; RESIZEOPS_CUDA_GRAD_X and the
+// test hook RESIZEOPS_CUDA_FUSED_TILE read per call), and with kFused its plan.
+inline DynopoolGradX dynopool_backward_form(const at::Tensor& x, int64_t out_h, int64_t out_w, bool channels_last,
+                                            bool need_x, cells::FusedPlan* plan) {
+  if (!need_x) return DynopoolGradX::kGather;  // pass 1 alone (the size gradient)
+  int32_t max_th = 0, max_tw = 0;
+  dynopool_fused_max_tile(&max_th, &max_tw);
+  const bool fused_possible = !channels_last && x.numel() > 0 &&
+                              cells::dynopool_fused_plan(x.size(2), x.size(3), out_h, out_w,
+                                                         x.scalar_type() == at::kDouble ? 8 : 4, plan, max_th, max_tw);
+  return dynopool_grad_x_form(x.scalar_type(), fused_possible);
 }
 
 // Calls f(int32_t{}) or f(int64_t{}): the index type of a launch (the CPU
