@@ -16,7 +16,8 @@ RESIZEOPS_CUDA_GATHER=tile, or in the loop form for every pixel, =loop: the A/B 
 one run, docs/PERF_NOTES.md), "triton" and "triton-rows" (DynOPool only: its NCHW
 forward in 2-D tiles, RESIZEOPS_TRITON_FORWARD=rows), "cuda-fused" (DynOPool only,
 NCHW only: its backward in one kernel, RESIZEOPS_CUDA_GRAD_X=fused; channels_last
-would fall back to the default). PROFILE_PROVIDERS="cuda cuda-lanes" (environment)
+would fall back to the default), "cuda-rows" (DynOPool only, NCHW only: its forward
+with 4 cells of a row per thread, RESIZEOPS_CUDA_FORWARD=rows). PROFILE_PROVIDERS="cuda cuda-lanes" (environment)
 profiles only those.
 """
 
@@ -28,8 +29,9 @@ from torch.profiler import ProfilerActivity, profile
 
 import resizeops
 
-PROVIDERS = ["cuda", "cuda-lanes", "cuda-fused", "cuda-tile", "cuda-loop", "triton", "triton-rows"]
-SWITCHES = ("RESIZEOPS_CUDA_GATHER", "RESIZEOPS_CUDA_GRAD_X", "RESIZEOPS_CUDA_LANES", "RESIZEOPS_TRITON_FORWARD")
+PROVIDERS = ["cuda", "cuda-lanes", "cuda-fused", "cuda-rows", "cuda-tile", "cuda-loop", "triton", "triton-rows"]
+SWITCHES = ("RESIZEOPS_CUDA_GATHER", "RESIZEOPS_CUDA_GRAD_X", "RESIZEOPS_CUDA_LANES", "RESIZEOPS_CUDA_FORWARD",
+            "RESIZEOPS_TRITON_FORWARD")
 
 
 def _steps(op, dtype, cl, backend):
@@ -85,12 +87,14 @@ def main(ops):
                     os.environ["RESIZEOPS_CUDA_LANES"] = "4"
                 elif form == "fused":
                     os.environ["RESIZEOPS_CUDA_GRAD_X"] = "fused"
+                elif backend == "cuda":
+                    os.environ["RESIZEOPS_CUDA_FORWARD"] = "rows"
                 else:
                     os.environ["RESIZEOPS_TRITON_FORWARD"] = "rows"
             elif form:
                 os.environ["RESIZEOPS_CUDA_GATHER"] = form
                 os.environ["RESIZEOPS_CUDA_GRAD_X"] = "gather"
-            for cl in (False, True) if form != "fused" else (False,):
+            for cl in (False, True) if form not in ("fused", "rows") else (False,):
                 for dtype in (torch.float32, torch.bfloat16):
                     label = f"--- {op} {provider} {'channels_last' if cl else 'NCHW'} {str(dtype).replace('torch.', '')}"
                     try:

@@ -34,6 +34,9 @@ BACKENDS = [
     # to the default form), in tiles of at most 2 x 4 pixels so that these small
     # images span many tiles, partial ones at the borders included.
     pytest.param("cuda_cells_fused", id="cuda_cells_fused"),
+    # The forward's row form (RESIZEOPS_CUDA_FORWARD=rows: 4 adjacent cells of a row
+    # per thread, NCHW; channels_last takes the cell form).
+    pytest.param("cuda_cells_rows", id="cuda_cells_rows"),
     pytest.param("triton", id="triton", marks=pytest.mark.triton),
     pytest.param("cuda", id="cuda", marks=pytest.mark.cuda),
 ]
@@ -79,6 +82,7 @@ def backend(request, monkeypatch):
         form = "scatter" if name.endswith("scatter") else "fused" if name.endswith("fused") else "gather"
         monkeypatch.setenv("RESIZEOPS_CUDA_GRAD_X", form)
         monkeypatch.setenv("RESIZEOPS_CUDA_FUSED_TILE", "2x4")
+        monkeypatch.setenv("RESIZEOPS_CUDA_FORWARD", "rows" if name.endswith("rows") else "cell")
         monkeypatch.setenv("RESIZEOPS_CUDA_LANES", "4" if "lanes" in name else "1")
         return "cpu"
     return require_backend(name, "dynopool2d")
@@ -530,6 +534,38 @@ def test_cuda_lanes_form_matches_one_lane(dtype, cl, monkeypatch):
         assert torch.equal(s4.isnan(), s1.isnan())
         if not s1.isnan().any():  # the inputs without NaN / inf in grad_out
             assert_close(s4, s1, atol=1e-9 * (1 + float(s1.abs().max())), rtol=1e-9)
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32, torch.bfloat16, torch.float16])
+def test_cuda_forward_rows_bit_identical_to_the_cell_form(dtype, monkeypatch):
+    """The forward's row form (RESIZEOPS_CUDA_FORWARD=rows: 4 adjacent cells of an
+    output row per thread, sharing their row table entries) in the serial emulation:
+    the same per-cell arithmetic as the cell form, so bit-identical outputs. Output
+    widths with and without a partial group of 4 (the vector store where Wo % 4 == 0
+    and the type has at most 4 bytes), H or W = 1, up- and down-sampling, a sliced and
+    a channels_last-strided x read into an NCHW output, ties, NaN and inf. The
+    emulation raises if a vector store is misaligned."""
+    _needs_cells_emulation()
+    ext = torch.ops.resizeops_ext
+    gen = torch.Generator().manual_seed(8)
+    cases = [((2, 3, 13, 17), (7, 8)), ((1, 4, 9, 31), (4, 20)), ((2, 2, 8, 8), (15, 3)), ((1, 3, 1, 8), (3, 5)),
+             ((1, 2, 11, 1), (5, 4)), ((2, 5, 20, 24), (12, 13))]  # fmt: skip
+    for shape, out in cases:
+        base = torch.randn(shape[0], shape[1], shape[2], shape[3] + 2, generator=gen).to(dtype)
+        base[..., ::3, ::2] = 0.5  # ties
+        base.view(-1)[::17] = float("nan")
+        base.view(-1)[5::19] = float("inf")
+        for x in (base[..., 1:-1], base[..., 1:-1].contiguous(memory_format=torch.channels_last)):
+            monkeypatch.setenv("RESIZEOPS_CUDA_FORWARD", "cell")
+            cell = ext._dynopool2d_forward_cells(x, *out, False)
+            monkeypatch.setenv("RESIZEOPS_CUDA_FORWARD", "rows")
+            rows = ext._dynopool2d_forward_cells(x, *out, False)
+            assert rows.is_contiguous() and rows.dtype == dtype
+            assert torch.equal(rows.isnan(), cell.isnan()), (shape, out)
+            assert torch.equal(rows.nan_to_num(), cell.nan_to_num()), (shape, out)
+    monkeypatch.setenv("RESIZEOPS_CUDA_FORWARD", "row4")
+    with pytest.raises(RuntimeError, match="RESIZEOPS_CUDA_FORWARD must be 'cell' or 'rows'"):
+        ext._dynopool2d_forward_cells(torch.randn(1, 1, 6, 6), 3, 3, False)
 
 
 def test_cuda_lanes_rejects_unknown_values(monkeypatch):

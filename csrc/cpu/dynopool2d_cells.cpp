@@ -67,6 +67,25 @@ at::Tensor forward_cells(const at::Tensor& x, int64_t out_h, int64_t out_w, bool
     const auto &rows = tab.rows, &cols = tab.cols;
     const scalar_t* xp = x.const_data_ptr<scalar_t>();
     scalar_t* op = out.mutable_data_ptr<scalar_t>();
+    if (dynopool_use_forward_rows(channels_last, lanes, use32)) {  // forward_rows_kernel (checks.h)
+      const int32_t groups_w = static_cast<int32_t>((out_w + cells::kRowCells - 1) / cells::kRowCells);
+      const int64_t row_items = N * C * out_h * groups_w;
+      const auto xs = strides_of<int32_t>(x);
+      const auto os = strides_of<int32_t>(out);
+      const bool rows_vec = dynopool_rows_vectorizable(out);
+      for (int64_t t = 0; t < row_items; ++t) {
+        const auto p = cells::unravel<int32_t>(static_cast<int32_t>(t), static_cast<int32_t>(C),
+                                               static_cast<int32_t>(out_h), groups_w, false);
+        if (rows_vec) {
+          cells::dynopool_forward_row_item<true, scalar_t, acc_t, int32_t>(p, static_cast<int32_t>(out_w), xp, xs, op,
+                                                                           os, rows, cols);
+        } else {
+          cells::dynopool_forward_row_item<false, scalar_t, acc_t, int32_t>(p, static_cast<int32_t>(out_w), xp, xs, op,
+                                                                            os, rows, cols);
+        }
+      }
+      return;
+    }
     with_index_type(use32, [&](auto zero) {
       using index_t = decltype(zero);
       const auto xs = strides_of<index_t>(x);

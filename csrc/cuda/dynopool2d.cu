@@ -99,6 +99,25 @@ __global__ void __launch_bounds__(kThreads, forward_min_blocks<L, scalar_t>())
   }
 }
 
+// The row form of the forward (RESIZEOPS_CUDA_FORWARD=rows; dynopool_cells.h
+// dynopool_forward_row_item): work item t is kRowCells adjacent cells of one
+// output row, idx enumerating (n, c, h, column group) in NCHW order. Launch
+// bounds: at least 3 blocks per SM (at most 80 registers), room for more of the
+// cells' loads in flight than the one-cell kernel's 40 registers hold (at 64, the
+// 16-bit types' scalar-store form spilled); float64 2.
+template <bool Vec, typename scalar_t, typename acc_t, typename index_t, typename Indexer>
+__global__ void __launch_bounds__(kThreads, sizeof(scalar_t) <= 4 ? 3 : 2)
+    forward_rows_kernel(const scalar_t* __restrict__ x, S4<index_t> xs, scalar_t* __restrict__ out, S4<index_t> os,
+                        int64_t items, index_t Wo, Indexer idx, cells::AxisTaps<acc_t> rows,
+                        cells::AxisTaps<acc_t> cols) {
+  using loop = loop_t<index_t>;
+  for (loop t = blockIdx.x * static_cast<loop>(blockDim.x) + threadIdx.x; t < static_cast<loop>(items);
+       t += static_cast<loop>(gridDim.x) * blockDim.x) {
+    cells::dynopool_forward_row_item<Vec, scalar_t, acc_t, index_t>(idx(static_cast<index_t>(t)), Wo, x, xs, out, os,
+                                                                    rows, cols);
+  }
+}
+
 // Backward pass 1, per work item (as in the forward): the winners and the
 // size-gradient terms, reduced to one (dH, dW) pair per block. With NeedX, the
 // winner is either written (argmax, in the output's memory order, for the
@@ -264,6 +283,17 @@ at::Tensor dynopool2d_forward_cuda(const at::Tensor& x, int64_t out_h, int64_t o
     launch_tables<acc_t>(L, accb, intb, false, stream);
     const auto rows = cells::rows_of<acc_t>(L, accb.const_data_ptr<acc_t>(), intb.const_data_ptr<int32_t>());
     const auto cols = cells::cols_of<acc_t>(L, accb.const_data_ptr<acc_t>(), intb.const_data_ptr<int32_t>());
+    if (dynopool_use_forward_rows(channels_last, lanes, use32)) {  // the row form (checks.h)
+      const int64_t row_items = N * C * out_h * ((out_w + cells::kRowCells - 1) / cells::kRowCells);
+      const Indexer32 idx(C, out_h, (out_w + cells::kRowCells - 1) / cells::kRowCells, false);
+      auto* kernel = dynopool_rows_vectorizable(out) ? forward_rows_kernel<true, scalar_t, acc_t, int32_t, Indexer32>
+                                                     : forward_rows_kernel<false, scalar_t, acc_t, int32_t, Indexer32>;
+      kernel<<<grid_for(row_items), kThreads, 0, stream>>>(x.const_data_ptr<scalar_t>(), strides_of<int32_t>(x),
+                                                            out.mutable_data_ptr<scalar_t>(), strides_of<int32_t>(out),
+                                                            row_items, static_cast<int32_t>(out_w), idx, rows, cols);
+      C10_CUDA_KERNEL_LAUNCH_CHECK();
+      return;
+    }
     with_indexing(use32, groups, out_h, out_w, channels_last, [&](auto zero, auto idx) {
       using index_t = decltype(zero);
       with_lanes<scalar_t, std::is_same<index_t, int32_t>::value>(lanes, vec, [&](auto lanes_c, auto vec_c) {

@@ -189,6 +189,20 @@ inline void dynopool_fused_max_tile(int32_t* max_th, int32_t* max_tw) {
   *max_tw = tw;
 }
 
+// Which form DynOPool's CUDA forward (and its serial emulation) takes for an NCHW
+// output with one channel per thread: "cell" (one output cell per thread) or
+// "rows" (dynopool_cells.h dynopool_forward_row_item: 4 adjacent cells of a row
+// per thread, sharing their row table entries and offsets). RESIZEOPS_CUDA_FORWARD
+// picks one, read per call; unset: cell, until a GPU run times the row form
+// (docs/PERF_NOTES.md, version 6). channels_last outputs, the lanes form and the
+// 64-bit index path always take the cell form.
+inline bool dynopool_forward_rows() {
+  const char* v = std::getenv("RESIZEOPS_CUDA_FORWARD");
+  if (v == nullptr || v[0] == '\0' || std::strcmp(v, "cell") == 0) return false;
+  TORCH_CHECK(std::strcmp(v, "rows") == 0, "RESIZEOPS_CUDA_FORWARD must be 'cell' or 'rows', got '", v, "'");
+  return true;
+}
+
 // How many channels of one output cell one thread of DynOPool's CUDA forward and
 // backward pass 1 (and of their serial emulation) computes: the lanes form of
 // dynopool_cells.h (one set of table reads and index arithmetic for L channels,

@@ -59,6 +59,22 @@ inline DynopoolGradX dynopool_backward_form(const at::Tensor& x, int64_t out_h, 
   return dynopool_grad_x_form(x.scalar_type(), fused_possible);
 }
 
+// Whether a DynOPool forward takes the row form (checks.h dynopool_forward_rows;
+// RESIZEOPS_CUDA_FORWARD validated on every call): an NCHW output, one lane, the
+// 32-bit index path.
+inline bool dynopool_use_forward_rows(bool channels_last, int lanes, bool use32) {
+  return dynopool_forward_rows() && !channels_last && lanes == 1 && use32;
+}
+
+// Whether the row form stores its cells with one vector access (dynopool_cells.h
+// dynopool_forward_row_item): out dense NCHW, Wo % kRowCells == 0, elements of at
+// most 4 bytes, data aligned to kRowCells elements.
+inline bool dynopool_rows_vectorizable(const at::Tensor& out) {
+  const int64_t q = cells::kRowCells;
+  return out.is_contiguous() && out.size(3) % q == 0 && out.element_size() <= 4 &&
+         reinterpret_cast<uintptr_t>(out.const_data_ptr()) % (static_cast<uintptr_t>(q) * out.element_size()) == 0;
+}
+
 // Calls f(int32_t{}) or f(int64_t{}): the index type of a launch (the CPU
 // emulation of the CUDA kernels; the CUDA launches pair it with an indexer).
 template <typename F>
