@@ -212,9 +212,7 @@ __global__ void __launch_bounds__(kThreads)
       cells::dynopool_fused_cell<NeedSize, scalar_t, acc_t, index_t>(k, T, x, xs, grad_out, gs, rows, cols, s_g, s_arg,
                                                                      &dh_sum, &dw_sum);
     }
-    // The axis entries after the cells: threads past the window's cells start on them at once.
-    for (int32_t e = static_cast<int32_t>((threadIdx.x + blockDim.x - ncells % blockDim.x) % blockDim.x); e < entries;
-         e += blockDim.x) {
+    for (int32_t e = threadIdx.x; e < entries; e += blockDim.x) {
       cells::dynopool_fused_axis_entry<acc_t, index_t>(e, plan, T, rows, cols, &axes);
     }
     __syncthreads();
@@ -247,15 +245,23 @@ void check_axis_sizes(const at::Tensor& x, int64_t out_h, int64_t out_w) {
               " and output (", out_h, ", ", out_w, ")");
 }
 
-// The axis tables of one call (ranges only for the backward's gather).
+// The axis tables of one call (ranges only for the backward's gather), filled
+// on the stream; rows / cols view the two buffers, which live as long as this.
 template <typename acc_t>
-void launch_tables(const cells::TableLayout& L, const at::Tensor& accb, const at::Tensor& intb, bool ranges,
-                   cudaStream_t stream) {
-  const int64_t total = L.entries(ranges);
-  table_kernel<acc_t><<<grid_for(total), kThreads, 0, stream>>>(L, accb.mutable_data_ptr<acc_t>(),
-                                                                intb.mutable_data_ptr<int32_t>(), ranges);
-  C10_CUDA_KERNEL_LAUNCH_CHECK();
-}
+struct DeviceTables {
+  at::Tensor accb, intb;
+  cells::AxisTaps<acc_t> rows, cols;
+  DeviceTables(const cells::TableLayout& L, const at::Tensor& like, bool ranges, cudaStream_t stream)
+      : accb(at::empty({L.acc_size()}, like.options().dtype(c10::CppTypeToScalarType<acc_t>::value))),
+        intb(at::empty({L.int_size()}, like.options().dtype(at::kInt))) {
+    const int64_t total = L.entries(ranges);
+    table_kernel<acc_t><<<grid_for(total), kThreads, 0, stream>>>(L, accb.mutable_data_ptr<acc_t>(),
+                                                                  intb.mutable_data_ptr<int32_t>(), ranges);
+    C10_CUDA_KERNEL_LAUNCH_CHECK();
+    rows = cells::rows_of<acc_t>(L, accb.const_data_ptr<acc_t>(), intb.const_data_ptr<int32_t>());
+    cols = cells::cols_of<acc_t>(L, accb.const_data_ptr<acc_t>(), intb.const_data_ptr<int32_t>());
+  }
+};
 
 at::Tensor dynopool2d_forward_cuda(const at::Tensor& x, int64_t out_h, int64_t out_w, bool channels_last) {
   check_dynopool_args(x, out_h, out_w);
@@ -269,8 +275,6 @@ at::Tensor dynopool2d_forward_cuda(const at::Tensor& x, int64_t out_h, int64_t o
   if (total == 0) return out;
   const cudaStream_t stream = at::cuda::getCurrentCUDAStream();
   const cells::TableLayout L{out_h, out_w, H, W};
-  at::Tensor accb = at::empty({L.acc_size()}, x.options().dtype(acc_type_of(x.scalar_type())));
-  at::Tensor intb = at::empty({L.int_size()}, x.options().dtype(at::kInt));
   const bool use32 = use_int32_indexing({total, extent(x)});
   // The lanes form (checks.h) on the 32-bit path; items: cells of L channels.
   const int lanes = use32 ? dynopool_cuda_lanes(x.scalar_type()) : 1;
@@ -280,12 +284,12 @@ at::Tensor dynopool2d_forward_cuda(const at::Tensor& x, int64_t out_h, int64_t o
 
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "dynopool2d_forward_cuda", [&] {
     using acc_t = at::opmath_type<scalar_t>;
-    launch_tables<acc_t>(L, accb, intb, false, stream);
-    const auto rows = cells::rows_of<acc_t>(L, accb.const_data_ptr<acc_t>(), intb.const_data_ptr<int32_t>());
-    const auto cols = cells::cols_of<acc_t>(L, accb.const_data_ptr<acc_t>(), intb.const_data_ptr<int32_t>());
+    const DeviceTables<acc_t> tab(L, x, false, stream);
+    const auto &rows = tab.rows, &cols = tab.cols;
     if (dynopool_use_forward_rows(channels_last, lanes, use32)) {  // the row form (checks.h)
-      const int64_t row_items = N * C * out_h * ((out_w + cells::kRowCells - 1) / cells::kRowCells);
-      const Indexer32 idx(C, out_h, (out_w + cells::kRowCells - 1) / cells::kRowCells, false);
+      const int64_t groups_w = (out_w + cells::kRowCells - 1) / cells::kRowCells;
+      const int64_t row_items = N * C * out_h * groups_w;
+      const Indexer32 idx(C, out_h, groups_w, false);
       auto* kernel = dynopool_rows_vectorizable(out) ? forward_rows_kernel<true, scalar_t, acc_t, int32_t, Indexer32>
                                                      : forward_rows_kernel<false, scalar_t, acc_t, int32_t, Indexer32>;
       kernel<<<grid_for(row_items), kThreads, 0, stream>>>(x.const_data_ptr<scalar_t>(), strides_of<int32_t>(x),
@@ -374,8 +378,6 @@ std::tuple<at::Tensor, at::Tensor> backward_fused_cuda(const at::Tensor& grad_ou
   at::Tensor grad_size = at::zeros({2}, x.options().dtype(at::kDouble));
   const cudaStream_t stream = at::cuda::getCurrentCUDAStream();
   const cells::TableLayout L{out_h, out_w, H, W};
-  at::Tensor accb = at::empty({L.acc_size()}, x.options().dtype(acc_type_of(x.scalar_type())));
-  at::Tensor intb = at::empty({L.int_size()}, x.options().dtype(at::kInt));
   const bool use32 = use_int32_indexing({N * C * out_h * out_w, x.numel(), extent(x), extent(grad_out)});
   const int64_t tiles = N * C * plan.tiles_h * plan.tiles_w;
   // A fixed grid (several blocks per SM), each block looping over tiles.
@@ -389,9 +391,8 @@ std::tuple<at::Tensor, at::Tensor> backward_fused_cuda(const at::Tensor& grad_ou
     // launch gets without opting in.
     TORCH_INTERNAL_ASSERT(smem + sizeof(cells::FusedAxes<acc_t>) + 1024 <= 48 * 1024, "dynopool2d fused backward: ",
                           smem, " bytes of shared memory");
-    launch_tables<acc_t>(L, accb, intb, true, stream);
-    const auto rows = cells::rows_of<acc_t>(L, accb.const_data_ptr<acc_t>(), intb.const_data_ptr<int32_t>());
-    const auto cols = cells::cols_of<acc_t>(L, accb.const_data_ptr<acc_t>(), intb.const_data_ptr<int32_t>());
+    const DeviceTables<acc_t> tab(L, x, true, stream);
+    const auto &rows = tab.rows, &cols = tab.cols;
     with_index_type(use32, [&](auto zero) {
       using index_t = decltype(zero);
       auto* kernel = need_size ? backward_fused_kernel<true, scalar_t, acc_t, index_t>
@@ -432,8 +433,6 @@ std::tuple<at::Tensor, at::Tensor> dynopool2d_backward_cuda(const at::Tensor& gr
   const int64_t N = x.size(0), C = x.size(1), H = x.size(2), W = x.size(3);
   const cudaStream_t stream = at::cuda::getCurrentCUDAStream();
   const cells::TableLayout L{out_h, out_w, H, W};
-  at::Tensor accb = at::empty({L.acc_size()}, x.options().dtype(acc_type_of(x.scalar_type())));
-  at::Tensor intb = at::empty({L.int_size()}, x.options().dtype(at::kInt));
   at::Tensor argmax = (need_x && !scatter)
                          ? at::empty({N, C, out_h, out_w}, x.options().dtype(at::kByte).memory_format(fmt))
                          : at::Tensor();
@@ -450,9 +449,8 @@ std::tuple<at::Tensor, at::Tensor> dynopool2d_backward_cuda(const at::Tensor& gr
 
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "dynopool2d_backward_cuda", [&] {
     using acc_t = at::opmath_type<scalar_t>;
-    launch_tables<acc_t>(L, accb, intb, need_x && !scatter, stream);
-    const auto rows = cells::rows_of<acc_t>(L, accb.const_data_ptr<acc_t>(), intb.const_data_ptr<int32_t>());
-    const auto cols = cells::cols_of<acc_t>(L, accb.const_data_ptr<acc_t>(), intb.const_data_ptr<int32_t>());
+    const DeviceTables<acc_t> tab(L, x, need_x && !scatter, stream);
+    const auto &rows = tab.rows, &cols = tab.cols;
     with_indexing(use32, groups, out_h, out_w, channels_last, [&](auto zero, auto idx) {
       using index_t = decltype(zero);
       using I = decltype(idx);

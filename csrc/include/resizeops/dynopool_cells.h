@@ -863,7 +863,8 @@ RESIZEOPS_HD void dynopool_fused_cell(int32_t k, const FusedTile<index_t>& T, co
 // kFusedTaps + 1 where more do: up-sampling beyond about 1.5, where the global
 // tables serve instead), each as its index (rows: the query row within the
 // window, r - 2 ci; columns: the cell column within the window, j - cj), its code
-// bit (columns: l; rows: 2k) and its bilinear weight at that row / column
+// bit (columns only: l; B1 takes a row's 2k from the query row) and its bilinear
+// weight at that row / column
 // (tap_weight). Unused slots hold index 0 and weight 0 and are never selected.
 template <typename acc_t>
 struct FusedAxes {
@@ -893,7 +894,7 @@ RESIZEOPS_UNROLL
     const bool ok = u < n && n <= kFusedTaps;
     const int32_t q = qb + u;
     ax->off[slot][u] = ok ? (is_row ? q - 2 * T.ci : (q >> 1) - T.cj) : 0;
-    ax->code[slot][u] = static_cast<uint8_t>(ok ? (is_row ? 2 * (q & 1) : (q & 1)) : 0);
+    ax->code[slot][u] = static_cast<uint8_t>(ok && !is_row ? (q & 1) : 0);  // (B1 derives the rows' 2k)
     ax->w[slot][u] = ok ? tap_weight<acc_t>(t, q, h) : acc_t(0);
   }
 }

@@ -51,6 +51,10 @@ inline bool use_int32_indexing(std::initializer_list<int64_t> extents) {
 inline DynopoolGradX dynopool_backward_form(const at::Tensor& x, int64_t out_h, int64_t out_w, bool channels_last,
                                             bool need_x, cells::FusedPlan* plan) {
   if (!need_x) return DynopoolGradX::kGather;  // pass 1 alone (the size gradient)
+  // The plan (and its test hook) only where the fused form is asked for.
+  if (dynopool_grad_x_form(x.scalar_type(), true) != DynopoolGradX::kFused) {
+    return dynopool_grad_x_form(x.scalar_type(), false);
+  }
   int32_t max_th = 0, max_tw = 0;
   dynopool_fused_max_tile(&max_th, &max_tw);
   const bool fused_possible = !channels_last && x.numel() > 0 &&
