@@ -124,6 +124,10 @@ TORCH_LIBRARY(resizeops_ext, m) {
   // run serially on the CPU, same arguments and results as the two ops above.
   // csrc/cpu/dynopool2d_cells.cpp; used by tests/test_backends_dynopool.py.
   m.def("_dynopool2d_forward_cells(Tensor x, int out_h, int out_w, bool channels_last) -> Tensor");
+  // The form the CUDA forward (and its emulation) takes for these arguments under
+  // the current environment: [form (0 cell, 1 rows, 2 tiles), and with tiles its
+  // plan: th, tw, vcols, tiles_h, tiles_w].
+  m.def("_dynopool2d_forward_form(Tensor x, int out_h, int out_w, bool channels_last) -> int[]");
   m.def(
       "_dynopool2d_backward_cells(Tensor grad_out, Tensor x, int out_h, int out_w, bool channels_last, "
       "bool need_x, bool need_size) -> (Tensor, Tensor)");

@@ -2,8 +2,13 @@
 
     python scripts/profile_kernels.py [op ...]     # default: dynopool blend cell
 Prints, per op, provider, layout and dtype, the CUDA kernels of the op's ImageNet-VGG
-case with their mean time over 5 steps:
+case with their mean time over 5 steps, then the step's wall time (CUDA events over
+20 steps, outside the profiler: above the kernels' sum when the host cannot keep
+the GPU busy):
   dynopool: N=64, C=64, 224x224, r=(0.5, 0.625);
+  dynopool-cifar: DynOPool's CIFAR-VGG case, N=128, C=64, 32x32, same r (its
+    channels_last fwd+bwd took 1.23 ms against 0.23 ms in NCHW on the H200,
+    docs/BENCHMARKS.md, unexplained), with the default providers only;
   blend:    Shape Adaptor, x1 64x64x112x112 + x2 64x64x224x224 -> 168x168;
   cell:     the fused cell, x 64x64x224x224 -> 168x168.
 Providers: "cuda" (the defaults of csrc/include/resizeops/checks.h: DynOPool's
@@ -17,8 +22,10 @@ one run, docs/PERF_NOTES.md), "triton" and "triton-rows" (DynOPool only: its NCH
 forward in 2-D tiles, RESIZEOPS_TRITON_FORWARD=rows), "cuda-fused" (DynOPool only,
 NCHW only: its backward in one kernel, RESIZEOPS_CUDA_GRAD_X=fused; channels_last
 would fall back to the default), "cuda-rows" (DynOPool only, NCHW only: its forward
-with 4 cells of a row per thread, RESIZEOPS_CUDA_FORWARD=rows). PROFILE_PROVIDERS="cuda cuda-lanes" (environment)
-profiles only those.
+with 4 cells of a row per thread, RESIZEOPS_CUDA_FORWARD=rows), "cuda-tiles" (DynOPool
+only, NCHW only: its forward per tile of output cells, the vertical interpolations
+shared through shared memory, RESIZEOPS_CUDA_FORWARD=tiles). PROFILE_PROVIDERS="cuda
+cuda-lanes" (environment) profiles only those.
 """
 
 import os
@@ -29,7 +36,7 @@ from torch.profiler import ProfilerActivity, profile
 
 import resizeops
 
-PROVIDERS = ["cuda", "cuda-lanes", "cuda-fused", "cuda-rows", "cuda-tile", "cuda-loop", "triton", "triton-rows"]
+PROVIDERS = ["cuda", "cuda-lanes", "cuda-fused", "cuda-rows", "cuda-tiles", "cuda-tile", "cuda-loop", "triton", "triton-rows"]
 SWITCHES = ("RESIZEOPS_CUDA_GATHER", "RESIZEOPS_CUDA_GRAD_X", "RESIZEOPS_CUDA_LANES", "RESIZEOPS_CUDA_FORWARD",
             "RESIZEOPS_TRITON_FORWARD")
 
@@ -41,8 +48,8 @@ def _steps(op, dtype, cl, backend):
     def leaf(*shape):
         return torch.randn(*shape, device="cuda").to(dtype).contiguous(memory_format=fmt).requires_grad_(True)
 
-    if op == "dynopool":
-        x = leaf(64, 64, 224, 224)
+    if op in ("dynopool", "dynopool-cifar"):
+        x = leaf(64, 64, 224, 224) if op == "dynopool" else leaf(128, 64, 32, 32)
         alpha = torch.tensor([2.0, 1.6], device="cuda", requires_grad=True)
         leaves = (x, alpha)
 
@@ -78,23 +85,25 @@ def main(ops):
     for op in ops:
         for provider in os.environ.get("PROFILE_PROVIDERS", "").split() or PROVIDERS:
             backend, _, form = provider.partition("-")
+            if op == "dynopool-cifar" and form:
+                continue  # the CIFAR case: the defaults' anomaly only (a few seconds)
             for var in SWITCHES:
                 os.environ.pop(var, None)
-            if form in ("lanes", "rows", "fused"):
-                if op != "dynopool":
+            if form in ("lanes", "rows", "tiles", "fused"):
+                if not op.startswith("dynopool"):
                     continue
                 if form == "lanes":
                     os.environ["RESIZEOPS_CUDA_LANES"] = "4"
                 elif form == "fused":
                     os.environ["RESIZEOPS_CUDA_GRAD_X"] = "fused"
                 elif backend == "cuda":
-                    os.environ["RESIZEOPS_CUDA_FORWARD"] = "rows"
+                    os.environ["RESIZEOPS_CUDA_FORWARD"] = form
                 else:
                     os.environ["RESIZEOPS_TRITON_FORWARD"] = "rows"
             elif form:
                 os.environ["RESIZEOPS_CUDA_GATHER"] = form
                 os.environ["RESIZEOPS_CUDA_GRAD_X"] = "gather"
-            for cl in (False, True) if form not in ("fused", "rows") else (False,):
+            for cl in (False, True) if form not in ("fused", "rows", "tiles") else (False,):
                 for dtype in (torch.float32, torch.bfloat16):
                     label = f"--- {op} {provider} {'channels_last' if cl else 'NCHW'} {str(dtype).replace('torch.', '')}"
                     try:
@@ -120,6 +129,18 @@ def main(ops):
                     for ms, kernel in sorted(rows, reverse=True)[:5]:
                         print(f"  {ms:8.3f} ms  {kernel[:90]}")
                     print(f"  {total:8.3f} ms  (all kernels of one step)")
+                    print(f"  {_wall_ms(step):8.3f} ms  (wall per step, CUDA events)")
+
+
+def _wall_ms(step, n=20):
+    """Mean time of one step between CUDA events around n back-to-back steps."""
+    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+    start.record()
+    for _ in range(n):
+        step()
+    end.record()
+    end.synchronize()
+    return start.elapsed_time(end) / n
 
 
 if __name__ == "__main__":

@@ -47,6 +47,48 @@ struct Tables {
   Tables& operator=(const Tables&) = delete;
 };
 
+// The CUDA block size (csrc/cuda/launch.cuh kThreads), which the tiled kernels
+// split their work by.
+constexpr int32_t kBlockThreads = 256;
+
+// The tiled forward (checks.h, RESIZEOPS_CUDA_FORWARD=tiles): forward_tiles_kernel's
+// blocks (plane, strip) one after another, each down its tiles: step 1 for each of
+// the block's threads, then step 2, with V poisoned first (every entry step 2
+// reads must have been written in the same tile).
+template <typename scalar_t, typename acc_t>
+void forward_tiles(const at::Tensor& x, at::Tensor& out, const cells::ForwardTilePlan& plan,
+                   const cells::AxisTaps<acc_t>& rows, const cells::AxisTaps<acc_t>& cols) {
+  const int64_t N = x.size(0), C = x.size(1), Ho = out.size(2), Wo = out.size(3);
+  const auto xs = strides_of<int32_t>(x);
+  const auto os = strides_of<int32_t>(out);
+  std::vector<acc_t> s_v(static_cast<size_t>(2 * plan.th * plan.vcols));
+  std::vector<cells::StripColumn<acc_t>> column(kBlockThreads);  // each thread's registers
+  for (int64_t plane = 0; plane < N * C; ++plane) {
+    for (int32_t tx = 0; tx < plan.tiles_w; ++tx) {
+      const auto S = cells::dynopool_forward_strip<acc_t, int32_t>(static_cast<int32_t>(plane), tx, plan,
+                                                                  static_cast<int32_t>(C), static_cast<int32_t>(Wo),
+                                                                  cols);
+      for (int32_t tid = 0; tid < kBlockThreads; ++tid) {
+        column[tid] = cells::dynopool_forward_strip_column<acc_t, int32_t>(tid, plan, S, cols);
+      }
+      for (int32_t i0 = 0; i0 < Ho; i0 += plan.th) {
+        const int32_t ni = static_cast<int32_t>(std::min<int64_t>(plan.th, Ho - i0));
+        std::fill(s_v.begin(), s_v.end(), acc_t(-999));
+        for (int32_t tid = 0; tid < kBlockThreads; ++tid) {
+          cells::dynopool_forward_tile_rows<scalar_t, acc_t, int32_t>(tid, kBlockThreads, S, i0, ni,
+                                                                      x.const_data_ptr<scalar_t>(), xs, rows,
+                                                                      s_v.data());
+        }
+        for (int32_t tid = 0; tid < kBlockThreads; ++tid) {  // after __syncthreads
+          cells::dynopool_forward_tile_cells<scalar_t, acc_t, int32_t>(tid, kBlockThreads, plan, S, column[tid], i0, ni,
+                                                                       s_v.data(), out.mutable_data_ptr<scalar_t>(),
+                                                                       os);
+        }
+      }
+    }
+  }
+}
+
 at::Tensor forward_cells(const at::Tensor& x, int64_t out_h, int64_t out_w, bool channels_last) {
   check_dynopool_args(x, out_h, out_w);
   const auto fmt = channels_last ? at::MemoryFormat::ChannelsLast : at::MemoryFormat::Contiguous;
@@ -61,13 +103,19 @@ at::Tensor forward_cells(const at::Tensor& x, int64_t out_h, int64_t out_w, bool
   const int64_t groups = (C + lanes - 1) / lanes;
   const int64_t items = N * groups * out_h * out_w;
   const bool vec = lanes_vectorizable(x, lanes) && lanes_vectorizable(out, lanes);
+  cells::ForwardTilePlan plan{};
+  const auto form = dynopool_forward_choice(x, out_h, out_w, channels_last, lanes, use32, &plan);
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "_dynopool2d_forward_cells", [&] {
     using acc_t = at::opmath_type<scalar_t>;
     const Tables<acc_t> tab(L, false);
     const auto &rows = tab.rows, &cols = tab.cols;
     const scalar_t* xp = x.const_data_ptr<scalar_t>();
     scalar_t* op = out.mutable_data_ptr<scalar_t>();
-    if (dynopool_use_forward_rows(channels_last, lanes, use32)) {  // forward_rows_kernel (checks.h)
+    if (form == DynopoolForward::kTiles) {  // forward_tiles_kernel
+      forward_tiles<scalar_t, acc_t>(x, out, plan, rows, cols);
+      return;
+    }
+    if (form == DynopoolForward::kRows) {  // forward_rows_kernel (checks.h)
       const int32_t groups_w = static_cast<int32_t>((out_w + cells::kRowCells - 1) / cells::kRowCells);
       const int64_t row_items = N * C * out_h * groups_w;
       const auto xs = strides_of<int32_t>(x);
@@ -104,8 +152,17 @@ at::Tensor forward_cells(const at::Tensor& x, int64_t out_h, int64_t out_w, bool
   return out;
 }
 
-// The CUDA block size (csrc/cuda/launch.cuh kThreads), which B1's row sums split their work by.
-constexpr int32_t kFusedThreads = 256;
+
+// resizeops_ext::_dynopool2d_forward_form: the launch's choice, for the tests.
+std::vector<int64_t> forward_form(const at::Tensor& x, int64_t out_h, int64_t out_w, bool channels_last) {
+  check_dynopool_args(x, out_h, out_w);
+  const bool use32 = use_int32_indexing({x.size(0) * x.size(1) * out_h * out_w, extent(x)});
+  const int lanes = use32 ? dynopool_cuda_lanes(x.scalar_type()) : 1;
+  cells::ForwardTilePlan plan{};
+  const auto form = dynopool_forward_choice(x, out_h, out_w, channels_last, lanes, use32, &plan);
+  if (form != DynopoolForward::kTiles) return {static_cast<int64_t>(form)};
+  return {static_cast<int64_t>(form), plan.th, plan.tw(), plan.vcols, plan.tiles_h, plan.tiles_w};
+}
 
 // The fused backward (checks.h, RESIZEOPS_CUDA_GRAD_X=fused): backward_fused_kernel's
 // blocks one after another, each with its shared-memory window (vectors sized as
@@ -160,8 +217,8 @@ std::tuple<at::Tensor, at::Tensor> backward_fused(const at::Tensor& grad_out, co
         }
         // Phase B1 (after __syncthreads), the 256 threads of the CUDA block one after another.
         std::fill(s_rs.begin(), s_rs.end(), acc_t(-555));
-        for (int32_t tid = 0; tid < kFusedThreads; ++tid) {
-          cells::dynopool_fused_row_sums<acc_t, index_t>(tid, kFusedThreads, plan, T, cols, axes, s_g.data(),
+        for (int32_t tid = 0; tid < kBlockThreads; ++tid) {
+          cells::dynopool_fused_row_sums<acc_t, index_t>(tid, kBlockThreads, plan, T, cols, axes, s_g.data(),
                                                          s_arg.data(), s_rs.data());
         }
         for (int32_t p = 0; p < pixels; ++p) {  // phase B2 (after __syncthreads)
@@ -278,5 +335,6 @@ std::tuple<at::Tensor, at::Tensor> backward_cells(const at::Tensor& grad_out, co
 
 TORCH_LIBRARY_IMPL(resizeops_ext, CPU, m) {
   m.impl("_dynopool2d_forward_cells", &resizeops::forward_cells);
+  m.impl("_dynopool2d_forward_form", &resizeops::forward_form);
   m.impl("_dynopool2d_backward_cells", &resizeops::backward_cells);
 }

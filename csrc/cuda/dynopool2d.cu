@@ -17,6 +17,9 @@
 //   layout, no copy). The 2Ho x 2Wo query tensor never exists. With
 //   RESIZEOPS_CUDA_LANES=4 (checks.h), the lanes form: one thread per cell of 4
 //   channels (2 in float64), vector loads where they are contiguous and aligned.
+//   Opt-in NCHW forms (checks.h dynopool_forward_form): RESIZEOPS_CUDA_FORWARD=rows,
+//   4 cells of a row per thread; =tiles, one block per tile of cells sharing its
+//   vertical interpolations through shared memory.
 // - Backward: by default (float and double, outside deterministic mode) one pass
 //   that scatters each cell's gradient into grad_x with atomics (pass 1 below with
 //   Scatter); otherwise deterministic (no atomics, fixed-order sums), two passes:
@@ -115,6 +118,36 @@ __global__ void __launch_bounds__(kThreads, sizeof(scalar_t) <= 4 ? 3 : 2)
        t += static_cast<loop>(gridDim.x) * blockDim.x) {
     cells::dynopool_forward_row_item<Vec, scalar_t, acc_t, index_t>(idx(static_cast<index_t>(t)), Wo, x, xs, out, os,
                                                                     rows, cols);
+  }
+}
+
+// The tiled forward (RESIZEOPS_CUDA_FORWARD=tiles; dynopool_cells.h, "The tiled
+// forward"): one block per strip of output columns of one plane, blockIdx =
+// (plane, strip), down the strip one tile at a time with two barriers per tile
+// (after step 1's V; after step 2's cells, before the next tile overwrites V).
+// Dynamic shared memory: ForwardTilePlan::smem_bytes. (index_t: int32_t only; the
+// form needs the 32-bit index path.)
+static_assert(kThreads % cells::kTileGroup == 0 && kThreads % cells::kTileTW == 0,
+              "the tiled forward's steps split kThreads into groups of columns and into strip columns");
+
+template <typename scalar_t, typename acc_t, typename index_t>
+__global__ void __launch_bounds__(kThreads)
+    forward_tiles_kernel(const scalar_t* __restrict__ x, S4<index_t> xs, scalar_t* __restrict__ out, S4<index_t> os,
+                         cells::ForwardTilePlan plan, index_t C, int32_t Ho, int32_t Wo, cells::AxisTaps<acc_t> rows,
+                         cells::AxisTaps<acc_t> cols) {
+  static_assert(std::is_same<index_t, int32_t>::value, "the tiled forward runs on the 32-bit index path");
+  extern __shared__ __align__(16) unsigned char tile_smem[];
+  acc_t* s_v = reinterpret_cast<acc_t*>(tile_smem);
+  const auto S = cells::dynopool_forward_strip<acc_t, index_t>(static_cast<index_t>(blockIdx.x),
+                                                              static_cast<int32_t>(blockIdx.y), plan, C, Wo, cols);
+  const auto K = cells::dynopool_forward_strip_column<acc_t, index_t>(threadIdx.x, plan, S, cols);
+  for (int32_t i0 = 0; i0 < Ho; i0 += plan.th) {
+    const int32_t ni = Ho - i0 < plan.th ? Ho - i0 : plan.th;
+    cells::dynopool_forward_tile_rows<scalar_t, acc_t, index_t>(threadIdx.x, blockDim.x, S, i0, ni, x, xs, rows, s_v);
+    __syncthreads();
+    cells::dynopool_forward_tile_cells<scalar_t, acc_t, index_t>(threadIdx.x, blockDim.x, plan, S, K, i0, ni, s_v, out,
+                                                                 os);
+    __syncthreads();
   }
 }
 
@@ -281,12 +314,27 @@ at::Tensor dynopool2d_forward_cuda(const at::Tensor& x, int64_t out_h, int64_t o
   const int64_t groups = (C + lanes - 1) / lanes;
   const int64_t items = N * groups * out_h * out_w;
   const bool vec = lanes_vectorizable(x, lanes) && lanes_vectorizable(out, lanes);
+  cells::ForwardTilePlan plan{};
+  const auto form = dynopool_forward_choice(x, out_h, out_w, channels_last, lanes, use32, &plan);
 
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "dynopool2d_forward_cuda", [&] {
     using acc_t = at::opmath_type<scalar_t>;
     const DeviceTables<acc_t> tab(L, x, false, stream);
     const auto &rows = tab.rows, &cols = tab.cols;
-    if (dynopool_use_forward_rows(channels_last, lanes, use32)) {  // the row form (checks.h)
+    if (form == DynopoolForward::kTiles) {  // the tiled form (checks.h)
+      // One block per strip: planes (N * C < 2^31 on the 32-bit path) x strips (at
+      // most 65535: the plan).
+      const dim3 grid(static_cast<unsigned>(N * C), static_cast<unsigned>(plan.tiles_w));
+      const size_t smem = static_cast<size_t>(plan.smem_bytes(sizeof(acc_t)));
+      TORCH_INTERNAL_ASSERT(smem <= 48 * 1024, "dynopool2d tiled forward: ", smem, " bytes of shared memory");
+      forward_tiles_kernel<scalar_t, acc_t, int32_t><<<grid, kThreads, smem, stream>>>(
+          x.const_data_ptr<scalar_t>(), strides_of<int32_t>(x), out.mutable_data_ptr<scalar_t>(),
+          strides_of<int32_t>(out), plan, static_cast<int32_t>(C), static_cast<int32_t>(out_h),
+          static_cast<int32_t>(out_w), rows, cols);
+      C10_CUDA_KERNEL_LAUNCH_CHECK();
+      return;
+    }
+    if (form == DynopoolForward::kRows) {  // the row form (checks.h)
       const int64_t groups_w = (out_w + cells::kRowCells - 1) / cells::kRowCells;
       const int64_t row_items = N * C * out_h * groups_w;
       const Indexer32 idx(C, out_h, groups_w, false);

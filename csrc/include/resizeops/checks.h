@@ -172,35 +172,54 @@ inline DynopoolGradX dynopool_grad_x_form(at::ScalarType dtype, bool fused_possi
   return DynopoolGradX::kScatter;
 }
 
-// Test hook of the fused form: RESIZEOPS_CUDA_FUSED_TILE=<rows>x<cols> (powers
-// of two, e.g. 2x4) caps its tiles below the default 16 x 64 pixels, so that
-// small test images span many tiles and partial ones. Read per call.
+// A tile-size test hook: the environment variable `name` = <rows>x<cols> (powers
+// of two up to max_th x max_tw) caps a tiled kernel's tiles below its defaults
+// (*th, *tw on entry), so that small test images span many tiles and partial
+// ones. Read per call.
+inline void tile_test_hook(const char* name, int32_t max_th, int32_t max_tw, int32_t* th, int32_t* tw) {
+  const char* v = std::getenv(name);
+  if (v == nullptr || v[0] == '\0') return;
+  int r = 0, c = 0;
+  char tail = 0;
+  const bool ok = std::sscanf(v, "%dx%d%c", &r, &c, &tail) == 2 && r >= 1 && c >= 1 && r <= max_th && c <= max_tw &&
+                  (r & (r - 1)) == 0 && (c & (c - 1)) == 0;
+  TORCH_CHECK(ok, name, " must be <rows>x<cols>, powers of two up to ", max_th, "x", max_tw, ", got '", v, "'");
+  *th = r;
+  *tw = c;
+}
+
+// The fused backward's: RESIZEOPS_CUDA_FUSED_TILE (pixels; default 16 x 64).
 inline void dynopool_fused_max_tile(int32_t* max_th, int32_t* max_tw) {
   *max_th = 16;
   *max_tw = 64;
-  const char* v = std::getenv("RESIZEOPS_CUDA_FUSED_TILE");
-  if (v == nullptr || v[0] == '\0') return;
-  int th = 0, tw = 0;
-  char tail = 0;
-  const bool ok = std::sscanf(v, "%dx%d%c", &th, &tw, &tail) == 2 && th >= 1 && tw >= 1 && th <= 16 && tw <= 64 &&
-                  (th & (th - 1)) == 0 && (tw & (tw - 1)) == 0;
-  TORCH_CHECK(ok, "RESIZEOPS_CUDA_FUSED_TILE must be <rows>x<cols>, powers of two up to 16x64, got '", v, "'");
-  *max_th = th;
-  *max_tw = tw;
+  tile_test_hook("RESIZEOPS_CUDA_FUSED_TILE", 16, 64, max_th, max_tw);
+}
+
+// The tiled forward's: RESIZEOPS_CUDA_FORWARD_TILE (output cells; default 16 x 32).
+inline void dynopool_forward_max_tile(int32_t* max_th, int32_t* max_tw) {
+  *max_th = 16;
+  *max_tw = 32;
+  tile_test_hook("RESIZEOPS_CUDA_FORWARD_TILE", 16, 32, max_th, max_tw);
 }
 
 // Which form DynOPool's CUDA forward (and its serial emulation) takes for an NCHW
-// output with one channel per thread: "cell" (one output cell per thread) or
-// "rows" (dynopool_cells.h dynopool_forward_row_item: 4 adjacent cells of a row
-// per thread, sharing their row table entries and offsets). RESIZEOPS_CUDA_FORWARD
-// picks one, read per call; unset: cell, until a GPU run times the row form
-// (docs/PERF_NOTES.md, version 6). channels_last outputs, the lanes form and the
-// 64-bit index path always take the cell form.
-inline bool dynopool_forward_rows() {
+// output with one channel per thread: "cell" (one output cell per thread), "rows"
+// (dynopool_cells.h dynopool_forward_row_item: 4 adjacent cells of a row per
+// thread, sharing their row table entries and offsets) or "tiles" (dynopool_cells.h,
+// "The tiled forward": one block per tile of cells, the vertical interpolations
+// shared through shared memory; where its plan fits, else "cell").
+// RESIZEOPS_CUDA_FORWARD picks one, read per call; unset: cell, until a GPU run
+// times the others (docs/PERF_NOTES.md, versions 6 and 7). channels_last outputs,
+// the lanes form and the 64-bit index path always take the cell form.
+enum class DynopoolForward { kCell, kRows, kTiles };
+
+inline DynopoolForward dynopool_forward_form() {
   const char* v = std::getenv("RESIZEOPS_CUDA_FORWARD");
-  if (v == nullptr || v[0] == '\0' || std::strcmp(v, "cell") == 0) return false;
-  TORCH_CHECK(std::strcmp(v, "rows") == 0, "RESIZEOPS_CUDA_FORWARD must be 'cell' or 'rows', got '", v, "'");
-  return true;
+  if (v == nullptr || v[0] == '\0' || std::strcmp(v, "cell") == 0) return DynopoolForward::kCell;
+  if (std::strcmp(v, "rows") == 0) return DynopoolForward::kRows;
+  TORCH_CHECK(std::strcmp(v, "tiles") == 0, "RESIZEOPS_CUDA_FORWARD must be 'cell', 'rows' or 'tiles', got '", v,
+              "'");
+  return DynopoolForward::kTiles;
 }
 
 // How many channels of one output cell one thread of DynOPool's CUDA forward and

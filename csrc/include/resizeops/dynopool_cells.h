@@ -270,6 +270,15 @@ RESIZEOPS_UNROLL
   return tp;
 }
 
+// One interpolation along an axis: w0 * a + w1 * b, without the second tap where
+// both taps are the last pixel (edge; see dynopool_cell_lanes). One expression for
+// every forward form (the cell form, its rows and the tiled forward), so that
+// the compiler contracts them alike: the forms agree bit for bit.
+template <typename acc_t>
+RESIZEOPS_HD acc_t dynopool_lerp(acc_t w0, acc_t a, acc_t w1, acc_t b, bool edge) {
+  return w0 * a + w1 * (edge ? acc_t(0) : b);
+}
+
 // Output cell (i, j) of L channel planes starting at xnc (= &x[n, c0, 0, 0],
 // strides sH, sW, channel stride ls, nl valid lanes), with its table entries tp:
 // the 4 queries at query rows 2i, 2i+1 and columns 2j, 2j+1, their max
@@ -318,7 +327,7 @@ RESIZEOPS_UNROLL
     for (int m = 0; m < 4; ++m) {
 RESIZEOPS_UNROLL
       for (int e = 0; e < L; ++e) {
-        v[e][k][m] = rw0[k] * a[k][m][e] + rw1[k] * (row_edge[k] ? acc_t(0) : b[k][m][e]);
+        v[e][k][m] = dynopool_lerp<acc_t>(rw0[k], a[k][m][e], rw1[k], b[k][m][e], row_edge[k]);
         d[e][k][m] = b[k][m][e] - a[k][m][e];
       }
     }
@@ -330,7 +339,7 @@ RESIZEOPS_UNROLL
     for (int k = 0; k < 2; ++k) {
 RESIZEOPS_UNROLL
       for (int l = 0; l < 2; ++l)
-        q[2 * k + l] = cw0[l] * v[e][k][2 * l] + cw1[l] * (col_edge[l] ? acc_t(0) : v[e][k][2 * l + 1]);
+        q[2 * k + l] = dynopool_lerp<acc_t>(cw0[l], v[e][k][2 * l], cw1[l], v[e][k][2 * l + 1], col_edge[l]);
     }
     Cell<acc_t>& c = cell[e];
     c.value = math::max4_first<acc_t>(q[0], q[1], q[2], q[3], &c.arg);
@@ -470,6 +479,188 @@ RESIZEOPS_UNROLL
     for (int q = 0; q < kRowCells; ++q) {
       if (j0 + q < Wo) o[q * os.w] = static_cast<scalar_t>(v[q]);
     }
+  }
+}
+
+// The tiled forward (checks.h dynopool_forward_form, RESIZEOPS_CUDA_FORWARD=tiles;
+// NCHW output, opt-in until a GPU run times it: docs/PERF_NOTES.md, version 7).
+// Bilinear interpolation is separable, and the cell form does its vertical part
+// 8 times per cell (2 query rows x 4 tap columns), from 16 gathered loads. Here
+// one GPU block takes a strip of tw output columns of one (n, c) plane (a 2-D
+// grid: plane, strip) and goes down it in tiles of th x tw cells:
+//   step 1: the vertical interpolations of the tile's 2 th query rows at every
+//     input column of the strip's column window (the columns its query columns
+//     tap, a contiguous range), into shared memory, V[qr][col]; groups of
+//     kTileGroup lanes take a query row each, their lanes consecutive columns, so
+//     the loads of x are coalesced row segments;
+//   step 2 (after a barrier): each thread takes one column of the strip (its query
+//     columns' table entries read once per block) and th * tw / nthreads cells of
+//     the tile: the 4 queries as horizontal interpolations of V, their max, one
+//     store each; a second barrier before the next tile overwrites V.
+// The same operations on the same values as the cell form (dynopool_lerp, then
+// max4_first), so the same bits. The column window grows with W / Wo: the host
+// takes this form only while it holds at most kTileMaxColsPerCell columns per
+// strip column (r >= 0.25; beyond, the cell form reads less), and while the strips
+// per plane stay within the grid's y extent; else the cell form.
+constexpr int kTileTH = 16, kTileTW = 32;  // the default tile (cells): 2 per thread of 256
+constexpr int kTileGroup = 8;              // step 1: lanes per query row
+constexpr int64_t kTileMaxColsPerCell = 4, kTileMaxGridY = 65535;
+
+// The tiling of one call: tiles of th x (1 << tw_log2) cells, tiles_h x tiles_w per
+// plane (tiles_w strips of tiles_h tiles); the column window of any strip spans at
+// most vcols input columns. Dynamic shared memory of a block: V, 2 th rows of
+// vcols acc_t.
+struct ForwardTilePlan {
+  int32_t th, tw_log2, vcols;
+  int64_t tiles_h, tiles_w;
+  RESIZEOPS_HD int32_t tw() const { return int32_t{1} << tw_log2; }
+  RESIZEOPS_HD int64_t smem_bytes(int64_t acc_bytes) const { return 2 * static_cast<int64_t>(th) * vcols * acc_bytes; }
+};
+
+// An upper bound on the input columns tapped by t consecutive output columns
+// (2 t queries, s = in / (2 out) apart): the first query's first tap to the last
+// one's second tap, at most (2 t - 1) s + 3 columns; one more for rounding; never
+// more than in.
+inline int64_t dynopool_tile_cols_bound(int64_t t, int64_t in_size, int64_t out_size) {
+  const double span =
+      static_cast<double>(2 * t - 1) * static_cast<double>(in_size) / (2.0 * static_cast<double>(out_size));
+  const double bound = span + 4.0;
+  return bound >= static_cast<double>(in_size) ? in_size : static_cast<int64_t>(bound);
+}
+
+// The plan for an (H, W) -> (Ho, Wo) call with tiles of at most max_th x max_tw
+// cells (powers of two; the test hook RESIZEOPS_CUDA_FORWARD_TILE lowers them),
+// narrowed to the output. False where the tiled form does not pay or fit (above).
+// (At most 4 columns per cell: 2 * 16 rows of 4 * 32 + 4 float64 are 33 KiB of
+// shared memory, below the 48 KiB a launch gets without opting in.)
+inline bool dynopool_forward_tile_plan(int64_t W, int64_t Ho, int64_t Wo, ForwardTilePlan* plan,
+                                       int32_t max_th = kTileTH, int32_t max_tw = kTileTW) {
+  int32_t tw = 1, lg = 0;
+  while (tw < max_tw && tw < Wo) {
+    tw *= 2;
+    ++lg;
+  }
+  int32_t th = 1;
+  while (th < max_th && th < Ho) th *= 2;
+  const int64_t vcols = dynopool_tile_cols_bound(tw, W, Wo);
+  const ForwardTilePlan cand{th, lg, static_cast<int32_t>(vcols), (Ho + th - 1) / th, (Wo + tw - 1) / tw};
+  if (vcols > kTileMaxColsPerCell * tw + 4 || cand.tiles_w > kTileMaxGridY) return false;
+  *plan = cand;
+  return true;
+}
+
+// One strip (plane n * C + c, strip tx): its output columns [j0, j0 + nj) and its
+// column window [cw0, cw0 + ncw).
+template <typename index_t>
+struct ForwardStrip {
+  index_t n, c;
+  int32_t j0, nj, cw0, ncw;
+};
+
+template <typename acc_t, typename index_t>
+RESIZEOPS_HD ForwardStrip<index_t> dynopool_forward_strip(index_t plane, int32_t tx, const ForwardTilePlan& P,
+                                                         index_t C, int32_t Wo, const AxisTaps<acc_t>& cols) {
+  ForwardStrip<index_t> S;
+  S.n = plane / C;
+  S.c = plane - S.n * C;
+  S.j0 = tx * P.tw();
+  S.nj = Wo - S.j0 < P.tw() ? Wo - S.j0 : P.tw();
+  // Taps grow with the query: the window runs from the first query column's first
+  // tap to the last one's second tap.
+  S.cw0 = cols.i0[2 * S.j0];
+  S.ncw = cols.i1[2 * (S.j0 + S.nj) - 1] + 1 - S.cw0;
+  // The plan's bound (the shared memory's size); a violation is a bug.
+#ifdef __CUDA_ARCH__
+  if (S.ncw > P.vcols) __trap();
+#else
+  if (S.ncw > P.vcols) throw std::logic_error("resizeops: a forward strip's column window exceeds the plan's bound");
+#endif
+  return S;
+}
+
+// Step 1 for the tile of cell rows [i0, i0 + ni), thread tid of nthreads (a
+// multiple of kTileGroup): the entries of V, query row qr (of the tile's 2 ni) at
+// window column col, V[qr * ncw + col] = the vertical interpolation of x at input
+// column cw0 + col. Group tid / kTileGroup takes query rows tid / kTileGroup,
+// + nthreads / kTileGroup, ... (the row's table entries once per query row), its
+// lane tid % kTileGroup columns lane, + kTileGroup, ...
+template <typename scalar_t, typename acc_t, typename index_t>
+RESIZEOPS_HD void dynopool_forward_tile_rows(int32_t tid, int32_t nthreads, const ForwardStrip<index_t>& S, int32_t i0,
+                                             int32_t ni, const scalar_t* x, const S4<index_t>& xs,
+                                             const AxisTaps<acc_t>& rows, acc_t* s_v) {
+  const int32_t lane = tid % kTileGroup, step = nthreads / kTileGroup;
+  // Offsets from x in index_t (32-bit: one wide multiply-add per load address).
+  const index_t base = S.n * xs.n + S.c * xs.c + static_cast<index_t>(S.cw0) * xs.w;
+  for (int32_t qr = tid / kTileGroup; qr < 2 * ni; qr += step) {
+    const int32_t r = 2 * i0 + qr;
+    const int32_t r0 = rows.i0[r], r1 = rows.i1[r];
+    const acc_t rw1 = rows.w1[r], rw0 = acc_t(1) - rw1;
+    const bool edge = r1 == r0;
+    const index_t top = base + static_cast<index_t>(r0) * xs.h, bot = base + static_cast<index_t>(r1) * xs.h;
+    acc_t* v = s_v + qr * S.ncw;
+    for (int32_t col = lane; col < S.ncw; col += kTileGroup) {
+      const index_t o = static_cast<index_t>(col) * xs.w;
+      v[col] = dynopool_lerp<acc_t>(rw0, static_cast<acc_t>(x[top + o]), rw1, static_cast<acc_t>(x[bot + o]), edge);
+    }
+  }
+}
+
+// Step 2's column of thread tid (lj = tid % tw of the strip; valid: within a
+// partial strip): its query columns' taps relative to the window, weights and
+// edge flags, read once per block.
+template <typename acc_t>
+struct StripColumn {
+  int32_t j, c0[2], c1[2];
+  acc_t cw0[2], cw1[2];
+  bool edge[2], valid;
+};
+
+template <typename acc_t, typename index_t>
+RESIZEOPS_HD StripColumn<acc_t> dynopool_forward_strip_column(int32_t tid, const ForwardTilePlan& P,
+                                                             const ForwardStrip<index_t>& S,
+                                                             const AxisTaps<acc_t>& cols) {
+  StripColumn<acc_t> K;
+  const int32_t lj = tid & (P.tw() - 1);
+  K.valid = lj < S.nj;
+  K.j = S.j0 + (K.valid ? lj : 0);
+RESIZEOPS_UNROLL
+  for (int l = 0; l < 2; ++l) {
+    const int32_t s = 2 * K.j + l;
+    K.c0[l] = cols.i0[s];
+    K.c1[l] = cols.i1[s];
+    K.cw1[l] = cols.w1[s];
+    K.cw0[l] = acc_t(1) - K.cw1[l];
+    K.edge[l] = K.c1[l] == K.c0[l];
+    K.c0[l] -= S.cw0;
+    K.c1[l] -= S.cw0;
+  }
+  return K;
+}
+
+// Step 2 for the tile of cell rows [i0, i0 + ni), thread tid of nthreads (a
+// multiple of tw): its column's cells in rows tid / tw, + nthreads / tw, ... of the
+// tile, each from V (the 4 queries, their max), stored into out.
+template <typename scalar_t, typename acc_t, typename index_t>
+RESIZEOPS_HD void dynopool_forward_tile_cells(int32_t tid, int32_t nthreads, const ForwardTilePlan& P,
+                                              const ForwardStrip<index_t>& S, const StripColumn<acc_t>& K, int32_t i0,
+                                              int32_t ni, const acc_t* s_v, scalar_t* out, const S4<index_t>& os) {
+  if (!K.valid) return;
+  scalar_t* o = out + S.n * os.n + S.c * os.c + static_cast<index_t>(i0) * os.h + static_cast<index_t>(K.j) * os.w;
+  const int32_t li0 = tid >> P.tw_log2, lstep = nthreads >> P.tw_log2;
+  // V's taps of the cell's two query rows: v[t] (row 2 li) and v[ncw + t] (2 li + 1),
+  // with v advanced by whole cell rows (one add per cell, one per shared load).
+  const int32_t c0b[2] = {K.c0[0] + S.ncw, K.c0[1] + S.ncw}, c1b[2] = {K.c1[0] + S.ncw, K.c1[1] + S.ncw};
+  const acc_t* v = s_v + 2 * li0 * S.ncw;
+  for (int32_t li = li0; li < ni; li += lstep, v += 2 * lstep * S.ncw) {
+    acc_t q[4];
+RESIZEOPS_UNROLL
+    for (int l = 0; l < 2; ++l) {
+      q[l] = dynopool_lerp<acc_t>(K.cw0[l], v[K.c0[l]], K.cw1[l], v[K.c1[l]], K.edge[l]);
+      q[2 + l] = dynopool_lerp<acc_t>(K.cw0[l], v[c0b[l]], K.cw1[l], v[c1b[l]], K.edge[l]);
+    }
+    uint8_t arg;
+    const acc_t value = math::max4_first<acc_t>(q[0], q[1], q[2], q[3], &arg);
+    o[static_cast<index_t>(li) * os.h] = static_cast<scalar_t>(value);
   }
 }
 

@@ -63,11 +63,20 @@ inline DynopoolGradX dynopool_backward_form(const at::Tensor& x, int64_t out_h, 
   return dynopool_grad_x_form(x.scalar_type(), fused_possible);
 }
 
-// Whether a DynOPool forward takes the row form (checks.h dynopool_forward_rows;
-// RESIZEOPS_CUDA_FORWARD validated on every call): an NCHW output, one lane, the
-// 32-bit index path.
-inline bool dynopool_use_forward_rows(bool channels_last, int lanes, bool use32) {
-  return dynopool_forward_rows() && !channels_last && lanes == 1 && use32;
+// The form of a DynOPool forward x -> (out_h, out_w) (checks.h
+// dynopool_forward_form; RESIZEOPS_CUDA_FORWARD validated on every call): rows and
+// tiles need an NCHW output, one lane and the 32-bit index path, tiles a plan that
+// fits (then in *plan; the test hook RESIZEOPS_CUDA_FORWARD_TILE read only then);
+// otherwise the cell form.
+inline DynopoolForward dynopool_forward_choice(const at::Tensor& x, int64_t out_h, int64_t out_w, bool channels_last,
+                                               int lanes, bool use32, cells::ForwardTilePlan* plan) {
+  const DynopoolForward form = dynopool_forward_form();
+  if (form == DynopoolForward::kCell || channels_last || lanes != 1 || !use32) return DynopoolForward::kCell;
+  if (form == DynopoolForward::kRows) return form;
+  int32_t max_th = 0, max_tw = 0;
+  dynopool_forward_max_tile(&max_th, &max_tw);
+  const bool fits = cells::dynopool_forward_tile_plan(x.size(3), out_h, out_w, plan, max_th, max_tw);
+  return fits ? form : DynopoolForward::kCell;
 }
 
 // Whether the row form stores its cells with one vector access (dynopool_cells.h
