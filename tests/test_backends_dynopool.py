@@ -542,6 +542,16 @@ def test_cuda_lanes_form_matches_one_lane(dtype, cl, monkeypatch):
             assert_close(s4, s1, atol=1e-9 * (1 + float(s1.abs().max())), rtol=1e-9)
 
 
+def _sliced_inputs_with_specials(shape, dtype, gen):
+    """Two views of one random x of `shape` with ties, NaN and inf: sliced along W
+    (NCHW strides, offset data) and the same values in channels_last strides."""
+    base = torch.randn(shape[0], shape[1], shape[2], shape[3] + 2, generator=gen).to(dtype)
+    base[..., ::3, ::2] = 0.5  # ties
+    base.view(-1)[::17] = float("nan")
+    base.view(-1)[5::19] = float("inf")
+    return base[..., 1:-1], base[..., 1:-1].contiguous(memory_format=torch.channels_last)
+
+
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32, torch.bfloat16, torch.float16])
 def test_cuda_forward_rows_bit_identical_to_the_cell_form(dtype, monkeypatch):
     """The forward's row form (RESIZEOPS_CUDA_FORWARD=rows: 4 adjacent cells of an
@@ -557,11 +567,7 @@ def test_cuda_forward_rows_bit_identical_to_the_cell_form(dtype, monkeypatch):
     cases = [((2, 3, 13, 17), (7, 8)), ((1, 4, 9, 31), (4, 20)), ((2, 2, 8, 8), (15, 3)), ((1, 3, 1, 8), (3, 5)),
              ((1, 2, 11, 1), (5, 4)), ((2, 5, 20, 24), (12, 13))]  # fmt: skip
     for shape, out in cases:
-        base = torch.randn(shape[0], shape[1], shape[2], shape[3] + 2, generator=gen).to(dtype)
-        base[..., ::3, ::2] = 0.5  # ties
-        base.view(-1)[::17] = float("nan")
-        base.view(-1)[5::19] = float("inf")
-        for x in (base[..., 1:-1], base[..., 1:-1].contiguous(memory_format=torch.channels_last)):
+        for x in _sliced_inputs_with_specials(shape, dtype, gen):
             monkeypatch.setenv("RESIZEOPS_CUDA_FORWARD", "cell")
             cell = ext._dynopool2d_forward_cells(x, *out, False)
             monkeypatch.setenv("RESIZEOPS_CUDA_FORWARD", "rows")
@@ -595,11 +601,7 @@ def test_cuda_forward_tiles_bit_identical_to_the_cell_form(dtype, monkeypatch):
              ((1, 2, 11, 1), (5, 4)), ((1, 2, 40, 70), (23, 44)), ((1, 1, 30, 130), (9, 33)), ((1, 2, 6, 5), (17, 15)),
              ((1, 1, 19, 96), (5, 24))]  # fmt: skip
     for shape, out in cases:
-        base = torch.randn(shape[0], shape[1], shape[2], shape[3] + 2, generator=gen).to(dtype)
-        base[..., ::3, ::2] = 0.5  # ties
-        base.view(-1)[::17] = float("nan")
-        base.view(-1)[5::19] = float("inf")
-        for x in (base[..., 1:-1], base[..., 1:-1].contiguous(memory_format=torch.channels_last)):
+        for x in _sliced_inputs_with_specials(shape, dtype, gen):
             monkeypatch.setenv("RESIZEOPS_CUDA_FORWARD", "cell")
             cell = ext._dynopool2d_forward_cells(x, *out, False)
             monkeypatch.setenv("RESIZEOPS_CUDA_FORWARD", "tiles")
