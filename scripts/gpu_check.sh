@@ -12,7 +12,7 @@
 #   STEPS="build tests bench" bash scripts/gpu_check.sh   # a subset
 #   PROFILE_OPS="blend cell" BENCH="blend-sa-imagenet-vgg:" BENCH2="" ...  # fewer cases
 #   BENCH_BACKENDS=cuda,cuda-lanes,eager-reference ...  # the benchmark's --backends (quick: with cuda-lanes)
-#   PRESET=quick DEADLINE=540 bash scripts/gpu_check.sh  # ~8 min: build, tests, memcheck, DynOPool profile (cuda vs cuda-lanes, cuda-fused, cuda-rows and cuda-tiles, triton vs triton-rows; ImageNet and CIFAR), racecheck of the fused backward and the tiled forward, one benchmark
+#   PRESET=quick DEADLINE=540 bash scripts/gpu_check.sh  # ~8 min: build, tests, memcheck, DynOPool profile (cuda vs cuda-lanes, cuda-fused, cuda-rows and cuda-separable, triton vs triton-rows; ImageNet and CIFAR), racecheck of the fused backward and the separable forward, one benchmark
 # Optional wheels (e.g. expecttest, which torch.library.opcheck needs) are
 # installed from .whl/ when that folder exists.
 set -uo pipefail
@@ -24,16 +24,16 @@ export MPLBACKEND=Agg RESIZEOPS_REQUIRE_EXT=1 RESIZEOPS_REQUIRE_CUDA_BUILD=1 PYT
 export TORCH_CUDA_ARCH_LIST="${TORCH_CUDA_ARCH_LIST:-9.0}" MAX_JOBS="${MAX_JOBS:-16}"
 # PRESET=quick: for a session with a few minutes of device time (the full run takes
 # about 9): build, the GPU tests, the DynOPool kernel profile (its A/B of one and
-# four channels per thread, of the fused NCHW backward and the NCHW row and tiled
+# four channels per thread, of the fused NCHW backward and the NCHW row and separable
 # forwards, Triton's flat and 2-D tile NCHW forward; then the CIFAR case, whose
 # channels_last step was 5x its NCHW one), memcheck over the CUDA kernel tests,
-# racecheck over the float32 tests of the fused backward and the tiled forward
+# racecheck over the float32 tests of the fused backward and the separable forward
 # (their shared memory), and the DynOPool ImageNet benchmark in
 # channels_last, with the opt-in forms. Explicit variables still win.
 if [ "${PRESET:-}" = quick ]; then
   : "${STEPS:=build tests sanitize profile racecheck bench}" "${SANITIZERS:=memcheck}" "${PROFILE_OPS:=dynopool dynopool-cifar}"
   : "${SANITIZE_FILES:=tests/test_cuda_dynopool.py}" "${SANITIZE_S:=120}"  # DynOPool's kernels (issue 3) only
-  : "${PROFILE_PROVIDERS:=cuda cuda-lanes cuda-fused cuda-rows cuda-tiles triton triton-rows}"
+  : "${PROFILE_PROVIDERS:=cuda cuda-lanes cuda-fused cuda-rows cuda-separable triton triton-rows}"
   # (channels_last: cuda-fused and cuda-rows, NCHW only, would time the default again)
   : "${BENCH_BACKENDS:=cuda,cuda-lanes,triton,triton-rows,eager-reference,compiled-reference}"
   export PROFILE_PROVIDERS
@@ -105,17 +105,17 @@ if want profile; then
   timeout $(lim 120) $py scripts/profile_kernels.py ${PROFILE_OPS:-} >"$log/profile.txt" 2>&1; echo "profile exit code: $?"
   # The A/Bs (docs/PERF_NOTES.md: tiles vs loop, one vs four channels per thread):
   # each CUDA run's total and its forward, pass 1 and gather kernels.
-  awk '/^--- /{show = ($0 ~ / cuda/)} show && /^---|all kernels|wall per step|forward_kernel|forward_rows|forward_tiles|backward_pixels|backward_cells|backward_fused|blend_backward|sa_backward/' \
+  awk '/^--- /{show = ($0 ~ / cuda/)} show && /^---|all kernels|wall per step|forward_kernel|forward_rows|forward_separable|backward_pixels|backward_cells|backward_fused|blend_backward|sa_backward/' \
     "$log/profile.txt" | cut -c1-100
 fi
 
-# racecheck over the fused DynOPool backward and the tiled forward (shared memory), float32: its own step,
+# racecheck over the fused DynOPool backward and the separable forward (shared memory), float32: its own step,
 # after the profile, so that a slow racecheck cannot eat the A/B (the sanitize step's
 # racecheck, in the full run, covers it too).
 if want racecheck && command -v compute-sanitizer >/dev/null; then
   stamp racecheck
   timeout $(lim 90) compute-sanitizer --tool racecheck --error-exitcode 9 $py -m pytest -q -x -p no:cacheprovider \
-    tests/test_cuda_dynopool.py -k "${RACECHECK_K:-(fused or tiles) and float32}" >"$log/racecheck-fused.txt" 2>&1
+    tests/test_cuda_dynopool.py -k "${RACECHECK_K:-(fused or separable) and float32}" >"$log/racecheck-fused.txt" 2>&1
   echo "racecheck (fused) exit code: $? ($(grep -E "RACECHECK SUMMARY|ERROR SUMMARY|passed|failed" "$log/racecheck-fused.txt" | tr '\n' ' '))"
 fi
 

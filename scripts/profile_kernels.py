@@ -22,9 +22,9 @@ one run, docs/PERF_NOTES.md), "triton" and "triton-rows" (DynOPool only: its NCH
 forward in 2-D tiles, RESIZEOPS_TRITON_FORWARD=rows), "cuda-fused" (DynOPool only,
 NCHW only: its backward in one kernel, RESIZEOPS_CUDA_GRAD_X=fused; channels_last
 would fall back to the default), "cuda-rows" (DynOPool only, NCHW only: its forward
-with 4 cells of a row per thread, RESIZEOPS_CUDA_FORWARD=rows), "cuda-tiles" (DynOPool
+with 4 cells of a row per thread, RESIZEOPS_CUDA_FORWARD=rows), "cuda-separable" (DynOPool
 only, NCHW only: its forward per tile of output cells, the vertical interpolations
-shared through shared memory, RESIZEOPS_CUDA_FORWARD=tiles). PROFILE_PROVIDERS="cuda
+shared through shared memory, RESIZEOPS_CUDA_FORWARD=separable). PROFILE_PROVIDERS="cuda
 cuda-lanes" (environment) profiles only those.
 """
 
@@ -36,7 +36,7 @@ from torch.profiler import ProfilerActivity, profile
 
 import resizeops
 
-PROVIDERS = ["cuda", "cuda-lanes", "cuda-fused", "cuda-rows", "cuda-tiles", "cuda-tile", "cuda-loop", "triton", "triton-rows"]
+PROVIDERS = ["cuda", "cuda-lanes", "cuda-fused", "cuda-rows", "cuda-separable", "cuda-tile", "cuda-loop", "triton", "triton-rows"]
 SWITCHES = ("RESIZEOPS_CUDA_GATHER", "RESIZEOPS_CUDA_GRAD_X", "RESIZEOPS_CUDA_LANES", "RESIZEOPS_CUDA_FORWARD",
             "RESIZEOPS_TRITON_FORWARD")
 
@@ -89,7 +89,7 @@ def main(ops):
                 continue  # the CIFAR case: the defaults' anomaly only (a few seconds)
             for var in SWITCHES:
                 os.environ.pop(var, None)
-            if form in ("lanes", "rows", "tiles", "fused"):
+            if form in ("lanes", "rows", "separable", "fused"):
                 if not op.startswith("dynopool"):
                     continue
                 if form == "lanes":
@@ -103,7 +103,7 @@ def main(ops):
             elif form:
                 os.environ["RESIZEOPS_CUDA_GATHER"] = form
                 os.environ["RESIZEOPS_CUDA_GRAD_X"] = "gather"
-            for cl in (False, True) if form not in ("fused", "rows", "tiles") else (False,):
+            for cl in (False, True) if form not in ("fused", "rows", "separable") else (False,):
                 for dtype in (torch.float32, torch.bfloat16):
                     label = f"--- {op} {provider} {'channels_last' if cl else 'NCHW'} {str(dtype).replace('torch.', '')}"
                     try:

@@ -6,7 +6,7 @@
 Reads the CSVs ``python -m resizeops bench`` writes and prints, for the
 ImageNet-VGG case (``dynopool-imagenet``) per dtype and layout found, where each
 GPU target of issue 3 stands, per CUDA provider (the default ``cuda`` and the
-opt-in forms ``cuda-lanes``, ``cuda-fused``, ``cuda-rows``, ``cuda-tiles`` where
+opt-in forms ``cuda-lanes``, ``cuda-fused``, ``cuda-rows``, ``cuda-separable`` where
 they ran):
 
 - forward: fraction of the copy bandwidth at the ideal bytes (target >= 75%);
@@ -29,7 +29,7 @@ import os
 import sys
 from typing import Dict, List, Optional, Sequence, Tuple
 
-CUDA = ("cuda", "cuda-lanes", "cuda-fused", "cuda-rows", "cuda-tiles")
+CUDA = ("cuda", "cuda-lanes", "cuda-fused", "cuda-rows", "cuda-separable")
 TRITON = ("triton", "triton-rows")
 EAGER, COMPILED = "eager-reference", "compiled-reference"
 

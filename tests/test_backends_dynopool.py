@@ -37,10 +37,10 @@ BACKENDS = [
     # The forward's row form (RESIZEOPS_CUDA_FORWARD=rows: 4 adjacent cells of a row
     # per thread, NCHW; channels_last takes the cell form).
     pytest.param("cuda_cells_rows", id="cuda_cells_rows"),
-    # The tiled forward (RESIZEOPS_CUDA_FORWARD=tiles: one block per tile of output
+    # The separable forward (RESIZEOPS_CUDA_FORWARD=separable: one block per tile of output
     # cells, vertical interpolations shared in shared memory; NCHW), in tiles of at
     # most 2 x 4 cells so that these small outputs span several, partial ones too.
-    pytest.param("cuda_cells_tiles", id="cuda_cells_tiles"),
+    pytest.param("cuda_cells_separable", id="cuda_cells_separable"),
     pytest.param("triton", id="triton", marks=pytest.mark.triton),
     pytest.param("cuda", id="cuda", marks=pytest.mark.cuda),
 ]
@@ -86,7 +86,7 @@ def backend(request, monkeypatch):
         form = "scatter" if name.endswith("scatter") else "fused" if name.endswith("fused") else "gather"
         monkeypatch.setenv("RESIZEOPS_CUDA_GRAD_X", form)
         monkeypatch.setenv("RESIZEOPS_CUDA_FUSED_TILE", "2x4")
-        forward = "rows" if name.endswith("rows") else "tiles" if name.endswith("tiles") else "cell"
+        forward = "rows" if name.endswith("rows") else "separable" if name.endswith("separable") else "cell"
         monkeypatch.setenv("RESIZEOPS_CUDA_FORWARD", forward)
         monkeypatch.setenv("RESIZEOPS_CUDA_FORWARD_TILE", "2x4")
         monkeypatch.setenv("RESIZEOPS_CUDA_LANES", "4" if "lanes" in name else "1")
@@ -576,16 +576,16 @@ def test_cuda_forward_rows_bit_identical_to_the_cell_form(dtype, monkeypatch):
             assert torch.equal(rows.isnan(), cell.isnan()), (shape, out)
             assert torch.equal(rows.nan_to_num(), cell.nan_to_num()), (shape, out)
     monkeypatch.setenv("RESIZEOPS_CUDA_FORWARD", "row4")
-    with pytest.raises(RuntimeError, match="RESIZEOPS_CUDA_FORWARD must be 'cell', 'rows' or 'tiles'"):
+    with pytest.raises(RuntimeError, match="RESIZEOPS_CUDA_FORWARD must be 'cell', 'rows' or 'separable'"):
         ext._dynopool2d_forward_cells(torch.randn(1, 1, 6, 6), 3, 3, False)
 
 
-_TILED = 2  # resizeops_ext::_dynopool2d_forward_form's code of the tiled form
+_SEPARABLE = 2  # resizeops_ext::_dynopool2d_forward_form's code of the separable form
 
 
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32, torch.bfloat16, torch.float16])
-def test_cuda_forward_tiles_bit_identical_to_the_cell_form(dtype, monkeypatch):
-    """The tiled forward (RESIZEOPS_CUDA_FORWARD=tiles: per tile of output cells, the
+def test_cuda_forward_separable_bit_identical_to_the_cell_form(dtype, monkeypatch):
+    """The separable forward (RESIZEOPS_CUDA_FORWARD=separable: per tile of output cells, the
     vertical interpolations of its query rows at its column window into shared
     memory, then each cell's 4 queries from there) in the serial emulation: the same
     operations on the same values as the cell form, so bit-identical outputs.
@@ -604,18 +604,18 @@ def test_cuda_forward_tiles_bit_identical_to_the_cell_form(dtype, monkeypatch):
         for x in _sliced_inputs_with_specials(shape, dtype, gen):
             monkeypatch.setenv("RESIZEOPS_CUDA_FORWARD", "cell")
             cell = ext._dynopool2d_forward_cells(x, *out, False)
-            monkeypatch.setenv("RESIZEOPS_CUDA_FORWARD", "tiles")
+            monkeypatch.setenv("RESIZEOPS_CUDA_FORWARD", "separable")
             for tile in ("", "1x1", "2x4", "4x8", "16x2", "8x32"):
                 monkeypatch.setenv("RESIZEOPS_CUDA_FORWARD_TILE", tile)
-                assert ext._dynopool2d_forward_form(x, *out, False)[0] == _TILED, (shape, out, tile)
+                assert ext._dynopool2d_forward_form(x, *out, False)[0] == _SEPARABLE, (shape, out, tile)
                 tiles = ext._dynopool2d_forward_cells(x, *out, False)
                 assert tiles.is_contiguous() and tiles.dtype == dtype
                 assert torch.equal(tiles.isnan(), cell.isnan()), (shape, out, tile)
                 assert torch.equal(tiles.nan_to_num(), cell.nan_to_num()), (shape, out, tile)
 
 
-def test_cuda_forward_tiles_stay_within_the_plan(monkeypatch):
-    """The tiled forward's plan bounds each tile's column window from the query
+def test_cuda_forward_separable_tiles_stay_within_the_plan(monkeypatch):
+    """The separable forward's plan bounds each tile's column window from the query
     spacing (dynopool_tile_cols_bound); the emulation raises where a window exceeds
     it. Random sizes, ratios from 0.25 to 3 and arbitrary output sizes, random tile
     caps; where the plan is taken, the result is the cell form's."""
@@ -632,16 +632,16 @@ def test_cuda_forward_tiles_stay_within_the_plan(monkeypatch):
         x = torch.randn(1, 1, h, w, dtype=torch.float64)
         monkeypatch.setenv("RESIZEOPS_CUDA_FORWARD", "cell")
         cell = ext._dynopool2d_forward_cells(x, *out, False)
-        monkeypatch.setenv("RESIZEOPS_CUDA_FORWARD", "tiles")
+        monkeypatch.setenv("RESIZEOPS_CUDA_FORWARD", "separable")
         monkeypatch.setenv("RESIZEOPS_CUDA_FORWARD_TILE", f"{2 ** rng.randint(0, 4)}x{2 ** rng.randint(0, 5)}")
         form = ext._dynopool2d_forward_form(x, *out, False)
-        taken += form[0] == _TILED
+        taken += form[0] == _SEPARABLE
         assert torch.equal(ext._dynopool2d_forward_cells(x, *out, False), cell), (h, w, out, form)
-    assert taken >= 50, taken  # most of them tiled: the bound is not loose enough to refuse them
+    assert taken >= 50, taken  # most of them take it: the bound is not loose enough to refuse them
 
 
-def test_cuda_forward_tiles_plan_and_fallbacks(monkeypatch):
-    """Where the tiled forward does not pay or cannot run it falls back to the cell
+def test_cuda_forward_separable_plan_and_fallbacks(monkeypatch):
+    """Where the separable forward does not pay or cannot run it falls back to the cell
     form: channels_last outputs, the lanes form, the 64-bit index path, more than 4
     input columns per output column (r < 0.25: the shared column window would hold
     columns no query reads) and more than 65535 strips of tile columns (the grid's y
@@ -649,12 +649,12 @@ def test_cuda_forward_tiles_plan_and_fallbacks(monkeypatch):
     16 x 32 tiles and a column window that fits."""
     _needs_cells_emulation()
     ext = torch.ops.resizeops_ext
-    monkeypatch.setenv("RESIZEOPS_CUDA_FORWARD", "tiles")
+    monkeypatch.setenv("RESIZEOPS_CUDA_FORWARD", "separable")
     x = torch.randn(1, 2, 224, 224)
     form, th, tw, vcols, tiles_h, tiles_w = ext._dynopool2d_forward_form(x, 112, 140, False)
-    assert (form, th, tw, tiles_h, tiles_w) == (_TILED, 16, 32, 7, 5)
+    assert (form, th, tw, tiles_h, tiles_w) == (_SEPARABLE, 16, 32, 7, 5)
     assert 53 <= vcols <= 60  # 64 queries 0.8 apart span 50.4 columns, + 3 for the taps, 1 for rounding
-    assert ext._dynopool2d_forward_form(x, 112, 56, False)[0] == _TILED  # r = 0.25
+    assert ext._dynopool2d_forward_form(x, 112, 56, False)[0] == _SEPARABLE  # r = 0.25
     cases = [
         (x, (112, 50), False, {}),  # r_w = 0.22
         (x.contiguous(memory_format=torch.channels_last), (112, 140), True, {}),
@@ -668,14 +668,14 @@ def test_cuda_forward_tiles_plan_and_fallbacks(monkeypatch):
         got = ext._dynopool2d_forward_cells(t, *out, cl)
         monkeypatch.setenv("RESIZEOPS_CUDA_FORWARD", "cell")
         assert torch.equal(got, ext._dynopool2d_forward_cells(t, *out, cl)), (out, cl, env)
-        monkeypatch.setenv("RESIZEOPS_CUDA_FORWARD", "tiles")
+        monkeypatch.setenv("RESIZEOPS_CUDA_FORWARD", "separable")
         for k in env:
             monkeypatch.delenv(k)
     monkeypatch.setenv("RESIZEOPS_CUDA_FORWARD_TILE", "1x1")  # one tile per cell
     wide = torch.empty(1, 1, 2, 70000)
-    assert ext._dynopool2d_forward_form(wide, 1, 65535, False)[0] == _TILED
+    assert ext._dynopool2d_forward_form(wide, 1, 65535, False)[0] == _SEPARABLE
     assert ext._dynopool2d_forward_form(wide, 1, 65536, False) == [0]
-    assert ext._dynopool2d_forward_form(wide.transpose(2, 3).contiguous(), 65536, 1, False)[0] == _TILED
+    assert ext._dynopool2d_forward_form(wide.transpose(2, 3).contiguous(), 65536, 1, False)[0] == _SEPARABLE
     for bad in ("32x4", "1x64", "3x4", "2x", "0x1", "2x4x"):
         monkeypatch.setenv("RESIZEOPS_CUDA_FORWARD_TILE", bad)
         with pytest.raises(RuntimeError, match="RESIZEOPS_CUDA_FORWARD_TILE must be <rows>x<cols>"):

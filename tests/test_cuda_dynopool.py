@@ -180,8 +180,8 @@ def test_cuda_forward_rows_matches_the_emulation_and_the_cell_form(dtype, monkey
 
 @pytest.mark.parametrize("tile", ["", "2x4"], ids=["default_tiles", "tiles_2x4"])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float64], ids=["float32", "bfloat16", "float64"])
-def test_cuda_forward_tiles_matches_the_emulation_and_the_cell_form(dtype, tile, monkeypatch):
-    # The tiled forward (RESIZEOPS_CUDA_FORWARD=tiles: per tile of output cells, the
+def test_cuda_forward_separable_matches_the_emulation_and_the_cell_form(dtype, tile, monkeypatch):
+    # The separable forward (RESIZEOPS_CUDA_FORWARD=separable: per tile of output cells, the
     # vertical interpolations in shared memory, NCHW) on the GPU, against its serial
     # emulation and the one-cell kernel: outputs spanning several tiles and partial
     # ones, up- and down-sampling, a sliced x, the ImageNet-VGG plane size.
@@ -191,8 +191,8 @@ def test_cuda_forward_tiles_matches_the_emulation_and_the_cell_form(dtype, tile,
              ((1, 2, 224, 224), (112, 140))]  # fmt: skip
     for shape, out in cases:
         x = torch.randn(shape[0], shape[1], shape[2], shape[3] + 1, generator=gen).to(dtype)[..., 1:]
-        monkeypatch.setenv("RESIZEOPS_CUDA_FORWARD", "tiles")
-        assert EXT._dynopool2d_forward_form(x, *out, False)[0] == 2, (shape, out)  # the tiled form is taken
+        monkeypatch.setenv("RESIZEOPS_CUDA_FORWARD", "separable")
+        assert EXT._dynopool2d_forward_form(x, *out, False)[0] == 2, (shape, out)  # the separable form is taken
         got = EXT.dynopool2d_forward(x.cuda(), *out, False).cpu()
         assert got.is_contiguous()
         assert_close(got, EXT._dynopool2d_forward_cells(x, *out, False), dtype)

@@ -45,7 +45,7 @@ def _kernels():
 NO_STACK = [
     ("forward_kernel", ""),  # DynOPool forward, one lane and the lanes form
     ("forward_rows_kernel", ""),  # DynOPool forward, the row form (4 cells of a row per thread)
-    ("forward_tiles_kernel", ""),  # DynOPool forward, the tiled form (shared vertical interpolations)
+    ("forward_separable_kernel", ""),  # DynOPool forward, the separable form (shared vertical interpolations)
     ("backward_cells_kernel", ""),  # DynOPool backward pass 1, both forms
     ("backward_pixels_kernel", "1, false, true"),  # DynOPool gather, one lane, 3x3 tiles
     ("backward_pixels_kernel", "4"),  # DynOPool gather, 4 lanes (the loop form)

@@ -51,12 +51,12 @@ struct Tables {
 // split their work by.
 constexpr int32_t kBlockThreads = 256;
 
-// The tiled forward (checks.h, RESIZEOPS_CUDA_FORWARD=tiles): forward_tiles_kernel's
+// The separable forward (checks.h, RESIZEOPS_CUDA_FORWARD=separable): forward_separable_kernel's
 // blocks (plane, strip) one after another, each down its tiles: step 1 for each of
 // the block's threads, then step 2, with V poisoned first (every entry step 2
 // reads must have been written in the same tile).
 template <typename scalar_t, typename acc_t>
-void forward_tiles(const at::Tensor& x, at::Tensor& out, const cells::ForwardTilePlan& plan,
+void forward_separable(const at::Tensor& x, at::Tensor& out, const cells::ForwardTilePlan& plan,
                    const cells::AxisTaps<acc_t>& rows, const cells::AxisTaps<acc_t>& cols) {
   const int64_t N = x.size(0), C = x.size(1), Ho = out.size(2), Wo = out.size(3);
   const auto xs = strides_of<int32_t>(x);
@@ -111,8 +111,8 @@ at::Tensor forward_cells(const at::Tensor& x, int64_t out_h, int64_t out_w, bool
     const auto &rows = tab.rows, &cols = tab.cols;
     const scalar_t* xp = x.const_data_ptr<scalar_t>();
     scalar_t* op = out.mutable_data_ptr<scalar_t>();
-    if (form == DynopoolForward::kTiles) {  // forward_tiles_kernel
-      forward_tiles<scalar_t, acc_t>(x, out, plan, rows, cols);
+    if (form == DynopoolForward::kSeparable) {  // forward_separable_kernel
+      forward_separable<scalar_t, acc_t>(x, out, plan, rows, cols);
       return;
     }
     if (form == DynopoolForward::kRows) {  // forward_rows_kernel (checks.h)
@@ -160,7 +160,7 @@ std::vector<int64_t> forward_form(const at::Tensor& x, int64_t out_h, int64_t ou
   const int lanes = use32 ? dynopool_cuda_lanes(x.scalar_type()) : 1;
   cells::ForwardTilePlan plan{};
   const auto form = dynopool_forward_choice(x, out_h, out_w, channels_last, lanes, use32, &plan);
-  if (form != DynopoolForward::kTiles) return {static_cast<int64_t>(form)};
+  if (form != DynopoolForward::kSeparable) return {static_cast<int64_t>(form)};
   return {static_cast<int64_t>(form), plan.th, plan.tw(), plan.vcols, plan.tiles_h, plan.tiles_w};
 }
 

@@ -18,7 +18,7 @@
 //   RESIZEOPS_CUDA_LANES=4 (checks.h), the lanes form: one thread per cell of 4
 //   channels (2 in float64), vector loads where they are contiguous and aligned.
 //   Opt-in NCHW forms (checks.h dynopool_forward_form): RESIZEOPS_CUDA_FORWARD=rows,
-//   4 cells of a row per thread; =tiles, one block per tile of cells sharing its
+//   4 cells of a row per thread; =separable, one block per strip of cells sharing its
 //   vertical interpolations through shared memory.
 // - Backward: by default (float and double, outside deterministic mode) one pass
 //   that scatters each cell's gradient into grad_x with atomics (pass 1 below with
@@ -121,21 +121,21 @@ __global__ void __launch_bounds__(kThreads, sizeof(scalar_t) <= 4 ? 3 : 2)
   }
 }
 
-// The tiled forward (RESIZEOPS_CUDA_FORWARD=tiles; dynopool_cells.h, "The tiled
+// The separable forward (RESIZEOPS_CUDA_FORWARD=separable; dynopool_cells.h, "The
 // forward"): one block per strip of output columns of one plane, blockIdx =
 // (plane, strip), down the strip one tile at a time with two barriers per tile
 // (after step 1's V; after step 2's cells, before the next tile overwrites V).
 // Dynamic shared memory: ForwardTilePlan::smem_bytes. (index_t: int32_t only; the
 // form needs the 32-bit index path.)
 static_assert(kThreads % cells::kTileGroup == 0 && kThreads % cells::kTileTW == 0,
-              "the tiled forward's steps split kThreads into groups of columns and into strip columns");
+              "the separable forward's steps split kThreads into groups of columns and into strip columns");
 
 template <typename scalar_t, typename acc_t, typename index_t>
 __global__ void __launch_bounds__(kThreads)
-    forward_tiles_kernel(const scalar_t* __restrict__ x, S4<index_t> xs, scalar_t* __restrict__ out, S4<index_t> os,
+    forward_separable_kernel(const scalar_t* __restrict__ x, S4<index_t> xs, scalar_t* __restrict__ out, S4<index_t> os,
                          cells::ForwardTilePlan plan, index_t C, int32_t Ho, int32_t Wo, cells::AxisTaps<acc_t> rows,
                          cells::AxisTaps<acc_t> cols) {
-  static_assert(std::is_same<index_t, int32_t>::value, "the tiled forward runs on the 32-bit index path");
+  static_assert(std::is_same<index_t, int32_t>::value, "the separable forward runs on the 32-bit index path");
   extern __shared__ __align__(16) unsigned char tile_smem[];
   acc_t* s_v = reinterpret_cast<acc_t*>(tile_smem);
   const auto S = cells::dynopool_forward_strip<acc_t, index_t>(static_cast<index_t>(blockIdx.x),
@@ -321,13 +321,13 @@ at::Tensor dynopool2d_forward_cuda(const at::Tensor& x, int64_t out_h, int64_t o
     using acc_t = at::opmath_type<scalar_t>;
     const DeviceTables<acc_t> tab(L, x, false, stream);
     const auto &rows = tab.rows, &cols = tab.cols;
-    if (form == DynopoolForward::kTiles) {  // the tiled form (checks.h)
+    if (form == DynopoolForward::kSeparable) {  // the separable form (checks.h)
       // One block per strip: planes (N * C < 2^31 on the 32-bit path) x strips (at
       // most 65535: the plan).
       const dim3 grid(static_cast<unsigned>(N * C), static_cast<unsigned>(plan.tiles_w));
       const size_t smem = static_cast<size_t>(plan.smem_bytes(sizeof(acc_t)));
-      TORCH_INTERNAL_ASSERT(smem <= 48 * 1024, "dynopool2d tiled forward: ", smem, " bytes of shared memory");
-      forward_tiles_kernel<scalar_t, acc_t, int32_t><<<grid, kThreads, smem, stream>>>(
+      TORCH_INTERNAL_ASSERT(smem <= 48 * 1024, "dynopool2d separable forward: ", smem, " bytes of shared memory");
+      forward_separable_kernel<scalar_t, acc_t, int32_t><<<grid, kThreads, smem, stream>>>(
           x.const_data_ptr<scalar_t>(), strides_of<int32_t>(x), out.mutable_data_ptr<scalar_t>(),
           strides_of<int32_t>(out), plan, static_cast<int32_t>(C), static_cast<int32_t>(out_h),
           static_cast<int32_t>(out_w), rows, cols);

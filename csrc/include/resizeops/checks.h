@@ -195,7 +195,7 @@ inline void dynopool_fused_max_tile(int32_t* max_th, int32_t* max_tw) {
   tile_test_hook("RESIZEOPS_CUDA_FUSED_TILE", 16, 64, max_th, max_tw);
 }
 
-// The tiled forward's: RESIZEOPS_CUDA_FORWARD_TILE (output cells; default 16 x 32).
+// The separable forward's: RESIZEOPS_CUDA_FORWARD_TILE (output cells; default 16 x 32).
 inline void dynopool_forward_max_tile(int32_t* max_th, int32_t* max_tw) {
   *max_th = 16;
   *max_tw = 32;
@@ -205,21 +205,21 @@ inline void dynopool_forward_max_tile(int32_t* max_th, int32_t* max_tw) {
 // Which form DynOPool's CUDA forward (and its serial emulation) takes for an NCHW
 // output with one channel per thread: "cell" (one output cell per thread), "rows"
 // (dynopool_cells.h dynopool_forward_row_item: 4 adjacent cells of a row per
-// thread, sharing their row table entries and offsets) or "tiles" (dynopool_cells.h,
-// "The tiled forward": one block per tile of cells, the vertical interpolations
+// thread, sharing their row table entries and offsets) or "separable" (dynopool_cells.h,
+// "The separable forward": one block per tile of cells, the vertical interpolations
 // shared through shared memory; where its plan fits, else "cell").
 // RESIZEOPS_CUDA_FORWARD picks one, read per call; unset: cell, until a GPU run
 // times the others (docs/PERF_NOTES.md, versions 6 and 7). channels_last outputs,
 // the lanes form and the 64-bit index path always take the cell form.
-enum class DynopoolForward { kCell, kRows, kTiles };
+enum class DynopoolForward { kCell, kRows, kSeparable };
 
 inline DynopoolForward dynopool_forward_form() {
   const char* v = std::getenv("RESIZEOPS_CUDA_FORWARD");
   if (v == nullptr || v[0] == '\0' || std::strcmp(v, "cell") == 0) return DynopoolForward::kCell;
   if (std::strcmp(v, "rows") == 0) return DynopoolForward::kRows;
-  TORCH_CHECK(std::strcmp(v, "tiles") == 0, "RESIZEOPS_CUDA_FORWARD must be 'cell', 'rows' or 'tiles', got '", v,
+  TORCH_CHECK(std::strcmp(v, "separable") == 0, "RESIZEOPS_CUDA_FORWARD must be 'cell', 'rows' or 'separable', got '", v,
               "'");
-  return DynopoolForward::kTiles;
+  return DynopoolForward::kSeparable;
 }
 
 // How many channels of one output cell one thread of DynOPool's CUDA forward and

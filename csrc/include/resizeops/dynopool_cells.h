@@ -272,7 +272,7 @@ RESIZEOPS_UNROLL
 
 // One interpolation along an axis: w0 * a + w1 * b, without the second tap where
 // both taps are the last pixel (edge; see dynopool_cell_lanes). One expression for
-// every forward form (the cell form, its rows and the tiled forward), so that
+// every forward form (the cell form, its rows and the separable forward), so that
 // the compiler contracts them alike: the forms agree bit for bit.
 template <typename acc_t>
 RESIZEOPS_HD acc_t dynopool_lerp(acc_t w0, acc_t a, acc_t w1, acc_t b, bool edge) {
@@ -482,7 +482,7 @@ RESIZEOPS_UNROLL
   }
 }
 
-// The tiled forward (checks.h dynopool_forward_form, RESIZEOPS_CUDA_FORWARD=tiles;
+// The separable forward (checks.h dynopool_forward_form, RESIZEOPS_CUDA_FORWARD=separable;
 // NCHW output, opt-in until a GPU run times it: docs/PERF_NOTES.md, version 7).
 // Bilinear interpolation is separable, and the cell form does its vertical part
 // 8 times per cell (2 query rows x 4 tap columns), from 16 gathered loads. Here
@@ -530,7 +530,7 @@ inline int64_t dynopool_tile_cols_bound(int64_t t, int64_t in_size, int64_t out_
 
 // The plan for an (H, W) -> (Ho, Wo) call with tiles of at most max_th x max_tw
 // cells (powers of two; the test hook RESIZEOPS_CUDA_FORWARD_TILE lowers them),
-// narrowed to the output. False where the tiled form does not pay or fit (above).
+// narrowed to the output. False where the separable form does not pay or fit (above).
 // (At most 4 columns per cell: 2 * 16 rows of 4 * 32 + 4 float64 are 33 KiB of
 // shared memory, below the 48 KiB a launch gets without opting in.)
 inline bool dynopool_forward_tile_plan(int64_t W, int64_t Ho, int64_t Wo, ForwardTilePlan* plan,
