@@ -519,12 +519,13 @@ struct ForwardTilePlan {
 
 // An upper bound on the input columns tapped by t consecutive output columns
 // (2 t queries, s = in / (2 out) apart): the first query's first tap to the last
-// one's second tap, at most (2 t - 1) s + 3 columns; one more for rounding; never
-// more than in.
+// one's second tap, at most (2 t - 1) s + 3 columns; one more, plus 1e-5 in, for
+// the rounding of the coordinates (float32: a few ulps of in each); never more
+// than in.
 inline int64_t dynopool_tile_cols_bound(int64_t t, int64_t in_size, int64_t out_size) {
   const double span =
       static_cast<double>(2 * t - 1) * static_cast<double>(in_size) / (2.0 * static_cast<double>(out_size));
-  const double bound = span + 4.0;
+  const double bound = span + 4.0 + 1e-5 * static_cast<double>(in_size);
   return bound >= static_cast<double>(in_size) ? in_size : static_cast<int64_t>(bound);
 }
 
