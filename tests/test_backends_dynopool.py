@@ -638,6 +638,18 @@ def test_cuda_forward_separable_tiles_stay_within_the_plan(monkeypatch):
         taken += form[0] == _SEPARABLE
         assert torch.equal(ext._dynopool2d_forward_cells(x, *out, False), cell), (h, w, out, form)
     assert taken >= 50, taken  # most of them take it: the bound is not loose enough to refuse them
+    # Wide rows, where the float32 query coordinates are off by many ulps of W: the
+    # bound still holds (the emulation would raise), default tiles and 1 x 4.
+    monkeypatch.delenv("RESIZEOPS_CUDA_FORWARD_TILE")
+    for w, wo in [(300001, 187500), (262144, 163841), (99991, 30000)]:
+        x = torch.randn(1, 1, 3, w)
+        monkeypatch.setenv("RESIZEOPS_CUDA_FORWARD", "cell")
+        cell = ext._dynopool2d_forward_cells(x, 2, wo, False)
+        monkeypatch.setenv("RESIZEOPS_CUDA_FORWARD", "separable")
+        for tile in ("", "1x4"):
+            monkeypatch.setenv("RESIZEOPS_CUDA_FORWARD_TILE", tile)
+            assert ext._dynopool2d_forward_form(x, 2, wo, False)[0] == _SEPARABLE, (w, wo, tile)
+            assert torch.equal(ext._dynopool2d_forward_cells(x, 2, wo, False), cell), (w, wo, tile)
 
 
 def test_cuda_forward_separable_plan_and_fallbacks(monkeypatch):
