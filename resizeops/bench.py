@@ -779,7 +779,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--backends", default=None,
         help=f"comma list of providers to run: backend names (cuda, triton, cpu, reference), {EAGER}, {COMPILED}, "
-        "cuda-lanes, cuda-fused, cuda-rows, cuda-separable, triton-rows (dynopool2d: opt-in forms of the cuda and triton backends) "
+        "cuda-lanes, cuda-fused, cuda-rows, cuda-separable, triton-rows (dynopool2d: opt-in forms of the cuda and "
+        "triton backends) "
         "(default: every available backend + both references; the Triton interpreter on the CPU and the opt-in forms "
         "only when named)",
     )

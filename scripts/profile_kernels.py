@@ -36,7 +36,8 @@ from torch.profiler import ProfilerActivity, profile
 
 import resizeops
 
-PROVIDERS = ["cuda", "cuda-lanes", "cuda-fused", "cuda-rows", "cuda-separable", "cuda-tile", "cuda-loop", "triton", "triton-rows"]
+PROVIDERS = ["cuda", "cuda-lanes", "cuda-fused", "cuda-rows", "cuda-separable", "cuda-tile", "cuda-loop", "triton",
+             "triton-rows"]
 SWITCHES = ("RESIZEOPS_CUDA_GATHER", "RESIZEOPS_CUDA_GRAD_X", "RESIZEOPS_CUDA_LANES", "RESIZEOPS_CUDA_FORWARD",
             "RESIZEOPS_TRITON_FORWARD")
 

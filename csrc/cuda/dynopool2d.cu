@@ -122,8 +122,8 @@ __global__ void __launch_bounds__(kThreads, sizeof(scalar_t) <= 4 ? 3 : 2)
 }
 
 // The separable forward (RESIZEOPS_CUDA_FORWARD=separable; dynopool_cells.h, "The
-// forward"): one block per strip of output columns of one plane, blockIdx =
-// (plane, strip), down the strip one tile at a time with two barriers per tile
+// separable forward"): one block per strip of output columns of one plane, blockIdx
+// = (plane, strip), down the strip one tile at a time with two barriers per tile
 // (after step 1's V; after step 2's cells, before the next tile overwrites V).
 // Dynamic shared memory: ForwardTilePlan::smem_bytes. (index_t: int32_t only; the
 // form needs the 32-bit index path.)
@@ -132,9 +132,9 @@ static_assert(kThreads % cells::kTileGroup == 0 && kThreads % cells::kTileTW == 
 
 template <typename scalar_t, typename acc_t, typename index_t>
 __global__ void __launch_bounds__(kThreads)
-    forward_separable_kernel(const scalar_t* __restrict__ x, S4<index_t> xs, scalar_t* __restrict__ out, S4<index_t> os,
-                         cells::ForwardTilePlan plan, index_t C, int32_t Ho, int32_t Wo, cells::AxisTaps<acc_t> rows,
-                         cells::AxisTaps<acc_t> cols) {
+    forward_separable_kernel(const scalar_t* __restrict__ x, S4<index_t> xs, scalar_t* __restrict__ out,
+                             S4<index_t> os, cells::ForwardTilePlan plan, index_t C, int32_t Ho, int32_t Wo,
+                             cells::AxisTaps<acc_t> rows, cells::AxisTaps<acc_t> cols) {
   static_assert(std::is_same<index_t, int32_t>::value, "the separable forward runs on the 32-bit index path");
   extern __shared__ __align__(16) unsigned char tile_smem[];
   acc_t* s_v = reinterpret_cast<acc_t*>(tile_smem);

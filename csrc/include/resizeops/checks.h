@@ -217,8 +217,8 @@ inline DynopoolForward dynopool_forward_form() {
   const char* v = std::getenv("RESIZEOPS_CUDA_FORWARD");
   if (v == nullptr || v[0] == '\0' || std::strcmp(v, "cell") == 0) return DynopoolForward::kCell;
   if (std::strcmp(v, "rows") == 0) return DynopoolForward::kRows;
-  TORCH_CHECK(std::strcmp(v, "separable") == 0, "RESIZEOPS_CUDA_FORWARD must be 'cell', 'rows' or 'separable', got '", v,
-              "'");
+  TORCH_CHECK(std::strcmp(v, "separable") == 0,
+              "RESIZEOPS_CUDA_FORWARD must be 'cell', 'rows' or 'separable', got '", v, "'");
   return DynopoolForward::kSeparable;
 }
 
