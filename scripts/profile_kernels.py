@@ -35,11 +35,19 @@ import torch
 from torch.profiler import ProfilerActivity, profile
 
 import resizeops
+from resizeops.bench import VARIANTS  # DynOPool's opt-in forms: provider -> (backend, environment)
 
+# Provider -> (backend, environment): the benchmark's DynOPool forms, and the gathers'
+# tile / loop A/B (every grad_x gathered; the blend gathers take the form too).
+FORMS = {
+    **VARIANTS,
+    "cuda-tile": ("cuda", {"RESIZEOPS_CUDA_GATHER": "tile", "RESIZEOPS_CUDA_GRAD_X": "gather"}),
+    "cuda-loop": ("cuda", {"RESIZEOPS_CUDA_GATHER": "loop", "RESIZEOPS_CUDA_GRAD_X": "gather"}),
+}
 PROVIDERS = ["cuda", "cuda-lanes", "cuda-fused", "cuda-rows", "cuda-separable", "cuda-tile", "cuda-loop", "triton",
              "triton-rows"]
-SWITCHES = ("RESIZEOPS_CUDA_GATHER", "RESIZEOPS_CUDA_GRAD_X", "RESIZEOPS_CUDA_LANES", "RESIZEOPS_CUDA_FORWARD",
-            "RESIZEOPS_TRITON_FORWARD")
+NCHW_ONLY = ("cuda-fused", "cuda-rows", "cuda-separable", "triton-rows")  # channels_last runs the default
+SWITCHES = sorted({var for _, env in FORMS.values() for var in env})
 
 
 def _steps(op, dtype, cl, backend):
@@ -85,26 +93,15 @@ def _steps(op, dtype, cl, backend):
 def main(ops):
     for op in ops:
         for provider in os.environ.get("PROFILE_PROVIDERS", "").split() or PROVIDERS:
-            backend, _, form = provider.partition("-")
-            if op == "dynopool-cifar" and form:
+            backend, env = FORMS.get(provider, (provider, {}))
+            if op == "dynopool-cifar" and env:
                 continue  # the CIFAR case: the defaults' anomaly only (a few seconds)
+            if provider in VARIANTS and not op.startswith("dynopool"):
+                continue
             for var in SWITCHES:
                 os.environ.pop(var, None)
-            if form in ("lanes", "rows", "separable", "fused"):
-                if not op.startswith("dynopool"):
-                    continue
-                if form == "lanes":
-                    os.environ["RESIZEOPS_CUDA_LANES"] = "4"
-                elif form == "fused":
-                    os.environ["RESIZEOPS_CUDA_GRAD_X"] = "fused"
-                elif backend == "cuda":
-                    os.environ["RESIZEOPS_CUDA_FORWARD"] = form
-                else:
-                    os.environ["RESIZEOPS_TRITON_FORWARD"] = "rows"
-            elif form:
-                os.environ["RESIZEOPS_CUDA_GATHER"] = form
-                os.environ["RESIZEOPS_CUDA_GRAD_X"] = "gather"
-            for cl in (False, True) if form not in ("fused", "rows", "separable") else (False,):
+            os.environ.update(env)
+            for cl in (False,) if provider in NCHW_ONLY else (False, True):
                 for dtype in (torch.float32, torch.bfloat16):
                     label = f"--- {op} {provider} {'channels_last' if cl else 'NCHW'} {str(dtype).replace('torch.', '')}"
                     try:

@@ -97,14 +97,15 @@ at::Tensor forward_cells(const at::Tensor& x, int64_t out_h, int64_t out_w, bool
   const int64_t total = out.numel();
   if (total == 0) return out;
   const cells::TableLayout L{out_h, out_w, H, W};
-  const bool use32 = use_int32_indexing({total, extent(x)});
-  // The CUDA launch's lanes form and work items (checks.h dynopool_cuda_lanes).
-  const int lanes = use32 ? dynopool_cuda_lanes(x.scalar_type()) : 1;
+  // The CUDA launch's index width, lanes (work items: cells of L channels) and form.
+  const auto launch = dynopool_forward_launch(x, out_h, out_w, channels_last);
+  const bool use32 = launch.use32;
+  const int lanes = launch.lanes;
+  const auto form = launch.form;
+  const auto& plan = launch.plan;
   const int64_t groups = (C + lanes - 1) / lanes;
   const int64_t items = N * groups * out_h * out_w;
   const bool vec = lanes_vectorizable(x, lanes) && lanes_vectorizable(out, lanes);
-  cells::ForwardTilePlan plan{};
-  const auto form = dynopool_forward_choice(x, out_h, out_w, channels_last, lanes, use32, &plan);
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "_dynopool2d_forward_cells", [&] {
     using acc_t = at::opmath_type<scalar_t>;
     const Tables<acc_t> tab(L, false);
@@ -156,12 +157,9 @@ at::Tensor forward_cells(const at::Tensor& x, int64_t out_h, int64_t out_w, bool
 // resizeops_ext::_dynopool2d_forward_form: the launch's choice, for the tests.
 std::vector<int64_t> forward_form(const at::Tensor& x, int64_t out_h, int64_t out_w, bool channels_last) {
   check_dynopool_args(x, out_h, out_w);
-  const bool use32 = use_int32_indexing({x.size(0) * x.size(1) * out_h * out_w, extent(x)});
-  const int lanes = use32 ? dynopool_cuda_lanes(x.scalar_type()) : 1;
-  cells::ForwardTilePlan plan{};
-  const auto form = dynopool_forward_choice(x, out_h, out_w, channels_last, lanes, use32, &plan);
-  if (form != DynopoolForward::kSeparable) return {static_cast<int64_t>(form)};
-  return {static_cast<int64_t>(form), plan.th, plan.tw(), plan.vcols, plan.tiles_h, plan.tiles_w};
+  const auto a = dynopool_forward_launch(x, out_h, out_w, channels_last);
+  if (a.form != DynopoolForward::kSeparable) return {static_cast<int64_t>(a.form)};
+  return {static_cast<int64_t>(a.form), a.plan.th, a.plan.tw(), a.plan.vcols, a.plan.tiles_h, a.plan.tiles_w};
 }
 
 // The fused backward (checks.h, RESIZEOPS_CUDA_GRAD_X=fused): backward_fused_kernel's

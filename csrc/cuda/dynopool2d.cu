@@ -308,14 +308,15 @@ at::Tensor dynopool2d_forward_cuda(const at::Tensor& x, int64_t out_h, int64_t o
   if (total == 0) return out;
   const cudaStream_t stream = at::cuda::getCurrentCUDAStream();
   const cells::TableLayout L{out_h, out_w, H, W};
-  const bool use32 = use_int32_indexing({total, extent(x)});
-  // The lanes form (checks.h) on the 32-bit path; items: cells of L channels.
-  const int lanes = use32 ? dynopool_cuda_lanes(x.scalar_type()) : 1;
+  // Index width, lanes (items: cells of L channels) and form (tensor_index.h).
+  const auto launch = dynopool_forward_launch(x, out_h, out_w, channels_last);
+  const bool use32 = launch.use32;
+  const int lanes = launch.lanes;
+  const auto form = launch.form;
+  const auto& plan = launch.plan;
   const int64_t groups = (C + lanes - 1) / lanes;
   const int64_t items = N * groups * out_h * out_w;
   const bool vec = lanes_vectorizable(x, lanes) && lanes_vectorizable(out, lanes);
-  cells::ForwardTilePlan plan{};
-  const auto form = dynopool_forward_choice(x, out_h, out_w, channels_last, lanes, use32, &plan);
 
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "dynopool2d_forward_cuda", [&] {
     using acc_t = at::opmath_type<scalar_t>;

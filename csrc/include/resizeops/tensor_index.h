@@ -63,20 +63,36 @@ inline DynopoolGradX dynopool_backward_form(const at::Tensor& x, int64_t out_h, 
   return dynopool_grad_x_form(x.scalar_type(), fused_possible);
 }
 
-// The form of a DynOPool forward x -> (out_h, out_w) (checks.h
-// dynopool_forward_form; RESIZEOPS_CUDA_FORWARD validated on every call): rows and
-// tiles need an NCHW output, one lane and the 32-bit index path, tiles a plan that
-// fits (then in *plan; the test hook RESIZEOPS_CUDA_FORWARD_TILE read only then);
-// otherwise the cell form.
-inline DynopoolForward dynopool_forward_choice(const at::Tensor& x, int64_t out_h, int64_t out_w, bool channels_last,
-                                               int lanes, bool use32, cells::ForwardTilePlan* plan) {
-  const DynopoolForward form = dynopool_forward_form();
-  if (form == DynopoolForward::kCell || channels_last || lanes != 1 || !use32) return DynopoolForward::kCell;
-  if (form == DynopoolForward::kRows) return form;
-  int32_t max_th = 0, max_tw = 0;
-  dynopool_forward_max_tile(&max_th, &max_tw);
-  const bool fits = cells::dynopool_forward_tile_plan(x.size(3), out_h, out_w, plan, max_th, max_tw);
-  return fits ? form : DynopoolForward::kCell;
+// How a DynOPool forward x -> (out_h, out_w) is launched, for the CUDA kernels and
+// their emulation alike: the index width (32-bit where the output and x's extent
+// allow), the lanes (checks.h dynopool_cuda_lanes; 32-bit path only) and the
+// form (checks.h dynopool_forward_form; RESIZEOPS_CUDA_FORWARD validated on every
+// call). Rows and separable need an NCHW output, one lane and the 32-bit path,
+// separable a plan that fits (then in plan; the test hook
+// RESIZEOPS_CUDA_FORWARD_TILE read only then); otherwise the cell form.
+struct DynopoolForwardLaunch {
+  bool use32;
+  int lanes;
+  DynopoolForward form;
+  cells::ForwardTilePlan plan;
+};
+
+inline DynopoolForwardLaunch dynopool_forward_launch(const at::Tensor& x, int64_t out_h, int64_t out_w,
+                                                     bool channels_last) {
+  DynopoolForwardLaunch a{};
+  a.use32 = use_int32_indexing({x.size(0) * x.size(1) * out_h * out_w, extent(x)});
+  a.lanes = a.use32 ? dynopool_cuda_lanes(x.scalar_type()) : 1;
+  a.form = dynopool_forward_form();
+  if (a.form == DynopoolForward::kCell || channels_last || a.lanes != 1 || !a.use32) {
+    a.form = DynopoolForward::kCell;
+  } else if (a.form == DynopoolForward::kSeparable) {
+    int32_t max_th = 0, max_tw = 0;
+    dynopool_forward_max_tile(&max_th, &max_tw);
+    if (!cells::dynopool_forward_tile_plan(x.size(3), out_h, out_w, &a.plan, max_th, max_tw)) {
+      a.form = DynopoolForward::kCell;
+    }
+  }
+  return a;
 }
 
 // Whether the row form stores its cells with one vector access (dynopool_cells.h
