@@ -125,12 +125,17 @@ TORCH_LIBRARY(resizeops_ext, m) {
   // csrc/cpu/dynopool2d_cells.cpp; used by tests/test_backends_dynopool.py.
   m.def("_dynopool2d_forward_cells(Tensor x, int out_h, int out_w, bool channels_last) -> Tensor");
   // The form the CUDA forward (and its emulation) takes for these arguments under
-  // the current environment: [form (0 cell, 1 rows, 2 tiles), and with tiles its
-  // plan: th, tw, vcols, tiles_h, tiles_w].
+  // the current environment: [form (0 cell, 1 rows, 2 separable), and with separable
+  // its plan: th, tw, vcols, tiles_h, tiles_w].
   m.def("_dynopool2d_forward_form(Tensor x, int out_h, int out_w, bool channels_last) -> int[]");
   m.def(
       "_dynopool2d_backward_cells(Tensor grad_out, Tensor x, int out_h, int out_w, bool channels_last, "
       "bool need_x, bool need_size) -> (Tensor, Tensor)");
+  // Likewise the backward's grad_x form: [form (0 gather, 1 scatter, 2 fused), and
+  // with fused its plan: th, tw, cell_rows, cell_cols, vcols (0: winners by cells)].
+  m.def(
+      "_dynopool2d_backward_form(Tensor grad_out, Tensor x, int out_h, int out_w, bool channels_last, "
+      "bool need_x) -> int[]");
   // Likewise for the blend kernels (resizeops/blend_cells.h, csrc/cuda/resize_blend.cu):
   // csrc/cpu/resize_blend_cells.cpp; used by tests/test_backends_blend.py and
   // tests/test_shape_adaptor_maxpool.py.

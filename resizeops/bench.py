@@ -15,13 +15,15 @@ Every provider of an op runs the same named :class:`Case` side by side:
   ``maxpool+blend``: ``F.max_pool2d(x, 2)`` followed by the fused
   ``resize_blend`` on the default backend, the unfused alternative the fused
   cell must beat;
-* ``cuda-lanes``, ``cuda-fused``, ``cuda-rows``, ``cuda-separable`` and ``triton-rows``
-  (``dynopool2d`` only, and only when named in ``--backends``): the ``cuda`` backend
-  with ``RESIZEOPS_CUDA_LANES=4`` (4 channels per thread), ``RESIZEOPS_CUDA_GRAD_X=fused``
-  (the backward in one kernel), ``RESIZEOPS_CUDA_FORWARD=rows`` (4 cells of a row
-  per thread in the forward) or ``RESIZEOPS_CUDA_FORWARD=separable`` (the forward per
-  tile of cells, its vertical interpolations shared; these three NCHW,
-  channels_last falls back to the default) and
+* ``cuda-lanes``, ``cuda-fused``, ``cuda-rows``, ``cuda-separable``,
+  ``cuda-fused-separable`` and ``triton-rows`` (``dynopool2d`` only, and only when
+  named in ``--backends``): the ``cuda`` backend with ``RESIZEOPS_CUDA_LANES=4`` (4
+  channels per thread), ``RESIZEOPS_CUDA_GRAD_X=fused`` (the backward in one kernel),
+  ``RESIZEOPS_CUDA_FORWARD=rows`` (4 cells of a row per thread in the forward),
+  ``RESIZEOPS_CUDA_FORWARD=separable`` (the forward per tile of cells, its vertical
+  interpolations shared) or all of the separable forward, the fused backward and its
+  separable winners (``RESIZEOPS_CUDA_FUSED_WINNERS=separable``); these four NCHW,
+  channels_last falls back to the default; and
   the ``triton`` backend
   with ``RESIZEOPS_TRITON_FORWARD=rows`` (the NCHW forward in 2-D tiles), the opt-in
   forms of docs/DESIGN.md, with the variable set around the forward and the backward.
@@ -90,6 +92,10 @@ VARIANTS = {
     "cuda-fused": ("cuda", {"RESIZEOPS_CUDA_GRAD_X": "fused"}),
     "cuda-rows": ("cuda", {"RESIZEOPS_CUDA_FORWARD": "rows"}),
     "cuda-separable": ("cuda", {"RESIZEOPS_CUDA_FORWARD": "separable"}),
+    "cuda-fused-separable": (
+        "cuda",
+        {"RESIZEOPS_CUDA_FORWARD": "separable", "RESIZEOPS_CUDA_GRAD_X": "fused", "RESIZEOPS_CUDA_FUSED_WINNERS": "separable"},
+    ),
 }
 OPS = ("dynopool2d", "resize_blend", "shape_adaptor_maxpool")
 TIERS = ("cpu", "gpu")
@@ -779,8 +785,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--backends", default=None,
         help=f"comma list of providers to run: backend names (cuda, triton, cpu, reference), {EAGER}, {COMPILED}, "
-        "cuda-lanes, cuda-fused, cuda-rows, cuda-separable, triton-rows (dynopool2d: opt-in forms of the cuda and "
-        "triton backends) "
+        "cuda-lanes, cuda-fused, cuda-rows, cuda-separable, cuda-fused-separable, triton-rows (dynopool2d: opt-in "
+        "forms of the cuda and triton backends) "
         "(default: every available backend + both references; the Triton interpreter on the CPU and the opt-in forms "
         "only when named)",
     )

@@ -12,7 +12,7 @@
 #   STEPS="build tests bench" bash scripts/gpu_check.sh   # a subset
 #   PROFILE_OPS="blend cell" BENCH="blend-sa-imagenet-vgg:" BENCH2="" ...  # fewer cases
 #   BENCH_BACKENDS=cuda,cuda-lanes,eager-reference ...  # the benchmark's --backends (quick: with cuda-lanes)
-#   PRESET=quick DEADLINE=540 bash scripts/gpu_check.sh  # ~8 min: build, tests, memcheck, DynOPool profile (cuda vs cuda-lanes, cuda-fused, cuda-rows and cuda-separable, triton vs triton-rows; ImageNet and CIFAR), racecheck of the fused backward and the separable forward, one benchmark
+#   PRESET=quick DEADLINE=540 bash scripts/gpu_check.sh  # ~8 min: build, tests, memcheck, DynOPool profile (cuda vs cuda-lanes, cuda-fused, cuda-rows, cuda-separable and cuda-fused-separable, triton vs triton-rows; ImageNet and CIFAR), racecheck of the fused backward and the separable forward, one benchmark
 # Optional wheels (e.g. expecttest, which torch.library.opcheck needs) are
 # installed from .whl/ when that folder exists.
 set -uo pipefail
@@ -24,8 +24,8 @@ export MPLBACKEND=Agg RESIZEOPS_REQUIRE_EXT=1 RESIZEOPS_REQUIRE_CUDA_BUILD=1 PYT
 export TORCH_CUDA_ARCH_LIST="${TORCH_CUDA_ARCH_LIST:-9.0}" MAX_JOBS="${MAX_JOBS:-16}"
 # PRESET=quick: for a session with a few minutes of device time (the full run takes
 # about 9): build, the GPU tests, the DynOPool kernel profile (its A/B of one and
-# four channels per thread, of the fused NCHW backward and the NCHW row and separable
-# forwards, Triton's flat and 2-D tile NCHW forward; then the CIFAR case, whose
+# four channels per thread, of the fused NCHW backward (winners by cells and separable)
+# and the NCHW row and separable forwards, Triton's flat and 2-D tile NCHW forward; then the CIFAR case, whose
 # channels_last step was 5x its NCHW one), memcheck over the CUDA kernel tests,
 # racecheck over the float32 tests of the fused backward and the separable forward
 # (their shared memory), and the DynOPool ImageNet benchmark in
@@ -33,8 +33,8 @@ export TORCH_CUDA_ARCH_LIST="${TORCH_CUDA_ARCH_LIST:-9.0}" MAX_JOBS="${MAX_JOBS:
 if [ "${PRESET:-}" = quick ]; then
   : "${STEPS:=build tests sanitize profile racecheck bench}" "${SANITIZERS:=memcheck}" "${PROFILE_OPS:=dynopool dynopool-cifar}"
   : "${SANITIZE_FILES:=tests/test_cuda_dynopool.py}" "${SANITIZE_S:=120}"  # DynOPool's kernels (issue 3) only
-  : "${PROFILE_PROVIDERS:=cuda cuda-lanes cuda-fused cuda-rows cuda-separable triton triton-rows}"
-  # (channels_last: cuda-fused and cuda-rows, NCHW only, would time the default again)
+  : "${PROFILE_PROVIDERS:=cuda cuda-lanes cuda-fused cuda-rows cuda-separable cuda-fused-separable triton triton-rows}"
+  # (channels_last: the NCHW-only forms would time the default again; the profile skips them)
   : "${BENCH_BACKENDS:=cuda,cuda-lanes,triton,triton-rows,eager-reference,compiled-reference}"
   export PROFILE_PROVIDERS
   : "${BENCH:=dynopool-imagenet:--channels-last}" "${BENCH2:=}"

@@ -24,7 +24,9 @@ NCHW only: its backward in one kernel, RESIZEOPS_CUDA_GRAD_X=fused; channels_las
 would fall back to the default), "cuda-rows" (DynOPool only, NCHW only: its forward
 with 4 cells of a row per thread, RESIZEOPS_CUDA_FORWARD=rows), "cuda-separable" (DynOPool
 only, NCHW only: its forward per tile of output cells, the vertical interpolations
-shared through shared memory, RESIZEOPS_CUDA_FORWARD=separable). PROFILE_PROVIDERS="cuda
+shared through shared memory, RESIZEOPS_CUDA_FORWARD=separable), "cuda-fused-separable"
+(DynOPool only, NCHW only: that forward, and the fused backward finding its tiles'
+winners the same way, RESIZEOPS_CUDA_FUSED_WINNERS=separable). PROFILE_PROVIDERS="cuda
 cuda-lanes" (environment) profiles only those.
 """
 
@@ -44,9 +46,10 @@ FORMS = {
     "cuda-tile": ("cuda", {"RESIZEOPS_CUDA_GATHER": "tile", "RESIZEOPS_CUDA_GRAD_X": "gather"}),
     "cuda-loop": ("cuda", {"RESIZEOPS_CUDA_GATHER": "loop", "RESIZEOPS_CUDA_GRAD_X": "gather"}),
 }
-PROVIDERS = ["cuda", "cuda-lanes", "cuda-fused", "cuda-rows", "cuda-separable", "cuda-tile", "cuda-loop", "triton",
-             "triton-rows"]
-NCHW_ONLY = ("cuda-fused", "cuda-rows", "cuda-separable", "triton-rows")  # channels_last runs the default
+PROVIDERS = ["cuda", "cuda-lanes", "cuda-fused", "cuda-rows", "cuda-separable", "cuda-fused-separable", "cuda-tile",
+             "cuda-loop", "triton", "triton-rows"]
+# channels_last runs the default
+NCHW_ONLY = ("cuda-fused", "cuda-rows", "cuda-separable", "cuda-fused-separable", "triton-rows")
 SWITCHES = sorted({var for _, env in FORMS.values() for var in env})
 
 

@@ -41,6 +41,9 @@ BACKENDS = [
     # cells, vertical interpolations shared in shared memory; NCHW), in tiles of at
     # most 2 x 4 cells so that these small outputs span several, partial ones too.
     pytest.param("cuda_cells_separable", id="cuda_cells_separable"),
+    # Both separable forms: the separable forward, and the fused backward finding its
+    # tiles' winners separably (RESIZEOPS_CUDA_FUSED_WINNERS=separable), tiles of 2 x 4.
+    pytest.param("cuda_cells_fused_separable", id="cuda_cells_fused_separable"),
     pytest.param("triton", id="triton", marks=pytest.mark.triton),
     pytest.param("cuda", id="cuda", marks=pytest.mark.cuda),
 ]
@@ -83,9 +86,10 @@ def backend(request, monkeypatch):
             pytest.skip("the compiled extension is not loaded")
         _use_cuda_cells(monkeypatch)
         monkeypatch.setenv("RESIZEOPS_CUDA_GATHER", "loop" if name == "cuda_cells_loop" else "tile")
-        form = "scatter" if name.endswith("scatter") else "fused" if name.endswith("fused") else "gather"
+        form = "scatter" if name.endswith("scatter") else "fused" if "fused" in name else "gather"
         monkeypatch.setenv("RESIZEOPS_CUDA_GRAD_X", form)
         monkeypatch.setenv("RESIZEOPS_CUDA_FUSED_TILE", "2x4")
+        monkeypatch.setenv("RESIZEOPS_CUDA_FUSED_WINNERS", "separable" if name.endswith("fused_separable") else "cell")
         forward = "rows" if name.endswith("rows") else "separable" if name.endswith("separable") else "cell"
         monkeypatch.setenv("RESIZEOPS_CUDA_FORWARD", forward)
         monkeypatch.setenv("RESIZEOPS_CUDA_FORWARD_TILE", "2x4")
@@ -416,14 +420,18 @@ def test_cuda_fused_backward_bit_identical_to_the_gather(dtype, monkeypatch):
             assert torch.equal(gx_only.nan_to_num(), gx.nan_to_num())
 
 
-def test_cuda_fused_tiles_stay_within_the_plan(monkeypatch):
+@pytest.mark.parametrize("winners", ["cell", "separable"])
+def test_cuda_fused_tiles_stay_within_the_plan(winners, monkeypatch):
     """The fused form's plan bounds each tile's cell window from the query spacing
-    (dynopool_fused_window_bound); the emulation raises where a window exceeds it.
-    Random sizes and ratios (0.1 to 3, and arbitrary output sizes), random tile caps."""
+    (dynopool_fused_window_bound) and, with separable winners, the window's input
+    columns (dynopool_tile_cols_bound); the emulation raises where a window exceeds
+    its bound. Random sizes and ratios (0.1 to 3, and arbitrary output sizes), random
+    tile caps; then rows of 10^5 columns (float32 coordinates many ulps off)."""
     _needs_cells_emulation()
     ext = torch.ops.resizeops_ext
     rng = random.Random(5)
-    monkeypatch.setenv("RESIZEOPS_CUDA_GRAD_X", "fused")
+    monkeypatch.setenv("RESIZEOPS_CUDA_FUSED_WINNERS", winners)
+    taken = 0
     for _ in range(60):
         h, w = rng.randint(1, 90), rng.randint(1, 90)
         if rng.random() < 0.5:
@@ -433,10 +441,113 @@ def test_cuda_fused_tiles_stay_within_the_plan(monkeypatch):
         monkeypatch.setenv("RESIZEOPS_CUDA_FUSED_TILE", f"{2 ** rng.randint(0, 4)}x{2 ** rng.randint(0, 6)}")
         x = torch.randn(1, 1, h, w, dtype=torch.float64)
         g = torch.randn(1, 1, *out, dtype=torch.float64)
+        monkeypatch.setenv("RESIZEOPS_CUDA_GRAD_X", "fused")
+        form = ext._dynopool2d_backward_form(g, x, *out, False, True)
+        taken += form[0] == _FUSED and form[-1] > 0
         gx, _ = ext._dynopool2d_backward_cells(g, x, *out, False, True, True)
         ref = _emulated_grad_x(g, x, out, False, "loop", monkeypatch)
-        assert torch.equal(gx, ref), (h, w, out)
+        assert torch.equal(gx, ref), (h, w, out, form)
+    assert taken >= (30 if winners == "separable" else 0), taken
+    monkeypatch.delenv("RESIZEOPS_CUDA_FUSED_TILE")
+    for w, wo in [(100003, 62500), (99991, 30000)]:
+        x = torch.randn(1, 1, 2, w)
+        g = torch.randn(1, 1, 1, wo)
         monkeypatch.setenv("RESIZEOPS_CUDA_GRAD_X", "fused")
+        form = ext._dynopool2d_backward_form(g, x, 1, wo, False, True)
+        assert form[0] == _FUSED and (form[-1] > 0) == (winners == "separable"), form
+        gx, _ = ext._dynopool2d_backward_cells(g, x, 1, wo, False, True, True)
+        assert torch.equal(gx, _emulated_grad_x(g, x, (1, wo), False, "loop", monkeypatch)), (w, wo)
+
+
+_FUSED = 2  # resizeops_ext::_dynopool2d_backward_form's code of the fused form
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32, torch.bfloat16, torch.float16])
+def test_cuda_fused_separable_winners_bit_identical_to_the_cell_form(dtype, monkeypatch):
+    """The fused backward's separable winners (RESIZEOPS_CUDA_FUSED_WINNERS=separable:
+    phase A from the vertical interpolations and differences of the tile's query rows in
+    shared memory, then each cell's 4 queries, winner and derivatives from there) in the
+    serial emulation: the cell form's operations on the same values, each thread's
+    cells in the same order, so grad_x and the size gradient are bit-identical to the
+    winners by cells, for every tiling from 1 x 1 to the default 16 x 64. Inputs with
+    ties, NaN and inf in x (a sliced and a channels_last-strided x) and in grad_out.
+    The separable winners must be taken (the backward's form hook says so), except for
+    r_w = 0.13 (33 x 70 -> 7 x 9: more than 4 columns per cell) and the default tiles'
+    up-sampling 37 x 130 -> 90 x 312 (V and D beyond the shared memory), which fall back."""
+    _needs_cells_emulation()
+    ext = torch.ops.resizeops_ext
+    gen = torch.Generator().manual_seed(31)
+    cases = []
+    for x, g, shape, out in _fused_inputs(dtype, seed=23):
+        cases.append((x, g, shape, out))
+    for shape, out in [((2, 3, 13, 17), (7, 8)), ((1, 2, 40, 70), (23, 44)), ((1, 1, 30, 130), (9, 33)),
+                       ((1, 2, 6, 5), (17, 15)), ((1, 1, 19, 96), (5, 24))]:  # fmt: skip
+        g = torch.randn(shape[0], shape[1], *out, generator=gen).to(dtype)
+        g.view(-1)[::11] = float("nan")
+        for x in _sliced_inputs_with_specials(shape, dtype, gen):
+            cases.append((x, g, shape, out))
+    monkeypatch.setenv("RESIZEOPS_CUDA_GRAD_X", "fused")
+    for x, g, shape, out in cases:
+        for tile in ("", "1x1", "2x4", "4x2", "8x16"):
+            monkeypatch.setenv("RESIZEOPS_CUDA_FUSED_TILE", tile)
+            got = {}
+            for winners in ("cell", "separable"):
+                monkeypatch.setenv("RESIZEOPS_CUDA_FUSED_WINNERS", winners)
+                form = ext._dynopool2d_backward_form(g, x, *out, False, True)
+                fallback = shape[2:] == (33, 70) or (shape[2:] == (37, 130) and tile == "")
+                taken = winners == "separable" and not fallback
+                assert form[0] == _FUSED and (form[-1] > 0) == taken, (shape, out, tile, form)
+                got[winners] = [*ext._dynopool2d_backward_cells(g, x, *out, False, True, True),
+                                ext._dynopool2d_backward_cells(g, x, *out, False, True, False)[0]]
+            for a, b in zip(got["separable"], got["cell"]):
+                assert a.dtype == b.dtype and a.stride() == b.stride()
+                assert torch.equal(a.isnan(), b.isnan()), (shape, out, tile)
+                assert torch.equal(a.nan_to_num(), b.nan_to_num()), (shape, out, tile)
+
+
+def test_cuda_fused_separable_plan_and_fallbacks(monkeypatch):
+    """Separable winners are opt-in (RESIZEOPS_CUDA_FUSED_WINNERS, validated) and fall
+    back to winners by cells, with the cell form's results, where they do not pay or
+    cannot run: more than 4 input columns per cell column (r < 0.25), the 64-bit index
+    path, V and D beyond the shared memory (up-sampling). The ImageNet-VGG plan keeps
+    the default 16 x 64 tile, with a column window that fits."""
+    _needs_cells_emulation()
+    ext = torch.ops.resizeops_ext
+    monkeypatch.setenv("RESIZEOPS_CUDA_GRAD_X", "fused")
+    x = torch.randn(1, 2, 224, 224)
+    g = torch.randn(1, 2, 112, 140)
+    assert ext._dynopool2d_backward_form(g, x, 112, 140, False, True)[-1] == 0  # unset: cells
+    monkeypatch.setenv("RESIZEOPS_CUDA_FUSED_WINNERS", "separable")
+    form, th, tw, cell_rows, cell_cols, vcols = ext._dynopool2d_backward_form(g, x, 112, 140, False, True)
+    assert (form, th, tw) == (_FUSED, 16, 64)
+    # cell_cols cells of 2 queries 0.8 apart span (2 cell_cols - 1) * 0.8 columns, + 3 for the taps, 1 for rounding.
+    assert 1.6 * cell_cols + 1 <= vcols <= 1.6 * cell_cols + 4, (cell_cols, vcols)
+    g50 = torch.randn(1, 2, 112, 50)
+    up = torch.randn(1, 1, 37, 130, dtype=torch.float64)
+    cases = [
+        (x, g50, (112, 50), {}),  # r_w = 0.22: cells
+        (x, g, (112, 140), {"RESIZEOPS_FORCE_INT64_INDEXING": "1"}),
+        (up, torch.randn(1, 1, 90, 312, dtype=torch.float64), (90, 312), {}),  # x2.4: V and D beyond 40 KiB
+    ]
+    for t, gt, out, env in cases:
+        for k, v in env.items():
+            monkeypatch.setenv(k, v)
+        form = ext._dynopool2d_backward_form(gt, t, *out, False, True)
+        assert form[0] == _FUSED and form[-1] == 0, (out, env, form)
+        got = ext._dynopool2d_backward_cells(gt, t, *out, False, True, True)
+        monkeypatch.setenv("RESIZEOPS_CUDA_FUSED_WINNERS", "cell")
+        want = ext._dynopool2d_backward_cells(gt, t, *out, False, True, True)
+        assert torch.equal(got[0], want[0]) and torch.equal(got[1], want[1]), (out, env)
+        monkeypatch.setenv("RESIZEOPS_CUDA_FUSED_WINNERS", "separable")
+        for k in env:
+            monkeypatch.delenv(k)
+    # Not the fused form: the winners' variable is not read.
+    monkeypatch.setenv("RESIZEOPS_CUDA_GRAD_X", "gather")
+    assert ext._dynopool2d_backward_form(g, x, 112, 140, False, True) == [0]
+    monkeypatch.setenv("RESIZEOPS_CUDA_GRAD_X", "fused")
+    monkeypatch.setenv("RESIZEOPS_CUDA_FUSED_WINNERS", "tiles")
+    with pytest.raises(RuntimeError, match="RESIZEOPS_CUDA_FUSED_WINNERS must be 'cell' or 'separable'"):
+        ext._dynopool2d_backward_cells(g, x, 112, 140, False, True, True)
 
 
 def test_cuda_fused_backward_falls_back_where_it_cannot_run(monkeypatch):

@@ -131,20 +131,29 @@ def test_cuda_lanes_matches_the_emulation_and_one_lane(cl, dtype, monkeypatch):
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float64], ids=["float32", "bfloat16", "float64"])
 @pytest.mark.parametrize("tile", ["", "2x4"], ids=["default_tiles", "tiles_2x4"])
-def test_cuda_fused_backward_matches_the_emulation_and_the_gather(dtype, tile, monkeypatch):
+@pytest.mark.parametrize("winners", ["cell", "separable"])
+def test_cuda_fused_backward_matches_the_emulation_and_the_gather(dtype, tile, winners, monkeypatch):
     # The fused backward (RESIZEOPS_CUDA_GRAD_X=fused, NCHW: one kernel, winners in a
-    # shared-memory window per tile, then the gather from it) on the GPU: against its
+    # shared-memory window per tile, then the gather from it) on the GPU, its tiles'
+    # winners by cells or separable (RESIZEOPS_CUDA_FUSED_WINNERS): against its
     # serial emulation, the GPU's two-pass gather and itself (deterministic: bit-identical
     # run to run). Images spanning several default 16 x 64 tiles, down- and up-sampled
-    # (the plan halves its tiles), and small tiles (test hook) on small images.
+    # (the plan halves its tiles; separable winners fall back to cells at x2.4 with the
+    # default tiles), and small tiles (test hook) on small images; the ImageNet-VGG plane.
     monkeypatch.setenv("RESIZEOPS_CUDA_FUSED_TILE", tile)
+    monkeypatch.setenv("RESIZEOPS_CUDA_FUSED_WINNERS", winners)
     gen = torch.Generator().manual_seed(6)
     cases = [((2, 5, 13, 17), (7, 10)), ((2, 3, 8, 8), (15, 3)), ((1, 3, 40, 150), (23, 97)),
-             ((1, 2, 37, 130), (90, 312)), ((2, 2, 70, 70), (35, 44))]  # fmt: skip
+             ((1, 2, 37, 130), (90, 312)), ((2, 2, 70, 70), (35, 44)), ((1, 2, 224, 224), (112, 140))]  # fmt: skip
     for shape, out in cases:
+        if tile and shape[2] == 224:
+            continue  # (the small tiles on small images; and racecheck's time)
         x = torch.randn(shape, generator=gen).to(dtype)
         g = torch.randn(shape[0], shape[1], *out, generator=gen).to(dtype)
         monkeypatch.setenv("RESIZEOPS_CUDA_GRAD_X", "fused")
+        form = EXT._dynopool2d_backward_form(g, x, *out, False, True)
+        fallback = winners == "cell" or (shape[2] == 37 and tile == "")
+        assert form[0] == 2 and (form[-1] == 0) == fallback, (shape, out, form)
         gx, gs = EXT.dynopool2d_backward(g.cuda(), x.cuda(), *out, False, True, True)
         gx2, gs2 = EXT.dynopool2d_backward(g.cuda(), x.cuda(), *out, False, True, True)
         assert torch.equal(gx, gx2) and torch.equal(gs, gs2)

@@ -75,9 +75,9 @@ void forward_separable(const at::Tensor& x, at::Tensor& out, const cells::Forwar
         const int32_t ni = static_cast<int32_t>(std::min<int64_t>(plan.th, Ho - i0));
         std::fill(s_v.begin(), s_v.end(), acc_t(-999));
         for (int32_t tid = 0; tid < kBlockThreads; ++tid) {
-          cells::dynopool_forward_tile_rows<scalar_t, acc_t, int32_t>(tid, kBlockThreads, S, i0, ni,
-                                                                      x.const_data_ptr<scalar_t>(), xs, rows,
-                                                                      s_v.data());
+          cells::dynopool_separable_rows<false, scalar_t, acc_t, int32_t>(tid, kBlockThreads, S, i0, ni,
+                                                                          x.const_data_ptr<scalar_t>(), xs, rows,
+                                                                          s_v.data(), nullptr);
         }
         for (int32_t tid = 0; tid < kBlockThreads; ++tid) {  // after __syncthreads
           cells::dynopool_forward_tile_cells<scalar_t, acc_t, int32_t>(tid, kBlockThreads, plan, S, column[tid], i0, ni,
@@ -162,16 +162,77 @@ std::vector<int64_t> forward_form(const at::Tensor& x, int64_t out_h, int64_t ou
   return {static_cast<int64_t>(a.form), a.plan.th, a.plan.tw(), a.plan.vcols, a.plan.tiles_h, a.plan.tiles_w};
 }
 
+// Phase A of the fused backward for one tile, its block's threads one after another:
+// winners by cells, or separable (plan.vcols > 0: A1 for each thread, V and D
+// poisoned first, then A2's cells after the barrier).
+template <typename scalar_t, typename acc_t, typename index_t>
+void fused_phase_a(const cells::FusedPlan& plan, const cells::FusedTile<index_t>& T, bool need_size, const at::Tensor& x,
+                   const S4<index_t>& xs, const at::Tensor& grad_out, const S4<index_t>& gs,
+                   const cells::AxisTaps<acc_t>& rows, const cells::AxisTaps<acc_t>& cols, std::vector<acc_t>& region,
+                   acc_t* s_g, uint8_t* s_arg, double* dh_sum, double* dw_sum) {
+  const scalar_t* xp = x.const_data_ptr<scalar_t>();
+  const scalar_t* gp = grad_out.const_data_ptr<scalar_t>();
+  const int32_t ncells = T.nci * T.ncj;
+  const auto both = [need_size](auto f) {  // f(NeedSize)
+    if (need_size) {
+      f(std::true_type{});
+    } else {
+      f(std::false_type{});
+    }
+  };
+  if (plan.vcols == 0) {
+    both([&](auto ns) {
+      for (int32_t tid = 0; tid < kBlockThreads; ++tid) {
+        for (cells::WindowCursor w(tid, kBlockThreads, T.ncj); w.k < ncells; w.advance()) {
+          cells::dynopool_fused_cell<decltype(ns)::value, scalar_t, acc_t, index_t>(w, T, xp, xs, gp, gs, rows, cols,
+                                                                                    s_g, s_arg, dh_sum, dw_sum);
+        }
+      }
+    });
+    return;
+  }
+  const auto S = cells::dynopool_fused_strip<acc_t, index_t>(T, plan, cols);
+  std::fill(region.begin(), region.end(), acc_t(-999));
+  acc_t* s_v = region.data();
+  acc_t* s_d = s_v + plan.v_entries();
+  both([&](auto ns) {
+    constexpr bool kNeedSize = decltype(ns)::value;
+    for (int32_t tid = 0; tid < kBlockThreads; ++tid) {  // A1
+      cells::dynopool_separable_rows<kNeedSize, scalar_t, acc_t, index_t>(tid, kBlockThreads, S, T.ci, T.nci, xp, xs,
+                                                                         rows, s_v, s_d);
+    }
+    for (int32_t tid = 0; tid < kBlockThreads; ++tid) {  // A2 (after __syncthreads)
+      for (cells::WindowCursor w(tid, kBlockThreads, T.ncj); w.k < ncells; w.advance()) {
+        cells::dynopool_fused_cell_separable<kNeedSize, scalar_t, acc_t, index_t>(w, T, S, s_v, s_d, gp, gs, rows,
+                                                                                 cols, s_g, s_arg, dh_sum, dw_sum);
+      }
+    }
+  });
+}
+
+// resizeops_ext::_dynopool2d_backward_form: the launch's choice, for the tests.
+std::vector<int64_t> backward_form(const at::Tensor& grad_out, const at::Tensor& x, int64_t out_h, int64_t out_w,
+                                   bool channels_last, bool need_x) {
+  check_dynopool_args(x, out_h, out_w);
+  check_dynopool_grad(grad_out, x, out_h, out_w);
+  cells::FusedPlan plan{};
+  const auto form = dynopool_backward_form(grad_out, x, out_h, out_w, channels_last, need_x, &plan);
+  if (form != DynopoolGradX::kFused) return {static_cast<int64_t>(form)};
+  return {static_cast<int64_t>(form), plan.th, plan.tw(), plan.cell_rows, plan.cell_cols, plan.vcols};
+}
+
 // The fused backward (checks.h, RESIZEOPS_CUDA_GRAD_X=fused): backward_fused_kernel's
 // blocks one after another, each with its shared-memory window (vectors sized as
-// the launch's dynamic shared memory, poisoned) and its phases in order.
+// the launch's dynamic shared memory, poisoned; V and D in the row sums' region,
+// as on the GPU) and its phases in order.
 std::tuple<at::Tensor, at::Tensor> backward_fused(const at::Tensor& grad_out, const at::Tensor& x, int64_t out_h,
                                                   int64_t out_w, bool need_size, const cells::FusedPlan& plan) {
   const int64_t N = x.size(0), C = x.size(1), H = x.size(2), W = x.size(3);
   at::Tensor grad_x = at::empty(x.sizes(), x.options());
   at::Tensor grad_size = at::zeros({2}, x.options().dtype(at::kDouble));
   const cells::TableLayout L{out_h, out_w, H, W};
-  const bool use32 = use_int32_indexing({N * C * out_h * out_w, x.numel(), extent(x), extent(grad_out)});
+  const bool use32 = dynopool_fused_use32(grad_out, x);
+  TORCH_INTERNAL_ASSERT(plan.vcols == 0 || use32, "_dynopool2d_backward_cells: separable winners off the 32-bit path");
   const int64_t blocks = N * C * plan.tiles_h * plan.tiles_w;
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "_dynopool2d_backward_cells", [&] {
     using acc_t = at::opmath_type<scalar_t>;
@@ -179,7 +240,8 @@ std::tuple<at::Tensor, at::Tensor> backward_fused(const at::Tensor& grad_out, co
     const auto &rows = tab.rows, &cols = tab.cols;
     std::vector<acc_t> s_g(plan.max_cells());
     std::vector<uint8_t> s_arg(plan.max_cells());
-    std::vector<acc_t> s_rs(plan.row_sums());
+    std::vector<acc_t> region(plan.region());  // the row sums; before them, V and D
+    acc_t* s_rs = region.data();
     cells::FusedAxes<acc_t> axes;
     double dh_sum = 0.0, dw_sum = 0.0;
     with_index_type(use32, [&](auto zero) {
@@ -195,32 +257,21 @@ std::tuple<at::Tensor, at::Tensor> backward_fused(const at::Tensor& grad_out, co
                                                                  rows, cols);
         std::fill(s_g.begin(), s_g.end(), acc_t(-777));
         std::fill(s_arg.begin(), s_arg.end(), uint8_t(255));
-        for (int32_t k = 0; k < T.nci * T.ncj; ++k) {  // phase A
-          if (need_size) {
-            cells::dynopool_fused_cell<true, scalar_t, acc_t, index_t>(k, T, x.const_data_ptr<scalar_t>(), xs,
-                                                                       grad_out.const_data_ptr<scalar_t>(), gs, rows,
-                                                                       cols, s_g.data(), s_arg.data(), &dh_sum,
-                                                                       &dw_sum);
-          } else {
-            cells::dynopool_fused_cell<false, scalar_t, acc_t, index_t>(k, T, x.const_data_ptr<scalar_t>(), xs,
-                                                                        grad_out.const_data_ptr<scalar_t>(), gs, rows,
-                                                                        cols, s_g.data(), s_arg.data(), &dh_sum,
-                                                                        &dw_sum);
-          }
-        }
+        fused_phase_a<scalar_t, acc_t, index_t>(plan, T, need_size, x, xs, grad_out, gs, rows, cols, region,
+                                                s_g.data(), s_arg.data(), &dh_sum, &dw_sum);
         // The tile's axis entries (poisoned first: every slot a pixel selects must be written).
         std::memset(static_cast<void*>(&axes), 0xA5, sizeof(axes));
         for (int32_t e = 0; e < plan.th + plan.tw(); ++e) {
           cells::dynopool_fused_axis_entry<acc_t, index_t>(e, plan, T, rows, cols, &axes);
         }
         // Phase B1 (after __syncthreads), the 256 threads of the CUDA block one after another.
-        std::fill(s_rs.begin(), s_rs.end(), acc_t(-555));
+        std::fill(region.begin(), region.end(), acc_t(-555));
         for (int32_t tid = 0; tid < kBlockThreads; ++tid) {
           cells::dynopool_fused_row_sums<acc_t, index_t>(tid, kBlockThreads, plan, T, cols, axes, s_g.data(),
-                                                         s_arg.data(), s_rs.data());
+                                                         s_arg.data(), s_rs);
         }
         for (int32_t p = 0; p < pixels; ++p) {  // phase B2 (after __syncthreads)
-          cells::dynopool_fused_pixel<scalar_t, acc_t, index_t>(p, plan, T, rows, axes, s_rs.data(), gx, gxs);
+          cells::dynopool_fused_pixel<scalar_t, acc_t, index_t>(p, plan, T, rows, axes, s_rs, gx, gxs);
         }
       }
     });
@@ -240,7 +291,7 @@ std::tuple<at::Tensor, at::Tensor> backward_cells(const at::Tensor& grad_out, co
   // The CUDA path's choice of grad_x form (checks.h): the scatter adds into a
   // zeroed grad_x; the fused form needs NCHW and a tiling that fits.
   cells::FusedPlan plan{};
-  const auto form = dynopool_backward_form(x, out_h, out_w, channels_last, need_x, &plan);
+  const auto form = dynopool_backward_form(grad_out, x, out_h, out_w, channels_last, need_x, &plan);
   const bool scatter = need_x && form == DynopoolGradX::kScatter;
   if (form == DynopoolGradX::kFused) return backward_fused(grad_out, x, out_h, out_w, need_size, plan);
   // (at::zeros would drop the memory format: empty, then zero_.)
@@ -335,4 +386,5 @@ TORCH_LIBRARY_IMPL(resizeops_ext, CPU, m) {
   m.impl("_dynopool2d_forward_cells", &resizeops::forward_cells);
   m.impl("_dynopool2d_forward_form", &resizeops::forward_form);
   m.impl("_dynopool2d_backward_cells", &resizeops::backward_cells);
+  m.impl("_dynopool2d_backward_form", &resizeops::backward_form);
 }

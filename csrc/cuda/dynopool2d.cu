@@ -143,7 +143,8 @@ __global__ void __launch_bounds__(kThreads)
   const auto K = cells::dynopool_forward_strip_column<acc_t, index_t>(threadIdx.x, plan, S, cols);
   for (int32_t i0 = 0; i0 < Ho; i0 += plan.th) {
     const int32_t ni = Ho - i0 < plan.th ? Ho - i0 : plan.th;
-    cells::dynopool_forward_tile_rows<scalar_t, acc_t, index_t>(threadIdx.x, blockDim.x, S, i0, ni, x, xs, rows, s_v);
+    cells::dynopool_separable_rows<false, scalar_t, acc_t, index_t>(threadIdx.x, blockDim.x, S, i0, ni, x, xs, rows,
+                                                                    s_v, nullptr);
     __syncthreads();
     cells::dynopool_forward_tile_cells<scalar_t, acc_t, index_t>(threadIdx.x, blockDim.x, plan, S, K, i0, ni, s_v, out,
                                                                  os);
@@ -219,34 +220,61 @@ __global__ void __launch_bounds__(kThreads, L == 1 ? 0 : 2)
 // backward"): block work item b is one tile of one (n, c) plane, taken in a
 // grid-stride loop over the tiles (a fixed grid, so that the size-gradient
 // partials are summed in a fixed order), with three barriers per tile (after
-// phase A and the axis entries, after the row sums B1, after the pixels B2).
-// Dynamic shared memory: FusedPlan::smem_bytes (window gradients, row sums,
-// winner codes); static: the tile's axis entries.
+// phase A and the axis entries, after the row sums B1, after the pixels B2), four
+// with Separable winners (RESIZEOPS_CUDA_FUSED_WINNERS=separable; 32-bit index path
+// only: after A1's V and D and the axis entries, then after A2's cells).
+// Dynamic shared memory: FusedPlan::smem_bytes (window gradients, the region of
+// the row sums and of V and D, winner codes); static: the tile's axis entries.
 static_assert(kThreads % cells::kFusedMaxTW == 0, "B1 of the fused backward gives each thread one tile column");
 
-template <bool NeedSize, typename scalar_t, typename acc_t, typename index_t>
-__global__ void __launch_bounds__(kThreads)
+// Launch bounds: ptxas's own choice (winners by cells: 64 registers; separable
+// winners: 40 for float32, 64 for float64), except for separable winners of the
+// 16-bit types: at least 6 blocks per SM (40 registers, no stack; left to itself
+// ptxas took 57, 4 blocks per SM). (The same bound on float32 made it spill 16 bytes.)
+template <bool Separable, typename scalar_t>
+constexpr int fused_min_blocks() {
+  return Separable && sizeof(scalar_t) == 2 ? 6 : 0;
+}
+
+template <bool NeedSize, bool Separable, typename scalar_t, typename acc_t, typename index_t>
+__global__ void __launch_bounds__(kThreads, fused_min_blocks<Separable, scalar_t>())
     backward_fused_kernel(const scalar_t* __restrict__ x, S4<index_t> xs, const scalar_t* __restrict__ grad_out,
                           S4<index_t> gs, scalar_t* __restrict__ grad_x, S4<index_t> gxs, cells::FusedPlan plan,
                           int64_t tiles, index_t C, int32_t H, int32_t W, cells::AxisTaps<acc_t> rows,
                           cells::AxisTaps<acc_t> cols, double* __restrict__ partials) {
+  static_assert(!Separable || std::is_same<index_t, int32_t>::value, "separable winners run on the 32-bit path");
   extern __shared__ __align__(16) unsigned char fused_smem[];
   __shared__ cells::FusedAxes<acc_t> axes;
   acc_t* s_g = reinterpret_cast<acc_t*>(fused_smem);
-  acc_t* s_rs = s_g + plan.max_cells();
-  uint8_t* s_arg = reinterpret_cast<uint8_t*>(s_rs + plan.row_sums());
+  acc_t* s_rs = s_g + plan.max_cells();  // also V, then D (phase A, Separable)
+  acc_t* s_d = s_rs + plan.v_entries();
+  uint8_t* s_arg = reinterpret_cast<uint8_t*>(s_rs + plan.region());
   const int32_t pixels = plan.th * plan.tw(), entries = plan.th + plan.tw();
   double dh_sum = 0.0, dw_sum = 0.0;
   using loop = loop_t<index_t>;
   for (loop b = blockIdx.x; b < static_cast<loop>(tiles); b += gridDim.x) {
     const auto T = cells::dynopool_fused_tile<acc_t, index_t>(static_cast<index_t>(b), plan, C, H, W, rows, cols);
     const int32_t ncells = T.nci * T.ncj;
-    for (int32_t k = threadIdx.x; k < ncells; k += blockDim.x) {
-      cells::dynopool_fused_cell<NeedSize, scalar_t, acc_t, index_t>(k, T, x, xs, grad_out, gs, rows, cols, s_g, s_arg,
-                                                                     &dh_sum, &dw_sum);
-    }
-    for (int32_t e = threadIdx.x; e < entries; e += blockDim.x) {
-      cells::dynopool_fused_axis_entry<acc_t, index_t>(e, plan, T, rows, cols, &axes);
+    if constexpr (Separable) {
+      const auto S = cells::dynopool_fused_strip<acc_t, index_t>(T, plan, cols);
+      cells::dynopool_separable_rows<NeedSize, scalar_t, acc_t, index_t>(threadIdx.x, blockDim.x, S, T.ci, T.nci, x, xs,
+                                                                        rows, s_rs, s_d);
+      for (int32_t e = threadIdx.x; e < entries; e += blockDim.x) {
+        cells::dynopool_fused_axis_entry<acc_t, index_t>(e, plan, T, rows, cols, &axes);
+      }
+      __syncthreads();
+      for (cells::WindowCursor w(threadIdx.x, blockDim.x, T.ncj); w.k < ncells; w.advance()) {
+        cells::dynopool_fused_cell_separable<NeedSize, scalar_t, acc_t, index_t>(w, T, S, s_rs, s_d, grad_out, gs, rows,
+                                                                                cols, s_g, s_arg, &dh_sum, &dw_sum);
+      }
+    } else {
+      for (cells::WindowCursor w(threadIdx.x, blockDim.x, T.ncj); w.k < ncells; w.advance()) {
+        cells::dynopool_fused_cell<NeedSize, scalar_t, acc_t, index_t>(w, T, x, xs, grad_out, gs, rows, cols, s_g,
+                                                                       s_arg, &dh_sum, &dw_sum);
+      }
+      for (int32_t e = threadIdx.x; e < entries; e += blockDim.x) {
+        cells::dynopool_fused_axis_entry<acc_t, index_t>(e, plan, T, rows, cols, &axes);
+      }
     }
     __syncthreads();
     cells::dynopool_fused_row_sums<acc_t, index_t>(threadIdx.x, blockDim.x, plan, T, cols, axes, s_g, s_arg, s_rs);
@@ -427,7 +455,7 @@ std::tuple<at::Tensor, at::Tensor> backward_fused_cuda(const at::Tensor& grad_ou
   at::Tensor grad_size = at::zeros({2}, x.options().dtype(at::kDouble));
   const cudaStream_t stream = at::cuda::getCurrentCUDAStream();
   const cells::TableLayout L{out_h, out_w, H, W};
-  const bool use32 = use_int32_indexing({N * C * out_h * out_w, x.numel(), extent(x), extent(grad_out)});
+  const bool use32 = dynopool_fused_use32(grad_out, x);
   const int64_t tiles = N * C * plan.tiles_h * plan.tiles_w;
   // A fixed grid (several blocks per SM), each block looping over tiles.
   const int64_t sms = at::cuda::getCurrentDeviceProperties()->multiProcessorCount;
@@ -444,8 +472,15 @@ std::tuple<at::Tensor, at::Tensor> backward_fused_cuda(const at::Tensor& grad_ou
     const auto &rows = tab.rows, &cols = tab.cols;
     with_index_type(use32, [&](auto zero) {
       using index_t = decltype(zero);
-      auto* kernel = need_size ? backward_fused_kernel<true, scalar_t, acc_t, index_t>
-                               : backward_fused_kernel<false, scalar_t, acc_t, index_t>;
+      auto* kernel = need_size ? backward_fused_kernel<true, false, scalar_t, acc_t, index_t>
+                               : backward_fused_kernel<false, false, scalar_t, acc_t, index_t>;
+      if constexpr (std::is_same<index_t, int32_t>::value) {  // separable winners (plan.vcols > 0: 32-bit only)
+        if (plan.vcols > 0) {
+          kernel = need_size ? backward_fused_kernel<true, true, scalar_t, acc_t, index_t>
+                             : backward_fused_kernel<false, true, scalar_t, acc_t, index_t>;
+        }
+      }
+      TORCH_INTERNAL_ASSERT(plan.vcols == 0 || use32, "dynopool2d fused backward: separable winners off the 32-bit path");
       kernel<<<blocks, kThreads, smem, stream>>>(
           x.const_data_ptr<scalar_t>(), strides_of<index_t>(x), grad_out.const_data_ptr<scalar_t>(),
           strides_of<index_t>(grad_out), grad_x.mutable_data_ptr<scalar_t>(), dense_strides<index_t>(C, H, W, false),
@@ -470,7 +505,7 @@ std::tuple<at::Tensor, at::Tensor> dynopool2d_backward_cuda(const at::Tensor& gr
   // Scatter, gather or fused (checks.h): the scatter adds into a zeroed grad_x
   // and needs no argmax; the fused form needs NCHW and a tiling that fits.
   cells::FusedPlan plan{};
-  const auto form = dynopool_backward_form(x, out_h, out_w, channels_last, need_x, &plan);
+  const auto form = dynopool_backward_form(grad_out, x, out_h, out_w, channels_last, need_x, &plan);
   if (form == DynopoolGradX::kFused) return backward_fused_cuda(grad_out, x, out_h, out_w, need_size, plan);
   const bool scatter = need_x && form == DynopoolGradX::kScatter;
   // (at::zeros would drop the memory format: empty, then zero_.)

@@ -172,6 +172,21 @@ inline DynopoolGradX dynopool_grad_x_form(at::ScalarType dtype, bool fused_possi
   return DynopoolGradX::kScatter;
 }
 
+// How the fused backward (RESIZEOPS_CUDA_GRAD_X=fused) finds its tile's winners in
+// phase A: "cell" (one cell at a time, the forward's cell form) or "separable"
+// (dynopool_cells.h dynopool_fused_cell_separable: the vertical interpolations of
+// the tile's query rows shared through shared memory, as the separable forward; on
+// the 32-bit index path, where its window fits, else "cell").
+// RESIZEOPS_CUDA_FUSED_WINNERS picks one, read per call; unset: cell, until a GPU
+// run times it (docs/PERF_NOTES.md, version 8).
+inline bool dynopool_fused_winners_separable() {
+  const char* v = std::getenv("RESIZEOPS_CUDA_FUSED_WINNERS");
+  if (v == nullptr || v[0] == '\0' || std::strcmp(v, "cell") == 0) return false;
+  TORCH_CHECK(std::strcmp(v, "separable") == 0, "RESIZEOPS_CUDA_FUSED_WINNERS must be 'cell' or 'separable', got '", v,
+              "'");
+  return true;
+}
+
 // A tile-size test hook: the environment variable `name` = <rows>x<cols> (powers
 // of two up to max_th x max_tw) caps a tiled kernel's tiles below its defaults
 // (*th, *tw on entry), so that small test images span many tiles and partial

@@ -272,8 +272,10 @@ RESIZEOPS_UNROLL
 
 // One interpolation along an axis: w0 * a + w1 * b, without the second tap where
 // both taps are the last pixel (edge; see dynopool_cell_lanes). One expression for
-// every forward form (the cell form, its rows and the separable forward), so that
-// the compiler contracts them alike: the forms agree bit for bit.
+// every form that computes queries (the cell form, its rows, the separable forward,
+// the fused backward's separable winners; with edge false, the winner's row
+// derivative), so that the compiler contracts them alike: the forms agree bit for
+// bit.
 template <typename acc_t>
 RESIZEOPS_HD acc_t dynopool_lerp(acc_t w0, acc_t a, acc_t w1, acc_t b, bool edge) {
   return w0 * a + w1 * (edge ? acc_t(0) : b);
@@ -353,7 +355,7 @@ RESIZEOPS_UNROLL
 RESIZEOPS_UNROLL
         for (int l = 0; l < 2; ++l) {
           const bool won = c.arg == 2 * k + l;
-          const acc_t drow = cw0[l] * d[e][k][2 * l] + cw1[l] * d[e][k][2 * l + 1];
+          const acc_t drow = dynopool_lerp<acc_t>(cw0[l], d[e][k][2 * l], cw1[l], d[e][k][2 * l + 1], false);
           const acc_t dcol = v[e][k][2 * l + 1] - v[e][k][2 * l];
           c.dq_drow = won ? drow : c.dq_drow;
           c.dq_dcol = won ? dcol : c.dq_dcol;
@@ -553,42 +555,50 @@ inline bool dynopool_forward_tile_plan(int64_t W, int64_t Ho, int64_t Wo, Forwar
 // One strip (plane n * C + c, strip tx): its output columns [j0, j0 + nj) and its
 // column window [cw0, cw0 + ncw).
 template <typename index_t>
-struct ForwardStrip {
+struct SeparableStrip {
   index_t n, c;
   int32_t j0, nj, cw0, ncw;
 };
 
+// The column window of output columns [S->j0, S->j0 + S->nj): taps grow with the
+// query, so it runs from the first query column's first tap to the last one's
+// second tap (empty for nj = 0). At most vcols columns (the plan's bound, the
+// shared memory's size): a violation is a bug.
 template <typename acc_t, typename index_t>
-RESIZEOPS_HD ForwardStrip<index_t> dynopool_forward_strip(index_t plane, int32_t tx, const ForwardTilePlan& P,
-                                                         index_t C, int32_t Wo, const AxisTaps<acc_t>& cols) {
-  ForwardStrip<index_t> S;
+RESIZEOPS_HD void dynopool_column_window(const AxisTaps<acc_t>& cols, int32_t vcols, SeparableStrip<index_t>* S) {
+  S->cw0 = S->nj > 0 ? cols.i0[2 * S->j0] : 0;
+  S->ncw = S->nj > 0 ? cols.i1[2 * (S->j0 + S->nj) - 1] + 1 - S->cw0 : 0;
+#ifdef __CUDA_ARCH__
+  if (S->ncw > vcols) __trap();
+#else
+  if (S->ncw > vcols) throw std::logic_error("resizeops: a separable strip's column window exceeds the plan's bound");
+#endif
+}
+
+template <typename acc_t, typename index_t>
+RESIZEOPS_HD SeparableStrip<index_t> dynopool_forward_strip(index_t plane, int32_t tx, const ForwardTilePlan& P,
+                                                           index_t C, int32_t Wo, const AxisTaps<acc_t>& cols) {
+  SeparableStrip<index_t> S;
   S.n = plane / C;
   S.c = plane - S.n * C;
   S.j0 = tx * P.tw();
   S.nj = Wo - S.j0 < P.tw() ? Wo - S.j0 : P.tw();
-  // Taps grow with the query: the window runs from the first query column's first
-  // tap to the last one's second tap.
-  S.cw0 = cols.i0[2 * S.j0];
-  S.ncw = cols.i1[2 * (S.j0 + S.nj) - 1] + 1 - S.cw0;
-  // The plan's bound (the shared memory's size); a violation is a bug.
-#ifdef __CUDA_ARCH__
-  if (S.ncw > P.vcols) __trap();
-#else
-  if (S.ncw > P.vcols) throw std::logic_error("resizeops: a forward strip's column window exceeds the plan's bound");
-#endif
+  dynopool_column_window<acc_t, index_t>(cols, P.vcols, &S);
   return S;
 }
 
 // Step 1 for the tile of cell rows [i0, i0 + ni), thread tid of nthreads (a
 // multiple of kTileGroup): the entries of V, query row qr (of the tile's 2 ni) at
 // window column col, V[qr * ncw + col] = the vertical interpolation of x at input
-// column cw0 + col. Group tid / kTileGroup takes query rows tid / kTileGroup,
-// + nthreads / kTileGroup, ... (the row's table entries once per query row), its
-// lane tid % kTileGroup columns lane, + kTileGroup, ...
-template <typename scalar_t, typename acc_t, typename index_t>
-RESIZEOPS_HD void dynopool_forward_tile_rows(int32_t tid, int32_t nthreads, const ForwardStrip<index_t>& S, int32_t i0,
-                                             int32_t ni, const scalar_t* x, const S4<index_t>& xs,
-                                             const AxisTaps<acc_t>& rows, acc_t* s_v) {
+// column cw0 + col, and WithD (the fused backward's winners, for the size
+// gradient) D[qr * ncw + col] = x[i1] - x[i0] there. Group tid / kTileGroup takes
+// query rows tid / kTileGroup, + nthreads / kTileGroup, ... (the row's table
+// entries once per query row), its lane tid % kTileGroup columns lane, +
+// kTileGroup, ...
+template <bool WithD, typename scalar_t, typename acc_t, typename index_t>
+RESIZEOPS_HD void dynopool_separable_rows(int32_t tid, int32_t nthreads, const SeparableStrip<index_t>& S, int32_t i0,
+                                          int32_t ni, const scalar_t* x, const S4<index_t>& xs,
+                                          const AxisTaps<acc_t>& rows, acc_t* s_v, acc_t* s_d) {
   const int32_t lane = tid % kTileGroup, step = nthreads / kTileGroup;
   // Offsets from x in index_t (32-bit: one wide multiply-add per load address).
   const index_t base = S.n * xs.n + S.c * xs.c + static_cast<index_t>(S.cw0) * xs.w;
@@ -601,7 +611,9 @@ RESIZEOPS_HD void dynopool_forward_tile_rows(int32_t tid, int32_t nthreads, cons
     acc_t* v = s_v + qr * S.ncw;
     for (int32_t col = lane; col < S.ncw; col += kTileGroup) {
       const index_t o = static_cast<index_t>(col) * xs.w;
-      v[col] = dynopool_lerp<acc_t>(rw0, static_cast<acc_t>(x[top + o]), rw1, static_cast<acc_t>(x[bot + o]), edge);
+      const acc_t a = static_cast<acc_t>(x[top + o]), b = static_cast<acc_t>(x[bot + o]);
+      v[col] = dynopool_lerp<acc_t>(rw0, a, rw1, b, edge);
+      if constexpr (WithD) s_d[qr * S.ncw + col] = b - a;
     }
   }
 }
@@ -618,7 +630,7 @@ struct StripColumn {
 
 template <typename acc_t, typename index_t>
 RESIZEOPS_HD StripColumn<acc_t> dynopool_forward_strip_column(int32_t tid, const ForwardTilePlan& P,
-                                                             const ForwardStrip<index_t>& S,
+                                                             const SeparableStrip<index_t>& S,
                                                              const AxisTaps<acc_t>& cols) {
   StripColumn<acc_t> K;
   const int32_t lj = tid & (P.tw() - 1);
@@ -643,7 +655,7 @@ RESIZEOPS_UNROLL
 // tile, each from V (the 4 queries, their max), stored into out.
 template <typename scalar_t, typename acc_t, typename index_t>
 RESIZEOPS_HD void dynopool_forward_tile_cells(int32_t tid, int32_t nthreads, const ForwardTilePlan& P,
-                                              const ForwardStrip<index_t>& S, const StripColumn<acc_t>& K, int32_t i0,
+                                              const SeparableStrip<index_t>& S, const StripColumn<acc_t>& K, int32_t i0,
                                               int32_t ni, const acc_t* s_v, scalar_t* out, const S4<index_t>& os) {
   if (!K.valid) return;
   scalar_t* o = out + S.n * os.n + S.c * os.c + static_cast<index_t>(i0) * os.h + static_cast<index_t>(K.j) * os.w;
@@ -929,17 +941,22 @@ inline int64_t dynopool_fused_window_bound(int64_t t, int64_t in_size, int64_t o
 
 // The tiling of one call: tiles of th x (1 << tw_log2) pixels, tiles_h x tiles_w
 // of them per plane; the cell window of any tile is at most cell_rows x cell_cols.
-// Dynamic shared memory of a block: the window's gradients (acc_t), the row sums
-// (acc_t, 2 query rows per cell row, tw columns), then the window's winner codes.
+// With separable winners (vcols > 0; dynopool_fused_separable), the window's
+// columns tap at most vcols input columns.
+// Dynamic shared memory of a block: the window's gradients (acc_t); one region
+// (acc_t) that holds the row sums (phase B: 2 query rows per cell row, tw columns)
+// and, before them, the separable winners' V and D (phase A: 2 query rows per cell
+// row, vcols columns, each); then the window's winner codes.
 struct FusedPlan {
   int32_t th, tw_log2, cell_rows, cell_cols;
   int64_t tiles_h, tiles_w;
+  int32_t vcols;
   RESIZEOPS_HD int32_t tw() const { return int32_t{1} << tw_log2; }
   RESIZEOPS_HD int64_t max_cells() const { return static_cast<int64_t>(cell_rows) * cell_cols; }
   RESIZEOPS_HD int64_t row_sums() const { return 2 * static_cast<int64_t>(cell_rows) * tw(); }
-  RESIZEOPS_HD int64_t smem_bytes(int64_t acc_bytes) const {
-    return (max_cells() + row_sums()) * acc_bytes + max_cells();
-  }
+  RESIZEOPS_HD int64_t v_entries() const { return 2 * static_cast<int64_t>(cell_rows) * vcols; }
+  RESIZEOPS_HD int64_t region() const { return row_sums() > 2 * v_entries() ? row_sums() : 2 * v_entries(); }
+  RESIZEOPS_HD int64_t smem_bytes(int64_t acc_bytes) const { return (max_cells() + region()) * acc_bytes + max_cells(); }
 };
 
 // The plan for an (H, W) -> (Ho, Wo) call, starting from tiles of at most
@@ -959,7 +976,7 @@ inline bool dynopool_fused_plan(int64_t H, int64_t W, int64_t Ho, int64_t Wo, in
     int32_t lg = 0;
     while ((int32_t{1} << lg) < tw) ++lg;
     const FusedPlan cand{th, lg, static_cast<int32_t>(rows), static_cast<int32_t>(cols), (H + th - 1) / th,
-                         (W + tw - 1) / tw};
+                         (W + tw - 1) / tw, 0};
     if (cand.smem_bytes(acc_bytes) <= kFusedMaxBytes) {
       *plan = cand;
       return true;
@@ -972,6 +989,22 @@ inline bool dynopool_fused_plan(int64_t H, int64_t W, int64_t Ho, int64_t Wo, in
       return false;
     }
   }
+}
+
+// Separable winners for a plan (RESIZEOPS_CUDA_FUSED_WINNERS=separable, checks.h;
+// see dynopool_fused_cell_separable): the column window's bound for the plan's
+// cell_cols (dynopool_tile_cols_bound), taken where it holds at most
+// kTileMaxColsPerCell columns per cell column (as the separable forward) and V and
+// D fit kFusedMaxBytes with the rest; false (plan unchanged: winners by cells)
+// otherwise.
+inline bool dynopool_fused_separable(int64_t W, int64_t Wo, int64_t acc_bytes, FusedPlan* plan) {
+  const int64_t vcols = dynopool_tile_cols_bound(plan->cell_cols, W, Wo);
+  if (vcols > kTileMaxColsPerCell * plan->cell_cols + 4) return false;
+  FusedPlan cand = *plan;
+  cand.vcols = static_cast<int32_t>(vcols);
+  if (cand.smem_bytes(acc_bytes) > kFusedMaxBytes) return false;
+  *plan = cand;
+  return true;
 }
 
 // One tile (block work item b = (plane, tile row, tile column), planes n * C + c):
@@ -1020,16 +1053,39 @@ RESIZEOPS_HD FusedTile<index_t> dynopool_fused_tile(index_t b, const FusedPlan& 
   return T;
 }
 
-// Phase A, cell k of the tile's window (k < nci * ncj, row-major): the winner's
+// A thread's cells of a tile's window of nc columns: k = start, start + step, ...
+// (row-major), each with its row ki and column kj, found with one division per
+// thread and tile instead of one per cell (a 32-bit division by a run-time value
+// is ~30 sm_90 instructions, a sixth of a cell's phase A).
+struct WindowCursor {
+  int32_t k, ki, kj, step, di, dj, nc;
+  RESIZEOPS_HD WindowCursor(int32_t start, int32_t step_, int32_t nc_) : k(start), step(step_), nc(nc_) {
+    ki = nc > 0 ? start / nc : 0;  // (an empty window has no cells: ki, kj are never used)
+    kj = start - ki * nc;
+    di = nc > 0 ? step / nc : 0;
+    dj = step - di * nc;
+  }
+  RESIZEOPS_HD void advance() {
+    k += step;
+    ki += di;
+    kj += dj;
+    if (kj >= nc) {
+      kj -= nc;
+      ++ki;
+    }
+  }
+};
+
+// Phase A, cell w.k of the tile's window (w.k < nci * ncj, row-major): the winner's
 // code and the cell's gradient into s_arg[k], s_g[k]; with NeedSize and a cell
 // the tile owns, its size-gradient terms added to *dh_sum, *dw_sum.
 template <bool NeedSize, typename scalar_t, typename acc_t, typename index_t>
-RESIZEOPS_HD void dynopool_fused_cell(int32_t k, const FusedTile<index_t>& T, const scalar_t* x, const S4<index_t>& xs,
-                                      const scalar_t* grad_out, const S4<index_t>& gs, const AxisTaps<acc_t>& rows,
-                                      const AxisTaps<acc_t>& cols, acc_t* s_g, uint8_t* s_arg, double* dh_sum,
-                                      double* dw_sum) {
-  const int32_t ki = k / T.ncj;
-  const index_t i = T.ci + ki, j = T.cj + (k - ki * T.ncj);
+RESIZEOPS_HD void dynopool_fused_cell(const WindowCursor& w, const FusedTile<index_t>& T, const scalar_t* x,
+                                      const S4<index_t>& xs, const scalar_t* grad_out, const S4<index_t>& gs,
+                                      const AxisTaps<acc_t>& rows, const AxisTaps<acc_t>& cols, acc_t* s_g,
+                                      uint8_t* s_arg, double* dh_sum, double* dw_sum) {
+  const int32_t k = w.k;
+  const index_t i = T.ci + w.ki, j = T.cj + w.kj;
   const CellTaps<acc_t> tp = dynopool_cell_taps<NeedSize, acc_t, index_t>(rows, cols, i, j);
   Cell<acc_t> cell[1];
   dynopool_cell_lanes<1, false, NeedSize, scalar_t, acc_t, index_t>(x + T.n * xs.n + T.c * xs.c, xs.h, xs.w, xs.c, 1,
@@ -1043,6 +1099,87 @@ RESIZEOPS_HD void dynopool_fused_cell(int32_t k, const FusedTile<index_t>& T, co
     if (tp.r0[0] >= T.h0 && tp.c0[0] >= T.w0) {
       acc_t dh, dw;
       dynopool_cell_size_grad<acc_t>(cell[0], g, tp, &dh, &dw);
+      *dh_sum += static_cast<double>(dh);
+      *dw_sum += static_cast<double>(dw);
+    }
+  }
+}
+
+// Phase A with separable winners (FusedPlan::vcols > 0; RESIZEOPS_CUDA_FUSED_WINNERS=
+// separable, checks.h). The cell form above gathers 16 values of x and does 12
+// interpolations per cell (~207 sm_90 instructions, the forward's cell form); as in
+// the separable forward, phase A here is two steps:
+//   A1: the vertical interpolations V (and, for the size gradient, the vertical
+//     differences D = x[i1] - x[i0]) of the window's 2 nci query rows at every input
+//     column its query columns tap (dynopool_separable_rows over the strip
+//     dynopool_fused_strip gives), into shared memory; with the axis entries;
+//   A2 (after a barrier): cell k from there (dynopool_fused_cell_separable): the 4
+//     horizontal interpolations, the max, and for a cell the tile owns the winner's
+//     derivatives (dq_drow from D, dq_dcol from V), the cell form's expressions on
+//     the same values: codes, gradients and size-gradient terms bit-identical to it.
+// V and D share the row sums' region of shared memory (phase B writes the row sums
+// after the barrier that ends phase A).
+template <typename acc_t, typename index_t>
+RESIZEOPS_HD SeparableStrip<index_t> dynopool_fused_strip(const FusedTile<index_t>& T, const FusedPlan& P,
+                                                         const AxisTaps<acc_t>& cols) {
+  SeparableStrip<index_t> S;
+  S.n = T.n;
+  S.c = T.c;
+  S.j0 = T.cj;
+  S.nj = T.ncj;
+  dynopool_column_window<acc_t, index_t>(cols, P.vcols, &S);
+  return S;
+}
+
+// A2, cell w.k of the tile's window (as dynopool_fused_cell), from V (s_v) and, with
+// NeedSize, D (s_d): rows 2 ki and 2 ki + 1 of the window's query rows, S's columns.
+template <bool NeedSize, typename scalar_t, typename acc_t, typename index_t>
+RESIZEOPS_HD void dynopool_fused_cell_separable(const WindowCursor& w, const FusedTile<index_t>& T,
+                                                const SeparableStrip<index_t>& S, const acc_t* s_v, const acc_t* s_d,
+                                                const scalar_t* grad_out, const S4<index_t>& gs,
+                                                const AxisTaps<acc_t>& rows, const AxisTaps<acc_t>& cols, acc_t* s_g,
+                                                uint8_t* s_arg, double* dh_sum, double* dw_sum) {
+  const int32_t k = w.k, ki = w.ki;
+  const index_t i = T.ci + ki, j = T.cj + w.kj;
+  const CellTaps<acc_t> tp = dynopool_cell_taps<NeedSize, acc_t, index_t>(rows, cols, i, j);
+  // The cell's 4 tap columns in the window (m = 2 l + t: tap t of query column l).
+  int32_t col[4];
+  acc_t cw0[2], cw1[2];
+  bool edge[2];
+RESIZEOPS_UNROLL
+  for (int l = 0; l < 2; ++l) {
+    col[2 * l] = tp.c0[l] - S.cw0;
+    col[2 * l + 1] = tp.c1[l] - S.cw0;
+    cw1[l] = tp.cw1[l];
+    cw0[l] = acc_t(1) - cw1[l];
+    edge[l] = tp.c1[l] == tp.c0[l];
+  }
+  const int32_t row0 = 2 * ki * S.ncw;  // V's query row 2 ki; 2 ki + 1 is ncw further
+  acc_t q[4];
+RESIZEOPS_UNROLL
+  for (int kk = 0; kk < 2; ++kk) {
+    const acc_t* v = s_v + row0 + kk * S.ncw;
+RESIZEOPS_UNROLL
+    for (int l = 0; l < 2; ++l) {
+      q[2 * kk + l] = dynopool_lerp<acc_t>(cw0[l], v[col[2 * l]], cw1[l], v[col[2 * l + 1]], edge[l]);
+    }
+  }
+  Cell<acc_t> cell;
+  cell.value = math::max4_first<acc_t>(q[0], q[1], q[2], q[3], &cell.arg);
+  const acc_t g = static_cast<acc_t>(grad_out[T.n * gs.n + T.c * gs.c + i * gs.h + j * gs.w]);
+  s_g[k] = g;
+  s_arg[k] = cell.arg;
+  if constexpr (NeedSize) {
+    // A cell the tile owns (as dynopool_fused_cell): the winner's derivatives, from
+    // its query row wk and column wl of V and D (shared memory: run-time indices).
+    if (tp.r0[0] >= T.h0 && tp.c0[0] >= T.w0) {
+      const bool wk = (cell.arg >> 1) != 0, wl = (cell.arg & 1) != 0;
+      const int32_t at = row0 + (wk ? S.ncw : 0);
+      const int32_t c0 = wl ? col[2] : col[0], c1 = wl ? col[3] : col[1];
+      cell.dq_drow = dynopool_lerp<acc_t>(wl ? cw0[1] : cw0[0], s_d[at + c0], wl ? cw1[1] : cw1[0], s_d[at + c1], false);
+      cell.dq_dcol = s_v[at + c1] - s_v[at + c0];
+      acc_t dh, dw;
+      dynopool_cell_size_grad<acc_t>(cell, g, tp, &dh, &dw);
       *dh_sum += static_cast<double>(dh);
       *dw_sum += static_cast<double>(dw);
     }

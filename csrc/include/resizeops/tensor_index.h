@@ -45,21 +45,34 @@ inline bool use_int32_indexing(std::initializer_list<int64_t> extents) {
   return true;
 }
 
+// The index width of a fused DynOPool backward (grad_out, x): 32-bit where the
+// cells, x and both tensors' extents fit.
+inline bool dynopool_fused_use32(const at::Tensor& grad_out, const at::Tensor& x) {
+  return use_int32_indexing({grad_out.numel(), x.numel(), extent(x), extent(grad_out)});
+}
+
 // The grad_x form of a DynOPool CUDA backward (and of its emulation) for x ->
-// (out_h, out_w) (checks.h dynopool_grad_x_form; RESIZEOPS_CUDA_GRAD_X and the
-// test hook RESIZEOPS_CUDA_FUSED_TILE read per call), and with kFused its plan.
-inline DynopoolGradX dynopool_backward_form(const at::Tensor& x, int64_t out_h, int64_t out_w, bool channels_last,
-                                            bool need_x, cells::FusedPlan* plan) {
+// (out_h, out_w) with gradient grad_out (checks.h dynopool_grad_x_form;
+// RESIZEOPS_CUDA_GRAD_X, RESIZEOPS_CUDA_FUSED_WINNERS and the test hook
+// RESIZEOPS_CUDA_FUSED_TILE read per call), and with kFused its plan (vcols > 0:
+// separable winners, on the 32-bit path where the plan allows).
+inline DynopoolGradX dynopool_backward_form(const at::Tensor& grad_out, const at::Tensor& x, int64_t out_h,
+                                            int64_t out_w, bool channels_last, bool need_x, cells::FusedPlan* plan) {
   if (!need_x) return DynopoolGradX::kGather;  // pass 1 alone (the size gradient)
-  // The plan (and its test hook) only where the fused form is asked for.
+  // The plan (and its test hooks) only where the fused form is asked for.
   if (dynopool_grad_x_form(x.scalar_type(), true) != DynopoolGradX::kFused) {
     return dynopool_grad_x_form(x.scalar_type(), false);
   }
   int32_t max_th = 0, max_tw = 0;
   dynopool_fused_max_tile(&max_th, &max_tw);
+  const int64_t acc_bytes = x.scalar_type() == at::kDouble ? 8 : 4;
   const bool fused_possible = !channels_last && x.numel() > 0 &&
-                              cells::dynopool_fused_plan(x.size(2), x.size(3), out_h, out_w,
-                                                         x.scalar_type() == at::kDouble ? 8 : 4, plan, max_th, max_tw);
+                              cells::dynopool_fused_plan(x.size(2), x.size(3), out_h, out_w, acc_bytes, plan, max_th,
+                                                         max_tw);
+  const bool separable = dynopool_fused_winners_separable();
+  if (fused_possible && separable && dynopool_fused_use32(grad_out, x)) {
+    cells::dynopool_fused_separable(x.size(3), out_w, acc_bytes, plan);
+  }
   return dynopool_grad_x_form(x.scalar_type(), fused_possible);
 }
 
