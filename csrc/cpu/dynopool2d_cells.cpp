@@ -168,7 +168,7 @@ std::vector<int64_t> forward_form(const at::Tensor& x, int64_t out_h, int64_t ou
 template <typename scalar_t, typename acc_t, typename index_t>
 void fused_phase_a(const cells::FusedPlan& plan, const cells::FusedTile<index_t>& T, bool need_size, const at::Tensor& x,
                    const S4<index_t>& xs, const at::Tensor& grad_out, const S4<index_t>& gs,
-                   const cells::AxisTaps<acc_t>& rows, const cells::AxisTaps<acc_t>& cols, std::vector<acc_t>& region,
+                   const cells::AxisTaps<acc_t>& rows, const cells::AxisTaps<acc_t>& cols, acc_t* region,
                    acc_t* s_g, uint8_t* s_arg, double* dh_sum, double* dw_sum) {
   const scalar_t* xp = x.const_data_ptr<scalar_t>();
   const scalar_t* gp = grad_out.const_data_ptr<scalar_t>();
@@ -192,8 +192,8 @@ void fused_phase_a(const cells::FusedPlan& plan, const cells::FusedTile<index_t>
     return;
   }
   const auto S = cells::dynopool_fused_strip<acc_t, index_t>(T, plan, cols);
-  std::fill(region.begin(), region.end(), acc_t(-999));
-  acc_t* s_v = region.data();
+  std::fill(region, region + plan.region(), acc_t(-999));
+  acc_t* s_v = region;
   acc_t* s_d = s_v + plan.v_entries();
   both([&](auto ns) {
     constexpr bool kNeedSize = decltype(ns)::value;
@@ -222,9 +222,10 @@ std::vector<int64_t> backward_form(const at::Tensor& grad_out, const at::Tensor&
 }
 
 // The fused backward (checks.h, RESIZEOPS_CUDA_GRAD_X=fused): backward_fused_kernel's
-// blocks one after another, each with its shared-memory window (vectors sized as
-// the launch's dynamic shared memory, poisoned; V and D in the row sums' region,
-// as on the GPU) and its phases in order.
+// blocks one after another, each with its shared-memory window (one buffer laid out
+// as the launch's dynamic shared memory, poisoned: the window's gradients, padded,
+// then the region of the row sums and of V and D, so that the emulation checks the
+// alignment of B2's vector loads; the winner codes apart) and its phases in order.
 std::tuple<at::Tensor, at::Tensor> backward_fused(const at::Tensor& grad_out, const at::Tensor& x, int64_t out_h,
                                                   int64_t out_w, bool need_size, const cells::FusedPlan& plan) {
   const int64_t N = x.size(0), C = x.size(1), H = x.size(2), W = x.size(3);
@@ -238,10 +239,10 @@ std::tuple<at::Tensor, at::Tensor> backward_fused(const at::Tensor& grad_out, co
     using acc_t = at::opmath_type<scalar_t>;
     const Tables<acc_t> tab(L, true);
     const auto &rows = tab.rows, &cols = tab.cols;
-    std::vector<acc_t> s_g(plan.max_cells());
+    std::vector<acc_t> smem(plan.cells_padded() + plan.region());
+    acc_t* s_g = smem.data();
+    acc_t* s_rs = s_g + plan.cells_padded();  // the row sums; before them, V and D
     std::vector<uint8_t> s_arg(plan.max_cells());
-    std::vector<acc_t> region(plan.region());  // the row sums; before them, V and D
-    acc_t* s_rs = region.data();
     cells::FusedAxes<acc_t> axes;
     double dh_sum = 0.0, dw_sum = 0.0;
     with_index_type(use32, [&](auto zero) {
@@ -250,28 +251,29 @@ std::tuple<at::Tensor, at::Tensor> backward_fused(const at::Tensor& grad_out, co
       const auto gs = strides_of<index_t>(grad_out);
       const auto gxs = dense_strides<index_t>(C, H, W, false);
       scalar_t* gx = grad_x.mutable_data_ptr<scalar_t>();
-      const int32_t pixels = plan.th * plan.tw();
+      const int32_t quads = plan.b2_items();
       for (int64_t b = 0; b < blocks; ++b) {
         const auto T = cells::dynopool_fused_tile<acc_t, index_t>(static_cast<index_t>(b), plan, static_cast<index_t>(C),
                                                                  static_cast<int32_t>(H), static_cast<int32_t>(W),
                                                                  rows, cols);
-        std::fill(s_g.begin(), s_g.end(), acc_t(-777));
+        std::fill(s_g, s_rs, acc_t(-777));
         std::fill(s_arg.begin(), s_arg.end(), uint8_t(255));
-        fused_phase_a<scalar_t, acc_t, index_t>(plan, T, need_size, x, xs, grad_out, gs, rows, cols, region,
-                                                s_g.data(), s_arg.data(), &dh_sum, &dw_sum);
+        fused_phase_a<scalar_t, acc_t, index_t>(plan, T, need_size, x, xs, grad_out, gs, rows, cols, s_rs, s_g,
+                                                s_arg.data(), &dh_sum, &dw_sum);
         // The tile's axis entries (poisoned first: every slot a pixel selects must be written).
         std::memset(static_cast<void*>(&axes), 0xA5, sizeof(axes));
         for (int32_t e = 0; e < plan.th + plan.tw(); ++e) {
           cells::dynopool_fused_axis_entry<acc_t, index_t>(e, plan, T, rows, cols, &axes);
         }
         // Phase B1 (after __syncthreads), the 256 threads of the CUDA block one after another.
-        std::fill(region.begin(), region.end(), acc_t(-555));
+        std::fill(s_rs, s_rs + plan.region(), acc_t(-555));
         for (int32_t tid = 0; tid < kBlockThreads; ++tid) {
-          cells::dynopool_fused_row_sums<acc_t, index_t>(tid, kBlockThreads, plan, T, cols, axes, s_g.data(),
-                                                         s_arg.data(), s_rs);
+          cells::dynopool_fused_row_sums<acc_t, index_t>(tid, kBlockThreads, plan, T, cols, axes, s_g, s_arg.data(),
+                                                         s_rs);
         }
-        for (int32_t p = 0; p < pixels; ++p) {  // phase B2 (after __syncthreads)
-          cells::dynopool_fused_pixel<scalar_t, acc_t, index_t>(p, plan, T, rows, axes, s_rs, gx, gxs);
+        for (int32_t p = 0; p < quads; ++p) {  // phase B2 (after __syncthreads)
+          cells::dynopool_fused_quad<scalar_t, acc_t, index_t>(p, plan, T, static_cast<int32_t>(W), rows, axes, s_rs,
+                                                               gx, gxs);
         }
       }
     });

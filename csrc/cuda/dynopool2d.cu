@@ -220,24 +220,25 @@ __global__ void __launch_bounds__(kThreads, L == 1 ? 0 : 2)
 // backward"): block work item b is one tile of one (n, c) plane, taken in a
 // grid-stride loop over the tiles (a fixed grid, so that the size-gradient
 // partials are summed in a fixed order), with three barriers per tile (after
-// phase A and the axis entries, after the row sums B1, after the pixels B2), four
+// phase A and the axis entries, after the row sums B1, after the pixel quads B2), four
 // with Separable winners (RESIZEOPS_CUDA_FUSED_WINNERS=separable; 32-bit index path
 // only: after A1's V and D and the axis entries, then after A2's cells).
 // Dynamic shared memory: FusedPlan::smem_bytes (window gradients, the region of
 // the row sums and of V and D, winner codes); static: the tile's axis entries.
 static_assert(kThreads % cells::kFusedMaxTW == 0, "B1 of the fused backward gives each thread one tile column");
 
-// Launch bounds: ptxas's own choice (winners by cells: 64 registers; separable
-// winners: 40 for float32, 64 for float64), except for separable winners of the
-// 16-bit types: at least 6 blocks per SM (40 registers, no stack; left to itself
-// ptxas took 57, 4 blocks per SM). (The same bound on float32 made it spill 16 bytes.)
-template <bool Separable, typename scalar_t>
+// Launch bounds: ptxas's own choice (it takes 54-64 registers, 4 blocks per SM),
+// except for float64: at least 2 blocks per SM (at most 128 registers; left to itself
+// ptxas took 64 and spilled 8 bytes). At least 6 blocks (40 registers) made the
+// separable winners spill 16-40 bytes since B2 takes quads of pixels; before that,
+// ptxas took 40 for them in float32 by itself.
+template <typename scalar_t>
 constexpr int fused_min_blocks() {
-  return Separable && sizeof(scalar_t) == 2 ? 6 : 0;
+  return sizeof(scalar_t) == 8 ? 2 : 0;
 }
 
 template <bool NeedSize, bool Separable, typename scalar_t, typename acc_t, typename index_t>
-__global__ void __launch_bounds__(kThreads, fused_min_blocks<Separable, scalar_t>())
+__global__ void __launch_bounds__(kThreads, fused_min_blocks<scalar_t>())
     backward_fused_kernel(const scalar_t* __restrict__ x, S4<index_t> xs, const scalar_t* __restrict__ grad_out,
                           S4<index_t> gs, scalar_t* __restrict__ grad_x, S4<index_t> gxs, cells::FusedPlan plan,
                           int64_t tiles, index_t C, int32_t H, int32_t W, cells::AxisTaps<acc_t> rows,
@@ -246,10 +247,10 @@ __global__ void __launch_bounds__(kThreads, fused_min_blocks<Separable, scalar_t
   extern __shared__ __align__(16) unsigned char fused_smem[];
   __shared__ cells::FusedAxes<acc_t> axes;
   acc_t* s_g = reinterpret_cast<acc_t*>(fused_smem);
-  acc_t* s_rs = s_g + plan.max_cells();  // also V, then D (phase A, Separable)
+  acc_t* s_rs = s_g + plan.cells_padded();  // (16-byte aligned) also V, then D (phase A, Separable)
   acc_t* s_d = s_rs + plan.v_entries();
   uint8_t* s_arg = reinterpret_cast<uint8_t*>(s_rs + plan.region());
-  const int32_t pixels = plan.th * plan.tw(), entries = plan.th + plan.tw();
+  const int32_t quads = plan.b2_items(), entries = plan.th + plan.tw();
   double dh_sum = 0.0, dw_sum = 0.0;
   using loop = loop_t<index_t>;
   for (loop b = blockIdx.x; b < static_cast<loop>(tiles); b += gridDim.x) {
@@ -279,8 +280,8 @@ __global__ void __launch_bounds__(kThreads, fused_min_blocks<Separable, scalar_t
     __syncthreads();
     cells::dynopool_fused_row_sums<acc_t, index_t>(threadIdx.x, blockDim.x, plan, T, cols, axes, s_g, s_arg, s_rs);
     __syncthreads();
-    for (int32_t p = threadIdx.x; p < pixels; p += blockDim.x) {
-      cells::dynopool_fused_pixel<scalar_t, acc_t, index_t>(p, plan, T, rows, axes, s_rs, grad_x, gxs);
+    for (int32_t p = threadIdx.x; p < quads; p += blockDim.x) {
+      cells::dynopool_fused_quad<scalar_t, acc_t, index_t>(p, plan, T, W, rows, axes, s_rs, grad_x, gxs);
     }
     __syncthreads();  // the next tile overwrites the window
   }

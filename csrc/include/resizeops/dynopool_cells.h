@@ -943,20 +943,30 @@ inline int64_t dynopool_fused_window_bound(int64_t t, int64_t in_size, int64_t o
 // of them per plane; the cell window of any tile is at most cell_rows x cell_cols.
 // With separable winners (vcols > 0; dynopool_fused_separable), the window's
 // columns tap at most vcols input columns.
-// Dynamic shared memory of a block: the window's gradients (acc_t); one region
-// (acc_t) that holds the row sums (phase B: 2 query rows per cell row, tw columns)
-// and, before them, the separable winners' V and D (phase A: 2 query rows per cell
+// Dynamic shared memory of a block: the window's gradients (acc_t, padded to a
+// multiple of 4 so that the next region is 16-byte aligned); one region (acc_t)
+// that holds the row sums (phase B: 2 query rows per cell row, tw columns) and,
+// before them, the separable winners' V and D (phase A: 2 query rows per cell
 // row, vcols columns, each); then the window's winner codes.
+// B2 takes the tile's pixels in quads of kFusedQuad columns of a row (b2_items).
+constexpr int kFusedQuad = 4;
+
 struct FusedPlan {
   int32_t th, tw_log2, cell_rows, cell_cols;
   int64_t tiles_h, tiles_w;
   int32_t vcols;
   RESIZEOPS_HD int32_t tw() const { return int32_t{1} << tw_log2; }
   RESIZEOPS_HD int64_t max_cells() const { return static_cast<int64_t>(cell_rows) * cell_cols; }
+  RESIZEOPS_HD int64_t cells_padded() const { return (max_cells() + 3) & ~int64_t{3}; }
   RESIZEOPS_HD int64_t row_sums() const { return 2 * static_cast<int64_t>(cell_rows) * tw(); }
   RESIZEOPS_HD int64_t v_entries() const { return 2 * static_cast<int64_t>(cell_rows) * vcols; }
   RESIZEOPS_HD int64_t region() const { return row_sums() > 2 * v_entries() ? row_sums() : 2 * v_entries(); }
-  RESIZEOPS_HD int64_t smem_bytes(int64_t acc_bytes) const { return (max_cells() + region()) * acc_bytes + max_cells(); }
+  RESIZEOPS_HD int64_t smem_bytes(int64_t acc_bytes) const {
+    return (cells_padded() + region()) * acc_bytes + max_cells();
+  }
+  // Quads per tile row (tw / 4; 1 for tiles narrower than a quad), as a shift.
+  RESIZEOPS_HD int32_t quads_log2() const { return tw_log2 >= 2 ? tw_log2 - 2 : 0; }
+  RESIZEOPS_HD int32_t b2_items() const { return th << quads_log2(); }
 };
 
 // The plan for an (H, W) -> (Ho, Wo) call, starting from tiles of at most
@@ -1238,11 +1248,13 @@ RESIZEOPS_UNROLL
 // terms per pixel instead of 3 x 3.
 //
 // B1, thread `tid` of `nthreads` (nthreads a multiple of tw): column
-// x = tid mod tw of the tile, query rows tid / tw, tid / tw + nthreads / tw, ...
-// of the window; the column's entries are read once. Where a column is read by
-// at most kFusedTaps queries, its 3 slots' loads are issued before the sums (an
-// unused slot selects 0: the same bits as the loop, which adds nothing there);
-// otherwise the loop over the global tables.
+// x = tid mod tw of the tile, cell rows tid / tw, tid / tw + nthreads / tw, ...
+// of the window, each for both of its query rows (2 cr: codes 0 and 1; 2 cr + 1:
+// codes 2 and 3), which read the same cells: one set of shared loads for the two
+// row sums. The column's entries are read once. Where a column is read by at most
+// kFusedTaps queries, its 3 slots' loads are issued before the sums (an unused
+// slot selects 0: the same bits as the loop, which adds nothing there); otherwise
+// the loop over the global tables.
 template <typename acc_t, typename index_t>
 RESIZEOPS_HD void dynopool_fused_row_sums(int32_t tid, int32_t nthreads, const FusedPlan& P,
                                           const FusedTile<index_t>& T, const AxisTaps<acc_t>& cols,
@@ -1250,7 +1262,7 @@ RESIZEOPS_HD void dynopool_fused_row_sums(int32_t tid, int32_t nthreads, const F
                                           acc_t* s_rs) {
   const int32_t x = tid & (P.tw() - 1), w = T.w0 + x;
   if (w >= T.w1) return;
-  const int32_t qrows = 2 * T.nci, step = nthreads >> P.tw_log2;
+  const int32_t step = nthreads >> P.tw_log2, tw = P.tw();
   const int ns = ax.n[kFusedMaxTH + x];
   if (ns <= kFusedTaps) {
     int32_t co[kFusedTaps];
@@ -1262,9 +1274,8 @@ RESIZEOPS_UNROLL
       cl[u] = ax.code[kFusedMaxTH + x][u];
       ws[u] = ax.w[kFusedMaxTH + x][u];
     }
-    for (int32_t qr = tid >> P.tw_log2; qr < qrows; qr += step) {
-      const int32_t rowc = (qr >> 1) * T.ncj;
-      const int rk = 2 * (qr & 1);
+    for (int32_t cr = tid >> P.tw_log2; cr < T.nci; cr += step) {
+      const int32_t rowc = cr * T.ncj;
       uint8_t a[kFusedTaps];
       acc_t g[kFusedTaps];
 RESIZEOPS_UNROLL
@@ -1272,54 +1283,94 @@ RESIZEOPS_UNROLL
         a[u] = u < ns ? s_arg[rowc + co[u]] : uint8_t(255);
         g[u] = u < ns ? s_g[rowc + co[u]] : acc_t(0);
       }
-      acc_t row_sum = acc_t(0);
 RESIZEOPS_UNROLL
-      for (int u = 0; u < kFusedTaps; ++u) {
-        const bool hit = u < ns && a[u] == rk + cl[u];
-        row_sum += hit ? g[u] * ws[u] : acc_t(0);
+      for (int k = 0; k < 2; ++k) {
+        acc_t row_sum = acc_t(0);
+RESIZEOPS_UNROLL
+        for (int u = 0; u < kFusedTaps; ++u) {
+          const bool hit = u < ns && a[u] == 2 * k + cl[u];
+          row_sum += hit ? g[u] * ws[u] : acc_t(0);
+        }
+        s_rs[(2 * cr + k) * tw + x] = row_sum;
       }
-      s_rs[qr * P.tw() + x] = row_sum;
     }
   } else {
     const int32_t sb = cols.range[2 * w], se = cols.range[2 * w + 1];
-    for (int32_t qr = tid >> P.tw_log2; qr < qrows; qr += step) {
-      const int32_t rowc = (qr >> 1) * T.ncj - T.cj;
-      const int rk = 2 * (qr & 1);
-      acc_t row_sum = acc_t(0);
-      for (int32_t s = sb; s < se; ++s) {
-        const int32_t kk = rowc + (s >> 1);
-        if (s_arg[kk] == rk + (s & 1)) row_sum += s_g[kk] * tap_weight<acc_t>(cols, s, w);
+    for (int32_t cr = tid >> P.tw_log2; cr < T.nci; cr += step) {
+      const int32_t rowc = cr * T.ncj - T.cj;
+      for (int k = 0; k < 2; ++k) {
+        acc_t row_sum = acc_t(0);
+        for (int32_t s = sb; s < se; ++s) {
+          const int32_t kk = rowc + (s >> 1);
+          if (s_arg[kk] == 2 * k + (s & 1)) row_sum += s_g[kk] * tap_weight<acc_t>(cols, s, w);
+        }
+        s_rs[(2 * cr + k) * tw + x] = row_sum;
       }
-      s_rs[qr * P.tw() + x] = row_sum;
     }
   }
 }
 
-// B2, pixel p of the tile (row-major in rows of tw; nothing for a slot past the
-// tile's last row or column): grad_x there, the sum over its query rows of
-// wr * row_sum in the loop's order (from the row's entries where it has at most
-// kFusedTaps, else the global tables), stored at grad_x (dense strides gxs).
+// B2, item p of the tile: the quad of kFusedQuad pixels at row y = p / quads,
+// columns x0 = 4 (p mod quads) + [0, 4) (quads = tw / 4, or one partial quad for
+// tiles narrower than 4; nothing for a row past the tile's last, or pixels past its
+// last column): grad_x there, each pixel's sum over its query rows of wr *
+// row_sum in the loop's order (from the row's entries where it has at most
+// kFusedTaps, else the global tables), stored at grad_x (dense NCHW strides gxs).
+// The row's entries are read once per quad; with float accumulation and whole
+// quads (tw >= 4), a query row's 4 row sums come in one 16-byte shared load; where
+// W % 4 == 0 (then a quad never straddles the image's last column) the 4 values
+// go out in one vector store (the emulation checks both accesses' alignment).
 template <typename scalar_t, typename acc_t, typename index_t>
-RESIZEOPS_HD void dynopool_fused_pixel(int32_t p, const FusedPlan& P, const FusedTile<index_t>& T,
-                                       const AxisTaps<acc_t>& rows, const FusedAxes<acc_t>& ax, const acc_t* s_rs,
-                                       scalar_t* grad_x, const S4<index_t>& gxs) {
-  const int32_t y = p >> P.tw_log2, x = p & (P.tw() - 1);
-  const int32_t h = T.h0 + y, w = T.w0 + x;
-  if (h >= T.h1 || w >= T.w1) return;
+RESIZEOPS_HD void dynopool_fused_quad(int32_t p, const FusedPlan& P, const FusedTile<index_t>& T, int32_t W,
+                                      const AxisTaps<acc_t>& rows, const FusedAxes<acc_t>& ax, const acc_t* s_rs,
+                                      scalar_t* grad_x, const S4<index_t>& gxs) {
+  constexpr int Q = kFusedQuad;
+  const int32_t lq = P.quads_log2();
+  const int32_t y = p >> lq, x0 = (p & ((int32_t{1} << lq) - 1)) * Q;
+  const int32_t h = T.h0 + y, w0 = T.w0 + x0;
+  if (h >= T.h1 || w0 >= T.w1) return;
+  const bool whole = P.tw_log2 >= 2;  // the quad lies within the tile's columns
+  const int32_t tw = P.tw();
+  const acc_t* rs0 = s_rs + x0;
+  acc_t acc[Q];
+RESIZEOPS_UNROLL
+  for (int e = 0; e < Q; ++e) acc[e] = acc_t(0);
   const int nr = ax.n[y];
-  acc_t acc = acc_t(0);
   if (nr <= kFusedTaps) {
-    acc_t rs[kFusedTaps];
+    // Slot by slot (each pixel's terms still added in the slot order): one query
+    // row's 4 row sums live at a time.
 RESIZEOPS_UNROLL
-    for (int t = 0; t < kFusedTaps; ++t) rs[t] = t < nr ? s_rs[ax.off[y][t] * P.tw() + x] : acc_t(0);
+    for (int t = 0; t < kFusedTaps; ++t) {
+      const acc_t wr = ax.w[y][t];
+      // (An unused slot's offset is 0, in the region: its loads are never used.)
+      const acc_t* src = rs0 + ax.off[y][t] * tw;
+      acc_t rs[Q];
+      if (sizeof(acc_t) == 4 && whole) {
+        load_lanes<Q, true, acc_t, acc_t, int32_t>(src, 1, Q, rs);
+      } else {
 RESIZEOPS_UNROLL
-    for (int t = 0; t < kFusedTaps; ++t) acc += t < nr ? ax.w[y][t] * rs[t] : acc_t(0);
+        for (int e = 0; e < Q; ++e) rs[e] = x0 + e < tw ? src[e] : acc_t(0);
+      }
+RESIZEOPS_UNROLL
+      for (int e = 0; e < Q; ++e) acc[e] += t < nr ? wr * rs[e] : acc_t(0);
+    }
   } else {
     const int32_t rb = rows.range[2 * h], re = rows.range[2 * h + 1];
-    for (int32_t r = rb; r < re; ++r) acc += tap_weight<acc_t>(rows, r, h) * s_rs[(r - 2 * T.ci) * P.tw() + x];
+RESIZEOPS_UNROLL
+    for (int e = 0; e < Q; ++e) {
+      if (x0 + e >= tw) break;
+      for (int32_t r = rb; r < re; ++r) acc[e] += tap_weight<acc_t>(rows, r, h) * rs0[(r - 2 * T.ci) * tw + e];
+    }
   }
-  grad_x[T.n * gxs.n + T.c * gxs.c + static_cast<index_t>(h) * gxs.h + static_cast<index_t>(w) * gxs.w] =
-      static_cast<scalar_t>(acc);
+  scalar_t* dst = grad_x + T.n * gxs.n + T.c * gxs.c + static_cast<index_t>(h) * gxs.h + static_cast<index_t>(w0);
+  if (whole && W % Q == 0) {
+    store_lanes<Q, true, scalar_t, acc_t, index_t>(dst, 1, Q, acc);
+  } else {
+RESIZEOPS_UNROLL
+    for (int e = 0; e < Q; ++e) {
+      if (x0 + e < tw && w0 + e < T.w1) dst[e] = static_cast<scalar_t>(acc[e]);
+    }
+  }
 }
 
 }  // namespace cells
