@@ -94,7 +94,11 @@ VARIANTS = {
     "cuda-separable": ("cuda", {"RESIZEOPS_CUDA_FORWARD": "separable"}),
     "cuda-fused-separable": (
         "cuda",
-        {"RESIZEOPS_CUDA_FORWARD": "separable", "RESIZEOPS_CUDA_GRAD_X": "fused", "RESIZEOPS_CUDA_FUSED_WINNERS": "separable"},
+        {
+            "RESIZEOPS_CUDA_FORWARD": "separable",
+            "RESIZEOPS_CUDA_GRAD_X": "fused",
+            "RESIZEOPS_CUDA_FUSED_WINNERS": "separable",
+        },
     ),
 }
 OPS = ("dynopool2d", "resize_blend", "shape_adaptor_maxpool")

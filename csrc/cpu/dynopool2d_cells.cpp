@@ -166,8 +166,8 @@ std::vector<int64_t> forward_form(const at::Tensor& x, int64_t out_h, int64_t ou
 // winners by cells, or separable (plan.vcols > 0: A1 for each thread, V and D
 // poisoned first, then A2's cells after the barrier).
 template <typename scalar_t, typename acc_t, typename index_t>
-void fused_phase_a(const cells::FusedPlan& plan, const cells::FusedTile<index_t>& T, bool need_size, const at::Tensor& x,
-                   const S4<index_t>& xs, const at::Tensor& grad_out, const S4<index_t>& gs,
+void fused_phase_a(const cells::FusedPlan& plan, const cells::FusedTile<index_t>& T, bool need_size,
+                   const at::Tensor& x, const S4<index_t>& xs, const at::Tensor& grad_out, const S4<index_t>& gs,
                    const cells::AxisTaps<acc_t>& rows, const cells::AxisTaps<acc_t>& cols, acc_t* region,
                    acc_t* s_g, uint8_t* s_arg, double* dh_sum, double* dw_sum) {
   const scalar_t* xp = x.const_data_ptr<scalar_t>();
@@ -233,7 +233,8 @@ std::tuple<at::Tensor, at::Tensor> backward_fused(const at::Tensor& grad_out, co
   at::Tensor grad_size = at::zeros({2}, x.options().dtype(at::kDouble));
   const cells::TableLayout L{out_h, out_w, H, W};
   const bool use32 = dynopool_fused_use32(grad_out, x);
-  TORCH_INTERNAL_ASSERT(plan.vcols == 0 || use32, "_dynopool2d_backward_cells: separable winners off the 32-bit path");
+  TORCH_INTERNAL_ASSERT(plan.vcols == 0 || use32,
+                        "_dynopool2d_backward_cells: separable winners off the 32-bit path");
   const int64_t blocks = N * C * plan.tiles_h * plan.tiles_w;
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "_dynopool2d_backward_cells", [&] {
     using acc_t = at::opmath_type<scalar_t>;

@@ -481,7 +481,8 @@ std::tuple<at::Tensor, at::Tensor> backward_fused_cuda(const at::Tensor& grad_ou
                              : backward_fused_kernel<false, true, scalar_t, acc_t, index_t>;
         }
       }
-      TORCH_INTERNAL_ASSERT(plan.vcols == 0 || use32, "dynopool2d fused backward: separable winners off the 32-bit path");
+      TORCH_INTERNAL_ASSERT(plan.vcols == 0 || use32,
+                            "dynopool2d fused backward: separable winners off the 32-bit path");
       kernel<<<blocks, kThreads, smem, stream>>>(
           x.const_data_ptr<scalar_t>(), strides_of<index_t>(x), grad_out.const_data_ptr<scalar_t>(),
           strides_of<index_t>(grad_out), grad_x.mutable_data_ptr<scalar_t>(), dense_strides<index_t>(C, H, W, false),

@@ -1186,7 +1186,8 @@ RESIZEOPS_UNROLL
       const bool wk = (cell.arg >> 1) != 0, wl = (cell.arg & 1) != 0;
       const int32_t at = row0 + (wk ? S.ncw : 0);
       const int32_t c0 = wl ? col[2] : col[0], c1 = wl ? col[3] : col[1];
-      cell.dq_drow = dynopool_lerp<acc_t>(wl ? cw0[1] : cw0[0], s_d[at + c0], wl ? cw1[1] : cw1[0], s_d[at + c1], false);
+      const acc_t w0 = wl ? cw0[1] : cw0[0], w1 = wl ? cw1[1] : cw1[0];
+      cell.dq_drow = dynopool_lerp<acc_t>(w0, s_d[at + c0], w1, s_d[at + c1], false);
       cell.dq_dcol = s_v[at + c1] - s_v[at + c0];
       acc_t dh, dw;
       dynopool_cell_size_grad<acc_t>(cell, g, tp, &dh, &dw);
