@@ -12,6 +12,7 @@
 #   STEPS="build tests bench" bash scripts/gpu_check.sh   # a subset
 #   PROFILE_OPS="blend cell" BENCH="blend-sa-imagenet-vgg:" BENCH2="" ...  # fewer cases
 #   BENCH_BACKENDS=cuda,cuda-lanes,eager-reference ...  # the benchmark's --backends (quick: with cuda-lanes)
+#   BENCH_S=400 ...  # seconds per benchmark run (default 150; still capped by DEADLINE)
 #   PRESET=quick DEADLINE=540 bash scripts/gpu_check.sh  # ~8 min: build, tests, memcheck, DynOPool profile (cuda vs cuda-lanes, cuda-fused, cuda-rows, cuda-separable and cuda-fused-separable, triton vs triton-rows; ImageNet and CIFAR), racecheck of the fused backward and the separable forward, one benchmark
 # Optional wheels (e.g. expecttest, which torch.library.opcheck needs) are
 # installed from .whl/ when that folder exists.
@@ -54,7 +55,7 @@ bench() {
     cases="${spec%%:*}"; flag="${spec#*:}"
     name="bench-${cases//,/+}${flag:+-cl}"
     stamp "$name"
-    timeout $(lim 150) $py -m resizeops bench --device cuda --cases "$cases" --dtype float32,bfloat16 $flag \
+    timeout $(lim "${BENCH_S:-150}") $py -m resizeops bench --device cuda --cases "$cases" --dtype float32,bfloat16 $flag \
       ${BENCH_BACKENDS:+--backends "$BENCH_BACKENDS"} \
       --out "$log/$name" >"$log/$name.txt" 2>&1 || echo "$name: exit code $?"
   done
