@@ -259,13 +259,13 @@ std::tuple<at::Tensor, at::Tensor> backward_fused(const at::Tensor& grad_out, co
                                                                  rows, cols);
         std::fill(s_g, s_rs, acc_t(-777));
         std::fill(s_arg.begin(), s_arg.end(), uint8_t(255));
-        fused_phase_a<scalar_t, acc_t, index_t>(plan, T, need_size, x, xs, grad_out, gs, rows, cols, s_rs, s_g,
-                                                s_arg.data(), &dh_sum, &dw_sum);
         // The tile's axis entries (poisoned first: every slot a pixel selects must be written).
         std::memset(static_cast<void*>(&axes), 0xA5, sizeof(axes));
         for (int32_t e = 0; e < plan.th + plan.tw(); ++e) {
           cells::dynopool_fused_axis_entry<acc_t, index_t>(e, plan, T, rows, cols, &axes);
         }
+        fused_phase_a<scalar_t, acc_t, index_t>(plan, T, need_size, x, xs, grad_out, gs, rows, cols, s_rs, s_g,
+                                                s_arg.data(), &dh_sum, &dw_sum);
         // Phase B1 (after __syncthreads), the 256 threads of the CUDA block one after another.
         std::fill(s_rs, s_rs + plan.region(), acc_t(-555));
         for (int32_t tid = 0; tid < kBlockThreads; ++tid) {

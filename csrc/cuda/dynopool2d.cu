@@ -256,13 +256,14 @@ __global__ void __launch_bounds__(kThreads, fused_min_blocks<scalar_t>())
   for (loop b = blockIdx.x; b < static_cast<loop>(tiles); b += gridDim.x) {
     const auto T = cells::dynopool_fused_tile<acc_t, index_t>(static_cast<index_t>(b), plan, C, H, W, rows, cols);
     const int32_t ncells = T.nci * T.ncj;
+    // The tile's axis entries (read from phase B on, after at least one barrier).
+    for (int32_t e = threadIdx.x; e < entries; e += blockDim.x) {
+      cells::dynopool_fused_axis_entry<acc_t, index_t>(e, plan, T, rows, cols, &axes);
+    }
     if constexpr (Separable) {
       const auto S = cells::dynopool_fused_strip<acc_t, index_t>(T, plan, cols);
       cells::dynopool_separable_rows<NeedSize, scalar_t, acc_t, index_t>(threadIdx.x, blockDim.x, S, T.ci, T.nci, x, xs,
                                                                         rows, s_rs, s_d);
-      for (int32_t e = threadIdx.x; e < entries; e += blockDim.x) {
-        cells::dynopool_fused_axis_entry<acc_t, index_t>(e, plan, T, rows, cols, &axes);
-      }
       __syncthreads();
       for (cells::WindowCursor w(threadIdx.x, blockDim.x, T.ncj); w.k < ncells; w.advance()) {
         cells::dynopool_fused_cell_separable<NeedSize, scalar_t, acc_t, index_t>(w, T, S, s_rs, s_d, grad_out, gs, rows,
@@ -272,9 +273,6 @@ __global__ void __launch_bounds__(kThreads, fused_min_blocks<scalar_t>())
       for (cells::WindowCursor w(threadIdx.x, blockDim.x, T.ncj); w.k < ncells; w.advance()) {
         cells::dynopool_fused_cell<NeedSize, scalar_t, acc_t, index_t>(w, T, x, xs, grad_out, gs, rows, cols, s_g,
                                                                        s_arg, &dh_sum, &dw_sum);
-      }
-      for (int32_t e = threadIdx.x; e < entries; e += blockDim.x) {
-        cells::dynopool_fused_axis_entry<acc_t, index_t>(e, plan, T, rows, cols, &axes);
       }
     }
     __syncthreads();
