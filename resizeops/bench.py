@@ -22,8 +22,9 @@ Every provider of an op runs the same named :class:`Case` side by side:
   ``RESIZEOPS_CUDA_FORWARD=rows`` (4 cells of a row per thread in the forward),
   ``RESIZEOPS_CUDA_FORWARD=separable`` (the forward per tile of cells, its vertical
   interpolations shared) or all of the separable forward, the fused backward and its
-  separable winners (``RESIZEOPS_CUDA_FUSED_WINNERS=separable``); these four NCHW,
-  channels_last falls back to the default; and
+  separable winners (``RESIZEOPS_CUDA_FUSED_WINNERS=separable``); in channels_last
+  the forwards fall back to the default and the fused backward takes blocks of 8
+  channels with its winners by cells; and
   the ``triton`` backend
   with ``RESIZEOPS_TRITON_FORWARD=rows`` (the NCHW forward in 2-D tiles), the opt-in
   forms of docs/DESIGN.md, with the variable set around the forward and the backward.

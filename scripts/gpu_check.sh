@@ -25,7 +25,8 @@ export MPLBACKEND=Agg RESIZEOPS_REQUIRE_EXT=1 RESIZEOPS_REQUIRE_CUDA_BUILD=1 PYT
 export TORCH_CUDA_ARCH_LIST="${TORCH_CUDA_ARCH_LIST:-9.0}" MAX_JOBS="${MAX_JOBS:-16}"
 # PRESET=quick: for a session with a few minutes of device time (the full run takes
 # about 9): build, the GPU tests, the DynOPool kernel profile (its A/B of one and
-# four channels per thread, of the fused NCHW backward (winners by cells and separable)
+# four channels per thread, of the fused backward (NCHW: winners by cells and separable;
+# channels_last: blocks of 8 channels)
 # and the NCHW row and separable forwards, Triton's flat and 2-D tile NCHW forward; then the CIFAR case, whose
 # channels_last step was 5x its NCHW one), memcheck over the CUDA kernel tests,
 # racecheck over the float32 tests of the fused backward and the separable forward
@@ -36,7 +37,7 @@ if [ "${PRESET:-}" = quick ]; then
   : "${SANITIZE_FILES:=tests/test_cuda_dynopool.py}" "${SANITIZE_S:=120}"  # DynOPool's kernels (issue 3) only
   : "${PROFILE_PROVIDERS:=cuda cuda-lanes cuda-fused cuda-rows cuda-separable cuda-fused-separable triton triton-rows}"
   # (channels_last: the NCHW-only forms would time the default again; the profile skips them)
-  : "${BENCH_BACKENDS:=cuda,cuda-lanes,triton,triton-rows,eager-reference,compiled-reference}"
+  : "${BENCH_BACKENDS:=cuda,cuda-lanes,cuda-fused,triton,triton-rows,eager-reference,compiled-reference}"
   export PROFILE_PROVIDERS
   : "${BENCH:=dynopool-imagenet:--channels-last}" "${BENCH2:=}"
 fi

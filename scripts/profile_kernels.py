@@ -19,9 +19,9 @@ channels_last), "cuda-tile" and "cuda-loop" (every grad_x gathered,
 RESIZEOPS_CUDA_GRAD_X=gather, in the gathers' tile form where it fits,
 RESIZEOPS_CUDA_GATHER=tile, or in the loop form for every pixel, =loop: the A/B of
 one run, docs/PERF_NOTES.md), "triton" and "triton-rows" (DynOPool only: its NCHW
-forward in 2-D tiles, RESIZEOPS_TRITON_FORWARD=rows), "cuda-fused" (DynOPool only,
-NCHW only: its backward in one kernel, RESIZEOPS_CUDA_GRAD_X=fused; channels_last
-would fall back to the default), "cuda-rows" (DynOPool only, NCHW only: its forward
+forward in 2-D tiles, RESIZEOPS_TRITON_FORWARD=rows), "cuda-fused" (DynOPool only:
+its backward in one kernel, RESIZEOPS_CUDA_GRAD_X=fused; in channels_last with blocks
+of 8 channels), "cuda-rows" (DynOPool only, NCHW only: its forward
 with 4 cells of a row per thread, RESIZEOPS_CUDA_FORWARD=rows), "cuda-separable" (DynOPool
 only, NCHW only: its forward per tile of output cells, the vertical interpolations
 shared through shared memory, RESIZEOPS_CUDA_FORWARD=separable), "cuda-fused-separable"
@@ -49,7 +49,7 @@ FORMS = {
 PROVIDERS = ["cuda", "cuda-lanes", "cuda-fused", "cuda-rows", "cuda-separable", "cuda-fused-separable", "cuda-tile",
              "cuda-loop", "triton", "triton-rows"]
 # channels_last runs the default
-NCHW_ONLY = ("cuda-fused", "cuda-rows", "cuda-separable", "cuda-fused-separable", "triton-rows")
+NCHW_ONLY = ("cuda-rows", "cuda-separable", "cuda-fused-separable", "triton-rows")
 SWITCHES = sorted({var for _, env in FORMS.values() for var in env})
 
 

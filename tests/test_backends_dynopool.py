@@ -30,9 +30,9 @@ BACKENDS = [
     # with the gather and with the scatter.
     pytest.param("cuda_cells_lanes", id="cuda_cells_lanes"),
     pytest.param("cuda_cells_lanes_scatter", id="cuda_cells_lanes_scatter"),
-    # The fused backward (RESIZEOPS_CUDA_GRAD_X=fused, NCHW; channels_last falls back
-    # to the default form), in tiles of at most 2 x 4 pixels so that these small
-    # images span many tiles, partial ones at the borders included.
+    # The fused backward (RESIZEOPS_CUDA_GRAD_X=fused; in channels_last, blocks of 8,
+    # 4 or 1 channels as C allows), in tiles of at most 2 x 4 pixels so that these
+    # small images span many tiles, partial ones at the borders included.
     pytest.param("cuda_cells_fused", id="cuda_cells_fused"),
     # The forward's row form (RESIZEOPS_CUDA_FORWARD=rows: 4 adjacent cells of a row
     # per thread, NCHW; channels_last takes the cell form).
@@ -378,37 +378,65 @@ def test_cuda_grad_x_form_rejects_unknown_values(monkeypatch):
                                                                False, True, False)
 
 
-def _fused_inputs(dtype, seed):
-    """The emulation inputs (NCHW), plus images that span several of the fused form's
-    default 16 x 64 tiles, down- and up-sampled (x2.4: the plan halves its tile rows)."""
-    yield from _emulation_inputs(dtype, False, seed)
+def _fused_inputs(dtype, seed, cl=False):
+    """The emulation inputs, plus images that span several of the fused form's default
+    tiles (16 x 64 pixels; 16 x 32 in channels_last with 8 channels per block),
+    down- and up-sampled (x2.4: the plan halves its tile rows). In channels_last,
+    channel counts for every channel block (dynopool_fused_channels_log2: 8, 4 or 1
+    channels; float64 4 or 1) and a sliced x (channel stride 2)."""
+    yield from _emulation_inputs(dtype, cl, seed)
     gen = torch.Generator().manual_seed(seed + 1)
-    for shape, out in [((1, 2, 40, 150), (23, 97)), ((1, 1, 37, 130), (90, 312)), ((2, 1, 33, 70), (7, 9))]:
+    shapes = [((1, 2, 40, 150), (23, 97)), ((1, 1, 37, 130), (90, 312)), ((2, 1, 33, 70), (7, 9))]
+    if cl:
+        shapes = [((1, 8, 40, 150), (23, 97)), ((1, 16, 37, 65), (90, 156)), ((2, 12, 33, 70), (7, 9)),
+                  ((1, 24, 29, 37), (15, 23)), ((2, 3, 20, 30), (10, 19))]  # fmt: skip
+    for shape, out in shapes:
         x = torch.randn(shape, generator=gen).to(dtype)
         g = torch.randn(shape[0], shape[1], *out, generator=gen).to(dtype)
         g.view(-1)[::13] = float("nan")
+        if cl:
+            x = x.contiguous(memory_format=torch.channels_last)
+            g = g.contiguous(memory_format=torch.channels_last)
         yield x, g, shape, out
+    if cl:  # 8 channels at stride 2 of a channels_last x, grad_out in NCHW
+        x = torch.randn(1, 16, 21, 45, generator=gen).to(dtype).contiguous(memory_format=torch.channels_last)[:, ::2]
+        g = torch.randn(1, 8, 11, 28, generator=gen).to(dtype)
+        yield x, g, tuple(x.shape), (11, 28)
 
 
+def _fused_channels(x, cl):
+    """The channels per block the fused plan must take (dynopool_fused_channels_log2)."""
+    c = x.shape[1]
+    if cl and x.element_size() <= 4 and c % 8 == 0:
+        return 8
+    return 4 if cl and c % 4 == 0 else 1
+
+
+@pytest.mark.parametrize("cl", [False, True], ids=["NCHW", "channels_last"])
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32, torch.bfloat16])
-def test_cuda_fused_backward_bit_identical_to_the_gather(dtype, monkeypatch):
+def test_cuda_fused_backward_bit_identical_to_the_gather(dtype, cl, monkeypatch):
     """The fused backward (RESIZEOPS_CUDA_GRAD_X=fused: winners into a tile's shared
     window, then the gather from it) in the serial emulation: grad_x bit-identical to the
     two-pass gather (same terms, the loop form's order) for every tiling, from one
-    pixel per tile to the default 16 x 64, partial tiles at the borders included; the
-    size gradient (each cell counted by the one tile that owns it) equal to rounding.
-    The emulation raises if a tile's cell window exceeds the plan's bound."""
+    pixel per tile to the default, partial tiles at the borders included; the size
+    gradient (each cell counted by the one tile that owns it) equal to rounding. In
+    channels_last, blocks of 8, 4 or 1 channels (the form hook says which) and a
+    channels_last grad_x. The emulation raises if a tile's cell window exceeds the
+    plan's bound."""
     _needs_cells_emulation()
     ext = torch.ops.resizeops_ext
-    for x, g, shape, out in _fused_inputs(dtype, seed=21):
-        gather = _emulated_grad_x(g, x, out, False, "loop", monkeypatch)
+    fmt = torch.channels_last if cl else torch.contiguous_format
+    for x, g, shape, out in _fused_inputs(dtype, seed=21, cl=cl):
+        gather = _emulated_grad_x(g, x, out, cl, "loop", monkeypatch)
         monkeypatch.setenv("RESIZEOPS_CUDA_GRAD_X", "gather")
-        _, gs_gather = ext._dynopool2d_backward_cells(g, x, *out, False, False, True)
+        _, gs_gather = ext._dynopool2d_backward_cells(g, x, *out, cl, False, True)
         for tile in ("", "1x1", "2x4", "4x2", "8x16"):
             monkeypatch.setenv("RESIZEOPS_CUDA_FUSED_TILE", tile)
             monkeypatch.setenv("RESIZEOPS_CUDA_GRAD_X", "fused")
-            gx, gs = ext._dynopool2d_backward_cells(g, x, *out, False, True, True)
-            assert gx.is_contiguous() and gx.dtype == x.dtype
+            form = ext._dynopool2d_backward_form(g, x, *out, cl, True)
+            assert form[0] == _FUSED and form[-2] == _fused_channels(x, cl), (shape, out, tile, form)
+            gx, gs = ext._dynopool2d_backward_cells(g, x, *out, cl, True, True)
+            assert gx.is_contiguous(memory_format=fmt) and gx.dtype == x.dtype
             assert torch.equal(gx.isnan(), gather.isnan()), (shape, out, tile)
             assert torch.equal(gx.nan_to_num(), gather.nan_to_num()), (shape, out, tile)
             assert torch.equal(gs.isnan(), gs_gather.isnan()), (shape, out, tile)
@@ -416,20 +444,23 @@ def test_cuda_fused_backward_bit_identical_to_the_gather(dtype, monkeypatch):
                 tol = 1e-9 if dtype == torch.float64 else 1e-5
                 assert_close(gs, gs_gather, atol=tol * (1 + float(gs_gather.abs().max())), rtol=tol)
             # grad_x alone (no size gradient) is the same grad_x.
-            gx_only, _ = ext._dynopool2d_backward_cells(g, x, *out, False, True, False)
+            gx_only, _ = ext._dynopool2d_backward_cells(g, x, *out, cl, True, False)
             assert torch.equal(gx_only.nan_to_num(), gx.nan_to_num())
 
 
-@pytest.mark.parametrize("winners", ["cell", "separable"])
-def test_cuda_fused_tiles_stay_within_the_plan(winners, monkeypatch):
+@pytest.mark.parametrize("winners,cl", [("cell", False), ("separable", False), ("cell", True)],
+                         ids=["cell", "separable", "cell_channels_last"])
+def test_cuda_fused_tiles_stay_within_the_plan(winners, cl, monkeypatch):
     """The fused form's plan bounds each tile's cell window from the query spacing
     (dynopool_fused_window_bound) and, with separable winners, the window's input
     columns (dynopool_tile_cols_bound); the emulation raises where a window exceeds
     its bound. Random sizes and ratios (0.1 to 3, and arbitrary output sizes), random
-    tile caps; then rows of 10^5 columns (float32 coordinates many ulps off)."""
+    tile caps; in channels_last random channel counts (blocks of 8, 4 or 1 channels);
+    then rows of 10^5 columns (float32 coordinates many ulps off)."""
     _needs_cells_emulation()
     ext = torch.ops.resizeops_ext
     rng = random.Random(5)
+    fmt = torch.channels_last if cl else torch.contiguous_format
     monkeypatch.setenv("RESIZEOPS_CUDA_FUSED_WINNERS", winners)
     taken = 0
     for _ in range(60):
@@ -438,25 +469,27 @@ def test_cuda_fused_tiles_stay_within_the_plan(winners, monkeypatch):
             out = (max(1, round(h * rng.uniform(0.1, 3.0))), max(1, round(w * rng.uniform(0.1, 3.0))))
         else:
             out = (rng.randint(1, 60), rng.randint(1, 60))
+        c = rng.choice([8, 16, 4, 12, 3]) if cl else 1
         monkeypatch.setenv("RESIZEOPS_CUDA_FUSED_TILE", f"{2 ** rng.randint(0, 4)}x{2 ** rng.randint(0, 6)}")
-        x = torch.randn(1, 1, h, w, dtype=torch.float64)
-        g = torch.randn(1, 1, *out, dtype=torch.float64)
+        x = torch.randn(1, c, h, w, dtype=torch.float64).contiguous(memory_format=fmt)
+        g = torch.randn(1, c, *out, dtype=torch.float64).contiguous(memory_format=fmt)
         monkeypatch.setenv("RESIZEOPS_CUDA_GRAD_X", "fused")
-        form = ext._dynopool2d_backward_form(g, x, *out, False, True)
-        taken += form[0] == _FUSED and form[-1] > 0
-        gx, _ = ext._dynopool2d_backward_cells(g, x, *out, False, True, True)
-        ref = _emulated_grad_x(g, x, out, False, "loop", monkeypatch)
-        assert torch.equal(gx, ref), (h, w, out, form)
-    assert taken >= (30 if winners == "separable" else 0), taken
+        form = ext._dynopool2d_backward_form(g, x, *out, cl, True)
+        taken += form[0] == _FUSED and (form[-1] > 0 or form[-2] > 1)
+        gx, _ = ext._dynopool2d_backward_cells(g, x, *out, cl, True, True)
+        ref = _emulated_grad_x(g, x, out, cl, "loop", monkeypatch)
+        assert torch.equal(gx, ref) and gx.stride() == ref.stride(), (h, w, out, form)
+    assert taken >= (0 if winners == "cell" and not cl else 30), taken
     monkeypatch.delenv("RESIZEOPS_CUDA_FUSED_TILE")
+    c = 8 if cl else 1
     for w, wo in [(100003, 62500), (99991, 30000)]:
-        x = torch.randn(1, 1, 2, w)
-        g = torch.randn(1, 1, 1, wo)
+        x = torch.randn(1, c, 2, w).contiguous(memory_format=fmt)
+        g = torch.randn(1, c, 1, wo).contiguous(memory_format=fmt)
         monkeypatch.setenv("RESIZEOPS_CUDA_GRAD_X", "fused")
-        form = ext._dynopool2d_backward_form(g, x, 1, wo, False, True)
-        assert form[0] == _FUSED and (form[-1] > 0) == (winners == "separable"), form
-        gx, _ = ext._dynopool2d_backward_cells(g, x, 1, wo, False, True, True)
-        assert torch.equal(gx, _emulated_grad_x(g, x, (1, wo), False, "loop", monkeypatch)), (w, wo)
+        form = ext._dynopool2d_backward_form(g, x, 1, wo, cl, True)
+        assert form[0] == _FUSED and (form[-1] > 0) == (winners == "separable") and form[-2] == c, form
+        gx, _ = ext._dynopool2d_backward_cells(g, x, 1, wo, cl, True, True)
+        assert torch.equal(gx, _emulated_grad_x(g, x, (1, wo), cl, "loop", monkeypatch)), (w, wo)
 
 
 _FUSED = 2  # resizeops_ext::_dynopool2d_backward_form's code of the fused form
@@ -509,8 +542,8 @@ def test_cuda_fused_separable_plan_and_fallbacks(monkeypatch):
     """Separable winners are opt-in (RESIZEOPS_CUDA_FUSED_WINNERS, validated) and fall
     back to winners by cells, with the cell form's results, where they do not pay or
     cannot run: more than 4 input columns per cell column (r < 0.25), the 64-bit index
-    path, V and D beyond the shared memory (up-sampling). The ImageNet-VGG plan keeps
-    the default 16 x 64 tile, with a column window that fits."""
+    path, V and D beyond the shared memory (up-sampling), a channels_last grad_x. The
+    ImageNet-VGG plan keeps the default 16 x 64 tile, with a column window that fits."""
     _needs_cells_emulation()
     ext = torch.ops.resizeops_ext
     monkeypatch.setenv("RESIZEOPS_CUDA_GRAD_X", "fused")
@@ -518,25 +551,27 @@ def test_cuda_fused_separable_plan_and_fallbacks(monkeypatch):
     g = torch.randn(1, 2, 112, 140)
     assert ext._dynopool2d_backward_form(g, x, 112, 140, False, True)[-1] == 0  # unset: cells
     monkeypatch.setenv("RESIZEOPS_CUDA_FUSED_WINNERS", "separable")
-    form, th, tw, cell_rows, cell_cols, vcols = ext._dynopool2d_backward_form(g, x, 112, 140, False, True)
-    assert (form, th, tw) == (_FUSED, 16, 64)
+    form, th, tw, cell_rows, cell_cols, cb, vcols = ext._dynopool2d_backward_form(g, x, 112, 140, False, True)
+    assert (form, th, tw, cb) == (_FUSED, 16, 64, 1)
     # cell_cols cells of 2 queries 0.8 apart span (2 cell_cols - 1) * 0.8 columns, + 3 for the taps, 1 for rounding.
     assert 1.6 * cell_cols + 1 <= vcols <= 1.6 * cell_cols + 4, (cell_cols, vcols)
     g50 = torch.randn(1, 2, 112, 50)
     up = torch.randn(1, 1, 37, 130, dtype=torch.float64)
+    xcl = torch.randn(1, 8, 40, 70).contiguous(memory_format=torch.channels_last)
     cases = [
-        (x, g50, (112, 50), {}),  # r_w = 0.22: cells
-        (x, g, (112, 140), {"RESIZEOPS_FORCE_INT64_INDEXING": "1"}),
-        (up, torch.randn(1, 1, 90, 312, dtype=torch.float64), (90, 312), {}),  # x2.4: V and D beyond 40 KiB
+        (x, g50, (112, 50), {}, False),  # r_w = 0.22: cells
+        (x, g, (112, 140), {"RESIZEOPS_FORCE_INT64_INDEXING": "1"}, False),
+        (up, torch.randn(1, 1, 90, 312, dtype=torch.float64), (90, 312), {}, False),  # x2.4: V and D beyond 40 KiB
+        (xcl, torch.randn(1, 8, 23, 44), (23, 44), {}, True),  # channels_last: blocks of 8 channels, cells
     ]
-    for t, gt, out, env in cases:
+    for t, gt, out, env, cl in cases:
         for k, v in env.items():
             monkeypatch.setenv(k, v)
-        form = ext._dynopool2d_backward_form(gt, t, *out, False, True)
-        assert form[0] == _FUSED and form[-1] == 0, (out, env, form)
-        got = ext._dynopool2d_backward_cells(gt, t, *out, False, True, True)
+        form = ext._dynopool2d_backward_form(gt, t, *out, cl, True)
+        assert form[0] == _FUSED and form[-1] == 0 and form[-2] == (8 if cl else 1), (out, env, form)
+        got = ext._dynopool2d_backward_cells(gt, t, *out, cl, True, True)
         monkeypatch.setenv("RESIZEOPS_CUDA_FUSED_WINNERS", "cell")
-        want = ext._dynopool2d_backward_cells(gt, t, *out, False, True, True)
+        want = ext._dynopool2d_backward_cells(gt, t, *out, cl, True, True)
         assert torch.equal(got[0], want[0]) and torch.equal(got[1], want[1]), (out, env)
         monkeypatch.setenv("RESIZEOPS_CUDA_FUSED_WINNERS", "separable")
         for k in env:
@@ -551,17 +586,20 @@ def test_cuda_fused_separable_plan_and_fallbacks(monkeypatch):
 
 
 def test_cuda_fused_backward_falls_back_where_it_cannot_run(monkeypatch):
-    """Where the fused form cannot run (channels_last; a cell window beyond the shared
-    memory: up-sampling 1 x 1 to 100 x 100), RESIZEOPS_CUDA_GRAD_X=fused gives the
-    default form's result (the scatter, for float64)."""
+    """Where the fused form cannot run (a cell window beyond the shared memory:
+    up-sampling 1 x 1 to 100 x 100, in NCHW and in channels_last with blocks of 4 and
+    of 8 channels), RESIZEOPS_CUDA_GRAD_X=fused gives the default form's result (the
+    scatter, for float64 and float32)."""
     _needs_cells_emulation()
     ext = torch.ops.resizeops_ext
     gen = torch.Generator().manual_seed(2)
-    cases = [(torch.randn(2, 3, 13, 17, generator=gen, dtype=torch.float64).contiguous(memory_format=torch.channels_last),
-              (7, 10), True),
-             (torch.randn(1, 2, 1, 1, generator=gen, dtype=torch.float64), (100, 100), False)]  # fmt: skip
+    cases = [(torch.randn(1, 8, 1, 1, generator=gen, dtype=dt).contiguous(memory_format=torch.channels_last),
+              (100, 100), True) for dt in (torch.float64, torch.float32)]  # fmt: skip
+    cases.append((torch.randn(1, 2, 1, 1, generator=gen, dtype=torch.float64), (100, 100), False))
     for x, out, cl in cases:
-        g = torch.randn(x.shape[0], x.shape[1], *out, generator=gen, dtype=torch.float64)
+        monkeypatch.setenv("RESIZEOPS_CUDA_GRAD_X", "fused")
+        assert ext._dynopool2d_backward_form(torch.zeros(1, x.shape[1], *out, dtype=x.dtype), x, *out, cl, True) == [1]
+        g = torch.randn(x.shape[0], x.shape[1], *out, generator=gen, dtype=x.dtype)
         if cl:
             g = g.contiguous(memory_format=torch.channels_last)
         monkeypatch.setenv("RESIZEOPS_CUDA_GRAD_X", "scatter")

@@ -131,41 +131,50 @@ def test_cuda_lanes_matches_the_emulation_and_one_lane(cl, dtype, monkeypatch):
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float64], ids=["float32", "bfloat16", "float64"])
 @pytest.mark.parametrize("tile", ["", "2x4"], ids=["default_tiles", "tiles_2x4"])
-@pytest.mark.parametrize("winners", ["cell", "separable"])
+@pytest.mark.parametrize("winners", ["cell", "separable", "cell_channels_last"])
 def test_cuda_fused_backward_matches_the_emulation_and_the_gather(dtype, tile, winners, monkeypatch):
-    # The fused backward (RESIZEOPS_CUDA_GRAD_X=fused, NCHW: one kernel, winners in a
+    # The fused backward (RESIZEOPS_CUDA_GRAD_X=fused: one kernel, winners in a
     # shared-memory window per tile, then the gather from it) on the GPU, its tiles'
-    # winners by cells or separable (RESIZEOPS_CUDA_FUSED_WINNERS): against its
-    # serial emulation, the GPU's two-pass gather and itself (deterministic: bit-identical
-    # run to run). Images spanning several default 16 x 64 tiles, down- and up-sampled
-    # (the plan halves its tiles; separable winners fall back to cells at x2.4 with the
-    # default tiles), and small tiles (test hook) on small images; the ImageNet-VGG plane.
+    # winners by cells or separable (RESIZEOPS_CUDA_FUSED_WINNERS) in NCHW, by cells in
+    # channels_last (blocks of 8, 4 or 1 channels: the channel counts below give each):
+    # against its serial emulation, the GPU's two-pass gather and itself (deterministic:
+    # bit-identical run to run). Images spanning several default tiles, down- and
+    # up-sampled (the plan halves its tiles; separable winners fall back to cells at x2.4
+    # with the default tiles), and small tiles (test hook) on small images; the
+    # ImageNet-VGG plane.
+    cl = winners.endswith("channels_last")
+    fmt = torch.channels_last if cl else torch.contiguous_format
     monkeypatch.setenv("RESIZEOPS_CUDA_FUSED_TILE", tile)
-    monkeypatch.setenv("RESIZEOPS_CUDA_FUSED_WINNERS", winners)
+    monkeypatch.setenv("RESIZEOPS_CUDA_FUSED_WINNERS", "cell" if cl else winners)
     gen = torch.Generator().manual_seed(6)
     cases = [((2, 5, 13, 17), (7, 10)), ((2, 3, 8, 8), (15, 3)), ((1, 3, 40, 150), (23, 97)),
              ((1, 2, 37, 130), (90, 312)), ((2, 2, 70, 70), (35, 44)), ((1, 2, 224, 224), (112, 140))]  # fmt: skip
+    if cl:  # C = 8, 12, 3, 16, 24, 8
+        cases = [((n, c, h, w), out) for ((n, _, h, w), out), c in zip(cases, (8, 12, 3, 16, 24, 8))]
     for shape, out in cases:
         if tile and shape[2] == 224:
             continue  # (the small tiles on small images; and racecheck's time)
-        x = torch.randn(shape, generator=gen).to(dtype)
-        g = torch.randn(shape[0], shape[1], *out, generator=gen).to(dtype)
+        x = torch.randn(shape, generator=gen).to(dtype).contiguous(memory_format=fmt)
+        g = torch.randn(shape[0], shape[1], *out, generator=gen).to(dtype).contiguous(memory_format=fmt)
         monkeypatch.setenv("RESIZEOPS_CUDA_GRAD_X", "fused")
-        form = EXT._dynopool2d_backward_form(g, x, *out, False, True)
-        fallback = winners == "cell" or (shape[2] == 37 and tile == "")
+        form = EXT._dynopool2d_backward_form(g, x, *out, cl, True)
+        fallback = winners != "separable" or (shape[2] == 37 and tile == "")
         assert form[0] == 2 and (form[-1] == 0) == fallback, (shape, out, form)
-        gx, gs = EXT.dynopool2d_backward(g.cuda(), x.cuda(), *out, False, True, True)
-        gx2, gs2 = EXT.dynopool2d_backward(g.cuda(), x.cuda(), *out, False, True, True)
+        if cl:
+            assert form[-2] == (1 if shape[1] % 4 else 4 if shape[1] % 8 or dtype == torch.float64 else 8), form
+        gx, gs = EXT.dynopool2d_backward(g.cuda(), x.cuda(), *out, cl, True, True)
+        gx2, gs2 = EXT.dynopool2d_backward(g.cuda(), x.cuda(), *out, cl, True, True)
         assert torch.equal(gx, gx2) and torch.equal(gs, gs2)
         # grad_x alone: another instantiation of the kernel (nvcc may contract differently).
-        gx_only, _ = EXT.dynopool2d_backward(g.cuda(), x.cuda(), *out, False, True, False)
+        gx_only, _ = EXT.dynopool2d_backward(g.cuda(), x.cuda(), *out, cl, True, False)
         assert_close(gx_only, gx, dtype)
-        assert gx.is_contiguous() and gx.dtype == dtype
-        cgx, cgs = EXT._dynopool2d_backward_cells(g, x, *out, False, True, True)
+        assert gx.is_contiguous(memory_format=fmt) and gx.dtype == dtype
+        cgx, cgs = EXT._dynopool2d_backward_cells(g, x, *out, cl, True, True)
+        assert cgx.stride() == gx.stride()
         assert_close(gx.cpu(), cgx, dtype)
         assert_close(gs.cpu(), cgs, atol=1e-3 * (1 + float(cgs.abs().max())), rtol=1e-4)
         monkeypatch.setenv("RESIZEOPS_CUDA_GRAD_X", "gather")
-        ggx, ggs = EXT.dynopool2d_backward(g.cuda(), x.cuda(), *out, False, True, True)
+        ggx, ggs = EXT.dynopool2d_backward(g.cuda(), x.cuda(), *out, cl, True, True)
         assert_close(gx, ggx, dtype)
         assert_close(gs, ggs, atol=1e-6 * (1 + float(ggs.abs().max())), rtol=1e-6)
 

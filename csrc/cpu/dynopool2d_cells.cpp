@@ -183,9 +183,11 @@ void fused_phase_a(const cells::FusedPlan& plan, const cells::FusedTile<index_t>
   if (plan.vcols == 0) {
     both([&](auto ns) {
       for (int32_t tid = 0; tid < kBlockThreads; ++tid) {
-        for (cells::WindowCursor w(tid, kBlockThreads, T.ncj); w.k < ncells; w.advance()) {
-          cells::dynopool_fused_cell<decltype(ns)::value, scalar_t, acc_t, index_t>(w, T, xp, xs, gp, gs, rows, cols,
-                                                                                    s_g, s_arg, dh_sum, dw_sum);
+        const int32_t ch = tid & (plan.cb() - 1);
+        for (auto w = cells::dynopool_fused_cursor(tid, kBlockThreads, plan, T.ncj); w.k < ncells; w.advance()) {
+          cells::dynopool_fused_cell<decltype(ns)::value, scalar_t, acc_t, index_t>(w, plan.cb_log2, ch, T, xp, xs, gp,
+                                                                                    gs, rows, cols, s_g, s_arg, dh_sum,
+                                                                                    dw_sum);
         }
       }
     });
@@ -202,7 +204,7 @@ void fused_phase_a(const cells::FusedPlan& plan, const cells::FusedTile<index_t>
                                                                          rows, s_v, s_d);
     }
     for (int32_t tid = 0; tid < kBlockThreads; ++tid) {  // A2 (after __syncthreads)
-      for (cells::WindowCursor w(tid, kBlockThreads, T.ncj); w.k < ncells; w.advance()) {
+      for (auto w = cells::dynopool_fused_cursor(tid, kBlockThreads, plan, T.ncj); w.k < ncells; w.advance()) {
         cells::dynopool_fused_cell_separable<kNeedSize, scalar_t, acc_t, index_t>(w, T, S, s_v, s_d, gp, gs, rows,
                                                                                  cols, s_g, s_arg, dh_sum, dw_sum);
       }
@@ -218,7 +220,7 @@ std::vector<int64_t> backward_form(const at::Tensor& grad_out, const at::Tensor&
   cells::FusedPlan plan{};
   const auto form = dynopool_backward_form(grad_out, x, out_h, out_w, channels_last, need_x, &plan);
   if (form != DynopoolGradX::kFused) return {static_cast<int64_t>(form)};
-  return {static_cast<int64_t>(form), plan.th, plan.tw(), plan.cell_rows, plan.cell_cols, plan.vcols};
+  return {static_cast<int64_t>(form), plan.th, plan.tw(), plan.cell_rows, plan.cell_cols, plan.cb(), plan.vcols};
 }
 
 // The fused backward (checks.h, RESIZEOPS_CUDA_GRAD_X=fused): backward_fused_kernel's
@@ -227,30 +229,32 @@ std::vector<int64_t> backward_form(const at::Tensor& grad_out, const at::Tensor&
 // then the region of the row sums and of V and D, so that the emulation checks the
 // alignment of B2's vector loads; the winner codes apart) and its phases in order.
 std::tuple<at::Tensor, at::Tensor> backward_fused(const at::Tensor& grad_out, const at::Tensor& x, int64_t out_h,
-                                                  int64_t out_w, bool need_size, const cells::FusedPlan& plan) {
+                                                  int64_t out_w, bool channels_last, bool need_size,
+                                                  const cells::FusedPlan& plan) {
   const int64_t N = x.size(0), C = x.size(1), H = x.size(2), W = x.size(3);
-  at::Tensor grad_x = at::empty(x.sizes(), x.options());
+  const auto fmt = channels_last ? at::MemoryFormat::ChannelsLast : at::MemoryFormat::Contiguous;
+  at::Tensor grad_x = at::empty(x.sizes(), x.options().memory_format(fmt));
   at::Tensor grad_size = at::zeros({2}, x.options().dtype(at::kDouble));
   const cells::TableLayout L{out_h, out_w, H, W};
   const bool use32 = dynopool_fused_use32(grad_out, x);
   TORCH_INTERNAL_ASSERT(plan.vcols == 0 || use32,
                         "_dynopool2d_backward_cells: separable winners off the 32-bit path");
-  const int64_t blocks = N * C * plan.tiles_h * plan.tiles_w;
+  const int64_t blocks = N * (C >> plan.cb_log2) * plan.tiles_h * plan.tiles_w;
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "_dynopool2d_backward_cells", [&] {
     using acc_t = at::opmath_type<scalar_t>;
     const Tables<acc_t> tab(L, true);
     const auto &rows = tab.rows, &cols = tab.cols;
-    std::vector<acc_t> smem(plan.cells_padded() + plan.region());
+    std::vector<acc_t> smem(plan.slots_padded() + plan.region());
     acc_t* s_g = smem.data();
-    acc_t* s_rs = s_g + plan.cells_padded();  // the row sums; before them, V and D
-    std::vector<uint8_t> s_arg(plan.max_cells());
+    acc_t* s_rs = s_g + plan.slots_padded();  // the row sums; before them, V and D
+    std::vector<uint8_t> s_arg(plan.window_slots());
     cells::FusedAxes<acc_t> axes;
     double dh_sum = 0.0, dw_sum = 0.0;
     with_index_type(use32, [&](auto zero) {
       using index_t = decltype(zero);
       const auto xs = strides_of<index_t>(x);
       const auto gs = strides_of<index_t>(grad_out);
-      const auto gxs = dense_strides<index_t>(C, H, W, false);
+      const auto gxs = dense_strides<index_t>(C, H, W, channels_last);
       scalar_t* gx = grad_x.mutable_data_ptr<scalar_t>();
       const int32_t quads = plan.b2_items();
       for (int64_t b = 0; b < blocks; ++b) {
@@ -292,11 +296,11 @@ std::tuple<at::Tensor, at::Tensor> backward_cells(const at::Tensor& grad_out, co
   check_dynopool_grad(grad_out, x, out_h, out_w);
   const auto fmt = channels_last ? at::MemoryFormat::ChannelsLast : at::MemoryFormat::Contiguous;
   // The CUDA path's choice of grad_x form (checks.h): the scatter adds into a
-  // zeroed grad_x; the fused form needs NCHW and a tiling that fits.
+  // zeroed grad_x; the fused form needs a tiling that fits.
   cells::FusedPlan plan{};
   const auto form = dynopool_backward_form(grad_out, x, out_h, out_w, channels_last, need_x, &plan);
   const bool scatter = need_x && form == DynopoolGradX::kScatter;
-  if (form == DynopoolGradX::kFused) return backward_fused(grad_out, x, out_h, out_w, need_size, plan);
+  if (form == DynopoolGradX::kFused) return backward_fused(grad_out, x, out_h, out_w, channels_last, need_size, plan);
   // (at::zeros would drop the memory format: empty, then zero_.)
   at::Tensor grad_x = need_x ? at::empty(x.sizes(), x.options().memory_format(fmt)) : at::empty({0}, x.options());
   if (scatter) grad_x.zero_();

@@ -217,7 +217,8 @@ __global__ void __launch_bounds__(kThreads, L == 1 ? 0 : 2)
 }
 
 // The fused backward (RESIZEOPS_CUDA_GRAD_X=fused; dynopool_cells.h, "The fused
-// backward"): block work item b is one tile of one (n, c) plane, taken in a
+// backward"): block work item b is one tile of one image's block of cb channels
+// (one (n, c) plane for NCHW), taken in a
 // grid-stride loop over the tiles (a fixed grid, so that the size-gradient
 // partials are summed in a fixed order), with three barriers per tile (after
 // phase A and the axis entries, after the row sums B1, after the pixel quads B2), four
@@ -225,7 +226,8 @@ __global__ void __launch_bounds__(kThreads, L == 1 ? 0 : 2)
 // only: after A1's V and D and the axis entries, then after A2's cells).
 // Dynamic shared memory: FusedPlan::smem_bytes (window gradients, the region of
 // the row sums and of V and D, winner codes); static: the tile's axis entries.
-static_assert(kThreads % cells::kFusedMaxTW == 0, "B1 of the fused backward gives each thread one tile column");
+static_assert(kThreads == cells::kFusedThreads && kThreads % cells::kFusedMaxTW == 0,
+              "B1 of the fused backward gives each thread one (tile column, channel)");
 
 // Launch bounds: ptxas's own choice (it takes 54-64 registers, 4 blocks per SM),
 // except for float64: at least 2 blocks per SM (at most 128 registers; left to itself
@@ -247,10 +249,11 @@ __global__ void __launch_bounds__(kThreads, fused_min_blocks<scalar_t>())
   extern __shared__ __align__(16) unsigned char fused_smem[];
   __shared__ cells::FusedAxes<acc_t> axes;
   acc_t* s_g = reinterpret_cast<acc_t*>(fused_smem);
-  acc_t* s_rs = s_g + plan.cells_padded();  // (16-byte aligned) also V, then D (phase A, Separable)
+  acc_t* s_rs = s_g + plan.slots_padded();  // (16-byte aligned) also V, then D (phase A, Separable)
   acc_t* s_d = s_rs + plan.v_entries();
   uint8_t* s_arg = reinterpret_cast<uint8_t*>(s_rs + plan.region());
   const int32_t quads = plan.b2_items(), entries = plan.th + plan.tw();
+  const int32_t ch = threadIdx.x & (plan.cb() - 1);  // the thread's channel in phase A
   double dh_sum = 0.0, dw_sum = 0.0;
   using loop = loop_t<index_t>;
   for (loop b = blockIdx.x; b < static_cast<loop>(tiles); b += gridDim.x) {
@@ -265,14 +268,14 @@ __global__ void __launch_bounds__(kThreads, fused_min_blocks<scalar_t>())
       cells::dynopool_separable_rows<NeedSize, scalar_t, acc_t, index_t>(threadIdx.x, blockDim.x, S, T.ci, T.nci, x, xs,
                                                                         rows, s_rs, s_d);
       __syncthreads();
-      for (cells::WindowCursor w(threadIdx.x, blockDim.x, T.ncj); w.k < ncells; w.advance()) {
+      for (auto w = cells::dynopool_fused_cursor(threadIdx.x, blockDim.x, plan, T.ncj); w.k < ncells; w.advance()) {
         cells::dynopool_fused_cell_separable<NeedSize, scalar_t, acc_t, index_t>(w, T, S, s_rs, s_d, grad_out, gs, rows,
                                                                                 cols, s_g, s_arg, &dh_sum, &dw_sum);
       }
     } else {
-      for (cells::WindowCursor w(threadIdx.x, blockDim.x, T.ncj); w.k < ncells; w.advance()) {
-        cells::dynopool_fused_cell<NeedSize, scalar_t, acc_t, index_t>(w, T, x, xs, grad_out, gs, rows, cols, s_g,
-                                                                       s_arg, &dh_sum, &dw_sum);
+      for (auto w = cells::dynopool_fused_cursor(threadIdx.x, blockDim.x, plan, T.ncj); w.k < ncells; w.advance()) {
+        cells::dynopool_fused_cell<NeedSize, scalar_t, acc_t, index_t>(w, plan.cb_log2, ch, T, x, xs, grad_out, gs,
+                                                                       rows, cols, s_g, s_arg, &dh_sum, &dw_sum);
       }
     }
     __syncthreads();
@@ -445,17 +448,19 @@ void launch_backward_cells_for(bool need_x, bool need_size, bool scatter, const 
   }
 }
 
-// The fused backward (one kernel, then the partials' sum): NCHW, grad_x needed,
-// plan from cells::dynopool_fused_plan.
+// The fused backward (one kernel, then the partials' sum): grad_x needed (NCHW or
+// channels_last), plan from cells::dynopool_fused_plan.
 std::tuple<at::Tensor, at::Tensor> backward_fused_cuda(const at::Tensor& grad_out, const at::Tensor& x, int64_t out_h,
-                                                       int64_t out_w, bool need_size, const cells::FusedPlan& plan) {
+                                                       int64_t out_w, bool channels_last, bool need_size,
+                                                       const cells::FusedPlan& plan) {
   const int64_t N = x.size(0), C = x.size(1), H = x.size(2), W = x.size(3);
-  at::Tensor grad_x = at::empty(x.sizes(), x.options());
+  const auto fmt = channels_last ? at::MemoryFormat::ChannelsLast : at::MemoryFormat::Contiguous;
+  at::Tensor grad_x = at::empty(x.sizes(), x.options().memory_format(fmt));
   at::Tensor grad_size = at::zeros({2}, x.options().dtype(at::kDouble));
   const cudaStream_t stream = at::cuda::getCurrentCUDAStream();
   const cells::TableLayout L{out_h, out_w, H, W};
   const bool use32 = dynopool_fused_use32(grad_out, x);
-  const int64_t tiles = N * C * plan.tiles_h * plan.tiles_w;
+  const int64_t tiles = N * (C >> plan.cb_log2) * plan.tiles_h * plan.tiles_w;
   // A fixed grid (several blocks per SM), each block looping over tiles.
   const int64_t sms = at::cuda::getCurrentDeviceProperties()->multiProcessorCount;
   const int64_t blocks = std::max<int64_t>(1, std::min<int64_t>(tiles, sms * 16));
@@ -483,7 +488,8 @@ std::tuple<at::Tensor, at::Tensor> backward_fused_cuda(const at::Tensor& grad_ou
                             "dynopool2d fused backward: separable winners off the 32-bit path");
       kernel<<<blocks, kThreads, smem, stream>>>(
           x.const_data_ptr<scalar_t>(), strides_of<index_t>(x), grad_out.const_data_ptr<scalar_t>(),
-          strides_of<index_t>(grad_out), grad_x.mutable_data_ptr<scalar_t>(), dense_strides<index_t>(C, H, W, false),
+          strides_of<index_t>(grad_out), grad_x.mutable_data_ptr<scalar_t>(),
+          dense_strides<index_t>(C, H, W, channels_last),
           plan, tiles, static_cast<index_t>(C), static_cast<int32_t>(H), static_cast<int32_t>(W), rows, cols,
           need_size ? partials.mutable_data_ptr<double>() : nullptr);
       C10_CUDA_KERNEL_LAUNCH_CHECK();
@@ -503,10 +509,12 @@ std::tuple<at::Tensor, at::Tensor> dynopool2d_backward_cuda(const at::Tensor& gr
   const c10::cuda::CUDAGuard device_guard(x.device());
   const auto fmt = channels_last ? at::MemoryFormat::ChannelsLast : at::MemoryFormat::Contiguous;
   // Scatter, gather or fused (checks.h): the scatter adds into a zeroed grad_x
-  // and needs no argmax; the fused form needs NCHW and a tiling that fits.
+  // and needs no argmax; the fused form needs a tiling that fits.
   cells::FusedPlan plan{};
   const auto form = dynopool_backward_form(grad_out, x, out_h, out_w, channels_last, need_x, &plan);
-  if (form == DynopoolGradX::kFused) return backward_fused_cuda(grad_out, x, out_h, out_w, need_size, plan);
+  if (form == DynopoolGradX::kFused) {
+    return backward_fused_cuda(grad_out, x, out_h, out_w, channels_last, need_size, plan);
+  }
   const bool scatter = need_x && form == DynopoolGradX::kScatter;
   // (at::zeros would drop the memory format: empty, then zero_.)
   at::Tensor grad_x = need_x ? at::empty(x.sizes(), x.options().memory_format(fmt)) : at::empty({0}, x.options());

@@ -153,8 +153,9 @@ inline bool blend_gather_tiles() { return cuda_gather_tiles(false); }
 // - "fused" (opt-in until a GPU run times it): one kernel per tile of input
 //   pixels finds the winners of the cells that read the tile into shared memory,
 //   then gathers from there (dynopool_cells.h, "The fused backward"); every dtype,
-//   deterministic. NCHW only, with grad_x needed and a tiling that fits: the
-//   caller says whether it can (fused_possible), else the unset rule applies.
+//   deterministic, NCHW and channels_last (blocks of 8 or 4 channels where C
+//   allows). With grad_x needed and a tiling that fits: the caller says whether it
+//   can (fused_possible), else the unset rule applies.
 // RESIZEOPS_CUDA_GRAD_X picks one, read per call; unset: scatter for float and
 // double, gather for 16-bit types and under torch.use_deterministic_algorithms(True),
 // which also turns "scatter" into "gather".
@@ -175,8 +176,8 @@ inline DynopoolGradX dynopool_grad_x_form(at::ScalarType dtype, bool fused_possi
 // How the fused backward (RESIZEOPS_CUDA_GRAD_X=fused) finds its tile's winners in
 // phase A: "cell" (one cell at a time, the forward's cell form) or "separable"
 // (dynopool_cells.h dynopool_fused_cell_separable: the vertical interpolations of
-// the tile's query rows shared through shared memory, as the separable forward; on
-// the 32-bit index path, where its window fits, else "cell").
+// the tile's query rows shared through shared memory, as the separable forward; for
+// an NCHW grad_x on the 32-bit index path, where its window fits, else "cell").
 // RESIZEOPS_CUDA_FUSED_WINNERS picks one, read per call; unset: cell, until a GPU
 // run times it (docs/PERF_NOTES.md, version 8).
 inline bool dynopool_fused_winners_separable() {

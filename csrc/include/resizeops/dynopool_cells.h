@@ -897,9 +897,14 @@ RESIZEOPS_HD void dynopool_pixel_item(index_t t, const Pos<index_t>& p, index_t 
 // The fused backward: winners, size gradient and gather in one kernel
 // ---------------------------------------------------------------------------
 
-// RESIZEOPS_CUDA_GRAD_X=fused (checks.h dynopool_grad_x_form; NCHW, opt-in until
-// a GPU run times it: docs/PERF_NOTES.md, version 6). One GPU block per tile of
-// th x tw input pixels of one (n, c) plane:
+// RESIZEOPS_CUDA_GRAD_X=fused (checks.h dynopool_grad_x_form; opt-in until a GPU
+// run times it: docs/PERF_NOTES.md, versions 6 and 9). One GPU block per tile of
+// th x tw input pixels of cb channels of one image (FusedPlan::cb_log2: one channel,
+// one (n, c) plane, for an NCHW grad_x; for channels_last, 8 channels (4 in float64)
+// where C allows, so that the 8 threads of a cell or pixel read and write 32 bytes
+// of contiguous channels: dynopool_fused_channels_log2). Each thread keeps one
+// channel (tid mod cb) throughout; the shared arrays below hold cb entries per cell,
+// row sum or pixel, channel fastest:
 //   phase A: each thread takes cells of the tile's cell window, the output cells
 //     whose queries read the tile (a few more than the tile's share: the window
 //     overlaps its neighbours' by about one cell per side), recomputes the
@@ -925,6 +930,9 @@ constexpr int64_t kFusedMaxBytes = 40 * 1024;
 // The largest tile (rows, columns: powers of two) and the queries per row / column
 // the per-tile axis entries hold (FusedAxes).
 constexpr int kFusedMaxTH = 16, kFusedMaxTW = 64, kFusedTaps = 3;
+// The threads of a block (the kernel's kThreads; the emulation runs as many): B1
+// gives each thread one (tile column, channel), so tw * cb <= kFusedThreads.
+constexpr int32_t kFusedThreads = 256;
 
 // An upper bound on the cells along one axis (in -> out) whose queries read a
 // tile of t input indices. Queries are s = in / (2 out) apart; those reading
@@ -939,44 +947,64 @@ inline int64_t dynopool_fused_window_bound(int64_t t, int64_t in_size, int64_t o
   return bound >= static_cast<double>(out_size) ? out_size : static_cast<int64_t>(bound);
 }
 
-// The tiling of one call: tiles of th x (1 << tw_log2) pixels, tiles_h x tiles_w
-// of them per plane; the cell window of any tile is at most cell_rows x cell_cols.
-// With separable winners (vcols > 0; dynopool_fused_separable), the window's
-// columns tap at most vcols input columns.
-// Dynamic shared memory of a block: the window's gradients (acc_t, padded to a
-// multiple of 4 so that the next region is 16-byte aligned); one region (acc_t)
-// that holds the row sums (phase B: 2 query rows per cell row, tw columns) and,
-// before them, the separable winners' V and D (phase A: 2 query rows per cell
-// row, vcols columns, each); then the window's winner codes.
-// B2 takes the tile's pixels in quads of kFusedQuad columns of a row (b2_items).
+// The tiling of one call: tiles of th x (1 << tw_log2) pixels of cb = 1 << cb_log2
+// channels, tiles_h x tiles_w of them per image and channel block; the cell window
+// of any tile is at most cell_rows x cell_cols. With separable winners (vcols > 0;
+// dynopool_fused_separable; one channel per block), the window's columns tap at
+// most vcols input columns.
+// Dynamic shared memory of a block: the window's gradients (acc_t, cb per cell,
+// padded to a multiple of 4 so that the next region is 16-byte aligned); one region
+// (acc_t) that holds the row sums (phase B: 2 query rows per cell row, tw columns, cb
+// channels) and, before them, the separable winners' V and D (phase A: 2 query rows
+// per cell row, vcols columns, each); then the window's winner codes (cb per cell).
+// B2 takes a tile row's (column, channel) entries, flat = column * cb + channel, in
+// quads of kFusedQuad consecutive ones (b2_items): 4 columns of one channel (cb = 1)
+// or 4 channels of one column (cb >= 4), contiguous in shared memory and in grad_x.
 constexpr int kFusedQuad = 4;
 
 struct FusedPlan {
   int32_t th, tw_log2, cell_rows, cell_cols;
   int64_t tiles_h, tiles_w;
-  int32_t vcols;
+  int32_t vcols, cb_log2;
   RESIZEOPS_HD int32_t tw() const { return int32_t{1} << tw_log2; }
+  RESIZEOPS_HD int32_t cb() const { return int32_t{1} << cb_log2; }
   RESIZEOPS_HD int64_t max_cells() const { return static_cast<int64_t>(cell_rows) * cell_cols; }
-  RESIZEOPS_HD int64_t cells_padded() const { return (max_cells() + 3) & ~int64_t{3}; }
-  RESIZEOPS_HD int64_t row_sums() const { return 2 * static_cast<int64_t>(cell_rows) * tw(); }
+  RESIZEOPS_HD int64_t window_slots() const { return max_cells() << cb_log2; }
+  RESIZEOPS_HD int64_t slots_padded() const { return (window_slots() + 3) & ~int64_t{3}; }
+  RESIZEOPS_HD int64_t row_sums() const { return (2 * static_cast<int64_t>(cell_rows) * tw()) << cb_log2; }
   RESIZEOPS_HD int64_t v_entries() const { return 2 * static_cast<int64_t>(cell_rows) * vcols; }
   RESIZEOPS_HD int64_t region() const { return row_sums() > 2 * v_entries() ? row_sums() : 2 * v_entries(); }
   RESIZEOPS_HD int64_t smem_bytes(int64_t acc_bytes) const {
-    return (cells_padded() + region()) * acc_bytes + max_cells();
+    return (slots_padded() + region()) * acc_bytes + window_slots();
   }
-  // Quads per tile row (tw / 4; 1 for tiles narrower than a quad), as a shift.
-  RESIZEOPS_HD int32_t quads_log2() const { return tw_log2 >= 2 ? tw_log2 - 2 : 0; }
+  // A tile row's (column, channel) entries, tw * cb, as a shift.
+  RESIZEOPS_HD int32_t flat_log2() const { return tw_log2 + cb_log2; }
+  // Quads per tile row (tw * cb / 4; 1 for rows narrower than a quad), as a shift.
+  RESIZEOPS_HD int32_t quads_log2() const { return flat_log2() >= 2 ? flat_log2() - 2 : 0; }
   RESIZEOPS_HD int32_t b2_items() const { return th << quads_log2(); }
 };
 
-// The plan for an (H, W) -> (Ho, Wo) call, starting from tiles of at most
-// max_th x max_tw pixels (powers of two; the defaults give 1024 pixels, 4 per
-// thread of a 256-thread block, 64 wide for coalesced rows of grad_x) and
-// halving rows, then columns, until the window fits. False if none fits.
+// The channels per block (as a shift) of a fused backward: 8 (float64: 4) for a
+// channels_last grad_x where C is a multiple of it, 4 where C is a multiple of 4,
+// else 1 (as for NCHW). (No block ever has channels past C; a quad of 4 channels
+// never leaves its pixel.)
+inline int32_t dynopool_fused_channels_log2(int64_t C, int64_t elem_bytes, bool channels_last) {
+  if (!channels_last) return 0;
+  if (elem_bytes <= 4 && C % 8 == 0) return 3;
+  return C % 4 == 0 ? 2 : 0;
+}
+
+// The plan for an (H, W) -> (Ho, Wo) call with blocks of 1 << cb_log2 channels,
+// starting from tiles of at most max_th x max_tw pixels (powers of two; the defaults
+// give 1024 pixels, 4 per thread of a 256-thread block, 64 wide for coalesced rows
+// of an NCHW grad_x; with cb channels at most kFusedThreads / cb wide: 16 x 32 for 8
+// channels) and halving rows, then columns, until the window fits. False if none
+// fits.
 inline bool dynopool_fused_plan(int64_t H, int64_t W, int64_t Ho, int64_t Wo, int64_t acc_bytes, FusedPlan* plan,
-                                int32_t max_th = kFusedMaxTH, int32_t max_tw = kFusedMaxTW) {
+                                int32_t max_th = kFusedMaxTH, int32_t max_tw = kFusedMaxTW, int32_t cb_log2 = 0) {
   if (max_th > kFusedMaxTH) max_th = kFusedMaxTH;
   if (max_tw > kFusedMaxTW) max_tw = kFusedMaxTW;
+  if (max_tw > (kFusedThreads >> cb_log2)) max_tw = kFusedThreads >> cb_log2;
   int32_t tw = 1;
   while (tw < max_tw && tw < W) tw *= 2;
   int32_t th = 1;
@@ -986,7 +1014,7 @@ inline bool dynopool_fused_plan(int64_t H, int64_t W, int64_t Ho, int64_t Wo, in
     int32_t lg = 0;
     while ((int32_t{1} << lg) < tw) ++lg;
     const FusedPlan cand{th, lg, static_cast<int32_t>(rows), static_cast<int32_t>(cols), (H + th - 1) / th,
-                         (W + tw - 1) / tw, 0};
+                         (W + tw - 1) / tw, 0, cb_log2};
     if (cand.smem_bytes(acc_bytes) <= kFusedMaxBytes) {
       *plan = cand;
       return true;
@@ -1008,6 +1036,7 @@ inline bool dynopool_fused_plan(int64_t H, int64_t W, int64_t Ho, int64_t Wo, in
 // D fit kFusedMaxBytes with the rest; false (plan unchanged: winners by cells)
 // otherwise.
 inline bool dynopool_fused_separable(int64_t W, int64_t Wo, int64_t acc_bytes, FusedPlan* plan) {
+  if (plan->cb_log2 != 0) return false;  // (one channel per block: V and D are a plane's)
   const int64_t vcols = dynopool_tile_cols_bound(plan->cell_cols, W, Wo);
   if (vcols > kTileMaxColsPerCell * plan->cell_cols + 4) return false;
   FusedPlan cand = *plan;
@@ -1017,8 +1046,9 @@ inline bool dynopool_fused_separable(int64_t W, int64_t Wo, int64_t acc_bytes, F
   return true;
 }
 
-// One tile (block work item b = (plane, tile row, tile column), planes n * C + c):
-// its pixels [h0, h1) x [w0, w1) and its cell window [ci, ci + nci) x [cj, cj + ncj).
+// One tile (block work item b = (plane, tile row, tile column), planes n * C / cb +
+// channel block): its image n and first channel c, its pixels [h0, h1) x [w0, w1)
+// and its cell window [ci, ci + nci) x [cj, cj + ncj).
 template <typename index_t>
 struct FusedTile {
   index_t n, c;
@@ -1043,9 +1073,10 @@ RESIZEOPS_HD FusedTile<index_t> dynopool_fused_tile(index_t b, const FusedPlan& 
   const index_t tiles_w = static_cast<index_t>(P.tiles_w), per_plane = static_cast<index_t>(P.tiles_h) * tiles_w;
   const index_t plane = b / per_plane, r = b - plane * per_plane;
   const index_t ty = r / tiles_w, tx = r - ty * tiles_w;
+  const index_t blocks_c = C >> P.cb_log2;  // (cb divides C: dynopool_fused_channels_log2)
   FusedTile<index_t> T;
-  T.n = plane / C;
-  T.c = plane - T.n * C;
+  T.n = plane / blocks_c;
+  T.c = (plane - T.n * blocks_c) << P.cb_log2;
   T.h0 = static_cast<int32_t>(ty * P.th);
   T.h1 = T.h0 + P.th < H ? T.h0 + P.th : H;
   T.w0 = static_cast<int32_t>(tx * P.tw());
@@ -1086,21 +1117,30 @@ struct WindowCursor {
   }
 };
 
-// Phase A, cell w.k of the tile's window (w.k < nci * ncj, row-major): the winner's
-// code and the cell's gradient into s_arg[k], s_g[k]; with NeedSize and a cell
-// the tile owns, its size-gradient terms added to *dh_sum, *dw_sum.
+// Thread tid's cells of the tile's window (phase A): its channel is tid mod cb, its
+// cells those of tid / cb among nthreads / cb (one cell's cb channels are cb
+// consecutive threads: their loads of x and grad_out are contiguous in channels_last).
+RESIZEOPS_HD WindowCursor dynopool_fused_cursor(int32_t tid, int32_t nthreads, const FusedPlan& P,
+                                                int32_t ncj) {
+  return WindowCursor(tid >> P.cb_log2, nthreads >> P.cb_log2, ncj);
+}
+
+// Phase A, cell w.k of the tile's window (w.k < nci * ncj, row-major) in channel
+// T.c + ch: the winner's code and the cell's gradient into slot (k << cb_log2) + ch
+// of s_arg and s_g; with NeedSize and a cell the tile owns, its size-gradient terms
+// added to *dh_sum, *dw_sum.
 template <bool NeedSize, typename scalar_t, typename acc_t, typename index_t>
-RESIZEOPS_HD void dynopool_fused_cell(const WindowCursor& w, const FusedTile<index_t>& T, const scalar_t* x,
-                                      const S4<index_t>& xs, const scalar_t* grad_out, const S4<index_t>& gs,
-                                      const AxisTaps<acc_t>& rows, const AxisTaps<acc_t>& cols, acc_t* s_g,
-                                      uint8_t* s_arg, double* dh_sum, double* dw_sum) {
-  const int32_t k = w.k;
-  const index_t i = T.ci + w.ki, j = T.cj + w.kj;
+RESIZEOPS_HD void dynopool_fused_cell(const WindowCursor& w, int32_t cb_log2, int32_t ch, const FusedTile<index_t>& T,
+                                      const scalar_t* x, const S4<index_t>& xs, const scalar_t* grad_out,
+                                      const S4<index_t>& gs, const AxisTaps<acc_t>& rows, const AxisTaps<acc_t>& cols,
+                                      acc_t* s_g, uint8_t* s_arg, double* dh_sum, double* dw_sum) {
+  const int32_t k = (w.k << cb_log2) + ch;
+  const index_t i = T.ci + w.ki, j = T.cj + w.kj, c = T.c + ch;
   const CellTaps<acc_t> tp = dynopool_cell_taps<NeedSize, acc_t, index_t>(rows, cols, i, j);
   Cell<acc_t> cell[1];
-  dynopool_cell_lanes<1, false, NeedSize, scalar_t, acc_t, index_t>(x + T.n * xs.n + T.c * xs.c, xs.h, xs.w, xs.c, 1,
+  dynopool_cell_lanes<1, false, NeedSize, scalar_t, acc_t, index_t>(x + T.n * xs.n + c * xs.c, xs.h, xs.w, xs.c, 1,
                                                                     tp, cell);
-  const acc_t g = static_cast<acc_t>(grad_out[T.n * gs.n + T.c * gs.c + i * gs.h + j * gs.w]);
+  const acc_t g = static_cast<acc_t>(grad_out[T.n * gs.n + c * gs.c + i * gs.h + j * gs.w]);
   s_g[k] = g;
   s_arg[k] = cell[0].arg;
   if constexpr (NeedSize) {
@@ -1248,22 +1288,24 @@ RESIZEOPS_UNROLL
 // the same operations as the gather's loop form, so the same bits, with 3 + 3
 // terms per pixel instead of 3 x 3.
 //
-// B1, thread `tid` of `nthreads` (nthreads a multiple of tw): column
-// x = tid mod tw of the tile, cell rows tid / tw, tid / tw + nthreads / tw, ...
-// of the window, each for both of its query rows (2 cr: codes 0 and 1; 2 cr + 1:
-// codes 2 and 3), which read the same cells: one set of shared loads for the two
-// row sums. The column's entries are read once. Where a column is read by at most
-// kFusedTaps queries, its 3 slots' loads are issued before the sums (an unused
-// slot selects 0: the same bits as the loop, which adds nothing there); otherwise
-// the loop over the global tables.
+// B1, thread `tid` of `nthreads` (nthreads a multiple of tw * cb): channel
+// ch = tid mod cb, column x = (tid / cb) mod tw of the tile (flat entry
+// f = tid mod (tw * cb) = x * cb + ch of a row), cell rows tid / (tw * cb), + nthreads
+// / (tw * cb), ... of the window, each for both of its query rows (2 cr: codes 0
+// and 1; 2 cr + 1: codes 2 and 3), which read the same cells: one set of shared
+// loads for the two row sums, s_rs[(2 cr + k) * tw * cb + f]. The column's entries
+// are read once. Where a column is read by at most kFusedTaps queries, its 3 slots'
+// loads are issued before the sums (an unused slot selects 0: the same bits as the
+// loop, which adds nothing there); otherwise the loop over the global tables.
 template <typename acc_t, typename index_t>
 RESIZEOPS_HD void dynopool_fused_row_sums(int32_t tid, int32_t nthreads, const FusedPlan& P,
                                           const FusedTile<index_t>& T, const AxisTaps<acc_t>& cols,
                                           const FusedAxes<acc_t>& ax, const acc_t* s_g, const uint8_t* s_arg,
                                           acc_t* s_rs) {
-  const int32_t x = tid & (P.tw() - 1), w = T.w0 + x;
+  const int32_t lc = P.cb_log2, f = tid & ((int32_t{1} << P.flat_log2()) - 1);
+  const int32_t ch = f & (P.cb() - 1), x = f >> lc, w = T.w0 + x;
   if (w >= T.w1) return;
-  const int32_t step = nthreads >> P.tw_log2, tw = P.tw();
+  const int32_t step = nthreads >> P.flat_log2(), fw = int32_t{1} << P.flat_log2();
   const int ns = ax.n[kFusedMaxTH + x];
   if (ns <= kFusedTaps) {
     int32_t co[kFusedTaps];
@@ -1275,14 +1317,15 @@ RESIZEOPS_UNROLL
       cl[u] = ax.code[kFusedMaxTH + x][u];
       ws[u] = ax.w[kFusedMaxTH + x][u];
     }
-    for (int32_t cr = tid >> P.tw_log2; cr < T.nci; cr += step) {
+    for (int32_t cr = tid >> P.flat_log2(); cr < T.nci; cr += step) {
       const int32_t rowc = cr * T.ncj;
       uint8_t a[kFusedTaps];
       acc_t g[kFusedTaps];
 RESIZEOPS_UNROLL
       for (int u = 0; u < kFusedTaps; ++u) {
-        a[u] = u < ns ? s_arg[rowc + co[u]] : uint8_t(255);
-        g[u] = u < ns ? s_g[rowc + co[u]] : acc_t(0);
+        const int32_t slot = ((rowc + co[u]) << lc) + ch;
+        a[u] = u < ns ? s_arg[slot] : uint8_t(255);
+        g[u] = u < ns ? s_g[slot] : acc_t(0);
       }
 RESIZEOPS_UNROLL
       for (int k = 0; k < 2; ++k) {
@@ -1292,65 +1335,71 @@ RESIZEOPS_UNROLL
           const bool hit = u < ns && a[u] == 2 * k + cl[u];
           row_sum += hit ? g[u] * ws[u] : acc_t(0);
         }
-        s_rs[(2 * cr + k) * tw + x] = row_sum;
+        s_rs[(2 * cr + k) * fw + f] = row_sum;
       }
     }
   } else {
     const int32_t sb = cols.range[2 * w], se = cols.range[2 * w + 1];
-    for (int32_t cr = tid >> P.tw_log2; cr < T.nci; cr += step) {
+    for (int32_t cr = tid >> P.flat_log2(); cr < T.nci; cr += step) {
       const int32_t rowc = cr * T.ncj - T.cj;
       for (int k = 0; k < 2; ++k) {
         acc_t row_sum = acc_t(0);
         for (int32_t s = sb; s < se; ++s) {
-          const int32_t kk = rowc + (s >> 1);
+          const int32_t kk = ((rowc + (s >> 1)) << lc) + ch;
           if (s_arg[kk] == 2 * k + (s & 1)) row_sum += s_g[kk] * tap_weight<acc_t>(cols, s, w);
         }
-        s_rs[(2 * cr + k) * tw + x] = row_sum;
+        s_rs[(2 * cr + k) * fw + f] = row_sum;
       }
     }
   }
 }
 
-// B2, item p of the tile: the quad of kFusedQuad pixels at row y = p / quads,
-// columns x0 = 4 (p mod quads) + [0, 4) (quads = tw / 4, or one partial quad for
-// tiles narrower than 4; nothing for a row past the tile's last, or pixels past its
-// last column): grad_x there, each pixel's sum over its query rows of wr *
-// row_sum in the loop's order (from the row's entries where it has at most
-// kFusedTaps, else the global tables), stored at grad_x (dense NCHW strides gxs).
-// The row's entries are read once per quad; with float accumulation and whole
-// quads (tw >= 4), a query row's 4 row sums come in one 16-byte shared load; where
-// W % 4 == 0 (then a quad never straddles the image's last column) the 4 values
-// go out in one vector store (the emulation checks both accesses' alignment).
+// B2, item p of the tile: the quad of kFusedQuad entries of tile row y = p / quads,
+// flat entries f0 = 4 (p mod quads) + [0, 4) (quads = tw * cb / 4, or one partial
+// quad for rows narrower than 4; flat = column * cb + channel, as B1's): 4 pixels of
+// one channel (cb = 1) or 4 channels of one pixel (cb >= 4); nothing for a row past
+// the tile's last, or entries past its last column. grad_x there: each entry's sum
+// over its query rows of wr * row_sum in the loop's order (from the row's entries
+// where it has at most kFusedTaps, else the global tables), stored at grad_x (dense
+// strides gxs: NCHW, or channels_last). The row's entries are read once per quad;
+// with float accumulation and whole quads (tw * cb >= 4), a query row's 4 row sums
+// come in one 16-byte shared load; where the quad's 4 values are contiguous and
+// aligned in grad_x (NCHW with W % 4 == 0: then a quad never straddles the image's
+// last column; channels_last with cb >= 4) they go out in one vector store (the
+// emulation checks both accesses' alignment).
 template <typename scalar_t, typename acc_t, typename index_t>
 RESIZEOPS_HD void dynopool_fused_quad(int32_t p, const FusedPlan& P, const FusedTile<index_t>& T, int32_t W,
                                       const AxisTaps<acc_t>& rows, const FusedAxes<acc_t>& ax, const acc_t* s_rs,
                                       scalar_t* grad_x, const S4<index_t>& gxs) {
   constexpr int Q = kFusedQuad;
-  const int32_t lq = P.quads_log2();
-  const int32_t y = p >> lq, x0 = (p & ((int32_t{1} << lq) - 1)) * Q;
+  const int32_t lq = P.quads_log2(), lc = P.cb_log2;
+  const int32_t y = p >> lq, f0 = (p & ((int32_t{1} << lq) - 1)) * Q;
+  const int32_t x0 = f0 >> lc, ch0 = f0 & (P.cb() - 1);  // entry 0's column and channel
   const int32_t h = T.h0 + y, w0 = T.w0 + x0;
   if (h >= T.h1 || w0 >= T.w1) return;
-  const bool whole = P.tw_log2 >= 2;  // the quad lies within the tile's columns
-  const int32_t tw = P.tw();
-  const acc_t* rs0 = s_rs + x0;
+  const bool whole = P.flat_log2() >= 2;  // the quad lies within the tile's row
+  const int32_t fw = int32_t{1} << P.flat_log2();
+  // Entry e's pixel: column x0 + e (one channel per block) or x0 (its channels).
+  const int32_t dx = lc == 0 ? 1 : 0;
+  const acc_t* rs0 = s_rs + f0;
   acc_t acc[Q];
 RESIZEOPS_UNROLL
   for (int e = 0; e < Q; ++e) acc[e] = acc_t(0);
   const int nr = ax.n[y];
   if (nr <= kFusedTaps) {
-    // Slot by slot (each pixel's terms still added in the slot order): one query
+    // Slot by slot (each entry's terms still added in the slot order): one query
     // row's 4 row sums live at a time.
 RESIZEOPS_UNROLL
     for (int t = 0; t < kFusedTaps; ++t) {
       const acc_t wr = ax.w[y][t];
       // (An unused slot's offset is 0, in the region: its loads are never used.)
-      const acc_t* src = rs0 + ax.off[y][t] * tw;
+      const acc_t* src = rs0 + ax.off[y][t] * fw;
       acc_t rs[Q];
       if (sizeof(acc_t) == 4 && whole) {
         load_lanes<Q, true, acc_t, acc_t, int32_t>(src, 1, Q, rs);
       } else {
 RESIZEOPS_UNROLL
-        for (int e = 0; e < Q; ++e) rs[e] = x0 + e < tw ? src[e] : acc_t(0);
+        for (int e = 0; e < Q; ++e) rs[e] = f0 + e < fw ? src[e] : acc_t(0);
       }
 RESIZEOPS_UNROLL
       for (int e = 0; e < Q; ++e) acc[e] += t < nr ? wr * rs[e] : acc_t(0);
@@ -1359,17 +1408,19 @@ RESIZEOPS_UNROLL
     const int32_t rb = rows.range[2 * h], re = rows.range[2 * h + 1];
 RESIZEOPS_UNROLL
     for (int e = 0; e < Q; ++e) {
-      if (x0 + e >= tw) break;
-      for (int32_t r = rb; r < re; ++r) acc[e] += tap_weight<acc_t>(rows, r, h) * rs0[(r - 2 * T.ci) * tw + e];
+      if (f0 + e >= fw) break;
+      for (int32_t r = rb; r < re; ++r) acc[e] += tap_weight<acc_t>(rows, r, h) * rs0[(r - 2 * T.ci) * fw + e];
     }
   }
-  scalar_t* dst = grad_x + T.n * gxs.n + T.c * gxs.c + static_cast<index_t>(h) * gxs.h + static_cast<index_t>(w0);
-  if (whole && W % Q == 0) {
+  const index_t es = lc == 0 ? gxs.w : gxs.c;  // from one entry of the quad to the next in grad_x
+  scalar_t* dst = grad_x + T.n * gxs.n + (T.c + ch0) * gxs.c + static_cast<index_t>(h) * gxs.h +
+                  static_cast<index_t>(w0) * gxs.w;
+  if (whole && es == 1 && (lc >= 2 || W % Q == 0)) {
     store_lanes<Q, true, scalar_t, acc_t, index_t>(dst, 1, Q, acc);
   } else {
 RESIZEOPS_UNROLL
     for (int e = 0; e < Q; ++e) {
-      if (x0 + e < tw && w0 + e < T.w1) dst[e] = static_cast<scalar_t>(acc[e]);
+      if (f0 + e < fw && w0 + e * dx < T.w1) dst[e * es] = static_cast<scalar_t>(acc[e]);
     }
   }
 }

@@ -54,8 +54,9 @@ inline bool dynopool_fused_use32(const at::Tensor& grad_out, const at::Tensor& x
 // The grad_x form of a DynOPool CUDA backward (and of its emulation) for x ->
 // (out_h, out_w) with gradient grad_out (checks.h dynopool_grad_x_form;
 // RESIZEOPS_CUDA_GRAD_X, RESIZEOPS_CUDA_FUSED_WINNERS and the test hook
-// RESIZEOPS_CUDA_FUSED_TILE read per call), and with kFused its plan (vcols > 0:
-// separable winners, on the 32-bit path where the plan allows).
+// RESIZEOPS_CUDA_FUSED_TILE read per call), and with kFused its plan (cb_log2: the
+// channels per block; vcols > 0: separable winners, for an NCHW grad_x on the 32-bit
+// path where the plan allows).
 inline DynopoolGradX dynopool_backward_form(const at::Tensor& grad_out, const at::Tensor& x, int64_t out_h,
                                             int64_t out_w, bool channels_last, bool need_x, cells::FusedPlan* plan) {
   if (!need_x) return DynopoolGradX::kGather;  // pass 1 alone (the size gradient)
@@ -66,10 +67,11 @@ inline DynopoolGradX dynopool_backward_form(const at::Tensor& grad_out, const at
   int32_t max_th = 0, max_tw = 0;
   dynopool_fused_max_tile(&max_th, &max_tw);
   const int64_t acc_bytes = x.scalar_type() == at::kDouble ? 8 : 4;
-  const bool fused_possible = !channels_last && x.numel() > 0 &&
-                              cells::dynopool_fused_plan(x.size(2), x.size(3), out_h, out_w, acc_bytes, plan, max_th,
-                                                         max_tw);
-  const bool separable = dynopool_fused_winners_separable();
+  const int32_t cb_log2 = cells::dynopool_fused_channels_log2(x.size(1), x.element_size(), channels_last);
+  const bool fused_possible = x.numel() > 0 && cells::dynopool_fused_plan(x.size(2), x.size(3), out_h, out_w,
+                                                                          acc_bytes, plan, max_th, max_tw, cb_log2);
+  // Separable winners: NCHW only (their V and D are one plane's, read along rows).
+  const bool separable = dynopool_fused_winners_separable() && !channels_last;
   if (fused_possible && separable && dynopool_fused_use32(grad_out, x)) {
     cells::dynopool_fused_separable(x.size(3), out_w, acc_bytes, plan);
   }
