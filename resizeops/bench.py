@@ -15,10 +15,12 @@ Every provider of an op runs the same named :class:`Case` side by side:
   ``maxpool+blend``: ``F.max_pool2d(x, 2)`` followed by the fused
   ``resize_blend`` on the default backend, the unfused alternative the fused
   cell must beat;
-* ``cuda-lanes``, ``cuda-fused``, ``cuda-rows``, ``cuda-separable``,
-  ``cuda-fused-separable`` and ``triton-rows`` (``dynopool2d`` only, and only when
-  named in ``--backends``): the ``cuda`` backend with ``RESIZEOPS_CUDA_LANES=4`` (4
-  channels per thread), ``RESIZEOPS_CUDA_GRAD_X=fused`` (the backward in one kernel),
+* ``cuda-lanes``, ``cuda-fused``, ``cuda-fused-lanes``, ``cuda-rows``,
+  ``cuda-separable``, ``cuda-fused-separable`` and ``triton-rows`` (``dynopool2d``
+  only, and only when named in ``--backends``): the ``cuda`` backend with
+  ``RESIZEOPS_CUDA_LANES=4`` (4 channels per thread), ``RESIZEOPS_CUDA_GRAD_X=fused``
+  (the backward in one kernel), both (in channels_last the lanes form's forward and
+  the fused backward finding its winners 4 channels per thread),
   ``RESIZEOPS_CUDA_FORWARD=rows`` (4 cells of a row per thread in the forward),
   ``RESIZEOPS_CUDA_FORWARD=separable`` (the forward per tile of cells, its vertical
   interpolations shared) or all of the separable forward, the fused backward and its
@@ -91,6 +93,7 @@ VARIANTS = {
     "cuda-lanes": ("cuda", {"RESIZEOPS_CUDA_LANES": "4"}),
     "triton-rows": ("triton", {"RESIZEOPS_TRITON_FORWARD": "rows"}),
     "cuda-fused": ("cuda", {"RESIZEOPS_CUDA_GRAD_X": "fused"}),
+    "cuda-fused-lanes": ("cuda", {"RESIZEOPS_CUDA_GRAD_X": "fused", "RESIZEOPS_CUDA_LANES": "4"}),
     "cuda-rows": ("cuda", {"RESIZEOPS_CUDA_FORWARD": "rows"}),
     "cuda-separable": ("cuda", {"RESIZEOPS_CUDA_FORWARD": "separable"}),
     "cuda-fused-separable": (
@@ -790,7 +793,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--backends", default=None,
         help=f"comma list of providers to run: backend names (cuda, triton, cpu, reference), {EAGER}, {COMPILED}, "
-        "cuda-lanes, cuda-fused, cuda-rows, cuda-separable, cuda-fused-separable, triton-rows (dynopool2d: opt-in "
+        "cuda-lanes, cuda-fused, cuda-fused-lanes, cuda-rows, cuda-separable, cuda-fused-separable, triton-rows "
+        "(dynopool2d: opt-in "
         "forms of the cuda and triton backends) "
         "(default: every available backend + both references; the Triton interpreter on the CPU and the opt-in forms "
         "only when named)",

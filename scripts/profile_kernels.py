@@ -21,7 +21,8 @@ RESIZEOPS_CUDA_GATHER=tile, or in the loop form for every pixel, =loop: the A/B 
 one run, docs/PERF_NOTES.md), "triton" and "triton-rows" (DynOPool only: its NCHW
 forward in 2-D tiles, RESIZEOPS_TRITON_FORWARD=rows), "cuda-fused" (DynOPool only:
 its backward in one kernel, RESIZEOPS_CUDA_GRAD_X=fused; in channels_last with blocks
-of 8 channels), "cuda-rows" (DynOPool only, NCHW only: its forward
+of 8 channels), "cuda-fused-lanes" (DynOPool only: both; in channels_last the lanes
+forward and the fused backward's winners 4 channels per thread), "cuda-rows" (DynOPool only, NCHW only: its forward
 with 4 cells of a row per thread, RESIZEOPS_CUDA_FORWARD=rows), "cuda-separable" (DynOPool
 only, NCHW only: its forward per tile of output cells, the vertical interpolations
 shared through shared memory, RESIZEOPS_CUDA_FORWARD=separable), "cuda-fused-separable"
@@ -46,8 +47,8 @@ FORMS = {
     "cuda-tile": ("cuda", {"RESIZEOPS_CUDA_GATHER": "tile", "RESIZEOPS_CUDA_GRAD_X": "gather"}),
     "cuda-loop": ("cuda", {"RESIZEOPS_CUDA_GATHER": "loop", "RESIZEOPS_CUDA_GRAD_X": "gather"}),
 }
-PROVIDERS = ["cuda", "cuda-lanes", "cuda-fused", "cuda-rows", "cuda-separable", "cuda-fused-separable", "cuda-tile",
-             "cuda-loop", "triton", "triton-rows"]
+PROVIDERS = ["cuda", "cuda-lanes", "cuda-fused", "cuda-fused-lanes", "cuda-rows", "cuda-separable",
+             "cuda-fused-separable", "cuda-tile", "cuda-loop", "triton", "triton-rows"]
 # channels_last runs the default
 NCHW_ONLY = ("cuda-rows", "cuda-separable", "cuda-fused-separable", "triton-rows")
 SWITCHES = sorted({var for _, env in FORMS.values() for var in env})

@@ -6,8 +6,8 @@
 Reads the CSVs ``python -m resizeops bench`` writes and prints, for the
 ImageNet-VGG case (``dynopool-imagenet``) per dtype and layout found, where each
 GPU target of issue 3 stands, per CUDA provider (the default ``cuda`` and the
-opt-in forms ``cuda-lanes``, ``cuda-fused``, ``cuda-rows``, ``cuda-separable``,
-``cuda-fused-separable`` where they ran):
+opt-in forms ``cuda-lanes``, ``cuda-fused``, ``cuda-fused-lanes``, ``cuda-rows``,
+``cuda-separable``, ``cuda-fused-separable`` where they ran):
 
 - forward: fraction of the copy bandwidth at the ideal bytes (target >= 75%);
 - forward+backward: ``compiled-reference`` time / provider time (target >= 5x);
@@ -29,7 +29,7 @@ import os
 import sys
 from typing import Dict, List, Optional, Sequence, Tuple
 
-CUDA = ("cuda", "cuda-lanes", "cuda-fused", "cuda-rows", "cuda-separable", "cuda-fused-separable")
+CUDA = ("cuda", "cuda-lanes", "cuda-fused", "cuda-fused-lanes", "cuda-rows", "cuda-separable", "cuda-fused-separable")
 TRITON = ("triton", "triton-rows")
 EAGER, COMPILED = "eager-reference", "compiled-reference"
 

@@ -34,6 +34,10 @@ BACKENDS = [
     # 4 or 1 channels as C allows), in tiles of at most 2 x 4 pixels so that these
     # small images span many tiles, partial ones at the borders included.
     pytest.param("cuda_cells_fused", id="cuda_cells_fused"),
+    # The same with phase A's lanes form in channels_last (RESIZEOPS_CUDA_LANES=4: a
+    # thread takes 4 channels of a cell, 2 in float64, with vector loads where the
+    # strides allow; and the forward's lanes form).
+    pytest.param("cuda_cells_fused_lanes", id="cuda_cells_fused_lanes"),
     # The forward's row form (RESIZEOPS_CUDA_FORWARD=rows: 4 adjacent cells of a row
     # per thread, NCHW; channels_last takes the cell form).
     pytest.param("cuda_cells_rows", id="cuda_cells_rows"),
@@ -422,10 +426,12 @@ def test_cuda_fused_backward_bit_identical_to_the_gather(dtype, cl, monkeypatch)
     gradient (each cell counted by the one tile that owns it) equal to rounding. In
     channels_last, blocks of 8, 4 or 1 channels (the form hook says which) and a
     channels_last grad_x. The emulation raises if a tile's cell window exceeds the
-    plan's bound."""
+    plan's bound. In channels_last also phase A's lanes form (RESIZEOPS_CUDA_LANES=4),
+    wherever x and grad_out allow its vector loads: the same grad_x bits."""
     _needs_cells_emulation()
     ext = torch.ops.resizeops_ext
     fmt = torch.channels_last if cl else torch.contiguous_format
+    lanes_taken = 0
     for x, g, shape, out in _fused_inputs(dtype, seed=21, cl=cl):
         gather = _emulated_grad_x(g, x, out, cl, "loop", monkeypatch)
         monkeypatch.setenv("RESIZEOPS_CUDA_GRAD_X", "gather")
@@ -434,18 +440,36 @@ def test_cuda_fused_backward_bit_identical_to_the_gather(dtype, cl, monkeypatch)
             monkeypatch.setenv("RESIZEOPS_CUDA_FUSED_TILE", tile)
             monkeypatch.setenv("RESIZEOPS_CUDA_GRAD_X", "fused")
             form = ext._dynopool2d_backward_form(g, x, *out, cl, True)
-            assert form[0] == _FUSED and form[-2] == _fused_channels(x, cl), (shape, out, tile, form)
+            assert form[0] == _FUSED and form[-3] == _fused_channels(x, cl), (shape, out, tile, form)
             gx, gs = ext._dynopool2d_backward_cells(g, x, *out, cl, True, True)
             assert gx.is_contiguous(memory_format=fmt) and gx.dtype == x.dtype
             assert torch.equal(gx.isnan(), gather.isnan()), (shape, out, tile)
             assert torch.equal(gx.nan_to_num(), gather.nan_to_num()), (shape, out, tile)
             assert torch.equal(gs.isnan(), gs_gather.isnan()), (shape, out, tile)
+            tol = 1e-9 if dtype == torch.float64 else 1e-5
             if not gs.isnan().any():
-                tol = 1e-9 if dtype == torch.float64 else 1e-5
                 assert_close(gs, gs_gather, atol=tol * (1 + float(gs_gather.abs().max())), rtol=tol)
             # grad_x alone (no size gradient) is the same grad_x.
             gx_only, _ = ext._dynopool2d_backward_cells(g, x, *out, cl, True, False)
             assert torch.equal(gx_only.nan_to_num(), gx.nan_to_num())
+            if not cl:
+                continue
+            monkeypatch.setenv("RESIZEOPS_CUDA_LANES", "4")
+            lanes = ext._dynopool2d_backward_form(g, x, *out, cl, True)[-2]
+            want = 2 if dtype == torch.float64 else 4
+            vec = x.is_contiguous(memory_format=fmt) and g.is_contiguous(memory_format=fmt)
+            assert lanes == (want if vec and _fused_channels(x, cl) >= want else 1), (shape, lanes)
+            lanes_taken += lanes > 1
+            for need_size in (True, False):
+                gx_lanes, gs_lanes = ext._dynopool2d_backward_cells(g, x, *out, cl, True, need_size)
+                assert torch.equal(gx_lanes.isnan(), gx.isnan()), (shape, out, tile)
+                assert torch.equal(gx_lanes.nan_to_num(), gx.nan_to_num()), (shape, out, tile)
+                if need_size:  # the size terms summed in another order (channels within a cell first)
+                    assert torch.equal(gs_lanes.isnan(), gs.isnan())
+                    if not gs.isnan().any():
+                        assert_close(gs_lanes, gs, atol=tol * (1 + float(gs.abs().max())), rtol=tol)
+            monkeypatch.setenv("RESIZEOPS_CUDA_LANES", "1")
+    assert lanes_taken >= (15 if cl else 0), lanes_taken
 
 
 @pytest.mark.parametrize("winners,cl", [("cell", False), ("separable", False), ("cell", True)],
@@ -475,7 +499,7 @@ def test_cuda_fused_tiles_stay_within_the_plan(winners, cl, monkeypatch):
         g = torch.randn(1, c, *out, dtype=torch.float64).contiguous(memory_format=fmt)
         monkeypatch.setenv("RESIZEOPS_CUDA_GRAD_X", "fused")
         form = ext._dynopool2d_backward_form(g, x, *out, cl, True)
-        taken += form[0] == _FUSED and (form[-1] > 0 or form[-2] > 1)
+        taken += form[0] == _FUSED and (form[-1] > 0 or form[-3] > 1)
         gx, _ = ext._dynopool2d_backward_cells(g, x, *out, cl, True, True)
         ref = _emulated_grad_x(g, x, out, cl, "loop", monkeypatch)
         assert torch.equal(gx, ref) and gx.stride() == ref.stride(), (h, w, out, form)
@@ -487,7 +511,7 @@ def test_cuda_fused_tiles_stay_within_the_plan(winners, cl, monkeypatch):
         g = torch.randn(1, c, 1, wo).contiguous(memory_format=fmt)
         monkeypatch.setenv("RESIZEOPS_CUDA_GRAD_X", "fused")
         form = ext._dynopool2d_backward_form(g, x, 1, wo, cl, True)
-        assert form[0] == _FUSED and (form[-1] > 0) == (winners == "separable") and form[-2] == c, form
+        assert form[0] == _FUSED and (form[-1] > 0) == (winners == "separable") and form[-3] == c, form
         gx, _ = ext._dynopool2d_backward_cells(g, x, 1, wo, cl, True, True)
         assert torch.equal(gx, _emulated_grad_x(g, x, (1, wo), cl, "loop", monkeypatch)), (w, wo)
 
@@ -551,8 +575,8 @@ def test_cuda_fused_separable_plan_and_fallbacks(monkeypatch):
     g = torch.randn(1, 2, 112, 140)
     assert ext._dynopool2d_backward_form(g, x, 112, 140, False, True)[-1] == 0  # unset: cells
     monkeypatch.setenv("RESIZEOPS_CUDA_FUSED_WINNERS", "separable")
-    form, th, tw, cell_rows, cell_cols, cb, vcols = ext._dynopool2d_backward_form(g, x, 112, 140, False, True)
-    assert (form, th, tw, cb) == (_FUSED, 16, 64, 1)
+    form, th, tw, cell_rows, cell_cols, cb, lanes, vcols = ext._dynopool2d_backward_form(g, x, 112, 140, False, True)
+    assert (form, th, tw, cb, lanes) == (_FUSED, 16, 64, 1, 1)
     # cell_cols cells of 2 queries 0.8 apart span (2 cell_cols - 1) * 0.8 columns, + 3 for the taps, 1 for rounding.
     assert 1.6 * cell_cols + 1 <= vcols <= 1.6 * cell_cols + 4, (cell_cols, vcols)
     g50 = torch.randn(1, 2, 112, 50)
@@ -568,7 +592,7 @@ def test_cuda_fused_separable_plan_and_fallbacks(monkeypatch):
         for k, v in env.items():
             monkeypatch.setenv(k, v)
         form = ext._dynopool2d_backward_form(gt, t, *out, cl, True)
-        assert form[0] == _FUSED and form[-1] == 0 and form[-2] == (8 if cl else 1), (out, env, form)
+        assert form[0] == _FUSED and form[-1] == 0 and form[-3] == (8 if cl else 1), (out, env, form)
         got = ext._dynopool2d_backward_cells(gt, t, *out, cl, True, True)
         monkeypatch.setenv("RESIZEOPS_CUDA_FUSED_WINNERS", "cell")
         want = ext._dynopool2d_backward_cells(gt, t, *out, cl, True, True)

@@ -131,12 +131,13 @@ def test_cuda_lanes_matches_the_emulation_and_one_lane(cl, dtype, monkeypatch):
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float64], ids=["float32", "bfloat16", "float64"])
 @pytest.mark.parametrize("tile", ["", "2x4"], ids=["default_tiles", "tiles_2x4"])
-@pytest.mark.parametrize("winners", ["cell", "separable", "cell_channels_last"])
+@pytest.mark.parametrize("winners", ["cell", "separable", "cell_channels_last", "lanes_channels_last"])
 def test_cuda_fused_backward_matches_the_emulation_and_the_gather(dtype, tile, winners, monkeypatch):
     # The fused backward (RESIZEOPS_CUDA_GRAD_X=fused: one kernel, winners in a
     # shared-memory window per tile, then the gather from it) on the GPU, its tiles'
     # winners by cells or separable (RESIZEOPS_CUDA_FUSED_WINNERS) in NCHW, by cells in
-    # channels_last (blocks of 8, 4 or 1 channels: the channel counts below give each):
+    # channels_last (blocks of 8, 4 or 1 channels: the channel counts below give each),
+    # one channel per thread or 4 (2 in float64; RESIZEOPS_CUDA_LANES=4, "lanes"):
     # against its serial emulation, the GPU's two-pass gather and itself (deterministic:
     # bit-identical run to run). Images spanning several default tiles, down- and
     # up-sampled (the plan halves its tiles; separable winners fall back to cells at x2.4
@@ -146,6 +147,7 @@ def test_cuda_fused_backward_matches_the_emulation_and_the_gather(dtype, tile, w
     fmt = torch.channels_last if cl else torch.contiguous_format
     monkeypatch.setenv("RESIZEOPS_CUDA_FUSED_TILE", tile)
     monkeypatch.setenv("RESIZEOPS_CUDA_FUSED_WINNERS", "cell" if cl else winners)
+    monkeypatch.setenv("RESIZEOPS_CUDA_LANES", "4" if winners.startswith("lanes") else "1")
     gen = torch.Generator().manual_seed(6)
     cases = [((2, 5, 13, 17), (7, 10)), ((2, 3, 8, 8), (15, 3)), ((1, 3, 40, 150), (23, 97)),
              ((1, 2, 37, 130), (90, 312)), ((2, 2, 70, 70), (35, 44)), ((1, 2, 224, 224), (112, 140))]  # fmt: skip
@@ -161,7 +163,9 @@ def test_cuda_fused_backward_matches_the_emulation_and_the_gather(dtype, tile, w
         fallback = winners != "separable" or (shape[2] == 37 and tile == "")
         assert form[0] == 2 and (form[-1] == 0) == fallback, (shape, out, form)
         if cl:
-            assert form[-2] == (1 if shape[1] % 4 else 4 if shape[1] % 8 or dtype == torch.float64 else 8), form
+            cb = 1 if shape[1] % 4 else 4 if shape[1] % 8 or dtype == torch.float64 else 8
+            lanes = 1 if not winners.startswith("lanes") or cb == 1 else 2 if dtype == torch.float64 else 4
+            assert form[-3] == cb and form[-2] == lanes, form
         gx, gs = EXT.dynopool2d_backward(g.cuda(), x.cuda(), *out, cl, True, True)
         gx2, gs2 = EXT.dynopool2d_backward(g.cuda(), x.cuda(), *out, cl, True, True)
         assert torch.equal(gx, gx2) and torch.equal(gs, gs2)

@@ -163,8 +163,9 @@ std::vector<int64_t> forward_form(const at::Tensor& x, int64_t out_h, int64_t ou
 }
 
 // Phase A of the fused backward for one tile, its block's threads one after another:
-// winners by cells, or separable (plan.vcols > 0: A1 for each thread, V and D
-// poisoned first, then A2's cells after the barrier).
+// winners by cells (one channel per thread, or plan.lanes_log2 > 0: the lanes form,
+// as the kernel on the 32-bit path), or separable (plan.vcols > 0: A1 for each
+// thread, V and D poisoned first, then A2's cells after the barrier).
 template <typename scalar_t, typename acc_t, typename index_t>
 void fused_phase_a(const cells::FusedPlan& plan, const cells::FusedTile<index_t>& T, bool need_size,
                    const at::Tensor& x, const S4<index_t>& xs, const at::Tensor& grad_out, const S4<index_t>& gs,
@@ -181,14 +182,28 @@ void fused_phase_a(const cells::FusedPlan& plan, const cells::FusedTile<index_t>
     }
   };
   if (plan.vcols == 0) {
-    both([&](auto ns) {
+    const auto cells_of = [&](auto ns, auto lanes) {
+      int64_t items = 0;  // each (cell, group of lanes) exactly once: no thread repeats another's
       for (int32_t tid = 0; tid < kBlockThreads; ++tid) {
-        const int32_t ch = tid & (plan.cb() - 1);
+        const int32_t ch = cells::dynopool_fused_channel(tid, plan);
         for (auto w = cells::dynopool_fused_cursor(tid, kBlockThreads, plan, T.ncj); w.k < ncells; w.advance()) {
-          cells::dynopool_fused_cell<decltype(ns)::value, scalar_t, acc_t, index_t>(w, plan.cb_log2, ch, T, xp, xs, gp,
-                                                                                    gs, rows, cols, s_g, s_arg, dh_sum,
-                                                                                    dw_sum);
+          cells::dynopool_fused_cell<decltype(lanes)::value, decltype(ns)::value, scalar_t, acc_t, index_t>(
+              w, plan.cb_log2, ch, T, xp, xs, gp, gs, rows, cols, s_g, s_arg, dh_sum, dw_sum);
+          ++items;
         }
+      }
+      TORCH_INTERNAL_ASSERT(items == (static_cast<int64_t>(ncells) << (plan.cb_log2 - plan.lanes_log2)),
+                            "_dynopool2d_backward_cells: phase A computed ", items, " items for ", ncells, " cells");
+    };
+    constexpr int kL = cells::fused_lanes<scalar_t>();
+    TORCH_INTERNAL_ASSERT(plan.lanes_log2 == 0 || (plan.lanes_log2 == (kL == 4 ? 2 : 1) &&
+                                                   std::is_same<index_t, int32_t>::value),
+                          "_dynopool2d_backward_cells: fused lanes");
+    both([&](auto ns) {
+      if (plan.lanes_log2 > 0) {
+        cells_of(ns, std::integral_constant<int, kL>{});
+      } else {
+        cells_of(ns, std::integral_constant<int, 1>{});
       }
     });
     return;
@@ -220,7 +235,8 @@ std::vector<int64_t> backward_form(const at::Tensor& grad_out, const at::Tensor&
   cells::FusedPlan plan{};
   const auto form = dynopool_backward_form(grad_out, x, out_h, out_w, channels_last, need_x, &plan);
   if (form != DynopoolGradX::kFused) return {static_cast<int64_t>(form)};
-  return {static_cast<int64_t>(form), plan.th, plan.tw(), plan.cell_rows, plan.cell_cols, plan.cb(), plan.vcols};
+  return {static_cast<int64_t>(form), plan.th, plan.tw(), plan.cell_rows, plan.cell_cols, plan.cb(),
+          int64_t{1} << plan.lanes_log2, plan.vcols};
 }
 
 // The fused backward (checks.h, RESIZEOPS_CUDA_GRAD_X=fused): backward_fused_kernel's

@@ -234,18 +234,23 @@ static_assert(kThreads == cells::kFusedThreads && kThreads % cells::kFusedMaxTW 
 // ptxas took 64 and spilled 8 bytes). At least 6 blocks (40 registers) made the
 // separable winners spill 16-40 bytes since B2 takes quads of pixels; before that,
 // ptxas took 40 for them in float32 by itself.
-template <typename scalar_t>
+// Phase A's lanes form (Lanes > 1: channels_last, RESIZEOPS_CUDA_LANES=4): at least 2
+// blocks as well (the lanes forms of the forward and of pass 1 took 100-128
+// registers).
+template <typename scalar_t, int Lanes>
 constexpr int fused_min_blocks() {
-  return sizeof(scalar_t) == 8 ? 2 : 0;
+  return sizeof(scalar_t) == 8 || Lanes > 1 ? 2 : 0;
 }
 
-template <bool NeedSize, bool Separable, typename scalar_t, typename acc_t, typename index_t>
-__global__ void __launch_bounds__(kThreads, fused_min_blocks<scalar_t>())
+template <bool NeedSize, bool Separable, int Lanes, typename scalar_t, typename acc_t, typename index_t>
+__global__ void __launch_bounds__(kThreads, fused_min_blocks<scalar_t, Lanes>())
     backward_fused_kernel(const scalar_t* __restrict__ x, S4<index_t> xs, const scalar_t* __restrict__ grad_out,
                           S4<index_t> gs, scalar_t* __restrict__ grad_x, S4<index_t> gxs, cells::FusedPlan plan,
                           int64_t tiles, index_t C, int32_t H, int32_t W, cells::AxisTaps<acc_t> rows,
                           cells::AxisTaps<acc_t> cols, double* __restrict__ partials) {
   static_assert(!Separable || std::is_same<index_t, int32_t>::value, "separable winners run on the 32-bit path");
+  static_assert(Lanes == 1 || (!Separable && std::is_same<index_t, int32_t>::value),
+                "phase A's lanes: winners by cells, on the 32-bit path");
   extern __shared__ __align__(16) unsigned char fused_smem[];
   __shared__ cells::FusedAxes<acc_t> axes;
   acc_t* s_g = reinterpret_cast<acc_t*>(fused_smem);
@@ -253,7 +258,7 @@ __global__ void __launch_bounds__(kThreads, fused_min_blocks<scalar_t>())
   acc_t* s_d = s_rs + plan.v_entries();
   uint8_t* s_arg = reinterpret_cast<uint8_t*>(s_rs + plan.region());
   const int32_t quads = plan.b2_items(), entries = plan.th + plan.tw();
-  const int32_t ch = threadIdx.x & (plan.cb() - 1);  // the thread's channel in phase A
+  const int32_t ch = cells::dynopool_fused_channel(threadIdx.x, plan);  // the thread's first channel in phase A
   double dh_sum = 0.0, dw_sum = 0.0;
   using loop = loop_t<index_t>;
   for (loop b = blockIdx.x; b < static_cast<loop>(tiles); b += gridDim.x) {
@@ -274,8 +279,9 @@ __global__ void __launch_bounds__(kThreads, fused_min_blocks<scalar_t>())
       }
     } else {
       for (auto w = cells::dynopool_fused_cursor(threadIdx.x, blockDim.x, plan, T.ncj); w.k < ncells; w.advance()) {
-        cells::dynopool_fused_cell<NeedSize, scalar_t, acc_t, index_t>(w, plan.cb_log2, ch, T, x, xs, grad_out, gs,
-                                                                       rows, cols, s_g, s_arg, &dh_sum, &dw_sum);
+        cells::dynopool_fused_cell<Lanes, NeedSize, scalar_t, acc_t, index_t>(w, plan.cb_log2, ch, T, x, xs, grad_out,
+                                                                              gs, rows, cols, s_g, s_arg, &dh_sum,
+                                                                              &dw_sum);
       }
     }
     __syncthreads();
@@ -476,16 +482,21 @@ std::tuple<at::Tensor, at::Tensor> backward_fused_cuda(const at::Tensor& grad_ou
     const auto &rows = tab.rows, &cols = tab.cols;
     with_index_type(use32, [&](auto zero) {
       using index_t = decltype(zero);
-      auto* kernel = need_size ? backward_fused_kernel<true, false, scalar_t, acc_t, index_t>
-                               : backward_fused_kernel<false, false, scalar_t, acc_t, index_t>;
-      if constexpr (std::is_same<index_t, int32_t>::value) {  // separable winners (plan.vcols > 0: 32-bit only)
-        if (plan.vcols > 0) {
-          kernel = need_size ? backward_fused_kernel<true, true, scalar_t, acc_t, index_t>
-                             : backward_fused_kernel<false, true, scalar_t, acc_t, index_t>;
+      auto* kernel = need_size ? backward_fused_kernel<true, false, 1, scalar_t, acc_t, index_t>
+                               : backward_fused_kernel<false, false, 1, scalar_t, acc_t, index_t>;
+      if constexpr (std::is_same<index_t, int32_t>::value) {  // (plan.vcols > 0, lanes_log2 > 0: 32-bit only)
+        if (plan.vcols > 0) {  // separable winners
+          kernel = need_size ? backward_fused_kernel<true, true, 1, scalar_t, acc_t, index_t>
+                             : backward_fused_kernel<false, true, 1, scalar_t, acc_t, index_t>;
+        } else if (plan.lanes_log2 > 0) {  // phase A's lanes form
+          constexpr int kL = cells::fused_lanes<scalar_t>();
+          TORCH_INTERNAL_ASSERT(plan.lanes_log2 == (kL == 4 ? 2 : 1), "dynopool2d fused backward: lanes");
+          kernel = need_size ? backward_fused_kernel<true, false, kL, scalar_t, acc_t, index_t>
+                             : backward_fused_kernel<false, false, kL, scalar_t, acc_t, index_t>;
         }
       }
-      TORCH_INTERNAL_ASSERT(plan.vcols == 0 || use32,
-                            "dynopool2d fused backward: separable winners off the 32-bit path");
+      TORCH_INTERNAL_ASSERT((plan.vcols == 0 && plan.lanes_log2 == 0) || use32,
+                            "dynopool2d fused backward: separable winners or lanes off the 32-bit path");
       kernel<<<blocks, kThreads, smem, stream>>>(
           x.const_data_ptr<scalar_t>(), strides_of<index_t>(x), grad_out.const_data_ptr<scalar_t>(),
           strides_of<index_t>(grad_out), grad_x.mutable_data_ptr<scalar_t>(),

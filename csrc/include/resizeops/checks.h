@@ -247,7 +247,10 @@ inline DynopoolForward dynopool_forward_form() {
 // until a GPU run measures the lanes form (docs/PERF_NOTES.md, version 5). Read
 // per call. The kernels of 64-bit offsets always take one lane. With lanes, the
 // gather (pass 2, deterministic mode and 16-bit types) takes the lanes form too,
-// always in its loop form (the 3x3 tiles of 4 lanes need more than 128 registers).
+// always in its loop form (the 3x3 tiles of 4 lanes need more than 128 registers),
+// and so does the fused backward's phase A in channels_last where its blocks have at
+// least L channels and x and grad_out allow the vector loads (tensor_index.h
+// dynopool_backward_form).
 inline int dynopool_cuda_lanes(at::ScalarType dtype) {
   const char* v = std::getenv("RESIZEOPS_CUDA_LANES");
   if (v == nullptr || v[0] == '\0' || std::strcmp(v, "1") == 0) return 1;

@@ -966,6 +966,8 @@ struct FusedPlan {
   int32_t th, tw_log2, cell_rows, cell_cols;
   int64_t tiles_h, tiles_w;
   int32_t vcols, cb_log2;
+  // Phase A's channels per thread, as a shift (dynopool_fused_cell; 0: one).
+  int32_t lanes_log2;
   RESIZEOPS_HD int32_t tw() const { return int32_t{1} << tw_log2; }
   RESIZEOPS_HD int32_t cb() const { return int32_t{1} << cb_log2; }
   RESIZEOPS_HD int64_t max_cells() const { return static_cast<int64_t>(cell_rows) * cell_cols; }
@@ -983,6 +985,14 @@ struct FusedPlan {
   RESIZEOPS_HD int32_t quads_log2() const { return flat_log2() >= 2 ? flat_log2() - 2 : 0; }
   RESIZEOPS_HD int32_t b2_items() const { return th << quads_log2(); }
 };
+
+// Phase A's lanes (RESIZEOPS_CUDA_LANES=4 with a channels_last fused backward): 16
+// bytes of channels per vector load, as the lanes form of the other kernels (4; 2 for
+// 8-byte types).
+template <typename scalar_t>
+constexpr int fused_lanes() {
+  return sizeof(scalar_t) == 8 ? 2 : 4;
+}
 
 // The channels per block (as a shift) of a fused backward: 8 (float64: 4) for a
 // channels_last grad_x where C is a multiple of it, 4 where C is a multiple of 4,
@@ -1014,7 +1024,7 @@ inline bool dynopool_fused_plan(int64_t H, int64_t W, int64_t Ho, int64_t Wo, in
     int32_t lg = 0;
     while ((int32_t{1} << lg) < tw) ++lg;
     const FusedPlan cand{th, lg, static_cast<int32_t>(rows), static_cast<int32_t>(cols), (H + th - 1) / th,
-                         (W + tw - 1) / tw, 0, cb_log2};
+                         (W + tw - 1) / tw, 0, cb_log2, 0};
     if (cand.smem_bytes(acc_bytes) <= kFusedMaxBytes) {
       *plan = cand;
       return true;
@@ -1117,40 +1127,58 @@ struct WindowCursor {
   }
 };
 
-// Thread tid's cells of the tile's window (phase A): its channel is tid mod cb, its
-// cells those of tid / cb among nthreads / cb (one cell's cb channels are cb
-// consecutive threads: their loads of x and grad_out are contiguous in channels_last).
-RESIZEOPS_HD WindowCursor dynopool_fused_cursor(int32_t tid, int32_t nthreads, const FusedPlan& P,
-                                                int32_t ncj) {
-  return WindowCursor(tid >> P.cb_log2, nthreads >> P.cb_log2, ncj);
+// Phase A's threads (winners by cells): each takes L = 1 << lanes_log2 channels of
+// a cell, so a cell's cb channels are cb / L consecutive threads (their loads of x
+// and grad_out contiguous in channels_last). Thread tid's first channel in the
+// block, (tid mod cb / L) * L, and its cells, those of tid / (cb / L) among
+// nthreads / (cb / L).
+RESIZEOPS_HD int32_t dynopool_fused_channel(int32_t tid, const FusedPlan& P) {
+  return (tid & ((int32_t{1} << (P.cb_log2 - P.lanes_log2)) - 1)) << P.lanes_log2;
 }
 
-// Phase A, cell w.k of the tile's window (w.k < nci * ncj, row-major) in channel
-// T.c + ch: the winner's code and the cell's gradient into slot (k << cb_log2) + ch
-// of s_arg and s_g; with NeedSize and a cell the tile owns, its size-gradient terms
-// added to *dh_sum, *dw_sum.
-template <bool NeedSize, typename scalar_t, typename acc_t, typename index_t>
+RESIZEOPS_HD WindowCursor dynopool_fused_cursor(int32_t tid, int32_t nthreads, const FusedPlan& P,
+                                                int32_t ncj) {
+  const int32_t shift = P.cb_log2 - P.lanes_log2;
+  return WindowCursor(tid >> shift, nthreads >> shift, ncj);
+}
+
+// Phase A, cell w.k of the tile's window (w.k < nci * ncj, row-major) in the L
+// channels T.c + ch + [0, L): the winners' codes and the cell's gradients into slots
+// (k << cb_log2) + ch + [0, L) of s_arg and s_g; with NeedSize and a cell the tile
+// owns, its size-gradient terms added to *dh_sum, *dw_sum. L > 1 (the lanes form,
+// dynopool_cell_lanes: channels_last, RESIZEOPS_CUDA_LANES=4, where x and grad_out
+// allow vector loads of L channels: the host checks) loads L channels of each tap
+// and of grad_out with one vector load, and shares the table entries and offsets.
+template <int L, bool NeedSize, typename scalar_t, typename acc_t, typename index_t>
 RESIZEOPS_HD void dynopool_fused_cell(const WindowCursor& w, int32_t cb_log2, int32_t ch, const FusedTile<index_t>& T,
                                       const scalar_t* x, const S4<index_t>& xs, const scalar_t* grad_out,
                                       const S4<index_t>& gs, const AxisTaps<acc_t>& rows, const AxisTaps<acc_t>& cols,
                                       acc_t* s_g, uint8_t* s_arg, double* dh_sum, double* dw_sum) {
+  constexpr bool Vec = L > 1;
   const int32_t k = (w.k << cb_log2) + ch;
   const index_t i = T.ci + w.ki, j = T.cj + w.kj, c = T.c + ch;
   const CellTaps<acc_t> tp = dynopool_cell_taps<NeedSize, acc_t, index_t>(rows, cols, i, j);
-  Cell<acc_t> cell[1];
-  dynopool_cell_lanes<1, false, NeedSize, scalar_t, acc_t, index_t>(x + T.n * xs.n + c * xs.c, xs.h, xs.w, xs.c, 1,
-                                                                    tp, cell);
-  const acc_t g = static_cast<acc_t>(grad_out[T.n * gs.n + c * gs.c + i * gs.h + j * gs.w]);
-  s_g[k] = g;
-  s_arg[k] = cell[0].arg;
+  Cell<acc_t> cell[L];
+  dynopool_cell_lanes<L, Vec, NeedSize, scalar_t, acc_t, index_t>(x + T.n * xs.n + c * xs.c, xs.h, xs.w, xs.c, L, tp,
+                                                                  cell);
+  acc_t g[L];
+  load_lanes<L, Vec, scalar_t, acc_t, index_t>(grad_out + T.n * gs.n + c * gs.c + i * gs.h + j * gs.w, gs.c, L, g);
+RESIZEOPS_UNROLL
+  for (int e = 0; e < L; ++e) {
+    s_g[k + e] = g[e];
+    s_arg[k + e] = cell[e].arg;
+  }
   if constexpr (NeedSize) {
     // (Its first taps are never past the tile: a cell of the window has a query
     // reading the tile, and first taps grow with the query.)
     if (tp.r0[0] >= T.h0 && tp.c0[0] >= T.w0) {
-      acc_t dh, dw;
-      dynopool_cell_size_grad<acc_t>(cell[0], g, tp, &dh, &dw);
-      *dh_sum += static_cast<double>(dh);
-      *dw_sum += static_cast<double>(dw);
+RESIZEOPS_UNROLL
+      for (int e = 0; e < L; ++e) {
+        acc_t dh, dw;
+        dynopool_cell_size_grad<acc_t>(cell[e], g[e], tp, &dh, &dw);
+        *dh_sum += static_cast<double>(dh);
+        *dw_sum += static_cast<double>(dw);
+      }
     }
   }
 }

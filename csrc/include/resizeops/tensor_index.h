@@ -51,12 +51,24 @@ inline bool dynopool_fused_use32(const at::Tensor& grad_out, const at::Tensor& x
   return use_int32_indexing({grad_out.numel(), x.numel(), extent(x), extent(grad_out)});
 }
 
+// Whether load_lanes / store_lanes (dynopool_cells.h) may read the L channels
+// c0 .. c0 + L - 1 (c0 a multiple of L) of every (n, h, w) of t with one vector
+// access: C % L == 0, channel stride 1, the other strides multiples of L (where
+// their size exceeds 1) and the data aligned to L elements.
+inline bool lanes_vectorizable(const at::Tensor& t, int L) {
+  if (L == 1 || t.dim() != 4 || t.size(1) % L != 0 || t.stride(1) != 1) return false;
+  for (int64_t d : {0, 2, 3}) {
+    if (t.size(d) > 1 && t.stride(d) % L != 0) return false;
+  }
+  return reinterpret_cast<uintptr_t>(t.const_data_ptr()) % (static_cast<uintptr_t>(L) * t.element_size()) == 0;
+}
+
 // The grad_x form of a DynOPool CUDA backward (and of its emulation) for x ->
 // (out_h, out_w) with gradient grad_out (checks.h dynopool_grad_x_form;
 // RESIZEOPS_CUDA_GRAD_X, RESIZEOPS_CUDA_FUSED_WINNERS and the test hook
 // RESIZEOPS_CUDA_FUSED_TILE read per call), and with kFused its plan (cb_log2: the
 // channels per block; vcols > 0: separable winners, for an NCHW grad_x on the 32-bit
-// path where the plan allows).
+// path where the plan allows; lanes_log2 > 0: phase A's lanes form, RESIZEOPS_CUDA_LANES).
 inline DynopoolGradX dynopool_backward_form(const at::Tensor& grad_out, const at::Tensor& x, int64_t out_h,
                                             int64_t out_w, bool channels_last, bool need_x, cells::FusedPlan* plan) {
   if (!need_x) return DynopoolGradX::kGather;  // pass 1 alone (the size gradient)
@@ -74,6 +86,13 @@ inline DynopoolGradX dynopool_backward_form(const at::Tensor& grad_out, const at
   const bool separable = dynopool_fused_winners_separable() && !channels_last;
   if (fused_possible && separable && dynopool_fused_use32(grad_out, x)) {
     cells::dynopool_fused_separable(x.size(3), out_w, acc_bytes, plan);
+  }
+  // Phase A's lanes form (channels_last, RESIZEOPS_CUDA_LANES=4, blocks of at least
+  // L channels, vector loads of x and grad_out possible, the 32-bit path).
+  const int lanes = dynopool_cuda_lanes(x.scalar_type());
+  if (fused_possible && lanes > 1 && plan->cb() >= lanes && lanes_vectorizable(x, lanes) &&
+      lanes_vectorizable(grad_out, lanes) && dynopool_fused_use32(grad_out, x)) {
+    plan->lanes_log2 = lanes == 4 ? 2 : 1;
   }
   return dynopool_grad_x_form(x.scalar_type(), fused_possible);
 }
@@ -128,18 +147,6 @@ void with_index_type(bool use32, const F& f) {
   } else {
     f(int64_t{0});
   }
-}
-
-// Whether load_lanes / store_lanes (dynopool_cells.h) may read the L channels
-// c0 .. c0 + L - 1 (c0 a multiple of L) of every (n, h, w) of t with one vector
-// access: C % L == 0, channel stride 1, the other strides multiples of L (where
-// their size exceeds 1) and the data aligned to L elements.
-inline bool lanes_vectorizable(const at::Tensor& t, int L) {
-  if (L == 1 || t.dim() != 4 || t.size(1) % L != 0 || t.stride(1) != 1) return false;
-  for (int64_t d : {0, 2, 3}) {
-    if (t.size(d) > 1 && t.stride(d) % L != 0) return false;
-  }
-  return reinterpret_cast<uintptr_t>(t.const_data_ptr()) % (static_cast<uintptr_t>(L) * t.element_size()) == 0;
 }
 
 // Calls f(std::integral_constant<int, L>{}, std::integral_constant<bool, Vec>{})
