@@ -242,15 +242,24 @@ constexpr int fused_min_blocks() {
   return sizeof(scalar_t) == 8 || Lanes > 1 ? 2 : 0;
 }
 
-template <bool NeedSize, bool Separable, int Lanes, typename scalar_t, typename acc_t, typename index_t>
+// Blocks: channel blocks (plan.cb_log2 > 0, channels_last); without, the plan's
+// channel shifts are the constant 0, so that the NCHW kernels' index arithmetic is
+// that of one channel per block (no run-time shifts in phase A's and B1's slots).
+template <bool NeedSize, bool Separable, bool Blocks, int Lanes, typename scalar_t, typename acc_t, typename index_t>
 __global__ void __launch_bounds__(kThreads, fused_min_blocks<scalar_t, Lanes>())
     backward_fused_kernel(const scalar_t* __restrict__ x, S4<index_t> xs, const scalar_t* __restrict__ grad_out,
-                          S4<index_t> gs, scalar_t* __restrict__ grad_x, S4<index_t> gxs, cells::FusedPlan plan,
+                          S4<index_t> gs, scalar_t* __restrict__ grad_x, S4<index_t> gxs, cells::FusedPlan plan_arg,
                           int64_t tiles, index_t C, int32_t H, int32_t W, cells::AxisTaps<acc_t> rows,
                           cells::AxisTaps<acc_t> cols, double* __restrict__ partials) {
-  static_assert(!Separable || std::is_same<index_t, int32_t>::value, "separable winners run on the 32-bit path");
-  static_assert(Lanes == 1 || (!Separable && std::is_same<index_t, int32_t>::value),
-                "phase A's lanes: winners by cells, on the 32-bit path");
+  static_assert(!Separable || (!Blocks && std::is_same<index_t, int32_t>::value),
+                "separable winners: one channel per block, on the 32-bit path");
+  static_assert(Lanes == 1 || (Blocks && std::is_same<index_t, int32_t>::value),
+                "phase A's lanes: channel blocks, on the 32-bit path");
+  cells::FusedPlan plan = plan_arg;
+  if constexpr (!Blocks) {
+    plan.cb_log2 = 0;
+    plan.lanes_log2 = 0;
+  }
   extern __shared__ __align__(16) unsigned char fused_smem[];
   __shared__ cells::FusedAxes<acc_t> axes;
   acc_t* s_g = reinterpret_cast<acc_t*>(fused_smem);
@@ -482,17 +491,25 @@ std::tuple<at::Tensor, at::Tensor> backward_fused_cuda(const at::Tensor& grad_ou
     const auto &rows = tab.rows, &cols = tab.cols;
     with_index_type(use32, [&](auto zero) {
       using index_t = decltype(zero);
-      auto* kernel = need_size ? backward_fused_kernel<true, false, 1, scalar_t, acc_t, index_t>
-                               : backward_fused_kernel<false, false, 1, scalar_t, acc_t, index_t>;
+      // <Separable, Blocks, Lanes> (NeedSize from need_size).
+      const auto pick = [need_size](auto separable, auto blocks, auto lanes) {
+        constexpr bool S = decltype(separable)::value, B = decltype(blocks)::value;
+        constexpr int L = decltype(lanes)::value;
+        return need_size ? backward_fused_kernel<true, S, B, L, scalar_t, acc_t, index_t>
+                         : backward_fused_kernel<false, S, B, L, scalar_t, acc_t, index_t>;
+      };
+      using no = std::false_type;
+      using yes = std::true_type;
+      using one = std::integral_constant<int, 1>;
+      auto* kernel = plan.cb_log2 > 0 ? pick(no{}, yes{}, one{}) : pick(no{}, no{}, one{});
       if constexpr (std::is_same<index_t, int32_t>::value) {  // (plan.vcols > 0, lanes_log2 > 0: 32-bit only)
-        if (plan.vcols > 0) {  // separable winners
-          kernel = need_size ? backward_fused_kernel<true, true, 1, scalar_t, acc_t, index_t>
-                             : backward_fused_kernel<false, true, 1, scalar_t, acc_t, index_t>;
-        } else if (plan.lanes_log2 > 0) {  // phase A's lanes form
+        if (plan.vcols > 0) {  // separable winners (one channel per block)
+          kernel = pick(yes{}, no{}, one{});
+        } else if (plan.lanes_log2 > 0) {  // phase A's lanes form (channel blocks)
           constexpr int kL = cells::fused_lanes<scalar_t>();
-          TORCH_INTERNAL_ASSERT(plan.lanes_log2 == (kL == 4 ? 2 : 1), "dynopool2d fused backward: lanes");
-          kernel = need_size ? backward_fused_kernel<true, false, kL, scalar_t, acc_t, index_t>
-                             : backward_fused_kernel<false, false, kL, scalar_t, acc_t, index_t>;
+          TORCH_INTERNAL_ASSERT(plan.lanes_log2 == (kL == 4 ? 2 : 1) && plan.cb_log2 > 0,
+                                "dynopool2d fused backward: lanes");
+          kernel = pick(no{}, yes{}, std::integral_constant<int, kL>{});
         }
       }
       TORCH_INTERNAL_ASSERT((plan.vcols == 0 && plan.lanes_log2 == 0) || use32,
