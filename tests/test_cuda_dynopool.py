@@ -154,8 +154,8 @@ def test_cuda_fused_backward_matches_the_emulation_and_the_gather(dtype, tile, w
     if cl:  # C = 8, 12, 3, 16, 24, 8
         cases = [((n, c, h, w), out) for ((n, _, h, w), out), c in zip(cases, (8, 12, 3, 16, 24, 8))]
     for shape, out in cases:
-        if tile and shape[2] == 224:
-            continue  # (the small tiles on small images; and racecheck's time)
+        if (tile or winners.startswith("lanes")) and shape[2] == 224:
+            continue  # (the small tiles on small images; and the sanitizers' time)
         x = torch.randn(shape, generator=gen).to(dtype).contiguous(memory_format=fmt)
         g = torch.randn(shape[0], shape[1], *out, generator=gen).to(dtype).contiguous(memory_format=fmt)
         monkeypatch.setenv("RESIZEOPS_CUDA_GRAD_X", "fused")
