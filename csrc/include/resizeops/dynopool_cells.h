@@ -902,9 +902,10 @@ RESIZEOPS_HD void dynopool_pixel_item(index_t t, const Pos<index_t>& p, index_t 
 // th x tw input pixels of cb channels of one image (FusedPlan::cb_log2: one channel,
 // one (n, c) plane, for an NCHW grad_x; for channels_last, 8 channels (4 in float64)
 // where C allows, so that the 8 threads of a cell or pixel read and write 32 bytes
-// of contiguous channels: dynopool_fused_channels_log2). Each thread keeps one
-// channel (tid mod cb) throughout; the shared arrays below hold cb entries per cell,
-// row sum or pixel, channel fastest:
+// of contiguous channels: dynopool_fused_channels_log2). A thread keeps its
+// channels within the block: phase A's one channel, or L with the lanes form
+// (dynopool_fused_channel), B1's one (tid mod cb), B2's quads; the shared arrays
+// below hold cb entries per cell, row sum or pixel, channel fastest:
 //   phase A: each thread takes cells of the tile's cell window, the output cells
 //     whose queries read the tile (a few more than the tile's share: the window
 //     overlaps its neighbours' by about one cell per side), recomputes the
