@@ -218,12 +218,15 @@ void fused_phase_a(const cells::FusedPlan& plan, const cells::FusedTile<index_t>
       cells::dynopool_separable_rows<kNeedSize, scalar_t, acc_t, index_t>(tid, kBlockThreads, S, T.ci, T.nci, xp, xs,
                                                                          rows, s_v, s_d);
     }
+    int64_t items = 0;
     for (int32_t tid = 0; tid < kBlockThreads; ++tid) {  // A2 (after __syncthreads)
       for (auto w = cells::dynopool_fused_cursor(tid, kBlockThreads, plan, T.ncj); w.k < ncells; w.advance()) {
         cells::dynopool_fused_cell_separable<kNeedSize, scalar_t, acc_t, index_t>(w, T, S, s_v, s_d, gp, gs, rows,
                                                                                  cols, s_g, s_arg, dh_sum, dw_sum);
+        ++items;
       }
     }
+    TORCH_INTERNAL_ASSERT(items == ncells, "_dynopool2d_backward_cells: A2 computed ", items, " cells of ", ncells);
   });
 }
 
@@ -286,6 +289,11 @@ std::tuple<at::Tensor, at::Tensor> backward_fused(const at::Tensor& grad_out, co
         }
         fused_phase_a<scalar_t, acc_t, index_t>(plan, T, need_size, x, xs, grad_out, gs, rows, cols, s_rs, s_g,
                                                 s_arg.data(), &dh_sum, &dw_sum);
+        // Every slot of the window written (codes are 0..3; 255 is the poison): with
+        // phase A's count of items, each exactly once.
+        const int64_t slots = static_cast<int64_t>(T.nci) * T.ncj << plan.cb_log2;
+        TORCH_INTERNAL_ASSERT(std::find(s_arg.begin(), s_arg.begin() + slots, uint8_t(255)) == s_arg.begin() + slots,
+                              "_dynopool2d_backward_cells: a slot of the fused window was not written in phase A");
         // Phase B1 (after __syncthreads), the 256 threads of the CUDA block one after another.
         std::fill(s_rs, s_rs + plan.region(), acc_t(-555));
         for (int32_t tid = 0; tid < kBlockThreads; ++tid) {
