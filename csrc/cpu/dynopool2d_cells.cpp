@@ -195,16 +195,9 @@ void fused_phase_a(const cells::FusedPlan& plan, const cells::FusedTile<index_t>
       TORCH_INTERNAL_ASSERT(items == (static_cast<int64_t>(ncells) << (plan.cb_log2 - plan.lanes_log2)),
                             "_dynopool2d_backward_cells: phase A computed ", items, " items for ", ncells, " cells");
     };
-    constexpr int kL = cells::fused_lanes<scalar_t>();
-    TORCH_INTERNAL_ASSERT(plan.lanes_log2 == 0 || (plan.lanes_log2 == (kL == 4 ? 2 : 1) &&
-                                                   std::is_same<index_t, int32_t>::value),
-                          "_dynopool2d_backward_cells: fused lanes");
     both([&](auto ns) {
-      if (plan.lanes_log2 > 0) {
-        cells_of(ns, std::integral_constant<int, kL>{});
-      } else {
-        cells_of(ns, std::integral_constant<int, 1>{});
-      }
+      with_lanes<scalar_t, std::is_same<index_t, int32_t>::value>(1 << plan.lanes_log2, true,
+                                                                  [&](auto lanes, auto) { cells_of(ns, lanes); });
     });
     return;
   }

@@ -501,19 +501,16 @@ std::tuple<at::Tensor, at::Tensor> backward_fused_cuda(const at::Tensor& grad_ou
       using no = std::false_type;
       using yes = std::true_type;
       using one = std::integral_constant<int, 1>;
-      auto* kernel = plan.cb_log2 > 0 ? pick(no{}, yes{}, one{}) : pick(no{}, no{}, one{});
-      if constexpr (std::is_same<index_t, int32_t>::value) {  // (plan.vcols > 0, lanes_log2 > 0: 32-bit only)
-        if (plan.vcols > 0) {  // separable winners (one channel per block)
-          kernel = pick(yes{}, no{}, one{});
-        } else if (plan.lanes_log2 > 0) {  // phase A's lanes form (channel blocks)
-          constexpr int kL = cells::fused_lanes<scalar_t>();
-          TORCH_INTERNAL_ASSERT(plan.lanes_log2 == (kL == 4 ? 2 : 1) && plan.cb_log2 > 0,
-                                "dynopool2d fused backward: lanes");
-          kernel = pick(no{}, yes{}, std::integral_constant<int, kL>{});
-        }
+      constexpr bool k32 = std::is_same<index_t, int32_t>::value;
+      auto* kernel = pick(no{}, no{}, one{});
+      if (plan.cb_log2 > 0) {  // channel blocks, one channel or (32-bit path) phase A's lanes per thread
+        with_lanes<scalar_t, k32>(1 << plan.lanes_log2, true,
+                                  [&](auto lanes, auto) { kernel = pick(no{}, yes{}, lanes); });
+      } else if constexpr (k32) {
+        if (plan.vcols > 0) kernel = pick(yes{}, no{}, one{});  // separable winners (32-bit only)
       }
-      TORCH_INTERNAL_ASSERT((plan.vcols == 0 && plan.lanes_log2 == 0) || use32,
-                            "dynopool2d fused backward: separable winners or lanes off the 32-bit path");
+      TORCH_INTERNAL_ASSERT(plan.vcols == 0 || use32,
+                            "dynopool2d fused backward: separable winners off the 32-bit path");
       kernel<<<blocks, kThreads, smem, stream>>>(
           x.const_data_ptr<scalar_t>(), strides_of<index_t>(x), grad_out.const_data_ptr<scalar_t>(),
           strides_of<index_t>(grad_out), grad_x.mutable_data_ptr<scalar_t>(),

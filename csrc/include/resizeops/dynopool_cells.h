@@ -987,14 +987,6 @@ struct FusedPlan {
   RESIZEOPS_HD int32_t b2_items() const { return th << quads_log2(); }
 };
 
-// Phase A's lanes (RESIZEOPS_CUDA_LANES=4 with a channels_last fused backward): 16
-// bytes of channels per vector load, as the lanes form of the other kernels (4; 2 for
-// 8-byte types).
-template <typename scalar_t>
-constexpr int fused_lanes() {
-  return sizeof(scalar_t) == 8 ? 2 : 4;
-}
-
 // The channels per block (as a shift) of a fused backward: 8 (float64: 4) for a
 // channels_last grad_x where C is a multiple of it, 4 where C is a multiple of 4,
 // else 1 (as for NCHW). (No block ever has channels past C; a quad of 4 channels
