@@ -23,7 +23,8 @@ forward in 2-D tiles, RESIZEOPS_TRITON_FORWARD=rows), "cuda-fused" (DynOPool onl
 its backward in one kernel, RESIZEOPS_CUDA_GRAD_X=fused; in channels_last with blocks
 of 8 channels), "cuda-fused-lanes" (DynOPool only: both; in channels_last the lanes
 forward and the fused backward's winners 4 channels per thread), "cuda-rows"
-(DynOPool only, NCHW only: its forward with 4 cells of a row per thread, RESIZEOPS_CUDA_FORWARD=rows), "cuda-separable" (DynOPool
+(DynOPool only, NCHW only: its forward with 4 cells of a row per thread,
+RESIZEOPS_CUDA_FORWARD=rows), "cuda-separable" (DynOPool
 only, NCHW only: its forward per tile of output cells, the vertical interpolations
 shared through shared memory, RESIZEOPS_CUDA_FORWARD=separable), "cuda-fused-separable"
 (DynOPool only, NCHW only: that forward, and the fused backward finding its tiles'
