@@ -45,7 +45,10 @@ eager); ``frac_bw`` = ideal bytes / time / copy bandwidth, the copy bandwidth
 measured in the same run with one large ``Tensor.copy_`` (ideal bytes: read
 every input and write every output once, see :meth:`Case.ideal_bytes`);
 ``peak_MiB`` = ``torch.cuda.max_memory_allocated`` above the live inputs during
-one call (CUDA only); ``max_err`` = max |provider − eager-reference| of the
+one call (CUDA only); ``extra_MiB`` = that peak less the bytes of the call's own
+results (its output and, in ``fwd+bwd``, the inputs' gradients): the memory an
+implementation needs beyond what it must return, the "peak extra memory" of
+issue 3's target (CUDA only); ``max_err`` = max |provider − eager-reference| of the
 forward output.
 
 Results are appended to ``<out>/bench-<device>.csv`` (with timestamp, device
@@ -576,21 +579,47 @@ def copy_bandwidth(device: torch.device, quick: bool = False) -> float:
     return 2 * nbytes / (p50 * 1e-3)
 
 
-def _peak_mib(fn: Callable, device: torch.device, leaves: Sequence[torch.Tensor]) -> Optional[float]:
-    """Peak CUDA memory of one call above what was allocated before it, in MiB (None off CUDA)."""
+def _result_bytes(result: Any, leaves: Sequence[torch.Tensor]) -> int:
+    """Bytes of what one call leaves to its caller: the tensors it returns and the leaves' ``.grad``.
+
+    Each storage counts once (an output and a view of it are one allocation).
+    """
+    seen: Dict[Tuple[str, int], int] = {}
+
+    def add(t: Any) -> None:
+        if isinstance(t, torch.Tensor):
+            st = t.untyped_storage()
+            seen[(str(t.device), st.data_ptr())] = st.nbytes()
+        elif isinstance(t, (tuple, list)):
+            for u in t:
+                add(u)
+
+    add(result)
+    for t in leaves:
+        add(t.grad)
+    return sum(seen.values())
+
+
+def _peak_mib(
+    fn: Callable, device: torch.device, leaves: Sequence[torch.Tensor]
+) -> Tuple[Optional[float], Optional[float]]:
+    """Peak CUDA memory of one call above what was allocated before it, and that peak less the call's
+    results (:func:`_result_bytes`: its outputs and gradients), in MiB; (None, None) off CUDA."""
     if device.type != "cuda":
-        return None
+        return None, None
     for t in leaves:
         t.grad = None
     torch.cuda.synchronize(device)
     torch.cuda.reset_peak_memory_stats(device)
     base = torch.cuda.memory_allocated(device)
-    fn()
+    result = fn()
     torch.cuda.synchronize(device)
     peak = torch.cuda.max_memory_allocated(device) - base
+    kept = _result_bytes(result, leaves)
+    del result
     for t in leaves:
         t.grad = None
-    return peak / 2**20
+    return peak / 2**20, max(peak - kept, 0) / 2**20
 
 
 # =============================================================================
@@ -600,7 +629,8 @@ def _peak_mib(fn: Callable, device: torch.device, leaves: Sequence[torch.Tensor]
 CSV_FIELDS = [
     "timestamp", "device", "device_name", "torch", "resizeops", "case", "op", "shapes", "dtype", "layout",
     "mode", "provider", "ms_p50", "ms_p20", "ms_p80", "samples", "first_ms", "ratio_vs_eager",
-    "ideal_bytes", "copy_gbps", "frac_copy_bw", "peak_mib", "max_err", "error",
+    "ideal_bytes", "copy_gbps", "frac_copy_bw", "peak_mib", "extra_mib", "max_err",
+    "error",
 ]
 
 
@@ -637,19 +667,22 @@ def _fmt(v, spec: str) -> str:
 
 def format_table(rows: List[Dict[str, Any]], bw_label: str = "frac_bw") -> str:
     """The results as an aligned text table."""
-    head = ["case", "dtype", "layout", "mode", "provider", "ms(p50)", "ratio", bw_label, "peak_MiB", "max_err"]
+    head = ["case", "dtype", "layout", "mode", "provider", "ms(p50)", "ratio", bw_label, "peak_MiB", "extra_MiB",
+            "max_err"]
     body = []
     for r in rows:
         if r["error"]:
-            body.append([r["case"], r["dtype"], r["layout"], r["mode"], r["provider"], "error", "", "", "", r["error"][:60]])
+            body.append([r["case"], r["dtype"], r["layout"], r["mode"], r["provider"], "error", "", "", "", "",
+                         r["error"][:60]])
             continue
         body.append([
             r["case"], r["dtype"], r["layout"], r["mode"], r["provider"],
             _fmt(r["ms_p50"], ".3f"), _fmt(r["ratio_vs_eager"], ".2f"), _fmt(r["frac_copy_bw"], ".2f"),
-            "n/a" if r["peak_mib"] is None else f"{r['peak_mib']:.1f}", _fmt(r["max_err"], ".1e"),
+            "n/a" if r["peak_mib"] is None else f"{r['peak_mib']:.1f}",
+            "n/a" if r.get("extra_mib") is None else f"{r['extra_mib']:.1f}", _fmt(r["max_err"], ".1e"),
         ])
     widths = [max(len(str(x)) for x in col) for col in zip(head, *body)]
-    numeric = {5, 6, 7, 8, 9}
+    numeric = {5, 6, 7, 8, 9, 10}
     lines = []
     for i, line in enumerate([head] + body):
         cells = [str(c).rjust(w) if j in numeric and i > 0 else str(c).ljust(w) for j, (c, w) in enumerate(zip(line, widths))]
@@ -660,8 +693,22 @@ def format_table(rows: List[Dict[str, Any]], bw_label: str = "frac_bw") -> str:
 
 
 def write_csv(path: str, rows: List[Dict[str, Any]]) -> None:
-    """Append ``rows`` to ``path``, writing the header when the file is new."""
+    """Append ``rows`` to ``path``, writing the header when the file is new.
+
+    A file written with other columns (an older resizeops) is first renamed to ``<name>.<n>.csv``, kept
+    whole, so that no row lands under another column's header.
+    """
     new = not os.path.exists(path) or os.path.getsize(path) == 0
+    if not new:
+        with open(path, newline="", encoding="utf-8") as f:
+            header = next(csv.reader(f), [])
+        if header != CSV_FIELDS:
+            stem, n = os.path.splitext(path)[0], 1
+            while os.path.exists(f"{stem}.{n}.csv"):
+                n += 1
+            os.replace(path, f"{stem}.{n}.csv")
+            print(f"bench: {path} had other columns; kept as {stem}.{n}.csv", file=sys.stderr)
+            new = True
     with open(path, "a", newline="", encoding="utf-8") as f:
         w = csv.DictWriter(f, fieldnames=CSV_FIELDS, extrasaction="ignore")
         if new:
@@ -764,20 +811,24 @@ def _measure_in_env(case: Case, provider: str, mode: str, inputs: Dict[str, Any]
         def fn():
             for t in leaves:
                 t.grad = None
-            case.run(inputs, provider).backward(grad_out)
+            out = case.run(inputs, provider)
+            out.backward(grad_out)
+            return out
 
     _sync(device)
     t0 = time.perf_counter()
     out = fn()  # warm-up: compiles the compiled provider, autotunes, faults pages in
     _sync(device)
     first_ms = (time.perf_counter() - t0) * 1e3
+    if mode != "fwd":
+        out = None  # only the forward's output is compared; this one would stay allocated while timing
     if not quick and device.type != "cuda":
         fn()  # a second warm-up: the first call after compiling still pays one-off costs
     q, n = _time(fn, device, 1 if quick else repeats, leaves)
-    peak = _peak_mib(fn, device, leaves)
+    peak, extra = _peak_mib(fn, device, leaves)
     for t in leaves:
         t.grad = None
-    return q, n, first_ms, peak, out
+    return q, n, first_ms, (peak, extra), out
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -890,13 +941,14 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                             case=case.name, op=case.op, shapes=case.summary(), dtype=_dtype_name(dtype), layout=layout,
                             mode=mode, provider=provider, ms_p50=None, ms_p20=None, ms_p80=None, samples=None,
                             first_ms=None, ratio_vs_eager=None, ideal_bytes=case.ideal_bytes(dtype, mode),
-                            frac_copy_bw=None, peak_mib=None, max_err=None, error="",
+                            frac_copy_bw=None, peak_mib=None, extra_mib=None, max_err=None, error="",
                         )
                         try:
-                            (p50, p20, p80), n, first, peak, out = _measure(
+                            (p50, p20, p80), n, first, (peak, extra), out = _measure(
                                 case, provider, mode, by_mode[mode], device, args.repeats, args.quick
                             )
-                            row.update(ms_p50=p50, ms_p20=p20, ms_p80=p80, samples=n, first_ms=round(first, 3), peak_mib=peak)
+                            row.update(ms_p50=p50, ms_p20=p20, ms_p80=p80, samples=n, first_ms=round(first, 3), peak_mib=peak,
+                                       extra_mib=extra)
                             row["frac_copy_bw"] = row["ideal_bytes"] / (p50 * 1e-3) / bw if p50 > 0 else None
                             if mode == "fwd" and out is not None:
                                 if expected is None:
@@ -932,7 +984,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         f"copy bandwidth {bw / 1e9:.1f} GB/s; {elapsed:.1f} s"
     )
     print("ratio = eager-reference ms / provider ms (>1 faster); frac_bw = ideal bytes / ms / copy bandwidth"
-          + ("; peak_MiB: CUDA only" if device.type != "cuda" else ""))
+          + ("; peak_MiB, extra_MiB: CUDA only" if device.type != "cuda" else ""))
     print(format_table(rows))
     print(f"results appended to {csv_path}" + ("" if args.no_plot else f"; plot {png_path}"))
     errors = [r for r in rows if r["error"]]

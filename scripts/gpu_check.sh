@@ -139,12 +139,12 @@ for path in sorted(glob.glob(f"{sys.argv[1]}/bench-*/*.csv")):
     rows += list(csv.DictReader(open(path)))
 if rows:
     print(f"device: {rows[0]['device_name']}, torch {rows[0]['torch']}, copy bandwidth {float(rows[0]['copy_gbps']):.0f} GB/s")
-print(f"{'case':<22}{'dtype':<9}{'layout':<14}{'mode':<8}{'provider':<20}{'ms':>8}{'xeager':>8}{'%copy':>7}{'peakMiB':>9}{'maxerr':>9}")
+print(f"{'case':<22}{'dtype':<9}{'layout':<14}{'mode':<8}{'provider':<20}{'ms':>8}{'xeager':>8}{'%copy':>7}{'peakMiB':>9}{'extraMiB':>9}{'maxerr':>9}")
 for r in rows:
     f = lambda k, fmt: (fmt % float(r[k])) if r.get(k) not in (None, "", "nan") else "-"
     print(f"{r['case']:<22}{r['dtype']:<9}{r['layout']:<14}{r['mode']:<8}{r['provider']:<20}"
           f"{f('ms_p50', '%.3f'):>8}{f('ratio_vs_eager', '%.2f'):>8}{f('frac_copy_bw', '%.2f'):>7}"
-          f"{f('peak_mib', '%.0f'):>9}{f('max_err', '%.1e'):>9}" + (f"  {r['error'][:40]}" if r.get("error") else ""))
+          f"{f('peak_mib', '%.0f'):>9}{f('extra_mib', '%.0f'):>9}{f('max_err', '%.1e'):>9}" + (f"  {r['error'][:40]}" if r.get("error") else ""))
 EOF
 # Issue 3's targets from the same CSVs (scripts/targets.py).
 $py scripts/targets.py "$log" 2>&1 | tail -12

@@ -11,7 +11,10 @@ opt-in forms ``cuda-lanes``, ``cuda-fused``, ``cuda-fused-lanes``, ``cuda-rows``
 
 - forward: fraction of the copy bandwidth at the ideal bytes (target >= 75%);
 - forward+backward: ``compiled-reference`` time / provider time (target >= 5x);
-- peak memory of forward+backward: provider / ``eager-reference`` (target <= 1/3);
+- peak memory of forward+backward: provider / ``eager-reference`` (target <= 1/3),
+  once as measured above the inputs (``peak_mib``) and once less the call's own
+  results, its output and gradients (``extra_mib``: the memory beyond what any
+  implementation must return, the "peak extra memory" the issue names);
 - Triton within 1.5x of CUDA: best Triton time / best CUDA time, forward and
   forward+backward (``triton`` and ``triton-rows``);
 
@@ -92,9 +95,12 @@ def gpu_table(rows: Dict[Key, dict], case: str = "dynopool-imagenet") -> str:
         c, t = _num(get(dtype, layout, "fwd+bwd", COMPILED), "ms_p50"), _num(get(dtype, layout, "fwd+bwd", p), "ms_p50")
         return _fmt(c / t if c and t else None, ".2f", "×")
 
-    def peak(dtype, layout, p):
-        e, m = _num(get(dtype, layout, "fwd+bwd", EAGER), "peak_mib"), _num(get(dtype, layout, "fwd+bwd", p), "peak_mib")
+    def peak(dtype, layout, p, key="peak_mib"):
+        e, m = _num(get(dtype, layout, "fwd+bwd", EAGER), key), _num(get(dtype, layout, "fwd+bwd", p), key)
         return _fmt(m / e if e and m is not None else None, ".2f")
+
+    def extra(dtype, layout, p):
+        return peak(dtype, layout, p, "extra_mib")
 
     def best(dtype, layout, mode, providers):
         ts = [t for p in providers if (t := _num(get(dtype, layout, mode, p), "ms_p50"))]
@@ -112,7 +118,8 @@ def gpu_table(rows: Dict[Key, dict], case: str = "dynopool-imagenet") -> str:
     for name, cells in [
         ("CUDA forward ≥ 75% of copy bandwidth", per_cuda(frac)),
         ("CUDA fwd+bwd ≥ 5× faster than `torch.compile(reference)`", per_cuda(vs_compiled)),
-        ("peak memory of fwd+bwd ≤ 1/3 of the reference's", per_cuda(peak)),
+        ("peak memory of fwd+bwd ≤ 1/3 of the reference's (above the inputs)", per_cuda(peak)),
+        ("peak extra memory of fwd+bwd ≤ 1/3 of the reference's (above the inputs and results)", per_cuda(extra)),
         ("Triton within 1.5× of CUDA (best of each; forward / fwd+bwd)", triton),
     ]:
         lines.append("| " + " | ".join([name] + cells) + " |")

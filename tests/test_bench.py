@@ -162,7 +162,7 @@ def test_main_quick_all_cpu_cases(tmp_path, capsys):
     for r in rows:
         assert r["error"] == ""
         assert float(r["ms_p50"]) > 0 and r["torch"] == torch.__version__ and r["resizeops"] == resizeops.__version__
-        assert 0 < float(r["frac_copy_bw"]) and r["peak_mib"] == ""
+        assert 0 < float(r["frac_copy_bw"]) and r["peak_mib"] == "" and r["extra_mib"] == ""
         if r["provider"] == bench.EAGER:
             assert float(r["ratio_vs_eager"]) == 1.0
         if r["mode"] == "fwd":
@@ -202,6 +202,39 @@ def test_quantiles():
     assert math.isclose(bench._quantiles([1.0, 2.0])[0], 1.5)
 
 
+def test_result_bytes_counts_outputs_and_gradients_once():
+    # extra_MiB = peak less what the call returns: its output (each storage once, views
+    # included) and the leaves' gradients; leaves without a gradient add nothing.
+    x = torch.zeros(10, 4, requires_grad=True)
+    a = torch.zeros(3, requires_grad=True)
+    x.grad = torch.ones(10, 4)
+    out = torch.zeros(5, 8, dtype=torch.float64)
+    assert bench._result_bytes(out, [x, a]) == 5 * 8 * 8 + 10 * 4 * 4
+    assert bench._result_bytes((out, out[1:], out.t()), [x]) == 5 * 8 * 8 + 10 * 4 * 4
+    assert bench._result_bytes(None, [a]) == 0
+    a.grad = torch.ones(3)
+    assert bench._result_bytes([out], [x, a]) == 5 * 8 * 8 + 10 * 4 * 4 + 3 * 4
+    assert bench._peak_mib(lambda: out, torch.device("cpu"), [x]) == (None, None)
+
+
+def test_write_csv_keeps_a_file_with_other_columns(tmp_path, capsys):
+    # Appending under an older header would put values under the wrong columns: the old
+    # file is kept whole under another name and a new one is started.
+    path = tmp_path / "bench-cpu.csv"
+    path.write_text("case,peak_mib,error\nold,1.0,\n", encoding="utf-8")
+    row = {k: None for k in bench.CSV_FIELDS}
+    row.update(case="new", extra_mib=2.5)
+    bench.write_csv(str(path), [row])
+    bench.write_csv(str(path), [row])
+    assert (tmp_path / "bench-cpu.1.csv").read_text(encoding="utf-8") == "case,peak_mib,error\nold,1.0,\n"
+    rows = _rows(path)
+    assert [(r["case"], r["extra_mib"]) for r in rows] == [("new", "2.5"), ("new", "2.5")]
+    assert "kept as" in capsys.readouterr().err
+    path.write_text("case\nolder\n", encoding="utf-8")
+    bench.write_csv(str(path), [row])
+    assert (tmp_path / "bench-cpu.2.csv").read_text(encoding="utf-8") == "case\nolder\n"
+
+
 def test_main_list(capsys):
     assert bench.main(["--list"]) == 0
     out = capsys.readouterr().out
@@ -222,20 +255,21 @@ def test_targets_table_from_bench_csvs(tmp_path):
     # benchmark's CSV rows; a later CSV's row replaces an earlier one's.
     targets = _targets_module()
 
-    def row(dtype, layout, mode, provider, ms, frac="", peak=""):
+    def row(dtype, layout, mode, provider, ms, frac="", peak="", extra=""):
         return {"case": "dynopool-imagenet", "dtype": dtype, "layout": layout, "mode": mode, "provider": provider,
-                "ms_p50": ms, "frac_copy_bw": frac, "peak_mib": peak, "device_name": "GPU X", "error": ""}
+                "ms_p50": ms, "frac_copy_bw": frac, "peak_mib": peak, "extra_mib": extra, "device_name": "GPU X",
+                "error": ""}
 
     first = [row("float32", "NCHW", "fwd", "cuda", 0.6, 0.42), row("float32", "NCHW", "fwd+bwd", "cuda", 9.0, "", 1000)]
     later = [
         row("float32", "NCHW", "fwd", "cuda", 0.5, 0.50),
-        row("float32", "NCHW", "fwd+bwd", "cuda", 2.0, "", 1000),
+        row("float32", "NCHW", "fwd+bwd", "cuda", 2.0, "", 1000, 60),
         row("float32", "NCHW", "fwd", "cuda-fused", 0.5, 0.50),
         row("float32", "NCHW", "fwd+bwd", "cuda-fused", 1.0, "", 800),
         row("float32", "NCHW", "fwd", "triton", 1.0),
         row("float32", "NCHW", "fwd+bwd", "triton", 3.0),
         row("float32", "NCHW", "fwd+bwd", "compiled-reference", 7.0),
-        row("float32", "NCHW", "fwd+bwd", "eager-reference", 8.0, "", 2700),
+        row("float32", "NCHW", "fwd+bwd", "eager-reference", 8.0, "", 2700, 1500),
         row("bfloat16", "NHWC", "fwd", "cuda", 0.6, 0.2),
     ]
     for name, rows in (("a.csv", first), ("b.csv", later)):
@@ -251,7 +285,8 @@ def test_targets_table_from_bench_csvs(tmp_path):
     assert "cuda 50%, cuda-fused 50%" in lines[2] and "cuda 20%" in lines[2]
     assert "cuda 3.50×, cuda-fused 7.00×" in lines[3]  # 7.0 / 2.0 and 7.0 / 1.0
     assert "cuda 0.37, cuda-fused 0.30" in lines[4]  # 1000 / 2700, 800 / 2700
-    assert "| 2.00× / 3.00× |" in lines[5]  # Triton vs the best CUDA: 1.0 / 0.5, 3.0 / 1.0
+    assert "cuda 0.04, cuda-fused -" in lines[5] and "above the inputs and results" in lines[5]  # 60 / 1500
+    assert "| 2.00× / 3.00× |" in lines[6]  # Triton vs the best CUDA: 1.0 / 0.5, 3.0 / 1.0
     assert targets.cpu_line(got) == ""
     assert targets.main([str(tmp_path)]) == 0
     assert targets.main([str(tmp_path / "missing")]) == 1
