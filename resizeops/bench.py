@@ -16,7 +16,8 @@ Every provider of an op runs the same named :class:`Case` side by side:
   ``resize_blend`` on the default backend, the unfused alternative the fused
   cell must beat;
 * ``cuda-lanes``, ``cuda-fused``, ``cuda-fused-lanes``, ``cuda-rows``,
-  ``cuda-separable``, ``cuda-fused-separable`` and ``triton-rows`` (``dynopool2d``
+  ``cuda-separable``, ``cuda-fused-separable``, ``triton-rows``, ``triton-w8`` and
+  ``triton-rows-w8`` (``dynopool2d``
   only, and only when named in ``--backends``): the ``cuda`` backend with
   ``RESIZEOPS_CUDA_LANES=4`` (4 channels per thread), ``RESIZEOPS_CUDA_GRAD_X=fused``
   (the backward in one kernel), both (in channels_last the lanes form's forward and
@@ -28,7 +29,8 @@ Every provider of an op runs the same named :class:`Case` side by side:
   the forwards fall back to the default and the fused backward takes blocks of 8
   channels with its winners by cells; and
   the ``triton`` backend
-  with ``RESIZEOPS_TRITON_FORWARD=rows`` (the NCHW forward in 2-D tiles), the opt-in
+  with ``RESIZEOPS_TRITON_FORWARD=rows`` (the NCHW forward in 2-D tiles),
+  ``RESIZEOPS_TRITON_WARPS=8`` (the forward with 8 warps per program) or both, the opt-in
   forms of docs/DESIGN.md, with the variable set around the forward and the backward.
 
 Modes: ``fwd`` (inference: no autograd, inputs without grad) and ``fwd+bwd``
@@ -95,6 +97,8 @@ POOL_THEN_BLEND = "maxpool+blend"
 VARIANTS = {
     "cuda-lanes": ("cuda", {"RESIZEOPS_CUDA_LANES": "4"}),
     "triton-rows": ("triton", {"RESIZEOPS_TRITON_FORWARD": "rows"}),
+    "triton-w8": ("triton", {"RESIZEOPS_TRITON_WARPS": "8"}),
+    "triton-rows-w8": ("triton", {"RESIZEOPS_TRITON_FORWARD": "rows", "RESIZEOPS_TRITON_WARPS": "8"}),
     "cuda-fused": ("cuda", {"RESIZEOPS_CUDA_GRAD_X": "fused"}),
     "cuda-fused-lanes": ("cuda", {"RESIZEOPS_CUDA_GRAD_X": "fused", "RESIZEOPS_CUDA_LANES": "4"}),
     "cuda-rows": ("cuda", {"RESIZEOPS_CUDA_FORWARD": "rows"}),
@@ -844,8 +848,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--backends", default=None,
         help=f"comma list of providers to run: backend names (cuda, triton, cpu, reference), {EAGER}, {COMPILED}, "
-        "cuda-lanes, cuda-fused, cuda-fused-lanes, cuda-rows, cuda-separable, cuda-fused-separable, triton-rows "
-        "(dynopool2d: opt-in "
+        "cuda-lanes, cuda-fused, cuda-fused-lanes, cuda-rows, cuda-separable, cuda-fused-separable, triton-rows, "
+        "triton-w8, triton-rows-w8 (dynopool2d: opt-in "
         "forms of the cuda and triton backends) "
         "(default: every available backend + both references; the Triton interpreter on the CPU and the opt-in forms "
         "only when named)",

@@ -13,9 +13,11 @@
 #   PROFILE_OPS="blend cell" BENCH="blend-sa-imagenet-vgg:" BENCH2="" ...  # fewer cases
 #   BENCH_BACKENDS=cuda,cuda-lanes,eager-reference ...  # the benchmark's --backends (quick: with cuda-lanes)
 #   BENCH_S=400 ...  # seconds per benchmark run (default 150; still capped by DEADLINE)
-#   PRESET=quick DEADLINE=540 bash scripts/gpu_check.sh  # ~8 min: build, tests, memcheck, DynOPool profile (cuda vs cuda-lanes, cuda-fused, cuda-rows, cuda-separable and cuda-fused-separable, triton vs triton-rows; ImageNet and CIFAR), racecheck of the fused backward and the separable forward, one benchmark
+#   PRESET=quick DEADLINE=540 bash scripts/gpu_check.sh  # ~8 min: build, tests, memcheck, DynOPool profile (cuda vs cuda-lanes, cuda-fused, cuda-rows, cuda-separable and cuda-fused-separable, triton vs triton-rows and 8 warps; ImageNet and CIFAR), racecheck of the fused backward and the separable forward, one benchmark
 # Optional wheels (e.g. expecttest, which torch.library.opcheck needs) are
-# installed from .whl/ when that folder exists.
+# installed from .whl/ when that folder exists. A carried .prebuilt/ (scripts/prebuild.sh:
+# the extension built elsewhere for this torch and these sources) replaces the build
+# step's compilation; PREBUILT=0 builds anyway.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 out="${OUT:-results}"
@@ -35,7 +37,7 @@ export TORCH_CUDA_ARCH_LIST="${TORCH_CUDA_ARCH_LIST:-9.0}" MAX_JOBS="${MAX_JOBS:
 if [ "${PRESET:-}" = quick ]; then
   : "${STEPS:=build tests sanitize profile racecheck bench}" "${SANITIZERS:=memcheck}" "${PROFILE_OPS:=dynopool dynopool-cifar}"
   : "${SANITIZE_FILES:=tests/test_cuda_dynopool.py}" "${SANITIZE_S:=120}"  # DynOPool's kernels (issue 3) only
-  : "${PROFILE_PROVIDERS:=cuda cuda-lanes cuda-fused cuda-fused-lanes cuda-rows cuda-separable cuda-fused-separable triton triton-rows}"
+  : "${PROFILE_PROVIDERS:=cuda cuda-lanes cuda-fused cuda-fused-lanes cuda-rows cuda-separable cuda-fused-separable triton triton-rows triton-w8 triton-rows-w8}"
   # (channels_last: the NCHW-only forms would time the default again; the profile skips them)
   : "${BENCH_BACKENDS:=cuda,cuda-lanes,cuda-fused,cuda-fused-lanes,triton,triton-rows,eager-reference,compiled-reference}"
   export PROFILE_PROVIDERS
@@ -68,10 +70,34 @@ if [ -d .whl ] && ls .whl/*.whl >/dev/null 2>&1; then
     && export PYTHONPATH="/tmp/site${PYTHONPATH:+:$PYTHONPATH}"
 fi
 
+# A prebuilt extension (scripts/prebuild.sh, carried as .prebuilt) replaces the build
+# when it was built for this torch from these sources and loads with its CUDA kernels.
+prebuilt_ok() {
+  [ -f .prebuilt/_C.abi3.so ] && [ -f .prebuilt/STAMP ] || return 1
+  local want_stamp
+  want_stamp="torch=$($py -c 'import torch; print(torch.__version__.split("+")[0])') src=$(bash scripts/ext_hash.sh)"
+  [ "$(cat .prebuilt/STAMP)" = "$want_stamp" ] || { echo "prebuilt: stamp $(cat .prebuilt/STAMP) != $want_stamp"; return 1; }
+  cp .prebuilt/_C.abi3.so resizeops/_C.abi3.so
+  # setup.py installs triton_kernels/ as resizeops.triton_kernels; uninstalled, a link does.
+  [ -e resizeops/triton_kernels ] || ln -s ../triton_kernels resizeops/triton_kernels
+  PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" $py -c '
+import torch, resizeops
+x = torch.rand(2, 3, 7, 9, device="cuda")
+y = resizeops.dynopool2d(x, torch.tensor([2.0, 1.6], device="cuda"), backend="cuda")
+torch.testing.assert_close(y.cpu(), resizeops.dynopool2d(x.cpu(), torch.tensor([2.0, 1.6]), backend="reference"))
+import resizeops.triton_kernels.dynopool
+' >"$log/prebuilt.log" 2>&1 || { echo "prebuilt: does not run here"; tail -5 "$log/prebuilt.log"
+                                     rm -f resizeops/_C.abi3.so resizeops/triton_kernels; return 1; }
+}
 if want build; then
   stamp build
-  timeout $(lim 240) $py -m pip install --no-build-isolation --no-deps -e . >"$log/build.log" 2>&1 \
-    || { tail -40 "$log/build.log"; echo "BUILD FAILED"; tar -czf "$out/gpu_check.tgz" -C "$out" gpu_check; exit 1; }
+  if [ "${PREBUILT:-1}" = 1 ] && prebuilt_ok; then
+    export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"  # the tree's package, with the prebuilt extension
+    echo "prebuilt extension: $(cat .prebuilt/STAMP)"
+  else
+    timeout $(lim 240) $py -m pip install --no-build-isolation --no-deps -e . >"$log/build.log" 2>&1 \
+      || { tail -40 "$log/build.log"; echo "BUILD FAILED"; tar -czf "$out/gpu_check.tgz" -C "$out" gpu_check; exit 1; }
+  fi
   $py -m resizeops info 2>&1 | tee "$log/info.txt" | head -12
 fi
 

@@ -18,8 +18,10 @@ in the lanes form, RESIZEOPS_CUDA_LANES=4: 4 channels per thread, vector loads i
 channels_last), "cuda-tile" and "cuda-loop" (every grad_x gathered,
 RESIZEOPS_CUDA_GRAD_X=gather, in the gathers' tile form where it fits,
 RESIZEOPS_CUDA_GATHER=tile, or in the loop form for every pixel, =loop: the A/B of
-one run, docs/PERF_NOTES.md), "triton" and "triton-rows" (DynOPool only: its NCHW
-forward in 2-D tiles, RESIZEOPS_TRITON_FORWARD=rows), "cuda-fused" (DynOPool only:
+one run, docs/PERF_NOTES.md), "triton", "triton-rows" (DynOPool only: its NCHW
+forward in 2-D tiles, RESIZEOPS_TRITON_FORWARD=rows), "triton-w8" and "triton-rows-w8"
+(DynOPool only: those forwards with 8 warps per program, RESIZEOPS_TRITON_WARPS=8;
+the rows one NCHW only), "cuda-fused" (DynOPool only:
 its backward in one kernel, RESIZEOPS_CUDA_GRAD_X=fused; in channels_last with blocks
 of 8 channels), "cuda-fused-lanes" (DynOPool only: both; in channels_last the lanes
 forward and the fused backward's winners 4 channels per thread), "cuda-rows"
@@ -49,9 +51,9 @@ FORMS = {
     "cuda-loop": ("cuda", {"RESIZEOPS_CUDA_GATHER": "loop", "RESIZEOPS_CUDA_GRAD_X": "gather"}),
 }
 PROVIDERS = ["cuda", "cuda-lanes", "cuda-fused", "cuda-fused-lanes", "cuda-rows", "cuda-separable",
-             "cuda-fused-separable", "cuda-tile", "cuda-loop", "triton", "triton-rows"]
+             "cuda-fused-separable", "cuda-tile", "cuda-loop", "triton", "triton-rows", "triton-w8", "triton-rows-w8"]
 # channels_last runs the default
-NCHW_ONLY = ("cuda-rows", "cuda-separable", "cuda-fused-separable", "triton-rows")
+NCHW_ONLY = ("cuda-rows", "cuda-separable", "cuda-fused-separable", "triton-rows", "triton-rows-w8")
 SWITCHES = sorted({var for _, env in FORMS.values() for var in env})
 
 

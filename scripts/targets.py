@@ -16,7 +16,7 @@ opt-in forms ``cuda-lanes``, ``cuda-fused``, ``cuda-fused-lanes``, ``cuda-rows``
   results, its output and gradients (``extra_mib``: the memory beyond what any
   implementation must return, the "peak extra memory" the issue names);
 - Triton within 1.5x of CUDA: best Triton time / best CUDA time, forward and
-  forward+backward (``triton`` and ``triton-rows``);
+  forward+backward (``triton``, ``triton-rows``, ``triton-w8``, ``triton-rows-w8``);
 
 and the CPU target (``dynopool-small``, float32: ``cpu`` >= 3x faster than the
 eager reference, forward+backward). Rows of a later CSV replace those of an
@@ -33,7 +33,7 @@ import sys
 from typing import Dict, List, Optional, Sequence, Tuple
 
 CUDA = ("cuda", "cuda-lanes", "cuda-fused", "cuda-fused-lanes", "cuda-rows", "cuda-separable", "cuda-fused-separable")
-TRITON = ("triton", "triton-rows")
+TRITON = ("triton", "triton-rows", "triton-w8", "triton-rows-w8")
 EAGER, COMPILED = "eager-reference", "compiled-reference"
 
 Key = Tuple[str, str, str, str, str]  # case, dtype, layout, mode, provider

@@ -16,6 +16,7 @@ The same cubins give each kernel's registers and local memory
 `python tests/test_triton_aot.py` prints that table.
 """
 
+import contextlib
 import os
 import sys
 import tempfile
@@ -103,22 +104,33 @@ FULL = [(torch.float32, False), (torch.float32, True), (torch.bfloat16, False), 
 INDEX64 = [(torch.float32, False)]
 
 
+@contextlib.contextmanager
+def _env(**settings):
+    """The given environment variables set for the block, restored after it."""
+    saved = {k: os.environ.get(k) for k in settings}
+    os.environ.update(settings)
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k)
+            else:
+                os.environ[k] = v
+
+
 def _dynopool_calls(variants):
     for dtype, cl in variants:
         x = _cl(torch.randn(2, 3, 13, 17).to(dtype), cl)
         alpha = torch.tensor([1.9, 1.7])
         out = tb.dynopool2d_forward(x, alpha, (7, 10))
-        if not cl:  # the NCHW forward's 2-D tile form (opt-in), both tile widths
-            saved = os.environ.get("RESIZEOPS_TRITON_FORWARD")
-            os.environ["RESIZEOPS_TRITON_FORWARD"] = "rows"
-            try:
-                tb.dynopool2d_forward(x, alpha, (7, 10))
-                tb.dynopool2d_forward(x, alpha, (7, 20))
-            finally:
-                if saved is None:
-                    os.environ.pop("RESIZEOPS_TRITON_FORWARD")
-                else:
-                    os.environ["RESIZEOPS_TRITON_FORWARD"] = saved
+        with _env(RESIZEOPS_TRITON_WARPS="8"):  # the forward with 8 warps per program (opt-in)
+            tb.dynopool2d_forward(x, alpha, (7, 10))
+        if not cl:  # the NCHW forward's 2-D tile form (opt-in), both tile widths, 4 and 8 warps
+            for warps in ("4", "8"):
+                with _env(RESIZEOPS_TRITON_FORWARD="rows", RESIZEOPS_TRITON_WARPS=warps):
+                    tb.dynopool2d_forward(x, alpha, (7, 10))
+                    tb.dynopool2d_forward(x, alpha, (7, 20))
         for need in ((True, True), (True, False), (False, True)):
             tb.dynopool2d_backward(_cl(torch.randn(2, 3, 7, 10).to(dtype), cl), x, alpha, (7, 10), *need)
         assert out.shape == (2, 3, 7, 10)
@@ -169,7 +181,9 @@ def _resource_usage(kernels):
             with open(path, "wb") as f:
                 f.write(k.asm["cubin"])
             (u,) = resource_usage(tool, path)[0].values()  # one kernel per cubin
-            rows.append((key[0], dict(key[2]), u["REG"], u.get("LOCAL", 0), u.get("STACK", 0)))
+            consts = dict(key[2])
+            consts.update({k: v for k, v in key[3] if k == "num_warps"})
+            rows.append((key[0], consts, u["REG"], u.get("LOCAL", 0), u.get("STACK", 0)))
     return rows
 
 

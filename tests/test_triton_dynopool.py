@@ -315,3 +315,26 @@ def test_rows_forward_matches_the_flat_forward(dtype, monkeypatch):
     monkeypatch.setenv("RESIZEOPS_TRITON_FORWARD", "tiles")
     with pytest.raises(ValueError, match="RESIZEOPS_TRITON_FORWARD must be 'flat' or 'rows'"):
         dynopool.dynopool2d_forward(x, (3, 3), False)
+
+
+@pytest.mark.parametrize("form", ["flat", "rows"])
+def test_forward_with_8_warps_matches_4(form, monkeypatch):
+    """RESIZEOPS_TRITON_WARPS=8 launches the forwards with 8 warps per program: the same
+    per-element arithmetic, so the same bits (on a GPU the elements map to other threads;
+    the interpreter runs the program as a whole either way). Both layouts (rows: NCHW
+    only); an unknown value is refused, naming the variable."""
+    monkeypatch.setenv("RESIZEOPS_TRITON_FORWARD", form)
+    for k, (shape, out) in enumerate([((2, 3, 13, 17), (7, 10)), ((1, 2, 1, 40), (3, 21))]):
+        for cl in (False, True) if form == "flat" else (False,):
+            x = _seeded(shape, torch.float32, seed=k)
+            x = x.contiguous(memory_format=torch.channels_last) if cl else x
+            monkeypatch.setenv("RESIZEOPS_TRITON_WARPS", "4")
+            four = dynopool.dynopool2d_forward(x, out, cl)
+            monkeypatch.setenv("RESIZEOPS_TRITON_WARPS", "8")
+            eight = dynopool.dynopool2d_forward(x, out, cl)
+            assert eight.stride() == four.stride() and torch.equal(eight, four), (shape, out, cl)
+    monkeypatch.delenv("RESIZEOPS_TRITON_WARPS")
+    assert dynopool.forward_warps() == 4
+    monkeypatch.setenv("RESIZEOPS_TRITON_WARPS", "16")
+    with pytest.raises(ValueError, match="RESIZEOPS_TRITON_WARPS must be '4' or '8'"):
+        dynopool.dynopool2d_forward(x, (3, 3), False)

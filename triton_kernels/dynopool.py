@@ -11,7 +11,9 @@ learnable scale (Eq. 3-4).
   are contiguous. x is read through its 4 strides (any layout, no copy). The 4×
   query tensor is never materialised: each program computes its 4 queries in
   registers from 16 taps. For NCHW outputs, RESIZEOPS_TRITON_FORWARD=rows takes
-  a 2-D tile kernel instead (opt-in until timed: forward_form).
+  a 2-D tile kernel instead (opt-in until timed: forward_form), and
+  RESIZEOPS_TRITON_WARPS=8 launches either forward with 8 warps instead of 4
+  (forward_warps; same outputs per program, half the registers per thread).
 - Backward: recomputes each cell's winning query from x (the forward saves
   nothing), scatters the gradient of the winner to its 4 taps with atomics into a
   float32 (float64 for float64 x) buffer, and reduces dL/dĤ, dL/dŴ per program
@@ -526,6 +528,23 @@ def forward_form() -> str:
     return v
 
 
+def forward_warps() -> int:
+    """Warps per program of the forward kernels: RESIZEOPS_TRITON_WARPS=4 (unset: 4) or 8.
+
+    The same FORWARD_BLOCK outputs per program either way, so 8 warps give each thread
+    half the elements: about half the registers (sm_90, float32: the rows kernel 63
+    instead of 112, the flat one 63 instead of 128), twice the resident warps, more
+    instructions per output (docs/PERF_NOTES.md, "Triton"). Opt-in until a GPU run times
+    it (the benchmark's ``triton-w8`` and ``triton-rows-w8``). Read per call; the
+    outputs do not depend on it."""
+    v = os.environ.get("RESIZEOPS_TRITON_WARPS", "")
+    if v in ("", "4"):
+        return 4
+    if v != "8":
+        raise ValueError(f"RESIZEOPS_TRITON_WARPS must be '4' or '8', got {v!r}")
+    return 8
+
+
 def _rows_tile(wo: int) -> Tuple[int, int]:
     """(BI, BJ) of the rows kernel: FORWARD_BLOCK elements, BJ columns (16 for narrow outputs)."""
     bj = 32 if wo > 16 else 16
@@ -543,6 +562,7 @@ def dynopool2d_forward(x: torch.Tensor, out_size: Sequence[int], channels_last: 
     total = out.numel()
     if total == 0:
         return out
+    warps = forward_warps()
     if not channels_last and forward_form() == "rows":
         bi, bj = _rows_tile(wo)
         tiles_j = triton.cdiv(wo, bj)
@@ -553,7 +573,7 @@ def dynopool2d_forward(x: torch.Tensor, out_size: Sequence[int], channels_last: 
             tab_i, tab_w = _tables(x, ho, wo)
             _dynopool2d_forward_rows_kernel[(programs,)](
                 x, out, c, ho, wo, tiles_j, tiles, *x.stride(), tab_i, tab_w,
-                INDEX64=index64, ACC=_tl_acc(x.dtype), BI=bi, BJ=bj, num_warps=NUM_WARPS,
+                INDEX64=index64, ACC=_tl_acc(x.dtype), BI=bi, BJ=bj, num_warps=warps,
             )  # fmt: skip
         return out
     grid = (triton.cdiv(total, FORWARD_BLOCK),)
@@ -563,7 +583,7 @@ def dynopool2d_forward(x: torch.Tensor, out_size: Sequence[int], channels_last: 
         _dynopool2d_forward_kernel[grid](
             x, out, total, c, h, w, ho, wo, *x.stride(), tab_i, tab_w,
             CHANNELS_LAST=bool(channels_last), INDEX64=index64, ACC=_tl_acc(x.dtype), BLOCK=FORWARD_BLOCK,
-            num_warps=NUM_WARPS,
+            num_warps=warps,
         )  # fmt: skip
     return out
 
