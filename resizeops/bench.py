@@ -112,6 +112,9 @@ VARIANTS = {
         },
     ),
 }
+# Variants whose forms exist for NCHW only: in channels_last they would time the
+# default again, so a channels_last run skips them (with a note).
+NCHW_ONLY = ("cuda-rows", "cuda-separable", "cuda-fused-separable", "triton-rows", "triton-rows-w8")
 OPS = ("dynopool2d", "resize_blend", "shape_adaptor_maxpool")
 TIERS = ("cpu", "gpu")
 
@@ -461,12 +464,14 @@ def providers_for(
     wanted: Optional[Sequence[str]] = None,
     compile: bool = True,
     notes: Optional[List[str]] = None,
+    channels_last: bool = False,
 ) -> List[str]:
     """Provider names for ``case`` on ``device``: available backends, then eager, then compiled.
 
     ``wanted``: keep only these names (backend names, ``eager-reference``,
     ``compiled-reference``); a wanted backend that cannot run is skipped and its
-    reason appended to ``notes``.
+    reason appended to ``notes``, and so is a wanted NCHW-only variant
+    (:data:`NCHW_ONLY`) when ``channels_last``.
     """
     import resizeops
 
@@ -490,7 +495,10 @@ def providers_for(
         names.append(POOL_THEN_BLEND)
     for variant, (backend, _) in VARIANTS.items():
         if wanted_set is not None and variant in wanted_set and case.op == "dynopool2d":
-            if backend in available:
+            if channels_last and variant in NCHW_ONLY:
+                if notes is not None:
+                    notes.append(f"{case.op}: {variant!r} skipped: NCHW only (in channels_last it is the default)")
+            elif backend in available:
                 names.append(variant)
             elif notes is not None:
                 notes.append(f"{case.op}: {variant!r} skipped: backend {backend!r} is not available")
@@ -894,7 +902,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     notes: List[str] = []
     plan = []
     for case in cases:
-        provs = providers_for(case, device, wanted, compile=not args.no_compile, notes=notes)
+        provs = providers_for(case, device, wanted, compile=not args.no_compile, notes=notes,
+                              channels_last=args.channels_last)
         plan.append((case, provs))
     for n in dict.fromkeys(notes):
         print(n, file=sys.stderr)

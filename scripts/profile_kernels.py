@@ -41,6 +41,7 @@ import torch
 from torch.profiler import ProfilerActivity, profile
 
 import resizeops
+from resizeops.bench import NCHW_ONLY  # variants for NCHW only: channels_last would time the default again
 from resizeops.bench import VARIANTS  # DynOPool's opt-in forms: provider -> (backend, environment)
 
 # Provider -> (backend, environment): the benchmark's DynOPool forms, and the gathers'
@@ -52,8 +53,6 @@ FORMS = {
 }
 PROVIDERS = ["cuda", "cuda-lanes", "cuda-fused", "cuda-fused-lanes", "cuda-rows", "cuda-separable",
              "cuda-fused-separable", "cuda-tile", "cuda-loop", "triton", "triton-rows", "triton-w8", "triton-rows-w8"]
-# channels_last runs the default
-NCHW_ONLY = ("cuda-rows", "cuda-separable", "cuda-fused-separable", "triton-rows", "triton-rows-w8")
 SWITCHES = sorted({var for _, env in FORMS.values() for var in env})
 
 

@@ -98,7 +98,7 @@ def test_make_inputs_shapes(name, channels_last):
         assert all(t.grad is not None and t.grad.shape == t.shape for t in leaves)
 
 
-def test_providers_for_cpu():
+def test_providers_for_cpu(monkeypatch):
     case = bench.CASES["dynopool-small"]
     available = [b.name for b in resizeops.backends("cpu", op="dynopool2d") if b.available and b.name != "triton"]
     assert bench.providers_for(case, "cpu") == available + [bench.EAGER, bench.COMPILED]
@@ -111,6 +111,16 @@ def test_providers_for_cpu():
     notes = []
     assert bench.providers_for(case, "cpu", wanted=["cuda-lanes", bench.EAGER], notes=notes) == [bench.EAGER]
     assert any("cuda-lanes" in n for n in notes)
+    # NCHW-only variants are skipped in channels_last, with a note (the others stay).
+    monkeypatch.setitem(bench.VARIANTS, "cpu-rows-probe", ("cpu", {}))
+    monkeypatch.setitem(bench.VARIANTS, "cpu-probe", ("cpu", {}))
+    monkeypatch.setattr(bench, "NCHW_ONLY", bench.NCHW_ONLY + ("cpu-rows-probe",))
+    wanted = ["cpu-rows-probe", "cpu-probe"]
+    assert bench.providers_for(case, "cpu", wanted=wanted) == wanted
+    notes = []
+    assert bench.providers_for(case, "cpu", wanted=wanted, channels_last=True, notes=notes) == ["cpu-probe"]
+    assert notes == ["dynopool2d: 'cpu-rows-probe' skipped: NCHW only (in channels_last it is the default)"]
+    assert {"cuda-rows", "cuda-separable", "cuda-fused-separable", "triton-rows"} <= set(bench.NCHW_ONLY)
 
 
 def test_variant_environment_is_set_for_the_call_and_restored(monkeypatch):
