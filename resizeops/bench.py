@@ -789,10 +789,14 @@ def _split(spec: Optional[str]) -> Optional[List[str]]:
     return None if spec is None else [s.strip() for s in spec.split(",") if s.strip()]
 
 
-@contextlib.contextmanager
 def _variant_env(provider: str):
     """The environment of a VARIANTS provider (restored afterwards); nothing for the others."""
-    settings = VARIANTS.get(provider, (None, {}))[1]
+    return env_settings(VARIANTS.get(provider, (None, {}))[1])
+
+
+@contextlib.contextmanager
+def env_settings(settings: Dict[str, str]):
+    """Environment variables set for a block and restored after it (the opt-in forms' switches)."""
     saved = {k: os.environ.get(k) for k in settings}
     os.environ.update(settings)
     try:

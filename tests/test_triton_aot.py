@@ -16,7 +16,6 @@ The same cubins give each kernel's registers and local memory
 `python tests/test_triton_aot.py` prints that table.
 """
 
-import contextlib
 import os
 import sys
 import tempfile
@@ -37,6 +36,7 @@ except ImportError:  # pragma: no cover - an older Triton
     pytest.skip("this Triton has no ASTSource / GPUTarget", allow_module_level=True)
 
 from resizeops import _triton_backend as tb  # noqa: E402
+from resizeops.bench import env_settings  # noqa: E402
 
 TARGET = GPUTarget("cuda", 90, 32)
 _TYPES = {
@@ -104,19 +104,8 @@ FULL = [(torch.float32, False), (torch.float32, True), (torch.bfloat16, False), 
 INDEX64 = [(torch.float32, False)]
 
 
-@contextlib.contextmanager
 def _env(**settings):
-    """The given environment variables set for the block, restored after it."""
-    saved = {k: os.environ.get(k) for k in settings}
-    os.environ.update(settings)
-    try:
-        yield
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k)
-            else:
-                os.environ[k] = v
+    return env_settings(settings)
 
 
 def _dynopool_calls(variants):
