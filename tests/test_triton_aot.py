@@ -104,20 +104,16 @@ FULL = [(torch.float32, False), (torch.float32, True), (torch.bfloat16, False), 
 INDEX64 = [(torch.float32, False)]
 
 
-def _env(**settings):
-    return env_settings(settings)
-
-
 def _dynopool_calls(variants):
     for dtype, cl in variants:
         x = _cl(torch.randn(2, 3, 13, 17).to(dtype), cl)
         alpha = torch.tensor([1.9, 1.7])
         out = tb.dynopool2d_forward(x, alpha, (7, 10))
-        with _env(RESIZEOPS_TRITON_WARPS="8"):  # the forward with 8 warps per program (opt-in)
+        with env_settings({"RESIZEOPS_TRITON_WARPS": "8"}):  # the forward with 8 warps per program (opt-in)
             tb.dynopool2d_forward(x, alpha, (7, 10))
         if not cl:  # the NCHW forward's 2-D tile form (opt-in), both tile widths, 4 and 8 warps
             for warps in ("4", "8"):
-                with _env(RESIZEOPS_TRITON_FORWARD="rows", RESIZEOPS_TRITON_WARPS=warps):
+                with env_settings({"RESIZEOPS_TRITON_FORWARD": "rows", "RESIZEOPS_TRITON_WARPS": warps}):
                     tb.dynopool2d_forward(x, alpha, (7, 10))
                     tb.dynopool2d_forward(x, alpha, (7, 20))
         for need in ((True, True), (True, False), (False, True)):
