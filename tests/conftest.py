@@ -57,6 +57,15 @@ def require_backend(name, op):
     return name
 
 
+def pytest_configure(config):
+    # The suite's own switches are '0' or '1' (unset: 0); a typo must not quietly
+    # turn a required check into a skip.
+    for name in ("RESIZEOPS_REQUIRE_EXT", "RESIZEOPS_REQUIRE_CUDA_BUILD"):
+        value = os.environ.get(name, "")
+        if value not in ("", "0", "1"):
+            raise pytest.UsageError(f"{name} must be '0' or '1', got {value!r}")
+
+
 @pytest.fixture(autouse=True)
 def _seed_and_restore():
     torch.manual_seed(0)

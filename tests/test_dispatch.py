@@ -1,7 +1,12 @@
 """Backend dispatch (SPEC §3): reporting, selection order, explicit errors, determinism."""
 
+import os
+import subprocess
+import sys
+
 import pytest
 import torch
+from conftest import require_backend
 
 import resizeops
 from resizeops import _dispatch, reference
@@ -176,3 +181,42 @@ def test_register_kernel_checks_names():
         _dispatch.register_kernel("opencl", "dynopool2d", None, None)
     with pytest.raises(ValueError, match="unknown op"):
         _dispatch.register_kernel("cpu", "conv2d", None, None)
+
+
+def test_index_width_hook_rejects_unknown_values(monkeypatch):
+    # RESIZEOPS_FORCE_INT64_INDEXING is '0' or '1': a typo ('yes', 'true') must not
+    # silently pick a path. The C++ kernels check it per call, the Triton wrappers too.
+    # On the CPU the CUDA kernels' serial emulation reads it (the cpu backend's own
+    # kernels have one index width).
+    require_backend("cpu", "dynopool2d")
+    monkeypatch.setenv("RESIZEOPS_FORCE_INT64_INDEXING", "yes")
+    x = torch.randn(1, 2, 5, 6)
+    with pytest.raises(RuntimeError, match="RESIZEOPS_FORCE_INT64_INDEXING must be '0' or '1', got 'yes'"):
+        torch.ops.resizeops_ext._dynopool2d_forward_cells(x, 3, 3, False)
+    pytest.importorskip("triton")
+    from resizeops.triton_kernels import dynopool as triton_dynopool
+
+    with pytest.raises(ValueError, match="RESIZEOPS_FORCE_INT64_INDEXING must be '0' or '1', got 'yes'"):
+        triton_dynopool.force_int64_indexing()
+    for ok, expected in (("1", True), ("0", False), ("", False)):
+        monkeypatch.setenv("RESIZEOPS_FORCE_INT64_INDEXING", ok)
+        assert triton_dynopool.force_int64_indexing() is expected
+
+
+def test_cpu_instruction_set_switch_rejects_unknown_values():
+    # RESIZEOPS_CPU_ISA is read once per process by the C++ kernels: checked in a child.
+    require_backend("cpu", "dynopool2d")
+    code = (
+        "import torch, resizeops\n"
+        "try:\n"
+        "    resizeops.dynopool2d(torch.randn(1, 2, 9, 9), torch.tensor([2.0, 2.0]), backend='cpu')\n"
+        "except RuntimeError as e:\n"
+        "    print(str(e).splitlines()[0])\n"
+    )
+    env = dict(os.environ, RESIZEOPS_CPU_ISA="avx512")
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
+    assert "RESIZEOPS_CPU_ISA must be 'native' or 'default', got 'avx512'" in out.stdout, out.stdout + out.stderr
+    for ok in ("native", "default"):
+        env["RESIZEOPS_CPU_ISA"] = ok
+        out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
+        assert out.returncode == 0 and out.stdout == "", out.stdout + out.stderr

@@ -46,7 +46,6 @@ These functions take already validated arguments; the dispatcher adapter is
 from __future__ import annotations
 
 import math
-import os
 import struct
 from typing import List, Optional, Sequence, Tuple
 
@@ -54,7 +53,16 @@ import torch
 import triton
 import triton.language as tl
 
-from .dynopool import _acc_dtype, _format, _max4_first, _on_device, _output_index, _program_offsets, _tl_acc
+from .dynopool import (
+    _acc_dtype,
+    _format,
+    _max4_first,
+    _on_device,
+    _output_index,
+    _program_offsets,
+    _tl_acc,
+    force_int64_indexing,
+)
 
 __all__ = ["resize_blend_forward", "resize_blend_backward"]
 
@@ -458,7 +466,7 @@ def _index64(*tensors: torch.Tensor) -> bool:
     ``RESIZEOPS_FORCE_INT64_INDEXING=1`` forces the 64-bit path (test hook, as for
     the CUDA kernels).
     """
-    if os.environ.get("RESIZEOPS_FORCE_INT64_INDEXING", "0") not in ("", "0"):
+    if force_int64_indexing():
         return True
     for t in tensors:
         if t.numel() >= _INT32_LIMIT:

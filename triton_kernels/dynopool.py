@@ -495,10 +495,19 @@ def _extent(t: torch.Tensor) -> int:
     return 1 + sum((size - 1) * stride for size, stride in zip(t.shape, t.stride()) if size > 0)
 
 
+def force_int64_indexing() -> bool:
+    """The test hook RESIZEOPS_FORCE_INT64_INDEXING: '1' takes the 64-bit index path
+    on small tensors too; '0' or unset does not; anything else is an error."""
+    v = os.environ.get("RESIZEOPS_FORCE_INT64_INDEXING", "")
+    if v not in ("", "0", "1"):
+        raise ValueError(f"RESIZEOPS_FORCE_INT64_INDEXING must be '0' or '1', got {v!r}")
+    return v == "1"
+
+
 def _index64(*extents: int) -> bool:
     """int64 index math when any extent (element count, strided reach) passes int32,
     or when the test hook RESIZEOPS_FORCE_INT64_INDEXING asks for it."""
-    if os.environ.get("RESIZEOPS_FORCE_INT64_INDEXING", "0") not in ("", "0"):
+    if force_int64_indexing():
         return True
     return max(extents) > _INT32_MAX
 

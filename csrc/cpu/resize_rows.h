@@ -58,7 +58,8 @@ inline std::pair<double, double> sum_task_partials(const std::vector<double>& pa
 // checked once per process, picks that copy or the baseline one. The choice is
 // fixed per machine: results are deterministic run to run, within float
 // rounding (FMA) of the baseline copy. RESIZEOPS_CPU_ISA=default forces the
-// baseline copy (tests, comparisons). Other architectures and compilers build
+// baseline copy (tests, comparisons); =native (or unset) lets the CPU choose;
+// any other value is an error. Other architectures and compilers build
 // the baseline copy only.
 #if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
 #define RESIZEOPS_CPU_AVX2_DISPATCH 1
@@ -67,7 +68,10 @@ inline bool cpu_has_avx2() {
   static const bool yes = [] {
     __builtin_cpu_init();
     const char* isa = std::getenv("RESIZEOPS_CPU_ISA");
-    if (isa != nullptr && std::strcmp(isa, "default") == 0) return false;
+    const bool set = isa != nullptr && isa[0] != '\0';
+    TORCH_CHECK(!set || std::strcmp(isa, "default") == 0 || std::strcmp(isa, "native") == 0,
+                "RESIZEOPS_CPU_ISA must be 'native' or 'default', got '", isa, "'");
+    if (set && std::strcmp(isa, "default") == 0) return false;
     return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
   }();
   return yes;
@@ -85,9 +89,11 @@ inline bool cpu_has_avx2() { return false; }
 // f(begin, end) run by the copy of f for this CPU (above).
 template <typename F>
 void parallel_tasks(int64_t tasks, const F& f) {
+  // Read here, not in the workers: a bad RESIZEOPS_CPU_ISA fails on the caller's thread.
+  [[maybe_unused]] const bool avx2 = cpu_has_avx2();
   at::parallel_for(0, tasks, 1, [&](int64_t begin, int64_t end) {
 #if defined(RESIZEOPS_CPU_AVX2_DISPATCH)
-    if (cpu_has_avx2()) return run_tasks_avx2(f, begin, end);
+    if (avx2) return run_tasks_avx2(f, begin, end);
 #endif
     f(begin, end);
   });

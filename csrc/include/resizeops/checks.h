@@ -118,7 +118,9 @@ inline void check_blend_grad(const at::Tensor& grad_out, const at::Tensor& x, c1
 // kernel launch), so a test can set it with monkeypatch.
 inline bool force_int64_indexing() {
   const char* v = std::getenv("RESIZEOPS_FORCE_INT64_INDEXING");
-  return v != nullptr && v[0] != '\0' && std::strcmp(v, "0") != 0;
+  if (v == nullptr || v[0] == '\0' || std::strcmp(v, "0") == 0) return false;
+  TORCH_CHECK(std::strcmp(v, "1") == 0, "RESIZEOPS_FORCE_INT64_INDEXING must be '0' or '1', got '", v, "'");
+  return true;
 }
 
 // Which form the CUDA gathers (DynOPool's and the blend kernels', and their
