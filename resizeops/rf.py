@@ -999,6 +999,13 @@ class _Analyzer(torch.fx.Interpreter):
             full, xf = operands[0]
             low, _, _ = self._spatial(n, full, xf, (2.0, 2.0), (2.0, 2.0), op)  # the max-pool 2×2 branch
             d_low = (xf.shape[-2] // 2, xf.shape[-1] // 2)
+        elif isinstance(getattr(m, "low", None), (nn.MaxPool2d, nn.AvgPool2d)):
+            # A cell with its own pooling layer as the low branch (convert's AutoSC and AutoTL cells).
+            full, xf = operands[0]
+            pool = m.low
+            k = self._keff(pool.kernel_size, getattr(pool, "dilation", 1))
+            low, _, _ = self._spatial(n, full, xf, k, _pairf(pool.stride or pool.kernel_size), op)
+            d_low = tuple(pool(xf).shape[-2:])
         else:
             if len(operands) < 2:
                 raise RFTraceError(f"rf.analyze: `{n.target}` (ShapeAdaptor) needs forward(x_low, x_full)")

@@ -240,6 +240,15 @@ def _small_autosc(seed=0):
     return resizeops.convert(net, "shape_adaptor", input_dim=32, mode="autosc")
 
 
+def test_autosc_cells_are_analysed_by_rf():
+    # convert's AutoSC cells pool with their own (ceil-mode) max-pool: rf reads its kernel and stride.
+    rep = resizeops.rf.analyze(_small_autosc(), 32)
+    cell = next(r for r in rep.layers if r.name == "features.2.1")
+    # after one 3×3 conv (r 3, m 1): the full branch, bilinear 32 → 30 at stride 1/s, gives r = 3 + 1
+    assert cell.kind == "resize" and cell.r_min == (4, 4) and cell.stride == pytest.approx((1 / S0,) * 2)
+    assert cell.size == (30, 30)
+
+
 def _data():
     g = torch.Generator().manual_seed(1)
     return torch.randn(8, 3, 32, 32, generator=g), torch.randint(0, 5, (8,), generator=g)
