@@ -545,10 +545,10 @@ def _unstride(module: nn.Module) -> None:
             m.stride = (1, 1)
 
 
-def _factor(module: nn.Module) -> Tuple[float, float]:
-    """The fixed resizing factor (1/stride per axis) of a kept down-sampling layer or block's main path."""
+def _factor(*modules: nn.Module) -> Tuple[float, float]:
+    """The fixed resizing factor (1/stride per axis) of kept down-sampling layers (a block's main path)."""
     fh = fw = 1.0
-    for m in module.modules():
+    for m in (sub for module in modules for sub in module.modules()):
         if _strided(m):
             sh, sw = _stride(m) if isinstance(m, _POOLS) else _pair(m.stride)
             fh, fw = fh / sh, fw / sw
@@ -782,13 +782,13 @@ def _sa_resnet(model: nn.Module, o: dict) -> nn.Module:
             model.maxpool = stem[0] if len(stem) == 1 else nn.Sequential(*stem)
         for b in strided:
             cells[id(b)] = ALPHA_AUTOTL
-    events: list = [_factor(model.conv1), _factor(model.maxpool)]
+    events: list = [_factor(model.conv1, model.maxpool)] if mode == "autosc" else []
     for stage, j, b in blocks:
         if id(b) in cells:
             stage[j] = _residual_cell(o, b, cells[id(b)])
             events.append(stage[j].adaptor)
-        elif mode == "autosc":
-            events.append(_factor(nn.ModuleList([getattr(b, c) for c in ("conv1", "conv2", "conv3") if hasattr(b, c)])))
+        elif mode == "autosc":  # the main path's stride (its shortcut's is the same)
+            events.append(_factor(*(getattr(b, c) for c in ("conv1", "conv2", "conv3") if hasattr(b, c))))
     if mode == "autosc":
         _use_global_sizes(o, events)
     return model
