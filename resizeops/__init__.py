@@ -9,7 +9,7 @@ Public API::
     resizeops.refresh_shapes(model), resizeops.freeze(model)         # shapes as state (SPEC §4)
     resizeops.shape_report(model, input_size)                       # learned sizes and MACs
     resizeops.convert(model, "dynopool")                            # learnable resizers in a network
-    resizeops.convert(model, "shape_adaptor", input_dim=32, mode="standard" | "autosc" | "autotl")
+    resizeops.convert(model, "shape_adaptor", input_dim=32, mode="standard" | "autosc" | "autotl", layout="keep")
     resizeops.rf.analyze(model, input_size=(224, 224))              # receptive fields, r_min / r_max
     resizeops.shape_adaptor / resizeops.dynopool                    # the training recipes
     resizeops.backends(device=None, op=None)     # which backends can run, and why not

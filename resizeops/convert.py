@@ -69,7 +69,13 @@ V2         6: stem, features.3 6 9 12 15     4: features.3 8 11 15            14
   ``num`` the official grid-searched one (VGG 2 if ``input_dim`` < 64 else 4,
   ResNet 2 if ≤ 64 else 4, MobileNetV2 3 if < 64 else 4). As the official
   AutoSC, max-pool low branches and the kept VGG max-pools use ``ceil_mode``,
-  so that small maps never reach size 0.
+  so that small maps never reach size 0, and the adaptors use the official
+  "global" size rule: a running product over the whole network from
+  ``input_dim``, the kept down-sampling (1/stride of every kept strided layer)
+  included, rounded (:meth:`~resizeops.nn.ShapeAdaptor.use_global_size`). The
+  conversion records in each adaptor the fixed factors before it and the
+  network's total, so the memory penalty's D_true (Eq. 8) counts them
+  (:func:`~resizeops.shape_adaptor.fixed_scale_of`).
 * ``autotl`` (§5.2): each human down-sampling layer becomes an adaptor at
   α_raw = −2.19 (s ≈ 0.55): a pooling layer becomes the VGG cell (or a
   :class:`ShapeAdaptorCell` around it), a strided convolution goes to stride 1
@@ -82,14 +88,24 @@ load with ``load_state_dict``); new are only the adaptors' ``alpha`` and the
 projections of residual cells whose block had none. Other architectures are
 refused with a ``ValueError`` naming what was found.
 
-Differences from the official code, which builds its own networks: the
-converter keeps the network's layers, so torchvision's 7×7 ResNet stem stays
-(the official uses 3×3 below 64 pixels, and in AutoSC a CIFAR stem without
-down-sampling), vgg16 keeps five max-pools in AutoSC (the official four below
-64), and a stage's first block keeps the shortcut it has (the official gives
-every one a projection; resnet18/34's layer1.0 has none). Sizes are the
-layers' "local" floor(D·s) everywhere; the official AutoSC rounds a running
-product that counts the human ×½ layers ("global"), which can differ by one.
+``layout``: the official code builds its own networks. With ``layout="keep"``
+(the default) the converter keeps the given network's layers: torchvision's 7×7
+ResNet stem stays (the official uses 3×3 below 64 pixels, and in AutoSC a CIFAR
+stem without down-sampling), vgg16 keeps five max-pools in AutoSC (the official
+four up to 64), a stage's first block keeps the shortcut it has (the official
+standard mode gives every one a projection; resnet18/34's ``layer1.0`` has
+none), and MobileNetV2 keeps its stride-2 stem and second stage (the official
+CIFAR layout has them at stride 1 up to 64). ``layout="official"`` builds the
+official layout for ``mode`` and ``input_dim`` from the given network instead:
+ResNet's stem (a new 3×3 stride-1 convolution up to 64 pixels, AutoSC below 64
+also without the max-pool) and projections, VGG without the max-pool after its
+last convolution up to 64, MobileNetV2's stem and first stride-2 block at
+stride 1 up to 64. A new stem convolution has new weights; every other weight
+keeps its name and value. Converted with ``layout="official"``, torchvision's
+vgg16_bn, resnet50 and mobilenet_v2 give the official code's feature-map sizes
+in every mode it has, except AutoSC ResNet at exactly 64 pixels, where the
+official forward skips the max-pool its constructor built (its first adaptor
+then up-samples 32 → 61); we keep the max-pool and count it.
 """
 
 from __future__ import annotations
@@ -262,7 +278,8 @@ def _convert_dynopool(model: nn.Module, exclude: Sequence[str] = (), min_size: i
 ALPHA_AUTOSC = 2.19  # s = 0.5 + 0.5·sigmoid(2.19) ≈ 0.95: the official AutoSC start, close to the human shape
 ALPHA_AUTOTL = -2.19  # s ≈ 0.55: the official AutoTL start, close to the replaced ×½ layer
 _SA_MODES = ("standard", "autosc", "autotl")
-_SA_OPTIONS = ("input_dim", "output_dim", "num", "mode", "r1", "r2", "backend")
+_SA_LAYOUTS = ("keep", "official")
+_SA_OPTIONS = ("input_dim", "output_dim", "num", "mode", "r1", "r2", "layout", "backend")
 _SA = "convert(method='shape_adaptor')"
 _SUPPORTED = (
     "the VGG family (torchvision VGG, or an nn.Sequential of Conv2d/BatchNorm2d/ReLU/pooling), the ResNet family "
@@ -371,7 +388,8 @@ def _sa_options(options: dict) -> dict:
     unknown = sorted(set(options) - set(_SA_OPTIONS))
     if unknown:
         raise TypeError(f"{_SA}: unknown option(s) {unknown}; the options are {list(_SA_OPTIONS)}")
-    o = {"input_dim": None, "output_dim": 8, "num": None, "mode": "standard", "r1": 0.5, "r2": 1.0, "backend": None}
+    o = {"input_dim": None, "output_dim": 8, "num": None, "mode": "standard", "r1": 0.5, "r2": 1.0, "layout": "keep",
+         "backend": None}
     o.update(options)
     if o["input_dim"] is None:
         raise ValueError(f"{_SA}: `input_dim` (the input resolution D_in, e.g. 32 or 224) is required")
@@ -379,6 +397,8 @@ def _sa_options(options: dict) -> dict:
     o["output_dim"] = _number("output_dim", o["output_dim"])
     if o["mode"] not in _SA_MODES:
         raise ValueError(f"{_SA}: `mode` must be one of {list(_SA_MODES)}, got {o['mode']!r}")
+    if o["layout"] not in _SA_LAYOUTS:
+        raise ValueError(f"{_SA}: `layout` must be one of {list(_SA_LAYOUTS)}, got {o['layout']!r}")
     num = o["num"]
     if num is not None:
         if isinstance(num, bool) or not isinstance(num, numbers.Integral):
@@ -525,6 +545,45 @@ def _unstride(module: nn.Module) -> None:
             m.stride = (1, 1)
 
 
+def _factor(*modules: nn.Module) -> Tuple[float, float]:
+    """The fixed resizing factor (1/stride per axis) of kept down-sampling layers (a block's main path)."""
+    fh = fw = 1.0
+    for m in (sub for module in modules for sub in module.modules()):
+        if _strided(m):
+            sh, sw = _stride(m) if isinstance(m, _POOLS) else _pair(m.stride)
+            fh, fw = fh / sh, fw / sw
+    return fh, fw
+
+
+def _use_global_sizes(o: dict, events: list) -> None:
+    """AutoSC: size the adaptors as the official code does, by its running product over the whole network.
+
+    ``events``, in network order: each kept down-sampling layer as its factor
+    (fh, fw) and each adaptor. Every adaptor gets D_in, the product of the fixed
+    factors before it, the network's total, and the adaptors before it
+    (:meth:`~resizeops.nn.ShapeAdaptor.use_global_size`).
+    """
+    f = (1.0, 1.0)
+    plan = []
+    for e in events:
+        if isinstance(e, ShapeAdaptor):
+            plan.append((e, f, tuple(a for a, _, _ in plan)))
+        else:
+            f = (f[0] * e[0], f[1] * e[1])
+    for adaptor, before, previous in plan:
+        adaptor.use_global_size(o["input_dim"], before, f, previous)
+
+
+def _new_conv(like: nn.Conv2d, kernel: int, stride) -> nn.Conv2d:
+    """A fresh square-kernel Conv2d with ``like``'s channels, bias, device and dtype (padding k // 2)."""
+    conv = nn.Conv2d(like.in_channels, like.out_channels, kernel, stride=stride, padding=kernel // 2,
+                     bias=like.bias is not None, device=like.weight.device, dtype=like.weight.dtype)  # fmt: skip
+    nn.init.kaiming_normal_(conv.weight, mode="fan_out", nonlinearity="relu")  # as torchvision and the official
+    if conv.bias is not None:
+        nn.init.zeros_(conv.bias)
+    return conv
+
+
 # -- VGG ----------------------------------------------------------------------
 
 
@@ -555,6 +614,11 @@ def _sa_vgg(model: nn.Module, o: dict) -> nn.Module:
     seq = model.features if tv is not None and isinstance(model, tv["VGG"]) else model
     units = _vgg_units(model, seq)
     pools = [i for i, m in enumerate(seq) if isinstance(m, (nn.MaxPool2d, nn.AvgPool2d)) and _strided(m)]
+    if o["layout"] == "official" and o["input_dim"] <= 64:
+        # The official VGG has no max-pool after its last convolution below 65 pixels.
+        for i in [i for i in pools if i > units[-1][1]]:
+            seq[i] = nn.Identity()
+            pools.remove(i)
     strided_convs = [c for c, _ in units if _strided(seq[c])]
     mode = o["mode"]
     inserts: Dict[int, ShapeAdaptor] = {}  # unit end → the adaptor that follows it
@@ -587,6 +651,14 @@ def _sa_vgg(model: nn.Module, o: dict) -> nn.Module:
             if c in strided_convs:
                 seq[c].stride = (1, 1)
                 inserts[end] = _adaptor(o, ALPHA_AUTOTL, seq)
+    if mode == "autosc":
+        events: list = []
+        for i, m in enumerate(seq):
+            if i in pools or (isinstance(m, nn.Conv2d) and _strided(m)):
+                events.append(_factor(m))
+            if i in inserts:
+                events.append(inserts[i])
+        _use_global_sizes(o, events)
     for end, adaptor in inserts.items():
         seq[end] = nn.Sequential(seq[end], adaptor)  # keeps the indices (and names) of every other layer
     return model
@@ -643,8 +715,33 @@ def _residual_cell(o: dict, block: nn.Module, alpha: float) -> ShapeAdaptorResid
     return ShapeAdaptorResidualBlock(block, _adaptor(o, alpha, block, residual=True), low)
 
 
+def _official_resnet_layout(model: nn.Module, o: dict, blocks) -> None:
+    """The official code's ResNet for ``mode`` and ``input_dim`` (``layout="official"``).
+
+    Its stem: below 64 pixels (standard, AutoTL: up to 64) a 3×3 stride-1
+    convolution and, in AutoSC, no max-pool (the CIFAR ResNet); above, standard and
+    AutoTL use a 7×7 stride-1 convolution and AutoSC keeps the 7×7 stride-2 one and
+    the max-pool. In standard mode every stage's first block has a 1×1 projection
+    (torchvision's ``layer1.0`` of BasicBlock ResNets has none).
+    """
+    d, mode = o["input_dim"], o["mode"]
+    if mode == "autosc":
+        if d < 64:
+            model.conv1 = _new_conv(model.conv1, 3, (1, 1))
+            model.maxpool = nn.Identity()
+    elif d <= 64:
+        # At its stride for now: the mode takes it to 1 (AutoTL: with an adaptor in its place).
+        model.conv1 = _new_conv(model.conv1, 3, model.conv1.stride)
+    if mode == "standard":
+        for stage, j, b in blocks:
+            if j == 0 and b.downsample is None:
+                b.downsample = _projection(b, 1)
+
+
 def _sa_resnet(model: nn.Module, o: dict) -> nn.Module:
     blocks = _resnet_blocks(model, _torchvision())
+    if o["layout"] == "official":
+        _official_resnet_layout(model, o, blocks)
     mode = o["mode"]
     cells: Dict[int, float] = {}  # id(block) → α of its residual cell
     if mode == "standard":
@@ -685,9 +782,15 @@ def _sa_resnet(model: nn.Module, o: dict) -> nn.Module:
             model.maxpool = stem[0] if len(stem) == 1 else nn.Sequential(*stem)
         for b in strided:
             cells[id(b)] = ALPHA_AUTOTL
+    events: list = [_factor(model.conv1, model.maxpool)] if mode == "autosc" else []
     for stage, j, b in blocks:
         if id(b) in cells:
             stage[j] = _residual_cell(o, b, cells[id(b)])
+            events.append(stage[j].adaptor)
+        elif mode == "autosc":  # the main path's stride (its shortcut's is the same)
+            events.append(_factor(*(getattr(b, c) for c in ("conv1", "conv2", "conv3") if hasattr(b, c))))
+    if mode == "autosc":
+        _use_global_sizes(o, events)
     return model
 
 
@@ -717,6 +820,14 @@ def _sa_mobilenet(model: nn.Module, o: dict) -> nn.Module:
     f = _mobilenet_blocks(model, _torchvision())
     blocks = list(range(1, len(f) - 1))
     mode = o["mode"]
+    if o["layout"] == "official" and o["input_dim"] <= 64:
+        # The official (CIFAR) MobileNetV2 below 65 pixels: the stem and the first
+        # stride-2 block at stride 1.
+        first = next((i for i in blocks if _block_strided(f[i])), None)
+        for i in [0] + ([first] if first is not None else []):
+            _unstride(f[i])
+            if i:
+                f[i].stride = 1
     chosen: List[int] = []
     if mode == "standard":
         for i in [0] + blocks:
@@ -744,12 +855,19 @@ def _sa_mobilenet(model: nn.Module, o: dict) -> nn.Module:
         alpha = ALPHA_AUTOTL
         for i in chosen:
             _unstride(f[i])
-    for i in chosen:
-        adaptor = _adaptor(o, alpha, f[i])
-        if i == 0:
-            f[0].append(adaptor)  # the stem's adaptor follows its activation
-        else:
-            f[i] = ShapeAdaptorInvertedResidual(f[i], adaptor)
+    events: list = []
+    for i in range(len(f)):
+        if i in chosen:
+            adaptor = _adaptor(o, alpha, f[i])
+            if i == 0:
+                f[0].append(adaptor)  # the stem's adaptor follows its activation
+            else:
+                f[i] = ShapeAdaptorInvertedResidual(f[i], adaptor)
+            events.append(adaptor)
+        elif mode == "autosc":
+            events.append(_factor(f[i]))
+    if mode == "autosc":
+        _use_global_sizes(o, events)
     return model
 
 
@@ -772,7 +890,10 @@ def convert(model: nn.Module, method: str, *, inplace: bool = False, **options) 
             default Eq. 3 in standard mode, the official 2–4 in AutoSC; AutoTL
             has one per down-sampling layer), ``mode`` (``"standard"``,
             ``"autosc"`` or ``"autotl"``), ``r1``/``r2`` (the search space,
-            default 0.5, 1), ``backend``.
+            default 0.5, 1), ``layout`` (``"keep"``, the default: the network's
+            own layers; ``"official"``: the official code's layout for ``mode``
+            and ``input_dim``, e.g. the CIFAR ResNet; see the module docs),
+            ``backend``.
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"convert: `model` must be a torch.nn.Module, got {type(model).__name__}")

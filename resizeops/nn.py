@@ -242,17 +242,40 @@ class DynOPool2d(_Resizer):
 # =============================================================================
 
 
+def _tensor_key(t: torch.Tensor):
+    """What identifies a tensor's current values on the host side: in-place updates bump the version."""
+    return (t._version, t.data_ptr(), t.device, t.dtype)
+
+
 class ShapeAdaptor(_Resizer):
     """Shape Adaptor (Liu et al., ECCV 2020) as a layer (SPEC §2.3, Eq. 1 and 6–7).
 
     ``forward(x_low, x_full)`` = ``k(1−σ_p)·R(x_low) + kσ_p·R(x_full)``, R the
-    bilinear resize (align_corners=True, as the official code) to
-    ``max(floor(D·s(σ_p)), 1)`` per axis, D the size of ``x_full`` (the official
-    "local" mode), s(σ) = r1 + (r2 − r1)σ, σ = sigmoid(alpha) and σ_p its penalised
-    value ``σ·ρ + r1/(r2 − r1)·(ρ − 1)`` (ρ = :attr:`rho`, 1 unless the memory
+    bilinear resize (align_corners=True, as the official code) to the output size,
+    s(σ) = r1 + (r2 − r1)σ, σ = sigmoid(alpha) and σ_p its penalised value
+    ``σ·ρ + r1/(r2 − r1)·(ρ − 1)`` (ρ = :attr:`rho`, 1 unless the memory
     constraint sets it; :mod:`resizeops.shape_adaptor`). k = 2 in residual cells.
     The size is a host value: α learns through the blend weights only (the
     paper's ∇s(α) ≈ s(∇α)).
+
+    The output size per axis of ``x_full`` (side D) follows one of the official
+    code's two rules (:attr:`size_rule`):
+
+    * ``"local"`` (standard and AutoTL modes; the default): ``max(floor(D·s(σ_p)), 1)``.
+    * ``"global"`` (AutoSC, set by :meth:`use_global_size`, which
+      :func:`resizeops.convert` calls): the official running product over the
+      whole network, the kept fixed down-sampling included,
+      ``c = D_in · F · Π s(σ_p)`` over the earlier adaptors (F: the fixed factors
+      before this adaptor), and the output ``round(c·s(σ_p))`` (Python's
+      ``round``, as the official code), at least 1. When the actual side D is not
+      within one pixel of c (an input of another size than ``input_dim``, or the
+      other axis of a non-square input), the product restarts from D:
+      ``round(D·s(σ_p))``.
+
+    Buffers (in the ``state_dict``): ``rho``, and for the global rule
+    ``input_dim``, ``fixed_scale`` (F per axis) and ``fixed_total`` (the whole
+    network's kept fixed down-sampling, which the memory penalty counts). They
+    stay float64 under ``.float()`` / ``.half()`` (they set sizes, host values).
 
     Args:
         r1, r2: the two branches' reshaping factors, r1 < r2 (default 0.5, 1).
@@ -262,6 +285,12 @@ class ShapeAdaptor(_Resizer):
         align_corners: of the bilinear resize (True in the official code).
         backend: the ops' backend (None: automatic).
     """
+
+    # Version 2: ρ is a buffer (before, a plain attribute missing from checkpoints).
+    _version = 2
+    # Host-side quantities kept in float64 whatever dtype the module is cast to.
+    _FLOAT64_BUFFERS = ("rho", "input_dim", "fixed_scale", "fixed_total")
+    _GLOBAL_BUFFERS = ("input_dim", "fixed_scale", "fixed_total")
 
     def __init__(
         self,
@@ -288,33 +317,102 @@ class ShapeAdaptor(_Resizer):
         self.residual = bool(residual)
         self.align_corners = align_corners
         self.backend = backend
-        self.rho = 1.0
-        self._last: Optional[Tuple[float, float]] = None  # (σ_p, σ) of the last forward
+        self.size_rule = "local"
+        self._previous: Tuple["ShapeAdaptor", ...] = ()  # global rule: the adaptors before this one
+        self._last: Optional[Tuple[float, ...]] = None  # host values of the last forward ((σ_p, σ) first)
         self.alpha = nn.Parameter(torch.tensor(float(alpha_init), device=device, dtype=dtype or torch.float32))
+        self.register_buffer("rho", torch.ones((), dtype=torch.float64, device=device))
+
+    # -- ρ --------------------------------------------------------------------------
+
+    def __setattr__(self, name: str, value) -> None:
+        # ``layer.rho = 0.9`` sets the buffer in place (a plain module would refuse a float).
+        if name == "rho" and not isinstance(value, torch.Tensor) and "rho" in self.__dict__.get("_buffers", {}):
+            self.set_rho(value)
+            return
+        super().__setattr__(name, value)
+
+    def set_rho(self, value: float) -> None:
+        """Set the memory penalty ρ (Eq. 6): a finite number > 0 (1: no penalty)."""
+        if isinstance(value, bool) or not isinstance(value, numbers.Real) or not (math.isfinite(value) and value > 0):
+            raise ValueError(f"{type(self).__name__}: `rho` must be a finite number > 0, got {value!r}")
+        with torch.no_grad():
+            self.rho.fill_(float(value))
 
     @property
     def k(self) -> float:
         return 2.0 if self.residual else 1.0
 
     def sigma_p(self) -> torch.Tensor:
-        """σ_p = sigmoid(α)·ρ + r1/(r2 − r1)·(ρ − 1) (Eq. 6), a differentiable 0-d tensor."""
-        return torch.sigmoid(self.alpha) * self.rho + self.r1 / (self.r2 - self.r1) * (self.rho - 1.0)
+        """σ_p = sigmoid(α)·ρ + r1/(r2 − r1)·(ρ − 1) (Eq. 6), a differentiable 0-d tensor in α's dtype.
+
+        As the official code computes it: ρ rounded to α's dtype in the product, the
+        offset computed in double and rounded once.
+        """
+        a = self.alpha
+        rho = self.rho.to(a.device)
+        offset = ((rho.double() - 1.0) * (self.r1 / (self.r2 - self.r1))).to(a.dtype)
+        return torch.sigmoid(a) * rho.to(a.dtype) + offset
+
+    # -- the global (AutoSC) size rule ---------------------------------------------
+
+    def use_global_size(
+        self,
+        input_dim: float,
+        fixed_scale: Union[float, Sequence[float]] = 1.0,
+        fixed_total: Union[float, Sequence[float]] = 1.0,
+        previous: Sequence["ShapeAdaptor"] = (),
+    ) -> "ShapeAdaptor":
+        """Size this adaptor with the official AutoSC ("global") rule; returns ``self``.
+
+        Args:
+            input_dim: D_in, the input side the network is built for.
+            fixed_scale: F, the product of the fixed down-sampling factors (1/stride)
+                the network keeps between its input and this adaptor, per axis (H, W).
+            fixed_total: the product of all the network's kept fixed factors, per axis:
+                what the memory penalty counts in D_true (Eq. 8).
+            previous: the adaptors that run before this one, in order.
+        """
+        name = type(self).__name__
+        dim = _positive_pair(name, "input_dim", input_dim)[0]
+        fs = _positive_pair(name, "fixed_scale", fixed_scale)
+        ft = _positive_pair(name, "fixed_total", fixed_total)
+        previous = tuple(previous)
+        if not all(isinstance(p, ShapeAdaptor) and p is not self for p in previous):
+            raise TypeError(f"{name}: `previous` must be the other ShapeAdaptor layers before this one")
+        like = dict(dtype=torch.float64, device=self.rho.device)
+        for key, value in (("input_dim", dim), ("fixed_scale", fs), ("fixed_total", ft)):
+            self.register_buffer(key, torch.tensor(value, **like))
+        self._previous = previous
+        self.size_rule = "global"
+        return self
 
     def _shape_tensor(self) -> torch.Tensor:
         # (σ_p, σ): the size uses the penalised value; the memory constraint tracks
         # the un-penalised one. Computed in α's dtype, as the official code does.
-        return torch.stack([self.sigma_p(), torch.sigmoid(self.alpha)]).detach()
+        own = torch.stack([self.sigma_p(), torch.sigmoid(self.alpha)]).detach()
+        if self.size_rule == "local":
+            return own
+        # The global rule also needs the earlier adaptors' σ_p and this one's buffers.
+        dev = self.alpha.device
+        parts = [own.double()] + [p.sigma_p().detach().double().reshape(1).to(dev) for p in self._previous]
+        parts += [self.input_dim.reshape(1).to(dev), self.fixed_scale.to(dev)]
+        return torch.cat(parts)
 
     def _shape_key(self):
-        return super()._shape_key() + (self.rho,)
+        key = super()._shape_key() + _tensor_key(self.rho)
+        if self.size_rule == "global":
+            key += tuple(_tensor_key(getattr(self, b)) for b in ("input_dim", "fixed_scale"))
+            key += tuple(_tensor_key(t) for p in self._previous for t in (p.alpha, p.rho))
+        return key
 
     def _check_host(self, values) -> None:
         if not all(math.isfinite(v) for v in values):
-            raise ValueError(f"{type(self).__name__}: `alpha` must be finite, got σ_p, σ = {tuple(values)}")
+            raise ValueError(f"{type(self).__name__}: `alpha` must be finite, got σ_p, σ = {tuple(values[:2])}")
 
     def scale(self, penalised: bool = True) -> float:
         """s(σ_p) (or, with ``penalised=False``, s(σ)) from the host copy."""
-        sp, s = self.host_values()
+        sp, s = self.host_values()[:2]
         v = sp if penalised else s
         return (self.r2 - self.r1) * v + self.r1
 
@@ -324,16 +422,71 @@ class ShapeAdaptor(_Resizer):
             return None
         return (self.r2 - self.r1) * self._last[0 if penalised else 1] + self.r1
 
+    def running_dim(self) -> Tuple[float, float]:
+        """Global rule: c per axis, the official running product before this adaptor's own s."""
+        if self.size_rule != "global":
+            raise ValueError(f"{type(self).__name__}: running_dim() is for the global (AutoSC) size rule")
+        v = self.host_values()
+        n = len(self._previous)
+        c = [v[2 + n] * v[3 + n], v[2 + n] * v[4 + n]]  # D_in · F, per axis
+        for p, sp in zip(self._previous, v[2 : 2 + n]):
+            s = (p.r2 - p.r1) * sp + p.r1
+            c = [ci * s for ci in c]  # in network order, as the official product
+        return c[0], c[1]
+
     def output_size(self, in_size: Sequence[int]) -> Tuple[int, int]:
-        """max(floor(D·s(σ_p)), 1) for each side D of ``in_size``."""
+        """The output size for an input whose full-resolution branch has spatial size ``in_size``."""
         s = self.scale()
-        return tuple(max(int(math.floor(int(d) * s)), 1) for d in in_size)  # type: ignore[return-value]
+        if self.size_rule == "local":
+            return tuple(max(int(math.floor(int(d) * s)), 1) for d in in_size)  # type: ignore[return-value]
+        out = []
+        for d, c in zip((int(d) for d in in_size), self.running_dim()):
+            c = c * s if abs(d - c) < 1 else d * s
+            out.append(1 if c < 1 else round(c))
+        return tuple(out)  # type: ignore[return-value]
 
     def _size_for_forward(self, in_size: Sequence[int]) -> Tuple[int, int]:
         size = self.output_size(in_size)
         if not self._frozen:
-            self._last = self.host_values()  # type: ignore[assignment]
+            self._last = self.host_values()
         return size
+
+    # -- state ------------------------------------------------------------------------
+
+    def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys,
+                              error_msgs) -> None:  # fmt: skip
+        version = local_metadata.get("version", None)
+        super()._load_from_state_dict(state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys,
+                                      error_msgs)  # fmt: skip
+        if version is None or version < 2:
+            # A checkpoint from before ρ was saved: ρ was 1 unless a recipe set it, and the
+            # global rule's buffers are structure that the conversion just rebuilt.
+            for key in ("rho",) + self._GLOBAL_BUFFERS:
+                if prefix + key in missing_keys:
+                    missing_keys.remove(prefix + key)
+                    if key == "rho":
+                        self.set_rho(1.0)
+
+    def __setstate__(self, state) -> None:
+        super().__setstate__(state)
+        # A layer pickled before ρ became a buffer: ρ was a plain attribute, the rule always local.
+        if "rho" not in self._buffers:
+            rho = float(self.__dict__.pop("rho", 1.0))
+            self.register_buffer("rho", torch.tensor(rho, dtype=torch.float64, device=self.alpha.device))
+        self.__dict__.setdefault("size_rule", "local")
+        self.__dict__.setdefault("_previous", ())
+
+    def _apply(self, fn, recurse=True):
+        kept = {k: self._buffers[k] for k in self._FLOAT64_BUFFERS if self._buffers.get(k) is not None}
+        super()._apply(fn, recurse)
+        for k, before in kept.items():
+            after = self._buffers[k]
+            if after is not None and after.dtype != before.dtype:
+                try:
+                    self._buffers[k] = before.to(after.device)
+                except (TypeError, RuntimeError):  # a device without float64: keep the cast
+                    pass
+        return self
 
     def weights(self) -> Tuple[torch.Tensor, torch.Tensor]:
         """(w1, w2) = (k(1 − σ_p), kσ_p), differentiable in α."""
@@ -347,8 +500,11 @@ class ShapeAdaptor(_Resizer):
 
     def extra_repr(self) -> str:
         s = f"r1={self.r1}, r2={self.r2}, residual={self.residual}"
-        if self.rho != 1.0:
-            s += f", rho={self.rho:.4g}"
+        if self.size_rule == "global":
+            s += f", size_rule=global, input_dim={float(self.input_dim):g}"
+        rho = float(self.rho)
+        if rho != 1.0:
+            s += f", rho={rho:.4g}"
         return s + (", frozen" if self._frozen else "")
 
 
@@ -428,9 +584,15 @@ class ElasticBottleneck(nn.Module):
 
     Two half-width ResNeXt paths — 1×1, grouped 3×3 (``cardinality // 2`` groups),
     1×1 — one at full resolution and one at half (:class:`ElasticBlock`), summed
-    before the last BatchNorm, then the residual and a ReLU. ELASTIC is on in
-    stride-1 blocks unless ``elastic`` says otherwise (the paper turns it off in
-    stride-2 blocks and at resolution 7).
+    before the last BatchNorm, then the residual and a ReLU.
+
+    By default ELASTIC is on in stride-1 blocks whose paths are narrower than 512
+    channels, the official rule (``resnext.py``'s ``BottleneckX``: ``elastic and
+    stride == 1 and planes < 512``, its ``planes`` being each path's width here).
+    The paper turns ELASTIC off in stride-2 blocks and in the last stage, whose
+    maps are 7×7 at 224 (ResNeXt-50's stage 4: paths of 512); the rule gives the
+    same for the official DLA-X-ELASTIC blocks (``dla.py``: ``planes < 1024``, its
+    ``planes`` being the output here, with paths of half the output).
 
     Args:
         inplanes, planes: input and output channels.
@@ -440,7 +602,8 @@ class ElasticBottleneck(nn.Module):
             path gets half).
         downsample: the residual's projection when shapes change (as in
             torchvision's ResNet), or None for identity.
-        elastic: None: ``stride == 1``.
+        elastic: None: the official rule, ``stride == 1`` and each path's width
+            (``(bottle_planes or planes) // 2``) below 512.
     """
 
     def __init__(
@@ -467,7 +630,9 @@ class ElasticBottleneck(nn.Module):
             layers = _conv_bn_relu(inplanes, width, 1) + _conv_bn_relu(width, width, 3, stride, groups)
             return nn.Sequential(*layers, nn.Conv2d(width, planes, 1, bias=False))
 
-        self.branches = ElasticBlock(path(), path(), stride == 1 if elastic is None else elastic, backend=backend)
+        if elastic is None:
+            elastic = stride == 1 and width < 512
+        self.branches = ElasticBlock(path(), path(), elastic, backend=backend)
         self.bn = nn.BatchNorm2d(planes)
         self.downsample = downsample
         self.relu = nn.ReLU(inplace=True)

@@ -196,6 +196,8 @@ def _num(v: float) -> Union[int, float]:
 
 #: kinds of rows that are layers in the paper's sense (they compute features or resample them)
 LAYER_KINDS = ("conv", "linear", "pool", "resize")
+#: the rules of :meth:`RFReport.unproductive`
+UNPRODUCTIVE_RULES = ("rfa-toolbox", "eq5")
 
 
 @dataclass(frozen=True)
@@ -209,7 +211,8 @@ class RFLayer:
     paths (∞: global pooling or context), ``r_max_finite`` over the finite paths
     only, ``in_r_min`` the smallest r_min of its inputs (Eq. 5), ``size`` the
     output feature map at the analysed input size (None once spatial dims are
-    gone).
+    gone), ``in_m`` the cumulative stride of its input (with several inputs the
+    smallest, the largest input map; ∞ when no finite path reaches it).
     """
 
     name: str
@@ -223,6 +226,7 @@ class RFLayer:
     m: Pair
     in_r_min: Pair
     size: Optional[Tuple[int, int]]
+    in_m: Pair = (1.0, 1.0)
 
     @property
     def is_infinite(self) -> bool:
@@ -294,25 +298,87 @@ class RFReport:
             for i in range(2)
         )  # type: ignore[return-value]
 
-    def unproductive(self, input_size: Union[int, Sequence[int], None] = None, filter_inf: bool = True) -> List[RFLayer]:
+    @property
+    def lower_bound_resolution(self) -> Tuple[Union[int, float], Union[int, float]]:
+        """(H, W): rfa-toolbox's lower bound (``input_resolution_range(..., lower_bound=True)``).
+
+        The largest of: the r_min of the input of every layer whose kernel is larger
+        than 1 (the resolution at or below which such a layer is unproductive), and
+        k_eff·m of every layer of the feature extractor. Below
+        :attr:`min_feasible_resolution` when the largest r_min belongs to a 1×1 layer
+        or to a layer's own output. (The tool takes the first axis for both; here
+        each axis is its own.)
+        """
+        out = []
+        for i in range(2):
+            terms = [r.in_r_min[i] for r in self.layers
+                     if r.is_layer and 1 < r.kernel[i] < INF and r.in_r_min[i] < INF]  # fmt: skip
+            terms += [r.kernel[i] * r.m[i] for r in self._extractor() if r.m[i] != INF]
+            out.append(_num(max(terms, default=1.0)))
+        return tuple(out)  # type: ignore[return-value]
+
+    def unproductive(
+        self, input_size: Union[int, Sequence[int], None] = None, filter_inf: bool = True, rule: str = "rfa-toolbox"
+    ) -> List[RFLayer]:
         """The layers that cannot add context at ``input_size`` (default: the analysed one).
 
-        A layer (convolution, linear, pooling, resizer) is unproductive when its
-        input's r_min is at least the input resolution on both axes (refinement
-        Eq. 5). With ``filter_inf`` (the default, as rfa-toolbox's ``filter_dense``)
-        layers whose input is already global (the classifier head, the
-        squeeze-and-excitation layers) are left out.
+        ``rule="rfa-toolbox"`` (the default) flags what the authors' tool flags
+        (rfa-toolbox 1.7.0's ``obtain_border_layers``): a layer (convolution, linear,
+        pooling, resizer) is unproductive when
+
+        * its input's r_min is at least the input resolution and its own r_min
+          larger, on both axes (refinement Eq. 5; ``"r_min"`` in
+          :meth:`unproductive_reasons`), or
+        * its input feature map, ``floor(R / m)`` with m the input's cumulative
+          stride, is no larger than its kernel on both axes: the kernel covers
+          the whole map, so the layer acts as a dense one (the tool's
+          "behaves like fully connected" test, the k·m term of Eq. 7; ``"map"``).
+
+        ``rule="eq5"`` is the paper's Eq. 5 alone (the input's r_min at least the
+        resolution on both axes), without the feature-map test. With ``filter_inf``
+        (the default, as rfa-toolbox's ``filter_dense``) layers whose receptive field
+        is already infinite (the classifier head, the squeeze-and-excitation layers)
+        are left out.
         """
+        return [r for r, _ in self.unproductive_reasons(input_size, filter_inf, rule)]
+
+    def unproductive_reasons(
+        self, input_size: Union[int, Sequence[int], None] = None, filter_inf: bool = True, rule: str = "rfa-toolbox"
+    ) -> List[Tuple[RFLayer, str]]:
+        """:meth:`unproductive` with the test(s) that flagged each layer: ``"r_min"``, ``"map"`` or ``"r_min+map"``."""
+        if rule not in UNPRODUCTIVE_RULES:
+            raise ValueError(f"rf.unproductive: `rule` must be one of {list(UNPRODUCTIVE_RULES)}, got {rule!r}")
         size = self.input_size if input_size is None else _size_pair(input_size, "unproductive")
         out = []
         for r in self.layers:
-            if not r.is_layer:
+            if not r.is_layer or (filter_inf and r.is_infinite):
                 continue
-            if filter_inf and INF in r.in_r_min:
+            if rule == "eq5":
+                if all(r.in_r_min[i] >= size[i] for i in range(2)):
+                    out.append((r, "r_min"))
                 continue
-            if all(r.in_r_min[i] >= size[i] for i in range(2)):
-                out.append(r)
+            why = []
+            if all(r.in_r_min[i] >= size[i] and r.r_min[i] > size[i] for i in range(2)):
+                why.append("r_min")
+            if all(r.kernel[i] < INF and r.in_m[i] < INF and size[i] // r.in_m[i] <= r.kernel[i] for i in range(2)):
+                why.append("map")
+            if why:
+                out.append((r, "+".join(why)))
         return out
+
+    def underutilised(self, input_size: Union[int, Sequence[int], None] = None, filter_inf: bool = True) -> List[RFLayer]:
+        """The layers whose r_min goes past the input (larger than it on both axes) but that are not unproductive.
+
+        The paper's "underutilized" layers (appendix F.4; rfa-toolbox's "critical"
+        layers, orange in its plots): they still add context, but part of their
+        receptive-field expansion falls outside the image. ``filter_inf`` as in
+        :meth:`unproductive`.
+        """
+        size = self.input_size if input_size is None else _size_pair(input_size, "underutilised")
+        bad = {id(r) for r in self.unproductive(size, filter_inf)}
+        return [r for r in self.layers
+                if r.is_layer and not (filter_inf and r.is_infinite) and id(r) not in bad
+                and all(r.r_min[i] > size[i] for i in range(2))]  # fmt: skip
 
     def filtered(self) -> "RFReport":
         """The report without infinite paths (rfa-toolbox's ``filter_all_inf_rf``): rows whose
@@ -354,14 +420,20 @@ class RFReport:
             + ("; dilation ignored" if self.ignore_dilation else "")
             + ("; infinite paths filtered" if self.filter_inf else ""),
             f"min feasible resolution: {_fmt_pair(lo)}  (set by {self._min_source()})",
+            f"lower bound (rfa-toolbox): {_fmt_pair(self.lower_bound_resolution)}",
             f"max feasible resolution: {_fmt_pair(hi)}  (largest finite r_max)",
         ]
-        bad = self.unproductive()
+        bad = self.unproductive_reasons()
         if bad:
-            names = ", ".join(r.name for r in bad[:8]) + (f", … ({len(bad)} in all)" if len(bad) > 8 else "")
+            names = ", ".join(f"{r.name} ({why})" for r, why in bad[:8]) + (f", … ({len(bad)} in all)" if len(bad) > 8 else "")
             lines.append(f"unproductive at {h}×{w}: {len(bad)} layer{'s' if len(bad) > 1 else ''}: {names}")
+            lines.append("  (r_min: the input's r_min reaches the image; map: the kernel covers the whole input map)")
         else:
             lines.append(f"unproductive at {h}×{w}: none")
+        under = self.underutilised()
+        if under:
+            names = ", ".join(r.name for r in under[:8]) + (f", … ({len(under)} in all)" if len(under) > 8 else "")
+            lines.append(f"underutilised at {h}×{w} (r_min past the image): {len(under)}: {names}")
         if self.assumed_pointwise:
             lines.append("taken as pointwise (unknown ops that keep the map size; pass rules= if they do not): "
                          + ", ".join(self.assumed_pointwise))
@@ -734,6 +806,7 @@ class _Analyzer(torch.fx.Interpreter):
             if rf_out is None:
                 return
         in_min = tuple(min((r.ax(t).r_min for r in ins), default=INF) for t in AXES)
+        in_m = tuple(min((r.ax(t).m for r in ins), default=INF) for t in AXES)
         self.rows.append(
             RFLayer(
                 name=name or self._name(n),
@@ -747,6 +820,7 @@ class _Analyzer(torch.fx.Interpreter):
                 m=(rf_out.h.m, rf_out.w.m),
                 in_r_min=in_min,  # type: ignore[arg-type]
                 size=_spatial_size(rf_out, value),
+                in_m=in_m,  # type: ignore[arg-type]
             )
         )
 
@@ -925,6 +999,13 @@ class _Analyzer(torch.fx.Interpreter):
             full, xf = operands[0]
             low, _, _ = self._spatial(n, full, xf, (2.0, 2.0), (2.0, 2.0), op)  # the max-pool 2×2 branch
             d_low = (xf.shape[-2] // 2, xf.shape[-1] // 2)
+        elif isinstance(getattr(m, "low", None), (nn.MaxPool2d, nn.AvgPool2d)):
+            # A cell with its own pooling layer as the low branch (convert's AutoSC and AutoTL cells).
+            full, xf = operands[0]
+            pool = m.low
+            k = self._keff(pool.kernel_size, getattr(pool, "dilation", 1))
+            low, _, _ = self._spatial(n, full, xf, k, _pairf(pool.stride or pool.kernel_size), op)
+            d_low = tuple(pool(xf).shape[-2:])
         else:
             if len(operands) < 2:
                 raise RFTraceError(f"rf.analyze: `{n.target}` (ShapeAdaptor) needs forward(x_low, x_full)")

@@ -12,7 +12,7 @@
 from __future__ import annotations
 
 import math
-from typing import Callable, Iterator, List, Optional
+from typing import Any, Callable, Dict, Iterator, List, Optional
 
 import torch
 from torch import nn
@@ -23,8 +23,10 @@ __all__ = [
     "num_adaptors",
     "init_alpha",
     "adaptors",
+    "fixed_scale_of",
     "final_dim",
     "penalty",
+    "set_penalty",
     "apply_penalty",
     "shape_parameters",
     "weight_parameters",
@@ -68,29 +70,55 @@ def adaptors(model: nn.Module) -> List[ShapeAdaptor]:
     return [m for m in resizers(model) if isinstance(m, ShapeAdaptor)]
 
 
+def fixed_scale_of(model: nn.Module) -> float:
+    """The product of the fixed down-sampling a converted model keeps (AutoSC), as ``convert`` recorded it.
+
+    Read from the adaptors' ``fixed_total`` buffer (the global size rule); 1 when the
+    model's adaptors do all the resizing (standard, AutoTL, or adaptors placed by
+    hand). With different factors per axis, the larger (the axis the memory limit
+    binds first).
+    """
+    totals = {tuple(m.fixed_total.tolist()) for m in adaptors(model) if m.size_rule == "global"}
+    if len(totals) > 1:
+        raise ValueError(f"fixed_scale_of: the model's adaptors record different fixed down-sampling {sorted(totals)}")
+    return max(totals.pop()) if totals else 1.0
+
+
 def final_dim(
-    model: nn.Module, input_dim: float, penalised: bool = False, last: bool = False, fixed_scale: float = 1.0
+    model: nn.Module,
+    input_dim: float,
+    penalised: bool = False,
+    last: bool = False,
+    fixed_scale: Optional[float] = None,
 ) -> float:
-    """D_in · fixed_scale · Π s(σ_i) over the model's adaptors (the un-penalised σ unless ``penalised``).
+    """D_in · F · Π s(σ_i) over the model's adaptors (the un-penalised σ unless ``penalised``).
 
     With ``last``, each adaptor's value from its last forward (its current one if it
     has not run): the dimension the memory constraint tracks, "from the previous
-    step" as the official code tracks it (SPEC §2.3). ``fixed_scale``: the product
-    of the model's fixed resizing factors (AutoSC keeps the human-designed
-    down-sampling: 0.5 per kept stride-2 layer), 1 when only adaptors resize.
+    step" as the official code tracks it. F (``fixed_scale``): the
+    product of the model's fixed resizing factors; default what ``convert``
+    recorded in the adaptors (AutoSC keeps the human-designed down-sampling, 0.5
+    per kept stride-2 layer: see :func:`fixed_scale_of`), 1 when
+    only adaptors resize.
     """
-    d = float(input_dim) * float(fixed_scale)
+    f = fixed_scale_of(model) if fixed_scale is None else float(fixed_scale)
+    d = float(input_dim) * f
     for m in adaptors(model):
         s = m.last_scale(penalised) if last else None
         d *= s if s is not None else m.scale(penalised)
     return d
 
 
-def penalty(model: nn.Module, input_dim: float, limit_dim: Optional[float], fixed_scale: float = 1.0) -> float:
+def penalty(
+    model: nn.Module, input_dim: float, limit_dim: Optional[float], fixed_scale: Optional[float] = None
+) -> float:
     """ρ = (D_limit / D_true)^(1/N) when D_true exceeds D_limit, else 1 (Eq. 8).
 
     D_true = :func:`final_dim` (un-penalised, from the adaptors' last forward,
-    times ``fixed_scale``).
+    times the fixed down-sampling). As the paper's Eq. 8, D_true is always the
+    un-penalised product; the official VGG AutoSC code restarts it from the
+    penalised running size at every kept max-pool (``current_dim_true =
+    current_dim * 0.5``), which we do not follow (see docs/DESIGN.md).
     """
     n = len(adaptors(model))
     if limit_dim is None or n == 0:
@@ -101,15 +129,22 @@ def penalty(model: nn.Module, input_dim: float, limit_dim: Optional[float], fixe
     return (limit_dim / d_true) ** (1.0 / n)
 
 
-def apply_penalty(model: nn.Module, input_dim: float, limit_dim: Optional[float], fixed_scale: float = 1.0) -> float:
+def set_penalty(model: nn.Module, rho: float) -> None:
+    """Set ρ on every adaptor of ``model`` (their ``rho`` buffers) and refresh the cached sizes."""
+    for m in adaptors(model):
+        m.set_rho(rho)
+    refresh_shapes(model)
+
+
+def apply_penalty(
+    model: nn.Module, input_dim: float, limit_dim: Optional[float], fixed_scale: Optional[float] = None
+) -> float:
     """Set ρ (:func:`penalty`) on every adaptor of ``model`` and return it.
 
     Refreshes the adaptors' cached sizes with one host read (ρ is part of them).
     """
     rho = penalty(model, input_dim, limit_dim, fixed_scale)
-    for m in adaptors(model):
-        m.rho = rho
-    refresh_shapes(model)
+    set_penalty(model, rho)
     return rho
 
 
@@ -135,8 +170,14 @@ class AlternatingOptimizer:
     runs a shape step on that batch (forward, backward, ``shape_optimizer.step()``),
     then always a weight step (forward again with the updated shapes, backward,
     ``weight_optimizer.step()``). Gradients are zeroed after each. With
-    ``limit_dim``, ρ is recomputed before each forward (:func:`apply_penalty`);
-    the cached sizes are refreshed after each step (one host read).
+    ``limit_dim``, ρ is recomputed before each forward (:func:`apply_penalty`),
+    except in the first step, which runs with ρ = 1 as the official loop does
+    (its D_true comes from a previous forward, and there is none yet); the cached
+    sizes are refreshed after each step (one host read).
+
+    Checkpoints: :meth:`state_dict` holds the step count and both optimisers'
+    states; with ``model.state_dict()`` (ρ is a buffer of every adaptor) it
+    resumes training exactly where it stopped.
 
     Args:
         model: the network.
@@ -145,7 +186,8 @@ class AlternatingOptimizer:
             momentum=0.9, nesterov=True), the official choice.
         every: α_s (20 on small data sets, 1500 on ImageNet).
         input_dim, limit_dim: the memory constraint (both or neither).
-        fixed_scale: the model's fixed resizing factors (see :func:`final_dim`).
+        fixed_scale: the model's fixed resizing factors (see :func:`final_dim`);
+            default what ``convert`` recorded (AutoSC), else 1.
     """
 
     def __init__(
@@ -156,7 +198,7 @@ class AlternatingOptimizer:
         every: int = 20,
         input_dim: Optional[float] = None,
         limit_dim: Optional[float] = None,
-        fixed_scale: float = 1.0,
+        fixed_scale: Optional[float] = None,
     ) -> None:
         if isinstance(every, bool) or not isinstance(every, int) or every < 1:
             raise ValueError(f"AlternatingOptimizer: `every` must be an integer ≥ 1, got {every!r}")
@@ -172,12 +214,17 @@ class AlternatingOptimizer:
         self.shape_optimizer = shape_optimizer
         self.every = every
         self.input_dim, self.limit_dim = input_dim, limit_dim
-        self.fixed_scale = float(fixed_scale)
+        self.fixed_scale = fixed_scale_of(model) if fixed_scale is None else float(fixed_scale)
         self.steps = 0
         self.rho = 1.0
 
     def _prepare(self) -> None:
-        if self.limit_dim is not None:
+        if self.limit_dim is None:
+            return
+        if self.steps == 0:
+            self.rho = 1.0
+            set_penalty(self.model, 1.0)
+        else:
             self.rho = apply_penalty(self.model, self.input_dim, self.limit_dim, self.fixed_scale)
 
     def _zero(self) -> None:
@@ -199,3 +246,25 @@ class AlternatingOptimizer:
         self._zero()
         self.steps += 1
         return loss.detach()
+
+    def state_dict(self) -> Dict[str, Any]:
+        """The schedule's state (steps taken, the last ρ) and both optimisers' ``state_dict``."""
+        return {
+            "steps": self.steps,
+            "rho": self.rho,
+            "weight_optimizer": self.weight_optimizer.state_dict(),
+            "shape_optimizer": self.shape_optimizer.state_dict(),
+        }
+
+    def load_state_dict(self, state_dict: Dict[str, Any]) -> None:
+        """Restore what :meth:`state_dict` returned (the optimisers' states included)."""
+        missing = {"steps", "rho", "weight_optimizer", "shape_optimizer"} - set(state_dict)
+        if missing:
+            raise ValueError(f"AlternatingOptimizer.load_state_dict: `state_dict` lacks {sorted(missing)}")
+        steps = state_dict["steps"]
+        if isinstance(steps, bool) or not isinstance(steps, int) or steps < 0:
+            raise ValueError(f"AlternatingOptimizer.load_state_dict: `steps` must be an integer ≥ 0, got {steps!r}")
+        self.weight_optimizer.load_state_dict(state_dict["weight_optimizer"])
+        self.shape_optimizer.load_state_dict(state_dict["shape_optimizer"])
+        self.steps = steps
+        self.rho = float(state_dict["rho"])

@@ -193,10 +193,12 @@ def test_shape_adaptor_converts_torchvision_models(name, mode):
     # The original is untouched.
     assert repr(model) == text and not _names(model)
     assert all(torch.equal(v, before[k]) for k, v in model.state_dict().items())
-    # Every kept weight keeps its name and value; new are only α and new shortcut projections.
+    # Every kept weight keeps its name and value; new are only the adaptors' α and buffers
+    # (ρ; AutoSC's size rule) and new shortcut projections.
     after = converted.state_dict()
     assert all(torch.equal(after[k], v) for k, v in before.items())
-    assert all(k.endswith(".alpha") or ".downsample." in k for k in set(after) - set(before))
+    adaptor_keys = (".alpha", ".rho", ".input_dim", ".fixed_scale", ".fixed_total")
+    assert all(k.endswith(adaptor_keys) or ".downsample." in k for k in set(after) - set(before))
     n = len(SA_PLACEMENT[name, mode, 32])
     sas = adaptors(converted)
     assert len(sas) == n

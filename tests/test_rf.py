@@ -198,8 +198,11 @@ def test_global_pooling_is_infinite_and_filterable():
     assert rep.max_feasible_resolution == (5, 5)  # the largest finite r_max
     assert rep.min_feasible_resolution == (5, 5)
     # the head and the SE branch are never "unproductive" unless asked (rfa-toolbox's filter_dense)
-    assert rep.unproductive(3) == [row(rep, "post")]  # its input (the mul) has r_min 3
-    assert {r.name for r in rep.unproductive(3, filter_inf=False)} == {"post", "fc", "head"}
+    assert rep.unproductive(3, rule="eq5") == [row(rep, "post")]  # Eq. 5: its input (the mul) has r_min 3
+    assert {r.name for r in rep.unproductive(3, filter_inf=False, rule="eq5")} == {"post", "fc", "head"}
+    # rfa-toolbox's rule adds the layers whose kernel covers their whole input map (3 // 1 ≤ 3)
+    assert rep.unproductive_reasons(3) == [(row(rep, "conv"), "map"), (row(rep, "post"), "r_min+map")]
+    assert {r.name for r in rep.unproductive(3, filter_inf=False)} == {"conv", "post", "fc", "head"}
     flt = rep.filtered()
     assert {"pool", "fc", "head"}.isdisjoint(r.name for r in flt.layers)
     assert row(flt, "post").r_max == (5, 5) and flt.filter_inf
