@@ -12,6 +12,7 @@ Public API::
     resizeops.convert(model, "shape_adaptor", input_dim=32, mode="standard" | "autosc" | "autotl", layout="keep")
     resizeops.rf.analyze(model, input_size=(224, 224))              # receptive fields, r_min / r_max
     resizeops.shape_adaptor / resizeops.dynopool                    # the training recipes
+    resizeops.decompositions()                   # torch.export without resizeops ops (ONNX export needs nothing)
     resizeops.backends(device=None, op=None)     # which backends can run, and why not
     resizeops.use_backend(name)                  # context manager
     resizeops.info()                             # build / backend report (python -m resizeops info)
@@ -35,6 +36,7 @@ from . import nn
 from .nn import freeze, refresh_shapes
 from .report import shape_report
 from .convert import convert
+from .export import decompositions
 from . import rf
 from . import dynopool, shape_adaptor
 from . import _cpu_backend, _cuda_backend, _triton_backend  # noqa: F401,E402  (register their kernels; never raise)
@@ -49,6 +51,7 @@ __all__ = [
     "refresh_shapes",
     "shape_report",
     "convert",
+    "decompositions",
     "rf",
     "dynopool",
     "shape_adaptor",

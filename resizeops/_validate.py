@@ -39,9 +39,32 @@ def feature_map(op: str, name: str, x) -> None:
         raise TypeError(
             f"{op}: `{name}` must be float16, bfloat16, float32 or float64, got {x.dtype}"
         )
+    static_spatial_size(op, name, x.shape[2:])
     if x.shape[2] < 1 or x.shape[3] < 1:
         raise ValueError(
             f"{op}: `{name}` must have H ≥ 1 and W ≥ 1 to be resampled, got shape {_fmt_shape(x.shape)}"
+        )
+
+
+def static_spatial_size(op: str, name: str, size: Sequence) -> None:
+    """Under ``torch.export`` (``torch.onnx.export`` included) ``size`` = (H, W) must be static.
+
+    The output sizes are plain integers computed on the host from H, W and the
+    learned scales that ``resizeops.freeze`` baked in (rounded: ``rnd(H/α)``,
+    ``floor(D·s)``), so an exported program holds them as constants. A symbolic H or W
+    means the caller asked for a dynamic one; left alone, export would report a
+    "specialized to a constant" violation (or the ONNX exporter quietly drop the
+    dynamism). The batch dimension may be dynamic.
+    """
+    if not torch.compiler.is_exporting():
+        return
+    dynamic = [axis for axis, v in zip("HW", size) if isinstance(v, torch.SymInt)]
+    if dynamic:
+        raise ValueError(
+            f"{op}: `{name}` has a dynamic {' and '.join(dynamic)} under torch.export: "
+            f"resizeops layers cannot be exported with a dynamic height or width, because their output sizes "
+            f"are fixed by resizeops.freeze (rounded from the learned scales for each input size); export with "
+            f"a static H and W (only the batch dimension may be dynamic, e.g. dynamic_shapes=({{0: Dim('batch')}},))"
         )
 
 
@@ -87,6 +110,8 @@ def size_pair(op: str, name: str, size) -> Tuple[int, int]:
         raise TypeError(f"{op}: `{name}` must be a pair of ints (H, W), got {type(size).__name__}")
     if len(size) != 2:
         raise ValueError(f"{op}: `{name}` must be a pair of ints (H, W), got {len(size)} entries: {tuple(size)!r}")
+    if torch.jit.is_tracing():  # a shape read under torch.jit.trace (the TorchScript ONNX exporter) holds 0-d tensors
+        size = [int(v) if isinstance(v, torch.Tensor) and v.dim() == 0 and not v.is_floating_point() else v for v in size]
     for v in size:
         if not _is_int(v):
             raise TypeError(f"{op}: `{name}` must be a pair of ints (H, W), got {tuple(size)!r}")
@@ -104,7 +129,13 @@ def positive_int(op: str, name: str, v) -> int:
 
 
 def output_numel(op: str, name: str, n: int, c: int, ho, wo, given) -> None:
-    """Refuse outputs over :data:`MAX_OUTPUT_NUMEL` (an empty batch still counts one image)."""
+    """Refuse outputs over :data:`MAX_OUTPUT_NUMEL` (an empty batch still counts one image).
+
+    A symbolic batch (``torch.export`` with a dynamic batch dimension) counts one image:
+    reading its value would specialise it to the example's batch size.
+    """
+    if isinstance(n, torch.SymInt):
+        n = 1
     numel = max(int(n) * int(c), 1) * int(ho) * int(wo)
     import resizeops  # the limit is user-settable on the package
 

@@ -32,7 +32,7 @@ from typing import Dict, List, Optional, Sequence, Tuple, Union
 import torch
 from torch import nn
 
-from . import ops
+from . import _validate, export, ops
 
 __all__ = [
     "DynOPool2d",
@@ -96,6 +96,8 @@ class _Resizer(nn.Module):
 
     def host_values(self) -> Tuple[float, ...]:
         """The host copy (one device read if the parameter changed since the last one)."""
+        if not self._frozen and export.exporting():
+            raise export.not_frozen_error(self)
         if self._stale():
             with torch.no_grad():
                 self._set_host(self._shape_tensor().double().tolist())
@@ -224,6 +226,7 @@ class DynOPool2d(_Resizer):
 
     def output_size(self, in_size: Sequence[int]) -> Tuple[int, int]:
         """(Ho, Wo) of an input of spatial size ``in_size``, from the host copy of α."""
+        _validate.static_spatial_size(type(self).__name__, "x", in_size)
         return ops.dynopool2d_output_size(in_size, self.host_values(), self.min_size)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -436,6 +439,7 @@ class ShapeAdaptor(_Resizer):
 
     def output_size(self, in_size: Sequence[int]) -> Tuple[int, int]:
         """The output size for an input whose full-resolution branch has spatial size ``in_size``."""
+        _validate.static_spatial_size(type(self).__name__, "x_full", in_size)
         s = self.scale()
         if self.size_rule == "local":
             return tuple(max(int(math.floor(int(d) * s)), 1) for d in in_size)  # type: ignore[return-value]

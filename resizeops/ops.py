@@ -35,7 +35,7 @@ from typing import Optional, Sequence, Tuple, Union
 
 import torch
 
-from . import _dispatch, _validate, reference
+from . import _dispatch, _validate, export, reference
 from .reference import output_memory_format
 
 __all__ = ["dynopool2d", "resize_blend", "shape_adaptor_maxpool", "dynopool2d_output_size"]
@@ -131,6 +131,15 @@ def _eager_function(name: str, impl, setup_context, backward):
     })  # fmt: skip
 
 
+def _traced_op(name: str, args):
+    """``torch.ops.resizeops.<name>(*args)``, the op that tracing sees; under the
+    TorchScript ONNX exporter (``dynamo=False``), which knows ATen ops only and
+    has no decomposition table, the op's ATen decomposition (:mod:`resizeops.export`)."""
+    if export.onnx_tracing():
+        return export.DECOMPOSITIONS[name](*args)
+    return getattr(torch.ops.resizeops, name)(*args)
+
+
 def _backward_op(op, impl, grad_out, saved):
     """The backward op to call from an autograd formula: its implementation
     directly on the eager path (no gradient graph to build), else the custom
@@ -163,6 +172,7 @@ _dynopool2d = _custom_op(
 
 @_dynopool2d.register_fake
 def _(x, alpha, out_size, backend):
+    _validate.static_spatial_size("dynopool2d", "x", x.shape[2:])  # dynamo's export reaches here symbolic
     ho, wo = out_size
     return _empty((x.shape[0], x.shape[1], ho, wo), x, output_memory_format(x))
 
@@ -267,7 +277,7 @@ def dynopool2d(
     args = (x, alpha, [ho, wo], _dispatch.requested(backend))
     if _eager(x, alpha):
         return _run_eager("dynopool2d", _Dynopool2dFunction, _dynopool2d_impl, (x, alpha), args)
-    return torch.ops.resizeops.dynopool2d(*args)
+    return _traced_op("dynopool2d", args)
 
 
 # =============================================================================
@@ -297,6 +307,8 @@ _resize_blend = _custom_op(
 
 @_resize_blend.register_fake
 def _(x1, x2, w1, w2, size, align_corners, scale1, scale2, backend):
+    _validate.static_spatial_size("resize_blend", "x2", x2.shape[2:])
+    _validate.static_spatial_size("resize_blend", "x1", x1.shape[2:])
     ho, wo = size
     return _empty((x1.shape[0], x1.shape[1], ho, wo), x1, output_memory_format(x1, x2))
 
@@ -429,7 +441,7 @@ def resize_blend(
     args = (x1, x2, w1, w2, [ho, wo], align_corners, s1, s2, _dispatch.requested(backend))
     if _eager(x1, x2, w1, w2):
         return _run_eager("resize_blend", _ResizeBlendFunction, _resize_blend_impl, (x1, x2, w1, w2), args)
-    return torch.ops.resizeops.resize_blend(*args)
+    return _traced_op("resize_blend", args)
 
 
 # =============================================================================
@@ -454,6 +466,7 @@ _shape_adaptor_maxpool = _custom_op(
 
 @_shape_adaptor_maxpool.register_fake
 def _(x, w1, w2, size, align_corners, backend):
+    _validate.static_spatial_size("shape_adaptor_maxpool", "x", x.shape[2:])
     ho, wo = size
     return _empty((x.shape[0], x.shape[1], ho, wo), x, output_memory_format(x))
 
@@ -562,7 +575,7 @@ def shape_adaptor_maxpool(
     if _eager(x, w1, w2):
         fn, impl = _ShapeAdaptorMaxPoolFunction, _shape_adaptor_maxpool_impl
         return _run_eager("shape_adaptor_maxpool", fn, impl, (x, w1, w2), args)
-    return torch.ops.resizeops.shape_adaptor_maxpool(*args)
+    return _traced_op("shape_adaptor_maxpool", args)
 
 
 # =============================================================================
@@ -586,3 +599,12 @@ _dispatch.register_kernel(
     reference.shape_adaptor_maxpool_backward,
     _cpu_only,
 )
+
+
+# =============================================================================
+# Export without resizeops: the forward ops' ATen decompositions (resizeops/export.py)
+# in torch's global decomposition table, which torch.onnx.export applies to ops its
+# ONNX registry lacks; torch.export and run_decompositions() keep the custom ops.
+# =============================================================================
+
+export._register_global()
