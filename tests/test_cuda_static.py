@@ -1,8 +1,9 @@
 """Static checks of the compiled CUDA kernels, without a GPU.
 
-The extension's CUDA kernels (built for sm_90 in CI) are inspected with
-cuobjdump (bundled with Triton's NVIDIA backend, or on PATH): every kernel is
-there for the H100, none uses local memory, and the hot kernels of the 32-bit
+The extension's CUDA kernels (in CI built with setup.py's default, sm_80 SASS
+and compute_80 PTX) are inspected with cuobjdump (bundled with Triton's NVIDIA
+backend, or on PATH): the library holds SASS for exactly the architectures its
+build_info() records, every kernel is there, none uses local memory, and the hot kernels of the 32-bit
 index path keep everything in registers (no stack frame). The per-element code
 holds small fixed arrays (the DynOPool gather's 3x3 tiles, the 4 queries of a
 cell, the blend gathers' 4x4 tiles) that must be fully unrolled (RESIZEOPS_UNROLL, resizeops/math.h): a loop
@@ -25,7 +26,7 @@ from resizeops import _extension
 
 
 def _kernels():
-    """{demangled kernel name: {"REG": n, "STACK": n, "LOCAL": n, ...}} of the sm_90 cubins."""
+    """{demangled kernel name: {"REG": n, "STACK": n, "LOCAL": n, ...}} of the cubins, and their architectures."""
     status = _extension.load()
     if not (status.loaded and status.has_cuda_kernels):
         if os.environ.get("RESIZEOPS_REQUIRE_CUDA_BUILD") == "1":
@@ -70,9 +71,15 @@ def _hot(kernels, name, first_arg):
 
 
 @pytest.mark.skipif(sys.platform != "linux", reason="the CUDA build is Linux-only")
-def test_cuda_kernels_are_built_for_sm90_and_use_no_local_memory():
+def test_cuda_kernels_are_built_for_the_recorded_architectures_and_use_no_local_memory():
     kernels, arch = _kernels()
-    assert "sm_90" in arch, f"cubins for {sorted(set(arch))}, none for the H100 (sm_90)"
+    recorded = _extension.load().cuda_arch
+    assert recorded, "the build recorded no GPU targets (build_info cuda_arch)"
+    assert sorted(set(arch)) == sorted(t for t in recorded if t.startswith("sm_")), (arch, recorded)
+    # and PTX for exactly the recorded compute_XY targets (cuobjdump names them sm_XY)
+    listed = subprocess.run([cuobjdump(), "--list-ptx", _extension.load().path], capture_output=True, text=True).stdout
+    ptx = sorted(set(re.findall(r"\.(sm_\d+[af]?)\.ptx", listed)))
+    assert ptx == sorted("sm_" + t[len("compute_") :] for t in recorded if t.startswith("compute_")), (ptx, recorded)
     assert len(kernels) > 50, f"only {len(kernels)} CUDA kernels in the extension"
     for k, u in kernels.items():
         assert u.get("LOCAL", 0) == 0, f"{k}: {u['LOCAL']} bytes of local memory"
