@@ -125,13 +125,16 @@ at::Tensor forward_cells(const at::Tensor& x, int64_t out_h, int64_t out_w, bool
       for (int64_t t = 0; t < row_items; ++t) {
         const auto p = cells::unravel<int32_t>(static_cast<int32_t>(t), static_cast<int32_t>(C),
                                                static_cast<int32_t>(out_h), groups_w, false);
-        if (rows_vec) {
-          cells::dynopool_forward_row_item<true, scalar_t, acc_t, int32_t>(p, static_cast<int32_t>(out_w), xp, xs, op,
-                                                                           os, rows, cols);
-        } else {
-          cells::dynopool_forward_row_item<false, scalar_t, acc_t, int32_t>(p, static_cast<int32_t>(out_w), xp, xs, op,
-                                                                            os, rows, cols);
+        // (the vector store: 2- and 4-byte types only, as in the CUDA launch)
+        if constexpr (sizeof(scalar_t) <= 4) {
+          if (rows_vec) {
+            cells::dynopool_forward_row_item<true, scalar_t, acc_t, int32_t>(p, static_cast<int32_t>(out_w), xp, xs,
+                                                                             op, os, rows, cols);
+            continue;
+          }
         }
+        cells::dynopool_forward_row_item<false, scalar_t, acc_t, int32_t>(p, static_cast<int32_t>(out_w), xp, xs, op,
+                                                                          os, rows, cols);
       }
       return;
     }
@@ -201,26 +204,32 @@ void fused_phase_a(const cells::FusedPlan& plan, const cells::FusedTile<index_t>
     });
     return;
   }
-  const auto S = cells::dynopool_fused_strip<acc_t, index_t>(T, plan, cols);
-  std::fill(region, region + plan.region(), acc_t(-999));
-  acc_t* s_v = region;
-  acc_t* s_d = s_v + plan.v_entries();
-  both([&](auto ns) {
-    constexpr bool kNeedSize = decltype(ns)::value;
-    for (int32_t tid = 0; tid < kBlockThreads; ++tid) {  // A1
-      cells::dynopool_separable_rows<kNeedSize, scalar_t, acc_t, index_t>(tid, kBlockThreads, S, T.ci, T.nci, xp, xs,
-                                                                         rows, s_v, s_d);
-    }
-    int64_t items = 0;
-    for (int32_t tid = 0; tid < kBlockThreads; ++tid) {  // A2 (after __syncthreads)
-      for (auto w = cells::dynopool_fused_cursor(tid, kBlockThreads, plan, T.ncj); w.k < ncells; w.advance()) {
-        cells::dynopool_fused_cell_separable<kNeedSize, scalar_t, acc_t, index_t>(w, T, S, s_v, s_d, gp, gs, rows,
-                                                                                 cols, s_g, s_arg, dh_sum, dw_sum);
-        ++items;
+  // Separable winners: the 32-bit index path only (tensor_index.h dynopool_backward_form),
+  // as the CUDA launch: no 64-bit copy.
+  if constexpr (std::is_same<index_t, int32_t>::value) {
+    const auto S = cells::dynopool_fused_strip<acc_t, index_t>(T, plan, cols);
+    std::fill(region, region + plan.region(), acc_t(-999));
+    acc_t* s_v = region;
+    acc_t* s_d = s_v + plan.v_entries();
+    both([&](auto ns) {
+      constexpr bool kNeedSize = decltype(ns)::value;
+      for (int32_t tid = 0; tid < kBlockThreads; ++tid) {  // A1
+        cells::dynopool_separable_rows<kNeedSize, scalar_t, acc_t, index_t>(tid, kBlockThreads, S, T.ci, T.nci, xp,
+                                                                           xs, rows, s_v, s_d);
       }
-    }
-    TORCH_INTERNAL_ASSERT(items == ncells, "_dynopool2d_backward_cells: A2 computed ", items, " cells of ", ncells);
-  });
+      int64_t items = 0;
+      for (int32_t tid = 0; tid < kBlockThreads; ++tid) {  // A2 (after __syncthreads)
+        for (auto w = cells::dynopool_fused_cursor(tid, kBlockThreads, plan, T.ncj); w.k < ncells; w.advance()) {
+          cells::dynopool_fused_cell_separable<kNeedSize, scalar_t, acc_t, index_t>(w, T, S, s_v, s_d, gp, gs, rows,
+                                                                                   cols, s_g, s_arg, dh_sum, dw_sum);
+          ++items;
+        }
+      }
+      TORCH_INTERNAL_ASSERT(items == ncells, "_dynopool2d_backward_cells: A2 computed ", items, " cells of ", ncells);
+    });
+  } else {
+    TORCH_INTERNAL_ASSERT(false, "_dynopool2d_backward_cells: separable winners off the 32-bit path");
+  }
 }
 
 // resizeops_ext::_dynopool2d_backward_form: the launch's choice, for the tests.
@@ -357,19 +366,24 @@ std::tuple<at::Tensor, at::Tensor> backward_cells(const at::Tensor& grad_out, co
       with_lanes<scalar_t, std::is_same<index_t, int32_t>::value>(lanes, vec, [&](auto lanes_c, auto vec_c) {
         constexpr int kL = decltype(lanes_c)::value;
         constexpr bool kVec = decltype(vec_c)::value;
+        constexpr bool kAtomics = std::is_same<scalar_t, float>::value || std::is_same<scalar_t, double>::value;
+        TORCH_INTERNAL_ASSERT(kAtomics || !scatter, "_dynopool2d_backward_cells: no scatter for 16-bit types");
         for (int64_t t = 0; t < items; ++t) {  // backward_cells_kernel (argmax and size terms always)
           const auto ti = static_cast<index_t>(t);
           const auto p = cells::unravel<index_t>(ti, static_cast<index_t>(groups), static_cast<index_t>(out_h),
                                                  static_cast<index_t>(out_w), channels_last);
-          if (scatter) {
-            cells::dynopool_backward_item<kL, kVec, true, true, true, scalar_t, acc_t, index_t>(
-                ti, p, static_cast<index_t>(C), xp, xs, gp, gs, argmax, as, gxs, rows, cols, add, &dh_sum,
-                &dw_sum);
-          } else {
-            cells::dynopool_backward_item<kL, kVec, true, true, false, scalar_t, acc_t, index_t>(
-                ti, p, static_cast<index_t>(C), xp, xs, gp, gs, argmax, as, gxs, rows, cols, add, &dh_sum,
-                &dw_sum);
+          // The scatter only for float and double (checks.h dynopool_grad_x_form), as the
+          // CUDA launch: no copy for 16-bit types.
+          if constexpr (kAtomics) {
+            if (scatter) {
+              cells::dynopool_backward_item<kL, kVec, true, true, true, scalar_t, acc_t, index_t>(
+                  ti, p, static_cast<index_t>(C), xp, xs, gp, gs, argmax, as, gxs, rows, cols, add, &dh_sum,
+                  &dw_sum);
+              continue;
+            }
           }
+          cells::dynopool_backward_item<kL, kVec, true, true, false, scalar_t, acc_t, index_t>(
+              ti, p, static_cast<index_t>(C), xp, xs, gp, gs, argmax, as, gxs, rows, cols, add, &dh_sum, &dw_sum);
         }
       });
       if (need_x && !scatter) {  // backward_pixels_kernel, in the same lanes form (lanes: the loop form)

@@ -384,8 +384,10 @@ at::Tensor dynopool2d_forward_cuda(const at::Tensor& x, int64_t out_h, int64_t o
       const int64_t groups_w = (out_w + cells::kRowCells - 1) / cells::kRowCells;
       const int64_t row_items = N * C * out_h * groups_w;
       const Indexer32 idx(C, out_h, groups_w, false);
-      auto* kernel = dynopool_rows_vectorizable(out) ? forward_rows_kernel<true, scalar_t, acc_t, int32_t, Indexer32>
-                                                     : forward_rows_kernel<false, scalar_t, acc_t, int32_t, Indexer32>;
+      auto* kernel = forward_rows_kernel<false, scalar_t, acc_t, int32_t, Indexer32>;
+      if constexpr (sizeof(scalar_t) <= 4) {  // (the vector store: 2- and 4-byte types only, no double copy)
+        if (dynopool_rows_vectorizable(out)) kernel = forward_rows_kernel<true, scalar_t, acc_t, int32_t, Indexer32>;
+      }
       kernel<<<grid_for(row_items), kThreads, 0, stream>>>(x.const_data_ptr<scalar_t>(), strides_of<int32_t>(x),
                                                             out.mutable_data_ptr<scalar_t>(), strides_of<int32_t>(out),
                                                             row_items, static_cast<int32_t>(out_w), idx, rows, cols);
