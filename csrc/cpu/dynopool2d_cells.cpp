@@ -51,6 +51,21 @@ struct Tables {
 // split their work by.
 constexpr int32_t kBlockThreads = 256;
 
+// One item of forward_rows_kernel, with the vector store where `vec` (2- and 4-byte
+// types only, as in the CUDA launch: no copy with it is compiled for double).
+template <typename scalar_t, typename acc_t>
+void forward_row_item(bool vec, const cells::Pos<int32_t>& p, int32_t out_w, const scalar_t* xp,
+                      const S4<int32_t>& xs, scalar_t* op, const S4<int32_t>& os, const cells::AxisTaps<acc_t>& rows,
+                      const cells::AxisTaps<acc_t>& cols) {
+  if constexpr (sizeof(scalar_t) <= 4) {
+    if (vec) {
+      cells::dynopool_forward_row_item<true, scalar_t, acc_t, int32_t>(p, out_w, xp, xs, op, os, rows, cols);
+      return;
+    }
+  }
+  cells::dynopool_forward_row_item<false, scalar_t, acc_t, int32_t>(p, out_w, xp, xs, op, os, rows, cols);
+}
+
 // The separable forward (checks.h, RESIZEOPS_CUDA_FORWARD=separable): forward_separable_kernel's
 // blocks (plane, strip) one after another, each down its tiles: step 1 for each of
 // the block's threads, then step 2, with V poisoned first (every entry step 2
@@ -125,16 +140,7 @@ at::Tensor forward_cells(const at::Tensor& x, int64_t out_h, int64_t out_w, bool
       for (int64_t t = 0; t < row_items; ++t) {
         const auto p = cells::unravel<int32_t>(static_cast<int32_t>(t), static_cast<int32_t>(C),
                                                static_cast<int32_t>(out_h), groups_w, false);
-        // (the vector store: 2- and 4-byte types only, as in the CUDA launch)
-        if constexpr (sizeof(scalar_t) <= 4) {
-          if (rows_vec) {
-            cells::dynopool_forward_row_item<true, scalar_t, acc_t, int32_t>(p, static_cast<int32_t>(out_w), xp, xs,
-                                                                             op, os, rows, cols);
-            continue;
-          }
-        }
-        cells::dynopool_forward_row_item<false, scalar_t, acc_t, int32_t>(p, static_cast<int32_t>(out_w), xp, xs, op,
-                                                                          os, rows, cols);
+        forward_row_item<scalar_t, acc_t>(rows_vec, p, static_cast<int32_t>(out_w), xp, xs, op, os, rows, cols);
       }
       return;
     }
