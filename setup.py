@@ -15,7 +15,9 @@ Environment knobs:
     USE_CUDA=0        CPU-only extension even where CUDA is available.
     FORCE_CUDA=1      build the CUDA kernels even if the auto-detection says no
                       (e.g. a CUDA build of torch with nvcc in an odd place).
-    DEBUG=1           -O0 -g (nvcc: -O0 -g -lineinfo) instead of -O3.
+    DEBUG=1           -O0 -g (nvcc: -O0 -g -lineinfo) instead of -O3 -g0 (no
+                      debug info, as in torch's wheels: Python's own CFLAGS may
+                      carry -g, which costs a quarter of the C++ compile time).
     ASAN=1            the C++ sources with AddressSanitizer (-fsanitize=address
                       -O1 -g; CPU-only builds: scripts/asan_check.sh).
     TORCH_CUDA_ARCH_LIST="9.0"   GPU architectures to compile for; unset: those
@@ -217,7 +219,9 @@ def get_extensions():
         _warn(f"USE_CUDA=1 but the CUDA kernels cannot be built: {why}. Set FORCE_CUDA=1 to try anyway.")
 
     asan = _env_flag("ASAN") is True
-    opt = ["-O0", "-g"] if debug else ["-O3"]
+    # -g0 overrides a -g in Python's CFLAGS (pyenv's has one): debug info of these
+    # template-heavy sources is a quarter of their compile time and most of the .so.
+    opt = ["-O0", "-g"] if debug else ["-O3", "-g0"]
     if asan:
         if with_cuda:
             _warn("ASAN=1 instruments the C++ sources only; build with USE_CUDA=0 (scripts/asan_check.sh).")
