@@ -286,22 +286,24 @@ def rebuild_command(capability: Capability) -> str:
 
 
 def describe_targets(targets: Sequence[str]) -> str:
-    """One line: "sm_80 (SASS), compute_80 (PTX); runs on compute capability 8.0 and newer 8.x, >= 8.0 (PTX, ...)"."""
-    parts, runs = [], []
+    """One line for `info`: "sm_80 (SASS for compute capability 8.0 and newer 8.x), compute_80 (PTX for >= 8.0, ...)"."""
+    parts = []
     for t in targets:
         kind, num, suffix = _split_target(t)
-        major, minor = int(num[:-1]), int(num[-1])
-        parts.append(f"{t} ({'SASS' if kind == 'sm' else 'PTX'})")
+        cap = f"{int(num[:-1])}.{int(num[-1])}"
         if suffix == "a":
-            runs.append(f"{major}.{minor} only")
+            where = f"{cap} only"
         elif kind == "compute" and not suffix:
-            runs.append(f">= {major}.{minor} (PTX, compiled by the driver at first use)")
+            where = f">= {cap}, compiled by the driver at first use"
         else:
-            runs.append(f"{major}.{minor} and newer {major}.x")
-    return ", ".join(parts) + "; runs on compute capability " + ", ".join(dict.fromkeys(runs))
+            where = f"{cap} and newer {int(num[:-1])}.x"
+        parts.append(f"{t} ({'SASS' if kind == 'sm' else 'PTX'} for compute capability {where})")
+    return ", ".join(parts)
 
 
-def not_runnable_reason(targets: Optional[Sequence[str]], capability: Capability, gpu: str = "this GPU") -> Optional[str]:
+def not_runnable_reason(
+    targets: Optional[Sequence[str]], capability: Capability, gpu: str = "this GPU"
+) -> Optional[str]:
     """Why a library with these targets cannot run on the GPU (None: it can, or the targets are unknown)."""
     if not targets or runs_on(targets, capability):
         return None

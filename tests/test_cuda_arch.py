@@ -33,7 +33,9 @@ def _load_by_path():
 
 
 arch = _load_by_path()
-NVCC13 = "compute_75 compute_80 compute_86 compute_87 compute_88 compute_89 compute_90 compute_100 compute_110 compute_103 compute_120 compute_121"
+# `nvcc --list-gpu-arch` of CUDA 13.0 (one per line there)
+NVCC13 = """compute_75 compute_80 compute_86 compute_87 compute_88 compute_89 compute_90
+compute_100 compute_110 compute_103 compute_120 compute_121"""
 BUILDABLE = arch.nvcc_architectures(NVCC13)
 
 
@@ -201,7 +203,11 @@ def test_recorded_targets_parsed():
     with pytest.raises(ValueError):
         arch.parse_targets("8.0")
     text = arch.describe_targets(("sm_80", "compute_80"))
-    assert "sm_80 (SASS)" in text and "compute_80 (PTX)" in text and ">= 8.0" in text
+    assert text == (
+        "sm_80 (SASS for compute capability 8.0 and newer 8.x), "
+        "compute_80 (PTX for compute capability >= 8.0, compiled by the driver at first use)"
+    )
+    assert arch.describe_targets(("sm_90a",)) == "sm_90a (SASS for compute capability 9.0 only)"
 
 
 def test_extension_status_reads_recorded_targets(monkeypatch):
@@ -267,7 +273,7 @@ def test_info_shows_the_gpu_code(monkeypatch):
     _fake_gpu(monkeypatch, ("sm_80", "compute_80"), (9, 0))
     lines = _extension.describe()
     gpu = [line for line in lines if line.startswith("GPU code")]
-    assert gpu and "sm_80 (SASS)" in gpu[0] and "compute_80 (PTX)" in gpu[0]
+    assert gpu and "sm_80 (SASS for compute capability 8.0" in gpu[0] and "compute_80 (PTX" in gpu[0]
 
 
 # --- setup.py itself (resolves its configuration, compiles nothing) ----------------
