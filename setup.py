@@ -15,11 +15,15 @@ Environment knobs:
     USE_CUDA=0        CPU-only extension even where CUDA is available.
     FORCE_CUDA=1      build the CUDA kernels even if the auto-detection says no
                       (e.g. a CUDA build of torch with nvcc in an odd place).
-    DEBUG=1           -O0 -g (nvcc: -O0 -g -lineinfo) instead of -O3.
+    DEBUG=1           -O0 -g (nvcc: -O0 -g -lineinfo) instead of -O3 -g0 (no
+                      debug info, as in torch's wheels: Python's own CFLAGS may
+                      carry -g, which costs a quarter of the C++ compile time).
     ASAN=1            the C++ sources with AddressSanitizer (-fsanitize=address
                       -O1 -g; CPU-only builds: scripts/asan_check.sh).
-    TORCH_CUDA_ARCH_LIST="9.0"   GPU architectures (honoured by torch's
-                      BuildExtension; without it torch picks the visible GPUs').
+    TORCH_CUDA_ARCH_LIST="9.0"   GPU architectures to compile for; unset: those
+                      of the visible GPUs, and with no GPU visible "8.0+PTX"
+                      (A100 machine code plus PTX that the driver compiles for
+                      every newer GPU). resizeops/_cuda_arch.py decides it.
     CUDA_HOME         the CUDA toolkit; found from nvcc when not set.
 """
 
@@ -131,6 +135,42 @@ def _torch_version_tuple(version):
     return (int(m.group(1)), int(m.group(2))) if m else (0, 0)
 
 
+def _load_cuda_arch():
+    """resizeops/_cuda_arch.py, loaded by its path: the package itself is not importable yet."""
+    import importlib.util
+
+    name = "resizeops_build_cuda_arch"
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(name, os.path.join(ROOT, "resizeops", "_cuda_arch.py"))
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+    return sys.modules[name]
+
+
+def _nvcc_architectures(nvcc):
+    """The architectures nvcc builds for ("7.5", "8.0", ...), or None if it cannot say."""
+    if nvcc is None:
+        return None
+    try:
+        out = subprocess.run([nvcc, "--list-gpu-arch"], capture_output=True, text=True, timeout=60)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    archs = _load_cuda_arch().nvcc_architectures(out.stdout) if out.returncode == 0 else []
+    return archs or None
+
+
+def _choose_cuda_arch(torch, nvcc):
+    """The GPU architectures of a CUDA build (resizeops/_cuda_arch.py choose_arch_list): stops
+    setup.py with the valid values when TORCH_CUDA_ARCH_LIST cannot be built."""
+    cuda_arch = _load_cuda_arch()
+    visible = [torch.cuda.get_device_capability(i) for i in range(torch.cuda.device_count())]
+    try:
+        return cuda_arch.choose_arch_list(os.environ.get("TORCH_CUDA_ARCH_LIST"), visible, _nvcc_architectures(nvcc))
+    except cuda_arch.ArchListError as e:
+        raise SystemExit(f"resizeops setup.py: {e}") from None
+
+
 def _sources(pattern):
     return sorted(glob.glob(os.path.join(CSRC, pattern), recursive=True))
 
@@ -179,7 +219,9 @@ def get_extensions():
         _warn(f"USE_CUDA=1 but the CUDA kernels cannot be built: {why}. Set FORCE_CUDA=1 to try anyway.")
 
     asan = _env_flag("ASAN") is True
-    opt = ["-O0", "-g"] if debug else ["-O3"]
+    # -g0 overrides a -g in Python's CFLAGS (pyenv's has one): debug info of these
+    # template-heavy sources is a quarter of their compile time and most of the .so.
+    opt = ["-O0", "-g"] if debug else ["-O3", "-g0"]
     if asan:
         if with_cuda:
             _warn("ASAN=1 instruments the C++ sources only; build with USE_CUDA=0 (scripts/asan_check.sh).")
@@ -198,8 +240,13 @@ def get_extensions():
     # They go in as -isystem, which is searched after every -I: the toolkit's
     # own headers (cuda_runtime.h, ...) keep precedence over the copies there.
     system_include_dirs = []
+    arch = None
     if with_cuda:
         define_macros.append(("RESIZEOPS_WITH_CUDA", "1"))
+        # Our own -gencode flags (torch then adds none), and the targets recorded in
+        # the library for build_info() (csrc/cuda/query_coords.cu).
+        arch = _choose_cuda_arch(torch, nvcc)
+        extra_nvcc += _load_cuda_arch().nvcc_flags(arch)
         have_cusparse = cuda_home and os.path.isfile(os.path.join(cuda_home, "include", "cusparse.h"))
         if not have_cusparse:
             system_include_dirs = _pip_nvidia_include_dirs(torch.version.cuda)
@@ -240,7 +287,6 @@ def get_extensions():
     use_ninja = shutil.which("ninja") is not None
     cmdclass = {"build_ext": BuildExtension.with_options(use_ninja=use_ninja)}
 
-    arch = os.environ.get("TORCH_CUDA_ARCH_LIST")
     summary = [
         f"torch          : {torch.__version__} ({os.path.dirname(torch.__file__)})",
         f"CUDA build     : {'yes, CUDA ' + torch.version.cuda if torch.version.cuda else 'no'}",
@@ -249,14 +295,15 @@ def get_extensions():
         f"extension      : {'CUDA' if with_cuda else 'CPU'} ({why})",
         f"debug          : {debug}",
         f"AddressSanitizer: {asan}",
-        f"arch list      : {(arch or 'unset (torch picks the visible GPUs)') if with_cuda else 'n/a'}",
+        f"GPU arch list  : {arch.arch_list} ({' + '.join(arch.targets)})" if arch else "GPU arch list  : n/a",
+        f"  chosen from  : {arch.reason}" if arch else "",
         f"C++ standard   : torch's default for this torch (sources are C++17)",
         f"limited API    : {py_limited_api}",
         f"ninja          : {use_ninja}",
         f"OpenMP         : {openmp} (at::parallel_for in the CPU kernels)",
         f"extra includes : {include_dirs + system_include_dirs}",
     ]
-    return [ext], cmdclass, summary
+    return [ext], cmdclass, [line for line in summary if line]
 
 
 def get_packages():

@@ -12,6 +12,7 @@
 #include <torch/library.h>
 #include <torch/version.h>
 
+#include <algorithm>
 #include <string>
 
 #ifdef RESIZEOPS_WITH_CUDA
@@ -19,11 +20,17 @@
 #endif
 
 namespace resizeops {
+
+#ifdef RESIZEOPS_WITH_CUDA
+const char* cuda_targets();  // csrc/cuda/query_coords.cu
+#endif
+
 namespace {
 
-// "torch=2.14.1;cuda=13.0;cuda_kernels=1;debug=0". resizeops/_extension.py
-// parses it to refuse a .so built against another torch (its C++ ABI is not
-// stable across releases: loading one may fail, or worse, seem to work).
+// "torch=2.14.1;cuda=13.0;cuda_kernels=1;cuda_arch=sm_80,compute_80;debug=0".
+// resizeops/_extension.py parses it to refuse a .so built against another
+// torch (its C++ ABI is not stable across releases: loading one may fail, or
+// worse, seem to work), and cuda_arch to refuse a GPU the kernels cannot run on.
 std::string build_info() {
   std::string info = "torch=" + std::to_string(TORCH_VERSION_MAJOR) + "." +
                      std::to_string(TORCH_VERSION_MINOR) + "." +
@@ -32,6 +39,9 @@ std::string build_info() {
   info += ";cuda=" + std::to_string(CUDA_VERSION / 1000) + "." +
           std::to_string((CUDA_VERSION % 1000) / 10);
   info += ";cuda_kernels=1";
+  std::string targets = cuda_targets();
+  std::replace(targets.begin(), targets.end(), '+', ',');
+  info += ";cuda_arch=" + targets;
 #else
   info += ";cuda=none;cuda_kernels=0";
 #endif

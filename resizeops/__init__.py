@@ -77,8 +77,9 @@ def info() -> str:
         f"python {platform.python_version()}  torch {torch.__version__}  "
         f"(CUDA build: {torch.version.cuda or 'no'})  CUDA devices: {torch.cuda.device_count()}",
     ]
-    if torch.cuda.is_available():
-        lines.append(f"GPU 0: {torch.cuda.get_device_name(0)}")
+    for i in range(torch.cuda.device_count() if torch.cuda.is_available() else 0):
+        major, minor = torch.cuda.get_device_capability(i)
+        lines.append(f"GPU {i}: {torch.cuda.get_device_name(i)} (compute capability {major}.{minor})")
     try:
         import triton
 

@@ -98,11 +98,33 @@ def _cuda_reason(device: torch.device) -> Optional[str]:
         return reason
     from . import _extension
 
-    if not _extension.load().has_cuda_kernels:
+    status = _extension.load()
+    if not status.has_cuda_kernels:
         return "the extension was built without CUDA (CPU-only build); reinstall with nvcc and a CUDA build of torch"
     if not torch.cuda.is_available():
         return "no CUDA device is visible"
-    return None
+    return _cuda_arch_reason(status.cuda_arch, device)
+
+
+#: compute capability and name of each GPU, by device index (they do not change in a process)
+_GPUS: Dict[int, tuple] = {}
+
+
+def _gpu(index: int) -> tuple:
+    if index not in _GPUS:
+        _GPUS[index] = (tuple(torch.cuda.get_device_capability(index)), torch.cuda.get_device_name(index))
+    return _GPUS[index]
+
+
+def _cuda_arch_reason(targets: Optional[tuple], device: torch.device) -> Optional[str]:
+    """Why the extension's GPU code cannot run on the device's GPU (None: it can, or it is not recorded)."""
+    if not targets:
+        return None
+    from . import _cuda_arch
+
+    index = device.index if device.index is not None else torch.cuda.current_device()
+    capability, name = _gpu(index)
+    return _cuda_arch.not_runnable_reason(targets, capability, f"GPU {index} ({name})")
 
 
 def _triton_interpret() -> bool:

@@ -8,7 +8,9 @@ backends report ``ExtensionStatus.reason`` and the other backends run.
 
 The kernels are ops in ``torch.ops.resizeops_ext``; importing ``resizeops._C``
 registers them. ``torch.ops.resizeops_ext.build_info()`` tells what the
-library was built against, e.g. ``"torch=2.14.1;cuda=13.0;cuda_kernels=1;debug=0"``.
+library was built against, e.g.
+``"torch=2.14.1;cuda=13.0;cuda_kernels=1;cuda_arch=sm_80,compute_80;debug=0"``
+(cuda_arch: the GPU targets it holds; :mod:`resizeops._cuda_arch`).
 """
 
 from __future__ import annotations
@@ -17,7 +19,9 @@ import dataclasses
 import importlib
 import re
 import threading
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Tuple
+
+from . import _cuda_arch
 
 __all__ = ["ExtensionStatus", "load", "describe", "parse_build_info", "REBUILD_HINT"]
 
@@ -40,6 +44,9 @@ class ExtensionStatus:
     cuda_built: CUDA toolkit version of its CUDA kernels ("13.0"); None for a
         CPU-only build (or when unknown).
     has_cuda_kernels: it contains CUDA kernels (a CUDA build).
+    cuda_arch: the GPU targets of those kernels (("sm_80", "compute_80"): SASS
+        and PTX; :mod:`resizeops._cuda_arch` says which GPUs they run on); None
+        for a CPU-only build or when not recorded.
     debug: it was built with DEBUG=1.
     build_info: the raw ``build_info()`` string, if it could be read.
     """
@@ -50,6 +57,7 @@ class ExtensionStatus:
     torch_built: Optional[str] = None
     cuda_built: Optional[str] = None
     has_cuda_kernels: bool = False
+    cuda_arch: Optional[Tuple[str, ...]] = None
     debug: bool = False
     build_info: Optional[str] = None
 
@@ -70,6 +78,14 @@ def _release(version: str) -> str:
     if not m:
         return version
     return f"{m.group(1)}.{m.group(2)}.{m.group(3) or 0}"
+
+
+def _recorded_targets(text: Optional[str]) -> Optional[Tuple[str, ...]]:
+    """build_info's cuda_arch field as targets; None when absent or unreadable (then not checked)."""
+    try:
+        return _cuda_arch.parse_targets(text)
+    except ValueError:
+        return None
 
 
 def _load_uncached() -> ExtensionStatus:
@@ -115,6 +131,7 @@ def _load_uncached() -> ExtensionStatus:
         torch_built=torch_built,
         cuda_built=cuda_built,
         has_cuda_kernels=fields.get("cuda_kernels") == "1",
+        cuda_arch=_recorded_targets(fields.get("cuda_arch")),
         debug=fields.get("debug") == "1",
         build_info=info,
     )
@@ -232,6 +249,9 @@ def describe() -> List[str]:
         lines.append(
             f"built for   : torch {s.torch_built or '?'}, {cuda}" + (", DEBUG build" if s.debug else "")
         )
+        if s.has_cuda_kernels:
+            arch = _cuda_arch.describe_targets(s.cuda_arch) if s.cuda_arch else "not recorded in this build"
+            lines.append(f"GPU code    : {arch}")
     try:
         import torch
 

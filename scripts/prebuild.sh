@@ -7,7 +7,7 @@
 #   bash scripts/prebuild.sh                       # ~6 min on 2 cores
 #   run: PRESET=quick DEADLINE=540 bash scripts/gpu_check.sh   carry: [".whl", ".prebuilt"]
 # gpu_check.sh uses .prebuilt/_C.abi3.so only if .prebuilt/STAMP names the torch
-# there and the hash of csrc/ and setup.py it was built from equals the tree's
+# there and the hash of the extension's sources it was built from equals the tree's
 # (scripts/ext_hash.sh), and the extension then loads with its CUDA kernels;
 # otherwise it builds as before.
 #   DEVICE_TORCH=2.11.0     the device's torch (docs: the device tool's KINDS.md)

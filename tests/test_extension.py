@@ -86,6 +86,13 @@ def test_build_info_matches_running_torch():
         # the kernels' toolkit and torch's CUDA have the same major version
         assert torch.version.cuda is not None
         assert fields["cuda"].split(".")[0] == torch.version.cuda.split(".")[0]
+        # the GPU targets the build compiled (setup.py records them): SASS for one
+        # architecture at least, and what `info` shows
+        assert STATUS.cuda_arch and any(t.startswith("sm_") for t in STATUS.cuda_arch), info
+        assert ",".join(STATUS.cuda_arch) == fields["cuda_arch"]
+        assert any(line.startswith("GPU code") and STATUS.cuda_arch[0] in line for line in _extension.describe())
+    else:
+        assert "cuda_arch" not in fields and STATUS.cuda_arch is None
 
 
 @pytest.mark.parametrize("dtype", DTYPES)

@@ -28,10 +28,13 @@ def test_script_parses(script):
 def test_ext_hash_follows_the_extension_sources_only(tmp_path):
     # scripts/ext_hash.sh: gpu_check.sh takes .prebuilt/ only when the hash recorded by
     # prebuild.sh equals the tree's. It must change with any source of the extension
-    # (csrc/, setup.py) and with nothing else (docs, Python, tests).
+    # (csrc/, setup.py, the architecture choice setup.py loads) and with nothing else
+    # (docs, the rest of the Python, tests).
     tree = tmp_path / "tree"
     shutil.copytree(os.path.join(ROOT, "csrc"), tree / "csrc")
     shutil.copy(os.path.join(ROOT, "setup.py"), tree / "setup.py")
+    (tree / "resizeops").mkdir()
+    shutil.copy(os.path.join(ROOT, "resizeops", "_cuda_arch.py"), tree / "resizeops" / "_cuda_arch.py")
     (tree / "scripts").mkdir()
     shutil.copy(os.path.join(ROOT, "scripts", "ext_hash.sh"), tree / "scripts" / "ext_hash.sh")
 
@@ -53,5 +56,11 @@ def test_ext_hash_follows_the_extension_sources_only(tmp_path):
     assert changed != base
     header.write_text(original)
     assert digest() == base
+    (tree / "resizeops" / "ops.py").write_text("x = 1\n")
+    assert digest() == base
     (tree / "setup.py").write_text((tree / "setup.py").read_text() + "\n# changed\n")
-    assert digest() not in (base, changed)
+    changed_setup = digest()
+    assert changed_setup not in (base, changed)
+    arch = tree / "resizeops" / "_cuda_arch.py"
+    arch.write_text(arch.read_text() + "\n# changed\n")
+    assert digest() not in (base, changed, changed_setup)

@@ -51,6 +51,21 @@ struct Tables {
 // split their work by.
 constexpr int32_t kBlockThreads = 256;
 
+// One item of forward_rows_kernel, with the vector store where `vec` (2- and 4-byte
+// types only, as in the CUDA launch: no copy with it is compiled for double).
+template <typename scalar_t, typename acc_t>
+void forward_row_item(bool vec, const cells::Pos<int32_t>& p, int32_t out_w, const scalar_t* xp,
+                      const S4<int32_t>& xs, scalar_t* op, const S4<int32_t>& os, const cells::AxisTaps<acc_t>& rows,
+                      const cells::AxisTaps<acc_t>& cols) {
+  if constexpr (sizeof(scalar_t) <= 4) {
+    if (vec) {
+      cells::dynopool_forward_row_item<true, scalar_t, acc_t, int32_t>(p, out_w, xp, xs, op, os, rows, cols);
+      return;
+    }
+  }
+  cells::dynopool_forward_row_item<false, scalar_t, acc_t, int32_t>(p, out_w, xp, xs, op, os, rows, cols);
+}
+
 // The separable forward (checks.h, RESIZEOPS_CUDA_FORWARD=separable): forward_separable_kernel's
 // blocks (plane, strip) one after another, each down its tiles: step 1 for each of
 // the block's threads, then step 2, with V poisoned first (every entry step 2
@@ -125,13 +140,7 @@ at::Tensor forward_cells(const at::Tensor& x, int64_t out_h, int64_t out_w, bool
       for (int64_t t = 0; t < row_items; ++t) {
         const auto p = cells::unravel<int32_t>(static_cast<int32_t>(t), static_cast<int32_t>(C),
                                                static_cast<int32_t>(out_h), groups_w, false);
-        if (rows_vec) {
-          cells::dynopool_forward_row_item<true, scalar_t, acc_t, int32_t>(p, static_cast<int32_t>(out_w), xp, xs, op,
-                                                                           os, rows, cols);
-        } else {
-          cells::dynopool_forward_row_item<false, scalar_t, acc_t, int32_t>(p, static_cast<int32_t>(out_w), xp, xs, op,
-                                                                            os, rows, cols);
-        }
+        forward_row_item<scalar_t, acc_t>(rows_vec, p, static_cast<int32_t>(out_w), xp, xs, op, os, rows, cols);
       }
       return;
     }
@@ -201,26 +210,32 @@ void fused_phase_a(const cells::FusedPlan& plan, const cells::FusedTile<index_t>
     });
     return;
   }
-  const auto S = cells::dynopool_fused_strip<acc_t, index_t>(T, plan, cols);
-  std::fill(region, region + plan.region(), acc_t(-999));
-  acc_t* s_v = region;
-  acc_t* s_d = s_v + plan.v_entries();
-  both([&](auto ns) {
-    constexpr bool kNeedSize = decltype(ns)::value;
-    for (int32_t tid = 0; tid < kBlockThreads; ++tid) {  // A1
-      cells::dynopool_separable_rows<kNeedSize, scalar_t, acc_t, index_t>(tid, kBlockThreads, S, T.ci, T.nci, xp, xs,
-                                                                         rows, s_v, s_d);
-    }
-    int64_t items = 0;
-    for (int32_t tid = 0; tid < kBlockThreads; ++tid) {  // A2 (after __syncthreads)
-      for (auto w = cells::dynopool_fused_cursor(tid, kBlockThreads, plan, T.ncj); w.k < ncells; w.advance()) {
-        cells::dynopool_fused_cell_separable<kNeedSize, scalar_t, acc_t, index_t>(w, T, S, s_v, s_d, gp, gs, rows,
-                                                                                 cols, s_g, s_arg, dh_sum, dw_sum);
-        ++items;
+  // Separable winners: the 32-bit index path only (tensor_index.h dynopool_backward_form),
+  // as the CUDA launch: no 64-bit copy.
+  if constexpr (std::is_same<index_t, int32_t>::value) {
+    const auto S = cells::dynopool_fused_strip<acc_t, index_t>(T, plan, cols);
+    std::fill(region, region + plan.region(), acc_t(-999));
+    acc_t* s_v = region;
+    acc_t* s_d = s_v + plan.v_entries();
+    both([&](auto ns) {
+      constexpr bool kNeedSize = decltype(ns)::value;
+      for (int32_t tid = 0; tid < kBlockThreads; ++tid) {  // A1
+        cells::dynopool_separable_rows<kNeedSize, scalar_t, acc_t, index_t>(tid, kBlockThreads, S, T.ci, T.nci, xp,
+                                                                           xs, rows, s_v, s_d);
       }
-    }
-    TORCH_INTERNAL_ASSERT(items == ncells, "_dynopool2d_backward_cells: A2 computed ", items, " cells of ", ncells);
-  });
+      int64_t items = 0;
+      for (int32_t tid = 0; tid < kBlockThreads; ++tid) {  // A2 (after __syncthreads)
+        for (auto w = cells::dynopool_fused_cursor(tid, kBlockThreads, plan, T.ncj); w.k < ncells; w.advance()) {
+          cells::dynopool_fused_cell_separable<kNeedSize, scalar_t, acc_t, index_t>(w, T, S, s_v, s_d, gp, gs, rows,
+                                                                                   cols, s_g, s_arg, dh_sum, dw_sum);
+          ++items;
+        }
+      }
+      TORCH_INTERNAL_ASSERT(items == ncells, "_dynopool2d_backward_cells: A2 computed ", items, " cells of ", ncells);
+    });
+  } else {
+    TORCH_INTERNAL_ASSERT(false, "_dynopool2d_backward_cells: separable winners off the 32-bit path");
+  }
 }
 
 // resizeops_ext::_dynopool2d_backward_form: the launch's choice, for the tests.
@@ -357,19 +372,24 @@ std::tuple<at::Tensor, at::Tensor> backward_cells(const at::Tensor& grad_out, co
       with_lanes<scalar_t, std::is_same<index_t, int32_t>::value>(lanes, vec, [&](auto lanes_c, auto vec_c) {
         constexpr int kL = decltype(lanes_c)::value;
         constexpr bool kVec = decltype(vec_c)::value;
+        constexpr bool kAtomics = std::is_same<scalar_t, float>::value || std::is_same<scalar_t, double>::value;
+        TORCH_INTERNAL_ASSERT(kAtomics || !scatter, "_dynopool2d_backward_cells: no scatter for 16-bit types");
         for (int64_t t = 0; t < items; ++t) {  // backward_cells_kernel (argmax and size terms always)
           const auto ti = static_cast<index_t>(t);
           const auto p = cells::unravel<index_t>(ti, static_cast<index_t>(groups), static_cast<index_t>(out_h),
                                                  static_cast<index_t>(out_w), channels_last);
-          if (scatter) {
-            cells::dynopool_backward_item<kL, kVec, true, true, true, scalar_t, acc_t, index_t>(
-                ti, p, static_cast<index_t>(C), xp, xs, gp, gs, argmax, as, gxs, rows, cols, add, &dh_sum,
-                &dw_sum);
-          } else {
-            cells::dynopool_backward_item<kL, kVec, true, true, false, scalar_t, acc_t, index_t>(
-                ti, p, static_cast<index_t>(C), xp, xs, gp, gs, argmax, as, gxs, rows, cols, add, &dh_sum,
-                &dw_sum);
+          // The scatter only for float and double (checks.h dynopool_grad_x_form), as the
+          // CUDA launch: no copy for 16-bit types.
+          if constexpr (kAtomics) {
+            if (scatter) {
+              cells::dynopool_backward_item<kL, kVec, true, true, true, scalar_t, acc_t, index_t>(
+                  ti, p, static_cast<index_t>(C), xp, xs, gp, gs, argmax, as, gxs, rows, cols, add, &dh_sum,
+                  &dw_sum);
+              continue;
+            }
           }
+          cells::dynopool_backward_item<kL, kVec, true, true, false, scalar_t, acc_t, index_t>(
+              ti, p, static_cast<index_t>(C), xp, xs, gp, gs, argmax, as, gxs, rows, cols, add, &dh_sum, &dw_sum);
         }
       });
       if (need_x && !scatter) {  // backward_pixels_kernel, in the same lanes form (lanes: the loop form)

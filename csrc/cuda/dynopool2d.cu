@@ -121,6 +121,17 @@ __global__ void __launch_bounds__(kThreads, sizeof(scalar_t) <= 4 ? 3 : 2)
   }
 }
 
+// The row form's kernel for one dtype, with the vector store where `vec`
+// (dynopool_rows_vectorizable: 2- and 4-byte types only, so that no copy with it
+// is compiled for double; in a template, the discarded branch is not instantiated).
+template <typename scalar_t, typename acc_t>
+auto forward_rows_kernel_for(bool vec) {
+  if constexpr (sizeof(scalar_t) <= 4) {
+    if (vec) return &forward_rows_kernel<true, scalar_t, acc_t, int32_t, Indexer32>;
+  }
+  return &forward_rows_kernel<false, scalar_t, acc_t, int32_t, Indexer32>;
+}
+
 // The separable forward (RESIZEOPS_CUDA_FORWARD=separable; dynopool_cells.h, "The
 // separable forward"): one block per strip of output columns of one plane, blockIdx
 // = (plane, strip), down the strip one tile at a time with two barriers per tile
@@ -384,8 +395,7 @@ at::Tensor dynopool2d_forward_cuda(const at::Tensor& x, int64_t out_h, int64_t o
       const int64_t groups_w = (out_w + cells::kRowCells - 1) / cells::kRowCells;
       const int64_t row_items = N * C * out_h * groups_w;
       const Indexer32 idx(C, out_h, groups_w, false);
-      auto* kernel = dynopool_rows_vectorizable(out) ? forward_rows_kernel<true, scalar_t, acc_t, int32_t, Indexer32>
-                                                     : forward_rows_kernel<false, scalar_t, acc_t, int32_t, Indexer32>;
+      auto* kernel = forward_rows_kernel_for<scalar_t, acc_t>(dynopool_rows_vectorizable(out));
       kernel<<<grid_for(row_items), kThreads, 0, stream>>>(x.const_data_ptr<scalar_t>(), strides_of<int32_t>(x),
                                                             out.mutable_data_ptr<scalar_t>(), strides_of<int32_t>(out),
                                                             row_items, static_cast<int32_t>(out_w), idx, rows, cols);
