@@ -12,6 +12,9 @@
   tensors an elementwise operation or a concatenation combines keep one size.
 * :func:`upstream`: the resizing layers nearest above a node, and the fixed
   resizing operations met on the way (a named reason for a refusal).
+* :func:`units`: the network as a chain of units (layers and blocks, each
+  classified by its own forward), what the Shape Adaptor families are
+  recognised from.
 """
 
 from __future__ import annotations
@@ -268,39 +271,27 @@ def run_graph(gm: torch.fx.GraphModule, swap: Dict[str, nn.Module], spec: ProbeI
 
 
 class MetaPool(nn.Module):
-    """A shape-only stand-in of a DynOPool2d (with ``conv``: of a strided conv at stride 1 and a DynOPool2d)."""
+    """A shape-only stand-in of a DynOPool2d at ``alpha``; with ``conv``, of a strided conv at stride 1
+    followed by one (the conv runs on meta weights: its own forward, so 'same'-padding subclasses too)."""
 
     def __init__(self, alpha: Tuple[float, float], min_size: int, conv: Optional[nn.Conv2d] = None) -> None:
         super().__init__()
         self.alpha, self.min_size = alpha, min_size
-        self.conv_shape = None if conv is None else _conv_stride1_shape(conv)
+        self.conv = None
+        if conv is not None:
+            shim = copy.copy(conv)  # the same class and settings; weights of its own, on meta
+            shim._parameters = {k: None if v is None else torch.empty_like(v, device="meta")
+                                for k, v in conv._parameters.items()}  # fmt: skip
+            shim.stride = (1, 1)
+            self.__dict__["conv"] = shim  # not a submodule: outside functional_call's swap
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         from .ops import dynopool2d_output_size
 
-        lead, size = tuple(x.shape[:-2]), tuple(x.shape[-2:])
-        if self.conv_shape is not None:
-            lead, size = self.conv_shape(lead, size)
-        return x.new_empty(lead + tuple(dynopool2d_output_size(size, self.alpha, self.min_size)))
-
-
-def _conv_stride1_shape(conv: nn.Conv2d):
-    """(leading dims, (H, W)) → those of ``conv`` at stride 1."""
-    if isinstance(conv.padding, str):
-        pad = (0, 0)  # a strided conv's string padding can only be "valid"
-    else:
-        pad = tuple(conv.padding)
-    k, d, cout = tuple(conv.kernel_size), tuple(conv.dilation), conv.out_channels
-
-    def shape(lead, size):
-        if lead[-1] != conv.in_channels:
-            raise RuntimeError(f"expected {conv.in_channels} input channels, got {lead[-1]}")
-        out = tuple(s + 2 * p - dd * (kk - 1) for s, p, kk, dd in zip(size, pad, k, d))
-        if min(out) < 1:
-            raise RuntimeError(f"input {size} is smaller than the kernel {k}")
-        return lead[:-1] + (cout,), out
-
-    return shape
+        if self.conv is not None:
+            x = self.conv(x)
+        size = tuple(dynopool2d_output_size(tuple(x.shape[-2:]), self.alpha, self.min_size))
+        return x.new_empty(tuple(x.shape[:-2]) + size)
 
 
 def run_module(model: nn.Module, spec: ProbeInput, mode) -> Optional[Failure]:
@@ -618,13 +609,14 @@ class _Kinds:
             return "opaque", None
         path = _chain(gm.graph)
         if path is not None:
-            for n in path:
-                if n.op != "call_module":
-                    continue
-                child = gm.get_submodule(n.target)
-                kind = self(child)[0]
-                if kind in ("residual", "container") or (kind in ("block", "opaque") and _any_spatial(child)):
-                    return "container", None
+            # A container holds residual blocks or containers, or several other blocks (a stage of
+            # Inception-like blocks); one branching child among layers (a mixed-kernel depthwise conv in
+            # an inverted residual) keeps it a plain unit.
+            children = [gm.get_submodule(n.target) for n in path if n.op == "call_module"]
+            kinds = [self(c)[0] for c in children]
+            branchy = sum(k in ("block", "opaque") and _any_spatial(c) for k, c in zip(kinds, children))
+            if any(k in ("residual", "container") for k in kinds) or branchy >= 2:
+                return "container", None
             return "plain", None
         res = residual(gm.graph, m)
         if res is not None:

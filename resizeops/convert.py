@@ -1,44 +1,75 @@
-"""``resizeops.convert``: put learnable resizers into an existing network (issue 5 item 2).
+"""``resizeops.convert``: put learnable resizers into an existing network.
 
-``method="dynopool"`` (DynOPool §4.4, SPEC §2.4): every pooling layer and every
+``method="dynopool"`` (DynOPool §4.4): every pooling layer and every
 strided convolution becomes learnable, except global pooling. A pooling layer
-(``MaxPool2d``/``AvgPool2d`` with stride > 1) is replaced by a
-:class:`~resizeops.nn.DynOPool2d` initialised at r = 1/stride; a strided
+(``MaxPool2d``/``AvgPool2d`` with stride > 1, ``ceil_mode`` or not) is replaced
+by a :class:`~resizeops.nn.DynOPool2d` initialised at r = 1/stride; a strided
 ``Conv2d`` becomes the same convolution (same weights) with stride 1 followed by
 a ``DynOPool2d``. Resizers whose outputs meet in an elementwise operation or a
-concatenation (a residual block's main path and its strided shortcut) must keep
-one size, so they share one ``DynOPool2d`` (one α): found by tracing the model
-with ``torch.fx`` and following each ``add``/``mul``/``cat`` operand back to the
-nearest resizing layer. A model ``torch.fx`` cannot trace is converted without
-sharing, with a warning.
+concatenation must keep one size for every scale, so they share one
+``DynOPool2d`` (one α): found by tracing the model with ``torch.fx`` and
+following each tensor's *lineage* (the resizers its size went through) into
+every ``add``/``mul``/``cat``: operands of equal lineage length have their
+resizers tied position by position (a residual block's main path and its
+strided shortcut, a ResNet-D block's ceil-mode average-pool shortcut, a branch
+fused back after as many resizers). Submodules fx cannot trace are kept whole.
 
-Layers it cannot convert are refused with a message naming them: strided
-pooling with ``ceil_mode``, ``return_indices`` or dilation, other strided layers
-(``Conv1d``/``Conv3d``, transposed convolutions, ``LPPool2d``, fractional pooling),
-and tied layers of different strides.
+Then the model is *probed* (:mod:`resizeops._netgraph`): run on a meta input
+(``input_size``, else timm's ``pretrained_cfg``, else 224×224 with the first
+convolution's channels) with every layer as a shape-only DynOPool, at the
+initial scales, with every α ×1.1 and with each group's α moved on its own.
+What stops running there would stop at the first training step that moves α
+(a fixed ×2 up-sampling added to the full-resolution path, as HRNet's fuse
+layers; a fixed-size position embedding or ``Linear`` after a flatten; a
+functional pool next to strided branches). Such a model is refused with every
+failure named: the operation that fails and where, the fixed resizing on the
+way, and every learnable layer involved; the message ends with the ``exclude``
+that converts the rest. A model whose own forward fx cannot trace is converted
+without sharing and probed as a whole: accepted with a warning if it runs,
+else refused (and left as it was).
 
-``method="shape_adaptor"`` (Shape Adaptor §3.2, §4 "Implementation", §5; SPEC
-§2.3): the placement of the official code (lorenmt/shape-adaptor
-``model_list.py``), adapted to torchvision's models and to user models built
-from the same parts. Three families:
+Layers it cannot convert are refused, all named at once with the ``exclude``
+that keeps them: strided max-pooling with ``return_indices`` or dilation, and
+other strided layers (``Conv1d``/``Conv3d``, transposed convolutions,
+``LPPool2d``, fractional pooling).
 
-* VGG: torchvision ``VGG`` (its ``features``) or an ``nn.Sequential`` of
-  Conv2d / BatchNorm2d / ReLU / pooling. Candidate positions are the ends
+``method="shape_adaptor"`` (Shape Adaptor §3.2, §4 "Implementation", §5): the placement of the official code (lorenmt/shape-adaptor
+``model_list.py``), adapted to networks of any library. The family is
+recognised by structure, not by class or attribute names: the network traced
+with ``torch.fx`` as a chain of units (layers and blocks, containers opened;
+:func:`resizeops._netgraph.units`), each block classified by its own forward
+(a residual ``add`` of the input or a projection of it; an inverted residual:
+a depthwise conv among the block's convs). Four families:
+
+* VGG: a VGG-like stack, the ``nn.Sequential`` of Conv2d / BatchNorm2d / ReLU /
+  pooling that holds every down-sampling layer (the model itself, or
+  torchvision's and timm's ``features``). Candidate positions are the ends
   (the ReLU) of the convolution units, the last convolution's excepted; an
   adaptor there is the VGG cell :class:`~resizeops.nn.ShapeAdaptorMaxPool2d`
   (2×2 max-pool low branch, identity high branch), inserted after the ReLU as
   ``Sequential(relu, adaptor)`` so that every index and weight name stays.
-* ResNet: torchvision ``ResNet`` of ``BasicBlock``/``Bottleneck`` (or a module
-  with its attributes ``conv1 bn1 relu maxpool layer1..``). The stem is an
-  adaptor with a 2×2 max-pool low branch (it takes ``maxpool``'s place); a
-  block becomes the residual cell :class:`ShapeAdaptorResidualBlock`: main
-  path at stride 1 as the high branch, the 1×1 stride-2 shortcut + BN as the
-  low branch (the block's own ``downsample`` when it has one, else a new one),
-  weights ×2, then the block's ReLU.
-* MobileNetV2: torchvision ``MobileNetV2`` of ``InvertedResidual``. The stem
-  gets a max-pool adaptor appended; a block becomes
-  :class:`ShapeAdaptorInvertedResidual`: ``adaptor(block.conv(x))``, no residual
-  (as the official cell).
+* ResNet: a stem, then residual blocks whose down-sampling ones have a
+  projection shortcut (torchvision's and timm's ResNet, ResNet-D, RegNet). The
+  stem's adaptor (a 2×2 max-pool low branch) takes the stem's strided pool's
+  place (or follows the stem); a block becomes the residual cell: main path at
+  stride 1 as the high branch, the strided shortcut as the low branch (the
+  block's own, made strided if it was not, e.g. a ResNet-D pool-and-1×1
+  shortcut; else a new 1×1 stride-2 conv + BN), weights ×2, then the block's
+  activation. torchvision's blocks become :class:`ShapeAdaptorResidualBlock`;
+  other blocks a ``torch.fx.GraphModule`` of their own forward with the ``add``
+  replaced by the adaptor (children, hence weight names, kept).
+* MobileNetV2 (inverted residuals: MobileNetV2/V3, EfficientNet): a stem, then
+  blocks with a depthwise conv, the down-sampling ones without a skip. The stem
+  gets a max-pool adaptor after its activation; a block becomes
+  ``adaptor(main(x))``, its skip dropped (as the official cell):
+  :class:`ShapeAdaptorInvertedResidual` for torchvision's, a GraphModule of
+  their own forward for others.
+* Stacks of size-keeping residual blocks between strided convolutions
+  (ConvNeXt): a VGG-like stack whose steps are the blocks and the stem's and
+  down-sampling layers' convolutions; a max-pool adaptor follows a step. The
+  official code has no such network; standard and AutoTL treat the strided
+  convolutions as VGG treats its strided ones, AutoSC puts adaptors on blocks
+  not followed by a down-sampling step (default ``num`` as VGG's).
 
 Where the adaptors go in torchvision's vgg16, resnet50 and mobilenet_v2 (N at
 input 32 | 224; VGG: after the ReLU of the numbered convolutions):
@@ -80,7 +111,11 @@ V2         6: stem, features.3 6 9 12 15     4: features.3 8 11 15            14
 Every weight of the original keeps its name and value (pretrained weights still
 load with ``load_state_dict``); new are only the adaptors' ``alpha`` and the
 projections of residual cells whose block had none. Other architectures are
-refused with a ``ValueError`` naming what was found.
+refused with a ``ValueError`` naming the module that no family covers and why
+(HRNet's parallel resolutions, a block that concatenates branches, a layer that
+down-samples after the last block). The converted model is probed on a fake
+``input_dim`` input as converted, with every α + 1 and with each α moved on its
+own; a model that stops running there is refused, naming where.
 
 Differences from the official code, which builds its own networks: the
 converter keeps the network's layers, so torchvision's 7×7 ResNet stem stays
@@ -232,18 +267,18 @@ def _new_pool(m: nn.Module, min_size: int, backend: Optional[str]) -> DynOPool2d
 
 
 def _dynopool_groups(model: nn.Module, layers: Dict[str, nn.Module], o: dict) -> Optional[List[List[str]]]:
-    """The groups of ``layers`` that share one DynOPool2d, checked on fake inputs; None if fx cannot trace
+    """The groups of ``layers`` that share one DynOPool2d, checked on meta inputs; None if fx cannot trace
     the model. Refuses, naming every module involved, what would stop running when the scales move."""
     traced = _netgraph.trace(model, layers)
     if traced.gm is None:
         return None
     gm = traced.gm
-    hidden = {o_: [n for n in layers if n.startswith(o_ + ".")] for o_ in traced.opaque}
-    hidden = {o_: ns for o_, ns in hidden.items() if ns}
+    hidden = {leaf: [n for n in layers if n.startswith(leaf + ".")] for leaf in traced.opaque}
+    hidden = {leaf: ns for leaf, ns in hidden.items() if ns}
     if hidden:
         names = sorted(n for ns in hidden.values() for n in ns)
-        where = "; ".join(f"`{o_}` ({traced.opaque[o_]}), which holds the strided layers {ns}"
-                          for o_, ns in hidden.items())  # fmt: skip
+        where = "; ".join(f"`{leaf}` ({traced.opaque[leaf]}), which holds the strided layers {ns}"
+                          for leaf, ns in hidden.items())  # fmt: skip
         raise ValueError(
             f"{_DP}: torch.fx cannot trace {where}, so convert cannot check that sizes still match when their "
             f"scales move; pass exclude={names!r} to keep them"
@@ -284,7 +319,8 @@ def _dynopool_groups(model: nn.Module, layers: Dict[str, nn.Module], o: dict) ->
             break
     if reports:
         left = [n for n in layers if n not in refused]
-        rest = (f"convert the rest with exclude={sorted(refused)!r} (those layers keep their fixed strides)"
+        keep = sorted(refused | o["exclude"])
+        rest = (f"convert the rest with exclude={keep!r} (those layers keep their fixed strides)"
                 if left else "none of its strided layers can become learnable")  # fmt: skip
         raise ValueError(
             f"{_DP}: cannot make every strided layer of {type(model).__name__} learnable; probed on a "
@@ -601,9 +637,12 @@ def _body(model: nn.Module, units: List[_netgraph.Unit]):
                 raise _refuse(model, f"{_what(u)} down-samples but its shortcut is the identity")
         return "resnet", stem, body, head
     if any(_is_block(u) and u.kind == "plain" for u in strided):
-        # Inverted residuals: blocks with a depthwise conv; the down-sampling ones without a skip.
+        # Inverted residuals: blocks with a depthwise conv, the down-sampling ones without a skip; among
+        # them, blocks with an identity skip or without one (EfficientNetV2's fused blocks have no
+        # depthwise conv).
         for u in body:
-            if not _is_block(u) or not any(map(_netgraph.depthwise_conv, u.module.modules())):
+            convs = sum(isinstance(m, nn.Conv2d) for m in u.module.modules())
+            if not ((u.kind == "residual" and u.shortcut == "identity") or (u.kind == "plain" and convs >= 2)):
                 raise _refuse(model, f"{_what(u)} sits between inverted-residual blocks but is none")
         return "mobilenet_v2", stem, body, head
     if all(not _unit_strided(u) for u in body if _is_block(u)):
@@ -1239,8 +1278,10 @@ def _check_sa(model: nn.Module, converted: nn.Module, o: dict) -> None:
             refresh_shapes(probe)
             failure = _netgraph.run_module(probe, spec, mode)
             if failure is not None:
-                raise _refuse(model, f"converted, it does not run on a {spec} input {label} ({failure.where}: "
-                                     f"{failure.error})")  # fmt: skip
+                raise ValueError(
+                    f"{_SA}: cannot convert {type(model).__name__}: converted, it does not run on a {spec} input "
+                    f"(`input_dim`={d}) {label}: {failure.where} fails ({failure.error})"
+                )
 
 
 _SA_CONVERTERS = {"vgg": _sa_vgg, "resnet": _sa_resnet, "mobilenet_v2": _sa_mobilenet, "stack": _sa_stack}
@@ -1249,13 +1290,22 @@ _SA_CONVERTERS = {"vgg": _sa_vgg, "resnet": _sa_resnet, "mobilenet_v2": _sa_mobi
 def convert(model: nn.Module, method: str, *, inplace: bool = False, **options) -> nn.Module:
     """A copy of ``model`` (or ``model`` itself with ``inplace``) with learnable resizers.
 
+    Every model it returns still runs when the scales move (it is probed on
+    fake inputs first); what would not is refused with a ``ValueError`` naming
+    every module involved and why.
+
     Args:
-        model: a network built from standard layers (torchvision's ``vgg16``,
-            ``resnet50``, ``mobilenet_v2``, ``efficientnet_b0``, or your own).
+        model: a network built from standard layers (torchvision's or timm's
+            ``vgg16``, ``resnet50``, ``mobilenet_v2``, ``efficientnet_b0``,
+            ``regnetx_002``, ``convnext_atto``, …, or your own).
         method: ``"dynopool"`` or ``"shape_adaptor"`` (see the module docs).
-        options: for ``"dynopool"``: ``exclude`` (qualified names of layers to
-            keep), ``min_size`` (of every DynOPool2d, default 2), ``backend``.
-            For ``"shape_adaptor"`` (VGG, ResNet and MobileNetV2 families only):
+        options: for ``"dynopool"``: ``exclude`` (qualified names of layers, or
+            of modules whose layers, to keep), ``min_size`` (of every
+            DynOPool2d, default 2), ``backend``, ``input_size`` ((C, H, W) or
+            (H, W) of an input the model accepts, for the probes; default timm's
+            ``pretrained_cfg['input_size']``, else 224×224).
+            For ``"shape_adaptor"`` (VGG-like, ResNet, inverted-residual and
+            ConvNeXt-like families only):
             ``input_dim`` (required: the input resolution D_in, e.g. 32 or 224;
             one number, also for non-square inputs), ``output_dim`` (D_out of
             Eq. 4, default 8; standard mode), ``num`` (the number of adaptors;

@@ -1,4 +1,4 @@
-"""resizeops.convert (issue 5 item 2): torchvision models and user models get learnable
+"""resizeops.convert: torchvision and timm models and user models get learnable
 resizers (DynOPool, Shape Adaptor in its three modes), run forward and backward, and have
 the intended number of resizers where the official code puts them; what cannot be
 converted is refused with a message naming it."""
@@ -640,4 +640,15 @@ def test_dynopool_resnet_d_shortcut_shares_the_main_path_scale():
     text = str(e.value)
     assert "`add` in `layer2.0` (Bottleneck)" in text and "`layer2.0.conv2`" in text
     assert "fixed resizing on the way: `layer2.0.downsample.0` (AvgPool2d" in text
-    assert "exclude=['layer2.0.conv2']" in text
+    assert "exclude=['layer2.0.conv2', 'layer2.0.downsample.0']" in text  # the user's exclude kept
+
+
+def test_shape_adaptor_refuses_a_conversion_that_does_not_run_at_its_input_dim():
+    timm = pytest.importorskip("timm")
+    model = timm.create_model("convnext_atto", pretrained=False, num_classes=3)
+    # AutoSC keeps ConvNeXt's down-sampling and adds adaptors: at 32 pixels the last unpadded 2×2
+    # down-sampling conv meets a 1×1 map. Refused at convert, naming it, rather than at the first step.
+    with pytest.raises(ValueError, match=r"cannot convert ConvNeXt: converted, it does not run on a 2×3×32×32 input "
+                                         r"\(`input_dim`=32\) as converted: `stages.3.downsample.1` \(Conv2d\) fails"):
+        convert(model, "shape_adaptor", input_dim=32, mode="autosc")
+    assert len(adaptors(convert(model, "shape_adaptor", input_dim=128, mode="autosc"))) == 4
