@@ -33,8 +33,9 @@ that keeps them: strided max-pooling with ``return_indices`` or dilation, and
 other strided layers (``Conv1d``/``Conv3d``, transposed convolutions,
 ``LPPool2d``, fractional pooling).
 
-``method="shape_adaptor"`` (Shape Adaptor §3.2, §4 "Implementation", §5): the placement of the official code (lorenmt/shape-adaptor
-``model_list.py``), adapted to networks of any library. The family is
+``method="shape_adaptor"`` (Shape Adaptor §3.2, §4 "Implementation", §5): the
+placement of the official code (lorenmt/shape-adaptor ``model_list.py``),
+adapted to networks of any library. The family is
 recognised by structure, not by class or attribute names: the network traced
 with ``torch.fx`` as a chain of units (layers and blocks, containers opened;
 :func:`resizeops._netgraph.units`), each block classified by its own forward
@@ -228,6 +229,9 @@ def _dp_options(model: nn.Module, options: dict) -> dict:
     if missing:
         raise ValueError(f"{_DP}: `exclude` names {missing}, which are not modules of the model")
     o["exclude"] = set(exclude)
+    m = o["min_size"]
+    if isinstance(m, bool) or not isinstance(m, numbers.Integral) or m < 1:
+        raise ValueError(f"{_DP}: `min_size` must be an integer ≥ 1, got {m!r}")
     size = o["input_size"]
     if size is not None:
         ok = isinstance(size, (tuple, list)) and len(size) in (2, 3) and all(
@@ -266,12 +270,10 @@ def _new_pool(m: nn.Module, min_size: int, backend: Optional[str]) -> DynOPool2d
                       device=param.device if param is not None else None)  # fmt: skip
 
 
-def _dynopool_groups(model: nn.Module, layers: Dict[str, nn.Module], o: dict) -> Optional[List[List[str]]]:
-    """The groups of ``layers`` that share one DynOPool2d, checked on meta inputs; None if fx cannot trace
-    the model. Refuses, naming every module involved, what would stop running when the scales move."""
-    traced = _netgraph.trace(model, layers)
-    if traced.gm is None:
-        return None
+def _dynopool_groups(model: nn.Module, layers: Dict[str, nn.Module], o: dict, traced: _netgraph.Traced
+                     ) -> List[List[str]]:  # fmt: skip
+    """The groups of ``layers`` that share one DynOPool2d, checked on meta inputs. Refuses, naming every
+    module involved, what would stop running when the scales move."""
     gm = traced.gm
     hidden = {leaf: [n for n in layers if n.startswith(leaf + ".")] for leaf in traced.opaque}
     hidden = {leaf: ns for leaf, ns in hidden.items() if ns}
@@ -375,24 +377,22 @@ def _convert_dynopool(model: nn.Module, o: dict) -> nn.Module:
     layers = _candidates(model, o["exclude"])
     if not layers:
         raise ValueError(f"{_DP}: the model has no strided pooling layer or strided Conv2d to make learnable")
-    groups = _dynopool_groups(model, layers, o)
-    traced = groups is not None
-    if groups is None:
-        groups = [[n] for n in layers]
+    traced = _netgraph.trace(model, layers)
+    groups = [[n] for n in layers] if traced.gm is None else _dynopool_groups(model, layers, o, traced)
     pools: List[Tuple[DynOPool2d, Tuple[int, int]]] = []
     for group in groups:
         pool = _new_pool(layers[group[0]], o["min_size"], o["backend"])
         pools.append((pool, _stride(layers[group[0]])))
         for n in group:
             _set_submodule(model, n, _learnable(layers[n], pool))
-    if not traced:
-        _check_untraced(model, layers, pools, o)
+    if traced.gm is None:
+        _check_untraced(model, layers, pools, o, traced.error)
     return model
 
 
-def _check_untraced(model: nn.Module, layers: Dict[str, nn.Module], pools, o: dict) -> None:
-    """A model fx cannot trace, converted without sharing: probe it as a whole; undo and refuse if it fails."""
-    why = _netgraph.trace(model).error
+def _check_untraced(model: nn.Module, layers: Dict[str, nn.Module], pools, o: dict, why: str) -> None:
+    """A model fx cannot trace (``why``), converted without sharing: probe it as a whole; undo and refuse if
+    it fails."""
     spec = _probe_spec(model, o["input_size"])
     n = len(_PROBE_FACTORS)
     settings = [[(1.0, 1.0)] * len(pools), [(_PROBE_UNIFORM, _PROBE_UNIFORM)] * len(pools),

@@ -97,6 +97,8 @@ def test_dynopool_user_model_exclude_and_refusals():
         convert(seq, "dynopool", exclude="4")
     with pytest.raises(ValueError, match="`input_size` must be"):
         convert(seq, "dynopool", input_size=(3, 0, 32))
+    with pytest.raises(ValueError, match="`min_size` must be an integer ≥ 1, got 0"):
+        convert(seq, "dynopool", min_size=0)
     with pytest.raises(TypeError, match=r"unknown option\(s\) \['input_dim'\]"):
         convert(seq, "dynopool", input_dim=32)
     with pytest.raises(ValueError, match="no strided pooling layer"):
