@@ -1,44 +1,76 @@
-"""``resizeops.convert``: put learnable resizers into an existing network (issue 5 item 2).
+"""``resizeops.convert``: put learnable resizers into an existing network.
 
-``method="dynopool"`` (DynOPool §4.4, SPEC §2.4): every pooling layer and every
+``method="dynopool"`` (DynOPool §4.4): every pooling layer and every
 strided convolution becomes learnable, except global pooling. A pooling layer
-(``MaxPool2d``/``AvgPool2d`` with stride > 1) is replaced by a
-:class:`~resizeops.nn.DynOPool2d` initialised at r = 1/stride; a strided
+(``MaxPool2d``/``AvgPool2d`` with stride > 1, ``ceil_mode`` or not) is replaced
+by a :class:`~resizeops.nn.DynOPool2d` initialised at r = 1/stride; a strided
 ``Conv2d`` becomes the same convolution (same weights) with stride 1 followed by
 a ``DynOPool2d``. Resizers whose outputs meet in an elementwise operation or a
-concatenation (a residual block's main path and its strided shortcut) must keep
-one size, so they share one ``DynOPool2d`` (one α): found by tracing the model
-with ``torch.fx`` and following each ``add``/``mul``/``cat`` operand back to the
-nearest resizing layer. A model ``torch.fx`` cannot trace is converted without
-sharing, with a warning.
+concatenation must keep one size for every scale, so they share one
+``DynOPool2d`` (one α): found by tracing the model with ``torch.fx`` and
+following each tensor's *lineage* (the resizers its size went through) into
+every ``add``/``mul``/``cat``: operands of equal lineage length have their
+resizers tied position by position (a residual block's main path and its
+strided shortcut, a ResNet-D block's ceil-mode average-pool shortcut, a branch
+fused back after as many resizers). Submodules fx cannot trace are kept whole.
 
-Layers it cannot convert are refused with a message naming them: strided
-pooling with ``ceil_mode``, ``return_indices`` or dilation, other strided layers
-(``Conv1d``/``Conv3d``, transposed convolutions, ``LPPool2d``, fractional pooling),
-and tied layers of different strides.
+Then the model is *probed* (:mod:`resizeops._netgraph`): run on a meta input
+(``input_size``, else timm's ``pretrained_cfg``, else 224×224 with the first
+convolution's channels) with every layer as a shape-only DynOPool, at the
+initial scales, with every α ×1.1 and with each group's α moved on its own.
+What stops running there would stop at the first training step that moves α
+(a fixed ×2 up-sampling added to the full-resolution path, as HRNet's fuse
+layers; a fixed-size position embedding or ``Linear`` after a flatten; a
+functional pool next to strided branches). Such a model is refused with every
+failure named: the operation that fails and where, the fixed resizing on the
+way, and every learnable layer involved; the message ends with the ``exclude``
+that converts the rest. A model whose own forward fx cannot trace is converted
+without sharing and probed as a whole: accepted with a warning if it runs,
+else refused (and left as it was).
 
-``method="shape_adaptor"`` (Shape Adaptor §3.2, §4 "Implementation", §5; SPEC
-§2.3): the placement of the official code (lorenmt/shape-adaptor
-``model_list.py``), adapted to torchvision's models and to user models built
-from the same parts. Three families:
+Layers it cannot convert are refused, all named at once with the ``exclude``
+that keeps them: strided max-pooling with ``return_indices`` or dilation, and
+other strided layers (``Conv1d``/``Conv3d``, transposed convolutions,
+``LPPool2d``, fractional pooling).
 
-* VGG: torchvision ``VGG`` (its ``features``) or an ``nn.Sequential`` of
-  Conv2d / BatchNorm2d / ReLU / pooling. Candidate positions are the ends
+``method="shape_adaptor"`` (Shape Adaptor §3.2, §4 "Implementation", §5): the
+placement of the official code (lorenmt/shape-adaptor ``model_list.py``),
+adapted to networks of any library. The family is
+recognised by structure, not by class or attribute names: the network traced
+with ``torch.fx`` as a chain of units (layers and blocks, containers opened;
+:func:`resizeops._netgraph.units`), each block classified by its own forward
+(a residual ``add`` of the input or a projection of it; an inverted residual:
+a depthwise conv among the block's convs). Four families:
+
+* VGG: a VGG-like stack, the ``nn.Sequential`` of Conv2d / BatchNorm2d / ReLU /
+  pooling that holds every down-sampling layer (the model itself, or
+  torchvision's and timm's ``features``). Candidate positions are the ends
   (the ReLU) of the convolution units, the last convolution's excepted; an
   adaptor there is the VGG cell :class:`~resizeops.nn.ShapeAdaptorMaxPool2d`
   (2×2 max-pool low branch, identity high branch), inserted after the ReLU as
   ``Sequential(relu, adaptor)`` so that every index and weight name stays.
-* ResNet: torchvision ``ResNet`` of ``BasicBlock``/``Bottleneck`` (or a module
-  with its attributes ``conv1 bn1 relu maxpool layer1..``). The stem is an
-  adaptor with a 2×2 max-pool low branch (it takes ``maxpool``'s place); a
-  block becomes the residual cell :class:`ShapeAdaptorResidualBlock`: main
-  path at stride 1 as the high branch, the 1×1 stride-2 shortcut + BN as the
-  low branch (the block's own ``downsample`` when it has one, else a new one),
-  weights ×2, then the block's ReLU.
-* MobileNetV2: torchvision ``MobileNetV2`` of ``InvertedResidual``. The stem
-  gets a max-pool adaptor appended; a block becomes
-  :class:`ShapeAdaptorInvertedResidual`: ``adaptor(block.conv(x))``, no residual
-  (as the official cell).
+* ResNet: a stem, then residual blocks whose down-sampling ones have a
+  projection shortcut (torchvision's and timm's ResNet, ResNet-D, RegNet). The
+  stem's adaptor (a 2×2 max-pool low branch) takes the stem's strided pool's
+  place (or follows the stem); a block becomes the residual cell: main path at
+  stride 1 as the high branch, the strided shortcut as the low branch (the
+  block's own, made strided if it was not, e.g. a ResNet-D pool-and-1×1
+  shortcut; else a new 1×1 stride-2 conv + BN), weights ×2, then the block's
+  activation. torchvision's blocks become :class:`ShapeAdaptorResidualBlock`;
+  other blocks a ``torch.fx.GraphModule`` of their own forward with the ``add``
+  replaced by the adaptor (children, hence weight names, kept).
+* MobileNetV2 (inverted residuals: MobileNetV2/V3, EfficientNet): a stem, then
+  blocks with a depthwise conv, the down-sampling ones without a skip. The stem
+  gets a max-pool adaptor after its activation; a block becomes
+  ``adaptor(main(x))``, its skip dropped (as the official cell):
+  :class:`ShapeAdaptorInvertedResidual` for torchvision's, a GraphModule of
+  their own forward for others.
+* Stacks of size-keeping residual blocks between strided convolutions
+  (ConvNeXt): a VGG-like stack whose steps are the blocks and the stem's and
+  down-sampling layers' convolutions; a max-pool adaptor follows a step. The
+  official code has no such network; standard and AutoTL treat the strided
+  convolutions as VGG treats its strided ones, AutoSC puts adaptors on blocks
+  not followed by a down-sampling step (default ``num`` as VGG's).
 
 Where the adaptors go in torchvision's vgg16, resnet50 and mobilenet_v2 (N at
 input 32 | 224; VGG: after the ReLU of the numbered convolutions):
@@ -86,7 +118,11 @@ V2         6: stem, features.3 6 9 12 15     4: features.3 8 11 15            14
 Every weight of the original keeps its name and value (pretrained weights still
 load with ``load_state_dict``); new are only the adaptors' ``alpha`` and the
 projections of residual cells whose block had none. Other architectures are
-refused with a ``ValueError`` naming what was found.
+refused with a ``ValueError`` naming the module that no family covers and why
+(HRNet's parallel resolutions, a block that concatenates branches, a layer that
+down-samples after the last block). The converted model is probed on a fake
+``input_dim`` input as converted, with every α + 1 and with each α moved on its
+own; a model that stops running there is refused, naming where.
 
 ``layout``: the official code builds its own networks. With ``layout="keep"``
 (the default) the converter keeps the given network's layers: torchvision's 7×7
@@ -113,14 +149,15 @@ from __future__ import annotations
 import copy
 import math
 import numbers
-import operator
 import warnings
 from typing import Dict, Iterable, List, Optional, Sequence, Set, Tuple
 
 import torch
 from torch import nn
 
-from .nn import DynOPool2d, ShapeAdaptor, ShapeAdaptorMaxPool2d, _Resizer
+from . import _netgraph
+from ._netgraph import describe
+from .nn import DynOPool2d, ShapeAdaptor, ShapeAdaptorMaxPool2d, _Resizer, refresh_shapes
 from .shape_adaptor import init_alpha, num_adaptors
 
 __all__ = ["convert", "ShapeAdaptorCell", "ShapeAdaptorResidualBlock", "ShapeAdaptorInvertedResidual"]
@@ -139,11 +176,6 @@ _UNSUPPORTED_STRIDED = (
     nn.AvgPool1d,
     nn.AvgPool3d,
 )
-# Operations whose tensor operands must have one spatial size.
-_MERGES = {operator.add, operator.iadd, operator.mul, operator.imul, operator.sub, torch.add, torch.mul, torch.sub,
-           torch.cat, torch.stack, "add", "add_", "mul", "mul_", "sub", "sub_"}  # fmt: skip
-
-
 def _pair(v) -> Tuple[int, int]:
     return (int(v), int(v)) if isinstance(v, int) else (int(v[0]), int(v[1]))
 
@@ -153,84 +185,202 @@ def _stride(m: nn.Module) -> Tuple[int, int]:
     return _pair(s)
 
 
+_DP = "convert(method='dynopool')"
+_DP_OPTIONS = ("exclude", "min_size", "backend", "input_size")
+# The probes: every α ×1.1, then each group's α moved on its own, per axis (factors that no
+# rounding maps back onto the initial sizes at once).
+_PROBE_UNIFORM = 1.1
+_PROBE_FACTORS = (1.13, 0.87, 1.21, 0.93, 1.07, 0.79, 1.31)
+_PROBE_SIZE = (224, 224)
+
+
+def _under(name: str, names: Iterable[str]) -> bool:
+    """``name`` is one of ``names`` or a module inside one of them."""
+    return any(name == e or name.startswith(e + ".") for e in names)
+
+
 def _candidates(model: nn.Module, exclude: Set[str]) -> Dict[str, nn.Module]:
-    """The layers to make learnable, by qualified name; refuses what it cannot convert."""
+    """The layers to make learnable, by qualified name; refuses, all named at once, those it cannot convert."""
     found: Dict[str, nn.Module] = {}
+    problems: List[Tuple[str, str]] = []
     for name, m in model.named_modules():
-        if not name or name in exclude:
+        if not name or _under(name, exclude):
             continue
         if isinstance(m, _POOLS):
             if max(_stride(m)) <= 1:
                 continue
-            problems = []
-            if m.ceil_mode:
-                problems.append("ceil_mode=True")
-            if isinstance(m, nn.MaxPool2d) and (m.return_indices or _pair(m.dilation) != (1, 1)):
-                problems.append("return_indices or dilation")
-            if problems:
-                raise ValueError(
-                    f"convert(method='dynopool'): cannot convert `{name}` ({m}): {', '.join(problems)}; "
-                    f"pass exclude=[{name!r}] to keep it"
-                )
-            found[name] = m
+            if isinstance(m, nn.MaxPool2d) and m.return_indices:
+                problems.append((name, f"{describe(m)}: returns indices, which a DynOPool2d has none of"))
+            elif isinstance(m, nn.MaxPool2d) and _pair(m.dilation) != (1, 1):
+                problems.append((name, f"{describe(m)}: dilation, which a DynOPool2d has none of"))
+            else:
+                found[name] = m
         elif isinstance(m, nn.Conv2d):
             if max(_pair(m.stride)) > 1:
-                if m.padding == "valid" or isinstance(m.padding, str):
-                    raise ValueError(f"convert(method='dynopool'): cannot convert `{name}` ({m}): string padding")
                 found[name] = m
         elif isinstance(m, _UNSUPPORTED_STRIDED):
             stride = getattr(m, "stride", None)
             if stride is not None and max((stride,) if isinstance(stride, int) else tuple(stride)) > 1:
-                raise ValueError(
-                    f"convert(method='dynopool'): cannot convert `{name}` ({type(m).__name__} with stride {stride}): "
-                    f"DynOPool replaces 2-D pooling and strided Conv2d only; pass exclude=[{name!r}] to keep it"
-                )
+                problems.append((name, f"{describe(m)}: DynOPool replaces 2-D pooling and strided Conv2d only"))
+    if problems:
+        raise ValueError(
+            f"{_DP}: cannot convert " + "; ".join(f"`{n}` ({why})" for n, why in problems)
+            + f"; pass exclude={[n for n, _ in problems]!r} to keep them"
+        )
     return found
 
 
-def _tie_groups(model: nn.Module, names: Iterable[str]) -> Optional[List[Set[str]]]:
-    """Groups of resizing layers whose outputs meet in an elementwise op or a concatenation."""
-    import torch.fx
+def _dp_options(model: nn.Module, options: dict) -> dict:
+    """The checked options of the DynOPool conversion (bad ones refused before the model is copied)."""
+    unknown = sorted(set(options) - set(_DP_OPTIONS))
+    if unknown:
+        raise TypeError(f"{_DP}: unknown option(s) {unknown}; the options are {list(_DP_OPTIONS)}")
+    o = {"exclude": (), "min_size": 2, "backend": None, "input_size": None}
+    o.update(options)
+    exclude = o["exclude"]
+    if isinstance(exclude, str) or not all(isinstance(e, str) for e in exclude):
+        raise TypeError(f"{_DP}: `exclude` must be a list of module names, got {exclude!r}")
+    names = {n for n, _ in model.named_modules()}
+    missing = sorted(set(exclude) - names)
+    if missing:
+        raise ValueError(f"{_DP}: `exclude` names {missing}, which are not modules of the model")
+    o["exclude"] = set(exclude)
+    m = o["min_size"]
+    if isinstance(m, bool) or not isinstance(m, numbers.Integral) or m < 1:
+        raise ValueError(f"{_DP}: `min_size` must be an integer ≥ 1, got {m!r}")
+    size = o["input_size"]
+    if size is not None:
+        ok = isinstance(size, (tuple, list)) and len(size) in (2, 3) and all(
+            isinstance(v, numbers.Integral) and not isinstance(v, bool) and v >= 1 for v in size)  # fmt: skip
+        if not ok:
+            raise ValueError(f"{_DP}: `input_size` must be (C, H, W) or (H, W) of positive integers, got {size!r}")
+        o["input_size"] = tuple(int(v) for v in size)
+    return o
 
-    names = set(names)
 
-    class _Tracer(torch.fx.Tracer):
-        def is_leaf_module(self, m, qualname):
-            return qualname in names or super().is_leaf_module(m, qualname)
+def _probe_spec(model: nn.Module, input_size: Optional[Tuple[int, ...]]) -> _netgraph.ProbeInput:
+    """The probe input: ``input_size``, else timm's ``pretrained_cfg['input_size']``, else 224×224 with
+    the channels of the first Conv2d (3 without one)."""
+    if input_size is None:
+        cfg = getattr(model, "pretrained_cfg", None) or getattr(model, "default_cfg", None)
+        cfg_size = cfg.get("input_size") if isinstance(cfg, dict) else None
+        if isinstance(cfg_size, (tuple, list)) and len(cfg_size) == 3:
+            input_size = tuple(int(v) for v in cfg_size)
+    channels = input_size[0] if input_size is not None and len(input_size) == 3 else None
+    return _netgraph.probe_input(model, input_size[-2:] if input_size else _PROBE_SIZE, channels)
 
-    try:
-        graph = _Tracer().trace(model)
-    except Exception as e:  # noqa: BLE001 - any tracing failure: convert without sharing
-        warnings.warn(
-            f"convert(method='dynopool'): torch.fx could not trace the model ({type(e).__name__}: {e}); "
-            "resizers are not shared, so a residual block's paths may disagree in size",
-            stacklevel=3,
+
+def _learnable(m: nn.Module, pool: DynOPool2d) -> nn.Module:
+    """What replaces layer ``m``: the pool, or (a strided conv) the conv at stride 1 followed by the pool."""
+    if not isinstance(m, nn.Conv2d):
+        return pool
+    conv = copy.deepcopy(m)
+    conv.stride = (1, 1)
+    return nn.Sequential(conv, pool)
+
+
+def _new_pool(m: nn.Module, min_size: int, backend: Optional[str]) -> DynOPool2d:
+    sh, sw = _stride(m)
+    param = next(m.parameters(), None)
+    return DynOPool2d((1.0 / sh, 1.0 / sw), min_size=min_size, backend=backend,
+                      device=param.device if param is not None else None)  # fmt: skip
+
+
+def _dynopool_groups(model: nn.Module, layers: Dict[str, nn.Module], o: dict, traced: _netgraph.Traced
+                     ) -> List[List[str]]:  # fmt: skip
+    """The groups of ``layers`` that share one DynOPool2d, checked on meta inputs. Refuses, naming every
+    module involved, what would stop running when the scales move."""
+    gm = traced.gm
+    hidden = {leaf: [n for n in layers if n.startswith(leaf + ".")] for leaf in traced.opaque}
+    hidden = {leaf: ns for leaf, ns in hidden.items() if ns}
+    if hidden:
+        names = sorted(n for ns in hidden.values() for n in ns)
+        where = "; ".join(f"`{leaf}` ({traced.opaque[leaf]}), which holds the strided layers {ns}"
+                          for leaf, ns in hidden.items())  # fmt: skip
+        raise ValueError(
+            f"{_DP}: torch.fx cannot trace {where}, so convert cannot check that sizes still match when their "
+            f"scales move; pass exclude={names!r} to keep them"
         )
-        return None
-    parent = {n: n for n in names}
-
-    def find(a):
-        while parent[a] != a:
-            parent[a] = parent[parent[a]]
-            a = parent[a]
-        return a
-
-    nearest: Dict[torch.fx.Node, frozenset] = {}
-    for node in graph.nodes:  # topological order
-        if node.op == "call_module" and node.target in names:
-            nearest[node] = frozenset([node.target])
+    spec = _probe_spec(model, o["input_size"])
+    reports: List[str] = []
+    refused: Set[str] = set()
+    groups: List[List[str]] = []
+    while True:
+        active = {n: m for n, m in layers.items() if n not in refused}
+        if not active:
+            break
+        # At the initial scales (shared or not, the sizes are the same): the shapes the ties need.
+        failure, shapes = _probe(gm, active, {n: (1.0, 1.0) for n in active}, o, spec)
+        if failure is not None:
+            if len(active) == len(layers) and _netgraph.run_graph(gm, {}, spec)[0] is not None:
+                raise ValueError(
+                    f"{_DP}: {type(model).__name__} does not run on a probe input of {spec} ({failure.where}: "
+                    f"{failure.error}); pass input_size=(C, H, W) of an input it accepts"
+                )
+            refused |= _report(reports, "at the initial scales", failure, gm, active, shapes, None, layers)
             continue
-        ups = [a for a in node.all_input_nodes]
-        nearest[node] = frozenset().union(*(nearest.get(a, frozenset()) for a in ups)) if ups else frozenset()
-        if node.target in _MERGES and len(ups) >= 2:
-            groups = [nearest.get(a, frozenset()) for a in ups]
-            members = sorted(frozenset().union(*groups))
-            for other in members[1:]:
-                parent[find(other)] = find(members[0])
-    out: Dict[str, Set[str]] = {}
-    for n in names:
-        out.setdefault(find(n), set()).add(n)
-    return list(out.values())
+        groups = _netgraph.lineage_ties(gm, active, shapes)
+        mixed = [g for g in groups if len({_stride(active[n]) for n in g}) > 1]
+        for g in mixed:
+            strides = {n: _stride(active[n]) for n in g}
+            reports.append(f"{_ticks(g)} must keep one output size (their outputs are combined) but have "
+                           f"different strides {strides}")  # fmt: skip
+            refused |= set(g)
+        if mixed:
+            continue
+        for label, factors in _probe_settings(groups):
+            failure, shapes = _probe(gm, active, {n: f for g, f in zip(groups, factors) for n in g}, o, spec)
+            if failure is not None:
+                refused |= _report(reports, label, failure, gm, active, shapes, groups, layers)
+                break
+        else:
+            break
+    if reports:
+        left = [n for n in layers if n not in refused]
+        keep = sorted(refused | o["exclude"])
+        rest = (f"convert the rest with exclude={keep!r} (those layers keep their fixed strides)"
+                if left else "none of its strided layers can become learnable")  # fmt: skip
+        raise ValueError(
+            f"{_DP}: cannot make every strided layer of {type(model).__name__} learnable; probed on a "
+            f"{spec} input, sizes stop matching when the scales move:\n  - " + "\n  - ".join(reports) + f"\n{rest}"
+        )
+    return groups
+
+
+def _probe_settings(groups: List[List[str]]):
+    """(label, per-group (factor_h, factor_w) of α) of each probe after the initial one."""
+    n = len(_PROBE_FACTORS)
+    yield f"with every α ×{_PROBE_UNIFORM}", [(_PROBE_UNIFORM, _PROBE_UNIFORM)] * len(groups)
+    yield "with each group's α moved on its own", [(_PROBE_FACTORS[k % n], _PROBE_FACTORS[(k + 3) % n])
+                                                   for k in range(len(groups))]  # fmt: skip
+
+
+def _probe(gm, active: Dict[str, nn.Module], factors: Dict[str, Tuple[float, float]], o: dict, spec):
+    """Run the graph with each layer of ``active`` as a shape-only DynOPool2d at α = stride × its factors."""
+    swap = {}
+    for n, m in active.items():
+        (sh, sw), (fh, fw) = _stride(m), factors[n]
+        swap[n] = _netgraph.MetaPool((sh * fh, sw * fw), o["min_size"], m if isinstance(m, nn.Conv2d) else None)
+    return _netgraph.run_graph(gm, swap, spec)
+
+
+def _ticks(names: Iterable[str]) -> str:
+    return ", ".join(f"`{n}`" for n in names)
+
+
+def _report(reports: List[str], label: str, failure, gm, active, shapes, groups, layers) -> Set[str]:
+    """Describe a probe failure; returns the layers involved (the resizers nearest above it, whole groups)."""
+    nearest, fixed = _netgraph.upstream(failure.node, set(active), shapes, gm, skip=layers)
+    involved = set(nearest) or set(active)
+    for g in groups or ():
+        if involved & set(g):
+            involved |= set(g)
+    text = f"{label}, {failure.where} fails ({failure.error}); the learnable layers involved: "
+    text += _ticks(sorted(involved))
+    if fixed:
+        text += "; fixed resizing on the way: " + ", ".join(_netgraph.where_node(gm, f) for f in fixed)
+    reports.append(text)
+    return involved
 
 
 def _set_submodule(model: nn.Module, name: str, new: nn.Module) -> None:
@@ -239,36 +389,57 @@ def _set_submodule(model: nn.Module, name: str, new: nn.Module) -> None:
     setattr(parent, child, new)
 
 
-def _convert_dynopool(model: nn.Module, exclude: Sequence[str] = (), min_size: int = 2, backend: Optional[str] = None) -> nn.Module:
-    layers = _candidates(model, set(exclude))
+def _convert_dynopool(model: nn.Module, o: dict) -> nn.Module:
+    layers = _candidates(model, o["exclude"])
     if not layers:
-        raise ValueError(
-            "convert(method='dynopool'): the model has no strided pooling layer or strided Conv2d to make learnable"
-        )
-    groups = _tie_groups(model, layers) or [{n} for n in layers]
-    shared: Dict[str, DynOPool2d] = {}
+        raise ValueError(f"{_DP}: the model has no strided pooling layer or strided Conv2d to make learnable")
+    traced = _netgraph.trace(model, layers)
+    groups = [[n] for n in layers] if traced.gm is None else _dynopool_groups(model, layers, o, traced)
+    pools: List[Tuple[DynOPool2d, Tuple[int, int]]] = []
     for group in groups:
-        strides = {n: _stride(layers[n]) for n in group}
-        if len(set(strides.values())) > 1:
-            raise ValueError(
-                f"convert(method='dynopool'): layers {sorted(group)} must keep one output size (their outputs are "
-                f"combined) but have different strides {strides}"
-            )
-        sh, sw = next(iter(strides.values()))
-        ref = layers[sorted(group)[0]]
-        param = next(ref.parameters(), None)
-        pool = DynOPool2d((1.0 / sh, 1.0 / sw), min_size=min_size, backend=backend,
-                          device=param.device if param is not None else None)  # fmt: skip
+        pool = _new_pool(layers[group[0]], o["min_size"], o["backend"])
+        pools.append((pool, _stride(layers[group[0]])))
         for n in group:
-            shared[n] = pool
-    for name, m in layers.items():
-        if isinstance(m, nn.Conv2d):
-            conv = copy.deepcopy(m)
-            conv.stride = (1, 1)
-            _set_submodule(model, name, nn.Sequential(conv, shared[name]))
-        else:
-            _set_submodule(model, name, shared[name])
+            _set_submodule(model, n, _learnable(layers[n], pool))
+    if traced.gm is None:
+        _check_untraced(model, layers, pools, o, traced.error)
     return model
+
+
+def _check_untraced(model: nn.Module, layers: Dict[str, nn.Module], pools, o: dict, why: str) -> None:
+    """A model fx cannot trace (``why``), converted without sharing: probe it as a whole; undo and refuse if
+    it fails."""
+    spec = _probe_spec(model, o["input_size"])
+    n = len(_PROBE_FACTORS)
+    settings = [[(1.0, 1.0)] * len(pools), [(_PROBE_UNIFORM, _PROBE_UNIFORM)] * len(pools),
+                [(_PROBE_FACTORS[k % n], _PROBE_FACTORS[(k + 3) % n]) for k in range(len(pools))]]  # fmt: skip
+    probe = _netgraph.probe_copy(nn.ModuleList([model] + [p for p, _ in pools]), [p.alpha for p, _ in pools])
+    net, copies = probe[0], list(probe)[1:]
+    failure = None
+    with _netgraph.fake_mode() as mode:
+        for factors in settings:
+            with torch.no_grad():
+                for pool, (_, (sh, sw)), (fh, fw) in zip(copies, pools, factors):
+                    pool.alpha.copy_(torch.tensor([sh * fh, sw * fw]))
+            refresh_shapes(net)
+            failure = _netgraph.run_module(net, spec, mode)
+            if failure is not None:
+                break
+    if failure is None:
+        warnings.warn(
+            f"{_DP}: torch.fx could not trace {type(model).__name__} ({why}); its resizers are not shared "
+            "(probed on fake inputs, it still runs when their scales move)",
+            stacklevel=4,
+        )
+        return
+    for name, m in layers.items():  # undo: `inplace` conversions leave the model as it was
+        _set_submodule(model, name, m)
+    raise ValueError(
+        f"{_DP}: torch.fx cannot trace {type(model).__name__} ({why}), so convert cannot tell which resizers must "
+        f"share a scale; converted without sharing, it fails when the scales move ({failure.where}: {failure.error}); "
+        f"make its forward traceable, or keep the layers involved with exclude=[...] (its strided layers: "
+        f"{_ticks(layers)})"
+    )
 
 
 # =============================================================================
@@ -282,9 +453,10 @@ _SA_LAYOUTS = ("keep", "official")
 _SA_OPTIONS = ("input_dim", "output_dim", "num", "mode", "r1", "r2", "layout", "backend")
 _SA = "convert(method='shape_adaptor')"
 _SUPPORTED = (
-    "the VGG family (torchvision VGG, or an nn.Sequential of Conv2d/BatchNorm2d/ReLU/pooling), the ResNet family "
-    "(torchvision ResNet of BasicBlock/Bottleneck) and the MobileNetV2 family (torchvision MobileNetV2 of "
-    "InvertedResidual)"
+    "VGG-like stacks (an nn.Sequential of Conv2d/BatchNorm2d/ReLU/pooling holding every down-sampling layer: "
+    "torchvision's and timm's VGG), residual networks whose down-sampling blocks have a projection shortcut "
+    "(torchvision's and timm's ResNet and ResNet-D, RegNet), inverted-residual networks (MobileNetV2/V3, "
+    "EfficientNet) and stacks of size-keeping residual blocks between strided convolutions (ConvNeXt)"
 )
 # Layers a VGG feature extractor may hold.
 _VGG_LAYERS = (nn.Conv2d, nn.BatchNorm2d, nn.ReLU, nn.ReLU6, nn.MaxPool2d, nn.AvgPool2d,
@@ -423,29 +595,85 @@ def _sa_options(options: dict) -> dict:
 
 
 def _family(model: nn.Module) -> str:
-    """'vgg' / 'resnet' / 'mobilenet_v2', or a ValueError naming what was found (read-only)."""
+    """'vgg' / 'resnet' / 'mobilenet_v2' / 'stack', or a ValueError naming what was found (read-only).
+
+    Recognised by structure (:func:`resizeops._netgraph.units`: the network as a
+    chain of layers and blocks, traced with ``torch.fx``), not by class or
+    attribute names: torchvision's and timm's models and user models built the
+    same way are one family each.
+    """
     done = [n for n, m in model.named_modules() if isinstance(m, _Resizer)]
     if done:
         raise _refuse(model, f"it already holds learnable resizers (`{done[0] or type(model).__name__}`)")
-    tv = _torchvision()
-    if tv is not None:
-        if isinstance(model, tv["VGG"]):
-            _vgg_units(model, model.features)
-            return "vgg"
-        # User models of the family: torchvision's attribute names, run in torchvision's order.
-        looks_resnet = all(hasattr(model, a) for a in ("conv1", "bn1", "relu", "maxpool", "layer1"))
-        if isinstance(model, tv["ResNet"]) or looks_resnet:
-            _resnet_blocks(model, tv)
-            return "resnet"
-        feats = getattr(model, "features", None)
-        looks_mobilenet = isinstance(feats, nn.Sequential) and any(isinstance(m, tv["InvertedResidual"]) for m in feats)
-        if isinstance(model, tv["MobileNetV2"]) or looks_mobilenet:
-            _mobilenet_blocks(model, tv)
-            return "mobilenet_v2"
-    if isinstance(model, nn.Sequential):
-        _vgg_units(model, model)
-        return "vgg"
-    raise _refuse(model, "not a network of a family it knows" + ("" if tv else " (torchvision is not installed)"))
+    units = _netgraph.units(model)
+    if units is None:
+        raise _refuse(model, "its forward is not one chain of layers and blocks (it has parallel paths outside "
+                             "its blocks, as HRNet's branches at several resolutions), and Shape Adaptor's cells are "
+                             "defined for a single path")  # fmt: skip
+    return _body(model, units)[0]
+
+
+def _is_block(u: _netgraph.Unit) -> bool:
+    """A residual block, or an inverted-residual block without a skip (a depthwise conv among ≥ 2 convs)."""
+    if u.kind == "residual":
+        return True
+    convs = [m for m in u.module.modules() if isinstance(m, nn.Conv2d)]
+    return u.kind == "plain" and len(convs) >= 2 and any(map(_netgraph.depthwise_conv, convs))
+
+
+def _unit_strided(u: _netgraph.Unit) -> bool:
+    return any(_strided(m) for m in u.module.modules())
+
+
+def _what(u: _netgraph.Unit) -> str:
+    return f"`{u.name}` ({type(u.module).__name__})"
+
+
+def _body(model: nn.Module, units: List[_netgraph.Unit]):
+    """(family, stem units, block units, head units); refuses, naming the unit, what no family covers."""
+    for u in units:
+        if u.kind == "opaque" and _unit_strided(u):
+            raise _refuse(model, f"torch.fx cannot trace {_what(u)}, which down-samples")
+        if u.kind == "block":
+            raise _refuse(model, f"{_what(u)} merges its paths otherwise than by a residual add (a concatenation, "
+                                 f"parallel branches), which no Shape Adaptor cell covers")  # fmt: skip
+    idx = [k for k, u in enumerate(units) if _is_block(u)]
+    if not idx:
+        seq = _vgg_sequential(model, units)
+        _vgg_units(model, seq)
+        return "vgg", [], [], []
+    stem, body, head = units[: idx[0]], units[idx[0] : idx[-1] + 1], units[idx[-1] + 1 :]
+    late = [u for u in head if _unit_strided(u)]
+    if late:
+        raise _refuse(model, f"{_what(late[0])} down-samples after the last block")
+    strided = [u for u in body if _unit_strided(u)]
+    if any(u.kind == "residual" and u.shortcut == "projection" for u in body):
+        # The ResNet family: every block residual; a down-sampling one has a projection shortcut.
+        for u in body:
+            if u.kind != "residual":
+                raise _refuse(model, f"{_what(u)} sits between residual blocks but is none (a ResNet's stages "
+                                     f"are made of residual blocks only)")  # fmt: skip
+            if _unit_strided(u) and u.shortcut != "projection":
+                raise _refuse(model, f"{_what(u)} down-samples but its shortcut is the identity")
+        return "resnet", stem, body, head
+    if any(_is_block(u) and u.kind == "plain" for u in strided):
+        # Inverted residuals: blocks with a depthwise conv, the down-sampling ones without a skip; among
+        # them, blocks with an identity skip or without one (EfficientNetV2's fused blocks have no
+        # depthwise conv).
+        for u in body:
+            convs = sum(isinstance(m, nn.Conv2d) for m in u.module.modules())
+            if not ((u.kind == "residual" and u.shortcut == "identity") or (u.kind == "plain" and convs >= 2)):
+                raise _refuse(model, f"{_what(u)} sits between inverted-residual blocks but is none")
+        return "mobilenet_v2", stem, body, head
+    if all(not _unit_strided(u) for u in body if _is_block(u)):
+        # Size-keeping residual blocks between strided convolutions (ConvNeXt): a VGG-like stack of blocks.
+        for u in body:
+            if not _is_block(u) and u.kind not in ("layer", "plain"):
+                raise _refuse(model, f"{_what(u)} sits between the blocks but is neither a block nor a layer")
+        return "stack", stem, body, head
+    bad = next(u for u in strided if _is_block(u))
+    raise _refuse(model, f"{_what(bad)} down-samples inside a block without a projection shortcut, among blocks "
+                         f"that are not inverted residuals")  # fmt: skip
 
 
 def _spread(candidates: list, num: int, span: Optional[int] = None) -> list:
@@ -473,7 +701,7 @@ def _count(o: dict, family: str, candidates: list, where: str) -> int:
     d = o["input_dim"]
     if o["mode"] == "standard":
         num = num_adaptors(d, r1=o["r1"])  # Eq. 3 as the official int(log2(D_in / 2))
-    elif family == "VGG":  # the official grid-searched AutoSC numbers (note < vs ≤ 64: as the official)
+    elif family.startswith("VGG"):  # the official grid-searched AutoSC numbers (note < vs ≤ 64: as the official)
         num = 2 if d < 64 else 4
     elif family == "ResNet":
         num = 2 if d <= 64 else 4
@@ -539,10 +767,13 @@ def _strided(m: nn.Module) -> bool:
 
 
 def _unstride(module: nn.Module) -> None:
-    """Every Conv2d in ``module`` (itself included) at stride 1."""
+    """Every Conv2d in ``module`` (itself included) at stride 1; every strided pooling layer an identity
+    (kernel 1: a ResNet-D shortcut's average pool)."""
     for m in module.modules():
         if isinstance(m, nn.Conv2d):
             m.stride = (1, 1)
+        elif isinstance(m, _POOLS) and _strided(m):
+            m.kernel_size, m.stride, m.padding = 1, 1, 0
 
 
 def _factor(*modules: nn.Module) -> Tuple[float, float]:
@@ -609,9 +840,25 @@ def _vgg_units(model: nn.Module, seq: nn.Sequential) -> List[Tuple[int, int]]:
     return units
 
 
+def _vgg_sequential(model: nn.Module, units: Optional[List[_netgraph.Unit]] = None) -> nn.Sequential:
+    """The VGG feature extractor: the model itself if it is an nn.Sequential, else the nn.Sequential of
+    VGG layers in its chain that holds every down-sampling layer (torchvision's and timm's ``features``)."""
+    if isinstance(model, nn.Sequential):
+        return model
+    units = _netgraph.units(model) if units is None else units
+    strided = [m for m in model.modules() if _strided(m)]
+    for u in units or ():
+        m = u.module
+        if (isinstance(m, nn.Sequential) and all(isinstance(c, _VGG_LAYERS) for c in m)
+                and all(any(s is c for c in m) for s in strided)):  # fmt: skip
+            return m
+    where = [n for n, m in model.named_modules() if _strided(m)]
+    raise _refuse(model, "it has neither residual nor inverted-residual blocks, and no nn.Sequential of VGG layers "
+                         f"holds all of its down-sampling layers ({_ticks(where) or 'it has none'})")  # fmt: skip
+
+
 def _sa_vgg(model: nn.Module, o: dict) -> nn.Module:
-    tv = _torchvision()
-    seq = model.features if tv is not None and isinstance(model, tv["VGG"]) else model
+    seq = _vgg_sequential(model)
     units = _vgg_units(model, seq)
     pools = [i for i, m in enumerate(seq) if isinstance(m, (nn.MaxPool2d, nn.AvgPool2d)) and _strided(m)]
     if o["layout"] == "official" and o["input_dim"] <= 64:
@@ -667,28 +914,204 @@ def _sa_vgg(model: nn.Module, o: dict) -> nn.Module:
 # -- ResNet -------------------------------------------------------------------
 
 
-def _resnet_blocks(model: nn.Module, tv) -> List[Tuple[nn.Sequential, int, nn.Module]]:
-    """(stage, index in it, block) for every residual block; refuses blocks it does not know."""
-    out = []
-    k = 1
-    while hasattr(model, f"layer{k}"):
-        stage = getattr(model, f"layer{k}")
-        if not isinstance(stage, nn.Sequential):
-            raise _refuse(model, f"`layer{k}` is a {type(stage).__name__}, not an nn.Sequential of blocks")
-        for j, b in enumerate(stage):
-            if not (isinstance(b, (tv["BasicBlock"], tv["Bottleneck"]))
-                    and type(b).forward in (tv["BasicBlock"].forward, tv["Bottleneck"].forward)):  # fmt: skip
-                raise _refuse(model, f"`layer{k}.{j}` is a {type(b).__name__}, not a torchvision BasicBlock/Bottleneck")
-            ds = b.downsample
-            if ds is not None and not (isinstance(ds, nn.Sequential) and len(ds) >= 1 and isinstance(ds[0], nn.Conv2d)):
-                raise _refuse(model, f"`layer{k}.{j}.downsample` is not a Sequential(Conv2d, norm) shortcut")
-            out.append((stage, j, b))
+class _Stem:
+    """The layers before a network's first block: its strided convolutions and the strided pool whose
+    place the stem adaptor takes (or, without one, the stem's last unit, which the adaptor follows)."""
+
+    def __init__(self, model: nn.Module, units: List[_netgraph.Unit], first_block: nn.Module) -> None:
+        self.model, self.units = model, units
+        self.convs = [m for u in units for m in u.module.modules() if isinstance(m, nn.Conv2d) and _strided(m)]
+        pools = [u for u in units if isinstance(u.module, _POOLS) and _strided(u.module)]
+        self.pool = pools[-1] if pools else None
+        self.ref = self.convs[0] if self.convs else first_block  # for the adaptors' device
+
+    def unstride(self) -> None:
+        for c in self.convs:
+            c.stride = (1, 1)
+
+    def put(self, module: Optional[nn.Module]) -> None:
+        """``module`` after the stem: in the strided pool's place (an Identity if None), else after its last unit."""
+        if self.pool is not None:
+            setattr(self.pool.parent, self.pool.key, module if module is not None else nn.Identity())
+        elif module is not None:
+            if not self.units:
+                raise _refuse(self.model, "it has no stem before its first block to put an adaptor after")
+            _append_after(self.model, self.units[-1], module)
+
+
+def _resnet_blocks(model: nn.Module, tv=None) -> Tuple[_Stem, List[Tuple[nn.Module, str, nn.Module]]]:
+    """The stem and (stage, key in it, block) for every residual block, in call order; refuses other layouts."""
+    units = _netgraph.units(model)
+    family, stem, body, _ = _body(model, units) if units is not None else (None, [], [], [])
+    if family != "resnet":
+        raise _refuse(model, "it is not a chain of residual blocks with projection shortcuts")
+    if len(body) < 2:
+        raise _refuse(model, f"it has {len(body)} residual block(s); a ResNet needs at least two")
+    return _Stem(model, stem, body[0].module), [(u.parent, u.key, u.module) for u in body]
+
+
+def _torchvision_block(block: nn.Module, *names: str) -> bool:
+    """``block`` runs the forward of one of torchvision's classes ``names`` (its own cells apply)."""
+    tv = _torchvision()
+    return tv is not None and any(type(block).forward is tv[n].forward for n in names)
+
+
+def _free_name(module: nn.Module, name: str) -> str:
+    """``name`` (or ``name1``, ``name2``, …) made free for a new child of ``module`` (an attribute that
+    is None, as a block's absent ``downsample``, is taken over)."""
+    k = 0
+    candidate = name
+    while hasattr(module, candidate):
+        if getattr(module, candidate) is None:
+            if candidate in module._modules:
+                del module._modules[candidate]
+            else:
+                delattr(module, candidate)
+            break
         k += 1
-    if not isinstance(getattr(model, "conv1"), nn.Conv2d):
-        raise _refuse(model, f"its stem `conv1` is a {type(model.conv1).__name__}, not a Conv2d")
-    if len(out) < 2:
-        raise _refuse(model, f"it has {len(out)} residual block(s); a ResNet needs at least two")
+        candidate = f"{name}{k}"
+    return candidate
+
+
+def _new_projection(ref: nn.Module, cin: int, cout: int, stride: int) -> nn.Sequential:
+    """A new 1×1 conv + BN shortcut on ``ref``'s device and dtype, in ``ref``'s train/eval mode."""
+    param = next(ref.parameters())
+    like = dict(device=param.device, dtype=param.dtype)
+    conv = nn.Conv2d(cin, cout, 1, stride=stride, bias=False, **like)
+    nn.init.kaiming_normal_(conv.weight, mode="fan_out", nonlinearity="relu")  # as torchvision and the official
+    return nn.Sequential(conv, nn.BatchNorm2d(cout, **like)).train(ref.training)
+
+
+def _path_modules(graph: torch.fx.Graph, node: torch.fx.Node) -> List[str]:
+    """The children called on the way from the graph's input to ``node``."""
+    out, todo, seen = [], [node], set()
+    while todo:
+        a = todo.pop()
+        if a in seen:
+            continue
+        seen.add(a)
+        if a.op == "call_module":
+            out.append(a.target)
+        todo.extend(a.all_input_nodes)
     return out
+
+
+def _graph_cell(block: nn.Module, what: str) -> torch.fx.Graph:
+    """The block's own forward as a graph to edit (children as leaves); refuses blocks that cannot be."""
+    graph = _netgraph.shallow_trace(block)
+    if graph is None or not _netgraph.same_in_train_and_eval(block):
+        why = "torch.fx cannot trace its forward" if graph is None else "its forward depends on training mode"
+        raise ValueError(f"{_SA}: cannot make {type(block).__name__} {what}: {why}")
+    return graph
+
+
+def _graph_residual_cell(block: nn.Module, adaptor: ShapeAdaptor) -> nn.Module:
+    """A residual block of any library as the residual adaptor cell, from its own forward (``torch.fx``).
+
+    The residual ``add`` becomes ``adaptor(low, main)``: the main path at stride 1
+    as the high branch, the shortcut at stride 2 as the low branch (the block's
+    own projection, made strided if it was not; a new 1×1 conv + BN if the
+    shortcut was the identity). What follows the add (the activation) stays. The
+    children keep their names, so every weight keeps its ``state_dict`` name.
+    """
+    graph = _graph_cell(block, "a residual adaptor cell")
+    merge, main, short, kind = _netgraph.residual(graph, block)
+    on_main, on_short = set(_path_modules(graph, main)), set(_path_modules(graph, short))
+    for name in on_main - on_short:
+        _unstride(block.get_submodule(name))
+    placeholder = next(n for n in graph.nodes if n.op == "placeholder")
+    if kind == "identity":
+        conv = next(m for m in block.modules() if isinstance(m, nn.Conv2d))
+        projection = _new_projection(conv, conv.in_channels, conv.in_channels, 2)
+        calls = [n for n in graph.nodes if n.op == "call_module" and n.target in on_short - on_main]
+        if len(calls) == 1 and calls[0].args == (placeholder,) and "." not in calls[0].target and not any(
+                True for _ in block.get_submodule(calls[0].target).parameters()):  # fmt: skip
+            # The shortcut is a weightless module (an Identity `downsample`): the projection takes its place.
+            setattr(block, calls[0].target, projection)
+            low = calls[0]
+        else:
+            low_name = _free_name(block, "downsample")
+            block.add_module(low_name, projection)
+            with graph.inserting_before(merge):
+                low = graph.call_module(low_name, (placeholder,))
+    else:
+        low = short
+        layers = [m for n in on_short - on_main for m in block.get_submodule(n).modules()]
+        if not any(_strided(m) for m in layers):
+            first = next(m for m in layers if isinstance(m, nn.Conv2d))
+            first.stride = (2, 2)  # the block's own shortcut weights, now the ×½ branch
+    name = _free_name(block, "adaptor")
+    block.add_module(name, adaptor)
+    with graph.inserting_before(merge):
+        cell = graph.call_module(name, (low, main))
+    merge.replace_all_uses_with(cell)
+    graph.erase_node(merge)
+    return _graph_module(block, graph, f"{type(block).__name__}ShapeAdaptorCell")
+
+
+def _graph_ir_cell(block: nn.Module, adaptor: ShapeAdaptor) -> nn.Module:
+    """An inverted-residual block of any library as the official MobileNetV2 cell: ``adaptor(main(x))``,
+    its identity skip (if any) dropped, from its own forward (``torch.fx``); names kept."""
+    graph = _graph_cell(block, "an inverted-residual adaptor cell")
+    res = _netgraph.residual(graph, block)
+    if res is not None and res[3] == "identity":
+        merge, main = res[0], res[1]
+        merge.replace_all_uses_with(main)
+        graph.erase_node(merge)
+    name = _free_name(block, "adaptor")
+    block.add_module(name, adaptor)
+    _append_to_graph(graph, name)
+    return _graph_module(block, graph, f"{type(block).__name__}ShapeAdaptorCell")
+
+
+def _graph_module(root: nn.Module, graph: torch.fx.Graph, class_name: str) -> torch.fx.GraphModule:
+    """A GraphModule of an edited graph over ``root``'s children (their names, so their weights', kept)."""
+    gm = torch.fx.GraphModule(root, graph, class_name=class_name)
+    gm.graph.eliminate_dead_code()  # what fed only the removed operations (an identity shortcut)
+    gm.recompile()
+    return gm
+
+
+def _append_to_graph(graph: torch.fx.Graph, name: str) -> None:
+    output = next(n for n in graph.nodes if n.op == "output")
+    value = output.args[0]
+    if not isinstance(value, torch.fx.Node):
+        raise ValueError(f"{_SA}: cannot put an adaptor after a forward that returns {type(value).__name__}")
+    with graph.inserting_before(output):
+        output.args = (graph.call_module(name, (value,)),)
+
+
+def _append_after(model: nn.Module, unit: _netgraph.Unit, new: nn.Module) -> None:
+    """Make ``new`` follow ``unit`` in the network without renaming any weight.
+
+    In order: inside it if it is an nn.Sequential; wrapped with it as
+    ``Sequential(unit, new)`` if it has no weights and runs once; after the child
+    whose output it returns, recursively (a conv-norm-activation unit: after the
+    activation); else its own forward as a graph with ``new`` applied last.
+    """
+    m = unit.module
+    if isinstance(m, nn.Sequential):
+        m.append(new)
+        return
+    once = sum(1 for _, x in model.named_modules(remove_duplicate=False) if x is m) == 1
+    if once and next(m.parameters(), None) is None and next(m.buffers(), None) is None:
+        setattr(unit.parent, unit.key, nn.Sequential(m, new))
+        return
+    graph = _netgraph.shallow_trace(m)
+    if graph is not None:
+        output = next(n for n in graph.nodes if n.op == "output")
+        last = output.args[0]
+        if isinstance(last, torch.fx.Node) and last.op == "call_module" and "." not in last.target:
+            calls = [n for n in graph.nodes if n.op == "call_module" and n.target == last.target]
+            if len(calls) == 1:
+                child = m.get_submodule(last.target)
+                name = f"{unit.name}.{last.target}"
+                return _append_after(model, _netgraph.Unit(name, child, m, last.target, "layer"), new)
+    graph = _graph_cell(m, "end with an adaptor")
+    name = _free_name(m, "adaptor")
+    m.add_module(name, new)
+    _append_to_graph(graph, name)
+    setattr(unit.parent, unit.key, _graph_module(m, graph, type(m).__name__))
 
 
 def _projection(block: nn.Module, stride: int) -> nn.Sequential:
@@ -702,8 +1125,10 @@ def _projection(block: nn.Module, stride: int) -> nn.Sequential:
     return nn.Sequential(conv, nn.BatchNorm2d(cout, **like)).train(block.training)
 
 
-def _residual_cell(o: dict, block: nn.Module, alpha: float) -> ShapeAdaptorResidualBlock:
+def _residual_cell(o: dict, block: nn.Module, alpha: float) -> nn.Module:
     """The block as a residual adaptor cell: main path at stride 1, shortcut at stride 2 as the low branch."""
+    if not _torchvision_block(block, "BasicBlock", "Bottleneck"):
+        return _graph_residual_cell(block, _adaptor(o, alpha, block, residual=True))
     for name in ("conv1", "conv2", "conv3"):
         if hasattr(block, name):
             getattr(block, name).stride = (1, 1)
@@ -715,6 +1140,19 @@ def _residual_cell(o: dict, block: nn.Module, alpha: float) -> ShapeAdaptorResid
     return ShapeAdaptorResidualBlock(block, _adaptor(o, alpha, block, residual=True), low)
 
 
+def _block_factor(block: nn.Module) -> Tuple[float, float]:
+    """The fixed resizing factor of a kept residual block: its main path's (the shortcut's is the same).
+
+    torchvision's blocks: ``conv1``–``conv3``. Other blocks: the strongest single
+    down-sampling layer in them, since each of a residual block's paths down-samples
+    once (ResNet, ResNet-D's pooled shortcut, RegNet).
+    """
+    if _torchvision_block(block, "BasicBlock", "Bottleneck"):
+        return _factor(*(getattr(block, c) for c in ("conv1", "conv2", "conv3") if hasattr(block, c)))
+    factors = [_factor(m) for m in block.modules() if _strided(m)] or [(1.0, 1.0)]
+    return min(f[0] for f in factors), min(f[1] for f in factors)
+
+
 def _official_resnet_layout(model: nn.Module, o: dict, blocks) -> None:
     """The official code's ResNet for ``mode`` and ``input_dim`` (``layout="official"``).
 
@@ -724,6 +1162,10 @@ def _official_resnet_layout(model: nn.Module, o: dict, blocks) -> None:
     the max-pool. In standard mode every stage's first block has a 1×1 projection
     (torchvision's ``layer1.0`` of BasicBlock ResNets has none).
     """
+    if not (isinstance(getattr(model, "conv1", None), nn.Conv2d) and hasattr(model, "maxpool")
+            and all(_torchvision_block(b, "BasicBlock", "Bottleneck") for _, _, b in blocks)):  # fmt: skip
+        raise _refuse(model, "layout='official' rebuilds a torchvision ResNet (a `conv1` stem, `maxpool`, "
+                             "BasicBlock/Bottleneck blocks); use layout='keep' for other residual networks")
     d, mode = o["input_dim"], o["mode"]
     if mode == "autosc":
         if d < 64:
@@ -733,15 +1175,17 @@ def _official_resnet_layout(model: nn.Module, o: dict, blocks) -> None:
         # At its stride for now: the mode takes it to 1 (AutoTL: with an adaptor in its place).
         model.conv1 = _new_conv(model.conv1, 3, model.conv1.stride)
     if mode == "standard":
-        for stage, j, b in blocks:
-            if j == 0 and b.downsample is None:
+        for k, (stage, _, b) in enumerate(blocks):
+            first_of_stage = k == 0 or blocks[k - 1][0] is not stage
+            if first_of_stage and b.downsample is None:
                 b.downsample = _projection(b, 1)
 
 
 def _sa_resnet(model: nn.Module, o: dict) -> nn.Module:
-    blocks = _resnet_blocks(model, _torchvision())
+    stem_layers, blocks = _resnet_blocks(model)
     if o["layout"] == "official":
         _official_resnet_layout(model, o, blocks)
+        stem_layers, blocks = _resnet_blocks(model)  # the layout may have replaced the stem
     mode = o["mode"]
     cells: Dict[int, float] = {}  # id(block) → α of its residual cell
     if mode == "standard":
@@ -750,9 +1194,9 @@ def _sa_resnet(model: nn.Module, o: dict) -> nn.Module:
         num = _count(o, "ResNet", candidates, "the stem and every block but the last")
         alpha = _alpha(o, num)
         chosen = _spread(candidates, num)
-        model.conv1.stride = (1, 1)
+        stem_layers.unstride()
         # The stem's adaptor (always the first candidate) takes the max-pool's place.
-        model.maxpool = _adaptor(o, alpha, model.conv1) if "stem" in chosen else nn.Identity()
+        stem_layers.put(_adaptor(o, alpha, stem_layers.ref) if "stem" in chosen else None)
         for _, _, b in blocks:
             if not any(b is c for c in chosen):
                 _unstride(b)  # a stage's first block keeps its shortcut projection, at stride 1
@@ -761,7 +1205,7 @@ def _sa_resnet(model: nn.Module, o: dict) -> nn.Module:
                 cells[id(b)] = alpha
     elif mode == "autosc":
         # Not at a down-sampling layer: no stage's first block, and not the last block.
-        firsts = {id(stage[0]) for stage, _, _ in blocks}
+        firsts = {id(b) for k, (stage, _, b) in enumerate(blocks) if k == 0 or blocks[k - 1][0] is not stage}
         candidates = [b for _, _, b in blocks[:-1] if id(b) not in firsts]
         num = _count(o, "ResNet", candidates, "every block but a stage's first and the last")
         # The official divides by sum(layers) − 3 − 1: one more than the candidates
@@ -770,25 +1214,26 @@ def _sa_resnet(model: nn.Module, o: dict) -> nn.Module:
             cells[id(b)] = ALPHA_AUTOSC
     else:
         stem = []
-        if _strided(model.conv1):
-            model.conv1.stride = (1, 1)
-            stem.append(_adaptor(o, ALPHA_AUTOTL, model.conv1))
-        if _strided(model.maxpool):
+        for conv in stem_layers.convs:
+            conv.stride = (1, 1)
+            stem.append(_adaptor(o, ALPHA_AUTOTL, conv))
+        if stem_layers.pool is not None:
             # As the official: a 2×2 max-pool low branch (not the original 3×3 pool).
-            stem.append(_adaptor(o, ALPHA_AUTOTL, model.conv1))
+            stem.append(_adaptor(o, ALPHA_AUTOTL, stem_layers.ref))
         strided = [b for _, _, b in blocks if any(_strided(m) for m in b.modules())]
         _fixed_count(o, "ResNet", len(stem) + len(strided))
         if stem:
-            model.maxpool = stem[0] if len(stem) == 1 else nn.Sequential(*stem)
+            stem_layers.put(stem[0] if len(stem) == 1 else nn.Sequential(*stem))
         for b in strided:
             cells[id(b)] = ALPHA_AUTOTL
-    events: list = [_factor(model.conv1, model.maxpool)] if mode == "autosc" else []
+    events: list = [_factor(*(u.module for u in stem_layers.units))] if mode == "autosc" else []
     for stage, j, b in blocks:
         if id(b) in cells:
-            stage[j] = _residual_cell(o, b, cells[id(b)])
-            events.append(stage[j].adaptor)
-        elif mode == "autosc":  # the main path's stride (its shortcut's is the same)
-            events.append(_factor(*(getattr(b, c) for c in ("conv1", "conv2", "conv3") if hasattr(b, c))))
+            cell = _residual_cell(o, b, cells[id(b)])
+            setattr(stage, j, cell)
+            events.append(next(m for m in cell.modules() if isinstance(m, ShapeAdaptor)))
+        elif mode == "autosc":
+            events.append(_block_factor(b))
     if mode == "autosc":
         _use_global_sizes(o, events)
     return model
@@ -797,19 +1242,55 @@ def _sa_resnet(model: nn.Module, o: dict) -> nn.Module:
 # -- MobileNetV2 --------------------------------------------------------------
 
 
-def _mobilenet_blocks(model: nn.Module, tv) -> nn.Sequential:
-    """``features``: a conv stem, InvertedResidual blocks, a last conv; refuses other layouts."""
-    f = model.features
-    if not isinstance(f, nn.Sequential) or len(f) < 3:
-        raise _refuse(model, "its `features` is not an nn.Sequential of stem, blocks and last conv")
-    for i in (0, len(f) - 1):
-        if not (isinstance(f[i], nn.Sequential) and len(f[i]) and isinstance(f[i][0], nn.Conv2d)):
-            raise _refuse(model, f"`features.{i}` ({type(f[i]).__name__}) is not a conv-norm-activation layer")
-    for i in range(1, len(f) - 1):
-        b = f[i]
-        if not (isinstance(b, tv["InvertedResidual"]) and type(b).forward is tv["InvertedResidual"].forward):
-            raise _refuse(model, f"`features.{i}` is a {type(b).__name__}, not a torchvision InvertedResidual")
-    return f
+class _Features:
+    """An inverted-residual network as ``_sa_mobilenet`` indexes it: ``[stem, block 1, …, block n, head]``.
+
+    ``f[0]`` is the stem (its one unit, or a detached ModuleList of its units),
+    ``f[i]`` the i-th block (assignable: the block's place in the network), the
+    last item the head; ``append_to_stem`` puts a module after the stem.
+    """
+
+    def __init__(self, model: nn.Module, stem, body, head) -> None:
+        self.model, self.stem, self.body, self.head = model, stem, body, head
+
+    def __len__(self) -> int:
+        return len(self.body) + 2
+
+    @staticmethod
+    def _group(units) -> nn.Module:
+        return units[0].module if len(units) == 1 else nn.ModuleList([u.module for u in units])
+
+    def __getitem__(self, i: int) -> nn.Module:
+        i = i % len(self)
+        if i == 0:
+            return self._group(self.stem)
+        if i == len(self) - 1:
+            return self._group(self.head) if self.head else nn.ModuleList()
+        return self.body[i - 1].module
+
+    def __setitem__(self, i: int, module: nn.Module) -> None:
+        u = self.body[i - 1]
+        setattr(u.parent, u.key, module)
+
+    def append_to_stem(self, module: nn.Module) -> None:
+        _append_after(self.model, self.stem[-1], module)
+
+
+def _mobilenet_blocks(model: nn.Module, tv=None) -> _Features:
+    """The stem, the inverted-residual blocks and the head; refuses other layouts."""
+    units = _netgraph.units(model)
+    family, stem, body, head = _body(model, units) if units is not None else (None, [], [], [])
+    if family != "mobilenet_v2":
+        raise _refuse(model, "it is not a chain of inverted-residual blocks")
+    if not stem:
+        raise _refuse(model, "it has no stem before its first inverted-residual block")
+    return _Features(model, stem, body, head)
+
+
+def _ir_cell(block: nn.Module, adaptor: ShapeAdaptor) -> nn.Module:
+    if _torchvision_block(block, "InvertedResidual"):
+        return ShapeAdaptorInvertedResidual(block, adaptor)
+    return _graph_ir_cell(block, adaptor)
 
 
 def _block_strided(b: nn.Module) -> bool:
@@ -835,9 +1316,10 @@ def _sa_mobilenet(model: nn.Module, o: dict) -> nn.Module:
         for i in blocks:
             b = f[i]
             b.stride = 1
-            # As the official, whose blocks are all built at stride 1: a residual wherever channels allow.
-            inp = next(m for m in b.conv.modules() if isinstance(m, nn.Conv2d)).in_channels
-            b.use_res_connect = inp == b.out_channels
+            if _torchvision_block(b, "InvertedResidual"):
+                # As the official, whose blocks are all built at stride 1: a residual wherever channels allow.
+                inp = next(m for m in b.conv.modules() if isinstance(m, nn.Conv2d)).in_channels
+                b.use_res_connect = inp == b.out_channels
         # The stem and every block; the last conv is no candidate (the official counts sum(n) + 2 − 1).
         candidates = [0] + blocks
         num = _count(o, "MobileNetV2", candidates, "the stem and every block")
@@ -860,9 +1342,9 @@ def _sa_mobilenet(model: nn.Module, o: dict) -> nn.Module:
         if i in chosen:
             adaptor = _adaptor(o, alpha, f[i])
             if i == 0:
-                f[0].append(adaptor)  # the stem's adaptor follows its activation
+                f.append_to_stem(adaptor)  # the stem's adaptor follows its activation
             else:
-                f[i] = ShapeAdaptorInvertedResidual(f[i], adaptor)
+                f[i] = _ir_cell(f[i], adaptor)
             events.append(adaptor)
         elif mode == "autosc":
             events.append(_factor(f[i]))
@@ -871,19 +1353,107 @@ def _sa_mobilenet(model: nn.Module, o: dict) -> nn.Module:
     return model
 
 
-_SA_CONVERTERS = {"vgg": _sa_vgg, "resnet": _sa_resnet, "mobilenet_v2": _sa_mobilenet}
+# -- Stacks of size-keeping blocks (ConvNeXt) ---------------------------------
+
+
+def _sa_stack(model: nn.Module, o: dict) -> nn.Module:
+    """A stack of size-keeping residual blocks between strided convolutions, as a VGG-like stack of blocks.
+
+    The steps are the stem's and the down-sampling layers' convolutions and the
+    blocks; an adaptor (the VGG max-pool cell) follows a step. ``standard``: the
+    strided convolutions go to stride 1, ``num`` adaptors spread over the steps
+    but the last; ``autosc``: the down-sampling stays, adaptors on the blocks not
+    followed by a down-sampling step; ``autotl``: each strided step at stride 1
+    followed by an adaptor.
+    """
+    units = _netgraph.units(model)
+    _, stem, body, _ = _body(model, units)
+    steps = [u for u in stem + body if _is_block(u) or any(isinstance(m, nn.Conv2d) for m in u.module.modules())]
+    strided = {id(u) for u in steps if _unit_strided(u)}
+    family = "VGG-like stack"
+    if o["mode"] == "standard":
+        for u in steps:
+            if id(u) in strided:
+                _unstride(u.module)
+        candidates = steps[:-1]
+        num = _count(o, family, candidates, "after each block and strided convolution but the last")
+        alpha = _alpha(o, num)
+        chosen = _spread(candidates, num)
+    elif o["mode"] == "autosc":
+        candidates = [u for k, u in enumerate(steps[:-1]) if id(u) not in strided and id(steps[k + 1]) not in strided]
+        num = _count(o, family, candidates, "after each block not followed by a down-sampling step, but the last")
+        alpha = ALPHA_AUTOSC
+        chosen = _spread(candidates, num)
+    else:
+        chosen = [u for u in steps if id(u) in strided]
+        _fixed_count(o, family, len(chosen))
+        alpha = ALPHA_AUTOTL
+        for u in chosen:
+            _unstride(u.module)
+    adaptors = {id(u): _adaptor(o, alpha, u.module) for u in chosen}
+    if o["mode"] == "autosc":  # the official AutoSC sizes and the kept down-sampling, as for VGG
+        events: list = []
+        for u in steps:
+            if id(u) in strided:
+                events.append(_factor(u.module))
+            if id(u) in adaptors:
+                events.append(adaptors[id(u)])
+        _use_global_sizes(o, events)
+    for u in chosen:
+        _append_after(model, u, adaptors[id(u)])
+    return model
+
+
+# The probes after a Shape Adaptor conversion: every α moved by +1, then each by its own amount.
+_SA_PROBE_SHIFTS = (0.9, -0.8, 1.3, -1.1, 0.6)
+
+
+def _check_sa(model: nn.Module, converted: nn.Module, o: dict) -> None:
+    """Refuses a conversion that stops running when the adaptors' scales move (probed on fake inputs)."""
+    d = max(int(round(o["input_dim"])), 1)
+    probe = _netgraph.probe_copy(converted, [m.alpha for m in converted.modules() if isinstance(m, _Resizer)])
+    sas = [m for m in probe.modules() if isinstance(m, ShapeAdaptor)]
+    start = [a.alpha.detach().clone() for a in sas]
+    # The input's channels from the model as given: conversion may turn its first convolution into a graph cell.
+    spec = _netgraph.probe_input(probe, (d, d), _netgraph.probe_input(model, (d, d)).shape[1])
+    n = len(_SA_PROBE_SHIFTS)
+    with _netgraph.fake_mode() as mode:
+        for label, shifts in (("as converted", [0.0] * len(sas)), ("with every α + 1", [1.0] * len(sas)),
+                              ("with each α moved on its own", [_SA_PROBE_SHIFTS[k % n] for k in range(len(sas))])):
+            with torch.no_grad():
+                for a, a0, shift in zip(sas, start, shifts):
+                    a.alpha.copy_(a0 + shift)
+            refresh_shapes(probe)
+            failure = _netgraph.run_module(probe, spec, mode)
+            if failure is not None:
+                raise ValueError(
+                    f"{_SA}: cannot convert {type(model).__name__}: converted, it does not run on a {spec} input "
+                    f"(`input_dim`={d}) {label}: {failure.where} fails ({failure.error})"
+                )
+
+
+_SA_CONVERTERS = {"vgg": _sa_vgg, "resnet": _sa_resnet, "mobilenet_v2": _sa_mobilenet, "stack": _sa_stack}
 
 
 def convert(model: nn.Module, method: str, *, inplace: bool = False, **options) -> nn.Module:
     """A copy of ``model`` (or ``model`` itself with ``inplace``) with learnable resizers.
 
+    Every model it returns still runs when the scales move (it is probed on
+    fake inputs first); what would not is refused with a ``ValueError`` naming
+    every module involved and why.
+
     Args:
-        model: a network built from standard layers (torchvision's ``vgg16``,
-            ``resnet50``, ``mobilenet_v2``, ``efficientnet_b0``, or your own).
+        model: a network built from standard layers (torchvision's or timm's
+            ``vgg16``, ``resnet50``, ``mobilenet_v2``, ``efficientnet_b0``,
+            ``regnetx_002``, ``convnext_atto``, …, or your own).
         method: ``"dynopool"`` or ``"shape_adaptor"`` (see the module docs).
-        options: for ``"dynopool"``: ``exclude`` (qualified names of layers to
-            keep), ``min_size`` (of every DynOPool2d, default 2), ``backend``.
-            For ``"shape_adaptor"`` (VGG, ResNet and MobileNetV2 families only):
+        options: for ``"dynopool"``: ``exclude`` (qualified names of layers, or
+            of modules whose layers, to keep), ``min_size`` (of every
+            DynOPool2d, default 2), ``backend``, ``input_size`` ((C, H, W) or
+            (H, W) of an input the model accepts, for the probes; default timm's
+            ``pretrained_cfg['input_size']``, else 224×224).
+            For ``"shape_adaptor"`` (VGG-like, ResNet, inverted-residual and
+            ConvNeXt-like families only):
             ``input_dim`` (required: the input resolution D_in, e.g. 32 or 224;
             one number, also for non-square inputs), ``output_dim`` (D_out of
             Eq. 4, default 8; standard mode), ``num`` (the number of adaptors;
@@ -901,11 +1471,16 @@ def convert(model: nn.Module, method: str, *, inplace: bool = False, **options) 
         # Bad options and unknown networks are refused before the (possibly large) copy.
         opts = _sa_options(options)
         family = _family(model)
-        if not inplace:
-            model = copy.deepcopy(model)
-        return _SA_CONVERTERS[family](model, opts)
+        rng = torch.random.get_rng_state()
+        converted = _SA_CONVERTERS[family](copy.deepcopy(model), opts)
+        _check_sa(model, converted, opts)
+        if inplace:  # checked on the copy: now the model itself, with the same random draws (new projections)
+            torch.random.set_rng_state(rng)
+            converted = _SA_CONVERTERS[family](model, opts)
+        return converted
     if method == "dynopool":
+        opts = _dp_options(model, options)
         if not inplace:
             model = copy.deepcopy(model)
-        return _convert_dynopool(model, **options)
+        return _convert_dynopool(model, opts)
     raise ValueError(f"convert: `method` must be 'dynopool' or 'shape_adaptor', got {method!r}")

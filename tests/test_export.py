@@ -386,9 +386,36 @@ def _tiny_mobilenet_v2():
     return MobileNetV2(num_classes=5, inverted_residual_setting=setting)
 
 
+class _KeepSize(nn.Module):
+    """A ConvNeXt-like residual block that keeps its input's size (depth-wise 7×7, point-wise MLP)."""
+
+    def __init__(self, c):
+        super().__init__()
+        self.dw = nn.Conv2d(c, c, 7, padding=3, groups=c)
+        self.mlp = nn.Sequential(nn.Conv2d(c, 2 * c, 1), nn.GELU(), nn.Conv2d(2 * c, c, 1))
+
+    def forward(self, x):
+        return x + self.mlp(self.dw(x))
+
+
+class TinyStack(nn.Module):
+    """convert's stack family (ConvNeXt): size-keeping blocks between strided convolutions."""
+
+    def __init__(self):
+        super().__init__()
+        self.stem = nn.Conv2d(3, 8, 2, stride=2)
+        self.stage1 = nn.Sequential(_KeepSize(8), _KeepSize(8))
+        self.down = nn.Conv2d(8, 16, 2, stride=2)
+        self.stage2 = nn.Sequential(_KeepSize(16), _KeepSize(16), _KeepSize(16))
+        self.head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(16, 5))
+
+    def forward(self, x):
+        return self.head(self.stage2(self.down(self.stage1(self.stem(x)))))
+
+
 # One small model per family `convert` knows (its Shape Adaptor families; "dynopool"
 # converts any network and runs on each of them too).
-FAMILIES = {"vgg": _tiny_vgg, "resnet": TinyResNet, "mobilenet_v2": _tiny_mobilenet_v2}
+FAMILIES = {"vgg": _tiny_vgg, "resnet": TinyResNet, "mobilenet_v2": _tiny_mobilenet_v2, "stack": TinyStack}
 CONVERSIONS = [("dynopool", None)] + [("shape_adaptor", mode) for mode in convert_module._SA_MODES]
 
 
