@@ -29,6 +29,7 @@ __all__ = [
 ]
 
 Scale = Optional[Tuple[float, float]]
+_aten = torch.ops.aten
 
 
 def compute_dtype(dtype: torch.dtype) -> torch.dtype:
@@ -51,6 +52,20 @@ def _is_channels_last(x: torch.Tensor) -> bool:
 def output_memory_format(*tensors: torch.Tensor) -> torch.memory_format:
     """channels_last if any 4-D input is channels_last (in → out), else contiguous."""
     return torch.channels_last if any(_is_channels_last(t) for t in tensors) else torch.contiguous_format
+
+
+def _in_format(t: torch.Tensor, fmt: torch.memory_format) -> torch.Tensor:
+    """``t`` with exactly the strides of ``torch.empty(t.shape, memory_format=fmt)``.
+
+    Every backend allocates its outputs that way. ``contiguous(memory_format=fmt)``
+    alone keeps any stride of a size-1 dimension (an (N, C, 1, 1) tensor is
+    contiguous in both formats), so a tensor that is already dense in ``fmt`` is
+    viewed with the canonical strides (same memory, same values).
+    """
+    t = t.contiguous(memory_format=fmt)
+    n, c, h, w = t.shape
+    want = (c * h * w, 1, w * c, c) if fmt == torch.channels_last else (c * h * w, h * w, w, 1)
+    return t if t.stride() == want else t.as_strided(t.shape, want, t.storage_offset())
 
 
 def _query_grid(size_hat: torch.Tensor, out_size: int) -> torch.Tensor:
@@ -99,7 +114,7 @@ def dynopool2d(x: torch.Tensor, alpha: torch.Tensor, out_size: Sequence[int]) ->
     h_hat = (hs - hs.detach()) + ho
     w_hat = (ws - ws.detach()) + wo
     out = dynopool2d_at(x, h_hat, w_hat, (ho, wo))
-    return out.to(x.dtype).contiguous(memory_format=output_memory_format(x))
+    return _in_format(out.to(x.dtype), output_memory_format(x))
 
 
 def resize(x: torch.Tensor, size: Sequence[int], align_corners: bool, scale: Scale = None) -> torch.Tensor:
@@ -114,6 +129,13 @@ def resize(x: torch.Tensor, size: Sequence[int], align_corners: bool, scale: Sca
         if x.shape[-2] == ho and x.shape[-1] == wo:
             return x
         return F.interpolate(x, size=(ho, wo), mode="bilinear", align_corners=align_corners)
+    if not align_corners:
+        # Only the kept window, never the whole up-scaled image (below).
+        plan = _CropPlan(x.shape, (ho, wo), scale)
+        y = _aten.upsample_bilinear2d(plan.input(x), list(plan.call_size), False, *plan.scale)
+        return y[..., :ho, :wo]
+    # align_corners=True maps output index d to d·(H−1)/(floor(H·s)−1): the full
+    # size enters the map, which interpolate only takes as its output size.
     y = F.interpolate(
         x,
         scale_factor=(float(scale[0]), float(scale[1])),
@@ -122,6 +144,44 @@ def resize(x: torch.Tensor, size: Sequence[int], align_corners: bool, scale: Sca
         recompute_scale_factor=False,
     )
     return y[..., :ho, :wo]
+
+
+class _CropPlan:
+    """``interpolate(x, scale_factor=s, recompute_scale_factor=False)[..., :ho, :wo]``
+    under align_corners=False, without computing what the crop throws away.
+
+    There the source index of output d is (d + 0.5)/s − 0.5, which depends on s but
+    not on the output size, so ``upsample_bilinear2d(x, (ho, wo), scales=s)`` gives
+    the kept window directly, bit for bit, with one exception per axis: ATen copies
+    an axis whose output size equals its input size (taps (d, d)). So an axis whose
+    full size floor(H·s) equals H (copied by the full call) is sliced to its first
+    ho pixels and copied, and an axis whose window ho equals H but whose full size
+    does not (interpolated by the full call) asks for ho + 1 outputs, then crops.
+    """
+
+    def __init__(self, shape: Sequence[int], size: Sequence[int], scale: Tuple[float, float]):
+        self.in_size = (int(shape[-2]), int(shape[-1]))
+        keep, call = [], []
+        for n_in, n_out, s in zip(self.in_size, size, scale):
+            full = math.floor(n_in * float(s))
+            if full == n_in:  # copied by interpolate: the first n_out pixels as they are
+                keep.append(n_out)
+                call.append(n_out)
+            else:
+                keep.append(n_in)
+                call.append(n_out + 1 if n_out == n_in else n_out)
+        self.keep, self.call_size = tuple(keep), tuple(call)
+        self.scale = (float(scale[0]), float(scale[1]))
+
+    def input(self, x: torch.Tensor) -> torch.Tensor:
+        return x[..., : self.keep[0], : self.keep[1]]
+
+    def backward(self, g: torch.Tensor, in_shape: Sequence[int]) -> torch.Tensor:
+        """The gradient to x of the window, given its gradient g (ho × wo)."""
+        g = F.pad(g, (0, self.call_size[1] - g.shape[-1], 0, self.call_size[0] - g.shape[-2]))
+        kept = list(in_shape[:2]) + list(self.keep)
+        gx = _aten.upsample_bilinear2d_backward(g, list(self.call_size), kept, False, *self.scale)
+        return F.pad(gx, (0, self.in_size[1] - self.keep[1], 0, self.in_size[0] - self.keep[0]))
 
 
 def resize_blend(
@@ -143,7 +203,7 @@ def resize_blend(
     if isinstance(w2, torch.Tensor):
         w2 = w2.to(cdt)
     out = w1 * r1 + w2 * r2
-    return out.to(x1.dtype).contiguous(memory_format=output_memory_format(x1, x2))
+    return _in_format(out.to(x1.dtype), output_memory_format(x1, x2))
 
 
 def shape_adaptor_maxpool(
@@ -171,9 +231,6 @@ def shape_adaptor_maxpool(
 # grid_sample, max_pool2d and interpolate by hand. The tests check these against
 # torch.autograd through the forward functions above.
 # --------------------------------------------------------------------------
-
-_aten = torch.ops.aten
-
 
 def dynopool2d_backward(
     grad_out: torch.Tensor,
@@ -205,7 +262,7 @@ def dynopool2d_backward(
     )
     gx = ga = None
     if need_x:
-        gx = grad_x.to(x.dtype).contiguous(memory_format=output_memory_format(x))
+        gx = _in_format(grad_x.to(x.dtype), output_memory_format(x))
     if need_alpha:
         # Reduce over the batch and the other axis first: grad_grid[..., 1] is dL/dy.
         dl_dy = grad_grid[..., 1].sum(dim=(0, 2))  # (2Ho,)
@@ -237,6 +294,8 @@ def _resize_backward(g: torch.Tensor, in_shape: Sequence[int], size: Sequence[in
         if h == ho and w == wo:
             return g
         return _aten.upsample_bilinear2d_backward(g, [ho, wo], list(in_shape), align_corners, None, None)
+    if not align_corners:
+        return _CropPlan(in_shape, size, scale).backward(g, in_shape)
     sh, sw = float(scale[0]), float(scale[1])
     full_h, full_w = math.floor(h * sh), math.floor(w * sw)
     # The crop's backward: zeros outside the kept top-left window.
@@ -266,7 +325,7 @@ def resize_blend_backward(
     for k, (xk, wk, sk) in enumerate(((x1, w1, s1), (x2, w2, s2))):
         if mask[k]:
             gk = _resize_backward(g * wk.to(cdt), xk.shape, size, align_corners, sk)
-            grads[k] = gk.to(xk.dtype).contiguous(memory_format=output_memory_format(xk))
+            grads[k] = _in_format(gk.to(xk.dtype), output_memory_format(xk))
         if mask[2 + k]:
             rk = resize(xk.to(cdt), size, align_corners, sk)
             grads[2 + k] = (g * rk).sum().to(wk.dtype)
@@ -298,5 +357,5 @@ def shape_adaptor_maxpool_backward(
     gx = None
     if need_x:
         gx = g2 + _aten.max_pool2d_with_indices_backward(g1, xc, [2, 2], [2, 2], [0, 0], [1, 1], False, idx)
-        gx = gx.to(x.dtype).contiguous(memory_format=output_memory_format(x))
+        gx = _in_format(gx.to(x.dtype), output_memory_format(x))
     return gx, gw1, gw2

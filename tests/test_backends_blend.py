@@ -128,6 +128,25 @@ def test_layouts(backend, layout, dtype):
     _compare(backend, a, b, w1, w2, (13, 14), True, None, dt=dtype)
 
 
+@pytest.mark.parametrize("size", [(1, 1), (1, 5), (4, 1)])
+def test_degenerate_outputs_have_the_canonical_strides(backend, size):
+    """An output with H = W = 1 (or one side 1) of channels_last inputs is channels_last
+    with the strides torch.empty(..., memory_format=torch.channels_last) gives, on every
+    backend and the reference (which returned (3, 1, 1, 1) for (2, 3, 1, 1): contiguous in
+    both formats, so .contiguous() kept NCHW strides); _compare checks the gradients'."""
+    dev = _device_for(backend)
+    cl = torch.channels_last
+    a = torch.randn(2, 3, 5, 7, device=dev).contiguous(memory_format=cl)
+    b = torch.randn(2, 3, 1, 1, device=dev).contiguous(memory_format=cl)
+    w1, w2 = torch.tensor(0.5, device=dev), torch.tensor(1.5, device=dev)
+    want = torch.empty(2, 3, *size, memory_format=cl).stride()
+    for x1, x2 in [(a, b), (b, a), (a, a)]:
+        for name in (backend, "reference"):
+            out = resizeops.resize_blend(x1, x2, w1, w2, size, True, backend=name)
+            assert out.stride() == want, (name, out.stride(), want)
+        _compare(backend, x1, x2, w1, w2, size, True, None)
+
+
 @pytest.mark.parametrize("channels_last", [False, True], ids=["nchw", "channels_last"])
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
 def test_full_channel_blocks(backend, dtype, channels_last):

@@ -185,6 +185,20 @@ def test_layouts(backend, layout, dtype):
     _compare(backend, x, alpha, dtype_for_tol=dtype)
 
 
+@pytest.mark.parametrize("out_size", [(1, 1), (1, 5), (4, 1)])
+def test_degenerate_outputs_have_the_canonical_strides(backend, out_size):
+    """An (N, C, 1, 1) output (or one side 1) of a channels_last x has the strides of
+    torch.empty(..., memory_format=torch.channels_last) on every backend and the reference
+    (whose .contiguous() kept (3, 1, 1, 1): such a tensor is contiguous in both formats)."""
+    dev = _device_for(backend)
+    x = torch.randn(2, 3, 8, 10, device=dev).contiguous(memory_format=torch.channels_last)
+    alpha = torch.tensor([8 / out_size[0], 10 / out_size[1]], device=dev)
+    want = torch.empty(2, 3, *out_size, memory_format=torch.channels_last).stride()
+    for name in (backend, "reference"):
+        assert resizeops.dynopool2d(x, alpha, out_size, min_size=1, backend=name).stride() == want, name
+    _compare(backend, x, alpha)
+
+
 def test_non_contiguous_grad_out(backend):
     dev = _device_for(backend)
     x = torch.randn(2, 3, 12, 10, device=dev)
