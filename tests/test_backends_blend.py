@@ -252,6 +252,62 @@ def test_infinite_values_like_the_reference(backend, s1, s2, size, ac, request):
         assert_close(p[q.isfinite()], q[q.isfinite()], msg=name)
 
 
+def _weight_gradient_cases():
+    """(name, x1, x2, size, align_corners, scales, grad_out): inf and NaN where dL/dw_k =
+    Σ g·R_k(x_k) and the transposed sum <R_kᵀ(g), x_k> differ."""
+    gen = torch.Generator().manual_seed(23)
+
+    def rnd(*shape):
+        return torch.randn(shape, generator=gen, dtype=torch.float64)
+
+    inf, nan = float("inf"), float("nan")
+    x1 = rnd(1, 2, 4, 5)
+    x1[0, 0, 1, 2] = inf  # read with positive weights; R(x1) holds 0·inf = NaN next to it
+    yield "inf_inside", x1, rnd(1, 2, 6, 7), (6, 7), True, None, None
+    for value in (inf, -inf, nan):  # 5 -> 3 under align_corners=True: pixel 1 is read with weight 0 only
+        x1 = rnd(1, 2, 5, 5)
+        x1[0, 1, 1, 1] = value
+        yield f"read_with_weight_0_{value}", x1, rnd(1, 2, 3, 3), (3, 3), True, None, None
+    x1 = rnd(1, 2, 5, 7)
+    x1[0, 0, 4, 6] = inf  # x2 up-sampled and cropped to 4x4: no kept output reads row 4
+    x2 = rnd(1, 2, 4, 4)
+    x2[0, 1, 3, 3] = nan  # a pass-through input: every pixel read
+    yield "unread_and_pass_through", x1, x2, (4, 4), False, ((2, 2), None), None
+    x1 = rnd(1, 2, 6, 6)
+    x1[0, 0, 2, 2], x1[0, 0, 2, 3] = inf, -inf  # one output reads both: inf - inf
+    yield "plus_and_minus_inf", x1, rnd(1, 2, 8, 8), (8, 8), False, None, None
+    g = rnd(1, 2, 7, 9)
+    g[0, 0, 3, 4] = inf
+    g[0, 1, 0, 0] = 0.0
+    yield "infinite_grad_out", rnd(1, 2, 5, 6), rnd(1, 2, 7, 9), (7, 9), True, None, g
+    x1 = rnd(1, 2, 3, 3)
+    x1[0, 0, 1, 1] = inf
+    g = rnd(1, 2, 5, 5)
+    g[..., 1:4, 1:4] = 0.0  # the outputs that read the inf pixel have g = 0: 0·inf
+    yield "zero_grad_at_inf", x1, rnd(1, 2, 5, 5), (5, 5), False, None, g
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+@pytest.mark.parametrize("case", list(_weight_gradient_cases()), ids=lambda c: c[0])
+def test_weight_gradients_with_non_finite_values_like_the_reference(backend, case, dtype):
+    """dL/dw_k is the reference's Σ g·R_k(x_k), inf and NaN included: the C++ CPU kernel
+    and the CUDA kernels take it as <R_kᵀ(g), x_k> (one read of x_k), which gave +inf
+    where the reference's R(x) holds 0·inf = NaN, and a finite value where an infinite or
+    NaN pixel is read only with weight 0; now a sum that is not finite is taken again in
+    the reference's form, and a pixel no output reads stays out."""
+    _, x1, x2, size, ac, scales, g = case
+    dev = _device_for(backend)
+    x1, x2 = x1.to(dtype), x2.to(dtype)
+    g = torch.randn(1, 2, *size, generator=torch.Generator().manual_seed(4), dtype=dtype) if g is None else g.to(dtype)
+    w1, w2 = torch.tensor(0.7, dtype=dtype), torch.tensor(-1.3, dtype=dtype)
+    got = _on_cpu(*_run(backend, x1.to(dev), x2.to(dev), w1.to(dev), w2.to(dev), size, ac, scales, g=g.to(dev)))
+    want = _run("reference", x1, x2, w1, w2, size, ac, scales, g=g)
+    for name, a, b in zip(("grad_w1", "grad_w2"), got[3:], want[3:]):
+        assert (a.isnan(), a.isposinf(), a.isneginf()) == (b.isnan(), b.isposinf(), b.isneginf()), (name, a, b)
+        if b.isfinite():
+            assert_close(a, b, msg=name, atol=W_TOL[dtype] * (1.0 + float(b.abs())), rtol=W_TOL[dtype])
+
+
 def test_empty_batch(backend):
     dev = _device_for(backend)
     x1 = torch.randn(0, 3, 5, 7, device=dev, requires_grad=True)

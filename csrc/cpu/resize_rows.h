@@ -613,16 +613,20 @@ inline acc_t keep_if_nonzero(acc_t p, acc_t a) {
   return keep_if((b << 1) != 0, p);
 }
 
-// <a, v> over len [w][c] entries of cb channels, skipping entries where a is 0
-// (a = Rᵀ(g): a pixel no output reads), so a non-finite value there does not
-// reach a weight gradient, as in the reference. Per-channel lanes (independent
+// <a, v> over len [w][c] entries of cb channels. kSkipZero (the fused cell):
+// skipping entries where a is 0 (a = Rᵀ(g): a pixel no output reads), so a
+// non-finite value there does not reach a weight gradient. Without it
+// (resize_blend) every entry counts, so that any non-finite pixel makes the sum
+// non-finite and the kernel takes it again in the reference's form (see
+// resize_blend.cpp). Per-channel lanes (independent
 // sums: they vectorise; one running sum would be bound by the latency of its
 // additions), then in double. A full block of channels keeps its lanes in
 // registers; lanes in memory (any cb) chain every addition through a store
 // and a load, which made this loop several times slower.
-template <typename acc_t>
+template <bool kSkipZero = true, typename acc_t>
 double masked_dot(const acc_t* __restrict a, const acc_t* __restrict v, int64_t cb, int64_t len,
                   acc_t* __restrict lanes) {
+  auto term = [](acc_t p, acc_t q) { return kSkipZero ? keep_if_nonzero(p * q, p) : p * q; };
   double s = 0.0;
   if (cb == kChannelBlock) {
     acc_t l[kChannelBlock] = {};
@@ -630,7 +634,7 @@ double masked_dot(const acc_t* __restrict a, const acc_t* __restrict v, int64_t 
       const acc_t* aw = a + w * kChannelBlock;
       const acc_t* vw = v + w * kChannelBlock;
       _Pragma("omp simd")
-      for (int64_t c = 0; c < kChannelBlock; ++c) l[c] += keep_if_nonzero(aw[c] * vw[c], aw[c]);
+      for (int64_t c = 0; c < kChannelBlock; ++c) l[c] += term(aw[c], vw[c]);
     }
     for (int64_t c = 0; c < kChannelBlock; ++c) s += static_cast<double>(l[c]);
     return s;
@@ -640,7 +644,7 @@ double masked_dot(const acc_t* __restrict a, const acc_t* __restrict v, int64_t 
     const acc_t* aw = a + w * cb;
     const acc_t* vw = v + w * cb;
     _Pragma("omp simd")
-    for (int64_t c = 0; c < cb; ++c) lanes[c] += keep_if_nonzero(aw[c] * vw[c], aw[c]);
+    for (int64_t c = 0; c < cb; ++c) lanes[c] += term(aw[c], vw[c]);
   }
   for (int64_t c = 0; c < cb; ++c) s += static_cast<double>(lanes[c]);
   return s;
