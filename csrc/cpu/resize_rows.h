@@ -297,21 +297,27 @@ inline void prefetch_pixel(const float* base, int64_t offset) {
 }
 
 // dst[w][c] = ha * a[c, w] + hb * b[c, w] (kBlend) or a[c, w], where [c, w] is
-// c * sC + w * sW. False (nothing done) unless sW or sC is 1.
-template <bool kBlend>
+// c * sC + w * sW; with kTie, a[c, w] itself where a[c, w] == b[c, w]
+// (math::lerp_tie: DynOPool's queries). False (nothing done) unless sW or sC is 1.
+template <bool kBlend, bool kTie = false>
 inline bool rows_to_wc(const float* a, const float* b, float ha, float hb, int64_t sC, int64_t sW, int64_t cb,
                        int64_t W, float* __restrict dst) {
+  static_assert(kBlend || !kTie, "the tie rule belongs to a blend");
   if (sW != 1 && sC != 1) return false;
   const int64_t c4 = cb & ~int64_t(3), w4 = W & ~int64_t(3);
   const __m128 va = _mm_set1_ps(ha), vb = _mm_set1_ps(hb);
   auto load = [&](int64_t at) {
     const __m128 x = _mm_loadu_ps(a + at);
     if (!kBlend) return x;
-    return _mm_add_ps(_mm_mul_ps(va, x), _mm_mul_ps(vb, _mm_loadu_ps(b + at)));
+    const __m128 y = _mm_loadu_ps(b + at);
+    const __m128 v = _mm_add_ps(_mm_mul_ps(va, x), _mm_mul_ps(vb, y));
+    if (!kTie) return v;
+    const __m128 same = _mm_cmpeq_ps(x, y);
+    return _mm_or_ps(_mm_and_ps(same, x), _mm_andnot_ps(same, v));
   };
   auto one = [&](int64_t c, int64_t w) {
     const int64_t at = c * sC + w * sW;
-    dst[w * cb + c] = kBlend ? ha * a[at] + hb * b[at] : a[at];
+    dst[w * cb + c] = !kBlend ? a[at] : kTie ? math::lerp_tie(ha, a[at], hb, b[at]) : ha * a[at] + hb * b[at];
   };
   if (sW == 1) {
     for (int64_t c = 0; c < c4; c += 4) {
@@ -387,7 +393,7 @@ inline bool wc_to_rows(const float* __restrict src, float scale, int64_t cb, int
 }
 #else
 constexpr bool kAvailable = false;
-template <bool kBlend>
+template <bool kBlend, bool kTie = false>
 inline bool rows_to_wc(const float*, const float*, float, float, int64_t, int64_t, int64_t, int64_t, float*) {
   return false;
 }
