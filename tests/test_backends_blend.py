@@ -287,7 +287,7 @@ def _weight_gradient_cases():
     yield "zero_grad_at_inf", x1, rnd(1, 2, 5, 5), (5, 5), False, None, g
 
 
-@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32, torch.bfloat16])
 @pytest.mark.parametrize("case", list(_weight_gradient_cases()), ids=lambda c: c[0])
 def test_weight_gradients_with_non_finite_values_like_the_reference(backend, case, dtype):
     """dL/dw_k is the reference's Σ g·R_k(x_k), inf and NaN included: the C++ CPU kernel
@@ -299,7 +299,8 @@ def test_weight_gradients_with_non_finite_values_like_the_reference(backend, cas
     dev = _device_for(backend)
     x1, x2 = x1.to(dtype), x2.to(dtype)
     g = torch.randn(1, 2, *size, generator=torch.Generator().manual_seed(4), dtype=dtype) if g is None else g.to(dtype)
-    w1, w2 = torch.tensor(0.7, dtype=dtype), torch.tensor(-1.3, dtype=dtype)
+    wdt = torch.float32 if dtype == torch.bfloat16 else dtype  # float32 weights beside bfloat16, as under AMP
+    w1, w2 = torch.tensor(0.7, dtype=wdt), torch.tensor(-1.3, dtype=wdt)
     got = _on_cpu(*_run(backend, x1.to(dev), x2.to(dev), w1.to(dev), w2.to(dev), size, ac, scales, g=g.to(dev)))
     want = _run("reference", x1, x2, w1, w2, size, ac, scales, g=g)
     for name, a, b in zip(("grad_w1", "grad_w2"), got[3:], want[3:]):

@@ -306,14 +306,16 @@ inline bool rows_to_wc(const float* a, const float* b, float ha, float hb, int64
   if (sW != 1 && sC != 1) return false;
   const int64_t c4 = cb & ~int64_t(3), w4 = W & ~int64_t(3);
   const __m128 va = _mm_set1_ps(ha), vb = _mm_set1_ps(hb);
-  auto load = [&](int64_t at) {
-    const __m128 x = _mm_loadu_ps(a + at);
-    if (!kBlend) return x;
-    const __m128 y = _mm_loadu_ps(b + at);
+  auto blend = [&](__m128 x, __m128 y) {
     const __m128 v = _mm_add_ps(_mm_mul_ps(va, x), _mm_mul_ps(vb, y));
     if (!kTie) return v;
     const __m128 same = _mm_cmpeq_ps(x, y);
     return _mm_or_ps(_mm_and_ps(same, x), _mm_andnot_ps(same, v));
+  };
+  auto load = [&](int64_t at) {
+    const __m128 x = _mm_loadu_ps(a + at);
+    if (!kBlend) return x;
+    return blend(x, _mm_loadu_ps(b + at));
   };
   auto one = [&](int64_t c, int64_t w) {
     const int64_t at = c * sC + w * sW;
@@ -330,8 +332,17 @@ inline bool rows_to_wc(const float* a, const float* b, float ha, float hb, int64
         _mm_storeu_ps(dst + (w + 2) * cb + c, r2);
         _mm_storeu_ps(dst + (w + 3) * cb + c, r3);
       }
-      for (int64_t k = c; k < c + 4; ++k)
-        for (int64_t w = w4; w < W; ++w) one(k, w);
+      // The last W % 4 columns of these 4 channels with the same vector
+      // arithmetic as the others: a scalar w0 * a + w1 * b may be contracted
+      // into an FMA where the vector one is not (the AVX2 copy), and a channel
+      // whose columns round differently breaks DynOPool's exact ties.
+      for (int64_t w = w4; w < W; ++w) {
+        auto column = [&](const float* p) {
+          const int64_t at = c * sC + w;
+          return _mm_set_ps(p[at + 3 * sC], p[at + 2 * sC], p[at + sC], p[at]);
+        };
+        _mm_storeu_ps(dst + w * cb + c, kBlend ? blend(column(a), column(b)) : column(a));
+      }
     }
   } else if (c4 == 16) {
     // A whole block unrolled: with a runtime channel count, GCC compiles the
