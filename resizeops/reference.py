@@ -79,7 +79,7 @@ class _Axis(NamedTuple):
 
 
 def _query_axis(size_hat: torch.Tensor, out_size: int, in_size: int) -> _Axis:
-    """Queries j ∈ [0, 2·out_size) along one axis (DynOPool Eq. 2, SPEC §2.1):
+    """Queries j ∈ [0, 2·out_size) along one axis (DynOPool Eq. 2, docs/SEMANTICS.md):
     u_j = (2j+1)·in/(4Ĥ) − 1/2, the pixel coordinate of y_j = −1 + (2j+1)/(2Ĥ) under
     grid_sample's align_corners=False, clipped to [0, in−1] (border padding).
 
@@ -305,7 +305,7 @@ def dynopool2d_backward(
     step's backward (:func:`_lerp_backward`) by hand: along W to the rows v, along H to
     x. grad_alpha_h = Σ_j dL/dw1_j · du_j/dĤ · dĤ/dα_h with du_j/dĤ = −(2j+1)·H/(4Ĥ²)
     where u_j is not clipped (0 elsewhere) and dĤ/dα_h = −H/α_h² (the straight-through
-    surrogate of SPEC §2.1).
+    surrogate, DynOPool Eq. 3–4).
     """
     h, w = x.shape[-2], x.shape[-1]
     ho, wo = int(out_size[0]), int(out_size[1])
