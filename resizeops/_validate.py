@@ -90,6 +90,43 @@ def alpha_tensor(op: str, alpha, x: torch.Tensor) -> None:
     same_device(op, "alpha", alpha, "x", x)
 
 
+def alpha_readable(op: str, alpha: torch.Tensor) -> None:
+    """The output size is computed from ``alpha``'s values, which a meta tensor does not have."""
+    if alpha.device.type == "meta":
+        raise ValueError(
+            f"{op}: `alpha` is on the meta device, so its values cannot be read to compute the output size; "
+            f"pass `out_size` (e.g. dynopool2d_output_size((H, W), alpha_values)) to run on meta tensors"
+        )
+
+
+def alpha_sequence(op: str, alpha) -> Tuple[float, float]:
+    """Two real numbers (α_h, α_w): a sequence of numbers or a (2,) tensor on the host."""
+    if isinstance(alpha, torch.Tensor):
+        if tuple(alpha.shape) != (2,):
+            raise ValueError(f"{op}: `alpha` must hold two values (alpha_h, alpha_w), got shape {_fmt_shape(alpha.shape)}")
+        alpha_readable(op, alpha)
+        return tuple(float(v) for v in alpha.detach().tolist())
+    if isinstance(alpha, (str, bytes)) or not isinstance(alpha, Sequence) or len(alpha) != 2:
+        raise TypeError(f"{op}: `alpha` must be two numbers (alpha_h, alpha_w), got {alpha!r}")
+    out = []
+    for v in alpha:
+        if isinstance(v, torch.Tensor) and v.numel() == 1 and v.device.type != "meta":
+            v = v.item()
+        if isinstance(v, bool) or not isinstance(v, numbers.Real):
+            raise TypeError(f"{op}: `alpha` must be two numbers (alpha_h, alpha_w), got {alpha!r}")
+        out.append(_as_float(op, "alpha", v))
+    return out[0], out[1]
+
+
+def _as_float(op: str, name: str, v) -> float:
+    """float(v) for a real number; a Python int beyond float64's range is a ValueError naming it."""
+    try:
+        return float(v)
+    except OverflowError:
+        shown = repr(v) if len(repr(v)) <= 24 else f"{repr(v)[:12]}… ({len(str(abs(int(v))))} digits)"
+        raise ValueError(f"{op}: `{name}` = {shown} does not fit a float64 (magnitude over 1.8e308)") from None
+
+
 def alpha_values(op: str, values: Sequence[float]) -> None:
     """``alpha`` must be finite and > 0 (it is 1/r, DynOPool Eq. 6)."""
     for axis, v in zip("hw", values):
@@ -128,6 +165,12 @@ def positive_int(op: str, name: str, v) -> int:
     return v
 
 
+def _sci(count: int) -> str:
+    """An element count in scientific notation, also beyond float64's range."""
+    digits = len(str(count))
+    return f"{count:.3e}" if digits < 300 else f"{str(count)[0]}.{str(count)[1:4]}e+{digits - 1}"
+
+
 def output_numel(op: str, name: str, n: int, c: int, ho, wo, given) -> None:
     """Refuse outputs over :data:`MAX_OUTPUT_NUMEL` (an empty batch still counts one image).
 
@@ -142,7 +185,7 @@ def output_numel(op: str, name: str, n: int, c: int, ho, wo, given) -> None:
     limit = getattr(resizeops, "MAX_OUTPUT_NUMEL", MAX_OUTPUT_NUMEL)
     if numel > limit:
         raise ValueError(
-            f"{op}: `{name}`={given} asks for an output of {int(n)}×{int(c)}×{int(ho)}×{int(wo)} = {numel:.3e} elements, "
+            f"{op}: `{name}`={given} asks for an output of {int(n)}×{int(c)}×{int(ho)}×{int(wo)} = {_sci(numel)} elements, "
             f"more than resizeops.MAX_OUTPUT_NUMEL = {limit:.3e}"
         )
 
@@ -157,6 +200,8 @@ def weight(op: str, name: str, w, x: torch.Tensor, x_name: str = "x1") -> None:
         same_device(op, name, w, x_name, x)
     elif isinstance(w, bool) or not isinstance(w, numbers.Real):
         raise TypeError(f"{op}: `{name}` must be a float or a 0-d floating tensor, got {type(w).__name__}")
+    else:
+        _as_float(op, name, w)
 
 
 def scale_pair(op: str, name: str, s) -> Optional[Tuple[float, float]]:
@@ -170,7 +215,8 @@ def scale_pair(op: str, name: str, s) -> Optional[Tuple[float, float]]:
     for v in s:
         if isinstance(v, bool) or not isinstance(v, numbers.Real):
             raise TypeError(f"{op}: `{name}` must hold floats, got {s!r}")
+        v = _as_float(op, name, v)
         if not math.isfinite(v) or v <= 0:
             raise ValueError(f"{op}: `{name}` entries must be finite and > 0, got {tuple(s)!r}")
-        out.append(float(v))
+        out.append(v)
     return out[0], out[1]

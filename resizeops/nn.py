@@ -533,10 +533,17 @@ class ShapeAdaptorMaxPool2d(ShapeAdaptor):
 
 
 def _half_resolution(x: torch.Tensor) -> torch.Tensor:
-    """ELASTIC's down-sampling: replicate-pad an odd H / W on the bottom / right, then AvgPool2d(2, 2)."""
-    ph, pw = x.shape[-2] % 2, x.shape[-1] % 2
-    if ph or pw:
-        x = nn.functional.pad(x, (0, pw, 0, ph), mode="replicate")
+    """ELASTIC's down-sampling: replicate-pad an odd H / W on the bottom / right, then AvgPool2d(2, 2).
+
+    The pad repeats the last row / column with ``torch.cat``, the same values and
+    gradient as ``F.pad(mode="replicate")``, whose backward
+    (``replication_pad2d_backward``) fails under ``torch.compile`` in torch 2.14
+    (docs/DESIGN.md, "Known problems of torch").
+    """
+    if x.shape[-2] % 2:
+        x = torch.cat([x, x[..., -1:, :]], dim=-2)
+    if x.shape[-1] % 2:
+        x = torch.cat([x, x[..., :, -1:]], dim=-1)
     return nn.functional.avg_pool2d(x, 2, 2)
 
 

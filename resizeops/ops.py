@@ -224,13 +224,31 @@ _Dynopool2dFunction = _eager_function(
 )
 
 
+def _output_size(op: str, in_size: Sequence[int], values: Sequence[float], min_size: int) -> Tuple[int, int]:
+    """(Ho, Wo) from already checked alpha values: H/α in float64, which overflows for a
+    subnormal or tiny α (H/5e-324 = inf): that is a too-small ``alpha``, not an OverflowError."""
+    h, w = int(in_size[0]), int(in_size[1])
+    quotients = (h / values[0], w / values[1])
+    for axis, side, q in zip("hw", (h, w), quotients):
+        if not math.isfinite(q):
+            raise ValueError(
+                f"{op}: `alpha` = ({values[0]!r}, {values[1]!r}) is too small: {side}/alpha_{axis} "
+                f"overflows float64 (the output would be infinitely large)"
+            )
+    return max(_rnd(quotients[0]), min_size), max(_rnd(quotients[1]), min_size)
+
+
 def dynopool2d_output_size(in_size: Sequence[int], alpha: Sequence[float], min_size: int = 2) -> Tuple[int, int]:
     """(Ho, Wo) = (max(rnd(H/α_h), min_size), max(rnd(W/α_w), min_size)) (SPEC §2.1).
 
-    Host arithmetic in float64 on the given alpha values.
+    Host arithmetic in float64 on the given alpha values, which must be finite and
+    > 0 (``ValueError`` naming ``alpha`` otherwise, also for one so small that
+    H/α overflows).
     """
-    h, w = int(in_size[0]), int(in_size[1])
-    return max(_rnd(h / float(alpha[0])), min_size), max(_rnd(w / float(alpha[1])), min_size)
+    op = "dynopool2d_output_size"
+    values = _validate.alpha_sequence(op, alpha)
+    _validate.alpha_values(op, values)
+    return _output_size(op, in_size, values, min_size)
 
 
 def dynopool2d(
@@ -266,9 +284,10 @@ def dynopool2d(
     _validate.alpha_tensor(op, alpha, x)
     if out_size is None:
         min_size = _validate.positive_int(op, "min_size", min_size)
+        _validate.alpha_readable(op, alpha)
         values = alpha.detach().tolist()
         _validate.alpha_values(op, values)
-        ho, wo = dynopool2d_output_size(x.shape[-2:], values, min_size)
+        ho, wo = _output_size(op, x.shape[-2:], values, min_size)
         given = f"({values[0]:.6g}, {values[1]:.6g})"
         _validate.output_numel(op, "alpha", x.shape[0], x.shape[1], ho, wo, given)
     else:
@@ -432,6 +451,11 @@ def resize_blend(
                         f"{op}: `{name}`={sk} resizes an input of {tuple(xk.shape[2:])} to {full}, "
                         f"smaller than `size`={(ho, wo)}: nothing to crop from"
                     )
+                # The op is defined as interpolate-then-crop: a scale whose full
+                # interpolate output is over the limit is refused like any other
+                # output over it (the kernels never build it, but the
+                # align_corners=True reference does, and 32-bit tables could not).
+                _validate.output_numel(op, name, x1.shape[0], x1.shape[1], full[0], full[1], sk)
     _validate.output_numel(op, "size", x1.shape[0], x1.shape[1], ho, wo, f"({ho}, {wo})")
     cdt = reference.compute_dtype(x1.dtype)
     if not isinstance(w1, torch.Tensor):

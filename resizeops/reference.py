@@ -13,7 +13,7 @@ the same accumulation rule the fused kernels follow (SPEC §2).
 from __future__ import annotations
 
 import math
-from typing import Optional, Sequence, Tuple, Union
+from typing import NamedTuple, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn.functional as F
@@ -29,6 +29,7 @@ __all__ = [
 ]
 
 Scale = Optional[Tuple[float, float]]
+_aten = torch.ops.aten
 
 
 def compute_dtype(dtype: torch.dtype) -> torch.dtype:
@@ -53,35 +54,107 @@ def output_memory_format(*tensors: torch.Tensor) -> torch.memory_format:
     return torch.channels_last if any(_is_channels_last(t) for t in tensors) else torch.contiguous_format
 
 
-def _query_grid(size_hat: torch.Tensor, out_size: int) -> torch.Tensor:
-    """Normalised query coordinates y_j = -1 + (2j+1)/(2·Ĥ), j in [0, 2·out_size).
+def _in_format(t: torch.Tensor, fmt: torch.memory_format) -> torch.Tensor:
+    """``t`` with exactly the strides of ``torch.empty(t.shape, memory_format=fmt)``.
 
-    j = 2i + k enumerates the two query rows k of output cell i (SPEC §2.1, Eq. 2):
-    y_{i,k} = -1 + (4i + 2k + 1)/(2Ĥ).
+    Every backend allocates its outputs that way. ``contiguous(memory_format=fmt)``
+    alone keeps any stride of a size-1 dimension (an (N, C, 1, 1) tensor is
+    contiguous in both formats), so a tensor that is already dense in ``fmt`` is
+    viewed with the canonical strides (same memory, same values).
+    """
+    t = t.contiguous(memory_format=fmt)
+    n, c, h, w = t.shape
+    want = (c * h * w, 1, w * c, c) if fmt == torch.channels_last else (c * h * w, h * w, w, 1)
+    return t if t.stride() == want else t.as_strided(t.shape, want, t.storage_offset())
+
+
+class _Axis(NamedTuple):
+    """The 2·out_size queries of one axis (in_size → out_size): taps and second-tap weight."""
+
+    i0: torch.Tensor  # floor(u), int64
+    i1: torch.Tensor  # min(i0 + 1, in_size − 1)
+    w1: torch.Tensor  # u − i0; w0 = 1 − w1. Carries the gradient to Ĥ.
+    edge: torch.Tensor  # i1 == i0: the last pixel, whose second tap does not exist
+    inside: torch.Tensor  # 0 ≤ u < in_size − 1: where u is not clipped (derivative 1)
+
+
+def _query_axis(size_hat: torch.Tensor, out_size: int, in_size: int) -> _Axis:
+    """Queries j ∈ [0, 2·out_size) along one axis (DynOPool Eq. 2, docs/SEMANTICS.md):
+    u_j = (2j+1)·in/(4Ĥ) − 1/2, the pixel coordinate of y_j = −1 + (2j+1)/(2Ĥ) under
+    grid_sample's align_corners=False, clipped to [0, in−1] (border padding).
+
+    Computed as ((2j+1)·in − 2Ĥ)/(4Ĥ): one rounding of exact integers (below 2^24 in
+    float32), the same in every backend (math.h dynopool_query_coord), so a query that
+    lies on a pixel (α = 2 on an even size: u_j = j) is exactly there. The clip's
+    derivative is 1 on [0, in−1) and 0 elsewhere, and d/du of the interpolation is
+    x[i0+1] − x[i0] with i0 = floor(u): at a pixel, the derivative towards larger u
+    (docs/DESIGN.md, "Rounding and ties").
     """
     j = torch.arange(2 * out_size, dtype=size_hat.dtype, device=size_hat.device)
-    return -1.0 + (2.0 * j + 1.0) / (2.0 * size_hat)
+    u = ((2 * j + 1) * in_size - 2 * size_hat) / (4 * size_hat)
+    hi = in_size - 1
+    inside = (u >= 0) & (u < hi)
+    u = torch.where(inside, u, u.detach().clamp(0, hi))
+    i0 = u.detach().floor().long().clamp(0, hi)
+    i1 = (i0 + 1).clamp(max=hi)
+    return _Axis(i0, i1, u - i0.to(u.dtype), i1 == i0, inside)
 
 
-def _query_grid_2d(n: int, out_size: Sequence[int], h_hat: torch.Tensor, w_hat: torch.Tensor) -> torch.Tensor:
-    """The (n, 2Ho, 2Wo, 2) grid_sample grid of all query points; [..., 0] is x (W), [..., 1] is y (H)."""
-    ho, wo = int(out_size[0]), int(out_size[1])
-    ys = _query_grid(h_hat, ho)
-    xs = _query_grid(w_hat, wo)
-    grid = torch.stack(torch.broadcast_tensors(xs[None, :], ys[:, None]), dim=-1)
-    return grid.unsqueeze(0).expand(n, 2 * ho, 2 * wo, 2)
+def _lerp(a: torch.Tensor, b: torch.Tensor, w1: torch.Tensor) -> torch.Tensor:
+    """One step of DynOPool's bilinear query: w0·a + w1·b (w0 = 1 − w1), and exactly a
+    where a == b, so that equal pixels give their value at any position and tied
+    queries stay tied (math.h lerp_tie; docs/DESIGN.md, "Rounding and ties")."""
+    return torch.where(a == b, a, (1 - w1) * a + w1 * b)
+
+
+class _QueryLerp(torch.autograd.Function):
+    """:func:`_lerp` with bilinear interpolation's gradients everywhere, also where
+    a == b: w0·g to a, w1·g to b (none at the last pixel, whose second tap does not
+    exist: an infinite g passes whole, as grid_sample skips that tap), (b − a)·g to w1.
+    Its backward is made of differentiable ops, so the reference stays twice
+    differentiable."""
+
+    @staticmethod
+    def forward(a, b, w1, edge):
+        return _lerp(a, b, w1)
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        ctx.save_for_backward(*inputs)
+
+    @staticmethod
+    def backward(ctx, g):
+        a, b, w1, edge = ctx.saved_tensors
+        ga, gb, gw1 = _lerp_backward(g, a, b, w1, edge)
+        return ga, gb, gw1.sum_to_size(w1.shape), None
+
+
+def _lerp_backward(g, a, b, w1, edge):
+    """The gradients of a query step (:class:`_QueryLerp`) to a, b and (unreduced) w1."""
+    return g * (1 - w1), torch.where(edge, 0, g * w1), g * (b - a)
+
+
+def _queries(x: torch.Tensor, rows: _Axis, cols: _Axis) -> Tuple[torch.Tensor, torch.Tensor]:
+    """The (N, C, 2Ho, 2Wo) query values, and the (N, C, 2Ho, W) rows they interpolate:
+    first along H at every column (v), then along W (q), as every backend computes them."""
+    v = _QueryLerp.apply(x[:, :, rows.i0, :], x[:, :, rows.i1, :], rows.w1[:, None], rows.edge[:, None])
+    q = _QueryLerp.apply(v[..., cols.i0], v[..., cols.i1], cols.w1, cols.edge)
+    return q, v
 
 
 def dynopool2d_at(x: torch.Tensor, h_hat: torch.Tensor, w_hat: torch.Tensor, out_size: Sequence[int]) -> torch.Tensor:
     """DynOPool forward for given (possibly real-valued) surrogate sizes Ĥ, Ŵ.
 
-    ``grid_sample(bilinear, border, align_corners=False)`` on the 2Ho×2Wo query grid,
-    then ``max_pool2d(2)``. ``h_hat``/``w_hat`` are 0-d tensors; gradients flow to them
-    and to ``x``. Computes in :func:`compute_dtype`; returns that dtype.
+    The 2Ho×2Wo bilinear queries (border padding; :func:`_query_axis`, :func:`_lerp`),
+    then ``max_pool2d(2)``: the first maximum of each 2×2 group in (0,0),(0,1),(1,0),(1,1)
+    order wins ties, a NaN wins. ``h_hat``/``w_hat`` are 0-d tensors; gradients flow to
+    them and to ``x``. Computes in :func:`compute_dtype`; returns that dtype.
     """
     cdt = compute_dtype(x.dtype)
-    grid = _query_grid_2d(x.shape[0], out_size, h_hat.to(cdt), w_hat.to(cdt))
-    q = F.grid_sample(x.to(cdt), grid, mode="bilinear", padding_mode="border", align_corners=False)
+    ho, wo = int(out_size[0]), int(out_size[1])
+    rows = _query_axis(h_hat.to(cdt), ho, x.shape[-2])
+    cols = _query_axis(w_hat.to(cdt), wo, x.shape[-1])
+    q, _ = _queries(x.to(cdt), rows, cols)
     return F.max_pool2d(q, 2)
 
 
@@ -99,7 +172,7 @@ def dynopool2d(x: torch.Tensor, alpha: torch.Tensor, out_size: Sequence[int]) ->
     h_hat = (hs - hs.detach()) + ho
     w_hat = (ws - ws.detach()) + wo
     out = dynopool2d_at(x, h_hat, w_hat, (ho, wo))
-    return out.to(x.dtype).contiguous(memory_format=output_memory_format(x))
+    return _in_format(out.to(x.dtype), output_memory_format(x))
 
 
 def resize(x: torch.Tensor, size: Sequence[int], align_corners: bool, scale: Scale = None) -> torch.Tensor:
@@ -114,6 +187,13 @@ def resize(x: torch.Tensor, size: Sequence[int], align_corners: bool, scale: Sca
         if x.shape[-2] == ho and x.shape[-1] == wo:
             return x
         return F.interpolate(x, size=(ho, wo), mode="bilinear", align_corners=align_corners)
+    if not align_corners:
+        # Only the kept window, never the whole up-scaled image (below).
+        plan = _CropPlan(x.shape, (ho, wo), scale)
+        y = _aten.upsample_bilinear2d(plan.input(x), list(plan.call_size), False, *plan.scale)
+        return y[..., :ho, :wo]
+    # align_corners=True maps output index d to d·(H−1)/(floor(H·s)−1): the full
+    # size enters the map, which interpolate only takes as its output size.
     y = F.interpolate(
         x,
         scale_factor=(float(scale[0]), float(scale[1])),
@@ -122,6 +202,44 @@ def resize(x: torch.Tensor, size: Sequence[int], align_corners: bool, scale: Sca
         recompute_scale_factor=False,
     )
     return y[..., :ho, :wo]
+
+
+class _CropPlan:
+    """``interpolate(x, scale_factor=s, recompute_scale_factor=False)[..., :ho, :wo]``
+    under align_corners=False, without computing what the crop throws away.
+
+    There the source index of output d is (d + 0.5)/s − 0.5, which depends on s but
+    not on the output size, so ``upsample_bilinear2d(x, (ho, wo), scales=s)`` gives
+    the kept window directly, bit for bit, with one exception per axis: ATen copies
+    an axis whose output size equals its input size (taps (d, d)). So an axis whose
+    full size floor(H·s) equals H (copied by the full call) is sliced to its first
+    ho pixels and copied, and an axis whose window ho equals H but whose full size
+    does not (interpolated by the full call) asks for ho + 1 outputs, then crops.
+    """
+
+    def __init__(self, shape: Sequence[int], size: Sequence[int], scale: Tuple[float, float]):
+        self.in_size = (int(shape[-2]), int(shape[-1]))
+        keep, call = [], []
+        for n_in, n_out, s in zip(self.in_size, size, scale):
+            full = math.floor(n_in * float(s))
+            if full == n_in:  # copied by interpolate: the first n_out pixels as they are
+                keep.append(n_out)
+                call.append(n_out)
+            else:
+                keep.append(n_in)
+                call.append(n_out + 1 if n_out == n_in else n_out)
+        self.keep, self.call_size = tuple(keep), tuple(call)
+        self.scale = (float(scale[0]), float(scale[1]))
+
+    def input(self, x: torch.Tensor) -> torch.Tensor:
+        return x[..., : self.keep[0], : self.keep[1]]
+
+    def backward(self, g: torch.Tensor, in_shape: Sequence[int]) -> torch.Tensor:
+        """The gradient to x of the window, given its gradient g (ho × wo)."""
+        g = F.pad(g, (0, self.call_size[1] - g.shape[-1], 0, self.call_size[0] - g.shape[-2]))
+        kept = list(in_shape[:2]) + list(self.keep)
+        gx = _aten.upsample_bilinear2d_backward(g, list(self.call_size), kept, False, *self.scale)
+        return F.pad(gx, (0, self.in_size[1] - self.keep[1], 0, self.in_size[0] - self.keep[0]))
 
 
 def resize_blend(
@@ -143,7 +261,7 @@ def resize_blend(
     if isinstance(w2, torch.Tensor):
         w2 = w2.to(cdt)
     out = w1 * r1 + w2 * r2
-    return out.to(x1.dtype).contiguous(memory_format=output_memory_format(x1, x2))
+    return _in_format(out.to(x1.dtype), output_memory_format(x1, x2))
 
 
 def shape_adaptor_maxpool(
@@ -163,17 +281,15 @@ def shape_adaptor_maxpool(
 
 
 # --------------------------------------------------------------------------
-# Backward passes, written with ATen's own backward kernels.
+# Backward passes, written by hand from the forward's pieces and ATen's own
+# backward kernels.
 #
 # The public ops' backward (``resizeops::_dynopool2d_backward`` and
 # ``resizeops::_resize_blend_backward``) run below autograd, where the autograd
 # engine cannot be used, so the reference backend chains the backward kernels of
-# grid_sample, max_pool2d and interpolate by hand. The tests check these against
-# torch.autograd through the forward functions above.
+# max_pool2d and interpolate and the query steps' gradients by hand. The tests
+# check these against torch.autograd through the forward functions above.
 # --------------------------------------------------------------------------
-
-_aten = torch.ops.aten
-
 
 def dynopool2d_backward(
     grad_out: torch.Tensor,
@@ -185,8 +301,11 @@ def dynopool2d_backward(
 ) -> Tuple[Optional[torch.Tensor], Optional[torch.Tensor]]:
     """Gradients of :func:`dynopool2d` to ``x`` and ``alpha`` (None where not needed).
 
-    grad_alpha_h = Σ dL/dy_j · dy_j/dĤ · dĤ/dα_h with dy_j/dĤ = −(2j+1)/(2Ĥ²) and
-    dĤ/dα_h = −H/α_h² (the straight-through surrogate of SPEC §2.1).
+    The forward's queries again, max_pool2d's backward to the winners, then each query
+    step's backward (:func:`_lerp_backward`) by hand: along W to the rows v, along H to
+    x. grad_alpha_h = Σ_j dL/dw1_j · du_j/dĤ · dĤ/dα_h with du_j/dĤ = −(2j+1)·H/(4Ĥ²)
+    where u_j is not clipped (0 elsewhere) and dĤ/dα_h = −H/α_h² (the straight-through
+    surrogate, DynOPool Eq. 3–4).
     """
     h, w = x.shape[-2], x.shape[-1]
     ho, wo = int(out_size[0]), int(out_size[1])
@@ -194,27 +313,28 @@ def dynopool2d_backward(
     xc = x.to(cdt)
     # Ĥ's value is Ho exactly (the surrogate's straight-through part is zero).
     h_hat, w_hat = (torch.tensor(float(v), dtype=cdt, device=x.device) for v in (ho, wo))
-    grid = _query_grid_2d(x.shape[0], (ho, wo), h_hat, w_hat)
-    q = F.grid_sample(xc, grid, mode="bilinear", padding_mode="border", align_corners=False)
+    rows, cols = _query_axis(h_hat, ho, h), _query_axis(w_hat, wo, w)
+    q, v = _queries(xc, rows, cols)
     _, idx = F.max_pool2d(q, 2, return_indices=True)
-    grad_q = _aten.max_pool2d_with_indices_backward(
-        grad_out.to(cdt), q, [2, 2], [2, 2], [0, 0], [1, 1], False, idx
-    )
-    grad_x, grad_grid = _aten.grid_sampler_2d_backward(
-        grad_q, xc, grid, 0, 1, False, [need_x, need_alpha]  # bilinear, border
-    )
+    grad_q = _aten.max_pool2d_with_indices_backward(grad_out.to(cdt), q, [2, 2], [2, 2], [0, 0], [1, 1], False, idx)
+    # Along W: the query columns' taps into the rows v.
+    g_left, g_right, g_cols = _lerp_backward(grad_q, v[..., cols.i0], v[..., cols.i1], cols.w1, cols.edge)
+    grad_v = torch.zeros_like(v).index_add_(3, cols.i0, g_left).index_add_(3, cols.i1, g_right)
+    top, bot = xc[:, :, rows.i0, :], xc[:, :, rows.i1, :]
     gx = ga = None
     if need_x:
-        gx = grad_x.to(x.dtype).contiguous(memory_format=output_memory_format(x))
+        g_top, g_bot, _ = _lerp_backward(grad_v, top, bot, rows.w1[:, None], rows.edge[:, None])
+        grad_x = torch.zeros_like(xc).index_add_(2, rows.i0, g_top).index_add_(2, rows.i1, g_bot)
+        gx = _in_format(grad_x.to(x.dtype), output_memory_format(x))
     if need_alpha:
-        # Reduce over the batch and the other axis first: grad_grid[..., 1] is dL/dy.
-        dl_dy = grad_grid[..., 1].sum(dim=(0, 2))  # (2Ho,)
-        dl_dx = grad_grid[..., 0].sum(dim=(0, 1))  # (2Wo,)
-        jy = torch.arange(2 * ho, dtype=cdt, device=x.device)
-        jx = torch.arange(2 * wo, dtype=cdt, device=x.device)
-        dl_dh_hat = (dl_dy * (-(2 * jy + 1) / (2.0 * ho * ho))).sum()
-        dl_dw_hat = (dl_dx * (-(2 * jx + 1) / (2.0 * wo * wo))).sum()
-        ga = alpha_grad_from_size_grad(torch.stack([dl_dh_hat, dl_dw_hat]), alpha, (h, w))
+        dl_dw1_rows = (grad_v * (bot - top)).sum(dim=(0, 1, 3))  # (2Ho,)
+        dl_dw1_cols = g_cols.sum(dim=(0, 1, 2))  # (2Wo,)
+        size_grads = []
+        for dl_dw1, axis, n_in, n_hat in ((dl_dw1_rows, rows, h, h_hat), (dl_dw1_cols, cols, w, w_hat)):
+            j = torch.arange(dl_dw1.numel(), dtype=cdt, device=x.device)
+            du = torch.where(axis.inside, -(2 * j + 1) * n_in / (4 * n_hat * n_hat), 0)
+            size_grads.append((dl_dw1 * du).sum())
+        ga = alpha_grad_from_size_grad(torch.stack(size_grads), alpha, (h, w))
     return gx, ga
 
 
@@ -237,6 +357,8 @@ def _resize_backward(g: torch.Tensor, in_shape: Sequence[int], size: Sequence[in
         if h == ho and w == wo:
             return g
         return _aten.upsample_bilinear2d_backward(g, [ho, wo], list(in_shape), align_corners, None, None)
+    if not align_corners:
+        return _CropPlan(in_shape, size, scale).backward(g, in_shape)
     sh, sw = float(scale[0]), float(scale[1])
     full_h, full_w = math.floor(h * sh), math.floor(w * sw)
     # The crop's backward: zeros outside the kept top-left window.
@@ -266,7 +388,7 @@ def resize_blend_backward(
     for k, (xk, wk, sk) in enumerate(((x1, w1, s1), (x2, w2, s2))):
         if mask[k]:
             gk = _resize_backward(g * wk.to(cdt), xk.shape, size, align_corners, sk)
-            grads[k] = gk.to(xk.dtype).contiguous(memory_format=output_memory_format(xk))
+            grads[k] = _in_format(gk.to(xk.dtype), output_memory_format(xk))
         if mask[2 + k]:
             rk = resize(xk.to(cdt), size, align_corners, sk)
             grads[2 + k] = (g * rk).sum().to(wk.dtype)
@@ -298,5 +420,5 @@ def shape_adaptor_maxpool_backward(
     gx = None
     if need_x:
         gx = g2 + _aten.max_pool2d_with_indices_backward(g1, xc, [2, 2], [2, 2], [0, 0], [1, 1], False, idx)
-        gx = gx.to(x.dtype).contiguous(memory_format=output_memory_format(x))
+        gx = _in_format(gx.to(x.dtype), output_memory_format(x))
     return gx, gw1, gw2

@@ -128,6 +128,25 @@ def test_layouts(backend, layout, dtype):
     _compare(backend, a, b, w1, w2, (13, 14), True, None, dt=dtype)
 
 
+@pytest.mark.parametrize("size", [(1, 1), (1, 5), (4, 1)])
+def test_degenerate_outputs_have_the_canonical_strides(backend, size):
+    """An output with H = W = 1 (or one side 1) of channels_last inputs is channels_last
+    with the strides torch.empty(..., memory_format=torch.channels_last) gives, on every
+    backend and the reference (which returned (3, 1, 1, 1) for (2, 3, 1, 1): contiguous in
+    both formats, so .contiguous() kept NCHW strides); _compare checks the gradients'."""
+    dev = _device_for(backend)
+    cl = torch.channels_last
+    a = torch.randn(2, 3, 5, 7, device=dev).contiguous(memory_format=cl)
+    b = torch.randn(2, 3, 1, 1, device=dev).contiguous(memory_format=cl)
+    w1, w2 = torch.tensor(0.5, device=dev), torch.tensor(1.5, device=dev)
+    want = torch.empty(2, 3, *size, memory_format=cl).stride()
+    for x1, x2 in [(a, b), (b, a), (a, a)]:
+        for name in (backend, "reference"):
+            out = resizeops.resize_blend(x1, x2, w1, w2, size, True, backend=name)
+            assert out.stride() == want, (name, out.stride(), want)
+        _compare(backend, x1, x2, w1, w2, size, True, None)
+
+
 @pytest.mark.parametrize("channels_last", [False, True], ids=["nchw", "channels_last"])
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
 def test_full_channel_blocks(backend, dtype, channels_last):
@@ -231,6 +250,63 @@ def test_infinite_values_like_the_reference(backend, s1, s2, size, ac, request):
         if exact_nan:
             assert torch.equal(p.isnan(), q.isnan()), name
         assert_close(p[q.isfinite()], q[q.isfinite()], msg=name)
+
+
+def _weight_gradient_cases():
+    """(name, x1, x2, size, align_corners, scales, grad_out): inf and NaN where dL/dw_k =
+    Σ g·R_k(x_k) and the transposed sum <R_kᵀ(g), x_k> differ."""
+    gen = torch.Generator().manual_seed(23)
+
+    def rnd(*shape):
+        return torch.randn(shape, generator=gen, dtype=torch.float64)
+
+    inf, nan = float("inf"), float("nan")
+    x1 = rnd(1, 2, 4, 5)
+    x1[0, 0, 1, 2] = inf  # read with positive weights; R(x1) holds 0·inf = NaN next to it
+    yield "inf_inside", x1, rnd(1, 2, 6, 7), (6, 7), True, None, None
+    for value in (inf, -inf, nan):  # 5 -> 3 under align_corners=True: pixel 1 is read with weight 0 only
+        x1 = rnd(1, 2, 5, 5)
+        x1[0, 1, 1, 1] = value
+        yield f"read_with_weight_0_{value}", x1, rnd(1, 2, 3, 3), (3, 3), True, None, None
+    x1 = rnd(1, 2, 5, 7)
+    x1[0, 0, 4, 6] = inf  # x2 up-sampled and cropped to 4x4: no kept output reads row 4
+    x2 = rnd(1, 2, 4, 4)
+    x2[0, 1, 3, 3] = nan  # a pass-through input: every pixel read
+    yield "unread_and_pass_through", x1, x2, (4, 4), False, ((2, 2), None), None
+    x1 = rnd(1, 2, 6, 6)
+    x1[0, 0, 2, 2], x1[0, 0, 2, 3] = inf, -inf  # one output reads both: inf - inf
+    yield "plus_and_minus_inf", x1, rnd(1, 2, 8, 8), (8, 8), False, None, None
+    g = rnd(1, 2, 7, 9)
+    g[0, 0, 3, 4] = inf
+    g[0, 1, 0, 0] = 0.0
+    yield "infinite_grad_out", rnd(1, 2, 5, 6), rnd(1, 2, 7, 9), (7, 9), True, None, g
+    x1 = rnd(1, 2, 3, 3)
+    x1[0, 0, 1, 1] = inf
+    g = rnd(1, 2, 5, 5)
+    g[..., 1:4, 1:4] = 0.0  # the outputs that read the inf pixel have g = 0: 0·inf
+    yield "zero_grad_at_inf", x1, rnd(1, 2, 5, 5), (5, 5), False, None, g
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("case", list(_weight_gradient_cases()), ids=lambda c: c[0])
+def test_weight_gradients_with_non_finite_values_like_the_reference(backend, case, dtype):
+    """dL/dw_k is the reference's Σ g·R_k(x_k), inf and NaN included: the C++ CPU kernel
+    and the CUDA kernels take it as <R_kᵀ(g), x_k> (one read of x_k), which gave +inf
+    where the reference's R(x) holds 0·inf = NaN, and a finite value where an infinite or
+    NaN pixel is read only with weight 0; now a sum that is not finite is taken again in
+    the reference's form, and a pixel no output reads stays out."""
+    _, x1, x2, size, ac, scales, g = case
+    dev = _device_for(backend)
+    x1, x2 = x1.to(dtype), x2.to(dtype)
+    g = torch.randn(1, 2, *size, generator=torch.Generator().manual_seed(4), dtype=dtype) if g is None else g.to(dtype)
+    wdt = torch.float32 if dtype == torch.bfloat16 else dtype  # float32 weights beside bfloat16, as under AMP
+    w1, w2 = torch.tensor(0.7, dtype=wdt), torch.tensor(-1.3, dtype=wdt)
+    got = _on_cpu(*_run(backend, x1.to(dev), x2.to(dev), w1.to(dev), w2.to(dev), size, ac, scales, g=g.to(dev)))
+    want = _run("reference", x1, x2, w1, w2, size, ac, scales, g=g)
+    for name, a, b in zip(("grad_w1", "grad_w2"), got[3:], want[3:]):
+        assert (a.isnan(), a.isposinf(), a.isneginf()) == (b.isnan(), b.isposinf(), b.isneginf()), (name, a, b)
+        if b.isfinite():
+            assert_close(a, b, msg=name, atol=W_TOL[dtype] * (1.0 + float(b.abs())), rtol=W_TOL[dtype])
 
 
 def test_empty_batch(backend):

@@ -185,6 +185,20 @@ def test_layouts(backend, layout, dtype):
     _compare(backend, x, alpha, dtype_for_tol=dtype)
 
 
+@pytest.mark.parametrize("out_size", [(1, 1), (1, 5), (4, 1)])
+def test_degenerate_outputs_have_the_canonical_strides(backend, out_size):
+    """An (N, C, 1, 1) output (or one side 1) of a channels_last x has the strides of
+    torch.empty(..., memory_format=torch.channels_last) on every backend and the reference
+    (whose .contiguous() kept (3, 1, 1, 1): such a tensor is contiguous in both formats)."""
+    dev = _device_for(backend)
+    x = torch.randn(2, 3, 8, 10, device=dev).contiguous(memory_format=torch.channels_last)
+    alpha = torch.tensor([8 / out_size[0], 10 / out_size[1]], device=dev)
+    want = torch.empty(2, 3, *out_size, memory_format=torch.channels_last).stride()
+    for name in (backend, "reference"):
+        assert resizeops.dynopool2d(x, alpha, out_size, min_size=1, backend=name).stride() == want, name
+    _compare(backend, x, alpha)
+
+
 def test_non_contiguous_grad_out(backend):
     dev = _device_for(backend)
     x = torch.randn(2, 3, 12, 10, device=dev)
@@ -208,6 +222,114 @@ def test_nan_and_ties(backend):
     assert torch.isnan(out[0, 1]).any()
     assert_close(out, ref)
     assert_close(gx[0, 0], rgx[0, 0])
+
+
+def _tied_inputs(dtype, dev):
+    """Inputs whose queries tie exactly: rows or columns that repeat. (name, x, alpha)."""
+    gen = torch.Generator().manual_seed(17)
+    rows = torch.randn(2, 3, 1, 13, generator=gen, dtype=dtype)
+    cols = torch.randn(2, 3, 11, 1, generator=gen, dtype=dtype)
+    small = torch.randn(1, 4, 5, 7, generator=gen, dtype=dtype)
+    cases = [
+        ("expanded_along_H", rows.expand(2, 3, 9, 13), (1.3, 1.7)),  # stride 0 along H
+        ("expanded_along_H_contiguous", rows.expand(2, 3, 10, 13).contiguous(), (2.2, 0.8)),
+        ("expanded_along_W", cols.expand(2, 3, 11, 15), (1.6, 1.4)),
+        ("expanded_along_W_channels_last", cols.expand(2, 3, 11, 14).contiguous(memory_format=torch.channels_last),
+         (0.9, 2.3)),
+        ("nearest_upsampled", small.repeat_interleave(2, dim=2).repeat_interleave(2, dim=3), (1.45, 1.3)),
+        ("nearest_upsampled_x3", small.repeat_interleave(3, dim=2).repeat_interleave(3, dim=3), (2.5, 1.9)),
+        ("constant", torch.full((1, 2, 7, 9), 0.3, dtype=dtype), (1.3, 2.2)),
+    ]
+    # Random ones: widths with every remainder mod 4 (the C++ kernel's SSE columns),
+    # channel counts over its 16-channel blocks, both layouts, up- and down-sampling.
+    rng = random.Random(29)
+    for i in range(6):
+        c, h, w, f = rng.randint(1, 20), rng.randint(1, 6), rng.randint(1, 8), rng.choice([2, 3])
+        x = torch.randn(1, c, h, w, generator=gen, dtype=dtype).repeat_interleave(f, dim=2).repeat_interleave(f, dim=3)
+        if i % 2:
+            x = x.contiguous(memory_format=torch.channels_last)
+        cases.append((f"random_nearest_x{f}_{i}", x, (round(rng.uniform(0.6, 3.0), 2), round(rng.uniform(0.6, 3.0), 2))))
+    for name, x, ratio in cases:
+        yield name, x.to(dev), torch.tensor(ratio, dtype=torch.float64 if dtype == torch.float64 else torch.float32,
+                                            device=dev)
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32, torch.bfloat16, torch.float16])
+def test_tied_queries_route_like_the_reference(backend, dtype):
+    """Repeated rows or columns (an input expanded along H or W, nearest-upsampled maps,
+    a constant plane) make a cell's queries tie exactly: each interpolation step is
+    w0·a + w1·b and exactly a where a == b, in every backend (math.h lerp_tie), so the
+    tied queries are bit-identical and the first of them wins everywhere. The gradient
+    then goes to the same pixels: grad_x as the reference's (its row and column sums
+    followed rounding noise before, differently per backend)."""
+    dev = _device_for(backend)
+    for name, x, alpha in _tied_inputs(dtype, dev):
+        out, gx, ga = _grads(x, alpha, backend, g=None)
+        ref, rgx, rga = _grads(x, alpha, "reference")
+        assert out.stride() == ref.stride(), name
+        assert_close(out, ref, dtype, msg=f"{name}: forward")
+        assert_close(gx, rgx, dtype, msg=f"{name}: grad_x")
+        for dim in (2, 3):  # the sums per input row and column: where the gradient went
+            assert_close(gx.double().sum(dim=(0, 1, dim)), rgx.double().sum(dim=(0, 1, dim)), dtype,
+                         msg=f"{name}: grad_x summed over dim {dim}")
+        scale = float(rga.abs().max()) + 1.0
+        tol = {torch.float64: 1e-10, torch.float32: 1e-4, torch.float16: 1e-2, torch.bfloat16: 5e-2}[dtype]
+        assert_close(ga, rga, dtype, msg=f"{name}: grad_alpha", atol=tol * scale, rtol=tol)
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_reference_tied_queries_are_bit_identical(dtype):
+    """The tie rule in the reference's queries themselves: on an input expanded along H a
+    cell's two query rows (2i, 2i+1) are bit-identical, expanded along W its two query
+    columns; grid_sample's product weights made them differ by an ulp, so the winner
+    (and the gradient) followed rounding noise. max_pool2d then takes the first."""
+    from resizeops.reference import _queries, _query_axis
+
+    gen = torch.Generator().manual_seed(5)
+    for along, shape in ((2, (2, 3, 9, 13)), (3, (2, 3, 11, 15)), (2, (1, 2, 6, 7))):
+        base = list(shape)
+        base[along] = 1
+        x = torch.randn(base, generator=gen, dtype=dtype).expand(shape)
+        for ho, wo in ((4, 5), (7, 9), (3, 11), (12, 4)):
+            rows = _query_axis(torch.tensor(float(ho), dtype=dtype), ho, shape[2])
+            cols = _query_axis(torch.tensor(float(wo), dtype=dtype), wo, shape[3])
+            q, _ = _queries(x, rows, cols)
+            first, second = (q[:, :, 0::2], q[:, :, 1::2]) if along == 2 else (q[..., 0::2], q[..., 1::2])
+            assert torch.equal(first, second), (along, shape, ho, wo)
+            _, idx = torch.nn.functional.max_pool2d(q, 2, return_indices=True)
+            k = (idx // q.shape[-1]) % 2 if along == 2 else idx % 2  # the winner's query row / column in its cell
+            assert (k == 0).all(), (along, shape, ho, wo)
+
+
+@pytest.mark.parametrize("hw", [(8, 8), (6, 10), (14, 4), (4, 12)])
+def test_kink_at_alpha_2_takes_the_derivative_from_above(backend, hw):
+    """α = 2 on even sizes puts every query on a pixel (u_j = j exactly: the coordinate
+    is one correctly rounded division), a kink of the bilinear surrogate. Every backend
+    takes the derivative towards larger u (i0 = floor(u) = j, d/du = x[j+1] − x[j], and
+    the clip's derivative 1 at u = 0), so dL/dα is the one-sided derivative from above,
+    lim ε→0+ (L(α + ε) − L(α))/ε of the surrogate: checked against a one-sided finite
+    difference of the reference in a real-valued Ĥ = Ho − ε (u grows with α)."""
+    dev = _device_for(backend)
+    gen = torch.Generator().manual_seed(sum(hw))
+    x = torch.randn(2, 3, *hw, generator=gen, dtype=torch.float64)
+    alpha = torch.tensor([2.0, 2.0], dtype=torch.float64)
+    ho, wo = hw[0] // 2, hw[1] // 2
+    g = torch.randn(2, 3, ho, wo, generator=gen, dtype=torch.float64)
+    out, _, ga = _grads(x.to(dev), alpha.to(dev), backend, g=g.to(dev))
+    assert out.shape[-2:] == (ho, wo)
+    _, _, rga = _grads(x, alpha, "reference", g=g)
+    assert_close(ga.cpu(), rga, msg="grad_alpha against the reference", atol=1e-9, rtol=1e-9)
+
+    def loss(h_hat, w_hat):
+        ref = resizeops.reference.dynopool2d_at(x, torch.tensor(h_hat, dtype=torch.float64),
+                                                torch.tensor(w_hat, dtype=torch.float64), (ho, wo))
+        return float((ref * g).sum())
+
+    eps = 1e-7
+    base = loss(ho, wo)
+    from_above = torch.tensor([(base - loss(ho - eps, wo)) / eps, (base - loss(ho, wo - eps)) / eps], dtype=torch.float64)
+    from_above *= torch.tensor([-hw[0] / 4.0, -hw[1] / 4.0], dtype=torch.float64)  # dĤ/dα = −H/α²
+    assert_close(rga, from_above, msg="grad_alpha against the one-sided difference", atol=1e-4, rtol=1e-5)
 
 
 def _assert_same_nonfinite(got, want, msg):

@@ -35,6 +35,12 @@ DYNOPOOL_BAD = [
     (dict(alpha=torch.tensor([float("nan"), 2.0])), ValueError, ["`alpha`", "finite", "nan"]),
     (dict(alpha=torch.tensor([2.0, float("inf")])), ValueError, ["`alpha`", "finite", "inf"]),
     (dict(alpha=torch.tensor([1e-9, 1e-9])), ValueError, ["`alpha`", "MAX_OUTPUT_NUMEL", "elements"]),
+    # float64 alpha so small that H/alpha overflows to inf (was an OverflowError), or whose
+    # output size overflows float64 when formatted (1e-306 on both axes).
+    (dict(alpha=torch.tensor([1e-308, 2.0], dtype=torch.float64)), ValueError, ["`alpha`", "too small", "8/alpha_h"]),
+    (dict(alpha=torch.tensor([2.0, 5e-324], dtype=torch.float64)), ValueError, ["`alpha`", "too small", "alpha_w"]),
+    (dict(alpha=torch.tensor([1e-30, 2.0], dtype=torch.float64)), ValueError, ["`alpha`", "MAX_OUTPUT_NUMEL"]),
+    (dict(alpha=torch.tensor([1e-306, 1e-306], dtype=torch.float64)), ValueError, ["`alpha`", "MAX_OUTPUT_NUMEL"]),
     (dict(out_size=(4, 0)), ValueError, ["`out_size`", "≥ 1", "(4, 0)"]),
     (dict(out_size=(4, -3)), ValueError, ["`out_size`", "≥ 1", "(4, -3)"]),
     (dict(out_size=(4,)), ValueError, ["`out_size`", "pair", "1 entries"]),
@@ -64,6 +70,49 @@ def test_dynopool2d_bad_backend_name():
         resizeops.dynopool2d(X, ALPHA, backend="gpu")
     with pytest.raises(TypeError, match="backend must be a backend name"):
         resizeops.dynopool2d(X, ALPHA, backend=1)
+
+
+OUTPUT_SIZE_BAD = [
+    (((8, 8), (0, 1)), ValueError, ["`alpha`", "> 0", "alpha_h = 0.0"]),  # was a ZeroDivisionError
+    (((8, 8), (2.0, -1.0)), ValueError, ["`alpha`", "> 0", "alpha_w = -1.0"]),
+    (((8, 8), (float("nan"), 1.0)), ValueError, ["`alpha`", "finite"]),
+    (((8, 8), (1e-320, 1.0)), ValueError, ["`alpha`", "too small"]),
+    (((8, 8), (10**400, 1.0)), ValueError, ["`alpha`", "float64", "401 digits"]),
+    (((8, 8), (2.0,)), TypeError, ["`alpha`", "two numbers"]),
+    (((8, 8), "ab"), TypeError, ["`alpha`", "two numbers"]),
+    (((8, 8), (2.0, "x")), TypeError, ["`alpha`", "two numbers"]),
+    (((8, 8), torch.tensor([2.0])), ValueError, ["`alpha`", "two values"]),
+    (((8, 8), torch.tensor([2.0, 2.0], device="meta")), ValueError, ["`alpha`", "meta", "`out_size`"]),
+]
+
+
+@pytest.mark.parametrize("args,exc,words", OUTPUT_SIZE_BAD, ids=[str(i) for i in range(len(OUTPUT_SIZE_BAD))])
+def test_dynopool2d_output_size_bad_input(args, exc, words):
+    with pytest.raises(exc) as info:
+        resizeops.dynopool2d_output_size(*args)
+    msg = str(info.value)
+    assert msg.startswith("dynopool2d_output_size:")
+    for word in words:
+        assert word in msg, f"{word!r} not in {msg!r}"
+
+
+def test_dynopool2d_output_size_accepts_numbers_and_tensors():
+    assert resizeops.dynopool2d_output_size((8, 9), (2, 1.5)) == (4, 6)
+    assert resizeops.dynopool2d_output_size((8, 9), torch.tensor([2.0, 1.5])) == (4, 6)
+    assert resizeops.dynopool2d_output_size((8, 9), [torch.tensor(2.0), torch.tensor(1.5)]) == (4, 6)
+    assert resizeops.dynopool2d_output_size((8, 9), (100.0, 100.0), min_size=3) == (3, 3)
+
+
+def test_dynopool2d_on_meta_tensors_needs_out_size(monkeypatch):
+    """A meta alpha has no values to compute the output size from: a ValueError naming
+    `alpha` and `out_size` (was NotImplementedError "Cannot copy out of meta tensor");
+    with `out_size` the op runs on meta tensors (shapes only)."""
+    x = torch.randn(2, 3, 8, 8, device="meta")
+    alpha = torch.tensor([2.0, 2.0], device="meta")
+    with pytest.raises(ValueError, match=r"dynopool2d: `alpha` is on the meta device.*pass `out_size`"):
+        resizeops.dynopool2d(x, alpha)
+    out = resizeops.dynopool2d(x, alpha, out_size=(4, 4))
+    assert out.device.type == "meta" and out.shape == (2, 3, 4, 4)
 
 
 def test_dynopool2d_alpha_on_another_device_is_named():
@@ -99,6 +148,16 @@ BLEND_BAD = [
     (dict(scales=(None, (float("nan"), 1.0))), ValueError, ["`scales[1]`", "finite"]),
     (dict(scales=(("a", 2), None)), TypeError, ["`scales[0]`", "floats"]),
     (dict(scales=((1.0, 1.0), None), size=(6, 6)), ValueError, ["`scales[0]`", "smaller than `size`", "(4, 4)"]),
+    # A Python number beyond float64 (was an OverflowError).
+    (dict(w1=10**400), ValueError, ["`w1`", "float64", "401 digits"]),
+    (dict(w2=-(10**309)), ValueError, ["`w2`", "float64"]),
+    (dict(scales=((10**400, 2), None)), ValueError, ["`scales[0]`", "float64"]),
+    # A scale whose full interpolate output is over the limit, however small the crop
+    # (30000 on 4x4 asked the reference for 230 GB; 1e12 and 1e300 failed inside torch).
+    (dict(scales=((30000, 30000), None), align_corners=False), ValueError,
+     ["`scales[0]`", "MAX_OUTPUT_NUMEL", "120000×120000"]),
+    (dict(scales=(None, (1e12, 1.0))), ValueError, ["`scales[1]`", "MAX_OUTPUT_NUMEL"]),
+    (dict(scales=((1e300, 1e300), None)), ValueError, ["`scales[0]`", "MAX_OUTPUT_NUMEL", "e+601"]),
 ]
 
 
@@ -113,6 +172,20 @@ def test_resize_blend_bad_input(monkeypatch, kwargs, exc, words):
     assert msg.startswith("resize_blend:")
     for word in words:
         assert word in msg, f"{word!r} not in {msg!r}"
+
+
+@pytest.mark.parametrize("backend", ["reference", "cpu"])
+def test_scale_limit_counts_the_full_interpolate_output(monkeypatch, backend):
+    """The limit applies to floor(H·s) × floor(W·s) of a scaled input, on every backend
+    (the check runs before the backend is chosen): 2·3·(4·9)² = 7776 elements."""
+    args = (X1, X2, 1.0, 1.0, (6, 6), False, ((9, 9), None))
+    monkeypatch.setattr(resizeops, "MAX_OUTPUT_NUMEL", 7775)
+    with pytest.raises(ValueError, match=r"`scales\[0\]`.*7\.776e\+03 elements"):
+        resizeops.resize_blend(*args, backend=backend)
+    monkeypatch.setattr(resizeops, "MAX_OUTPUT_NUMEL", 7776)
+    if backend == "cpu" and not resizeops.backends("cpu", "resize_blend")[2].available:
+        pytest.skip("the compiled extension is not loaded")
+    assert resizeops.resize_blend(*args, backend=backend).shape == (2, 3, 6, 6)
 
 
 def test_output_limit_is_settable(monkeypatch):

@@ -45,7 +45,9 @@ def _exact_query_coords(out_size, size_hat, in_size):
     for j in range(2 * out_size):
         u = Fraction(2 * j + 1) * in_size / (4 * s) - Fraction(1, 2)
         du = -Fraction(2 * j + 1) * in_size / (4 * s * s)
-        if u <= 0:
+        # The clip's derivative is 1 on [0, in - 1), 0 elsewhere: the derivative
+        # towards larger u (math.h clip_border; grid_sample's is 0 at u = 0 too).
+        if u < 0:
             rows.append((Fraction(0), Fraction(0), u))
         elif u >= in_size - 1:
             rows.append((Fraction(in_size - 1), Fraction(0), u))
@@ -55,9 +57,7 @@ def _exact_query_coords(out_size, size_hat, in_size):
 
 
 def _tolerances(dtype):
-    # float64: a few roundings of values <= ~30. float32: u goes through the
-    # normalised coordinate y (as the grid_sample reference does), whose
-    # rounding is amplified by in_size / 2: up to ~1e-6 absolute for in_size 31.
+    # u = ((2j+1)·in − 2ŝ)/(4ŝ): one rounding of values <= ~30; its derivative a few.
     return dict(rtol=1e-12, atol=1e-12) if dtype == torch.float64 else dict(rtol=2e-6, atol=5e-6)
 
 
@@ -119,13 +119,17 @@ def test_query_coords_cpu_matches_formula(out_size, size_hat, in_size, dtype):
     assert checked >= len(exact) - 1
 
 
-def test_query_coords_clip_derivative_zero_at_both_borders():
-    # in 8 -> out 4: u_j = j exactly; j = 0 and j = 7 sit on the borders.
+def test_query_coords_clip_derivative_is_the_one_towards_larger_u():
+    # in 8 -> out 4 (alpha = 2): u_j = j exactly (one correctly rounded division of
+    # integers), every query on a pixel; j = 0 and j = 7 sit on the borders. The
+    # derivative is taken towards larger u everywhere: 1 · du at u = 0 (inside from
+    # there on), 0 at u = in - 1 (clipped beyond it). grid_sample's is 0 at both.
     for dtype in DTYPES:
-        got = ops.query_coords(torch.tensor([4.0], dtype=dtype), 4, 8)
-        assert got[0, 0].item() == 0.0 and got[0, 1].item() == 0.0
-        assert got[7, 0].item() == 7.0 and got[7, 1].item() == 0.0
-        assert (got[1:7, 1] < 0).all()  # interior rows carry the gradient
+        for out_size, in_size in ((4, 8), (3, 6), (5, 10), (7, 14), (11, 22)):
+            got = ops.query_coords(torch.tensor([float(out_size)], dtype=dtype), out_size, in_size)
+            assert torch.equal(got[:, 0], torch.arange(in_size, dtype=dtype)), (out_size, in_size)
+            assert got[-1, 1].item() == 0.0
+            assert (got[:-1, 1] < 0).all()  # u = 0 and the interior rows carry the gradient
     # Upsampling: the first and last rows lie outside [0, in-1] and are clipped.
     got = ops.query_coords(torch.tensor([5.0], dtype=torch.float64), 5, 3)
     assert got[0, 0].item() == 0.0 and got[0, 1].item() == 0.0
@@ -158,6 +162,11 @@ def test_query_coords_matches_grid_sample_border(out_size, size_hat, in_size):
     expected_du = torch.autograd.functional.jacobian(sample, s)
     got = ops.query_coords(s.view(1), out_size, in_size)
     torch.testing.assert_close(got[:, 0], expected_u, rtol=1e-12, atol=1e-12)
+    # One difference, by design: at u = 0 exactly grid_sample's clip has derivative 0,
+    # resizeops' the one towards larger u (test above).
+    at_zero = got[:, 0] == 0
+    at_zero &= torch.tensor([(2 * j + 1) * in_size == 2 * size_hat for j in range(2 * out_size)])
+    expected_du = torch.where(at_zero, got[:, 1], expected_du)
     torch.testing.assert_close(got[:, 1], expected_du, rtol=1e-12, atol=1e-12)
 
 

@@ -273,6 +273,43 @@ def test_elastic_off_in_stride_two_blocks_and_bad_branches():
         resizeops.nn.ElasticBottleneck(32, 30, cardinality=8)
 
 
+def test_elastic_block_trains_under_compile_fullgraph_with_odd_sizes():
+    """ELASTIC's down-sampling replicate-pads an odd side. F.pad(mode="replicate")'s
+    backward, replication_pad2d_backward, fails under torch.compile in torch 2.14 (an
+    inductor stride assertion: "expected ... stride 1==49 at dim=1"; turning
+    size_asserts off runs and gives wrong gradients), so ElasticBlock repeats the last
+    row / column with torch.cat: the same values and gradients, and a training step
+    compiles with fullgraph=True and matches eager."""
+    import copy
+
+    torch.manual_seed(0)
+
+    def branch():
+        return torch.nn.Sequential(torch.nn.Conv2d(4, 4, 3, padding=1), torch.nn.BatchNorm2d(4), torch.nn.ReLU())
+
+    block = resizeops.nn.ElasticBlock(branch(), branch())
+    x = torch.randn(2, 4, 7, 9)
+
+    def step(model):
+        xx = x.clone().requires_grad_(True)
+        out = model(xx)
+        out.square().sum().backward()
+        return [out.detach(), xx.grad] + [p.grad for p in model.parameters()]
+
+    want = step(copy.deepcopy(block))
+    got = step(torch.compile(copy.deepcopy(block), fullgraph=True))
+    scale = max(float(t.abs().max()) for t in want)
+    for a, b in zip(got, want):
+        assert_close(a, b, atol=1e-5 * scale, rtol=1e-4)
+    # The pad: F.pad(mode="replicate")'s values and gradients, exactly.
+    for hw in ((7, 9), (8, 9), (7, 8), (8, 8)):
+        t = torch.randn(2, 3, *hw, dtype=torch.float64, requires_grad=True)
+        padded = torch.nn.functional.pad(t, (0, hw[1] % 2, 0, hw[0] % 2), mode="replicate")
+        a, b = torch.nn.functional.avg_pool2d(padded, 2, 2), resizeops.nn._half_resolution(t)
+        g = torch.randn_like(a)
+        assert torch.equal(a, b) and torch.equal(*(torch.autograd.grad(v, t, g)[0] for v in (a, b)))
+
+
 # --- shape_report ---------------------------------------------------------------------
 
 

@@ -1,5 +1,6 @@
 """resizeops.resize_blend on the reference backend against SPEC §2.2 and the two methods it serves."""
 
+import math
 import random
 
 import oracle
@@ -187,3 +188,55 @@ def test_weight_dtype_does_not_promote():
     assert out.dtype == torch.bfloat16
     out.float().sum().backward()
     assert w1.grad.dtype == torch.float64
+
+
+def test_scaled_reference_computes_only_the_kept_window(monkeypatch):
+    """Under align_corners=False a scaled input is interpolated straight to the kept
+    window (upsample_bilinear2d with the scale: the source index does not depend on the
+    output size), never to the whole up-scaled image: a 4x4 input at scale 500 asks for
+    2000x2000 before the crop, here at most (Ho + 1) x (Wo + 1)."""
+    sizes = []
+    real = torch.ops.aten.upsample_bilinear2d
+
+    class Spy:
+        def __getattr__(self, name):
+            return getattr(torch.ops.aten, name)
+
+        def upsample_bilinear2d(self, *args):
+            out = real(*args)
+            sizes.append(tuple(out.shape[-2:]))
+            return out
+
+    monkeypatch.setattr(resizeops.reference, "_aten", Spy())
+    monkeypatch.setattr(F, "interpolate", lambda *a, **k: pytest.fail("the full up-scaled image was computed"))
+    x1, x2 = torch.randn(1, 2, 4, 4, requires_grad=True), torch.randn(1, 2, 5, 5)
+    out = resizeops.resize_blend(x1, x2, 1.0, 1.0, (5, 5), False, ((500, 500), None), backend="reference")
+    out.sum().backward()
+    assert sizes and max(max(s) for s in sizes) <= 6, sizes
+
+
+def test_scaled_reference_equals_interpolate_then_crop():
+    """The kept window computed directly is interpolate-then-crop bit for bit, forward and
+    backward, with ±inf and NaN: random sizes, scales and crops, including the axes ATen
+    copies (an axis whose full size floor(H·s) equals H, copied by the full call, and a
+    window as long as its input but not its full size, which the window's own call would
+    copy)."""
+    rng = random.Random(17)
+    for _ in range(300):
+        h, w = rng.randint(1, 9), rng.randint(1, 9)
+        scale = (rng.choice([1.0, 1.1, 1.5, 2.0, rng.uniform(1, 4)]), rng.choice([1.0, 1.1, 2.0, rng.uniform(1, 4)]))
+        full = (math.floor(h * scale[0]), math.floor(w * scale[1]))
+        size = (rng.randint(1, full[0]), rng.randint(1, full[1]))
+        dtype = rng.choice([torch.float32, torch.float64])
+        x = torch.randn(2, 3, h, w, dtype=dtype)
+        if rng.random() < 0.3:
+            x[0, 0, rng.randrange(h), rng.randrange(w)] = rng.choice([float("inf"), float("nan")])
+        g = torch.randn(2, 3, *size, dtype=dtype)
+        a, b = x.clone().requires_grad_(True), x.clone().requires_grad_(True)
+        want = F.interpolate(a, scale_factor=scale, mode="bilinear", recompute_scale_factor=False)[..., : size[0], : size[1]]
+        got = resizeops.reference.resize(b, size, False, scale)
+        want.backward(g)
+        got.backward(g)
+        by_hand = resizeops.reference._resize_backward(g, x.shape, size, False, scale)
+        for p, q in [(got, want), (b.grad, a.grad), (by_hand, a.grad)]:
+            assert torch.equal(p.isnan(), q.isnan()) and torch.equal(p.nan_to_num(), q.nan_to_num()), (h, w, scale, size)

@@ -225,6 +225,19 @@ def test_backend_layouts(backend, layout, dtype):
     _compare(backend, x, w1, w2, (13, 14), True, dt=dtype)
 
 
+@pytest.mark.parametrize("size", [(1, 1), (1, 5), (4, 1)])
+def test_backend_degenerate_outputs_have_the_canonical_strides(backend, size):
+    """(N, C, 1, 1) and one-sided outputs of a channels_last x: torch.empty's channels_last
+    strides on every backend and the reference."""
+    dev = _device_for(backend)
+    x = torch.randn(2, 3, 6, 7, device=dev).contiguous(memory_format=torch.channels_last)
+    w1, w2 = torch.tensor(0.5, device=dev), torch.tensor(1.5, device=dev)
+    want = torch.empty(2, 3, *size, memory_format=torch.channels_last).stride()
+    for name in (backend, "reference"):
+        assert resizeops.shape_adaptor_maxpool(x, w1, w2, size, backend=name).stride() == want, name
+    _compare(backend, x, w1, w2, size, True)
+
+
 @pytest.mark.parametrize("channels_last", [False, True], ids=["nchw", "channels_last"])
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
 def test_backend_full_channel_blocks(backend, dtype, channels_last):

@@ -22,10 +22,12 @@ learnable scale (Eq. 3-4).
 
 The per-element math mirrors csrc/include/resizeops/math.h function for function
 (``dynopool_query_coord``, ``clip_border``, ``bilinear_taps``,
-``dynopool_query_coord_grad``, ``max4_first``) in the same order of operations.
-The bilinear value itself uses grid_sample's product weights and order of
-summation (the reference's), where the CPU kernel interpolates separably: the two
-agree to rounding. Half types are computed in float32 and rounded once on store.
+``dynopool_query_coord_grad``, ``lerp_tie``, ``max4_first``) in the same order of
+operations: a query is interpolated along H, then along W, each step
+w0·a + w1·b and exactly a where a == b (the tie rule every backend shares, so that
+repeated rows or columns give tied queries and the same winner everywhere:
+docs/DESIGN.md, "Rounding and ties"). Half types are computed in float32 and
+rounded once on store.
 
 These functions take already validated arguments; the dispatcher adapter is
 ``resizeops/_triton_backend.py``.
@@ -59,19 +61,16 @@ NUM_WARPS = 4
 def _query_coord(q, size_hat, in_size_f, ACC: tl.constexpr):
     """Source coordinate u of query q along one axis (math.h dynopool_query_coord).
 
-    y_q = -1 + (2q+1)/(2Ĥ) (normalised, align_corners=False), u = ((y+1)·in − 1)/2,
-    computed through y in the reference's order, so that near-ties in the 2×2 max
-    pick the same query as the reference (grid_sample on a grid of y values).
+    u = ((2q+1)·in − 2Ĥ)/(4Ĥ), the pixel coordinate of y_q = −1 + (2q+1)/(2Ĥ): exact
+    integers (below 2^24 in float32) and one correctly rounded division, as in every
+    backend, so a query on a pixel (α = 2 on an even size) is exactly there.
     """
-    num = (2 * q + 1).to(ACC)
+    num = (2 * q + 1).to(ACC) * in_size_f - 2.0 * size_hat
     if ACC == tl.float32:
         # Triton's float32 `/` is an approximate division on the GPU; the query
         # positions must round like torch's (IEEE) division.
-        t = tl.math.div_rn(num, 2.0 * size_hat)
-    else:
-        t = num / (2.0 * size_hat)  # float64 `/` is IEEE round-to-nearest
-    y = t - 1.0
-    return ((y + 1.0) * in_size_f - 1.0) * 0.5
+        return tl.math.div_rn(num, 4.0 * size_hat)
+    return num / (4.0 * size_hat)  # float64 `/` is IEEE round-to-nearest
 
 
 @triton.jit
@@ -81,11 +80,12 @@ def _axis_taps(q, size_hat, in_size_f, in_size, ACC: tl.constexpr):
     Returns (i0, i1, w0, w1, dsize): the two source indices (int64), their weights,
     and dclip · du/dĤ, the query's coordinate derivative with respect to the
     surrogate size (math.h dynopool_query_coord_grad), 0 where the border clip is
-    active (u ≤ 0 or u ≥ in−1, closed: exactly grid_sample's border padding).
+    active: 1 on 0 ≤ u < in−1 (math.h clip_border: the derivative towards larger u,
+    also at u = 0 exactly, where grid_sample's is 0).
     """
     u = _query_coord(q, size_hat, in_size_f, ACC)
     hi = in_size_f - 1.0
-    inside = (u > 0.0) & (u < hi)
+    inside = (u >= 0.0) & (u < hi)
     u = tl.minimum(tl.maximum(u, 0.0), hi)
     # u ≥ 0 here, so the truncating cast is a floor; the clamp guards rounding.
     i0 = tl.minimum(tl.floor(u).to(tl.int64), in_size - 1)
@@ -99,9 +99,16 @@ def _axis_taps(q, size_hat, in_size_f, in_size, ACC: tl.constexpr):
 
 
 @triton.jit
+def _lerp_tie(w0, a, w1, b):
+    """w0·a + w1·b, exactly a where a == b (math.h lerp_tie: DynOPool's tie rule)."""
+    return tl.where(a == b, a, w0 * a + w1 * b)
+
+
+@triton.jit
 def _bilinear(v00, v01, v10, v11, wr0, wr1, wc0, wc1):
-    """w_r0·w_c0·v00 + ...: grid_sample's weights (products) and order of summation."""
-    return (wr0 * wc0) * v00 + (wr0 * wc1) * v01 + (wr1 * wc0) * v10 + (wr1 * wc1) * v11
+    """x[r, c] = v_rc bilinearly: along H at both tap columns, then along W (math.h
+    lerp_tie each step, as every backend)."""
+    return _lerp_tie(wc0, _lerp_tie(wr0, v00, wr1, v10), wc1, _lerp_tie(wr0, v01, wr1, v11))
 
 
 @triton.jit
@@ -519,7 +526,11 @@ def _tables(x: torch.Tensor, ho: int, wo: int):
     tab_i = torch.empty(4 * ho + 4 * wo, dtype=torch.int32, device=x.device)
     tab_w = torch.empty(4 * ho + 4 * wo, dtype=acc, device=x.device)
     grid = (triton.cdiv(2 * ho + 2 * wo, TABLE_BLOCK),)
-    _dynopool2d_tables_kernel[grid](tab_i, tab_w, h, w, ho, wo, ACC=_tl_acc(x.dtype), BLOCK=TABLE_BLOCK)
+    # No FMA contraction in the coordinates ((2q+1)·in − 2Ĥ): every backend rounds
+    # the product first (math.h mul_rn), as blend.py's tables kernel does.
+    _dynopool2d_tables_kernel[grid](
+        tab_i, tab_w, h, w, ho, wo, ACC=_tl_acc(x.dtype), BLOCK=TABLE_BLOCK, enable_fp_fusion=False
+    )
     return tab_i, tab_w
 
 

@@ -49,8 +49,9 @@ using cpu::kChannelBlock;
 // bounds), so an infinite pixel must give w0·x = x there, not w0·x + 0·x =
 // NaN. Hence `edge` (i1 == i0: skip the second tap). The column table of the
 // row buffers (pad_edge) instead points such a second tap at a padding column
-// W of zeros, so that the channel loops stay branch-free: 0·0 adds nothing,
-// and the gradient written there is never read. The coordinate derivative
+// W of zeros, so that the channel loops stay branch-free: lerp_tie(1, v, 0, 0)
+// is v (0·0 adds nothing; v == 0 gives v itself), and the gradient written
+// there is never read. The coordinate derivative
 // (x[i1] - x[i0]) keeps the true pixel: it is multiplied by the clip's
 // derivative, 0 at the border.
 template <typename acc_t>
@@ -101,7 +102,8 @@ struct TaskInput {
 };
 
 // The separable form of the 4 queries. Bilinear sampling is vertical then
-// horizontal interpolation, and the two query rows of an output row are shared
+// horizontal interpolation (each step math::lerp_tie, the tie rule all backends
+// share), and the two query rows of an output row are shared
 // by all its cells, so each task first interpolates the two query rows over the
 // whole width (vrow, laid out [w][c]: contiguous channels for channels_last)
 // and then each cell costs 4 horizontal interpolations of those rows and a max.
@@ -121,11 +123,12 @@ inline void vertical_pass(const TaskInput<scalar_t>& in, int64_t W, int64_t cb, 
   }
   if constexpr (cpu::sse::applies_to<scalar_t, acc_t>()) {
     // float NCHW: 4x4 SSE transposes (resize_rows.h), same arithmetic as below:
-    // w0 * a + w1 * b, or a at the edge (w0 = 1 there), and b - a as 1 * b + (-1) * a.
+    // math::lerp_tie(w0, a, w1, b), or a at the edge, and b - a as 1 * b + (-1) * a
+    // (no tie rule there: a difference).
     if (in.sW == 1) {
       const bool edge = rows.edge[r];
       edge ? cpu::sse::rows_to_wc<false>(top, nullptr, 0.f, 0.f, in.sC, in.sW, cb, W, vrow)
-           : cpu::sse::rows_to_wc<true>(top, bot, w0, w1, in.sC, in.sW, cb, W, vrow);
+           : cpu::sse::rows_to_wc<true, /*kTie=*/true>(top, bot, w0, w1, in.sC, in.sW, cb, W, vrow);
       if (drow) cpu::sse::rows_to_wc<true>(bot, top, 1.f, -1.f, in.sC, in.sW, cb, W, drow);
       return;
     }
@@ -138,7 +141,7 @@ inline void vertical_pass(const TaskInput<scalar_t>& in, int64_t W, int64_t cb, 
     auto one = [&](int64_t w, int64_t c) {
       const acc_t a = acc_t(top[c * in.sC + w * in.sW]);
       const acc_t b = acc_t(bot[c * in.sC + w * in.sW]);
-      vrow[w * cb + c] = kEdge ? w0 * a : w0 * a + w1 * b;
+      vrow[w * cb + c] = kEdge ? a : math::lerp_tie<acc_t>(w0, a, w1, b);
       if (drow) drow[w * cb + c] = b - a;
     };
     if (in.sC <= in.sW) {  // channels innermost in memory (channels_last): read along c
@@ -169,8 +172,10 @@ void forward_row(const acc_t* __restrict v0, const acc_t* __restrict v1, const A
     _Pragma("omp simd")
     for (int64_t c = 0; c < cb; ++c) {
       uint8_t arg;
-      o[c] = math::max4_first<acc_t>(wa0 * v0[a0 + c] + wa1 * v0[a1 + c], wb0 * v0[b0 + c] + wb1 * v0[b1 + c],
-                                     wa0 * v1[a0 + c] + wa1 * v1[a1 + c], wb0 * v1[b0 + c] + wb1 * v1[b1 + c], &arg);
+      o[c] = math::max4_first<acc_t>(
+          math::lerp_tie<acc_t>(wa0, v0[a0 + c], wa1, v0[a1 + c]), math::lerp_tie<acc_t>(wb0, v0[b0 + c], wb1, v0[b1 + c]),
+          math::lerp_tie<acc_t>(wa0, v1[a0 + c], wa1, v1[a1 + c]), math::lerp_tie<acc_t>(wb0, v1[b0 + c], wb1, v1[b1 + c]),
+          &arg);
     }
   }
 }
@@ -210,10 +215,10 @@ void backward_row(const RowBuffers<acc_t>& b, const AxisTable<acc_t>& cols, cons
     acc_t* __restrict sw = b.dsum_w;
     _Pragma("omp simd")
     for (int64_t c = 0; c < cb; ++c) {
-      const acc_t q00 = wa0 * v0[a0 + c] + wa1 * v0[a1 + c];
-      const acc_t q01 = wb0 * v0[b0 + c] + wb1 * v0[b1 + c];
-      const acc_t q10 = wa0 * v1[a0 + c] + wa1 * v1[a1 + c];
-      const acc_t q11 = wb0 * v1[b0 + c] + wb1 * v1[b1 + c];
+      const acc_t q00 = math::lerp_tie<acc_t>(wa0, v0[a0 + c], wa1, v0[a1 + c]);
+      const acc_t q01 = math::lerp_tie<acc_t>(wb0, v0[b0 + c], wb1, v0[b1 + c]);
+      const acc_t q10 = math::lerp_tie<acc_t>(wa0, v1[a0 + c], wa1, v1[a1 + c]);
+      const acc_t q11 = math::lerp_tie<acc_t>(wb0, v1[b0 + c], wb1, v1[b1 + c]);
       uint8_t arg;
       math::max4_first<acc_t>(q00, q01, q10, q11, &arg);
       const acc_t gv = gr[c];

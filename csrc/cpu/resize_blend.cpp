@@ -16,6 +16,14 @@
 // later output row reads it: dL/dx_k = w_k R_kᵀ(g) stored, and
 // dL/dw_k += <R_kᵀ(g), x_k> on that row, accumulated in the accumulation type
 // per row, then in double per task, summed in task order: deterministic.
+// dL/dw_k is Σ g·R_k(x_k) (the reference's form); the transposed sum equals it
+// wherever everything is finite, but not with inf or NaN in x_k or grad_out
+// (R(x) holds 0·inf = NaN where an infinite pixel is read with weight 0, and
+// ±inf of one output cancel into NaN). So every pixel counts in the transposed
+// sum (one no output reads too: non-finite there makes the sum non-finite),
+// and a sum that is not finite is taken again in the reference's form, output
+// row by output row (weight_grad_again): its inf or NaN, at the cost of a
+// forward pass only then.
 //
 // Arithmetic: interp_ratio / interp_source_coord_from_ratio / interp_taps of
 // resizeops/math.h (ATen's area_pixel_compute_* and guard_index_and_lambda
@@ -101,6 +109,41 @@ at::Tensor resize_blend_forward_cpu(const at::Tensor& x1, const at::Tensor& x2, 
   return out;
 }
 
+// dL/dw_k = Σ_o g_o·R_k(x_k)_o in the reference's form: R_k(x_k) output row by
+// output row (the forward's resize_row), times grad_out's row, each product
+// added in double; per task, then in task order. Only where the transposed sum
+// of the backward is not finite (an inf or NaN in x_k or grad_out).
+template <typename scalar_t, typename acc_t>
+double weight_grad_again(const Branch<scalar_t, acc_t>& b, const at::Tensor& grad_out, int64_t N, int64_t C,
+                         int64_t cblock, int64_t Ho, int64_t Wo) {
+  const int64_t blocks_per_image = (C + cblock - 1) / cblock;
+  const int64_t tasks = N * blocks_per_image;
+  const int64_t gN = grad_out.stride(0), gC = grad_out.stride(1), gH = grad_out.stride(2), gW = grad_out.stride(3);
+  const scalar_t* gp = grad_out.const_data_ptr<scalar_t>();
+  std::vector<double> partials(tasks, 0.0);
+  cpu::parallel_tasks(tasks, [&](int64_t begin, int64_t end) {
+    std::vector<acc_t> scratch(b.W * cblock + 2 * Wo * cblock);
+    acc_t* vrow = scratch.data();
+    acc_t* r = vrow + b.W * cblock;
+    acc_t* grow = r + Wo * cblock;
+    for (int64_t t = begin; t < end; ++t) {
+      const int64_t n = t / blocks_per_image;
+      const int64_t c0 = (t % blocks_per_image) * cblock;
+      const int64_t cb = std::min(c0 + cblock, C) - c0;
+      double s = 0.0;
+      for (int64_t i = 0; i < Ho; ++i) {
+        resize_row(b, n, c0, cb, i, Wo, vrow, r);
+        load_row(gp + n * gN + c0 * gC + i * gH, gC, gW, cb, Wo, grow);
+        for (int64_t e = 0; e < Wo * cb; ++e) s += static_cast<double>(grow[e] * r[e]);
+      }
+      partials[t] = s;
+    }
+  });
+  double sum = 0.0;
+  for (const double p : partials) sum += p;  // task order: deterministic
+  return sum;
+}
+
 std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> resize_blend_backward_cpu(
     const at::Tensor& grad_out, const at::Tensor& x1, const at::Tensor& x2, const at::Tensor& w1,
     const at::Tensor& w2, c10::IntArrayRef size, bool align_corners, ScaleArg scale1, ScaleArg scale2,
@@ -125,6 +168,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> resize_blend_backward
   const int64_t blocks_per_image = (C + cblock - 1) / cblock;
   const int64_t tasks = N * blocks_per_image;
   std::vector<double> partials(2 * tasks, 0.0);
+  double sums[2] = {0.0, 0.0};
   const int64_t gN = grad_out.stride(0), gC = grad_out.stride(1), gH = grad_out.stride(2), gW = grad_out.stride(3);
 
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x1.scalar_type(), "resize_blend_backward_cpu", [&] {
@@ -156,7 +200,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> resize_blend_backward
             const auto& bk = *br[k];
             if (need[2 + k]) {
               load_row(bk.x + n * bk.sN + c0 * bk.sC + h * bk.sH, bk.sC, bk.sW, cb, bk.W, xrow);
-              dw[k] += masked_dot(a, xrow, cb, bk.W, lanes);
+              dw[k] += masked_dot</*kSkipZero=*/false>(a, xrow, cb, bk.W, lanes);
             }
             if (need[k]) {
               const at::Tensor& gx = *gxs[k];
@@ -189,10 +233,17 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> resize_blend_backward
         partials[2 * t + 1] = dw[1];
       }
     });
+    const auto [s0, s1] = cpu::sum_task_partials(partials);
+    sums[0] = s0;
+    sums[1] = s1;
+    for (int k = 0; k < 2; ++k) {
+      if (need[2 + k] && !std::isfinite(sums[k])) {
+        sums[k] = weight_grad_again(*br[k], grad_out, N, C, cblock, Ho, Wo);
+      }
+    }
   });
-  const auto [s0, s1] = cpu::sum_task_partials(partials);
-  if (need[2]) gw1.fill_(s0);
-  if (need[3]) gw2.fill_(s1);
+  if (need[2]) gw1.fill_(sums[0]);
+  if (need[3]) gw2.fill_(sums[1]);
   return {gx1, gx2, gw1, gw2};
 }
 

@@ -16,6 +16,7 @@
 #include <ATen/ops/zeros.h>
 #include <torch/library.h>
 
+#include <cmath>
 #include <tuple>
 #include <type_traits>
 #include <vector>
@@ -175,6 +176,21 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> resize_blend_backward
                                          : one(std::false_type{}, std::false_type{}));
           dw[k] += r.dw1;
           if (gxp != nullptr) gxp[t] = static_cast<scalar_t>(r.grad);
+        }
+      }
+      // blend_weight_grads_again_kernel: where a needed sum is not finite, the
+      // reference's form over the output elements (blend_cells.h).
+      const bool need_w_k[2] = {need_w1, need_w2};
+      for (int k = 0; k < 2; ++k) {
+        if (!need_w_k[k] || std::isfinite(dw[k])) continue;
+        const at::Tensor& x = *xs[k];
+        const auto s = strides_of<index_t>(x);
+        const scalar_t* xp = x.const_data_ptr<scalar_t>();
+        dw[k] = 0.0;
+        for (int64_t t = 0; t < grad_out.numel(); ++t) {
+          const auto p = pos_of<index_t>(t, grad_out, false);
+          dw[k] += cells::blend_weight_term<scalar_t, acc_t, index_t>(
+              g + p.n * gs.n + p.c * gs.c, gs.h, gs.w, xp + p.n * s.n + p.c * s.c, s.h, s.w, br[k], p.h, p.w);
         }
       }
     });

@@ -303,21 +303,29 @@ inline void prefetch_pixel(const float* base, int64_t offset) {
 }
 
 // dst[w][c] = ha * a[c, w] + hb * b[c, w] (kBlend) or a[c, w], where [c, w] is
-// c * sC + w * sW. False (nothing done) unless sW or sC is 1.
-template <bool kBlend>
+// c * sC + w * sW; with kTie, a[c, w] itself where a[c, w] == b[c, w]
+// (math::lerp_tie: DynOPool's queries). False (nothing done) unless sW or sC is 1.
+template <bool kBlend, bool kTie = false>
 inline bool rows_to_wc(const float* a, const float* b, float ha, float hb, int64_t sC, int64_t sW, int64_t cb,
                        int64_t W, float* __restrict dst) {
+  static_assert(kBlend || !kTie, "the tie rule belongs to a blend");
   if (sW != 1 && sC != 1) return false;
   const int64_t c4 = cb & ~int64_t(3), w4 = W & ~int64_t(3);
   const __m128 va = _mm_set1_ps(ha), vb = _mm_set1_ps(hb);
+  auto blend = [&](__m128 x, __m128 y) {
+    const __m128 v = _mm_add_ps(_mm_mul_ps(va, x), _mm_mul_ps(vb, y));
+    if (!kTie) return v;
+    const __m128 same = _mm_cmpeq_ps(x, y);
+    return _mm_or_ps(_mm_and_ps(same, x), _mm_andnot_ps(same, v));
+  };
   auto load = [&](int64_t at) {
     const __m128 x = _mm_loadu_ps(a + at);
     if (!kBlend) return x;
-    return _mm_add_ps(_mm_mul_ps(va, x), _mm_mul_ps(vb, _mm_loadu_ps(b + at)));
+    return blend(x, _mm_loadu_ps(b + at));
   };
   auto one = [&](int64_t c, int64_t w) {
     const int64_t at = c * sC + w * sW;
-    dst[w * cb + c] = kBlend ? ha * a[at] + hb * b[at] : a[at];
+    dst[w * cb + c] = !kBlend ? a[at] : kTie ? math::lerp_tie(ha, a[at], hb, b[at]) : ha * a[at] + hb * b[at];
   };
   if (sW == 1) {
     for (int64_t c = 0; c < c4; c += 4) {
@@ -330,8 +338,17 @@ inline bool rows_to_wc(const float* a, const float* b, float ha, float hb, int64
         _mm_storeu_ps(dst + (w + 2) * cb + c, r2);
         _mm_storeu_ps(dst + (w + 3) * cb + c, r3);
       }
-      for (int64_t k = c; k < c + 4; ++k)
-        for (int64_t w = w4; w < W; ++w) one(k, w);
+      // The last W % 4 columns of these 4 channels with the same vector
+      // arithmetic as the others: a scalar w0 * a + w1 * b may be contracted
+      // into an FMA where the vector one is not (the AVX2 copy), and a channel
+      // whose columns round differently breaks DynOPool's exact ties.
+      for (int64_t w = w4; w < W; ++w) {
+        auto column = [&](const float* p) {
+          const int64_t at = c * sC + w;
+          return _mm_set_ps(p[at + 3 * sC], p[at + 2 * sC], p[at + sC], p[at]);
+        };
+        _mm_storeu_ps(dst + w * cb + c, kBlend ? blend(column(a), column(b)) : column(a));
+      }
     }
   } else if (c4 == 16) {
     // A whole block unrolled: with a runtime channel count, GCC compiles the
@@ -393,7 +410,7 @@ inline bool wc_to_rows(const float* __restrict src, float scale, int64_t cb, int
 }
 #else
 constexpr bool kAvailable = false;
-template <bool kBlend>
+template <bool kBlend, bool kTie = false>
 inline bool rows_to_wc(const float*, const float*, float, float, int64_t, int64_t, int64_t, int64_t, float*) {
   return false;
 }
@@ -619,16 +636,20 @@ inline acc_t keep_if_nonzero(acc_t p, acc_t a) {
   return keep_if((b << 1) != 0, p);
 }
 
-// <a, v> over len [w][c] entries of cb channels, skipping entries where a is 0
-// (a = Rᵀ(g): a pixel no output reads), so a non-finite value there does not
-// reach a weight gradient, as in the reference. Per-channel lanes (independent
+// <a, v> over len [w][c] entries of cb channels. kSkipZero (the fused cell):
+// skipping entries where a is 0 (a = Rᵀ(g): a pixel no output reads), so a
+// non-finite value there does not reach a weight gradient. Without it
+// (resize_blend) every entry counts, so that any non-finite pixel makes the sum
+// non-finite and the kernel takes it again in the reference's form (see
+// resize_blend.cpp). Per-channel lanes (independent
 // sums: they vectorise; one running sum would be bound by the latency of its
 // additions), then in double. A full block of channels keeps its lanes in
 // registers; lanes in memory (any cb) chain every addition through a store
 // and a load, which made this loop several times slower.
-template <typename acc_t>
+template <bool kSkipZero = true, typename acc_t>
 double masked_dot(const acc_t* __restrict a, const acc_t* __restrict v, int64_t cb, int64_t len,
                   acc_t* __restrict lanes) {
+  auto term = [](acc_t p, acc_t q) { return kSkipZero ? keep_if_nonzero(p * q, p) : p * q; };
   double s = 0.0;
   if (cb == kChannelBlock) {
     acc_t l[kChannelBlock] = {};
@@ -636,7 +657,7 @@ double masked_dot(const acc_t* __restrict a, const acc_t* __restrict v, int64_t 
       const acc_t* aw = a + w * kChannelBlock;
       const acc_t* vw = v + w * kChannelBlock;
       _Pragma("omp simd")
-      for (int64_t c = 0; c < kChannelBlock; ++c) l[c] += keep_if_nonzero(aw[c] * vw[c], aw[c]);
+      for (int64_t c = 0; c < kChannelBlock; ++c) l[c] += term(aw[c], vw[c]);
     }
     for (int64_t c = 0; c < kChannelBlock; ++c) s += static_cast<double>(l[c]);
     return s;
@@ -646,7 +667,7 @@ double masked_dot(const acc_t* __restrict a, const acc_t* __restrict v, int64_t 
     const acc_t* aw = a + w * cb;
     const acc_t* vw = v + w * cb;
     _Pragma("omp simd")
-    for (int64_t c = 0; c < cb; ++c) lanes[c] += keep_if_nonzero(aw[c] * vw[c], aw[c]);
+    for (int64_t c = 0; c < cb; ++c) lanes[c] += term(aw[c], vw[c]);
   }
   for (int64_t c = 0; c < cb; ++c) s += static_cast<double>(lanes[c]);
   return s;

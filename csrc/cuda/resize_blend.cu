@@ -23,8 +23,9 @@
 //   from the outputs reading it, stores w_k·R_kᵀ(g) as its gradient (each
 //   pixel owns its output: no atomics, no zero-fill) and adds R_kᵀ(g)·x_k to
 //   per-thread float64 sums of dL/dw_k, reduced per block into a partials
-//   buffer (a fixed grid, so a fixed order), then summed by one block.
-//   Bytes: grad_out read once per branch, x1 and x2 read once (only for the
+//   buffer (a fixed grid, so a fixed order), then summed by one block; a sum
+//   that is not finite is taken again in the reference's form by one more block
+//   (blend_weight_grads_again_kernel; it returns at once otherwise). Bytes: grad_out read once per branch, x1 and x2 read once (only for the
 //   weight gradients), grad_x1 and grad_x2 written once.
 //
 // Half types are loaded as float (at::opmath_type) and rounded once on store.
@@ -136,6 +137,42 @@ __global__ void __launch_bounds__(kThreads)
       partials[2 * blockIdx.x] = dw1;
       partials[2 * blockIdx.x + 1] = dw2;
     }
+  }
+}
+
+// Where a needed weight gradient came out of the gather not finite (inf or NaN
+// in x_k or grad_out), dL/dw_k again in the reference's form, Σ_o g_o·R_k(x_k)_o
+// (blend_cells.h: the transposed sum cannot tell inf from NaN there). One block,
+// launched after the reduction and reading its sums on the device, so no host
+// sync: it returns at once when they are finite (the same test in every thread),
+// and is slow only when they are not. Deterministic: fixed block, fixed order.
+template <typename scalar_t, typename acc_t, typename index_t, typename Indexer>
+__global__ void __launch_bounds__(kReduceThreads)
+    blend_weight_grads_again_kernel(const scalar_t* __restrict__ x1, S4<index_t> s1, cells::BlendBranch<acc_t> b1,
+                                    const scalar_t* __restrict__ x2, S4<index_t> s2, cells::BlendBranch<acc_t> b2,
+                                    const scalar_t* __restrict__ g, S4<index_t> gs, int64_t total, Indexer idx,
+                                    bool need_w1, bool need_w2, double* __restrict__ sums) {
+  const bool again1 = need_w1 && !::isfinite(sums[0]);
+  const bool again2 = need_w2 && !::isfinite(sums[1]);
+  if (!again1 && !again2) return;
+  double a = 0.0, b = 0.0;
+  for (int64_t t = threadIdx.x; t < total; t += blockDim.x) {
+    const auto p = idx(static_cast<index_t>(t));
+    const index_t n = p.n, c = p.c, i = p.h, j = p.w;
+    const scalar_t* gnc = g + n * gs.n + c * gs.c;
+    if (again1) {
+      a += cells::blend_weight_term<scalar_t, acc_t, index_t>(gnc, gs.h, gs.w, x1 + n * s1.n + c * s1.c, s1.h, s1.w,
+                                                             b1, i, j);
+    }
+    if (again2) {
+      b += cells::blend_weight_term<scalar_t, acc_t, index_t>(gnc, gs.h, gs.w, x2 + n * s2.n + c * s2.c, s2.h, s2.w,
+                                                             b2, i, j);
+    }
+  }
+  block_sum2(&a, &b);
+  if (threadIdx.x == 0) {
+    if (again1) sums[0] = a;
+    if (again2) sums[1] = b;
   }
 }
 
@@ -342,10 +379,14 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> resize_blend_backward
                                      : blend_backward_kernel<false, false, scalar_t, acc_t, index_t, I>);
       kernel<<<blocks, kThreads, 0, stream>>>(a1, a2, g, gs, need_w ? partials.mutable_data_ptr<double>() : nullptr);
       C10_CUDA_KERNEL_LAUNCH_CHECK();
+      if (need_w) {
+        launch_reduce_partials(partials, blocks, sums, stream);
+        blend_weight_grads_again_kernel<scalar_t, acc_t, index_t, I><<<1, kReduceThreads, 0, stream>>>(
+            a1.x, a1.xs, b1, a2.x, a2.xs, b2, g, gs, grad_out.numel(), I(x1.size(1), Ho, Wo, false), need_w1, need_w2,
+            sums.mutable_data_ptr<double>());
+        C10_CUDA_KERNEL_LAUNCH_CHECK();
+      }
     });
-    if (need_w) {
-      launch_reduce_partials(partials, blocks, sums, stream);
-    }
   });
   auto [gw1, gw2] = weight_grads(sums, w1, w2, need_w1, need_w2);
   return {gx1, gx2, gw1, gw2};

@@ -22,10 +22,18 @@
 // axis are a contiguous range [lo, hi): lo = the first o with i1(o) >= h,
 // hi = the first o with i0(o) > h. The table kernel finds each range by a
 // binary search over the (pure) tap function, once per call. The weight
-// gradients dL/dw_k = <R_kᵀ(g), x_k> come out of the same gather: one read of
-// x_k instead of resampling it again; pixels no output reads (R_kᵀ(g) == 0)
-// are skipped, so a non-finite value there does not reach the sum, as in the
-// reference (which multiplies g by R(x), where such a pixel never appears).
+// gradients dL/dw_k = Σ g·R_k(x_k) are taken as <R_kᵀ(g), x_k> from the same
+// gather: one read of x_k instead of resampling it again. The two agree
+// wherever everything is finite; with inf or NaN they do not (R(x) holds
+// 0·inf = NaN where an infinite pixel is read with weight 0, and +inf·g and
+// -inf·g' of one output cancel into NaN, where the transposed sum gives inf or
+// nothing). So resize_blend sums over every pixel, skipping none (a non-finite
+// pixel no output reads makes the transposed sum non-finite too), and wherever
+// that sum is not finite, dL/dw_k is taken again in the reference's form,
+// Σ_o g_o·R_k(x_k)_o (blend_weight_term, summed by one block on the GPU):
+// bit for bit the reference's inf or NaN, at the cost of a forward pass only
+// when the answer is not finite. The fused cell (sa_pixel_grad) still skips
+// pixels with R_kᵀ(g) == 0 and has no such second pass.
 //
 // The max-pool branch of the fused Shape Adaptor cell (max_pool2d(x, 2),
 // floor mode) is never materialised: a pooled pixel is the max of its 2x2
@@ -323,16 +331,31 @@ struct PixelGrad {
 };
 
 // resize_blend backward at pixel (h, w) of branch k's input x_k: dL/dx_k =
-// w_k * R_kᵀ(g), and in dw1 the weight-gradient term R_kᵀ(g) * x_k (0 where
-// R_kᵀ(g) == 0: skipped; dw2 unused).
-template <bool NeedW, bool Tiles, typename scalar_t, typename acc_t, typename index_t>
+// w_k * R_kᵀ(g), and in dw1 the weight-gradient term R_kᵀ(g) * x_k. SkipZero
+// (the fused cell): 0 where R_kᵀ(g) == 0; otherwise every pixel counts, so that
+// a non-finite pixel makes the sum non-finite (see the top of this file). dw2
+// unused.
+template <bool NeedW, bool Tiles, typename scalar_t, typename acc_t, typename index_t, bool SkipZero = false>
 RESIZEOPS_HD PixelGrad<acc_t> blend_pixel_grad(const scalar_t* gnc, index_t gh, index_t gw, const scalar_t* xnc,
                                                index_t sh, index_t sw, const BlendBranch<acc_t>& b, acc_t weight,
                                                index_t h, index_t w) {
   const acc_t acc = blend_gather<scalar_t, acc_t, index_t, Tiles>(gnc, gh, gw, b, h, w);
   double dw = 0.0;
-  if (NeedW && acc != acc_t(0)) dw = static_cast<double>(acc * static_cast<acc_t>(xnc[h * sh + w * sw]));
+  if (NeedW && (!SkipZero || acc != acc_t(0))) {
+    dw = static_cast<double>(acc * static_cast<acc_t>(xnc[h * sh + w * sw]));
+  }
   return {weight * acc, dw, 0.0};
+}
+
+// The reference's form of the weight gradient, one output element (i, j) of
+// branch k: g_o * R_k(x_k)_o, in the accumulation type (the reference multiplies
+// in its compute dtype), as a double term of the sum. Taken only where the
+// transposed sum above is not finite.
+template <typename scalar_t, typename acc_t, typename index_t>
+RESIZEOPS_HD double blend_weight_term(const scalar_t* gnc, index_t gh, index_t gw, const scalar_t* xnc, index_t sh,
+                                      index_t sw, const BlendBranch<acc_t>& b, index_t i, index_t j) {
+  const acc_t g = static_cast<acc_t>(gnc[i * gh + j * gw]);
+  return static_cast<double>(g * blend_sample<false, scalar_t, acc_t, index_t>(xnc, sh, sw, b, i, j));
 }
 
 // shape_adaptor_maxpool backward at pixel (h, w) of x: the full-resolution
@@ -345,7 +368,7 @@ RESIZEOPS_HD PixelGrad<acc_t> sa_pixel_grad(const scalar_t* gnc, index_t gh, ind
                                             const BlendBranch<acc_t>& b2, index_t pooled_h, index_t pooled_w,
                                             acc_t w1, acc_t w2, index_t h, index_t w) {
   const PixelGrad<acc_t> full =
-      blend_pixel_grad<NeedW, Tiles, scalar_t, acc_t, index_t>(gnc, gh, gw, xnc, sh, sw, b2, w2, h, w);
+      blend_pixel_grad<NeedW, Tiles, scalar_t, acc_t, index_t, true>(gnc, gh, gw, xnc, sh, sw, b2, w2, h, w);
   PixelGrad<acc_t> r{full.grad, 0.0, full.dw1};
   const index_t ph = h >> 1, pw = w >> 1;
   if (ph < pooled_h && pw < pooled_w) {

@@ -270,15 +270,16 @@ RESIZEOPS_UNROLL
   return tp;
 }
 
-// One interpolation along an axis: w0 * a + w1 * b, without the second tap where
-// both taps are the last pixel (edge; see dynopool_cell_lanes). One expression for
-// every form that computes queries (the cell form, its rows, the separable forward,
-// the fused backward's separable winners; with edge false, the winner's row
-// derivative), so that the compiler contracts them alike: the forms agree bit for
-// bit.
+// One interpolation along an axis: math::lerp_tie (w0 * a + w1 * b, exactly a
+// where a == b: the tie rule every backend shares), and a alone where both taps
+// are the last pixel (edge; see dynopool_cell_lanes: a == b there unless NaN,
+// and a NaN stays NaN). One expression for every form that computes queries (the
+// cell form, its rows, the separable forward, the fused backward's separable
+// winners; with edge false, the winner's row derivative), so that the compiler
+// contracts them alike: the forms agree bit for bit.
 template <typename acc_t>
 RESIZEOPS_HD acc_t dynopool_lerp(acc_t w0, acc_t a, acc_t w1, acc_t b, bool edge) {
-  return w0 * a + w1 * (edge ? acc_t(0) : b);
+  return edge ? a : math::lerp_tie<acc_t>(w0, a, w1, b);
 }
 
 // Output cell (i, j) of L channel planes starting at xnc (= &x[n, c0, 0, 0],

@@ -93,15 +93,18 @@ RESIZEOPS_HD T sub_rn(T a, T b) {
 // output size size_hat (value Ho, carries the straight-through gradient):
 //   y_j = -1 + (2j + 1) / (2 * size_hat)   (normalised, align_corners=False)
 //   u   = ((y_j + 1) * in_size - 1) / 2    (grid_sample's unnormalisation)
-// which equals (2j+1) * in_size / (4 * size_hat) - 0.5. We compute it through
-// the normalised coordinate, in the same order as the reference
-// (a grid of y values fed to grid_sample), so that float32 rounds the same way
-// and near-ties in the 2x2 max pick the same query point as the reference.
+//       = ((2j + 1) * in_size - 2 * size_hat) / (4 * size_hat),
+// computed in that last form: the numerator's terms are integers, exact in T
+// below 2^24 (float) or 2^53 (double), so u is one correctly rounded division,
+// the same in every backend (the reference, resizeops/reference.py
+// _query_axis, and Triton compute it alike), and a query that lies on a pixel
+// is exactly on it (alpha = 2 on an even size: u_j = j; docs/DESIGN.md,
+// "Rounding and ties"). mul_rn / sub_rn: no FMA contraction on the GPU.
 template <typename T>
 RESIZEOPS_HD T dynopool_query_coord(int64_t j, T size_hat, int64_t in_size) {
   RESIZEOPS_CHECK_ACC_TYPE(T);
-  const T y = T(-1) + T(2 * j + 1) / (T(2) * size_hat);
-  return ((y + T(1)) * T(in_size) - T(1)) / T(2);
+  const T num = sub_rn(mul_rn(T(2 * j + 1), T(in_size)), T(2) * size_hat);
+  return num / (T(4) * size_hat);
 }
 
 // du / d(size_hat) for dynopool_query_coord:
@@ -117,16 +120,18 @@ RESIZEOPS_HD T dynopool_query_coord_grad(int64_t j, T size_hat,
 }
 
 // Border padding: clip u to [0, in_size - 1] and report the clip's derivative
-// in *dclip. As grid_sample(padding_mode="border") does (clip_coordinates /
-// clip_coordinates_set_grad in ATen's GridSampler), the derivative is 0 on
-// the closed borders u <= 0 and u >= in_size - 1, not only strictly outside:
-// a query point sitting exactly on the edge pixel gets no coordinate gradient.
+// in *dclip: 1 on [0, in_size - 1), 0 elsewhere. That is the derivative towards
+// larger u everywhere, as the interpolation's (x[i0 + 1] - x[i0] with
+// i0 = floor(u), also where u is on a pixel): one convention for the kink at
+// alpha = 2 on even sizes, where every query sits on a pixel (docs/DESIGN.md,
+// "Rounding and ties"). grid_sample(padding_mode="border") differs only at
+// u == 0 exactly, where its derivative is 0 (it treats both borders as closed).
 // For in_size == 1 every u is clipped to 0 with derivative 0.
 template <typename T>
 RESIZEOPS_HD T clip_border(T u, int64_t in_size, T* dclip) {
   RESIZEOPS_CHECK_ACC_TYPE(T);
   const T hi = T(in_size - 1);
-  if (u <= T(0)) {
+  if (u < T(0)) {
     *dclip = T(0);
     return T(0);
   }
@@ -136,6 +141,35 @@ RESIZEOPS_HD T clip_border(T u, int64_t in_size, T* dclip) {
   }
   *dclip = T(1);
   return u;
+}
+
+// One step of DynOPool's bilinear query along an axis: w0 * a + w1 * b, and
+// exactly a where a == b. Every backend interpolates a query this way, first
+// along H (each tap column), then along W, so equal pixels give their value at
+// any position: an input whose rows or columns repeat (expanded, nearest-
+// upsampled, constant) gives bit-identical queries, whose tie max4_first then
+// resolves alike everywhere (the first maximum). The gradient is bilinear's
+// (w0, w1 to the taps, b - a to the coordinate) also where a == b.
+template <typename T>
+RESIZEOPS_HD T lerp_tie(T w0, T a, T w1, T b) {
+  const T v = w0 * a + w1 * b;
+#ifdef __CUDA_ARCH__
+  return a == b ? a : v;
+#else
+  // The same select as a bit mask: the CPU kernels call this in loops over
+  // channels that must vectorise, and under GCC's default -ftrapping-math a
+  // select between a loaded value and a computed one keeps them scalar (10x
+  // slower; resize_rows.h keep_if has the same reason).
+  using bits_t = std::conditional_t<sizeof(T) == 4, uint32_t, uint64_t>;
+  bits_t ba, bv;
+  __builtin_memcpy(&ba, &a, sizeof ba);
+  __builtin_memcpy(&bv, &v, sizeof bv);
+  const bits_t same = bits_t(0) - bits_t(a == b);
+  ba = (ba & same) | (bv & ~same);
+  T r;
+  __builtin_memcpy(&r, &ba, sizeof r);
+  return r;
+#endif
 }
 
 // ---------------------------------------------------------------------------
