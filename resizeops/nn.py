@@ -27,12 +27,16 @@ from __future__ import annotations
 import copy
 import math
 import numbers
+import weakref
 from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
 from torch import nn
+from torch.optim.optimizer import register_optimizer_step_post_hook
+from torch.utils._python_dispatch import _disable_current_modes
 
 from . import ops
+from .ops import _get_current_dispatch_mode
 
 __all__ = [
     "DynOPool2d",
@@ -43,6 +47,7 @@ __all__ = [
     "refresh_shapes",
     "freeze",
     "resizers",
+    "StaleShapeError",
 ]
 
 Pair = Union[float, Sequence[float]]
@@ -60,12 +65,76 @@ def _positive_pair(cls: str, name: str, v: Pair) -> Tuple[float, float]:
     return a, b
 
 
+_MAX_TABLE = 16  # input sizes whose output sizes a layer keeps (the most recent ones)
+
+
+def _read_values(t: torch.Tensor) -> List[float]:
+    """The host read: ``t.tolist()``, also inside a dispatch mode (a fake-mode analysis)."""
+    if _get_current_dispatch_mode() is None:
+        return t.tolist()
+    with _disable_current_modes():
+        return t.tolist()
+
+
+def _equal(a: torch.Tensor, b: torch.Tensor) -> bool:
+    if _get_current_dispatch_mode() is None:
+        return torch.equal(a, b)
+    with _disable_current_modes():
+        return torch.equal(a, b)
+
+
+def _tensor_key(t: torch.Tensor):
+    # The object (a replaced parameter is a new one), its layout and, off the CPU,
+    # what can be checked without a device read: the version counter (bumped by
+    # every in-place update autograd sees) and the storage. On the CPU the values
+    # themselves are compared (see _Resizer._stale).
+    if t.device.type == "cpu":
+        return (id(t), t.device, t.dtype, tuple(t.shape))
+    return (id(t), t.device, t.dtype, tuple(t.shape), t._version, t.data_ptr())
+
+
+class StaleShapeError(RuntimeError):
+    """A forward ran with output sizes computed from values its layer no longer has.
+
+    Raised by the next host read (:func:`refresh_shapes`, or an optimiser step
+    over the layer's parameters) when a value the sizes depend on was changed
+    without the layers seeing it (see :class:`_Resizer`) and a forward ran before
+    :func:`refresh_shapes`.
+    """
+
+
 class _Resizer(nn.Module):
     """Base of the learnable resizers: the host copy of the values a size depends on.
 
     Subclasses define ``_shape_tensor()`` (a detached 1-D tensor of those values,
-    computed on the parameter's device exactly as the sizes need them) and may
-    extend ``_shape_key()`` with host state the values depend on.
+    computed on the parameter's device exactly as the sizes need them),
+    ``output_size(in_size)`` from :meth:`host_values`, and ``_host_state()``: the
+    plain Python attributes the sizes depend on. The tensors the sizes depend on
+    are the layer's own parameters and buffers (``recurse=False``); they are
+    watched generically, so that a new buffer (a penalty, a bound) is covered.
+
+    When the host copy is refreshed (a *host read*, one ``tolist()`` for every
+    stale layer of a device):
+
+    * always by :func:`refresh_shapes` (it reads every layer, so it misses nothing);
+    * after every ``torch.optim.Optimizer`` step (fused, foreach or capturable,
+      any subclass) over a layer's parameters: a global optimiser post-hook reads
+      those layers, one read per device and step;
+    * by ``load_state_dict`` and ``.to()``/``.cuda()``/``.half()``;
+    * in an eager forward that finds it stale: on the CPU the values are compared
+      with those of the last read (no device sync is involved, so nothing is
+      missed); elsewhere the version counters, storages, dtypes and devices are.
+
+    Every forward (eager off the CPU, and compiled) also records on the device,
+    without a sync, whether the values differ from those of the last read: the
+    next read raises :class:`StaleShapeError` if one did, so that a value
+    changed behind the layers' back (through ``.data``, or any in-place change
+    in compiled training) and not followed by :func:`refresh_shapes` never goes
+    unnoticed.
+
+    Output sizes are kept per input size in ``_sizes`` (ints). A compiled forward
+    reads only that table, which torch.compile guards on: α moving without
+    changing a size never recompiles; a new combination of sizes compiles once.
     """
 
     def __init__(self) -> None:
@@ -73,34 +142,170 @@ class _Resizer(nn.Module):
         self._host: Optional[Tuple[float, ...]] = None
         self._host_key = None
         self._frozen = False
+        self._needs_read = False
+        self._sizes: Dict[Tuple[int, int], Tuple[int, int]] = {}
+        # Device copies of the watched tensors at the last read, and the flag a
+        # forward sets when it finds them different (allocated once per device and
+        # layout, updated in place: static addresses for CUDA graphs).
+        self._snapshots: Optional[List[torch.Tensor]] = None
+        self._drift: Optional[torch.Tensor] = None
+        # Which host values the last forward used (Shape Adaptor's memory penalty).
+        self._host_used = False
+        self._host_before: Optional[Tuple[float, ...]] = None
+        self._trusting = False  # inside a read: the host copy is known fresh
 
-    # -- the cache ---------------------------------------------------------------
+    # -- what the sizes depend on ------------------------------------------------
 
     def _shape_tensor(self) -> torch.Tensor:  # pragma: no cover - abstract
         raise NotImplementedError
 
-    def _shape_key(self):
-        a = self.alpha
-        return (a._version, a.data_ptr(), a.device, a.dtype)
+    def _host_state(self) -> tuple:
+        """Plain attributes the sizes depend on (compared by value)."""
+        return ()
 
-    def _stale(self) -> bool:
-        return not self._frozen and (self._host is None or self._host_key != self._shape_key())
+    def _device(self) -> torch.device:
+        watched = self._watched()
+        return watched[0].device if watched else torch.device("cpu")
 
-    def _set_host(self, values: Sequence[float]) -> None:
-        self._check_host(values)
-        self._host = tuple(float(v) for v in values)
-        self._host_key = self._shape_key()
+    def _watched(self) -> List[torch.Tensor]:
+        return [t for t in list(self.parameters(recurse=False)) + list(self.buffers(recurse=False)) if t is not None]
+
+    def _current_key(self, watched: Sequence[torch.Tensor]):
+        return (self._host_state(), tuple(_tensor_key(t) for t in watched))
 
     def _check_host(self, values: Sequence[float]) -> None:
         pass
 
+    # -- staleness ---------------------------------------------------------------
+
+    def _stale(self) -> bool:
+        if self._frozen:
+            return False
+        if self._host is None or self._needs_read or self._snapshots is None:
+            return True
+        watched = self._watched()
+        if self._host_key != self._current_key(watched):
+            return True
+        # On the CPU a value comparison costs no device sync: it sees every change,
+        # including those that bypass the version counter (``.data``, fused steps).
+        return any(t.device.type == "cpu" and not _equal(t, s) for t, s in zip(watched, self._snapshots))
+
+    def _note_drift(self) -> None:
+        """Record on the device, without a sync, whether the watched values changed since the last read."""
+        snaps, flag = self._snapshots, self._drift
+        if snaps is None or flag is None:
+            return
+        with torch.no_grad():
+            for t, s in zip(self._watched(), snaps):
+                flag.logical_or_(torch.ne(t.detach(), s).any())
+
+    # -- the host read -----------------------------------------------------------
+
+    def _set_host(self, values: Sequence[float], key, watched: Sequence[torch.Tensor]) -> bool:
+        """Install a read: returns whether an output size in the table changed."""
+        self._check_host(values)
+        new = tuple(float(v) for v in values)
+        if self._host_used:
+            self._host_before, self._host_used = self._host, False
+        self._host, self._host_key, self._needs_read = new, key, False
+        with torch.no_grad():
+            snaps = self._snapshots
+            if snaps is None or len(snaps) != len(watched) or any(
+                s.shape != t.shape or s.dtype != t.dtype or s.device != t.device for s, t in zip(snaps, watched)
+            ):
+                self._snapshots = [t.detach().clone() for t in watched]
+                device = watched[0].device if watched else torch.device("cpu")
+                self._drift = torch.zeros((), dtype=torch.bool, device=device)
+                for t in self._snapshots + [self._drift]:
+                    torch._dynamo.mark_static_address(t)
+            else:
+                torch._foreach_copy_(snaps, [t.detach() for t in watched])
+        _register_owner(self)
+        old = self._sizes
+        self._sizes = {k: self._trusted_output_size(k) for k in old}
+        return self._sizes != old
+
+    def _trusted_output_size(self, in_size: Tuple[int, int]) -> Tuple[int, int]:
+        self._trusting = True
+        try:
+            return tuple(self.output_size(in_size))  # type: ignore[return-value]
+        finally:
+            self._trusting = False
+
     def host_values(self) -> Tuple[float, ...]:
-        """The host copy (one device read if the parameter changed since the last one)."""
-        if self._stale():
-            with torch.no_grad():
-                self._set_host(self._shape_tensor().double().tolist())
+        """The host copy (one read if it is stale, see the class docstring)."""
+        if not self._trusting and self._stale():
+            _read([self])
         assert self._host is not None
         return self._host
+
+    def _size(self, in_size: Tuple[int, int]) -> Tuple[int, int]:
+        """The output size of an input of spatial size ``in_size``, from a fresh host copy (eager)."""
+        if self._stale():
+            _read([self])
+        size = self._sizes.get(in_size)
+        if size is None:
+            if len(self._sizes) >= _MAX_TABLE:
+                self._sizes.pop(next(iter(self._sizes)))
+            size = self._sizes[in_size] = self._trusted_output_size(in_size)
+        return size
+
+    def _forward_size(self, in_size: Sequence[int]) -> Tuple[int, int]:
+        """The output size a forward uses, eager or under torch.compile."""
+        if self._frozen:
+            return self.output_size(in_size)
+        if torch.compiler.is_compiling():
+            key = (_specialized(in_size[0]), _specialized(in_size[1]))
+            # Runs eagerly while dynamo traces; its result is a constant of the graph.
+            size = _size_while_tracing(self, key)
+            # The graph guards on the table entry (ints), never on α: it is reused
+            # until that size changes, and again when it comes back.
+            size = self._sizes.get(key, size)
+            if not torch.compiler.is_exporting():
+                self._note_drift()
+        else:
+            size = self._size((int(in_size[0]), int(in_size[1])))
+            if self._drift is not None and self._drift.device.type != "cpu":
+                self._note_drift()
+        self._host_used = True
+        return size
+
+    @property
+    def _last(self) -> Optional[Tuple[float, ...]]:
+        """The host values the last forward used (None before the first forward)."""
+        return self._host if self._host_used else self._host_before
+
+    @_last.setter
+    def _last(self, values: Optional[Tuple[float, ...]]) -> None:
+        self._host_before, self._host_used = values, False
+
+    # -- lifecycle ---------------------------------------------------------------
+
+    def _refresh_now(self) -> None:
+        """Read after loading or moving: readable parameters are read now (a compiled
+        forward does not check), others at the next eager use."""
+        self._needs_read = True
+        if all(t.device.type != "meta" and not _is_fake(t) for t in self._watched()):
+            try:
+                _read([self])
+            except ValueError:
+                pass  # invalid values: the next use raises, naming them
+
+    def __setstate__(self, state) -> None:
+        super().__setstate__(state)
+        self._snapshots = self._drift = None  # a copy or a loaded model reads at its first use
+
+    def _load_from_state_dict(self, *args, **kwargs) -> None:
+        super()._load_from_state_dict(*args, **kwargs)
+        if not self._frozen:
+            self._refresh_now()
+
+    def _apply(self, fn, *args, **kwargs):
+        out = super()._apply(fn, *args, **kwargs)
+        self._snapshots = self._drift = None
+        if not self._frozen:
+            self._refresh_now()
+        return out
 
     @property
     def frozen(self) -> bool:
@@ -113,30 +318,138 @@ class _Resizer(nn.Module):
             p.requires_grad_(False)
 
 
+def _is_fake(t: torch.Tensor) -> bool:
+    return type(t).__name__ == "FakeTensor" or (hasattr(t, "fake_mode") and t.fake_mode is not None)
+
+
+def _specialized(v) -> int:
+    """``v`` as a plain int under torch.compile, also when it is a symbolic size
+    (``dynamic=True``): dynamo specializes a dict key to its value, with a guard,
+    where ``int(v)`` would stay symbolic and break the graph downstream."""
+    return next(iter({v: None}))
+
+
+@torch.compiler.assume_constant_result
+def _size_while_tracing(layer: _Resizer, in_size: Tuple[int, int]) -> Tuple[int, int]:
+    """``layer``'s output size for ``in_size``, computed eagerly while torch.compile traces.
+
+    Marked as a constant result, so dynamo runs it for real (a host read if the
+    copy is stale) instead of tracing into it: neither the floats it reads nor
+    the read itself enter the graph. The caller then reads the same entry from
+    ``layer._sizes``, which is what the graph is guarded on.
+    """
+    return layer._size(in_size)
+
+
+def _read(layers: Sequence[_Resizer], strict: bool = True, names: Optional[Dict[int, str]] = None) -> List[_Resizer]:
+    """Refresh the host copies of ``layers``: one batched host read per device.
+
+    Also reads the layers' drift flags (same read) and raises
+    :class:`StaleShapeError` for those a forward set. With ``strict=False``
+    (the optimiser hook) invalid values leave the layer marked for a read at its
+    next use, which raises then. Returns the layers whose table of sizes changed.
+    """
+    by_device: Dict[torch.device, List[_Resizer]] = {}
+    for m in layers:
+        if not m._frozen:
+            by_device.setdefault(m._device(), []).append(m)
+    changed: List[_Resizer] = []
+    drifted: List[str] = []
+    with torch.no_grad():
+        for device, group in by_device.items():
+            watched = [m._watched() for m in group]
+            keys = [m._current_key(w) for m, w in zip(group, watched)]
+            parts = [m._shape_tensor().reshape(-1).double() for m in group]
+            flagged = [m for m in group if m._drift is not None]
+            pieces = parts + ([torch.stack([m._drift for m in flagged]).double()] if flagged else [])
+            values = _read_values(torch.cat(pieces))  # the one host read of this device
+            flags = values[sum(p.numel() for p in parts):]
+            k = 0
+            for m, p, key, w in zip(group, parts, keys, watched):
+                n = p.numel()
+                try:
+                    if m._set_host(values[k : k + n], key, w):
+                        changed.append(m)
+                except ValueError:
+                    if strict:
+                        raise
+                    m._needs_read = True
+                k += n
+            for m, f in zip(flagged, flags):
+                if f:
+                    m._drift.zero_()
+                    name = (names or {}).get(id(m))
+                    drifted.append(f"{type(m).__name__} {name!r}" if name else type(m).__name__)
+    if drifted:
+        raise StaleShapeError(
+            f"resizeops: {len(drifted)} layer(s) ({', '.join(sorted(set(drifted)))}) ran a forward with output sizes "
+            "computed from an out-of-date copy of the values they depend on: a value was changed in a way the layers "
+            "do not see (through `.data`, or in place during compiled training, or by an optimiser that is not a "
+            "torch.optim.Optimizer) and no resizeops.refresh_shapes(model) followed before that forward. "
+            "The copies are now refreshed; call refresh_shapes after such changes."
+        )
+    return changed
+
+
+def _owners_of(optimizer) -> List[_Resizer]:
+    owners = []
+    for group in optimizer.param_groups:
+        for p in group["params"]:
+            refs = _OWNERS.get(id(p))
+            if refs:
+                owners.extend(m for m in refs if not m._frozen and any(p is t for t in m._parameters.values()))
+    return list({id(m): m for m in owners}.values())
+
+
+# id(parameter) -> the resizers it belongs to: which layers an optimiser step moves.
+_OWNERS: Dict[int, "weakref.WeakSet[_Resizer]"] = {}
+
+
+def _register_owner(layer: _Resizer) -> None:
+    for p in layer._parameters.values():
+        if p is not None:
+            _OWNERS.setdefault(id(p), weakref.WeakSet()).add(layer)
+    if len(_OWNERS) > 4096:  # drop ids whose layers are gone
+        for k in [k for k, v in _OWNERS.items() if not len(v)]:
+            del _OWNERS[k]
+
+
+def _after_optimizer_step(optimizer, args, kwargs) -> None:
+    """Global optimiser post-hook: refresh the resizers whose parameters the step may have moved.
+
+    Fused optimisers update parameters without bumping their version counters,
+    so the step itself is the signal. One batched host read per device.
+    """
+    if torch.compiler.is_compiling() or not _OWNERS:
+        return  # a compiled optimiser step: refresh_shapes after it (see README)
+    layers = _owners_of(optimizer)
+    if layers:
+        _read(layers, strict=False)
+
+
+register_optimizer_step_post_hook(_after_optimizer_step)
+
+
 def resizers(model: nn.Module) -> List[_Resizer]:
     """The learnable resizers of ``model`` (itself included), in module order."""
     return [m for m in model.modules() if isinstance(m, _Resizer)]
 
 
 def refresh_shapes(model: nn.Module) -> int:
-    """Refresh the host copies of every stale resizer of ``model``: one device read per device.
+    """Read the values every resizer of ``model`` depends on: one host read per device.
 
-    Call it once per step after the optimiser step (or after loading weights).
-    Returns the number of layers refreshed. Frozen layers are left as they are.
+    Reads unconditionally, so it misses nothing: call it after changing α (or a
+    value a size depends on) outside an optimiser step — through ``.data``, an
+    in-place change during compiled training, an optimiser that is not a
+    ``torch.optim.Optimizer`` — and before the next forward. Not needed after
+    ``torch.optim`` steps, ``load_state_dict`` or ``.to()`` (see
+    :class:`_Resizer`). Returns the number of layers whose output sizes (for the
+    input sizes they have seen) changed. Frozen layers are left as they are.
+    Raises :class:`StaleShapeError` if a forward since the last read used
+    out-of-date sizes.
     """
-    stale: Dict[torch.device, List[_Resizer]] = {}
-    for m in resizers(model):
-        if m._stale():
-            stale.setdefault(m.alpha.device, []).append(m)
-    with torch.no_grad():
-        for layers in stale.values():
-            parts = [m._shape_tensor().reshape(-1).double() for m in layers]
-            values = torch.cat(parts).tolist()  # the one host read
-            k = 0
-            for m, p in zip(layers, parts):
-                m._set_host(values[k : k + p.numel()])
-                k += p.numel()
-    return sum(len(v) for v in stale.values())
+    names = {id(m): name for name, m in model.named_modules()}
+    return len(_read(resizers(model), names=names))
 
 
 def freeze(model: nn.Module, inplace: bool = False) -> nn.Module:
@@ -226,9 +539,12 @@ class DynOPool2d(_Resizer):
         """(Ho, Wo) of an input of spatial size ``in_size``, from the host copy of α."""
         return ops.dynopool2d_output_size(in_size, self.host_values(), self.min_size)
 
+    def _host_state(self) -> tuple:
+        return (self.r_bounds, self.min_size)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         alpha = self.effective_alpha()
-        return ops.dynopool2d(x, alpha, self.output_size(x.shape[-2:]), backend=self.backend)
+        return ops.dynopool2d(x, alpha, self._forward_size(x.shape[-2:]), backend=self.backend)
 
     def extra_repr(self) -> str:
         s = f"min_size={self.min_size}"
@@ -289,7 +605,6 @@ class ShapeAdaptor(_Resizer):
         self.align_corners = align_corners
         self.backend = backend
         self.rho = 1.0
-        self._last: Optional[Tuple[float, float]] = None  # (σ_p, σ) of the last forward
         self.alpha = nn.Parameter(torch.tensor(float(alpha_init), device=device, dtype=dtype or torch.float32))
 
     @property
@@ -305,8 +620,10 @@ class ShapeAdaptor(_Resizer):
         # the un-penalised one. Computed in α's dtype, as the official code does.
         return torch.stack([self.sigma_p(), torch.sigmoid(self.alpha)]).detach()
 
-    def _shape_key(self):
-        return super()._shape_key() + (self.rho,)
+    def _host_state(self) -> tuple:
+        # A tensor ρ (a buffer) is watched with the layer's other tensors.
+        rho = self.rho
+        return (self.r1, self.r2, None if isinstance(rho, torch.Tensor) else float(rho))
 
     def _check_host(self, values) -> None:
         if not all(math.isfinite(v) for v in values):
@@ -330,10 +647,7 @@ class ShapeAdaptor(_Resizer):
         return tuple(max(int(math.floor(int(d) * s)), 1) for d in in_size)  # type: ignore[return-value]
 
     def _size_for_forward(self, in_size: Sequence[int]) -> Tuple[int, int]:
-        size = self.output_size(in_size)
-        if not self._frozen:
-            self._last = self.host_values()  # type: ignore[assignment]
-        return size
+        return self._forward_size(in_size)
 
     def weights(self) -> Tuple[torch.Tensor, torch.Tensor]:
         """(w1, w2) = (k(1 − σ_p), kσ_p), differentiable in α."""
