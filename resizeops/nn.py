@@ -10,16 +10,20 @@
   full- and a half-resolution branch merged by up-sample ×2, crop and sum
   (:func:`resizeops.resize_blend`).
 
-Shapes as state (SPEC §4). An output size depends on a learnable value, so
+Shapes as state. An output size depends on a learnable value, so
 computing it needs that value on the host. Each layer keeps a host copy of the
-values its size depends on, keyed on the parameter's version counter (bumped by
-every in-place update: optimiser steps, ``load_state_dict``, ``fill_``) and
-storage, so that a forward reads nothing from the device unless the parameter
-changed. :func:`refresh_shapes` refreshes every stale layer of a model with one
-batched host read per device (call it after the optimiser step; a layer that is
-still stale at its forward refreshes itself, one read, so forgetting it is slow,
-never wrong). :func:`freeze` bakes the sizes as constants: a frozen model runs
-under ``torch.compile(fullgraph=True)`` and exports with ``torch.export``.
+values its size depends on and the integer sizes computed from them, refreshed
+by one batched host read per device: after every ``torch.optim`` step over the
+layer's α (fused ones included), by ``load_state_dict`` and ``.to()``, by
+:func:`refresh_shapes` (unconditionally), and by an eager forward that finds the
+copy stale (on the CPU by comparing values, elsewhere version counters and
+storages). A change that cannot be seen without a device read (``.data`` on a
+GPU, an in-place change during compiled training) is recorded on the device by
+the next forward and raises :class:`StaleShapeError` at the next read: call
+:func:`refresh_shapes` after such changes. Under ``torch.compile`` a forward
+takes its size from the table of integer sizes, all the graph is guarded on.
+:func:`freeze` bakes the sizes as constants: a frozen model runs under
+``torch.compile(fullgraph=True)`` and exports with ``torch.export``.
 """
 
 from __future__ import annotations
@@ -76,21 +80,22 @@ def _read_values(t: torch.Tensor) -> List[float]:
         return t.tolist()
 
 
-def _equal(a: torch.Tensor, b: torch.Tensor) -> bool:
+def _values_equal(tensors: Sequence[torch.Tensor], snapshots: Sequence[torch.Tensor]) -> bool:
     if _get_current_dispatch_mode() is None:
-        return torch.equal(a, b)
+        return all(torch.equal(t, s) for t, s in zip(tensors, snapshots))
     with _disable_current_modes():
-        return torch.equal(a, b)
+        return all(torch.equal(t, s) for t, s in zip(tensors, snapshots))
 
 
-def _tensor_key(t: torch.Tensor):
-    # The object (a replaced parameter is a new one), its layout and, off the CPU,
-    # what can be checked without a device read: the version counter (bumped by
-    # every in-place update autograd sees) and the storage. On the CPU the values
-    # themselves are compared (see _Resizer._stale).
-    if t.device.type == "cpu":
-        return (id(t), t.device, t.dtype, tuple(t.shape))
-    return (id(t), t.device, t.dtype, tuple(t.shape), t._version, t.data_ptr())
+def _tensor_key(t: torch.Tensor) -> tuple:
+    # The object (a replaced parameter is a new one), its dtype and device and, off
+    # the CPU, what can be checked without a device read: the version counter
+    # (bumped by every in-place update autograd sees) and the storage. On the CPU
+    # the values themselves are compared (see _Resizer._stale).
+    device = t.device
+    if device.type == "cpu":
+        return (id(t), t.dtype, device)
+    return (id(t), t.dtype, device, t._version, t.data_ptr())
 
 
 class StaleShapeError(RuntimeError):
@@ -103,6 +108,26 @@ class StaleShapeError(RuntimeError):
     """
 
 
+class _HostCopy:
+    """A resizer's host state (a plain object: kept out of ``nn.Module.__setattr__``)."""
+
+    __slots__ = ("values", "key", "needs_read", "sizes", "snapshots", "drift", "used", "before", "trusting")
+
+    def __init__(self) -> None:
+        self.values: Optional[Tuple[float, ...]] = None  # the host copy of _shape_tensor()
+        self.key = None  # what it was read from (see _Resizer._key)
+        self.needs_read = False
+        self.sizes: Dict[Tuple[int, int], Tuple[int, int]] = {}  # input size -> output size
+        # Device copies of the watched tensors at the read, and the flag a forward
+        # sets when it finds them different (allocated once per device and layout,
+        # updated in place: fixed addresses for CUDA graphs).
+        self.snapshots: Optional[List[torch.Tensor]] = None
+        self.drift: Optional[torch.Tensor] = None  # (1,): nonzero once a forward saw other values
+        self.used = False  # the last forward used `values` (else `before`)
+        self.before: Optional[Tuple[float, ...]] = None
+        self.trusting = False  # inside a read: `values` is known fresh
+
+
 class _Resizer(nn.Module):
     """Base of the learnable resizers: the host copy of the values a size depends on.
 
@@ -110,11 +135,11 @@ class _Resizer(nn.Module):
     computed on the parameter's device exactly as the sizes need them),
     ``output_size(in_size)`` from :meth:`host_values`, and ``_host_state()``: the
     plain Python attributes the sizes depend on. The tensors the sizes depend on
-    are the layer's own parameters and buffers (``recurse=False``); they are
-    watched generically, so that a new buffer (a penalty, a bound) is covered.
+    are the layer's own parameters and buffers (``recurse=False``), watched
+    generically, so that a new buffer (a penalty, a bound) is covered.
 
-    When the host copy is refreshed (a *host read*, one ``tolist()`` for every
-    stale layer of a device):
+    The host copy is refreshed by a *host read* (one ``tolist()`` for all the
+    layers being read on a device):
 
     * always by :func:`refresh_shapes` (it reads every layer, so it misses nothing);
     * after every ``torch.optim.Optimizer`` step (fused, foreach or capturable,
@@ -123,36 +148,24 @@ class _Resizer(nn.Module):
     * by ``load_state_dict`` and ``.to()``/``.cuda()``/``.half()``;
     * in an eager forward that finds it stale: on the CPU the values are compared
       with those of the last read (no device sync is involved, so nothing is
-      missed); elsewhere the version counters, storages, dtypes and devices are.
+      missed); elsewhere the version counters, storages, dtypes and devices.
 
     Every forward (eager off the CPU, and compiled) also records on the device,
     without a sync, whether the values differ from those of the last read: the
     next read raises :class:`StaleShapeError` if one did, so that a value
-    changed behind the layers' back (through ``.data``, or any in-place change
-    in compiled training) and not followed by :func:`refresh_shapes` never goes
+    changed behind the layers' back (through ``.data``, or in place during
+    compiled training) and not followed by :func:`refresh_shapes` never passes
     unnoticed.
 
-    Output sizes are kept per input size in ``_sizes`` (ints). A compiled forward
-    reads only that table, which torch.compile guards on: α moving without
-    changing a size never recompiles; a new combination of sizes compiles once.
+    Output sizes are kept per input size (ints). A compiled forward takes its size
+    from that table, which torch.compile guards on: α moving without changing a
+    size never recompiles; a new combination of sizes compiles once.
     """
 
     def __init__(self) -> None:
         super().__init__()
-        self._host: Optional[Tuple[float, ...]] = None
-        self._host_key = None
+        self._host = _HostCopy()
         self._frozen = False
-        self._needs_read = False
-        self._sizes: Dict[Tuple[int, int], Tuple[int, int]] = {}
-        # Device copies of the watched tensors at the last read, and the flag a
-        # forward sets when it finds them different (allocated once per device and
-        # layout, updated in place: static addresses for CUDA graphs).
-        self._snapshots: Optional[List[torch.Tensor]] = None
-        self._drift: Optional[torch.Tensor] = None
-        # Which host values the last forward used (Shape Adaptor's memory penalty).
-        self._host_used = False
-        self._host_before: Optional[Tuple[float, ...]] = None
-        self._trusting = False  # inside a read: the host copy is known fresh
 
     # -- what the sizes depend on ------------------------------------------------
 
@@ -163,14 +176,12 @@ class _Resizer(nn.Module):
         """Plain attributes the sizes depend on (compared by value)."""
         return ()
 
-    def _device(self) -> torch.device:
-        watched = self._watched()
-        return watched[0].device if watched else torch.device("cpu")
-
     def _watched(self) -> List[torch.Tensor]:
-        return [t for t in list(self.parameters(recurse=False)) + list(self.buffers(recurse=False)) if t is not None]
+        return [t for t in self._parameters.values() if t is not None] + [
+            t for t in self._buffers.values() if t is not None
+        ]
 
-    def _current_key(self, watched: Sequence[torch.Tensor]):
+    def _key(self, watched: Sequence[torch.Tensor]) -> tuple:
         return (self._host_state(), tuple(_tensor_key(t) for t in watched))
 
     def _check_host(self, values: Sequence[float]) -> None:
@@ -179,112 +190,120 @@ class _Resizer(nn.Module):
     # -- staleness ---------------------------------------------------------------
 
     def _stale(self) -> bool:
-        if self._frozen:
+        host = self._host
+        if self._frozen or host.trusting:
             return False
-        if self._host is None or self._needs_read or self._snapshots is None:
+        if host.values is None or host.needs_read or host.snapshots is None:
             return True
         watched = self._watched()
-        if self._host_key != self._current_key(watched):
+        if host.key != self._key(watched):
             return True
         # On the CPU a value comparison costs no device sync: it sees every change,
         # including those that bypass the version counter (``.data``, fused steps).
-        return any(t.device.type == "cpu" and not _equal(t, s) for t, s in zip(watched, self._snapshots))
+        cpu = [(t, s) for t, s in zip(watched, host.snapshots) if t.device.type == "cpu"]
+        return bool(cpu) and not _values_equal(*zip(*cpu))
 
     def _note_drift(self) -> None:
         """Record on the device, without a sync, whether the watched values changed since the last read."""
-        snaps, flag = self._snapshots, self._drift
+        snaps, flag = self._host.snapshots, self._host.drift
         if snaps is None or flag is None:
             return
         with torch.no_grad():
             for t, s in zip(self._watched(), snaps):
-                flag.logical_or_(torch.ne(t.detach(), s).any())
+                flag.add_(torch.ne(t.detach(), s).any())
 
     # -- the host read -----------------------------------------------------------
 
-    def _set_host(self, values: Sequence[float], key, watched: Sequence[torch.Tensor]) -> bool:
+    def _install(self, values: Sequence[float], key: tuple) -> bool:
         """Install a read: returns whether an output size in the table changed."""
         self._check_host(values)
-        new = tuple(float(v) for v in values)
-        if self._host_used:
-            self._host_before, self._host_used = self._host, False
-        self._host, self._host_key, self._needs_read = new, key, False
-        with torch.no_grad():
-            snaps = self._snapshots
-            if snaps is None or len(snaps) != len(watched) or any(
-                s.shape != t.shape or s.dtype != t.dtype or s.device != t.device for s, t in zip(snaps, watched)
-            ):
-                self._snapshots = [t.detach().clone() for t in watched]
-                device = watched[0].device if watched else torch.device("cpu")
-                self._drift = torch.zeros((), dtype=torch.bool, device=device)
-                for t in self._snapshots + [self._drift]:
-                    torch._dynamo.mark_static_address(t)
-            else:
-                torch._foreach_copy_(snaps, [t.detach() for t in watched])
-        _register_owner(self)
-        old = self._sizes
-        self._sizes = {k: self._trusted_output_size(k) for k in old}
-        return self._sizes != old
-
-    def _trusted_output_size(self, in_size: Tuple[int, int]) -> Tuple[int, int]:
-        self._trusting = True
+        host = self._host
+        if host.used:
+            host.before, host.used = host.values, False
+        host.values, host.key, host.needs_read = tuple(float(v) for v in values), key, False
+        old = host.sizes
+        host.trusting = True
         try:
-            return tuple(self.output_size(in_size))  # type: ignore[return-value]
+            host.sizes = {k: tuple(self.output_size(k)) for k in old}  # type: ignore[misc]
         finally:
-            self._trusting = False
+            host.trusting = False
+        return host.sizes != old
+
+    def _fresh_snapshots(self, watched: Sequence[torch.Tensor]) -> bool:
+        """Whether the snapshot buffers fit ``watched`` (else they are reallocated by the read)."""
+        snaps = self._host.snapshots
+        return snaps is not None and len(snaps) == len(watched) and all(
+            s.shape == t.shape and s.dtype == t.dtype and s.device == t.device for s, t in zip(snaps, watched)
+        )
+
+    def _new_snapshots(self, watched: Sequence[torch.Tensor]) -> None:
+        host = self._host
+        host.snapshots = [t.detach().clone() for t in watched]
+        # A count (nonzero: drift), in the watched dtype: the read concatenates it with the values.
+        like = watched[0] if watched else torch.empty(0)
+        host.drift = torch.zeros(1, dtype=like.dtype, device=like.device)
+        for t in host.snapshots + [host.drift]:
+            torch._dynamo.mark_static_address(t)
 
     def host_values(self) -> Tuple[float, ...]:
         """The host copy (one read if it is stale, see the class docstring)."""
-        if not self._trusting and self._stale():
+        if self._stale():
             _read([self])
-        assert self._host is not None
-        return self._host
+        assert self._host.values is not None
+        return self._host.values
 
     def _size(self, in_size: Tuple[int, int]) -> Tuple[int, int]:
         """The output size of an input of spatial size ``in_size``, from a fresh host copy (eager)."""
         if self._stale():
             _read([self])
-        size = self._sizes.get(in_size)
+        host = self._host
+        size = host.sizes.get(in_size)
         if size is None:
-            if len(self._sizes) >= _MAX_TABLE:
-                self._sizes.pop(next(iter(self._sizes)))
-            size = self._sizes[in_size] = self._trusted_output_size(in_size)
+            if len(host.sizes) >= _MAX_TABLE:
+                host.sizes.pop(next(iter(host.sizes)))
+            host.trusting = True
+            try:
+                size = host.sizes[in_size] = tuple(self.output_size(in_size))  # type: ignore[assignment]
+            finally:
+                host.trusting = False
         return size
 
     def _forward_size(self, in_size: Sequence[int]) -> Tuple[int, int]:
         """The output size a forward uses, eager or under torch.compile."""
         if self._frozen:
             return self.output_size(in_size)
+        host = self._host
         if torch.compiler.is_compiling():
             key = (_specialized(in_size[0]), _specialized(in_size[1]))
             # Runs eagerly while dynamo traces; its result is a constant of the graph.
             size = _size_while_tracing(self, key)
             # The graph guards on the table entry (ints), never on α: it is reused
             # until that size changes, and again when it comes back.
-            size = self._sizes.get(key, size)
+            size = host.sizes.get(key, size)
             if not torch.compiler.is_exporting():
                 self._note_drift()
         else:
             size = self._size((int(in_size[0]), int(in_size[1])))
-            if self._drift is not None and self._drift.device.type != "cpu":
+            if host.drift is not None and host.drift.device.type != "cpu":
                 self._note_drift()
-        self._host_used = True
+        host.used = True
         return size
 
     @property
     def _last(self) -> Optional[Tuple[float, ...]]:
         """The host values the last forward used (None before the first forward)."""
-        return self._host if self._host_used else self._host_before
+        return self._host.values if self._host.used else self._host.before
 
     @_last.setter
     def _last(self, values: Optional[Tuple[float, ...]]) -> None:
-        self._host_before, self._host_used = values, False
+        self._host.before, self._host.used = values, False
 
     # -- lifecycle ---------------------------------------------------------------
 
     def _refresh_now(self) -> None:
-        """Read after loading or moving: readable parameters are read now (a compiled
-        forward does not check), others at the next eager use."""
-        self._needs_read = True
+        """Read after loading or moving (a compiled forward does not check); a
+        parameter that cannot be read yet (meta, fake) is read at its next use."""
+        self._host.needs_read = True
         if all(t.device.type != "meta" and not _is_fake(t) for t in self._watched()):
             try:
                 _read([self])
@@ -293,7 +312,8 @@ class _Resizer(nn.Module):
 
     def __setstate__(self, state) -> None:
         super().__setstate__(state)
-        self._snapshots = self._drift = None  # a copy or a loaded model reads at its first use
+        if "_host" in self.__dict__:
+            self._host.snapshots = self._host.drift = None  # a copy or a loaded model reads at its first use
 
     def _load_from_state_dict(self, *args, **kwargs) -> None:
         super()._load_from_state_dict(*args, **kwargs)
@@ -302,7 +322,7 @@ class _Resizer(nn.Module):
 
     def _apply(self, fn, *args, **kwargs):
         out = super()._apply(fn, *args, **kwargs)
-        self._snapshots = self._drift = None
+        self._host.snapshots = self._host.drift = None
         if not self._frozen:
             self._refresh_now()
         return out
@@ -319,13 +339,13 @@ class _Resizer(nn.Module):
 
 
 def _is_fake(t: torch.Tensor) -> bool:
-    return type(t).__name__ == "FakeTensor" or (hasattr(t, "fake_mode") and t.fake_mode is not None)
+    return getattr(t, "fake_mode", None) is not None
 
 
 def _specialized(v) -> int:
     """``v`` as a plain int under torch.compile, also when it is a symbolic size
     (``dynamic=True``): dynamo specializes a dict key to its value, with a guard,
-    where ``int(v)`` would stay symbolic and break the graph downstream."""
+    where ``int(v)`` would stay symbolic."""
     return next(iter({v: None}))
 
 
@@ -336,7 +356,7 @@ def _size_while_tracing(layer: _Resizer, in_size: Tuple[int, int]) -> Tuple[int,
     Marked as a constant result, so dynamo runs it for real (a host read if the
     copy is stale) instead of tracing into it: neither the floats it reads nor
     the read itself enter the graph. The caller then reads the same entry from
-    ``layer._sizes``, which is what the graph is guarded on.
+    the layer's table, which is what the graph is guarded on.
     """
     return layer._size(in_size)
 
@@ -344,42 +364,59 @@ def _size_while_tracing(layer: _Resizer, in_size: Tuple[int, int]) -> Tuple[int,
 def _read(layers: Sequence[_Resizer], strict: bool = True, names: Optional[Dict[int, str]] = None) -> List[_Resizer]:
     """Refresh the host copies of ``layers``: one batched host read per device.
 
-    Also reads the layers' drift flags (same read) and raises
-    :class:`StaleShapeError` for those a forward set. With ``strict=False``
-    (the optimiser hook) invalid values leave the layer marked for a read at its
-    next use, which raises then. Returns the layers whose table of sizes changed.
+    The same read takes the layers' drift flags: :class:`StaleShapeError` for
+    those a forward set. With ``strict=False`` (the optimiser hook) invalid
+    values leave the layer marked for a read at its next use, which raises then.
+    Returns the layers whose table of output sizes changed.
     """
     by_device: Dict[torch.device, List[_Resizer]] = {}
     for m in layers:
         if not m._frozen:
-            by_device.setdefault(m._device(), []).append(m)
+            watched = m._watched()
+            device = watched[0].device if watched else torch.device("cpu")
+            by_device.setdefault(device, []).append(m)
     changed: List[_Resizer] = []
     drifted: List[str] = []
     with torch.no_grad():
-        for device, group in by_device.items():
+        for group in by_device.values():
             watched = [m._watched() for m in group]
-            keys = [m._current_key(w) for m, w in zip(group, watched)]
-            parts = [m._shape_tensor().reshape(-1).double() for m in group]
-            flagged = [m for m in group if m._drift is not None]
-            pieces = parts + ([torch.stack([m._drift for m in flagged]).double()] if flagged else [])
-            values = _read_values(torch.cat(pieces))  # the one host read of this device
-            flags = values[sum(p.numel() for p in parts):]
-            k = 0
-            for m, p, key, w in zip(group, parts, keys, watched):
-                n = p.numel()
-                try:
-                    if m._set_host(values[k : k + n], key, w):
-                        changed.append(m)
-                except ValueError:
-                    if strict:
-                        raise
-                    m._needs_read = True
-                k += n
+            keys = [m._key(w) for m, w in zip(group, watched)]
+            parts = [m._shape_tensor() for m in group]
+            parts = [p if p.dim() == 1 else p.reshape(-1) for p in parts]
+            flagged = [m for m in group if m._host.drift is not None]
+            parts += [m._host.drift for m in flagged]
+            # The one host read of this device. cat promotes to the widest dtype, which
+            # holds every value exactly (float16/bfloat16 in float32).
+            values = _read_values(torch.cat(parts))
+            # Snapshots of what was read (one batched copy into the existing buffers).
+            dst: List[torch.Tensor] = []
+            src: List[torch.Tensor] = []
+            for m, w in zip(group, watched):
+                if m._fresh_snapshots(w):
+                    dst += m._host.snapshots
+                    src += w
+                else:
+                    m._new_snapshots(w)
+            if dst:
+                torch._foreach_copy_(dst, src)
+            flags = values[len(values) - len(flagged) :]
             for m, f in zip(flagged, flags):
                 if f:
-                    m._drift.zero_()
+                    m._host.drift.zero_()
                     name = (names or {}).get(id(m))
                     drifted.append(f"{type(m).__name__} {name!r}" if name else type(m).__name__)
+            k = 0
+            for m, p, key in zip(group, parts, keys):
+                n = p.numel()
+                try:
+                    if m._install(values[k : k + n], key):
+                        changed.append(m)
+                except ValueError:
+                    m._host.needs_read = True  # read again (and raise) at the next use
+                    if strict:
+                        raise
+                k += n
+                _register_owner(m)
     if drifted:
         raise StaleShapeError(
             f"resizeops: {len(drifted)} layer(s) ({', '.join(sorted(set(drifted)))}) ran a forward with output sizes "
@@ -391,37 +428,46 @@ def _read(layers: Sequence[_Resizer], strict: bool = True, names: Optional[Dict[
     return changed
 
 
-def _owners_of(optimizer) -> List[_Resizer]:
-    owners = []
-    for group in optimizer.param_groups:
-        for p in group["params"]:
-            refs = _OWNERS.get(id(p))
-            if refs:
-                owners.extend(m for m in refs if not m._frozen and any(p is t for t in m._parameters.values()))
-    return list({id(m): m for m in owners}.values())
-
-
-# id(parameter) -> the resizers it belongs to: which layers an optimiser step moves.
-_OWNERS: Dict[int, "weakref.WeakSet[_Resizer]"] = {}
+# id(parameter) -> weak references to the resizers it belongs to: the layers an
+# optimiser step moves.
+_OWNERS: Dict[int, List["weakref.ref[_Resizer]"]] = {}
 
 
 def _register_owner(layer: _Resizer) -> None:
     for p in layer._parameters.values():
-        if p is not None:
-            _OWNERS.setdefault(id(p), weakref.WeakSet()).add(layer)
-    if len(_OWNERS) > 4096:  # drop ids whose layers are gone
-        for k in [k for k, v in _OWNERS.items() if not len(v)]:
-            del _OWNERS[k]
+        if p is None:
+            continue
+        refs = _OWNERS.get(id(p))
+        if refs is None:
+            refs = _OWNERS[id(p)] = []
+            if len(_OWNERS) % 1024 == 0:  # drop the ids whose layers are gone
+                for k in [k for k, v in _OWNERS.items() if all(r() is None for r in v)]:
+                    del _OWNERS[k]
+        if not any(r() is layer for r in refs):
+            refs.append(weakref.ref(layer))
+
+
+def _owners_of(optimizer) -> List[_Resizer]:
+    owners: Dict[int, _Resizer] = {}
+    for group in optimizer.param_groups:
+        for p in group["params"]:
+            refs = _OWNERS.get(id(p))
+            if refs:
+                for r in refs:
+                    m = r()
+                    if m is not None and not m._frozen and any(p is t for t in m._parameters.values()):
+                        owners[id(m)] = m
+    return list(owners.values())
 
 
 def _after_optimizer_step(optimizer, args, kwargs) -> None:
-    """Global optimiser post-hook: refresh the resizers whose parameters the step may have moved.
+    """Global optimiser post-hook: read the resizers whose parameters the step may have moved.
 
     Fused optimisers update parameters without bumping their version counters,
     so the step itself is the signal. One batched host read per device.
     """
     if torch.compiler.is_compiling() or not _OWNERS:
-        return  # a compiled optimiser step: refresh_shapes after it (see README)
+        return  # a compiled optimiser step is not seen: refresh_shapes after it
     layers = _owners_of(optimizer)
     if layers:
         _read(layers, strict=False)
@@ -448,8 +494,8 @@ def refresh_shapes(model: nn.Module) -> int:
     Raises :class:`StaleShapeError` if a forward since the last read used
     out-of-date sizes.
     """
-    names = {id(m): name for name, m in model.named_modules()}
-    return len(_read(resizers(model), names=names))
+    names = {id(m): name for name, m in model.named_modules() if isinstance(m, _Resizer)}
+    return len(_read([m for m in model.modules() if id(m) in names], names=names))
 
 
 def freeze(model: nn.Module, inplace: bool = False) -> nn.Module:

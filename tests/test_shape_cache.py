@@ -128,8 +128,8 @@ def test_loading_a_state_dict_is_read_at_once():
     layer = DynOPool2d(0.5)
     layer(torch.randn(1, 1, 20, 20))
     layer.load_state_dict({"alpha": torch.tensor([4.0, 4.0])})
-    assert layer._host == (4.0, 4.0)  # read by the load, not at the next forward
-    assert layer._sizes[(20, 20)] == (5, 5)
+    assert layer._host.values == (4.0, 4.0)  # read by the load, not at the next forward
+    assert layer._host.sizes[(20, 20)] == (5, 5)
 
 
 # --- compiled training: a change the layers cannot see is reported, not silent -------------
