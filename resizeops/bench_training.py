@@ -125,12 +125,12 @@ class _Run:
         t0 = time.perf_counter()
         self.opt.zero_grad(set_to_none=True)
         loss = nn.functional.cross_entropy(self.run(x), y)
+        self.configs.add(size_config(self.model, x.shape[-1]))  # the sizes this forward used (host ints: µs)
         loss.backward()
         self.opt.step()
         _sync(device)
         self.times.append(time.perf_counter() - t0)
         self.losses.append(float(loss.detach()))
-        self.configs.add(size_config(self.model, x.shape[-1]))
 
     def record(self) -> Dict[str, Any]:
         return {

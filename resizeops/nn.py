@@ -87,13 +87,17 @@ def _values_equal(tensors: Sequence[torch.Tensor], snapshots: Sequence[torch.Ten
         return all(torch.equal(t, s) for t, s in zip(tensors, snapshots))
 
 
+# Device types whose values a host check may read: no device sync is involved.
+_VALUES_READABLE = ("cpu",)
+
+
 def _tensor_key(t: torch.Tensor) -> tuple:
     # The object (a replaced parameter is a new one), its dtype and device and, off
     # the CPU, what can be checked without a device read: the version counter
     # (bumped by every in-place update autograd sees) and the storage. On the CPU
     # the values themselves are compared (see _Resizer._stale).
     device = t.device
-    if device.type == "cpu":
+    if device.type in _VALUES_READABLE:
         return (id(t), t.dtype, device)
     return (id(t), t.dtype, device, t._version, t.data_ptr())
 
@@ -200,7 +204,7 @@ class _Resizer(nn.Module):
             return True
         # On the CPU a value comparison costs no device sync: it sees every change,
         # including those that bypass the version counter (``.data``, fused steps).
-        cpu = [(t, s) for t, s in zip(watched, host.snapshots) if t.device.type == "cpu"]
+        cpu = [(t, s) for t, s in zip(watched, host.snapshots) if t.device.type in _VALUES_READABLE]
         return bool(cpu) and not _values_equal(*zip(*cpu))
 
     def _note_drift(self) -> None:
@@ -284,7 +288,7 @@ class _Resizer(nn.Module):
                 self._note_drift()
         else:
             size = self._size((int(in_size[0]), int(in_size[1])))
-            if host.drift is not None and host.drift.device.type != "cpu":
+            if host.drift is not None and host.drift.device.type not in _VALUES_READABLE:
                 self._note_drift()
         host.used = True
         return size

@@ -149,3 +149,49 @@ def test_a_value_changed_behind_a_compiled_model_is_reported():
         resizeops.refresh_shapes(model)
     assert compiled(x).shape[-2:] == (5, 5)  # refreshed by that read: the right size again
     resizeops.refresh_shapes(model)  # and nothing to report any more
+
+
+# --- off the CPU (emulated: values not compared on the host, as for a GPU) ------------------
+
+
+@pytest.fixture
+def values_unreadable(monkeypatch):
+    """The CPU treated as a device whose values a host check cannot read without a sync."""
+    monkeypatch.setattr(resizeops.nn, "_VALUES_READABLE", ())
+
+
+def test_off_the_cpu_fused_steps_and_in_place_writes_are_seen(values_unreadable):
+    layer = DynOPool2d(0.5)
+    x = torch.randn(1, 1, 20, 20)
+    assert layer(x).shape[-2:] == (10, 10)
+    _step(layer, "Adam", -1.0)  # no version bump: the optimiser hook reads
+    assert layer(x).shape[-2:] == (8, 8)
+    with torch.no_grad():
+        layer.alpha.fill_(4.0)  # bumps the version: the forward sees it
+    assert layer(x).shape[-2:] == (5, 5)
+    resizeops.refresh_shapes(layer)  # nothing out of date: no error
+
+
+def test_off_the_cpu_a_write_through_data_is_reported_at_the_next_read(values_unreadable):
+    layer = DynOPool2d(0.5)
+    x = torch.randn(1, 1, 20, 20)
+    assert layer(x).shape[-2:] == (10, 10)
+    layer.alpha.data.fill_(4.0)  # invisible without a device read: the documented case
+    assert layer(x).shape[-2:] == (10, 10)  # the old size, but recorded on the device...
+    with pytest.raises(StaleShapeError, match="DynOPool2d"):
+        resizeops.refresh_shapes(torch.nn.Sequential(layer))  # ...and reported by the next read
+    assert layer(x).shape[-2:] == (5, 5)
+    layer.alpha.data.fill_(2.0)
+    resizeops.refresh_shapes(layer)  # refresh_shapes before the forward: nothing to report
+    assert layer(x).shape[-2:] == (10, 10)
+
+
+def test_off_the_cpu_an_optimiser_step_reports_a_stale_forward(values_unreadable):
+    layer = DynOPool2d(0.5)
+    x = torch.randn(1, 1, 20, 20)
+    layer(x)
+    opt = torch.optim.SGD([layer.alpha], lr=0.1)
+    layer.alpha.data.clamp_(min=4.0)  # the manual-clamp idiom through .data
+    layer(x).sum().backward()
+    with pytest.raises(StaleShapeError, match="refresh_shapes"):
+        opt.step()
