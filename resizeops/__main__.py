@@ -1,4 +1,4 @@
-"""Command line: ``python -m resizeops {info,bench,demo,rf} [options]``."""
+"""Command line: ``python -m resizeops {info,bench,bench-train,demo,rf} [options]``."""
 
 from __future__ import annotations
 
@@ -11,8 +11,10 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m resizeops", description=__doc__)
     parser.add_argument(
         "command",
-        choices=["info", "bench", "demo", "rf"],
-        help="info: build and backend report; bench: benchmarks; demo: train a small network three ways on the CPU; "
+        choices=["info", "bench", "bench-train", "demo", "rf"],
+        help="info: build and backend report; bench: benchmarks; bench-train: training a converted model eager "
+        "and under torch.compile (graphs, recompiles, breaks, time per step); demo: train a small network three "
+        "ways on the CPU; "
         "rf: receptive-field analysis of a model (python -m resizeops rf torchvision:resnet50 --input 224)",
     )
     if not argv or argv[0] in ("-h", "--help"):
@@ -29,6 +31,10 @@ def main(argv=None) -> int:
         from resizeops import bench
 
         return bench.main(rest)
+    if command == "bench-train":
+        from resizeops import bench_training
+
+        return bench_training.main(rest)
     if command == "demo":
         from resizeops import demo
 

@@ -10,16 +10,20 @@
   full- and a half-resolution branch merged by up-sample ×2, crop and sum
   (:func:`resizeops.resize_blend`).
 
-Shapes as state (SPEC §4). An output size depends on a learnable value, so
+Shapes as state. An output size depends on a learnable value, so
 computing it needs that value on the host. Each layer keeps a host copy of the
-values its size depends on, keyed on the parameter's version counter (bumped by
-every in-place update: optimiser steps, ``load_state_dict``, ``fill_``) and
-storage, so that a forward reads nothing from the device unless the parameter
-changed. :func:`refresh_shapes` refreshes every stale layer of a model with one
-batched host read per device (call it after the optimiser step; a layer that is
-still stale at its forward refreshes itself, one read, so forgetting it is slow,
-never wrong). :func:`freeze` bakes the sizes as constants: a frozen model runs
-under ``torch.compile(fullgraph=True)`` and exports with ``torch.export``.
+values its size depends on and the integer sizes computed from them, refreshed
+by one batched host read per device: after every ``torch.optim`` step over the
+layer's α (fused ones included), by ``load_state_dict`` and ``.to()``, by
+:func:`refresh_shapes` (unconditionally), and by an eager forward that finds the
+copy stale (on the CPU by comparing values, elsewhere version counters and
+storages). A change that cannot be seen without a device read (``.data`` on a
+GPU, an in-place change during compiled training) is recorded on the device by
+the next forward and raises :class:`StaleShapeError` at the next read: call
+:func:`refresh_shapes` after such changes. Under ``torch.compile`` a forward
+takes its size from the table of integer sizes, all the graph is guarded on.
+:func:`freeze` bakes the sizes as constants: a frozen model runs under
+``torch.compile(fullgraph=True)`` and exports with ``torch.export``.
 """
 
 from __future__ import annotations
@@ -27,12 +31,16 @@ from __future__ import annotations
 import copy
 import math
 import numbers
+import weakref
 from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
 from torch import nn
+from torch.optim.optimizer import register_optimizer_step_post_hook
+from torch.utils._python_dispatch import _disable_current_modes
 
 from . import _validate, export, ops
+from .ops import _get_current_dispatch_mode
 
 __all__ = [
     "DynOPool2d",
@@ -43,6 +51,7 @@ __all__ = [
     "refresh_shapes",
     "freeze",
     "resizers",
+    "StaleShapeError",
 ]
 
 Pair = Union[float, Sequence[float]]
@@ -60,49 +69,269 @@ def _positive_pair(cls: str, name: str, v: Pair) -> Tuple[float, float]:
     return a, b
 
 
+_MAX_TABLE = 16  # input sizes whose output sizes a layer keeps (the most recent ones)
+
+
+def _read_values(t: torch.Tensor) -> List[float]:
+    """The host read: ``t.tolist()``, also inside a dispatch mode (a fake-mode analysis)."""
+    if _get_current_dispatch_mode() is None:
+        return t.tolist()
+    with _disable_current_modes():
+        return t.tolist()
+
+
+def _values_equal(tensors: Sequence[torch.Tensor], snapshots: Sequence[torch.Tensor]) -> bool:
+    if _get_current_dispatch_mode() is None:
+        return all(torch.equal(t, s) for t, s in zip(tensors, snapshots))
+    with _disable_current_modes():
+        return all(torch.equal(t, s) for t, s in zip(tensors, snapshots))
+
+
+# Device types whose values a host check may read: no device sync is involved.
+_VALUES_READABLE = ("cpu",)
+
+
+def _tensor_key(t: torch.Tensor) -> tuple:
+    # The object (a replaced parameter is a new one), its dtype and device and, off
+    # the CPU, what can be checked without a device read: the version counter
+    # (bumped by every in-place update autograd sees) and the storage. On the CPU
+    # the values themselves are compared (see _Resizer._stale).
+    device = t.device
+    if device.type in _VALUES_READABLE:
+        return (id(t), t.dtype, device)
+    return (id(t), t.dtype, device, t._version, t.data_ptr())
+
+
+class StaleShapeError(RuntimeError):
+    """A forward ran with output sizes computed from values its layer no longer has.
+
+    Raised by the next host read (:func:`refresh_shapes`, or an optimiser step
+    over the layer's parameters) when a value the sizes depend on was changed
+    without the layers seeing it (see :class:`_Resizer`) and a forward ran before
+    :func:`refresh_shapes`.
+    """
+
+
+class _HostCopy:
+    """A resizer's host state (a plain object: kept out of ``nn.Module.__setattr__``)."""
+
+    __slots__ = ("values", "key", "needs_read", "sizes", "snapshots", "drift", "used", "before", "trusting")
+
+    def __init__(self) -> None:
+        self.values: Optional[Tuple[float, ...]] = None  # the host copy of _shape_tensor()
+        self.key = None  # what it was read from (see _Resizer._key)
+        self.needs_read = False
+        self.sizes: Dict[Tuple[int, int], Tuple[int, int]] = {}  # input size -> output size
+        # Device copies of the watched tensors at the read, and the flag a forward
+        # sets when it finds them different (allocated once per device and layout,
+        # updated in place: fixed addresses for CUDA graphs).
+        self.snapshots: Optional[List[torch.Tensor]] = None
+        self.drift: Optional[torch.Tensor] = None  # (1,): nonzero once a forward saw other values
+        self.used = False  # the last forward used `values` (else `before`)
+        self.before: Optional[Tuple[float, ...]] = None
+        self.trusting = False  # inside a read: `values` is known fresh
+
+
 class _Resizer(nn.Module):
     """Base of the learnable resizers: the host copy of the values a size depends on.
 
     Subclasses define ``_shape_tensor()`` (a detached 1-D tensor of those values,
-    computed on the parameter's device exactly as the sizes need them) and may
-    extend ``_shape_key()`` with host state the values depend on.
+    computed on the parameter's device exactly as the sizes need them),
+    ``output_size(in_size)`` from :meth:`host_values`, and ``_host_state()``: the
+    plain Python attributes the sizes depend on. The tensors the sizes depend on
+    are the layer's own parameters and buffers (``recurse=False``), watched
+    generically, so that a new buffer (a penalty, a bound) is covered.
+
+    The host copy is refreshed by a *host read* (one ``tolist()`` for all the
+    layers being read on a device):
+
+    * always by :func:`refresh_shapes` (it reads every layer, so it misses nothing);
+    * after every ``torch.optim.Optimizer`` step (fused, foreach or capturable,
+      any subclass) over a layer's parameters: a global optimiser post-hook reads
+      those layers, one read per device and step;
+    * by ``load_state_dict`` and ``.to()``/``.cuda()``/``.half()``;
+    * in an eager forward that finds it stale: on the CPU the values are compared
+      with those of the last read (no device sync is involved, so nothing is
+      missed); elsewhere the version counters, storages, dtypes and devices.
+
+    Every forward (eager off the CPU, and compiled) also records on the device,
+    without a sync, whether the values differ from those of the last read: the
+    next read raises :class:`StaleShapeError` if one did, so that a value
+    changed behind the layers' back (through ``.data``, or in place during
+    compiled training) and not followed by :func:`refresh_shapes` never passes
+    unnoticed.
+
+    Output sizes are kept per input size (ints). A compiled forward takes its size
+    from that table, which torch.compile guards on: α moving without changing a
+    size never recompiles; a new combination of sizes compiles once.
     """
 
     def __init__(self) -> None:
         super().__init__()
-        self._host: Optional[Tuple[float, ...]] = None
-        self._host_key = None
+        self._host = _HostCopy()
         self._frozen = False
 
-    # -- the cache ---------------------------------------------------------------
+    # -- what the sizes depend on ------------------------------------------------
 
     def _shape_tensor(self) -> torch.Tensor:  # pragma: no cover - abstract
         raise NotImplementedError
 
-    def _shape_key(self):
-        a = self.alpha
-        return (a._version, a.data_ptr(), a.device, a.dtype)
+    def _host_state(self) -> tuple:
+        """Plain attributes the sizes depend on (compared by value)."""
+        return ()
 
-    def _stale(self) -> bool:
-        return not self._frozen and (self._host is None or self._host_key != self._shape_key())
+    def _watched(self) -> List[torch.Tensor]:
+        return [t for t in self._parameters.values() if t is not None] + [
+            t for t in self._buffers.values() if t is not None
+        ]
 
-    def _set_host(self, values: Sequence[float]) -> None:
-        self._check_host(values)
-        self._host = tuple(float(v) for v in values)
-        self._host_key = self._shape_key()
+    def _key(self, watched: Sequence[torch.Tensor]) -> tuple:
+        return (self._host_state(), tuple(_tensor_key(t) for t in watched))
 
     def _check_host(self, values: Sequence[float]) -> None:
         pass
 
+    # -- staleness ---------------------------------------------------------------
+
+    def _stale(self) -> bool:
+        host = self._host
+        if self._frozen or host.trusting:
+            return False
+        if host.values is None or host.needs_read or host.snapshots is None:
+            return True
+        watched = self._watched()
+        if host.key != self._key(watched):
+            return True
+        # On the CPU a value comparison costs no device sync: it sees every change,
+        # including those that bypass the version counter (``.data``, fused steps).
+        cpu = [(t, s) for t, s in zip(watched, host.snapshots) if t.device.type in _VALUES_READABLE]
+        return bool(cpu) and not _values_equal(*zip(*cpu))
+
+    def _note_drift(self) -> None:
+        """Record on the device, without a sync, whether the watched values changed since the last read."""
+        snaps, flag = self._host.snapshots, self._host.drift
+        if snaps is None or flag is None:
+            return
+        with torch.no_grad():
+            for t, s in zip(self._watched(), snaps):
+                flag.add_(torch.ne(t.detach(), s).any())
+
+    # -- the host read -----------------------------------------------------------
+
+    def _install(self, values: Sequence[float], key: tuple) -> bool:
+        """Install a read: returns whether an output size in the table changed."""
+        self._check_host(values)
+        host = self._host
+        if host.used:
+            host.before, host.used = host.values, False
+        host.values, host.key, host.needs_read = tuple(float(v) for v in values), key, False
+        old = host.sizes
+        host.trusting = True
+        try:
+            host.sizes = {k: tuple(self.output_size(k)) for k in old}  # type: ignore[misc]
+        finally:
+            host.trusting = False
+        return host.sizes != old
+
+    def _fresh_snapshots(self, watched: Sequence[torch.Tensor]) -> bool:
+        """Whether the snapshot buffers fit ``watched`` (else they are reallocated by the read)."""
+        snaps = self._host.snapshots
+        return snaps is not None and len(snaps) == len(watched) and all(
+            s.shape == t.shape and s.dtype == t.dtype and s.device == t.device for s, t in zip(snaps, watched)
+        )
+
+    def _new_snapshots(self, watched: Sequence[torch.Tensor]) -> None:
+        host = self._host
+        host.snapshots = [t.detach().clone() for t in watched]
+        # A count (nonzero: drift), in the watched dtype: the read concatenates it with the values.
+        like = watched[0] if watched else torch.empty(0)
+        host.drift = torch.zeros(1, dtype=like.dtype, device=like.device)
+        for t in host.snapshots + [host.drift]:
+            torch._dynamo.mark_static_address(t)
+
     def host_values(self) -> Tuple[float, ...]:
-        """The host copy (one device read if the parameter changed since the last one)."""
+        """The host copy (one read if it is stale, see the class docstring)."""
         if not self._frozen and export.exporting():
             raise export.not_frozen_error(self)
         if self._stale():
-            with torch.no_grad():
-                self._set_host(self._shape_tensor().double().tolist())
-        assert self._host is not None
-        return self._host
+            _read([self])
+        assert self._host.values is not None
+        return self._host.values
+
+    def _size(self, in_size: Tuple[int, int]) -> Tuple[int, int]:
+        """The output size of an input of spatial size ``in_size``, from a fresh host copy (eager)."""
+        if self._stale():
+            _read([self])
+        host = self._host
+        size = host.sizes.get(in_size)
+        if size is None:
+            if len(host.sizes) >= _MAX_TABLE:
+                host.sizes.pop(next(iter(host.sizes)))
+            host.trusting = True
+            try:
+                size = host.sizes[in_size] = tuple(self.output_size(in_size))  # type: ignore[assignment]
+            finally:
+                host.trusting = False
+        return size
+
+    def _forward_size(self, in_size: Sequence[int]) -> Tuple[int, int]:
+        """The output size a forward uses, eager or under torch.compile."""
+        if self._frozen:
+            return self.output_size(in_size)
+        host = self._host
+        if torch.compiler.is_compiling():
+            key = (_specialized(in_size[0]), _specialized(in_size[1]))
+            # Runs eagerly while dynamo traces; its result is a constant of the graph.
+            size = _size_while_tracing(self, key)
+            # The graph guards on the table entry (ints), never on α: it is reused
+            # until that size changes, and again when it comes back.
+            size = host.sizes.get(key, size)
+            if not torch.compiler.is_exporting():
+                self._note_drift()
+        else:
+            size = self._size((int(in_size[0]), int(in_size[1])))
+            if host.drift is not None and host.drift.device.type not in _VALUES_READABLE:
+                self._note_drift()
+        host.used = True
+        return size
+
+    @property
+    def _last(self) -> Optional[Tuple[float, ...]]:
+        """The host values the last forward used (None before the first forward)."""
+        return self._host.values if self._host.used else self._host.before
+
+    @_last.setter
+    def _last(self, values: Optional[Tuple[float, ...]]) -> None:
+        self._host.before, self._host.used = values, False
+
+    # -- lifecycle ---------------------------------------------------------------
+
+    def _refresh_now(self) -> None:
+        """Read after loading or moving (a compiled forward does not check); a
+        parameter that cannot be read yet (meta, fake) is read at its next use."""
+        self._host.needs_read = True
+        if all(t.device.type != "meta" and not _is_fake(t) for t in self._watched()):
+            try:
+                _read([self])
+            except ValueError:
+                pass  # invalid values: the next use raises, naming them
+
+    def __setstate__(self, state) -> None:
+        super().__setstate__(state)
+        if "_host" in self.__dict__:
+            self._host.snapshots = self._host.drift = None  # a copy or a loaded model reads at its first use
+
+    def _load_from_state_dict(self, *args, **kwargs) -> None:
+        super()._load_from_state_dict(*args, **kwargs)
+        if not self._frozen:
+            self._refresh_now()
+
+    def _apply(self, fn, *args, **kwargs):
+        out = super()._apply(fn, *args, **kwargs)
+        self._host.snapshots = self._host.drift = None
+        if not self._frozen:
+            self._refresh_now()
+        return out
 
     @property
     def frozen(self) -> bool:
@@ -115,30 +344,165 @@ class _Resizer(nn.Module):
             p.requires_grad_(False)
 
 
+def _is_fake(t: torch.Tensor) -> bool:
+    return getattr(t, "fake_mode", None) is not None
+
+
+def _specialized(v) -> int:
+    """``v`` as a plain int under torch.compile, also when it is a symbolic size
+    (``dynamic=True``): dynamo specializes a dict key to its value, with a guard,
+    where ``int(v)`` would stay symbolic."""
+    return next(iter({v: None}))
+
+
+@torch.compiler.assume_constant_result
+def _size_while_tracing(layer: _Resizer, in_size: Tuple[int, int]) -> Tuple[int, int]:
+    """``layer``'s output size for ``in_size``, computed eagerly while torch.compile traces.
+
+    Marked as a constant result, so dynamo runs it for real (a host read if the
+    copy is stale) instead of tracing into it: neither the floats it reads nor
+    the read itself enter the graph. The caller then reads the same entry from
+    the layer's table, which is what the graph is guarded on.
+    """
+    return layer._size(in_size)
+
+
+def _read(layers: Sequence[_Resizer], strict: bool = True, names: Optional[Dict[int, str]] = None) -> List[_Resizer]:
+    """Refresh the host copies of ``layers``: one batched host read per device.
+
+    The same read takes the layers' drift flags: :class:`StaleShapeError` for
+    those a forward set. With ``strict=False`` (the optimiser hook) invalid
+    values leave the layer marked for a read at its next use, which raises then.
+    Returns the layers whose table of output sizes changed.
+    """
+    by_device: Dict[torch.device, List[_Resizer]] = {}
+    for m in layers:
+        if not m._frozen:
+            watched = m._watched()
+            device = watched[0].device if watched else torch.device("cpu")
+            by_device.setdefault(device, []).append(m)
+    changed: List[_Resizer] = []
+    drifted: List[str] = []
+    with torch.no_grad():
+        for group in by_device.values():
+            watched = [m._watched() for m in group]
+            keys = [m._key(w) for m, w in zip(group, watched)]
+            parts = [m._shape_tensor() for m in group]
+            parts = [p if p.dim() == 1 else p.reshape(-1) for p in parts]
+            flagged = [m for m in group if m._host.drift is not None]
+            parts += [m._host.drift for m in flagged]
+            # The one host read of this device. cat promotes to the widest dtype, which
+            # holds every value exactly (float16/bfloat16 in float32).
+            values = _read_values(torch.cat(parts))
+            # Snapshots of what was read (one batched copy into the existing buffers).
+            dst: List[torch.Tensor] = []
+            src: List[torch.Tensor] = []
+            for m, w in zip(group, watched):
+                if m._fresh_snapshots(w):
+                    dst += m._host.snapshots
+                    src += w
+                else:
+                    m._new_snapshots(w)
+            if dst:
+                torch._foreach_copy_(dst, src)
+            flags = values[len(values) - len(flagged) :]
+            for m, f in zip(flagged, flags):
+                if f:
+                    m._host.drift.zero_()
+                    name = (names or {}).get(id(m))
+                    drifted.append(f"{type(m).__name__} {name!r}" if name else type(m).__name__)
+            k = 0
+            for m, p, key in zip(group, parts, keys):
+                n = p.numel()
+                try:
+                    if m._install(values[k : k + n], key):
+                        changed.append(m)
+                except ValueError:
+                    m._host.needs_read = True  # read again (and raise) at the next use
+                    if strict:
+                        raise
+                k += n
+                _register_owner(m)
+    if drifted:
+        raise StaleShapeError(
+            f"resizeops: {len(drifted)} layer(s) ({', '.join(sorted(set(drifted)))}) ran a forward with output sizes "
+            "computed from an out-of-date copy of the values they depend on: a value was changed in a way the layers "
+            "do not see (through `.data`, or in place during compiled training, or by an optimiser that is not a "
+            "torch.optim.Optimizer) and no resizeops.refresh_shapes(model) followed before that forward. "
+            "The copies are now refreshed; call refresh_shapes after such changes."
+        )
+    return changed
+
+
+# id(parameter) -> weak references to the resizers it belongs to: the layers an
+# optimiser step moves.
+_OWNERS: Dict[int, List["weakref.ref[_Resizer]"]] = {}
+
+
+def _register_owner(layer: _Resizer) -> None:
+    # Every parameter the layer's sizes depend on (an AutoSC adaptor's: the earlier adaptors' α too).
+    for p in layer._watched():
+        if not isinstance(p, nn.Parameter):
+            continue
+        refs = _OWNERS.get(id(p))
+        if refs is None:
+            refs = _OWNERS[id(p)] = []
+            if len(_OWNERS) % 1024 == 0:  # drop the ids whose layers are gone
+                for k in [k for k, v in _OWNERS.items() if all(r() is None for r in v)]:
+                    del _OWNERS[k]
+        if not any(r() is layer for r in refs):
+            refs.append(weakref.ref(layer))
+
+
+def _owners_of(optimizer) -> List[_Resizer]:
+    owners: Dict[int, _Resizer] = {}
+    for group in optimizer.param_groups:
+        for p in group["params"]:
+            refs = _OWNERS.get(id(p))
+            if refs:
+                for r in refs:
+                    m = r()
+                    if m is not None and not m._frozen and any(p is t for t in m._watched()):
+                        owners[id(m)] = m
+    return list(owners.values())
+
+
+def _after_optimizer_step(optimizer, args, kwargs) -> None:
+    """Global optimiser post-hook: read the resizers whose parameters the step may have moved.
+
+    Fused optimisers update parameters without bumping their version counters,
+    so the step itself is the signal. One batched host read per device.
+    """
+    if torch.compiler.is_compiling() or not _OWNERS:
+        return  # a compiled optimiser step is not seen: refresh_shapes after it
+    layers = _owners_of(optimizer)
+    if layers:
+        _read(layers, strict=False)
+
+
+register_optimizer_step_post_hook(_after_optimizer_step)
+
+
 def resizers(model: nn.Module) -> List[_Resizer]:
     """The learnable resizers of ``model`` (itself included), in module order."""
     return [m for m in model.modules() if isinstance(m, _Resizer)]
 
 
 def refresh_shapes(model: nn.Module) -> int:
-    """Refresh the host copies of every stale resizer of ``model``: one device read per device.
+    """Read the values every resizer of ``model`` depends on: one host read per device.
 
-    Call it once per step after the optimiser step (or after loading weights).
-    Returns the number of layers refreshed. Frozen layers are left as they are.
+    Reads unconditionally, so it misses nothing: call it after changing α (or a
+    value a size depends on) outside an optimiser step — through ``.data``, an
+    in-place change during compiled training, an optimiser that is not a
+    ``torch.optim.Optimizer`` — and before the next forward. Not needed after
+    ``torch.optim`` steps, ``load_state_dict`` or ``.to()`` (see
+    :class:`_Resizer`). Returns the number of layers whose output sizes (for the
+    input sizes they have seen) changed. Frozen layers are left as they are.
+    Raises :class:`StaleShapeError` if a forward since the last read used
+    out-of-date sizes.
     """
-    stale: Dict[torch.device, List[_Resizer]] = {}
-    for m in resizers(model):
-        if m._stale():
-            stale.setdefault(m.alpha.device, []).append(m)
-    with torch.no_grad():
-        for layers in stale.values():
-            parts = [m._shape_tensor().reshape(-1).double() for m in layers]
-            values = torch.cat(parts).tolist()  # the one host read
-            k = 0
-            for m, p in zip(layers, parts):
-                m._set_host(values[k : k + p.numel()])
-                k += p.numel()
-    return sum(len(v) for v in stale.values())
+    names = {id(m): name for name, m in model.named_modules() if isinstance(m, _Resizer)}
+    return len(_read([m for m in model.modules() if id(m) in names], names=names))
 
 
 def freeze(model: nn.Module, inplace: bool = False) -> nn.Module:
@@ -229,9 +593,12 @@ class DynOPool2d(_Resizer):
         _validate.static_spatial_size(type(self).__name__, "x", in_size)
         return ops.dynopool2d_output_size(in_size, self.host_values(), self.min_size)
 
+    def _host_state(self) -> tuple:
+        return (self.r_bounds, self.min_size)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         alpha = self.effective_alpha()
-        return ops.dynopool2d(x, alpha, self.output_size(x.shape[-2:]), backend=self.backend)
+        return ops.dynopool2d(x, alpha, self._forward_size(x.shape[-2:]), backend=self.backend)
 
     def extra_repr(self) -> str:
         s = f"min_size={self.min_size}"
@@ -243,11 +610,6 @@ class DynOPool2d(_Resizer):
 # =============================================================================
 # Shape Adaptor
 # =============================================================================
-
-
-def _tensor_key(t: torch.Tensor):
-    """What identifies a tensor's current values on the host side: in-place updates bump the version."""
-    return (t._version, t.data_ptr(), t.device, t.dtype)
 
 
 class ShapeAdaptor(_Resizer):
@@ -322,7 +684,6 @@ class ShapeAdaptor(_Resizer):
         self.backend = backend
         self.size_rule = "local"
         self._previous: Tuple["ShapeAdaptor", ...] = ()  # global rule: the adaptors before this one
-        self._last: Optional[Tuple[float, ...]] = None  # host values of the last forward ((σ_p, σ) first)
         self.alpha = nn.Parameter(torch.tensor(float(alpha_init), device=device, dtype=dtype or torch.float32))
         self.register_buffer("rho", torch.ones((), dtype=torch.float64, device=device))
 
@@ -402,12 +763,16 @@ class ShapeAdaptor(_Resizer):
         parts += [self.input_dim.reshape(1).to(dev), self.fixed_scale.to(dev)]
         return torch.cat(parts)
 
-    def _shape_key(self):
-        key = super()._shape_key() + _tensor_key(self.rho)
-        if self.size_rule == "global":
-            key += tuple(_tensor_key(getattr(self, b)) for b in ("input_dim", "fixed_scale"))
-            key += tuple(_tensor_key(t) for p in self._previous for t in (p.alpha, p.rho))
-        return key
+    def _host_state(self) -> tuple:
+        return (self.r1, self.r2, self.size_rule)
+
+    def _watched(self) -> List[torch.Tensor]:
+        # α and the buffers (ρ; the global rule's plan), and under the global rule the
+        # earlier adaptors' α and ρ, which its running product depends on.
+        own = super()._watched()
+        if self.size_rule != "global":
+            return own
+        return own + [t for p in self._previous for t in (p.alpha, p.rho)]
 
     def _check_host(self, values) -> None:
         if not all(math.isfinite(v) for v in values):
@@ -450,10 +815,7 @@ class ShapeAdaptor(_Resizer):
         return tuple(out)  # type: ignore[return-value]
 
     def _size_for_forward(self, in_size: Sequence[int]) -> Tuple[int, int]:
-        size = self.output_size(in_size)
-        if not self._frozen:
-            self._last = self.host_values()
-        return size
+        return self._forward_size(in_size)
 
     # -- state ------------------------------------------------------------------------
 
