@@ -65,10 +65,21 @@ def _dynopool2d(x, alpha, out_size, backend=None):
     return out.to(x.dtype).contiguous(memory_format=reference.output_memory_format(x))
 
 
+def _resize_whole_then_crop(x, size, align_corners, scale):
+    """``reference.resize``, always through the whole scaled image: ONNX's ``Resize`` takes
+    an output size or scales, not both, so the reference's cropped form (a smaller output
+    at the full scale) has no ONNX equivalent; interpolate by the scale, then a ``Slice``."""
+    if scale is None:
+        return reference.resize(x, size, align_corners)
+    y = F.interpolate(x, scale_factor=(float(scale[0]), float(scale[1])), mode="bilinear",
+                      align_corners=align_corners, recompute_scale_factor=False)  # fmt: skip
+    return y[..., : int(size[0]), : int(size[1])]
+
+
 def _resize_blend(x1, x2, w1, w2, size, align_corners, scale1=None, scale2=None, backend=None):
     _validate.static_spatial_size("resize_blend", "x2", x2.shape[2:])
     _validate.static_spatial_size("resize_blend", "x1", x1.shape[2:])
-    return reference.resize_blend(x1, x2, w1, w2, size, align_corners, (scale1, scale2))
+    return reference.blend(_resize_whole_then_crop, x1, x2, w1, w2, size, align_corners, (scale1, scale2))
 
 
 def _shape_adaptor_maxpool(x, w1, w2, size, align_corners, backend=None):

@@ -278,6 +278,8 @@ class _Resizer(nn.Module):
         """The output size a forward uses, eager or under torch.compile."""
         if self._frozen:
             return self.output_size(in_size)
+        if export.exporting():  # an exported program cannot read α on the host: freeze first
+            raise export.not_frozen_error(self)
         host = self._host
         if torch.compiler.is_compiling():
             key = (_specialized(in_size[0]), _specialized(in_size[1]))

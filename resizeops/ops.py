@@ -226,16 +226,21 @@ _Dynopool2dFunction = _eager_function(
 
 def _output_size(op: str, in_size: Sequence[int], values: Sequence[float], min_size: int) -> Tuple[int, int]:
     """(Ho, Wo) from already checked alpha values: H/α in float64, which overflows for a
-    subnormal or tiny α (H/5e-324 = inf): that is a too-small ``alpha``, not an OverflowError."""
-    h, w = int(in_size[0]), int(in_size[1])
-    quotients = (h / values[0], w / values[1])
-    for axis, side, q in zip("hw", (h, w), quotients):
-        if not math.isfinite(q):
+    subnormal or tiny α (H/5e-324 = inf): that is a too-small ``alpha``, not an OverflowError.
+
+    No test on the quotient itself: under dynamo's strict export a dynamic H is symbolic
+    here, and the fake kernel refuses it with the reason once the sizes are known.
+    """
+    sizes = []
+    for axis, side, value in zip("hw", (int(in_size[0]), int(in_size[1])), values):
+        try:
+            sizes.append(max(_rnd(side / value), min_size))
+        except OverflowError:  # floor(inf)
             raise ValueError(
                 f"{op}: `alpha` = ({values[0]!r}, {values[1]!r}) is too small: {side}/alpha_{axis} "
                 f"overflows float64 (the output would be infinitely large)"
-            )
-    return max(_rnd(quotients[0]), min_size), max(_rnd(quotients[1]), min_size)
+            ) from None
+    return sizes[0], sizes[1]
 
 
 def dynopool2d_output_size(in_size: Sequence[int], alpha: Sequence[float], min_size: int = 2) -> Tuple[int, int]:

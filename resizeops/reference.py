@@ -252,10 +252,16 @@ def resize_blend(
     scales: Optional[Tuple[Scale, Scale]] = None,
 ) -> torch.Tensor:
     """Reference ``w1·R(x1) + w2·R(x2)`` (SPEC §2.2), computed in float32 for half types."""
+    return blend(resize, x1, x2, w1, w2, size, align_corners, scales)
+
+
+def blend(resize_fn, x1, x2, w1, w2, size, align_corners, scales) -> torch.Tensor:
+    """``w1·R(x1) + w2·R(x2)`` with ``R = resize_fn`` (:func:`resize`'s signature), in the
+    compute dtype, in the ops' output format: the reference, and the ONNX decomposition."""
     s1, s2 = (None, None) if scales is None else scales
     cdt = compute_dtype(x1.dtype)
-    r1 = resize(x1.to(cdt), size, align_corners, s1)
-    r2 = resize(x2.to(cdt), size, align_corners, s2)
+    r1 = resize_fn(x1.to(cdt), size, align_corners, s1)
+    r2 = resize_fn(x2.to(cdt), size, align_corners, s2)
     if isinstance(w1, torch.Tensor):
         w1 = w1.to(cdt)
     if isinstance(w2, torch.Tensor):
