@@ -62,16 +62,18 @@ TORCH_LIBRARY(resizeops_ext, m) {
   m.def("build_info() -> str", &resizeops::build_info);
 
   // Source coordinates of the 2*out_size DynOPool query rows along one axis
-  // and their derivative in size_hat (SPEC §2.1; math in resizeops/math.h):
+  // and their derivative in size_hat (docs/SEMANTICS.md, DynOPool; math in
+  // resizeops/math.h):
   // out[j, 0] = clip_border(u_j), out[j, 1] = dclip_j * du_j/d(size_hat).
   // size_hat: 1-element float32/float64 tensor on the target device (its
   // value is read on the device: no host sync). Kernels: csrc/cpu,
   // csrc/cuda/query_coords.*.
   m.def("query_coords(Tensor size_hat, int out_size, int in_size) -> Tensor");
 
-  // DynOPool (SPEC §2.1) at the surrogate size's value (out_h, out_w): the
-  // max of 4 bilinear queries per output cell, written contiguous in NCHW or,
-  // with channels_last, in channels_last. Kernels: csrc/cpu/dynopool2d.cpp.
+  // DynOPool (docs/SEMANTICS.md, DynOPool) at the surrogate size's value
+  // (out_h, out_w): the max of 4 bilinear queries per output cell, written
+  // contiguous in NCHW or, with channels_last, in channels_last. Kernels:
+  // csrc/cpu/dynopool2d.cpp.
   m.def("dynopool2d_forward(Tensor x, int out_h, int out_w, bool channels_last) -> Tensor");
   // Gradients to x (in the format channels_last says; 0 elements unless
   // need_x) and to the surrogate sizes, (dL/dH_hat, dL/dW_hat) as float64 of
@@ -81,11 +83,11 @@ TORCH_LIBRARY(resizeops_ext, m) {
       "dynopool2d_backward(Tensor grad_out, Tensor x, int out_h, int out_w, bool channels_last, "
       "bool need_x, bool need_size) -> (Tensor, Tensor)");
 
-  // resize_blend (SPEC §2.2): out = w1 * R(x1) + w2 * R(x2), written contiguous
-  // in NCHW or, with channels_last, in channels_last. w1, w2: one-element
-  // tensors (cast to the accumulation type, as the reference does). scale_k:
-  // None or (sh, sw), interpolate's scale_factor followed by a crop to size.
-  // Kernels: csrc/cpu/resize_blend.cpp.
+  // resize_blend (docs/SEMANTICS.md, resize_blend): out = w1 * R(x1) + w2 *
+  // R(x2), written contiguous in NCHW or, with channels_last, in channels_last.
+  // w1, w2: one-element tensors (cast to the accumulation type, as the
+  // reference does). scale_k: None or (sh, sw), interpolate's scale_factor
+  // followed by a crop to size. Kernels: csrc/cpu/resize_blend.cpp.
   m.def(
       "resize_blend_forward(Tensor x1, Tensor x2, Tensor w1, Tensor w2, int[] size, bool align_corners, "
       "float[]? scale1, float[]? scale2, bool channels_last) -> Tensor");
@@ -97,12 +99,13 @@ TORCH_LIBRARY(resizeops_ext, m) {
       "bool align_corners, float[]? scale1, float[]? scale2, bool need_x1, bool need_x2, bool need_w1, "
       "bool need_w2, bool x1_channels_last, bool x2_channels_last) -> (Tensor, Tensor, Tensor, Tensor)");
 
-  // The fused Shape Adaptor max-pool cell (SPEC §2.3, issue 4 item 2):
-  // out = w1 * R(max_pool2d(x, 2)) + w2 * R(x), R = bilinear resize to `size`
-  // (F.interpolate rules, align_corners as given), without materialising the
-  // pooled map; written contiguous in NCHW or, with channels_last, in
-  // channels_last. x: H, W >= 2. w1, w2: one-element tensors (cast to the
-  // accumulation type). Kernels: csrc/cpu/shape_adaptor.cpp, csrc/cuda/resize_blend.cu.
+  // The fused Shape Adaptor max-pool cell (docs/SEMANTICS.md,
+  // shape_adaptor_maxpool): out = w1 * R(max_pool2d(x, 2)) + w2 * R(x), R =
+  // bilinear resize to `size` (F.interpolate rules, align_corners as given),
+  // without materialising the pooled map; written contiguous in NCHW or, with
+  // channels_last, in channels_last. x: H, W >= 2. w1, w2: one-element tensors
+  // (cast to the accumulation type). Kernels: csrc/cpu/shape_adaptor.cpp,
+  // csrc/cuda/resize_blend.cu.
   m.def(
       "shape_adaptor_maxpool_forward(Tensor x, Tensor w1, Tensor w2, int[] size, bool align_corners, "
       "bool channels_last) -> Tensor");

@@ -6,7 +6,7 @@ Public API::
     resizeops.resize_blend(x1, x2, w1, w2, size, align_corners=True, scales=None, *, backend=None)
     resizeops.shape_adaptor_maxpool(x, w1, w2, size, align_corners=True, *, backend=None)
     resizeops.nn.DynOPool2d / ShapeAdaptor / ShapeAdaptorMaxPool2d   # the layers
-    resizeops.refresh_shapes(model), resizeops.freeze(model)         # shapes as state (SPEC §4)
+    resizeops.refresh_shapes(model), resizeops.freeze(model)         # shapes as state (docs/SEMANTICS.md)
     resizeops.shape_report(model, input_size)                       # learned sizes and MACs
     resizeops.convert(model, "dynopool")                            # learnable resizers in a network
     resizeops.convert(model, "shape_adaptor", input_dim=32, mode="standard" | "autosc" | "autotl", layout="keep")

@@ -1,4 +1,4 @@
-"""Backend registry and selection (SPEC §3).
+"""Backend registry and selection (docs/SEMANTICS.md, Backends).
 
 Four backends, fastest first: ``cuda`` (the compiled extension's CUDA kernels),
 ``triton``, ``cpu`` (the extension's fused C++ kernels) and ``reference`` (pure

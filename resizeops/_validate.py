@@ -1,4 +1,4 @@
-"""Argument checks of SPEC §5, run by the public ops before any kernel.
+"""Argument checks (docs/SEMANTICS.md, Bad input), run by the public ops before any kernel.
 
 Every check raises a ``TypeError`` (wrong kind of thing) or ``ValueError`` (right
 kind, wrong value) whose message names the argument, what was expected and what
@@ -16,8 +16,9 @@ from typing import Optional, Sequence, Tuple
 import torch
 
 #: Largest output, in elements, an op will allocate (2**33 elements: 32 GiB in
-#: float32). A scale that asks for more is an input error, not an OOM (SPEC §5).
-#: Change it with ``resizeops.MAX_OUTPUT_NUMEL = ...`` if you really mean it.
+#: float32). A scale that asks for more is an input error, not an OOM
+#: (docs/SEMANTICS.md, Bad input). Change it with
+#: ``resizeops.MAX_OUTPUT_NUMEL = ...`` if you really mean it.
 MAX_OUTPUT_NUMEL = 2**33
 
 FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)

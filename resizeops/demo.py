@@ -1,4 +1,4 @@
-"""``python -m resizeops demo``: one small network trained three ways on the CPU (issue 5 item 6).
+"""``python -m resizeops demo``: one small network trained three ways on the CPU.
 
 Data: scikit-learn's handwritten digits (1,797 8×8 images, shipped with the
 package: no download), up-sampled and stretched vertically to 48×24 as in

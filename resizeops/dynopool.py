@@ -1,21 +1,21 @@
-"""The DynOPool training recipe (Jang et al., CVPR 2022 §4.3–4.4; SPEC §2.4).
+"""The DynOPool training recipe (Jang et al., CVPR 2022 §4.3–4.4; docs/SEMANTICS.md, DynOPool recipe).
 
 * :class:`GMACsLoss` — the computational-cost loss of Eq. 7,
   ``L = Σ_ℓ (H_ℓ W_ℓ)/(H⁰_ℓ W⁰_ℓ) · GMACs⁰_ℓ``, per-layer MACs counted once at
   construction by ``torch.utils.flop_counter``; add ``λ·L`` to the task loss (Eq. 8).
 * :func:`param_groups` — optimiser groups with a lower learning rate for α (§5.1).
 
-Decision (the SPEC asks for "the surrogate sizes, differentiable in α" and is
-silent on layers behind several DynOPools): the value of each ratio is the
-layer's actual current feature-map size over its initial one; its gradient is
-that of the multiplicative surrogate ``Π_k sg(α_k)/α_k`` over the DynOPool layers
-``k`` the layer's output depends on (found once, from the autograd graph of the
-construction forward), per axis, for the layers whose size depends on them at
-all (found by a second construction forward with every α halved: a layer behind
-global pooling, or a linear layer on pooled features, keeps its size and gets no
-α gradient). For the layer right behind one DynOPool this is
-DynOPool's own straight-through derivative, ``dĤ/dα = −H/α² ≈ −Ĥ/α``; behind
-several, each α gets the share its ratio has in the size.
+Decision (the feature-map sizes must be differentiable in α through DynOPool's
+surrogate; the paper is silent on layers behind several DynOPools): the value of
+each ratio is the layer's actual current feature-map size over its initial one;
+its gradient is that of the multiplicative surrogate ``Π_k sg(α_k)/α_k`` over
+the DynOPool layers ``k`` the layer's output depends on (found once, from the
+autograd graph of the construction forward), per axis, for the layers whose size
+depends on them at all (found by a second construction forward with every α
+halved: a layer behind global pooling, or a linear layer on pooled features,
+keeps its size and gets no α gradient). For the layer right behind one DynOPool
+this is DynOPool's own straight-through derivative, ``dĤ/dα = −H/α² ≈ −Ĥ/α``;
+behind several, each α gets the share its ratio has in the size.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""``resizeops.shape_report``: a model's learned shape (issue 5 item 4).
+"""``resizeops.shape_report``: a model's learned shape.
 
 One forward on a dummy input (no grad, eval mode, the model's mode restored
 after) records each learnable resizer's scale and input/output size, the

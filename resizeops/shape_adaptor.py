@@ -1,4 +1,4 @@
-"""The Shape Adaptor training recipe (Liu et al., ECCV 2020 §3.2; SPEC §2.3).
+"""The Shape Adaptor training recipe (Liu et al., ECCV 2020 §3.2; docs/SEMANTICS.md, Shape Adaptor).
 
 * :func:`num_adaptors` and :func:`init_alpha`: how many adaptors and their
   initial raw α (Eq. 3–5, as the official code computes them);

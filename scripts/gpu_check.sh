@@ -2,8 +2,9 @@
 # One call on a GPU machine (e.g. the lent H100), sized for a ~9-minute slot:
 # build the extension against the installed torch, run the GPU tests (CUDA- and
 # Triton-marked, on the GPU), profile the three ops' kernels (with the A/Bs of the
-# gathers' tile and loop forms and of DynOPool's one and four channels per thread), the GPU benchmark (the blend cases of issue 4 and
-# the DynOPool cases of issue 3, both layouts; float32 and bfloat16),
+# gathers' tile and loop forms and of DynOPool's one and four channels per thread),
+# the GPU benchmark (the resize_blend and fused-cell cases of Shape Adaptor and ELASTIC
+# and the DynOPool cases, both layouts; float32 and bfloat16),
 # compute-sanitizer memcheck + racecheck over the CUDA kernels' own tests, the
 # smaller benchmark cases, and print a short summary table last.
 # Every step has its own time limit, so a slow step cannot eat the ones after it.
@@ -36,7 +37,7 @@ export TORCH_CUDA_ARCH_LIST="${TORCH_CUDA_ARCH_LIST:-9.0}" MAX_JOBS="${MAX_JOBS:
 # channels_last, with the opt-in forms. Explicit variables still win.
 if [ "${PRESET:-}" = quick ]; then
   : "${STEPS:=build tests sanitize profile racecheck bench}" "${SANITIZERS:=memcheck}" "${PROFILE_OPS:=dynopool dynopool-cifar}"
-  : "${SANITIZE_FILES:=tests/test_cuda_dynopool.py}" "${SANITIZE_S:=120}"  # DynOPool's kernels (issue 3) only
+  : "${SANITIZE_FILES:=tests/test_cuda_dynopool.py}" "${SANITIZE_S:=120}"  # DynOPool's kernels only
   : "${PROFILE_PROVIDERS:=cuda cuda-lanes cuda-fused cuda-fused-lanes cuda-rows cuda-separable cuda-fused-separable triton triton-rows triton-w8 triton-rows-w8}"
   # (channels_last: the NCHW-only forms would time the default again; the profile and the
   # benchmark skip them there)
@@ -175,6 +176,6 @@ for r in rows:
           f"{f('ms_p50', '%.3f'):>8}{f('ratio_vs_eager', '%.2f'):>8}{f('frac_copy_bw', '%.2f'):>7}"
           f"{f('peak_mib', '%.0f'):>9}{f('extra_mib', '%.0f'):>9}{f('max_err', '%.1e'):>9}" + (f"  {r['error'][:40]}" if r.get("error") else ""))
 EOF
-# Issue 3's targets from the same CSVs (scripts/targets.py).
+# The DynOPool kernel targets from the same CSVs (scripts/targets.py).
 $py scripts/targets.py "$log" 2>&1 | tail -12
 echo "tests exit code: $tests_rc; total $((SECONDS - t0)) s"

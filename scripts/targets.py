@@ -1,11 +1,11 @@
-"""Issue 3's targets (DynOPool) from benchmark CSVs, as a markdown table.
+"""The DynOPool kernel targets from benchmark CSVs, as a markdown table.
 
     python scripts/targets.py results/gpu_check      # every CSV below a folder
     python scripts/targets.py a.csv b.csv ...
 
 Reads the CSVs ``python -m resizeops bench`` writes and prints, for the
 ImageNet-VGG case (``dynopool-imagenet``) per dtype and layout found, where each
-GPU target of issue 3 stands, per CUDA provider (the default ``cuda`` and the
+GPU target of the DynOPool kernels stands, per CUDA provider (the default ``cuda`` and the
 opt-in forms ``cuda-lanes``, ``cuda-fused``, ``cuda-fused-lanes``, ``cuda-rows``,
 ``cuda-separable``, ``cuda-fused-separable`` where they ran):
 
@@ -14,7 +14,7 @@ opt-in forms ``cuda-lanes``, ``cuda-fused``, ``cuda-fused-lanes``, ``cuda-rows``
 - peak memory of forward+backward: provider / ``eager-reference`` (target <= 1/3),
   once as measured above the inputs (``peak_mib``) and once less the call's own
   results, its output and gradients (``extra_mib``: the memory beyond what any
-  implementation must return, the "peak extra memory" the issue names);
+  implementation must return, the target's "peak extra memory");
 - Triton within 1.5x of CUDA: best Triton time / best CUDA time, forward and
   forward+backward (``triton``, ``triton-rows``, ``triton-w8``, ``triton-rows-w8``);
 
@@ -73,7 +73,7 @@ def _fmt(v: Optional[float], fmt: str, unit: str = "") -> str:
 
 
 def gpu_table(rows: Dict[Key, dict], case: str = "dynopool-imagenet") -> str:
-    """The markdown table of issue 3's GPU targets for ``case``; empty if it has no rows."""
+    """The markdown table of the DynOPool kernels' GPU targets for ``case``; empty if it has no rows."""
     configs = sorted({(k[1], k[2]) for k in rows if k[0] == case}, key=lambda c: (c[0] != "float32", c[1] != "NCHW"))
     if not configs:
         return ""
@@ -127,7 +127,7 @@ def gpu_table(rows: Dict[Key, dict], case: str = "dynopool-imagenet") -> str:
 
 
 def cpu_line(rows: Dict[Key, dict], case: str = "dynopool-small") -> str:
-    """Issue 3's CPU target: the ``cpu`` backend's fwd+bwd speed-up over eager (float32)."""
+    """The DynOPool CPU target: the ``cpu`` backend's fwd+bwd speed-up over eager (float32)."""
     for layout in ("NCHW", "NHWC"):
         r = rows.get((case, "float32", layout, "fwd+bwd", "cpu"))
         e = rows.get((case, "float32", layout, "fwd+bwd", EAGER))
@@ -150,7 +150,7 @@ def main(argv: Sequence[str]) -> int:
     if devices:
         print("device:", "; ".join(devices))
     if table:
-        print("Issue 3's targets, dynopool-imagenet:")
+        print("The DynOPool kernel targets, dynopool-imagenet:")
         print(table)
     if cpu:
         print(cpu)

@@ -1,4 +1,4 @@
-"""Float64 naive-loop oracles, written from SPEC §2.1/§2.2 alone (no grid_sample, no interpolate).
+"""Float64 naive-loop oracles, written from docs/SEMANTICS.md (DynOPool, resize_blend) alone (no grid_sample, no interpolate).
 
 Loops run over output positions; the (N, C) axes are vectorised, which keeps the
 oracle readable and fast enough for the small random shapes the tests use.
@@ -29,7 +29,7 @@ def _border_taps(u: float, n: int):
 
 
 def dynopool_queries(h: int, w: int, ho, wo):
-    """Source coordinates of the 2·ho rows and 2·wo columns of queries (SPEC §2.1 Eq. 2).
+    """Source coordinates of the 2·ho rows and 2·wo columns of queries (DynOPool Eq. 2; docs/SEMANTICS.md, DynOPool).
 
     ``ho``/``wo`` may be real-valued (the surrogate Ĥ); the number of queries is
     2·round(ho).

@@ -1,4 +1,4 @@
-"""Every fused resize_blend backend against the reference backend (issue 4, SPEC §2.2).
+"""Every fused resize_blend backend against the reference backend (docs/SEMANTICS.md, resize_blend).
 
 Parametrised over the backends; each is skipped where it cannot run or has no
 resize_blend kernel yet, and marked so that `-m triton` / `-m cuda` select them.

@@ -1,4 +1,4 @@
-"""Every fused dynopool2d backend against the reference backend (issue 3, SPEC §2.1).
+"""Every fused dynopool2d backend against the reference backend (docs/SEMANTICS.md, DynOPool).
 
 Parametrised over the backends; each is skipped where it cannot run (the CPU
 kernel needs the compiled extension, Triton a GPU or TRITON_INTERPRET=1, CUDA a
@@ -400,7 +400,8 @@ def test_deterministic_mode_bit_identical(backend):
 
 @pytest.mark.parametrize("seed", range(3))
 def test_gradcheck_float64(backend, seed):
-    # The CUDA kernels support float64 too (beyond SPEC §2's CPU-only float64), so they are gradchecked as well.
+    # The CUDA kernels support float64 too (every dtype on every device: docs/SEMANTICS.md, Conventions),
+    # so they are gradchecked as well.
     rng = random.Random(seed)
     dev = _device_for(backend)
     x = torch.randn(2, 3, rng.randint(1, 9), rng.randint(1, 9), dtype=torch.float64, device=dev, requires_grad=True)

@@ -1,4 +1,4 @@
-"""SPEC §5: every rejected input raises a TypeError/ValueError naming the argument, before any kernel runs."""
+"""docs/SEMANTICS.md, Bad input: every rejected input raises a TypeError/ValueError naming the argument, before any kernel runs."""
 
 import pytest
 import torch

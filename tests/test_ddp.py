@@ -1,4 +1,4 @@
-"""Several processes (issue 5 item 5, SPEC §4): DistributedDataParallel keeps every rank's
+"""Several processes (docs/SEMANTICS.md, Shapes as state): DistributedDataParallel keeps every rank's
 learnable shapes identical. Two CPU processes on the gloo backend train a few steps on
 half a batch each; α and the sizes must agree across ranks and with one process
 trained on the combined batch."""

@@ -1,4 +1,4 @@
-"""Backend dispatch (SPEC §3): reporting, selection order, explicit errors, determinism."""
+"""Backend dispatch (docs/SEMANTICS.md, Backends): reporting, selection order, explicit errors, determinism."""
 
 import os
 import subprocess

@@ -1,4 +1,4 @@
-"""resizeops.dynopool2d on the reference backend against SPEC §2.1 (float64 oracle, gradients)."""
+"""resizeops.dynopool2d on the reference backend against docs/SEMANTICS.md, DynOPool (float64 oracle, gradients)."""
 
 import math
 import random
@@ -93,7 +93,7 @@ def test_out_size_given_equals_computed():
 
 
 def test_no_grad_forward_equals_interpolate_then_maxpool():
-    # SPEC §2.1: without gradient, max_pool2d(interpolate(x, (2Ho, 2Wo), bilinear), 2).
+    # docs/SEMANTICS.md, DynOPool: without gradient, max_pool2d(interpolate(x, (2Ho, 2Wo), bilinear), 2).
     x = torch.randn(2, 3, 23, 19, dtype=torch.float64)
     for alpha in ([2.0, 1.6], [0.7, 3.1], [1.0, 1.0]):
         out = resizeops.dynopool2d(x, torch.tensor(alpha, dtype=torch.float64))
@@ -105,7 +105,7 @@ def test_no_grad_forward_equals_interpolate_then_maxpool():
 @pytest.mark.parametrize("seed", range(4))
 def test_gradcheck_x(seed):
     # alpha's gradient is a straight-through surrogate (the forward is piecewise
-    # constant in alpha), so gradcheck applies to x only (SPEC §2.1 testing note).
+    # constant in alpha), so gradcheck applies to x only (docs/SEMANTICS.md, DynOPool).
     torch.manual_seed(seed)
     rng = random.Random(seed)
     h, w = rng.randint(1, 9), rng.randint(1, 9)
@@ -132,7 +132,7 @@ def test_alpha_grad_matches_autograd_of_reference(n, c, h, w, ah, aw):
 )
 def test_alpha_grad_matches_finite_difference_in_real_size(n, c, h, w, ah, aw):
     # Query positions computed from a real-valued Ĥ = Ho + t; d<g, out>/dt by central
-    # differences, times dĤ/dα_h = -H/α_h² (SPEC §2.1 testing note). The last two
+    # differences, times dĤ/dα_h = -H/α_h² (docs/SEMANTICS.md, DynOPool). The last two
     # cases have the min_size bound active on one or both axes: the gradient still flows.
     x = torch.randn(n, c, h, w, dtype=torch.float64)
     alpha = torch.tensor([ah, aw], dtype=torch.float64, requires_grad=True)

@@ -1,4 +1,4 @@
-"""The DynOPool recipe (issue 5 item 3, SPEC §2.4): the GMACs loss of Eq. 7 and the α
+"""The DynOPool recipe (docs/SEMANTICS.md, DynOPool recipe): the GMACs loss of Eq. 7 and the α
 learning-rate groups."""
 
 import pytest

@@ -39,7 +39,7 @@ DTYPES = [torch.float32, torch.float64]
 
 
 def _exact_query_coords(out_size, size_hat, in_size):
-    """Exact (u_clipped, dclip * du/dsize_hat, u_unclipped) per query row (SPEC §2.1), as Fractions."""
+    """Exact (u_clipped, dclip * du/dsize_hat, u_unclipped) per query row (docs/SEMANTICS.md, DynOPool), as Fractions."""
     s = Fraction(size_hat)
     rows = []
     for j in range(2 * out_size):
@@ -145,7 +145,8 @@ def test_query_coords_matches_grid_sample_border(out_size, size_hat, in_size):
 
     Sampling x[i] = i gives the clipped coordinate itself, and its autograd
     derivative in size_hat is exactly dclip * du/dsize_hat: the ground truth
-    of SPEC §2.1, derivative convention at the borders included.
+    of docs/SEMANTICS.md, DynOPool, derivative convention at the borders included
+    (one difference at u = 0, below).
     """
     if out_size == 0:
         pytest.skip("nothing to sample")

@@ -184,7 +184,7 @@ def test_intercepting_modes_see_the_custom_ops():
 
 
 def test_compile_fullgraph_with_out_size():
-    # A cached out_size (SPEC §4) keeps alpha on the device: no host read, no graph break.
+    # A cached out_size (docs/SEMANTICS.md, Shapes as state) keeps alpha on the device: no host read, no graph break.
     def f(x, alpha, x2, w):
         y = resizeops.dynopool2d(x, alpha, out_size=(5, 8))
         return resizeops.resize_blend(y, x2, w, 1.0 - w, (7, 9)) * 2

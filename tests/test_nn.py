@@ -1,6 +1,7 @@
-"""The layers of resizeops.nn (issue 5 items 1 and 4, SPEC §2.1, §2.3, §4): forward equals
-the op composition, the official Shape Adaptor formula, host copies of the shape
-parameters refreshed once per step for the whole model, freeze / compile / export."""
+"""The layers of resizeops.nn (docs/SEMANTICS.md: DynOPool recipe, Shape Adaptor, ELASTIC,
+Shapes as state): forward equals the op composition, the official Shape Adaptor
+formula, host copies of the shape parameters refreshed once per step for the whole
+model, freeze / compile / export."""
 
 import math
 
@@ -104,7 +105,7 @@ def test_a_stale_layer_refreshes_itself():
 
 def _official(x_low, x_full, alpha, residual=False, r1=0.5, r2=1.0, penalty=1.0):
     """The official Shape Adaptor forward (lorenmt/shape-adaptor, "local" mode), square
-    inputs: the formula of SPEC §2.3 written out with F.interpolate."""
+    inputs: the formula of docs/SEMANTICS.md, Shape Adaptor, written out with F.interpolate."""
     sig = torch.sigmoid(alpha) * penalty + r1 / (r2 - r1) * (penalty - 1)
     s = (r2 - r1) * sig.item() + r1
     dim = max(int(x_full.shape[-1] * s), 1)

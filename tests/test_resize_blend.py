@@ -1,4 +1,5 @@
-"""resizeops.resize_blend on the reference backend against SPEC §2.2 and the two methods it serves."""
+"""resizeops.resize_blend on the reference backend against docs/SEMANTICS.md, resize_blend,
+and the two methods it serves."""
 
 import math
 import random
@@ -95,7 +96,7 @@ def test_gradcheck_all_four_inputs(s1, s2, size, ac, scales):
 
 @pytest.mark.parametrize("residual", [False, True])
 def test_shape_adaptor_cell_official_forward(residual):
-    """The official Shape Adaptor blend (lorenmt/shape-adaptor model_list.py, SPEC §2.3).
+    """The official Shape Adaptor blend (lorenmt/shape-adaptor model_list.py; docs/SEMANTICS.md, Shape Adaptor).
 
     x_low = max-pool 2x2 of x (plain cells) or a stride-2 1x1 conv (residual cells);
     size = floor(D · s(σ)); out = k(1-σ)·interp(x_low) + kσ·interp(x), k = 2 in residual
@@ -103,7 +104,7 @@ def test_shape_adaptor_cell_official_forward(residual):
     """
     torch.manual_seed(3)
     x = torch.randn(2, 4, 16, 16, dtype=torch.float64, requires_grad=True)
-    alpha_raw = torch.tensor(-0.3466, dtype=torch.float64, requires_grad=True)  # s = 0.7071 init, SPEC §2.3
+    alpha_raw = torch.tensor(-0.3466, dtype=torch.float64, requires_grad=True)  # s = 0.7071: Eq. 5's init for 32 → 8, N = 4
     conv = torch.nn.Conv2d(4, 4, 1, stride=2, bias=False).double()
     x_low = conv(x) if residual else F.max_pool2d(x, 2)
     sigma = torch.sigmoid(alpha_raw)
@@ -125,7 +126,7 @@ def test_shape_adaptor_cell_official_forward(residual):
 
 @pytest.mark.parametrize("h,w", [(9, 13), (8, 8), (1, 5), (7, 1)])
 def test_elastic_merge_odd_sizes(h, w):
-    """ELASTIC (SPEC §2.5): replicate-pad odd sizes, AvgPool2d(2, 2), branch, ×2 up-sample, crop, sum."""
+    """ELASTIC (docs/SEMANTICS.md, ELASTIC): replicate-pad odd sizes, AvgPool2d(2, 2), branch, ×2 up-sample, crop, sum."""
     x = torch.randn(2, 3, h, w, dtype=torch.float64, requires_grad=True)
     full = torch.randn(2, 3, h, w, dtype=torch.float64, requires_grad=True)  # the full-resolution branch
     low = F.avg_pool2d(F.pad(x, (0, w % 2, 0, h % 2), mode="replicate"), 2) * 1.5  # a stand-in branch

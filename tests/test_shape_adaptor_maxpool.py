@@ -1,4 +1,5 @@
-"""resizeops.shape_adaptor_maxpool: the fused Shape Adaptor max-pool cell (issue 4 item 2, SPEC §2.3).
+"""resizeops.shape_adaptor_maxpool: the fused Shape Adaptor max-pool cell
+(docs/SEMANTICS.md, shape_adaptor_maxpool).
 
 ``w1·R(maxpool2x2(x)) + w2·R(x)`` must equal the composition of the reference
 ops, ``resize_blend(max_pool2d(x, 2), x, ...)``, forward and every gradient,

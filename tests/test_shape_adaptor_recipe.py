@@ -1,4 +1,4 @@
-"""The Shape Adaptor recipe (issue 5 item 3, SPEC §2.3): the official numbers of adaptors and
+"""The Shape Adaptor recipe (docs/SEMANTICS.md, Shape Adaptor): the official numbers of adaptors and
 initialisations, the memory penalty, the parameter sets and the alternating schedule."""
 
 import math
@@ -30,7 +30,7 @@ def test_num_adaptors_as_the_official_code():
 
 def test_init_alpha_numbers_of_the_spec():
     a = sa.init_alpha(32, 8, 4)
-    # SPEC §2.3 quotes −0.3466 = log(0.7071); the official +1e-4 inside the log makes it −0.34643.
+    # −0.3466 = log(0.7071) without ε; the official +1e-4 inside the log makes it −0.34643.
     assert a == pytest.approx(-0.3466, abs=3e-4) and a == pytest.approx(math.log(0.5**0.5 + 1e-4), rel=1e-12)
     assert 0.5 + 0.5 / (1 + math.exp(-a)) == pytest.approx(0.7071, abs=1e-4)  # s = (8/32)^(1/4)
     b = sa.init_alpha(224, 8, 6)

@@ -1,4 +1,5 @@
-"""The Triton resize_blend kernels (triton_kernels/blend.py) against the reference backend (SPEC §2.2, §3).
+"""The Triton resize_blend kernels (triton_kernels/blend.py) against the reference backend
+(docs/SEMANTICS.md, resize_blend and Backends).
 
 Runs on a GPU, or on the CPU under the Triton interpreter:
 ``TRITON_INTERPRET=1 python -m pytest -m triton tests``. Elsewhere the whole module
@@ -122,7 +123,7 @@ def test_matches_reference(s1, s2, size, ac, scales, dtype):
 
 @pytest.mark.parametrize("s1,s2,size,ac,scales", [CASES[1], CASES[3], CASES[8]])
 def test_matches_float64_oracle(s1, s2, size, ac, scales):
-    # Independent of F.interpolate: the loop oracle written from SPEC §2.2.
+    # Independent of F.interpolate: the loop oracle written from docs/SEMANTICS.md, resize_blend.
     x1, x2 = _seeded(s1, torch.float64, 0), _seeded(s2, torch.float64, 2)
     w1, w2 = (torch.tensor(v, dtype=torch.float64, device=DEV) for v in (0.7, 1.1))
     out = resizeops.resize_blend(x1, x2, w1, w2, size, ac, scales, backend="triton")

@@ -1,4 +1,5 @@
-"""The Triton dynopool2d kernels (triton_kernels/dynopool.py) against the reference backend (SPEC §2.1, §3).
+"""The Triton dynopool2d kernels (triton_kernels/dynopool.py) against the reference backend
+(docs/SEMANTICS.md, DynOPool and Backends).
 
 Runs on a GPU, or on the CPU under the Triton interpreter:
 ``TRITON_INTERPRET=1 python -m pytest -m triton tests``. Elsewhere the whole module
@@ -116,7 +117,7 @@ def test_matches_reference(n, c, h, w, rh, rw, dtype):
 
 @pytest.mark.parametrize("n,c,h,w,rh,rw", CASES[:4])
 def test_matches_float64_oracle(n, c, h, w, rh, rw):
-    # Independent of grid_sample: the loop oracle written from SPEC §2.1.
+    # Independent of grid_sample: the loop oracle written from docs/SEMANTICS.md, DynOPool.
     x = _seeded((n, c, h, w), torch.float64)
     alpha = torch.tensor([1 / rh, 1 / rw], dtype=torch.float64, device=DEV)
     out, gx, _ = _run("triton", x, alpha)

@@ -1,4 +1,5 @@
-"""The Triton shape_adaptor_maxpool kernels (triton_kernels/shape_adaptor.py) against the reference (SPEC §2.3).
+"""The Triton shape_adaptor_maxpool kernels (triton_kernels/shape_adaptor.py) against the reference
+(docs/SEMANTICS.md, shape_adaptor_maxpool).
 
 Runs on a GPU, or on the CPU under the Triton interpreter:
 ``TRITON_INTERPRET=1 python -m pytest -m triton tests``. Elsewhere the whole module

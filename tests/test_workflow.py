@@ -1,4 +1,4 @@
-"""Issue 5's "done when", end to end: take a torchvision model, convert it, train it with the
+"""The whole workflow, end to end: take a torchvision model, convert it, train it with the
 recipe, freeze and export it, and see its learned shape (the several-process step is
 tests/test_ddp.py)."""
 

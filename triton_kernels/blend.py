@@ -1,4 +1,4 @@
-"""Triton kernels of resize_blend (SPEC §2.2).
+"""Triton kernels of resize_blend (docs/SEMANTICS.md, resize_blend).
 
 ``out = w1·R1(x1) + w2·R2(x2)``, R_k the bilinear resize of input k to ``size``
 with ``F.interpolate`` semantics (antialias=False), optionally with a fixed scale

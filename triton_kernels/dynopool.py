@@ -1,4 +1,4 @@
-"""Triton kernels of DynOPool (SPEC §2.1).
+"""Triton kernels of DynOPool (docs/SEMANTICS.md, DynOPool).
 
 Jang et al., "Pooling Revisited: Your Receptive Field is Suboptimal", CVPR 2022:
 each output cell (i, j) is the max of 4 bilinear samples (border padding) at the

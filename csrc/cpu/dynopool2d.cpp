@@ -1,5 +1,6 @@
-// Fused C++ CPU kernels of DynOPool (SPEC §2.1): resizeops_ext::dynopool2d_forward
-// and resizeops_ext::dynopool2d_backward (schemas in csrc/resizeops.cpp).
+// Fused C++ CPU kernels of DynOPool (docs/SEMANTICS.md, DynOPool):
+// resizeops_ext::dynopool2d_forward and resizeops_ext::dynopool2d_backward
+// (schemas in csrc/resizeops.cpp).
 //
 // Forward: each output cell is the max of 4 bilinear queries (border padding),
 // computed in one pass over the output without the 2Ho x 2Wo query tensor.
@@ -44,16 +45,16 @@ using cpu::kChannelBlock;
 // The two taps of every query row (or column) of one axis, computed once per
 // call with the shared math: 2*out_size entries.
 //
-// At the last pixel both taps of bilinear_taps are that pixel, with w1 = 0.
-// grid_sample (the reference, SPEC §2.1) skips that second tap (it is out of
-// bounds), so an infinite pixel must give w0·x = x there, not w0·x + 0·x =
-// NaN. Hence `edge` (i1 == i0: skip the second tap). The column table of the
-// row buffers (pad_edge) instead points such a second tap at a padding column
-// W of zeros, so that the channel loops stay branch-free: lerp_tie(1, v, 0, 0)
-// is v (0·0 adds nothing; v == 0 gives v itself), and the gradient written
-// there is never read. The coordinate derivative
-// (x[i1] - x[i0]) keeps the true pixel: it is multiplied by the clip's
-// derivative, 0 at the border.
+// At the last pixel both taps of bilinear_taps are that pixel, with w1 = 0. The
+// definition (docs/SEMANTICS.md, DynOPool) does not read that second tap (as
+// grid_sample skips it, out of bounds), so an infinite pixel must give w0·x = x
+// there, not w0·x + 0·x = NaN. Hence `edge` (i1 == i0: skip the second tap).
+// The column table of the row buffers (pad_edge) instead points such a second
+// tap at a padding column W of zeros, so that the channel loops stay
+// branch-free: lerp_tie(1, v, 0, 0) is v (0·0 adds nothing; v == 0 gives v
+// itself), and the gradient written there is never read. The coordinate
+// derivative (x[i1] - x[i0]) keeps the true pixel: it is multiplied by the
+// clip's derivative, 0 at the border.
 template <typename acc_t>
 struct AxisTable {
   std::vector<int64_t> i0, i1;

@@ -1,5 +1,6 @@
-// Fused C++ CPU kernels of resize_blend (SPEC §2.2): resizeops_ext::resize_blend_forward
-// and resizeops_ext::resize_blend_backward (schemas in csrc/resizeops.cpp).
+// Fused C++ CPU kernels of resize_blend (docs/SEMANTICS.md, resize_blend):
+// resizeops_ext::resize_blend_forward and resizeops_ext::resize_blend_backward
+// (schemas in csrc/resizeops.cpp).
 //
 // out = w1 * R(x1) + w2 * R(x2), R = F.interpolate(mode="bilinear") to `size`
 // (with an optional scale_factor and a crop of the top-left window), an input

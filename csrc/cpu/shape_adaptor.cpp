@@ -1,6 +1,6 @@
-// Fused C++ CPU kernels of the Shape Adaptor max-pool cell (SPEC §2.3):
-// resizeops_ext::shape_adaptor_maxpool_forward and _backward (schemas in
-// csrc/resizeops.cpp).
+// Fused C++ CPU kernels of the Shape Adaptor max-pool cell (docs/SEMANTICS.md,
+// shape_adaptor_maxpool): resizeops_ext::shape_adaptor_maxpool_forward and
+// _backward (schemas in csrc/resizeops.cpp).
 //
 // out = w1 * R(P(x)) + w2 * R(x), P = max_pool2d(x, 2) (floor mode: Hp x Wp =
 // floor(H/2) x floor(W/2)), R = F.interpolate(mode="bilinear") to `size`, an

@@ -1,5 +1,6 @@
-// CUDA kernels of DynOPool (SPEC §2.1): resizeops_ext::dynopool2d_forward and
-// resizeops_ext::dynopool2d_backward (schemas in csrc/resizeops.cpp).
+// CUDA kernels of DynOPool (docs/SEMANTICS.md, DynOPool):
+// resizeops_ext::dynopool2d_forward and resizeops_ext::dynopool2d_backward
+// (schemas in csrc/resizeops.cpp).
 //
 // The per-element work is in csrc/include/resizeops/dynopool_cells.h, shared
 // with a serial CPU emulation (csrc/cpu/dynopool2d_cells.cpp) that the tests

@@ -1,6 +1,7 @@
-// CUDA kernels of resize_blend (SPEC §2.2) and of the fused Shape Adaptor
-// max-pool cell (SPEC §2.3): resizeops_ext::resize_blend_{forward,backward}
-// and resizeops_ext::shape_adaptor_maxpool_{forward,backward} (schemas in
+// CUDA kernels of resize_blend and of the fused Shape Adaptor max-pool cell
+// (docs/SEMANTICS.md, resize_blend and shape_adaptor_maxpool):
+// resizeops_ext::resize_blend_{forward,backward} and
+// resizeops_ext::shape_adaptor_maxpool_{forward,backward} (schemas in
 // csrc/resizeops.cpp).
 //
 // The per-element work is in csrc/include/resizeops/blend_cells.h, shared with

@@ -1,7 +1,8 @@
 // Argument checks shared by the CPU and CUDA kernels of one op, so that every
-// device rejects the same inputs with the same message. They raise
-// c10::Error (RuntimeError in Python). The public Python ops validate user
-// input earlier with ValueError/TypeError (SPEC §5); these guard the kernels.
+// device rejects the same inputs with the same message. They raise c10::Error
+// (RuntimeError in Python). The public Python ops validate user input earlier
+// with ValueError/TypeError (docs/SEMANTICS.md, Bad input); these guard the
+// kernels.
 #pragma once
 
 #include <ATen/Context.h>

@@ -10,9 +10,9 @@
 // without a GPU. Only the launch, the grid-stride loops and the block
 // reduction of the size gradient are CUDA-only.
 //
-// The arithmetic is csrc/include/resizeops/math.h's (SPEC §2.1), in the CPU
-// kernel's order: bilinear sampling is a vertical interpolation of two input
-// rows followed by a horizontal one.
+// The arithmetic is csrc/include/resizeops/math.h's (docs/SEMANTICS.md,
+// DynOPool), in the CPU kernel's order: bilinear sampling is a vertical
+// interpolation of two input rows followed by a horizontal one.
 //
 // Backward formulation. Scatter (float and double, the default outside
 // deterministic mode; checks.h): each output cell adds its gradient into its

@@ -1,9 +1,10 @@
 // Per-element math shared by the CPU (csrc/cpu) and CUDA (csrc/cuda) kernels.
 //
-// SPEC §3: the query coordinates, bilinear weights and their derivatives live
-// here, in one place, so that the CPU tests exercise exactly the arithmetic the
-// GPU runs. Everything is a header-only function template on the accumulation
-// type T (float or double). Kernels for half / bfloat16 tensors load their
+// The query coordinates, bilinear weights and their derivatives live here, in
+// one place (every backend computes the same: docs/SEMANTICS.md, Backends),
+// so that the CPU tests exercise exactly the arithmetic the GPU runs.
+// Everything is a header-only function template on the accumulation type T
+// (float or double). Kernels for half / bfloat16 tensors load their
 // inputs, convert them to float (at::opmath_type) and call these with T=float.
 //
 // This header must stay free of torch / ATen includes: it is compiled by g++
@@ -86,7 +87,7 @@ RESIZEOPS_HD T sub_rn(T a, T b) {
 }
 
 // ---------------------------------------------------------------------------
-// DynOPool (SPEC §2.1)
+// DynOPool (docs/SEMANTICS.md, DynOPool)
 // ---------------------------------------------------------------------------
 
 // Source pixel coordinate u of query row j, j in [0, 2*Ho), for the surrogate
@@ -200,7 +201,7 @@ RESIZEOPS_HD void bilinear_taps(T u, int64_t in_size, int64_t* i0,
 }
 
 // ---------------------------------------------------------------------------
-// F.interpolate(mode="bilinear") source index (SPEC §2.2)
+// F.interpolate(mode="bilinear") source index (docs/SEMANTICS.md, resize_blend)
 // ---------------------------------------------------------------------------
 
 // Ratio source/destination of one axis, as ATen's area_pixel_compute_scale
@@ -208,7 +209,8 @@ RESIZEOPS_HD void bilinear_taps(T u, int64_t in_size, int64_t* i0,
 // accumulation type T:
 //   align_corners=True : (in - 1) / (out - 1), 0 when out <= 1. PyTorch
 //     ignores scale_factor here, so `out_size` must be the full interpolate
-//     output size floor(in * s) even when the caller crops (SPEC §2.2).
+//     output size floor(in * s) even when the caller crops
+//     (docs/SEMANTICS.md, resize_blend).
 //   align_corners=False: T(1.0 / scale) when a scale > 0 is given (the
 //     reciprocal is taken in double, then rounded to T, as ATen does),
 //     else T(in) / T(out).
@@ -276,7 +278,7 @@ RESIZEOPS_HD void interp_taps(T src, int64_t in_size, int64_t* i0, int64_t* i1, 
 }
 
 // ---------------------------------------------------------------------------
-// 2x2 max with max_pool2d's tie and NaN rules (SPEC §2.1)
+// 2x2 max with max_pool2d's tie and NaN rules (docs/SEMANTICS.md, DynOPool)
 // ---------------------------------------------------------------------------
 
 // Max of the four query values in the order (k,l) = (0,0),(0,1),(1,0),(1,1);
