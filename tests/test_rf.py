@@ -435,6 +435,15 @@ def test_bad_arguments():
         rf.analyze(nn.Sequential(nn.Conv2d(3, 4, 7)), 4)  # a 4×4 input is smaller than the kernel
 
 
+def test_meta_model_failing_on_the_input_is_the_same_clear_error():
+    # A model on the meta device runs on a meta input only; where it fails, the error is the
+    # RFTraceError of a real model, not an internal exception (the CLI reports ValueErrors).
+    with torch.device("meta"):
+        model = nn.Sequential(nn.Conv2d(3, 4, 7))
+    with pytest.raises(rf.RFTraceError, match=r"dummy input of shape \(1, 3, 4, 4\) at `0`"):
+        rf.analyze(model, 4)
+
+
 def test_plot(tmp_path):
     rep = rf.analyze(Branching(), 32)
     fig = rep.plot(str(tmp_path / "rf.png"))

@@ -89,7 +89,18 @@ class Analyzer(torch.fx.Interpreter):
 def run(gm: torch.fx.GraphModule, shape: Tuple[int, ...], device: torch.device, dtype: torch.dtype,
         ignore_dilation: bool, rules) -> Context:  # fmt: skip
     """Run ``gm`` on an input of ``shape``; the context holds the rows. RFTraceError when the model fails on it."""
-    if device.type == "meta":
+    try:
+        return _run(gm, shape, device, dtype, ignore_dilation, rules)
+    except _OpFailed as e:
+        where = e.node.target if e.node.op == "call_module" else e.node.name
+        raise RFTraceError(
+            f"rf.analyze: the model failed on a dummy input of shape {shape} at `{where}`: "
+            f"{type(e.error).__name__}: {e.error} (is `input_size` / `in_channels` right for it?)"
+        ) from e.error
+
+
+def _run(gm, shape, device, dtype, ignore_dilation, rules) -> Context:
+    if device.type == "meta":  # the parameters are meta tensors: so is the input
         a = Analyzer(gm, ignore_dilation, rules)
         with torch.no_grad():
             a.run(torch.empty(shape, device="meta", dtype=dtype))
@@ -107,13 +118,6 @@ def run(gm: torch.fx.GraphModule, shape: Tuple[int, ...], device: torch.device, 
         except _OpFailed:
             pass  # an op without a fake kernel, or one that reads values: run the model for real
     a = Analyzer(gm, ignore_dilation, rules)
-    try:
-        with torch.no_grad():
-            a.run(torch.zeros(shape, device=device, dtype=dtype))
-    except _OpFailed as e:
-        where = e.node.target if e.node.op == "call_module" else e.node.name
-        raise RFTraceError(
-            f"rf.analyze: the model failed on a dummy input of shape {shape} at `{where}`: "
-            f"{type(e.error).__name__}: {e.error} (is `input_size` / `in_channels` right for it?)"
-        ) from e.error
+    with torch.no_grad():
+        a.run(torch.zeros(shape, device=device, dtype=dtype))
     return a.ctx
