@@ -21,8 +21,8 @@ import torch
 import torch.fx
 from torch import nn
 
-from .. import ops as _ops
-from ..nn import ElasticBlock, _half_resolution, _Resizer
+from resizeops import ops as _ops
+from resizeops.nn import ElasticBlock, _half_resolution, _Resizer
 
 
 class RFTraceError(ValueError):
