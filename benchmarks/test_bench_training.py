@@ -3,7 +3,7 @@
     pytest benchmarks/test_bench_training.py                    # eager (and compiled on CUDA)
     pytest benchmarks/test_bench_training.py --bench-compile    # compiled on the CPU too
 
-The model and step are :mod:`resizeops.bench_training`'s (``python -m resizeops
+The model and step are :mod:`resizeops.bench.training`'s (``python -m resizeops
 bench-train`` runs whole trainings and reports graphs, recompiles and breaks).
 Here α trains with the weights' learning rate: it moves every step and the
 output sizes stay, so the compiled model must not recompile nor break its graph.
@@ -15,7 +15,7 @@ import pytest
 import torch
 from torch._dynamo.utils import counters
 
-from resizeops import bench_training
+from resizeops.bench import training as bench_training
 
 
 @pytest.mark.parametrize("method", ["dynopool", "shape_adaptor"])

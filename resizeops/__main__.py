@@ -32,9 +32,9 @@ def main(argv=None) -> int:
 
         return bench.main(rest)
     if command == "bench-train":
-        from resizeops import bench_training
+        from resizeops.bench import training
 
-        return bench_training.main(rest)
+        return training.main(rest)
     if command == "demo":
         from resizeops import demo
 

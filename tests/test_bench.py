@@ -30,8 +30,8 @@ def test_case_tiers_and_names():
         bench.cases_for("nope")
 
 
-def test_issue_cases_parameters():
-    # The sizes the issues state, without materialising the GPU-sized inputs.
+def test_gpu_tier_cases_parameters():
+    # The sizes of the kernel targets (docs/BENCHMARKS.md), without materialising the GPU-sized inputs.
     c = bench.CASES["dynopool-cifar"]
     assert c.shape == (128, 64, 32, 32) and c.alpha == (2.0, 1.6) and c.out_shape == (128, 64, 16, 20)
     assert bench.CASES["dynopool-imagenet"].out_size == (112, 140)
@@ -114,7 +114,7 @@ def test_providers_for_cpu(monkeypatch):
     # NCHW-only variants are skipped in channels_last, with a note (the others stay).
     monkeypatch.setitem(bench.VARIANTS, "cpu-rows-probe", ("cpu", {}))
     monkeypatch.setitem(bench.VARIANTS, "cpu-probe", ("cpu", {}))
-    monkeypatch.setattr(bench, "NCHW_ONLY", bench.NCHW_ONLY + ("cpu-rows-probe",))
+    monkeypatch.setattr(bench.providers, "NCHW_ONLY", bench.NCHW_ONLY + ("cpu-rows-probe",))  # where providers_for reads it
     wanted = ["cpu-rows-probe", "cpu-probe"]
     assert bench.providers_for(case, "cpu", wanted=wanted) == wanted
     notes = []
@@ -261,7 +261,7 @@ def _targets_module():
 
 
 def test_targets_table_from_bench_csvs(tmp_path):
-    # scripts/targets.py (printed last by gpu_check.sh): issue 3's target table from the
+    # scripts/targets.py (printed last by gpu_check.sh): the DynOPool kernel targets' table from the
     # benchmark's CSV rows; a later CSV's row replaces an earlier one's.
     targets = _targets_module()
 

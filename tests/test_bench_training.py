@@ -1,4 +1,4 @@
-"""`python -m resizeops bench-train` (resizeops.bench_training): options, the table and the CSV."""
+"""`python -m resizeops bench-train` (resizeops.bench.training): options, the table and the CSV."""
 
 import csv
 
@@ -6,7 +6,7 @@ import pytest
 
 pytest.importorskip("torchvision")
 
-from resizeops import bench_training  # noqa: E402
+from resizeops.bench import training as bench_training  # noqa: E402
 
 
 def test_bench_train_quick_eager_writes_the_table_and_csv(tmp_path, capsys):

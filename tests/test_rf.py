@@ -1,4 +1,4 @@
-"""Receptive-field analysis (issue 6, SPEC §2.6): hand-computed nets, learnable resizers, the zoo, the CLI."""
+"""Receptive-field analysis (docs/SEMANTICS.md, Receptive fields): hand-computed nets, learnable resizers, the zoo, the CLI."""
 
 import math
 import os
@@ -88,7 +88,7 @@ def test_k_times_m_sets_the_minimum_resolution_when_skips_keep_r_min_small():
     rep = rf.analyze(Net(), 64)
     assert row(rep, "dw").r_min == (28, 28)
     assert [r.r_min for r in rep.layers if r.kind == "join"] == [(4, 4)]
-    # k·m uses the cumulative stride at the layer's output (SPEC §2.6): an 8×8 stride-8 patchify
+    # k·m uses the cumulative stride at the layer's output (docs/SEMANTICS.md): an 8×8 stride-8 patchify
     # stem counts 8·8 = 64, more than the 5×5 after it (r 8 + 4·8 = 40, k·m 40).
     big = nn.Sequential(nn.Conv2d(3, 4, 8, stride=8), nn.Conv2d(4, 4, 5, padding=2))
     rep = rf.analyze(big, 64)
@@ -324,7 +324,7 @@ def test_converted_resnet18_at_learned_scales():
 # The torchvision zoo (built on the meta device: no weight initialisation)
 # -----------------------------------------------------------------------------
 
-# min feasible resolution at 224 (SPEC §2.6). From the paper where it reports them:
+# min feasible resolution at 224 (refinement paper, Eq. 7). From the paper where it reports them:
 # VGG19 268, MobileNetV3-large 263, MobileNetV3-small 303, MnasNet 283 (Table 4), EfficientNet-B0 299
 # (Table 2), ConvNeXt-T 224 (Table 5: its 7×7 kernels at stride 32, k·m = 224); ResNet-18's r_max 435
 # (§3.1). VGG16 by hand: ten 3×3 convs and five 2×2 pools, 1 + 2·(2·1 + 2·2 + 3·4 + 3·8 + 3·16) +
@@ -377,7 +377,7 @@ def test_real_and_meta_models_agree():
 
 
 def test_dilated_deeplab_style_backbone():
-    # ResNet with the last stage dilated (output stride 16, as in DeepLab): dilation counts (SPEC §2.6).
+    # ResNet with the last stage dilated (output stride 16, as in DeepLab): dilation counts (k_eff = d(k − 1) + 1).
     with torch.device("meta"):
         model = torchvision.models.resnet50(replace_stride_with_dilation=[False, False, True])
     rep = rf.analyze(model, 224)
@@ -433,6 +433,15 @@ def test_bad_arguments():
         rf.analyze(sequential_net(), (32, 0))
     with pytest.raises(ValueError, match="dummy input"):
         rf.analyze(nn.Sequential(nn.Conv2d(3, 4, 7)), 4)  # a 4×4 input is smaller than the kernel
+
+
+def test_meta_model_failing_on_the_input_is_the_same_clear_error():
+    # A model on the meta device runs on a meta input only; where it fails, the error is the
+    # RFTraceError of a real model, not an internal exception (the CLI reports ValueErrors).
+    with torch.device("meta"):
+        model = nn.Sequential(nn.Conv2d(3, 4, 7))
+    with pytest.raises(rf.RFTraceError, match=r"dummy input of shape \(1, 3, 4, 4\) at `0`"):
+        rf.analyze(model, 4)
 
 
 def test_plot(tmp_path):
