@@ -24,7 +24,7 @@ import copy
 import logging
 import operator
 from dataclasses import dataclass, field
-from typing import Dict, Iterable, List, Optional, Sequence, Set, Tuple
+from typing import Dict, Iterable, Iterator, List, Optional, Sequence, Set, Tuple
 
 import torch
 import torch.fx
@@ -542,6 +542,17 @@ def _chain(graph: torch.fx.Graph) -> Optional[List[torch.fx.Node]]:
     return path[::-1]
 
 
+def ancestors(node: torch.fx.Node, inputs=lambda n: n.all_input_nodes) -> Iterator[torch.fx.Node]:
+    """``node`` and every node it is computed from (through ``inputs``), each once."""
+    todo, seen = [node], set()
+    while todo:
+        a = todo.pop()
+        if a not in seen:
+            seen.add(a)
+            yield a
+            todo.extend(inputs(a))
+
+
 def residual(graph: torch.fx.Graph, owner: nn.Module):
     """(add node, main operand, shortcut operand, shortcut kind) when the graph (of ``owner``'s forward)
     outputs, up to unary operations after it, an ``add`` of two paths from the input; else None."""
@@ -559,16 +570,8 @@ def residual(graph: torch.fx.Graph, owner: nn.Module):
     if len(operands) != 2:
         return None
     def convs(n: torch.fx.Node) -> int:
-        count, todo, seen = 0, [n], set()
-        while todo:
-            a = todo.pop()
-            if a in seen:
-                continue
-            seen.add(a)
-            if a.op == "call_module":
-                count += sum(isinstance(m, nn.Conv2d) for m in owner.get_submodule(a.target).modules())
-            todo.extend(_data_inputs(a))
-        return count
+        return sum(sum(isinstance(m, nn.Conv2d) for m in owner.get_submodule(a.target).modules())
+                   for a in ancestors(n, _data_inputs) if a.op == "call_module")  # fmt: skip
 
     a, b = operands
     main, short = (a, b) if convs(a) >= convs(b) else (b, a)

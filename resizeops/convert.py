@@ -974,7 +974,8 @@ def _free_name(module: nn.Module, name: str) -> str:
 
 
 def _new_projection(ref: nn.Module, cin: int, cout: int, stride: int) -> nn.Sequential:
-    """A new 1×1 conv + BN shortcut on ``ref``'s device and dtype, in ``ref``'s train/eval mode."""
+    """A new 1×1 conv + BN shortcut on ``ref``'s device and dtype, in ``ref``'s train/eval mode
+    (a new BN of a model in eval mode must not update its statistics)."""
     param = next(ref.parameters())
     like = dict(device=param.device, dtype=param.dtype)
     conv = nn.Conv2d(cin, cout, 1, stride=stride, bias=False, **like)
@@ -984,16 +985,7 @@ def _new_projection(ref: nn.Module, cin: int, cout: int, stride: int) -> nn.Sequ
 
 def _path_modules(graph: torch.fx.Graph, node: torch.fx.Node) -> List[str]:
     """The children called on the way from the graph's input to ``node``."""
-    out, todo, seen = [], [node], set()
-    while todo:
-        a = todo.pop()
-        if a in seen:
-            continue
-        seen.add(a)
-        if a.op == "call_module":
-            out.append(a.target)
-        todo.extend(a.all_input_nodes)
-    return out
+    return [a.target for a in _netgraph.ancestors(node) if a.op == "call_module"]
 
 
 def _graph_cell(block: nn.Module, what: str) -> torch.fx.Graph:
@@ -1116,13 +1108,8 @@ def _append_after(model: nn.Module, unit: _netgraph.Unit, new: nn.Module) -> Non
 
 def _projection(block: nn.Module, stride: int) -> nn.Sequential:
     """A new 1×1 conv (stride 2) + BN shortcut: the low branch of a block that had no shortcut."""
-    cin = block.conv1.in_channels
     cout = (block.bn3 if hasattr(block, "bn3") else block.bn2).num_features
-    like = dict(device=block.conv1.weight.device, dtype=block.conv1.weight.dtype)
-    conv = nn.Conv2d(cin, cout, 1, stride=stride, bias=False, **like)
-    nn.init.kaiming_normal_(conv.weight, mode="fan_out", nonlinearity="relu")  # as torchvision and the official
-    # In the block's train/eval mode: a new BN of a model in eval mode must not update its statistics.
-    return nn.Sequential(conv, nn.BatchNorm2d(cout, **like)).train(block.training)
+    return _new_projection(block, block.conv1.in_channels, cout, stride)
 
 
 def _residual_cell(o: dict, block: nn.Module, alpha: float) -> nn.Module:
