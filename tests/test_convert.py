@@ -15,6 +15,7 @@ import resizeops
 from resizeops.convert import ShapeAdaptorCell, ShapeAdaptorInvertedResidual, ShapeAdaptorResidualBlock, convert
 from resizeops.nn import DynOPool2d, ShapeAdaptor, ShapeAdaptorMaxPool2d
 from resizeops.shape_adaptor import adaptors, init_alpha, num_adaptors
+from small_models import small_vgg_layers
 
 torchvision = pytest.importorskip("torchvision")
 
@@ -398,15 +399,7 @@ def test_shape_adaptor_autosc_pools_in_ceil_mode():
 
 
 def _user_vgg():
-    return nn.Sequential(
-        nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(),
-        nn.Conv2d(8, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(), nn.MaxPool2d(2),
-        nn.Conv2d(8, 16, 3, stride=2, padding=1), nn.BatchNorm2d(16), nn.ReLU(),
-        nn.Conv2d(16, 16, 3, padding=1), nn.BatchNorm2d(16), nn.ReLU(), nn.AvgPool2d(2),
-        nn.Conv2d(16, 16, 3, padding=1), nn.BatchNorm2d(16), nn.ReLU(),
-        nn.Conv2d(16, 16, 3, padding=1), nn.BatchNorm2d(16), nn.ReLU(),
-        nn.AdaptiveAvgPool2d(1),
-    )  # fmt: skip
+    return nn.Sequential(*small_vgg_layers(), nn.AdaptiveAvgPool2d(1))
 
 
 @pytest.mark.parametrize("mode,n", [("standard", 4), ("autosc", 2), ("autotl", 3)])

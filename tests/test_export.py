@@ -32,6 +32,7 @@ import resizeops
 from resizeops import export as rexport
 from resizeops import reference
 from resizeops.nn import DynOPool2d, ElasticBlock, ElasticBottleneck, ShapeAdaptor, ShapeAdaptorMaxPool2d
+from small_models import small_vgg_layers
 
 convert_module = importlib.import_module("resizeops.convert")  # `resizeops.convert` is the function
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -367,15 +368,7 @@ class TinyResNet(nn.Module):
 
 def _tiny_vgg():
     # Max-pool, strided convolution and average pool: every down-sampling layer a VGG can hold.
-    return nn.Sequential(
-        nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(),
-        nn.Conv2d(8, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(), nn.MaxPool2d(2),
-        nn.Conv2d(8, 16, 3, stride=2, padding=1), nn.BatchNorm2d(16), nn.ReLU(),
-        nn.Conv2d(16, 16, 3, padding=1), nn.BatchNorm2d(16), nn.ReLU(), nn.AvgPool2d(2),
-        nn.Conv2d(16, 16, 3, padding=1), nn.BatchNorm2d(16), nn.ReLU(),
-        nn.Conv2d(16, 16, 3, padding=1), nn.BatchNorm2d(16), nn.ReLU(),
-        nn.AdaptiveAvgPool2d(1),
-    )  # fmt: skip
+    return nn.Sequential(*small_vgg_layers(), nn.AdaptiveAvgPool2d(1))
 
 
 def _tiny_mobilenet_v2():

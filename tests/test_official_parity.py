@@ -23,6 +23,7 @@ from torch import nn
 import resizeops
 from resizeops import shape_adaptor as sa
 from resizeops.nn import ElasticBottleneck, ShapeAdaptor
+from small_models import small_vgg_layers
 
 torchvision = pytest.importorskip("torchvision")
 
@@ -226,14 +227,7 @@ def test_official_resnet_layout_parameters():
 
 def _small_autosc(seed=0):
     torch.manual_seed(seed)
-    features = nn.Sequential(
-        nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(),
-        nn.Conv2d(8, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(), nn.MaxPool2d(2),
-        nn.Conv2d(8, 16, 3, stride=2, padding=1), nn.BatchNorm2d(16), nn.ReLU(),
-        nn.Conv2d(16, 16, 3, padding=1), nn.BatchNorm2d(16), nn.ReLU(), nn.AvgPool2d(2),
-        nn.Conv2d(16, 16, 3, padding=1), nn.BatchNorm2d(16), nn.ReLU(),
-        nn.Conv2d(16, 16, 3, padding=1), nn.BatchNorm2d(16), nn.ReLU(),
-    )  # fmt: skip
+    features = nn.Sequential(*small_vgg_layers())
     net = torchvision.models.vgg.VGG(features, num_classes=5)
     net.avgpool, net.classifier = nn.AdaptiveAvgPool2d(1), nn.Linear(16, 5)
     # Adaptors after conv 1 and 5; kept: the max-pool, the strided conv and the avg-pool (×1/8).
