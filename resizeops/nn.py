@@ -1,12 +1,14 @@
-"""Layers: the learnable resizers as ``torch.nn`` modules (issue 5, SPEC §2.1, §2.3, §4).
+"""Layers: the learnable resizers as ``torch.nn`` modules.
 
-* :class:`DynOPool2d` — DynOPool (SPEC §2.1): parameter ``alpha`` = (1/r_h, 1/r_w).
+Their rules are in docs/SEMANTICS.md ("DynOPool", "Shape Adaptor", "ELASTIC", "Shapes as state").
+
+* :class:`DynOPool2d` — DynOPool: parameter ``alpha`` = (1/r_h, 1/r_w).
 * :class:`ShapeAdaptor` — the Shape Adaptor blend of a down-sampled and a
-  full-resolution branch (SPEC §2.3): parameter ``alpha`` (the raw value before
-  the sigmoid), ``forward(x_low, x_full)``.
+  full-resolution branch: parameter ``alpha`` (the raw value before the
+  sigmoid), ``forward(x_low, x_full)``.
 * :class:`ShapeAdaptorMaxPool2d` — the VGG cell, whose down-sampled branch is
   ``max_pool2d(x, 2)``: ``forward(x)``, fused (:func:`resizeops.shape_adaptor_maxpool`).
-* :class:`ElasticBlock` / :class:`ElasticBottleneck` — ELASTIC (SPEC §2.5): a
+* :class:`ElasticBlock` / :class:`ElasticBottleneck` — ELASTIC: a
   full- and a half-resolution branch merged by up-sample ×2, crop and sum
   (:func:`resizeops.resize_blend`).
 
@@ -508,7 +510,7 @@ def refresh_shapes(model: nn.Module) -> int:
 
 
 def freeze(model: nn.Module, inplace: bool = False) -> nn.Module:
-    """``model`` with its learned sizes baked in as constants (SPEC §4).
+    """``model`` with its learned sizes baked in as constants (SEMANTICS.md, "Shapes as state").
 
     Every resizer reads its shape parameters once more (one read per device), then
     never again: its ``alpha`` stops requiring grad and forward computes sizes from
@@ -530,7 +532,7 @@ def freeze(model: nn.Module, inplace: bool = False) -> nn.Module:
 
 
 class DynOPool2d(_Resizer):
-    """DynOPool (Jang et al., CVPR 2022) as a layer: learnable-scale pooling (SPEC §2.1).
+    """DynOPool (Jang et al., CVPR 2022) as a layer: learnable-scale pooling (SEMANTICS.md, "DynOPool").
 
     The output of an (H, W) input is (max(rnd(H/α_h), min_size), max(rnd(W/α_w),
     min_size)); α = (1/r_h, 1/r_w) learns through the straight-through surrogate
@@ -615,7 +617,7 @@ class DynOPool2d(_Resizer):
 
 
 class ShapeAdaptor(_Resizer):
-    """Shape Adaptor (Liu et al., ECCV 2020) as a layer (SPEC §2.3, Eq. 1 and 6–7).
+    """Shape Adaptor (Liu et al., ECCV 2020) as a layer (Eq. 1 and 6–7; SEMANTICS.md, "Shape Adaptor").
 
     ``forward(x_low, x_full)`` = ``k(1−σ_p)·R(x_low) + kσ_p·R(x_full)``, R the
     bilinear resize (align_corners=True, as the official code) to the output size,
@@ -912,7 +914,7 @@ def _half_resolution(x: torch.Tensor) -> torch.Tensor:
 
 
 class ElasticBlock(nn.Module):
-    """ELASTIC's two-resolution layer (Wang et al., CVPR 2019 Eq. 3; SPEC §2.5).
+    """ELASTIC's two-resolution layer (Wang et al., CVPR 2019 Eq. 3; SEMANTICS.md, "ELASTIC").
 
     ``forward(x) = high(x) + crop(up×2(low(down(x))))``: ``down`` replicate-pads an
     odd side and average-pools 2×2, ``up×2`` is bilinear (align_corners=False), the

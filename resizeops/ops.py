@@ -3,7 +3,7 @@
 Layers of one call (torchvision's roi_align layout, in Python):
 
 1. ``dynopool2d`` / ``resize_blend`` (the functions users call): validate every
-   argument (SPEC §5), compute the output size on the host if it was not given,
+   argument (docs/SEMANTICS.md, "Bad input"), compute the output size on the host if it was not given,
    read the backend asked for by argument or :func:`resizeops.use_backend`.
 2. ``torch.ops.resizeops.dynopool2d`` / ``resize_blend``: custom ops with a fake
    kernel (``torch.compile`` sees shapes), registered autograd, and a
@@ -44,7 +44,7 @@ Number = Union[float, int]
 
 
 def _rnd(v: float) -> int:
-    """rnd(v) = floor(v + 0.5): round half up, not banker's rounding (SPEC §2)."""
+    """rnd(v) = floor(v + 0.5): round half up, not banker's rounding (SEMANTICS.md, "Conventions")."""
     return math.floor(v + 0.5)
 
 
@@ -151,7 +151,7 @@ def _backward_op(op, impl, grad_out, saved):
 
 
 # =============================================================================
-# dynopool2d (SPEC §2.1)
+# dynopool2d (docs/SEMANTICS.md, "DynOPool")
 # =============================================================================
 
 
@@ -244,7 +244,7 @@ def _output_size(op: str, in_size: Sequence[int], values: Sequence[float], min_s
 
 
 def dynopool2d_output_size(in_size: Sequence[int], alpha: Sequence[float], min_size: int = 2) -> Tuple[int, int]:
-    """(Ho, Wo) = (max(rnd(H/α_h), min_size), max(rnd(W/α_w), min_size)) (SPEC §2.1).
+    """(Ho, Wo) = (max(rnd(H/α_h), min_size), max(rnd(W/α_w), min_size)) (SEMANTICS.md, "DynOPool").
 
     Host arithmetic in float64 on the given alpha values, which must be finite and
     > 0 (``ValueError`` naming ``alpha`` otherwise, also for one so small that
@@ -264,7 +264,7 @@ def dynopool2d(
     *,
     backend: Optional[str] = None,
 ) -> torch.Tensor:
-    """DynOPool (Jang et al., CVPR 2022): learnable-scale pooling (SPEC §2.1).
+    """DynOPool (Jang et al., CVPR 2022): learnable-scale pooling (SEMANTICS.md, "DynOPool").
 
     Resamples ``x`` (N, C, H, W) at 2Ho×2Wo bilinear query points placed by the
     learnable ``alpha`` = (1/r_h, 1/r_w) and max-pools each 2×2 group of queries.
@@ -305,7 +305,7 @@ def dynopool2d(
 
 
 # =============================================================================
-# resize_blend (SPEC §2.2)
+# resize_blend (docs/SEMANTICS.md, "resize_blend")
 # =============================================================================
 
 
@@ -405,7 +405,9 @@ def resize_blend(
     *,
     backend: Optional[str] = None,
 ) -> torch.Tensor:
-    """``w1·R(x1) + w2·R(x2)``: bilinear resize of both inputs to ``size``, blended (SPEC §2.2).
+    """``w1·R(x1) + w2·R(x2)``: bilinear resize of both inputs to ``size``, blended.
+
+    Defined in docs/SEMANTICS.md, "resize_blend".
 
     Serves the Shape Adaptor cell (``align_corners=True``, ``w1 = k(1−σ)``,
     ``w2 = kσ``) and the ELASTIC merge (``align_corners=False``, ``w1 = w2 = 1``,
@@ -474,7 +476,7 @@ def resize_blend(
 
 
 # =============================================================================
-# shape_adaptor_maxpool (Shape Adaptor §3, Fig. 2; SPEC §2.3): the fused VGG cell
+# shape_adaptor_maxpool (Shape Adaptor §3, Fig. 2; docs/SEMANTICS.md, "shape_adaptor_maxpool"): the fused VGG cell
 # =============================================================================
 
 
@@ -563,7 +565,9 @@ def shape_adaptor_maxpool(
     *,
     backend: Optional[str] = None,
 ) -> torch.Tensor:
-    """The Shape Adaptor max-pool cell ``w1·R(maxpool2x2(x)) + w2·R(x)``, fused (SPEC §2.3).
+    """The Shape Adaptor max-pool cell ``w1·R(maxpool2x2(x)) + w2·R(x)``, fused.
+
+    Defined in docs/SEMANTICS.md, "shape_adaptor_maxpool".
 
     Equal to ``resize_blend(F.max_pool2d(x, 2), x, w1, w2, size, align_corners)``
     (Shape Adaptor Fig. 2, the VGG cell of the official code), without

@@ -1,4 +1,4 @@
-"""Pure-PyTorch reference implementations: the ground truth (SPEC §2.1, §2.2).
+"""Pure-PyTorch reference implementations: the ground truth (docs/SEMANTICS.md: DynOPool, resize_blend).
 
 These functions are plain differentiable PyTorch, so they also serve as the
 "eager reference" and, under ``torch.compile``, the "compiled reference" of the
@@ -7,7 +7,7 @@ the public ops in :mod:`resizeops.ops` validate, dispatch and call them through
 the ``reference`` backend.
 
 Half types (float16, bfloat16) are computed in float32 and cast back at the end,
-the same accumulation rule the fused kernels follow (SPEC §2).
+the same accumulation rule the fused kernels follow (SEMANTICS.md, "Conventions").
 """
 
 from __future__ import annotations
@@ -159,7 +159,7 @@ def dynopool2d_at(x: torch.Tensor, h_hat: torch.Tensor, w_hat: torch.Tensor, out
 
 
 def dynopool2d(x: torch.Tensor, alpha: torch.Tensor, out_size: Sequence[int]) -> torch.Tensor:
-    """Reference DynOPool (SPEC §2.1) with the straight-through size surrogate.
+    """Reference DynOPool (SEMANTICS.md, "DynOPool") with the straight-through size surrogate.
 
     Ĥ = Ho + hs − sg(hs), hs = H/α_h: its value is Ho and dĤ/dα_h = −H/α_h².
     Returns a tensor of ``x``'s dtype, contiguous in ``x``'s memory format.
@@ -176,7 +176,7 @@ def dynopool2d(x: torch.Tensor, alpha: torch.Tensor, out_size: Sequence[int]) ->
 
 
 def resize(x: torch.Tensor, size: Sequence[int], align_corners: bool, scale: Scale = None) -> torch.Tensor:
-    """R of SPEC §2.2: bilinear resize of ``x`` to ``size`` with F.interpolate semantics.
+    """R of SEMANTICS.md, "resize_blend": bilinear resize of ``x`` to ``size`` with F.interpolate semantics.
 
     With ``scale`` = (sh, sw): ``interpolate(scale_factor=scale,
     recompute_scale_factor=False)`` then a crop of the top-left ``size`` window.
@@ -251,7 +251,7 @@ def resize_blend(
     align_corners: bool = True,
     scales: Optional[Tuple[Scale, Scale]] = None,
 ) -> torch.Tensor:
-    """Reference ``w1·R(x1) + w2·R(x2)`` (SPEC §2.2), computed in float32 for half types."""
+    """Reference ``w1·R(x1) + w2·R(x2)`` (SEMANTICS.md, "resize_blend"), computed in float32 for half types."""
     return blend(resize, x1, x2, w1, w2, size, align_corners, scales)
 
 
@@ -277,7 +277,9 @@ def shape_adaptor_maxpool(
     size: Sequence[int],
     align_corners: bool = True,
 ) -> torch.Tensor:
-    """Reference Shape Adaptor cell ``w1·R(maxpool2x2(x)) + w2·R(x)`` (Shape Adaptor Fig. 2, SPEC §2.3).
+    """Reference Shape Adaptor cell ``w1·R(maxpool2x2(x)) + w2·R(x)`` (Shape Adaptor Fig. 2).
+
+    Defined in docs/SEMANTICS.md, "shape_adaptor_maxpool".
 
     Exactly the composition ``resize_blend(max_pool2d(x, 2), x, w1, w2, size,
     align_corners)``: the max is exact in every dtype, so pooling before the
@@ -345,7 +347,7 @@ def dynopool2d_backward(
 
 
 def alpha_grad_from_size_grad(grad_size: torch.Tensor, alpha: torch.Tensor, in_size: Sequence[int]) -> torch.Tensor:
-    """dL/dα from dL/d(Ĥ, Ŵ): times dĤ/dα_h = −H/α_h² (the straight-through surrogate, SPEC §2.1).
+    """dL/dα from dL/d(Ĥ, Ŵ): times dĤ/dα_h = −H/α_h² (the straight-through surrogate; SEMANTICS.md, "DynOPool").
 
     Every backend's kernels return the size gradient; this chain rule is shared.
     Computed in alpha's compute dtype, returned in alpha's dtype.
@@ -385,7 +387,7 @@ def resize_blend_backward(
 ):
     """Gradients of :func:`resize_blend` to (x1, x2, w1, w2); None where ``mask`` is False.
 
-    dL/dx_k = R_kᵀ(w_k·g) and dL/dw_k = Σ g·R_k(x_k) (SPEC §2.2).
+    dL/dx_k = R_kᵀ(w_k·g) and dL/dw_k = Σ g·R_k(x_k) (SEMANTICS.md, "resize_blend").
     """
     s1, s2 = (None, None) if scales is None else scales
     cdt = compute_dtype(x1.dtype)
