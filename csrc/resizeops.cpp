@@ -117,22 +117,6 @@ TORCH_LIBRARY(resizeops_ext, m) {
       "shape_adaptor_maxpool_backward(Tensor grad_out, Tensor x, Tensor w1, Tensor w2, int[] size, "
       "bool align_corners, bool need_x, bool need_w1, bool need_w2, bool channels_last) -> (Tensor, Tensor, Tensor)");
 
-  // The eager fast path's autograd (csrc/autograd.cpp, resizeops/ops.py layer 4):
-  // the forward kernel above of the tensors' device under a C++ autograd Function
-  // whose backward calls the backward kernel (the Python custom backward op
-  // resizeops::_<op>_backward under create_graph). `backend` is the name the call
-  // asked for, passed on to that op.
-  m.def(
-      "dynopool2d_autograd(Tensor x, Tensor alpha, int out_h, int out_w, bool channels_last, str? backend) "
-      "-> Tensor");
-  m.def(
-      "resize_blend_autograd(Tensor x1, Tensor x2, Tensor w1, Tensor w2, int[] size, bool align_corners, "
-      "float[]? scale1, float[]? scale2, bool channels_last, bool x1_channels_last, bool x2_channels_last, "
-      "str? backend) -> Tensor");
-  m.def(
-      "shape_adaptor_maxpool_autograd(Tensor x, Tensor w1, Tensor w2, int[] size, bool align_corners, "
-      "bool channels_last, str? backend) -> Tensor");
-
   // Test hooks: the CUDA kernels' per-element code (resizeops/dynopool_cells.h)
   // run serially on the CPU, same arguments and results as the two ops above.
   // csrc/cpu/dynopool2d_cells.cpp; used by tests/test_backends_dynopool.py.

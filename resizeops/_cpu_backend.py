@@ -60,41 +60,6 @@ def shape_adaptor_maxpool_backward(grad_out, x, w1, w2, size, align_corners, mas
     return tuple(g if m else None for g, m in zip(grads, mask))
 
 
-# The C++ autograd ops (csrc/autograd.cpp): forward and backward without Python
-# in between, for the eager fast path (resizeops/ops.py). Same arguments as the
-# op's implementation; the forward and backward kernels of the tensors' device.
-
-
-def dynopool2d_autograd(x, alpha, out_size, backend):
-    return torch.ops.resizeops_ext.dynopool2d_autograd(
-        x, alpha, int(out_size[0]), int(out_size[1]), _channels_last(x), backend
-    )
-
-
-def resize_blend_autograd(x1, x2, w1, w2, size, align_corners, scale1, scale2, backend):
-    return torch.ops.resizeops_ext.resize_blend_autograd(
-        x1, x2, w1, w2, [int(size[0]), int(size[1])], align_corners, scale1, scale2,
-        _channels_last(x1, x2), _channels_last(x1), _channels_last(x2), backend,
-    )  # fmt: skip
-
-
-def shape_adaptor_maxpool_autograd(x, w1, w2, size, align_corners, backend):
-    return torch.ops.resizeops_ext.shape_adaptor_maxpool_autograd(
-        x, w1, w2, [int(size[0]), int(size[1])], align_corners, _channels_last(x), backend
-    )
-
-
-def autograd_kernel(op: str):
-    """The C++ autograd entry of ``op``, or None for an extension without it."""
-    if not hasattr(torch.ops.resizeops_ext, f"{op}_autograd"):
-        return None
-    return {
-        "dynopool2d": dynopool2d_autograd,
-        "resize_blend": resize_blend_autograd,
-        "shape_adaptor_maxpool": shape_adaptor_maxpool_autograd,
-    }[op]
-
-
 def _has_cpu_kernel(name: str) -> bool:
     # The schemas are defined (csrc/resizeops.cpp) even in a build without the
     # kernel file, so the op's presence alone says nothing.
@@ -107,20 +72,15 @@ def _register() -> None:
     if not _extension.load().loaded or not hasattr(torch.ops.resizeops_ext, "dynopool2d_forward"):
         return
     # No atomics and fixed-order sums: deterministic run to run (csrc/cpu/dynopool2d.cpp).
-    _dispatch.register_kernel(
-        "cpu", "dynopool2d", dynopool2d_forward, dynopool2d_backward, True, autograd_kernel("dynopool2d")
-    )
+    _dispatch.register_kernel("cpu", "dynopool2d", dynopool2d_forward, dynopool2d_backward, True)
     if hasattr(torch.ops.resizeops_ext, "resize_blend_forward"):
         # Likewise deterministic (csrc/cpu/resize_blend.cpp).
-        _dispatch.register_kernel(
-            "cpu", "resize_blend", resize_blend_forward, resize_blend_backward, True, autograd_kernel("resize_blend")
-        )
+        _dispatch.register_kernel("cpu", "resize_blend", resize_blend_forward, resize_blend_backward, True)
     if _has_cpu_kernel("shape_adaptor_maxpool_forward") and _has_cpu_kernel("shape_adaptor_maxpool_backward"):
         # Likewise deterministic (csrc/cpu/shape_adaptor.cpp).
         _dispatch.register_kernel(
-            "cpu", "shape_adaptor_maxpool", shape_adaptor_maxpool_forward, shape_adaptor_maxpool_backward, True,
-            autograd_kernel("shape_adaptor_maxpool"),
-        )  # fmt: skip
+            "cpu", "shape_adaptor_maxpool", shape_adaptor_maxpool_forward, shape_adaptor_maxpool_backward, True
+        )
 
 
 _register()

@@ -12,7 +12,6 @@ import torch
 
 from . import _dispatch, _extension
 from ._cpu_backend import (
-    autograd_kernel,
     dynopool2d_backward,
     dynopool2d_forward,
     resize_blend_backward,
@@ -36,20 +35,15 @@ def _register() -> None:
     # rounding differences) but gathers it, in a fixed order, under
     # torch.use_deterministic_algorithms(True) (checks.h dynopool_grad_x_form);
     # the size gradient is always summed in a fixed order. So: deterministic when asked.
-    _dispatch.register_kernel(
-        "cuda", "dynopool2d", dynopool2d_forward, dynopool2d_backward, True, autograd_kernel("dynopool2d")
-    )
+    _dispatch.register_kernel("cuda", "dynopool2d", dynopool2d_forward, dynopool2d_backward, True)
     if _has_cuda_kernel("resize_blend_forward"):
         # Gathers too (no atomics), and sums the weight gradients' block partials
         # in a fixed order: bit-identical run to run (csrc/cuda/resize_blend.cu).
-        _dispatch.register_kernel(
-            "cuda", "resize_blend", resize_blend_forward, resize_blend_backward, True, autograd_kernel("resize_blend")
-        )
+        _dispatch.register_kernel("cuda", "resize_blend", resize_blend_forward, resize_blend_backward, True)
     if _has_cuda_kernel("shape_adaptor_maxpool_forward"):
         _dispatch.register_kernel(
-            "cuda", "shape_adaptor_maxpool", shape_adaptor_maxpool_forward, shape_adaptor_maxpool_backward, True,
-            autograd_kernel("shape_adaptor_maxpool"),
-        )  # fmt: skip
+            "cuda", "shape_adaptor_maxpool", shape_adaptor_maxpool_forward, shape_adaptor_maxpool_backward, True
+        )
 
 
 _register()

@@ -45,9 +45,6 @@ class Kernels:
     forward: Callable
     backward: Callable
     deterministic_backward: Callable[[torch.device], bool] = lambda device: True
-    #: Optional ``(*op arguments) -> output`` recording the backward in C++ (the
-    #: eager fast path of :mod:`resizeops.ops`); None: a Python autograd.Function.
-    autograd: Optional[Callable] = None
 
 
 @dataclass
@@ -172,7 +169,6 @@ def register_kernel(
     forward: Callable,
     backward: Callable,
     deterministic_backward: Union[bool, Callable[[torch.device], bool]] = True,
-    autograd: Optional[Callable] = None,
 ) -> None:
     """Plug one backend's kernels for one op into the dispatcher."""
     if backend not in _BACKENDS:
@@ -180,7 +176,7 @@ def register_kernel(
     if op not in OPS:
         raise ValueError(f"unknown op {op!r}; expected one of {OPS}")
     det = deterministic_backward if callable(deterministic_backward) else (lambda d, v=bool(deterministic_backward): v)
-    _BACKENDS[backend].kernels[op] = Kernels(forward, backward, det, autograd)
+    _BACKENDS[backend].kernels[op] = Kernels(forward, backward, det)
 
 
 def get_backend(name: str) -> Backend:

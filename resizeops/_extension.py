@@ -199,25 +199,6 @@ def _register_fake_kernels(torch) -> None:
         grad_x = torch.empty(shape, dtype=x.dtype, device=x.device, memory_format=fmt[channels_last and need_x])
         return grad_x, w1.new_empty(()), w2.new_empty(())
 
-    if not hasattr(torch.ops.resizeops_ext, "resize_blend_autograd"):
-        return
-
-    # The C++ autograd ops of the eager fast path (csrc/autograd.cpp): the forward's shape.
-    @torch.library.register_fake("resizeops_ext::dynopool2d_autograd")
-    def _(x, alpha, out_h, out_w, channels_last, backend):
-        shape = (x.shape[0], x.shape[1], out_h, out_w)
-        return torch.empty(shape, dtype=x.dtype, device=x.device, memory_format=fmt[channels_last])
-
-    @torch.library.register_fake("resizeops_ext::resize_blend_autograd")
-    def _(x1, x2, w1, w2, size, align_corners, scale1, scale2, channels_last, cl1, cl2, backend):
-        shape = (x1.shape[0], x1.shape[1], size[0], size[1])
-        return torch.empty(shape, dtype=x1.dtype, device=x1.device, memory_format=fmt[channels_last])
-
-    @torch.library.register_fake("resizeops_ext::shape_adaptor_maxpool_autograd")
-    def _(x, w1, w2, size, align_corners, channels_last, backend):
-        shape = (x.shape[0], x.shape[1], size[0], size[1])
-        return torch.empty(shape, dtype=x.dtype, device=x.device, memory_format=fmt[channels_last])
-
 
 _lock = threading.Lock()
 _status: Optional[ExtensionStatus] = None

@@ -39,10 +39,9 @@ from typing import Dict, List, Optional, Sequence, Tuple, Union
 import torch
 from torch import nn
 from torch.optim.optimizer import register_optimizer_step_post_hook
-from torch.utils._python_dispatch import _disable_current_modes
+from torch.utils._python_dispatch import _disable_current_modes, _get_current_dispatch_mode
 
 from . import _validate, export, ops
-from .ops import _get_current_dispatch_mode
 
 __all__ = [
     "DynOPool2d",

@@ -13,15 +13,10 @@ Layers of one call (torchvision's roi_align layout, in Python):
    separate backward ops with their own fake kernels; their own backward
    (double backward) is refused with a clear message.
 
-4. The eager fast path: on plain tensors outside any tracing (no
-   ``torch.compile``/``export``, dispatch mode, functorch transform or tensor
-   subclass; :func:`_eager`), the functions in 1. run the same implementation
-   and autograd formulas through one ``torch.autograd.Function`` instead of the
-   custom-op machinery, whose Python layers cost ~0.2 ms of host time per
-   forward+backward: more than the kernels themselves at CIFAR sizes. Results,
-   backend choice, determinism rules and the double-backward refusal are those
-   of the custom ops (the tests run both paths); profilers then show the
-   ``resizeops_ext`` kernels instead of ``resizeops::*``.
+Every call, eager or traced, goes through these custom ops: one autograd path.
+(A lighter eager path around the custom-op machinery saved ~0.2–0.5 ms of host
+time per forward+backward but nothing measurable in a training step;
+docs/PERF_NOTES.md, "One autograd path".)
 
 The ops are defined in Python, so they exist whether or not the compiled
 extension loaded; the extension's kernels (namespace ``resizeops_ext``) plug in
@@ -73,81 +68,17 @@ def _noop_setup_context(ctx, inputs, output):
 
 def _custom_op(name: str, impl, schema: str):
     """``impl`` as the custom op ``resizeops::<name>`` with an explicit schema (the
-    functions keep no type annotations, and the eager fast path calls them too)."""
+    implementations keep no type annotations)."""
     return torch.library.custom_op(f"resizeops::{name}", impl, mutates_args=(), schema=schema)
 
 
-try:
-    from torch.utils._python_dispatch import _get_current_dispatch_mode
-except ImportError:  # pragma: no cover - older torch
-    def _get_current_dispatch_mode():
-        return None
-
-
-_PLAIN = (torch.Tensor, torch.nn.Parameter)
-
-
-def _eager(*tensors: torch.Tensor) -> bool:
-    """Whether a call may take the eager fast path (layer 4 of the module docstring).
-
-    Anything that traces or intercepts ops sees the custom ops instead:
-    ``torch.compile`` / ``torch.export`` (dynamo, and AOTAutograd's fake and
-    functional tensors), ``torch.jit``, ``TorchDispatchMode``s (FakeTensorMode,
-    FlopCounterMode, ...), functorch transforms and tensor subclasses.
-    """
-    if torch.compiler.is_compiling() or torch.jit.is_tracing() or torch.jit.is_scripting():
-        return False
-    if _get_current_dispatch_mode() is not None or torch._C._are_functorch_transforms_active():
-        return False
-    return all(type(t) in _PLAIN for t in tensors)
-
-
-def _run_eager(op, fn_class, impl, tensors, args):
-    """``impl(*args)``; when a gradient is needed, through the chosen backend's C++
-    autograd op if it has one (``Kernels.autograd``), else through ``fn_class``."""
-    if torch.is_grad_enabled() and any(t.requires_grad for t in tensors):
-        x = tensors[0]
-        if x.numel() > 0:
-            k = _dispatch.select(op, x.device, args[-1])
-            if k.autograd is not None:
-                return k.autograd(*args)
-        return fn_class.apply(*args)
-    return impl(*args)
-
-
-def _eager_function(name: str, impl, setup_context, backward):
-    """The ``torch.autograd.Function`` of the eager fast path of one op: the op's
-    implementation, then its ``setup_context``; its backward is the op's
-    registered autograd formula."""
-
-    def forward(ctx, *args):
-        out = impl(*args)
-        setup_context(ctx, args, out)
-        return out
-
-    return type(name, (torch.autograd.Function,), {
-        "forward": staticmethod(forward),
-        "backward": staticmethod(backward),
-    })  # fmt: skip
-
-
-def _traced_op(name: str, args):
-    """``torch.ops.resizeops.<name>(*args)``, the op that tracing sees; under the
-    TorchScript ONNX exporter (``dynamo=False``), which knows ATen ops only and
-    has no decomposition table, the op's ATen decomposition (:mod:`resizeops.export`)."""
+def _call_op(name: str, args):
+    """``torch.ops.resizeops.<name>(*args)``; under the TorchScript ONNX exporter
+    (``dynamo=False``), which knows ATen ops only and has no decomposition table,
+    the op's ATen decomposition (:mod:`resizeops.export`)."""
     if export.onnx_tracing():
         return export.DECOMPOSITIONS[name](*args)
     return getattr(torch.ops.resizeops, name)(*args)
-
-
-def _backward_op(op, impl, grad_out, saved):
-    """The backward op to call from an autograd formula: its implementation
-    directly on the eager path (no gradient graph to build), else the custom
-    backward op (traced by torch.compile; its own backward refuses double
-    backward)."""
-    if not torch.is_grad_enabled() and _eager(grad_out, *saved):
-        return impl
-    return op
 
 
 # =============================================================================
@@ -212,16 +143,12 @@ def _dynopool2d_setup_context(ctx, inputs, output):
 def _dynopool2d_autograd(ctx, grad_out):
     x, alpha = ctx.saved_tensors
     need_x, need_alpha = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
-    bwd = _backward_op(torch.ops.resizeops._dynopool2d_backward, _dynopool2d_backward_impl, grad_out, (x, alpha))
-    gx, ga = bwd(grad_out, x, alpha, ctx.out_size, ctx.backend, [need_x, need_alpha])
+    gx, ga = torch.ops.resizeops._dynopool2d_backward(grad_out, x, alpha, ctx.out_size, ctx.backend, [need_x, need_alpha])
     return (gx if need_x else None), (ga if need_alpha else None), None, None
 
 
 _dynopool2d.register_autograd(_dynopool2d_autograd, setup_context=_dynopool2d_setup_context)
 _dynopool2d_backward.register_autograd(_double_backward("dynopool2d"), setup_context=_noop_setup_context)
-_Dynopool2dFunction = _eager_function(
-    "_Dynopool2dFunction", _dynopool2d_impl, _dynopool2d_setup_context, _dynopool2d_autograd
-)
 
 
 def _output_size(op: str, in_size: Sequence[int], values: Sequence[float], min_size: int) -> Tuple[int, int]:
@@ -299,9 +226,7 @@ def dynopool2d(
         ho, wo = _validate.size_pair(op, "out_size", out_size)
         _validate.output_numel(op, "out_size", x.shape[0], x.shape[1], ho, wo, f"({ho}, {wo})")
     args = (x, alpha, [ho, wo], _dispatch.requested(backend))
-    if _eager(x, alpha):
-        return _run_eager("dynopool2d", _Dynopool2dFunction, _dynopool2d_impl, (x, alpha), args)
-    return _traced_op("dynopool2d", args)
+    return _call_op("dynopool2d", args)
 
 
 # =============================================================================
@@ -382,16 +307,12 @@ def _resize_blend_setup_context(ctx, inputs, output):
 def _resize_blend_autograd(ctx, grad_out):
     x1, x2, w1, w2 = ctx.saved_tensors
     mask = list(ctx.needs_input_grad[:4])
-    bwd = _backward_op(torch.ops.resizeops._resize_blend_backward, _resize_blend_backward_impl, grad_out, (x1, x2))
-    grads = bwd(grad_out, x1, x2, w1, w2, *ctx.args, mask)
+    grads = torch.ops.resizeops._resize_blend_backward(grad_out, x1, x2, w1, w2, *ctx.args, mask)
     return tuple(g if m else None for g, m in zip(grads, mask)) + (None,) * 5
 
 
 _resize_blend.register_autograd(_resize_blend_autograd, setup_context=_resize_blend_setup_context)
 _resize_blend_backward.register_autograd(_double_backward("resize_blend"), setup_context=_noop_setup_context)
-_ResizeBlendFunction = _eager_function(
-    "_ResizeBlendFunction", _resize_blend_impl, _resize_blend_setup_context, _resize_blend_autograd
-)
 
 
 def resize_blend(
@@ -470,9 +391,7 @@ def resize_blend(
     if not isinstance(w2, torch.Tensor):
         w2 = torch.tensor(float(w2), dtype=cdt, device=x1.device)
     args = (x1, x2, w1, w2, [ho, wo], align_corners, s1, s2, _dispatch.requested(backend))
-    if _eager(x1, x2, w1, w2):
-        return _run_eager("resize_blend", _ResizeBlendFunction, _resize_blend_impl, (x1, x2, w1, w2), args)
-    return _traced_op("resize_blend", args)
+    return _call_op("resize_blend", args)
 
 
 # =============================================================================
@@ -535,10 +454,7 @@ def _shape_adaptor_maxpool_setup_context(ctx, inputs, output):
 def _shape_adaptor_maxpool_autograd(ctx, grad_out):
     x, w1, w2 = ctx.saved_tensors
     mask = list(ctx.needs_input_grad[:3])
-    bwd = _backward_op(
-        torch.ops.resizeops._shape_adaptor_maxpool_backward, _shape_adaptor_maxpool_backward_impl, grad_out, (x,)
-    )
-    grads = bwd(grad_out, x, w1, w2, *ctx.args, mask)
+    grads = torch.ops.resizeops._shape_adaptor_maxpool_backward(grad_out, x, w1, w2, *ctx.args, mask)
     return tuple(g if m else None for g, m in zip(grads, mask)) + (None,) * 3
 
 
@@ -547,12 +463,6 @@ _shape_adaptor_maxpool.register_autograd(
 )
 _shape_adaptor_maxpool_backward.register_autograd(
     _double_backward("shape_adaptor_maxpool"), setup_context=_noop_setup_context
-)
-_ShapeAdaptorMaxPoolFunction = _eager_function(
-    "_ShapeAdaptorMaxPoolFunction",
-    _shape_adaptor_maxpool_impl,
-    _shape_adaptor_maxpool_setup_context,
-    _shape_adaptor_maxpool_autograd,
 )
 
 
@@ -605,10 +515,7 @@ def shape_adaptor_maxpool(
     if not isinstance(w2, torch.Tensor):
         w2 = torch.tensor(float(w2), dtype=cdt, device=x.device)
     args = (x, w1, w2, [ho, wo], align_corners, _dispatch.requested(backend))
-    if _eager(x, w1, w2):
-        fn, impl = _ShapeAdaptorMaxPoolFunction, _shape_adaptor_maxpool_impl
-        return _run_eager("shape_adaptor_maxpool", fn, impl, (x, w1, w2), args)
-    return _traced_op("shape_adaptor_maxpool", args)
+    return _call_op("shape_adaptor_maxpool", args)
 
 
 # =============================================================================

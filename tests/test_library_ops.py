@@ -85,8 +85,8 @@ def _double_backward_refused():
 
 
 def _three_calls(public, backend=None, device="cpu"):
-    """(name, call, inputs) of each op: through the public function when ``public``
-    (the eager fast path on plain tensors), else through the custom op."""
+    """(name, call, inputs) of each op: through the public function when ``public``,
+    else through the custom op directly."""
     torch.manual_seed(0)
 
     def leaf(t):
@@ -111,58 +111,27 @@ def _three_calls(public, backend=None, device="cpu"):
 
 
 @pytest.mark.parametrize("backend", ["cpu", "reference"])
-def test_eager_fast_path_equals_the_custom_ops(backend):
-    # resizeops.ops layer 4: on plain tensors the public functions skip the
-    # custom-op machinery (the cpu backend's autograd in C++, csrc/autograd.cpp;
-    # the reference's in a Python autograd.Function); same kernels, so
-    # bit-identical values and gradients, for every subset of needed gradients.
+def test_public_functions_record_the_custom_ops_autograd(backend):
+    # One autograd path: eager calls record the custom op's registered autograd,
+    # as traced ones do; each subset of needed gradients gives the same values.
     if backend == "cpu" and "cpu" not in [b.name for b in resizeops.backends("cpu") if b.available]:
         pytest.skip("no C++ CPU kernels in this build")
-    check_eager_fast_path(backend, "cpu", "CppNode<" if backend == "cpu" else "FunctionBackward")
-
-
-def check_eager_fast_path(backend, device, node):
-    """The public functions on ``device`` (grad_fn named like ``node``) against the custom ops."""
-    calls = zip(_three_calls(True, backend, device), _three_calls(False, backend, device))
-    for (name, fast, inputs), (_, op, inputs_op) in calls:
-        a, b = fast(), op()
-        assert node in a.grad_fn.name() and "Generated" not in a.grad_fn.name(), (name, a.grad_fn.name())
-        assert "GeneratedBackwardFor_resizeops" in b.grad_fn.name(), name
-        g = torch.randn(a.shape).to(device)
-        assert torch.equal(a, b) and a.stride() == b.stride(), name
-        for ga, gb in zip(torch.autograd.grad(a, inputs, g), torch.autograd.grad(b, inputs_op, g)):
-            assert torch.equal(ga, gb) and ga.stride() == gb.stride(), name
+    for name, call, inputs in _three_calls(True, backend):
+        out = call()
+        assert "GeneratedBackwardFor_resizeops" in out.grad_fn.name(), (name, out.grad_fn.name())
+        g = torch.randn(out.shape)
+        full = torch.autograd.grad(out, inputs, g)
         for k in range(len(inputs)):  # one input needing a gradient at a time
-            for t, t_op in zip(inputs, inputs_op):
+            for t in inputs:
                 t.requires_grad_(t is inputs[k])
-                t_op.requires_grad_(t_op is inputs_op[k])
-            (ga,) = torch.autograd.grad(fast(), inputs[k], g)
-            (gb,) = torch.autograd.grad(op(), inputs_op[k], g)
-            assert torch.equal(ga, gb), (name, k)
-        for t in inputs + inputs_op:
+            (gk,) = torch.autograd.grad(call(), inputs[k], g)
+            assert torch.equal(gk, full[k]) and gk.stride() == full[k].stride(), (name, k)
+        for t in inputs:
             t.requires_grad_(True)
         with torch.no_grad():
-            assert fast().grad_fn is None
+            assert call().grad_fn is None
         with torch.inference_mode():
-            assert torch.equal(fast(), a.detach())
-
-
-def test_opcheck_cpp_autograd_ops():
-    # The eager fast path's C++ autograd ops (csrc/autograd.cpp), with and without
-    # gradients and in both layouts.
-    ext = torch.ops.resizeops_ext
-    if not hasattr(ext, "resize_blend_autograd"):
-        pytest.skip("extension without the C++ autograd ops")
-    for cl in (False, True):
-        x = _x((2, 3, 9, 11), cl=cl)
-        alpha = torch.tensor([1.7, 1.37], requires_grad=True)
-        w1, w2 = torch.tensor(0.3, requires_grad=True), torch.tensor(-0.7)
-        x1 = _x((2, 3, 5, 7), cl=cl)
-        opcheck(ext.dynopool2d_autograd.default, (x, alpha, 5, 8, cl, None))
-        opcheck(ext.dynopool2d_autograd.default, (x.detach(), alpha, 5, 8, cl, "cpu"))
-        opcheck(ext.resize_blend_autograd.default, (x1, x, w1, w2, [7, 9], True, None, None, cl, cl, cl, None))
-        opcheck(ext.resize_blend_autograd.default, (x1, x, w1, w2, [9, 13], False, [2.0, 2.0], None, cl, cl, cl, None))
-        opcheck(ext.shape_adaptor_maxpool_autograd.default, (x, w1, w2, [7, 6], True, cl, None))
+            assert torch.equal(call(), out.detach())
 
 
 def test_intercepting_modes_see_the_custom_ops():
