@@ -1,7 +1,7 @@
 """Registers the compiled extension's fused C++ CPU kernels with the dispatcher.
 
 The kernels (csrc/cpu/) are ops of the ``resizeops_ext`` namespace; this module
-adapts them to the backend signatures of :mod:`resizeops._dispatch` and never
+adapts them to the backend signatures of :mod:`resizeops.core._dispatch` and never
 raises: without a usable extension it registers nothing, and
 ``resizeops.backends()`` says why the ``cpu`` backend is unavailable.
 """
@@ -61,7 +61,7 @@ def shape_adaptor_maxpool_backward(grad_out, x, w1, w2, size, align_corners, mas
 
 
 # The C++ autograd ops (csrc/autograd.cpp): forward and backward without Python
-# in between, for the eager fast path (resizeops/ops.py). Same arguments as the
+# in between, for the eager fast path (resizeops/core/ops.py). Same arguments as the
 # op's implementation; the forward and backward kernels of the tensors' device.
 
 

@@ -41,8 +41,8 @@ from torch import nn
 from torch.optim.optimizer import register_optimizer_step_post_hook
 from torch.utils._python_dispatch import _disable_current_modes
 
-from . import _validate, export, ops
-from .ops import _get_current_dispatch_mode
+from resizeops.core import _validate, export, ops
+from resizeops.core.ops import _get_current_dispatch_mode
 
 __all__ = [
     "DynOPool2d",

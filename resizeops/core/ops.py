@@ -635,7 +635,7 @@ _dispatch.register_kernel(
 
 
 # =============================================================================
-# Export without resizeops: the forward ops' ATen decompositions (resizeops/export.py)
+# Export without resizeops: the forward ops' ATen decompositions (resizeops/core/export.py)
 # in torch's global decomposition table, which torch.onnx.export applies to ops its
 # ONNX registry lacks; torch.export and run_decompositions() keep the custom ops.
 # =============================================================================
