@@ -23,7 +23,7 @@ Environment knobs:
     TORCH_CUDA_ARCH_LIST="9.0"   GPU architectures to compile for; unset: those
                       of the visible GPUs, and with no GPU visible "8.0+PTX"
                       (A100 machine code plus PTX that the driver compiles for
-                      every newer GPU). resizeops/_cuda_arch.py decides it.
+                      every newer GPU). resizeops/core/_cuda_arch.py decides it.
     CUDA_HOME         the CUDA toolkit; found from nvcc when not set.
 """
 
@@ -136,12 +136,12 @@ def _torch_version_tuple(version):
 
 
 def _load_cuda_arch():
-    """resizeops/_cuda_arch.py, loaded by its path: the package itself is not importable yet."""
+    """resizeops/core/_cuda_arch.py, loaded by its path: the package itself is not importable yet."""
     import importlib.util
 
     name = "resizeops_build_cuda_arch"
     if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, os.path.join(ROOT, "resizeops", "_cuda_arch.py"))
+        spec = importlib.util.spec_from_file_location(name, os.path.join(ROOT, "resizeops", "core", "_cuda_arch.py"))
         module = importlib.util.module_from_spec(spec)
         sys.modules[name] = module
         spec.loader.exec_module(module)
@@ -161,7 +161,7 @@ def _nvcc_architectures(nvcc):
 
 
 def _choose_cuda_arch(torch, nvcc):
-    """The GPU architectures of a CUDA build (resizeops/_cuda_arch.py choose_arch_list): stops
+    """The GPU architectures of a CUDA build (resizeops/core/_cuda_arch.py choose_arch_list): stops
     setup.py with the valid values when TORCH_CUDA_ARCH_LIST cannot be built."""
     cuda_arch = _load_cuda_arch()
     visible = [torch.cuda.get_device_capability(i) for i in range(torch.cuda.device_count())]

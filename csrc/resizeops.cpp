@@ -28,7 +28,7 @@ const char* cuda_targets();  // csrc/cuda/query_coords.cu
 namespace {
 
 // "torch=2.14.1;cuda=13.0;cuda_kernels=1;cuda_arch=sm_80,compute_80;debug=0".
-// resizeops/_extension.py parses it to refuse a .so built against another
+// resizeops/core/_extension.py parses it to refuse a .so built against another
 // torch (its C++ ABI is not stable across releases: loading one may fail, or
 // worse, seem to work), and cuda_arch to refuse a GPU the kernels cannot run on.
 std::string build_info() {

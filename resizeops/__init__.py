@@ -26,20 +26,52 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-from . import _extension  # noqa: F401  (loads the compiled kernels if it can; never raises)
-from . import reference
-from . import _dispatch
-from ._dispatch import backends, use_backend
-from ._validate import MAX_OUTPUT_NUMEL
-from .ops import dynopool2d, dynopool2d_output_size, resize_blend, shape_adaptor_maxpool
-from . import nn
-from .nn import freeze, refresh_shapes
-from .report import shape_report
-from .convert import convert
-from .export import decompositions
-from . import rf
-from . import dynopool, shape_adaptor
-from . import _cpu_backend, _cuda_backend, _triton_backend  # noqa: F401,E402  (register their kernels; never raise)
+import sys
+
+# The code lives in three sub-packages (docs/DESIGN.md, "Map of the code"): core/ (the ops
+# and what runs them), models/ (layers, convert, recipes, shape report) and tools/
+# (rf, bench, demo). The order matters: the extension loads first, the backends
+# register last.
+from .core import _extension  # noqa: F401  (loads the compiled kernels if it can; never raises)
+from .core import reference
+from .core import _dispatch
+from .core._dispatch import backends, use_backend
+from .core._validate import MAX_OUTPUT_NUMEL
+from .core.ops import dynopool2d, dynopool2d_output_size, resize_blend, shape_adaptor_maxpool
+from .core import export, ops
+from .models import nn
+from .models.nn import freeze, refresh_shapes
+from .models.report import shape_report
+from .models import report
+from .models.convert import convert
+from .core.export import decompositions
+from .tools import rf
+from .models import dynopool, shape_adaptor
+from .tools import bench, demo
+from .tools.bench import training as _bench_training
+from .core import _cpu_backend, _cuda_backend, _triton_backend  # noqa: F401,E402  (register their kernels; never raise)
+
+# The module paths from before the split into core/, models/ and tools/ stay
+# importable (`import resizeops.nn`, `from resizeops.convert import ShapeAdaptorCell`,
+# `from resizeops.bench import training`): each old name is the new module itself.
+for _old, _module in {
+    "ops": ops,
+    "reference": reference,
+    "export": export,
+    "nn": nn,
+    "convert": sys.modules["resizeops.models.convert"],  # resizeops.convert is the function
+    "report": report,
+    "dynopool": dynopool,
+    "shape_adaptor": shape_adaptor,
+    "rf": rf,
+    "bench": bench,
+    "demo": demo,
+}.items():
+    sys.modules["resizeops." + _old] = _module
+# ...and so are rf's and bench's own modules (else `import resizeops.rf.cli` would load a second copy).
+for _new in [name for name in sys.modules if name.startswith(("resizeops.tools.rf.", "resizeops.tools.bench."))]:
+    sys.modules["resizeops." + _new[len("resizeops.tools.") :]] = sys.modules[_new]
+del _old, _module, _new, _bench_training
 
 __all__ = [
     "dynopool2d",

@@ -28,19 +28,19 @@ def main(argv=None) -> int:
         print(resizeops.info())
         return 0
     if command == "bench":
-        from resizeops import bench
+        from resizeops.tools import bench
 
         return bench.main(rest)
     if command == "bench-train":
-        from resizeops.bench import training
+        from resizeops.tools.bench import training
 
         return training.main(rest)
     if command == "demo":
-        from resizeops import demo
+        from resizeops.tools import demo
 
         return demo.main(rest)
     if command == "rf":
-        from resizeops import rf
+        from resizeops.tools import rf
 
         return rf.main(rest)
     parser.parse_args(argv)  # prints the usage error

@@ -47,7 +47,7 @@ def device_for_backend(backend):
 def require_backend(name, op):
     """Skip the test when backend ``name`` cannot run ``op`` here (fail for ``cpu``
     under RESIZEOPS_REQUIRE_EXT=1, where the compiled extension must be usable)."""
-    from resizeops import _dispatch
+    from resizeops.core import _dispatch
 
     reason = _dispatch.get_backend(name).not_supported_reason(op, device_for_backend(name))
     if reason:
@@ -87,7 +87,7 @@ def use_blend_cuda_cells(monkeypatch, op):
     """
     import torch
 
-    from resizeops import _dispatch
+    from resizeops.core import _dispatch
     from resizeops.reference import output_memory_format
 
     ext = torch.ops.resizeops_ext

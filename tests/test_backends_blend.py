@@ -15,7 +15,7 @@ from conftest import assert_close, require_backend, use_blend_cuda_cells
 from conftest import device_for_backend as _device_for
 
 import resizeops
-from resizeops import _dispatch
+from resizeops.core import _dispatch
 
 BACKENDS = [
     pytest.param("cpu", id="cpu"),

@@ -14,7 +14,7 @@ from conftest import assert_close, require_backend
 from conftest import device_for_backend as _device_for
 
 import resizeops
-from resizeops import _dispatch
+from resizeops.core import _dispatch
 
 BACKENDS = [
     pytest.param("cpu", id="cpu"),
@@ -61,7 +61,7 @@ def _use_cuda_cells(monkeypatch):
     serial loops, with the same tables, argmax buffer and gather as
     csrc/cuda/dynopool2d.cu.
     """
-    from resizeops import _cpu_backend
+    from resizeops.core import _cpu_backend
     from resizeops.reference import alpha_grad_from_size_grad
 
     def forward(x, alpha, out_size):

@@ -11,7 +11,7 @@ ALPHA = torch.tensor([2.0, 2.0])
 
 def _no_kernel(monkeypatch):
     """Make any kernel call fail loudly, proving that the checks run first."""
-    from resizeops import _dispatch
+    from resizeops.core import _dispatch
 
     def boom(*a, **k):
         raise AssertionError("a kernel was reached with bad input")

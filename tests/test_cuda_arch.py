@@ -2,7 +2,7 @@
 
 No GPU and no full build needed: the choice is a pure function of
 TORCH_CUDA_ARCH_LIST, the visible GPUs and nvcc's architectures
-(resizeops/_cuda_arch.py, which setup.py loads by its path, as these tests do);
+(resizeops/core/_cuda_arch.py, which setup.py loads by its path, as these tests do);
 setup.py's own use of it is checked by running `setup.py --name`, which resolves
 the build configuration and compiles nothing; the run-time check gets a faked
 GPU (monkeypatch).
@@ -19,13 +19,13 @@ import sys
 import pytest
 import torch
 
-from resizeops import _dispatch, _extension
+from resizeops.core import _dispatch, _extension
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def _load_by_path():
-    spec = importlib.util.spec_from_file_location("cuda_arch_by_path", os.path.join(ROOT, "resizeops", "_cuda_arch.py"))
+    spec = importlib.util.spec_from_file_location("cuda_arch_by_path", os.path.join(ROOT, "resizeops", "core", "_cuda_arch.py"))
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module
     spec.loader.exec_module(module)
@@ -41,7 +41,7 @@ BUILDABLE = arch.nvcc_architectures(NVCC13)
 
 def test_module_stands_alone():
     # setup.py loads it before resizeops (or torch) is importable: it imports neither.
-    src = open(os.path.join(ROOT, "resizeops", "_cuda_arch.py")).read()
+    src = open(os.path.join(ROOT, "resizeops", "core", "_cuda_arch.py")).read()
     assert "import torch" not in src and "from . import" not in src and "from resizeops" not in src
 
 

@@ -11,7 +11,7 @@ from conftest import assert_close
 from torch.library import opcheck
 
 import resizeops
-from resizeops import _dispatch, _extension
+from resizeops.core import _dispatch, _extension
 
 pytestmark = [
     pytest.mark.cuda,

@@ -10,7 +10,7 @@ from conftest import assert_close
 from torch.library import opcheck
 
 import resizeops
-from resizeops import _extension
+from resizeops.core import _extension
 
 pytestmark = [
     pytest.mark.cuda,
@@ -263,7 +263,7 @@ def test_runs_on_the_current_stream():
 
 
 def test_default_backend_on_cuda_is_cuda():
-    from resizeops import _dispatch
+    from resizeops.core import _dispatch
 
     dev = torch.device("cuda")
     cuda = _dispatch.get_backend("cuda").kernels["dynopool2d"]

@@ -28,7 +28,7 @@ import tempfile
 import pytest
 from conftest import cuobjdump, resource_usage
 
-from resizeops import _extension
+from resizeops.core import _extension
 
 
 def _library():

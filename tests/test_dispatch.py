@@ -9,7 +9,8 @@ import torch
 from conftest import require_backend
 
 import resizeops
-from resizeops import _dispatch, reference
+from resizeops import reference
+from resizeops.core import _dispatch
 
 
 def test_backends_report_every_backend_fastest_first():

@@ -1,6 +1,6 @@
 """Deploying without resizeops: ONNX export and an ATen-only torch.export of frozen models.
 
-* The ATen decompositions (``resizeops/export.py``) are the ops' math: exactly (bit
+* The ATen decompositions (``resizeops/core/export.py``) are the ops' math: exactly (bit
   for bit) where every coordinate and product is exact, within rounding elsewhere,
   and the known non-finite difference is pinned.
 * Every layer kind and every ``convert`` mode on every family ``convert`` supports:
@@ -188,7 +188,7 @@ def test_dynopool_decomposition_is_the_op_bit_for_bit_where_arithmetic_is_exact(
 
 
 def _backend_runs(name):
-    from resizeops import _dispatch
+    from resizeops.core import _dispatch
 
     reason = _dispatch.get_backend(name).not_supported_reason("dynopool2d", torch.device("cpu"))
     if reason and name == "cpu" and os.environ.get("RESIZEOPS_REQUIRE_EXT") == "1":

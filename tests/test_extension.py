@@ -13,7 +13,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from resizeops import _extension
+from resizeops.core import _extension
 
 STATUS = _extension.load()
 if not STATUS.loaded and os.environ.get("RESIZEOPS_REQUIRE_EXT") != "1":

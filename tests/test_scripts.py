@@ -33,8 +33,8 @@ def test_ext_hash_follows_the_extension_sources_only(tmp_path):
     tree = tmp_path / "tree"
     shutil.copytree(os.path.join(ROOT, "csrc"), tree / "csrc")
     shutil.copy(os.path.join(ROOT, "setup.py"), tree / "setup.py")
-    (tree / "resizeops").mkdir()
-    shutil.copy(os.path.join(ROOT, "resizeops", "_cuda_arch.py"), tree / "resizeops" / "_cuda_arch.py")
+    (tree / "resizeops" / "core").mkdir(parents=True)
+    shutil.copy(os.path.join(ROOT, "resizeops", "core", "_cuda_arch.py"), tree / "resizeops" / "core" / "_cuda_arch.py")
     (tree / "scripts").mkdir()
     shutil.copy(os.path.join(ROOT, "scripts", "ext_hash.sh"), tree / "scripts" / "ext_hash.sh")
 
@@ -56,11 +56,11 @@ def test_ext_hash_follows_the_extension_sources_only(tmp_path):
     assert changed != base
     header.write_text(original)
     assert digest() == base
-    (tree / "resizeops" / "ops.py").write_text("x = 1\n")
+    (tree / "resizeops" / "core" / "ops.py").write_text("x = 1\n")
     assert digest() == base
     (tree / "setup.py").write_text((tree / "setup.py").read_text() + "\n# changed\n")
     changed_setup = digest()
     assert changed_setup not in (base, changed)
-    arch = tree / "resizeops" / "_cuda_arch.py"
+    arch = tree / "resizeops" / "core" / "_cuda_arch.py"
     arch.write_text(arch.read_text() + "\n# changed\n")
     assert digest() not in (base, changed, changed_setup)

@@ -35,7 +35,7 @@ try:
 except ImportError:  # pragma: no cover - an older Triton
     pytest.skip("this Triton has no ASTSource / GPUTarget", allow_module_level=True)
 
-from resizeops import _triton_backend as tb  # noqa: E402
+from resizeops.core import _triton_backend as tb  # noqa: E402
 from resizeops.bench import env_settings  # noqa: E402
 
 TARGET = GPUTarget("cuda", 90, 32)

@@ -18,7 +18,7 @@ from conftest import assert_close
 
 import oracle
 import resizeops
-from resizeops import _dispatch
+from resizeops.core import _dispatch
 
 pytestmark = pytest.mark.triton
 

@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from conftest import assert_close
 
 import resizeops
-from resizeops import _dispatch
+from resizeops.core import _dispatch
 
 pytestmark = pytest.mark.triton
 

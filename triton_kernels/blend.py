@@ -40,7 +40,7 @@ reference (F.interpolate on the CPU) shows:
   to [0, 1].
 
 These functions take already validated arguments; the dispatcher adapter is
-``resizeops/_triton_backend.py``.
+``resizeops/core/_triton_backend.py``.
 """
 
 from __future__ import annotations

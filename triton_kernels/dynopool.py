@@ -30,7 +30,7 @@ docs/DESIGN.md, "Rounding and ties"). Half types are computed in float32 and
 rounded once on store.
 
 These functions take already validated arguments; the dispatcher adapter is
-``resizeops/_triton_backend.py``.
+``resizeops/core/_triton_backend.py``.
 """
 
 from __future__ import annotations

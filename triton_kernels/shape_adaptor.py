@@ -25,7 +25,7 @@ max-pooled where it is read; the pooled map (⌊H/2⌋ × ⌊W/2⌋) is never wr
   a NaN read with weight exactly 0: the one case where the two differ.)
 
 These functions take already validated arguments; the dispatcher adapter is
-``resizeops/_triton_backend.py``.
+``resizeops/core/_triton_backend.py``.
 """
 
 from __future__ import annotations

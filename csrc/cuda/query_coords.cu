@@ -64,7 +64,7 @@ at::Tensor query_coords_cuda(const at::Tensor& size_hat, int64_t out_size,
 
 // The GPU targets this library holds ("sm_80+compute_80"): setup.py compiles
 // every .cu file with their -gencode flags and -DRESIZEOPS_CUDA_TARGETS naming
-// them; build_info() (csrc/resizeops.cpp) reports it, and resizeops/_cuda_arch.py
+// them; build_info() (csrc/resizeops.cpp) reports it, and resizeops/core/_cuda_arch.py
 // decides from it which GPUs the kernels run on.
 #define RESIZEOPS_STRINGIFY_(x) #x
 #define RESIZEOPS_STRINGIFY(x) RESIZEOPS_STRINGIFY_(x)

@@ -97,7 +97,7 @@ RESIZEOPS_HD T sub_rn(T a, T b) {
 //       = ((2j + 1) * in_size - 2 * size_hat) / (4 * size_hat),
 // computed in that last form: the numerator's terms are integers, exact in T
 // below 2^24 (float) or 2^53 (double), so u is one correctly rounded division,
-// the same in every backend (the reference, resizeops/reference.py
+// the same in every backend (the reference, resizeops/core/reference.py
 // _query_axis, and Triton compute it alike), and a query that lies on a pixel
 // is exactly on it (alpha = 2 on an even size: u_j = j; docs/DESIGN.md,
 // "Rounding and ties"). mul_rn / sub_rn: no FMA contraction on the GPU.

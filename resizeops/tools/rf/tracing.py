@@ -21,8 +21,8 @@ import torch
 import torch.fx
 from torch import nn
 
-from resizeops import ops as _ops
-from resizeops.nn import ElasticBlock, _half_resolution, _Resizer
+from resizeops.core import ops as _ops
+from resizeops.models.nn import ElasticBlock, _half_resolution, _Resizer
 
 
 class RFTraceError(ValueError):

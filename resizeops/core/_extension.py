@@ -10,7 +10,7 @@ The kernels are ops in ``torch.ops.resizeops_ext``; importing ``resizeops._C``
 registers them. ``torch.ops.resizeops_ext.build_info()`` tells what the
 library was built against, e.g.
 ``"torch=2.14.1;cuda=13.0;cuda_kernels=1;cuda_arch=sm_80,compute_80;debug=0"``
-(cuda_arch: the GPU targets it holds; :mod:`resizeops._cuda_arch`).
+(cuda_arch: the GPU targets it holds; :mod:`resizeops.core._cuda_arch`).
 """
 
 from __future__ import annotations
@@ -45,7 +45,7 @@ class ExtensionStatus:
         CPU-only build (or when unknown).
     has_cuda_kernels: it contains CUDA kernels (a CUDA build).
     cuda_arch: the GPU targets of those kernels (("sm_80", "compute_80"): SASS
-        and PTX; :mod:`resizeops._cuda_arch` says which GPUs they run on); None
+        and PTX; :mod:`resizeops.core._cuda_arch` says which GPUs they run on); None
         for a CPU-only build or when not recorded.
     debug: it was built with DEBUG=1.
     build_info: the raw ``build_info()`` string, if it could be read.

@@ -20,7 +20,7 @@ docs/PERF_NOTES.md, "One autograd path".)
 
 The ops are defined in Python, so they exist whether or not the compiled
 extension loaded; the extension's kernels (namespace ``resizeops_ext``) plug in
-per backend with :func:`resizeops._dispatch.register_kernel`.
+per backend with :func:`resizeops.core._dispatch.register_kernel`.
 """
 
 from __future__ import annotations
@@ -542,7 +542,7 @@ _dispatch.register_kernel(
 
 
 # =============================================================================
-# Export without resizeops: the forward ops' ATen decompositions (resizeops/export.py)
+# Export without resizeops: the forward ops' ATen decompositions (resizeops/core/export.py)
 # in torch's global decomposition table, which torch.onnx.export applies to ops its
 # ONNX registry lacks; torch.export and run_decompositions() keep the custom ops.
 # =============================================================================

@@ -69,7 +69,7 @@ def compiled_reference(op: str) -> Callable:
     back to eager).
     """
     if op not in _COMPILED:
-        from resizeops import reference
+        from resizeops.core import reference
 
         _COMPILED[op] = torch.compile(getattr(reference, op), dynamic=False)
     return _COMPILED[op]

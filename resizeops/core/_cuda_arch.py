@@ -2,7 +2,7 @@
 
 Pure functions with no import of torch or of the rest of the package: ``setup.py``
 loads this file by its path (the package cannot be imported before it is built),
-and at run time :mod:`resizeops._dispatch` asks it whether the extension's GPU
+and at run time :mod:`resizeops.core._dispatch` asks it whether the extension's GPU
 code runs on a given GPU.
 
 Notation. An *architecture list* is ``TORCH_CUDA_ARCH_LIST``'s: entries such as

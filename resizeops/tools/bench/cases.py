@@ -89,7 +89,7 @@ class Case:
     def out_size(self) -> Tuple[int, int]:
         """(Ho, Wo) of the op's output."""
         if self.op == "dynopool2d":
-            from resizeops.ops import dynopool2d_output_size  # max(rnd(H/α), 2): docs/SEMANTICS.md, DynOPool
+            from resizeops.core.ops import dynopool2d_output_size  # max(rnd(H/α), 2): docs/SEMANTICS.md, DynOPool
 
             return tuple(dynopool2d_output_size(self.shape[2:], self.alpha))
         assert self.size is not None
@@ -179,7 +179,7 @@ class Case:
         reference function.
         """
         import resizeops
-        from resizeops import reference
+        from resizeops.core import reference
 
         if self.op == "dynopool2d":
             args: tuple = (inputs["x"], inputs["alpha"], inputs["out_size"])

@@ -41,7 +41,7 @@ from torch import nn
 from torch.optim.optimizer import register_optimizer_step_post_hook
 from torch.utils._python_dispatch import _disable_current_modes, _get_current_dispatch_mode
 
-from . import _validate, export, ops
+from resizeops.core import _validate, export, ops
 
 __all__ = [
     "DynOPool2d",

@@ -286,7 +286,7 @@ class MetaPool(nn.Module):
             self.__dict__["conv"] = shim  # not a submodule: outside functional_call's swap
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        from .ops import dynopool2d_output_size
+        from resizeops.core.ops import dynopool2d_output_size
 
         if self.conv is not None:
             x = self.conv(x)

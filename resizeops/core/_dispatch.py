@@ -37,7 +37,7 @@ OPS = ("dynopool2d", "resize_blend", "shape_adaptor_maxpool")
 class Kernels:
     """One backend's implementation of one op.
 
-    ``forward``/``backward`` take the op's arguments (see :mod:`resizeops.ops`);
+    ``forward``/``backward`` take the op's arguments (see :mod:`resizeops.core.ops`);
     ``deterministic_backward(device) -> bool`` says whether ``backward`` gives
     bit-identical results run to run on that device.
     """

@@ -14,7 +14,7 @@ resizers tied position by position (a residual block's main path and its
 strided shortcut, a ResNet-D block's ceil-mode average-pool shortcut, a branch
 fused back after as many resizers). Submodules fx cannot trace are kept whole.
 
-Then the model is *probed* (:mod:`resizeops._netgraph`): run on a meta input
+Then the model is *probed* (:mod:`resizeops.models._netgraph`): run on a meta input
 (``input_size``, else timm's ``pretrained_cfg``, else 224×224 with the first
 convolution's channels) with every layer as a shape-only DynOPool, at the
 initial scales, with every α ×1.1 and with each group's α moved on its own.
@@ -38,7 +38,7 @@ placement of the official code (lorenmt/shape-adaptor ``model_list.py``),
 adapted to networks of any library. The family is
 recognised by structure, not by class or attribute names: the network traced
 with ``torch.fx`` as a chain of units (layers and blocks, containers opened;
-:func:`resizeops._netgraph.units`), each block classified by its own forward
+:func:`resizeops.models._netgraph.units`), each block classified by its own forward
 (a residual ``add`` of the input or a projection of it; an inverted residual:
 a depthwise conv among the block's convs). Four families:
 
@@ -597,7 +597,7 @@ def _sa_options(options: dict) -> dict:
 def _family(model: nn.Module) -> str:
     """'vgg' / 'resnet' / 'mobilenet_v2' / 'stack', or a ValueError naming what was found (read-only).
 
-    Recognised by structure (:func:`resizeops._netgraph.units`: the network as a
+    Recognised by structure (:func:`resizeops.models._netgraph.units`: the network as a
     chain of layers and blocks, traced with ``torch.fx``), not by class or
     attribute names: torchvision's and timm's models and user models built the
     same way are one family each.

@@ -7,7 +7,7 @@ from typing import Any, Callable, Dict, Mapping, Optional, Sequence, Union
 import torch
 from torch import nn
 
-from resizeops.nn import ShapeAdaptor, refresh_shapes
+from resizeops.models.nn import ShapeAdaptor, refresh_shapes
 
 from .interpreter import run
 from .report import RFReport, size_pair

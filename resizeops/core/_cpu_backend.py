@@ -1,7 +1,7 @@
 """Registers the compiled extension's fused C++ CPU kernels with the dispatcher.
 
 The kernels (csrc/cpu/) are ops of the ``resizeops_ext`` namespace; this module
-adapts them to the backend signatures of :mod:`resizeops._dispatch` and never
+adapts them to the backend signatures of :mod:`resizeops.core._dispatch` and never
 raises: without a usable extension it registers nothing, and
 ``resizeops.backends()`` says why the ``cpu`` backend is unavailable.
 """

@@ -23,7 +23,7 @@ from typing import Any, Callable, Dict, Mapping, Optional, Sequence, Tuple
 
 from torch import nn
 
-from resizeops.nn import DynOPool2d, ShapeAdaptor, ShapeAdaptorMaxPool2d
+from resizeops.models.nn import DynOPool2d, ShapeAdaptor, ShapeAdaptorMaxPool2d
 
 from .context import Call, Context, is_torch_fn, pairf
 from .layout import (

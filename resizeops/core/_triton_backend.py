@@ -2,7 +2,7 @@
 
 The kernels run on CUDA tensors, and on CPU tensors under ``TRITON_INTERPRET=1``
 (the dispatcher's ``_triton_reason`` decides per call). This module adapts them
-to the backend signatures of :mod:`resizeops._dispatch` and never raises: when
+to the backend signatures of :mod:`resizeops.core._dispatch` and never raises: when
 triton cannot be imported, or the kernel package is not installed, it registers
 nothing and ``resizeops.backends()`` says why the ``triton`` backend is unavailable.
 

@@ -1,7 +1,7 @@
 """Registers the compiled extension's CUDA kernels (csrc/cuda/) with the dispatcher.
 
 The ops of ``resizeops_ext`` dispatch on the tensors' device, so the adapters
-are the CPU backend's (:mod:`resizeops._cpu_backend`). Never raises: without an
+are the CPU backend's (:mod:`resizeops.core._cpu_backend`). Never raises: without an
 extension built with CUDA, nothing is registered and ``resizeops.backends()``
 says why the ``cuda`` backend is unavailable.
 """

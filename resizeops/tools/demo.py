@@ -35,9 +35,9 @@ import torch.nn.functional as F
 from torch import nn
 
 import resizeops
-from resizeops import dynopool as dp_recipe
-from resizeops import shape_adaptor as sa_recipe
-from resizeops.nn import ShapeAdaptorMaxPool2d
+from resizeops.models import dynopool as dp_recipe
+from resizeops.models import shape_adaptor as sa_recipe
+from resizeops.models.nn import ShapeAdaptorMaxPool2d
 
 SIZE = (48, 24)  # (H, W): the 8×8 digits up-sampled ×6 vertically, ×3 horizontally
 WIDTHS = (16, 32, 64, 64)
