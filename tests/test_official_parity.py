@@ -78,10 +78,11 @@ def resnet50_layout(stem_downs, adapt_blocks):
     return out
 
 
-def conv_inputs(model, x):
+def _input_sizes(model, x, modules):
+    """The spatial size of the input each of ``modules`` sees in ``model(x)``, in call order."""
     sizes = []
     hooks = [m.register_forward_pre_hook(lambda mod, inp: sizes.append(tuple(inp[0].shape[-2:])) and None)
-             for m in model.modules() if isinstance(m, nn.Conv2d) and m.kernel_size == (3, 3)]  # fmt: skip
+             for m in modules]  # fmt: skip
     try:
         with torch.no_grad():
             model(x)
@@ -89,20 +90,15 @@ def conv_inputs(model, x):
         for h in hooks:
             h.remove()
     return sizes
+
+
+def conv_inputs(model, x):
+    convs = [m for m in model.modules() if isinstance(m, nn.Conv2d) and m.kernel_size == (3, 3)]
+    return _input_sizes(model, x, convs)
 
 
 def block_inputs(model, x):
-    sizes = []
-    blocks = [b for k in range(1, 5) for b in getattr(model, f"layer{k}")]
-    hooks = [b.register_forward_pre_hook(lambda mod, inp: sizes.append(tuple(inp[0].shape[-2:])) and None)
-             for b in blocks]  # fmt: skip
-    try:
-        with torch.no_grad():
-            model(x)
-    finally:
-        for h in hooks:
-            h.remove()
-    return sizes
+    return _input_sizes(model, x, [b for k in range(1, 5) for b in getattr(model, f"layer{k}")])
 
 
 _VGG = {}
