@@ -70,18 +70,23 @@ TORCH_LIBRARY(resizeops_ext, m) {
   // csrc/cuda/query_coords.*.
   m.def("query_coords(Tensor size_hat, int out_size, int in_size) -> Tensor");
 
+  // Every op below ends with `int[] forms`: the CUDA kernels' forms for this call
+  // (csrc/include/resizeops/kernel_forms.h; empty for the defaults), chosen in
+  // Python by resizeops/core/kernel_forms.py. The CPU kernels have one form each
+  // and only validate it.
+  //
   // DynOPool (docs/SEMANTICS.md, DynOPool) at the surrogate size's value
   // (out_h, out_w): the max of 4 bilinear queries per output cell, written
   // contiguous in NCHW or, with channels_last, in channels_last. Kernels:
   // csrc/cpu/dynopool2d.cpp.
-  m.def("dynopool2d_forward(Tensor x, int out_h, int out_w, bool channels_last) -> Tensor");
+  m.def("dynopool2d_forward(Tensor x, int out_h, int out_w, bool channels_last, int[] forms) -> Tensor");
   // Gradients to x (in the format channels_last says; 0 elements unless
   // need_x) and to the surrogate sizes, (dL/dH_hat, dL/dW_hat) as float64 of
   // shape (2,) (zeros unless need_size); Python applies dH_hat/dalpha.
   // Deterministic on the CPU (no atomics, fixed-order sums).
   m.def(
       "dynopool2d_backward(Tensor grad_out, Tensor x, int out_h, int out_w, bool channels_last, "
-      "bool need_x, bool need_size) -> (Tensor, Tensor)");
+      "bool need_x, bool need_size, int[] forms) -> (Tensor, Tensor)");
 
   // resize_blend (docs/SEMANTICS.md, resize_blend): out = w1 * R(x1) + w2 *
   // R(x2), written contiguous in NCHW or, with channels_last, in channels_last.
@@ -90,65 +95,66 @@ TORCH_LIBRARY(resizeops_ext, m) {
   // followed by a crop to size. Kernels: csrc/cpu/resize_blend.cpp.
   m.def(
       "resize_blend_forward(Tensor x1, Tensor x2, Tensor w1, Tensor w2, int[] size, bool align_corners, "
-      "float[]? scale1, float[]? scale2, bool channels_last) -> Tensor");
+      "float[]? scale1, float[]? scale2, bool channels_last, int[] forms) -> Tensor");
   // Gradients to (x1, x2, w1, w2): grad_x_k in x_k's dtype and the format
   // x_k_channels_last names (0 elements unless need_x_k); grad_w_k 0-d in w_k's
   // dtype (zero unless need_w_k). Deterministic (no atomics, fixed-order sums).
   m.def(
       "resize_blend_backward(Tensor grad_out, Tensor x1, Tensor x2, Tensor w1, Tensor w2, int[] size, "
       "bool align_corners, float[]? scale1, float[]? scale2, bool need_x1, bool need_x2, bool need_w1, "
-      "bool need_w2, bool x1_channels_last, bool x2_channels_last) -> (Tensor, Tensor, Tensor, Tensor)");
+      "bool need_w2, bool x1_channels_last, bool x2_channels_last, int[] forms) -> (Tensor, Tensor, Tensor, Tensor)");
 
   // The fused Shape Adaptor max-pool cell (docs/SEMANTICS.md,
   // shape_adaptor_maxpool): out = w1 * R(max_pool2d(x, 2)) + w2 * R(x), R =
   // bilinear resize to `size` (F.interpolate rules, align_corners as given),
   // without materialising the pooled map; written contiguous in NCHW or, with
   // channels_last, in channels_last. x: H, W >= 2. w1, w2: one-element tensors
-  // (cast to the accumulation type). Kernels: csrc/cpu/shape_adaptor.cpp,
-  // csrc/cuda/resize_blend.cu.
+  // (cast to the accumulation type). Kernels: csrc/cpu/shape_adaptor_maxpool.cpp,
+  // csrc/cuda/shape_adaptor_maxpool.cu.
   m.def(
       "shape_adaptor_maxpool_forward(Tensor x, Tensor w1, Tensor w2, int[] size, bool align_corners, "
-      "bool channels_last) -> Tensor");
+      "bool channels_last, int[] forms) -> Tensor");
   // Gradients to (x, w1, w2): grad_x in x's dtype and the format channels_last
   // names (0 elements unless need_x); the pooled branch's gradient goes to the
   // first maximum of each 2x2 window (max_pool2d's rule). grad_w_k 0-d in w_k's
   // dtype (zero unless need_w_k). Deterministic (no atomics, fixed-order sums).
   m.def(
       "shape_adaptor_maxpool_backward(Tensor grad_out, Tensor x, Tensor w1, Tensor w2, int[] size, "
-      "bool align_corners, bool need_x, bool need_w1, bool need_w2, bool channels_last) -> (Tensor, Tensor, Tensor)");
+      "bool align_corners, bool need_x, bool need_w1, bool need_w2, bool channels_last, int[] forms) -> (Tensor, Tensor, Tensor)");
 
   // Test hooks: the CUDA kernels' per-element code (resizeops/dynopool_cells.h)
   // run serially on the CPU, same arguments and results as the two ops above.
   // csrc/cpu/dynopool2d_cells.cpp; used by tests/test_backends_dynopool.py.
-  m.def("_dynopool2d_forward_cells(Tensor x, int out_h, int out_w, bool channels_last) -> Tensor");
-  // The form the CUDA forward (and its emulation) takes for these arguments under
-  // the current environment: [form (0 cell, 1 rows, 2 separable), and with separable
+  m.def("_dynopool2d_forward_cells(Tensor x, int out_h, int out_w, bool channels_last, int[] forms) -> Tensor");
+  // The form the CUDA forward (and its emulation) takes for these arguments and
+  // forms: [form (0 cell, 1 rows, 2 separable), and with separable
   // its plan: th, tw, vcols, tiles_h, tiles_w].
-  m.def("_dynopool2d_forward_form(Tensor x, int out_h, int out_w, bool channels_last) -> int[]");
+  m.def("_dynopool2d_forward_form(Tensor x, int out_h, int out_w, bool channels_last, int[] forms) -> int[]");
   m.def(
       "_dynopool2d_backward_cells(Tensor grad_out, Tensor x, int out_h, int out_w, bool channels_last, "
-      "bool need_x, bool need_size) -> (Tensor, Tensor)");
+      "bool need_x, bool need_size, int[] forms) -> (Tensor, Tensor)");
   // Likewise the backward's grad_x form: [form (0 gather, 1 scatter, 2 fused), and
   // with fused its plan: th, tw, cell_rows, cell_cols, vcols (0: winners by cells)].
   m.def(
       "_dynopool2d_backward_form(Tensor grad_out, Tensor x, int out_h, int out_w, bool channels_last, "
-      "bool need_x) -> int[]");
-  // Likewise for the blend kernels (resizeops/blend_cells.h, csrc/cuda/resize_blend.cu):
+      "bool need_x, int[] forms) -> int[]");
+  // Likewise for the blend kernels (resizeops/blend_cells.h, csrc/cuda/resize_blend.cu and
+  // shape_adaptor_maxpool.cu):
   // csrc/cpu/resize_blend_cells.cpp; used by tests/test_backends_blend.py and
   // tests/test_shape_adaptor_maxpool.py.
   m.def(
       "_resize_blend_forward_cells(Tensor x1, Tensor x2, Tensor w1, Tensor w2, int[] size, bool align_corners, "
-      "float[]? scale1, float[]? scale2, bool channels_last) -> Tensor");
+      "float[]? scale1, float[]? scale2, bool channels_last, int[] forms) -> Tensor");
   m.def(
       "_resize_blend_backward_cells(Tensor grad_out, Tensor x1, Tensor x2, Tensor w1, Tensor w2, int[] size, "
       "bool align_corners, float[]? scale1, float[]? scale2, bool need_x1, bool need_x2, bool need_w1, "
-      "bool need_w2, bool x1_channels_last, bool x2_channels_last) -> (Tensor, Tensor, Tensor, Tensor)");
+      "bool need_w2, bool x1_channels_last, bool x2_channels_last, int[] forms) -> (Tensor, Tensor, Tensor, Tensor)");
   m.def(
       "_shape_adaptor_maxpool_forward_cells(Tensor x, Tensor w1, Tensor w2, int[] size, bool align_corners, "
-      "bool channels_last) -> Tensor");
+      "bool channels_last, int[] forms) -> Tensor");
   m.def(
       "_shape_adaptor_maxpool_backward_cells(Tensor grad_out, Tensor x, Tensor w1, Tensor w2, int[] size, "
-      "bool align_corners, bool need_x, bool need_w1, bool need_w2, bool channels_last) -> (Tensor, Tensor, Tensor)");
+      "bool align_corners, bool need_x, bool need_w1, bool need_w2, bool channels_last, int[] forms) -> (Tensor, Tensor, Tensor)");
 }
 
 extern "C" {

@@ -11,27 +11,28 @@ the GPU busy):
     docs/BENCHMARKS.md, unexplained), with the default providers only;
   blend:    Shape Adaptor, x1 64x64x112x112 + x2 64x64x224x224 -> 168x168;
   cell:     the fused cell, x 64x64x224x224 -> 168x168.
-Providers: "cuda" (the defaults of csrc/include/resizeops/checks.h: DynOPool's
-grad_x scattered with atomics in float32, the blend gathers' loop form, one
-channel per thread), "cuda-lanes" (DynOPool only: its forward and backward pass 1
-in the lanes form, RESIZEOPS_CUDA_LANES=4: 4 channels per thread, vector loads in
-channels_last), "cuda-tile" and "cuda-loop" (every grad_x gathered,
-RESIZEOPS_CUDA_GRAD_X=gather, in the gathers' tile form where it fits,
-RESIZEOPS_CUDA_GATHER=tile, or in the loop form for every pixel, =loop: the A/B of
-one run, docs/PERF_NOTES.md), "triton", "triton-rows" (DynOPool only: its NCHW
-forward in 2-D tiles, RESIZEOPS_TRITON_FORWARD=rows), "triton-w8" and "triton-rows-w8"
-(DynOPool only: those forwards with 8 warps per program, RESIZEOPS_TRITON_WARPS=8;
-the rows one NCHW only), "cuda-fused" (DynOPool only:
-its backward in one kernel, RESIZEOPS_CUDA_GRAD_X=fused; in channels_last with blocks
-of 8 channels), "cuda-fused-lanes" (DynOPool only: both; in channels_last the lanes
-forward and the fused backward's winners 4 channels per thread), "cuda-rows"
-(DynOPool only, NCHW only: its forward with 4 cells of a row per thread,
-RESIZEOPS_CUDA_FORWARD=rows), "cuda-separable" (DynOPool
-only, NCHW only: its forward per tile of output cells, the vertical interpolations
-shared through shared memory, RESIZEOPS_CUDA_FORWARD=separable), "cuda-fused-separable"
-(DynOPool only, NCHW only: that forward, and the fused backward finding its tiles'
-winners the same way, RESIZEOPS_CUDA_FUSED_WINNERS=separable). PROFILE_PROVIDERS="cuda
-cuda-lanes" (environment) profiles only those.
+Providers: "cuda" and "triton" (their measured default forms: DynOPool's grad_x
+scattered with atomics in float32, the blend gathers' loop form, one channel per
+thread), then each variant of resizeops/core/kernel_forms.py VARIANTS, the backend
+run with other kernel forms (backend=<variant name>), on the ops it applies to:
+"cuda-tile" and "cuda-loop" (every
+grad_x gathered, in the gathers' tile form where it fits or in the loop form for
+every pixel; the blends' gathers take the form too: the A/B of one run,
+docs/PERF_NOTES.md), and the experimental ones, never timed on a GPU (DynOPool
+only): "cuda-lanes" (its forward and backward pass 1 with 4 channels per thread,
+vector loads in channels_last), "cuda-fused" (its backward in one kernel; in
+channels_last with blocks of 8 channels), "cuda-fused-lanes" (both; in
+channels_last the lanes forward and the fused backward's winners 4 channels per
+thread), "cuda-rows" (its forward with 4 cells of a row per thread),
+"cuda-separable" (its forward per tile of output cells, the vertical
+interpolations shared through shared memory), "cuda-fused-separable" (that
+forward, and the fused backward finding its tiles' winners the same way),
+"triton-rows" (its Triton forward in 2-D tiles), "triton-w8" and
+"triton-rows-w8" (those forwards with 8 warps per program). The NCHW-only
+variants (cuda-rows, the separable ones, triton-rows, triton-rows-w8: their
+``nchw_only``) are profiled in NCHW only: in channels_last they would time the
+default again. PROFILE_PROVIDERS="cuda cuda-lanes" (environment) profiles only
+those.
 """
 
 import os
@@ -41,23 +42,19 @@ import torch
 from torch.profiler import ProfilerActivity, profile
 
 import resizeops
-from resizeops.bench import NCHW_ONLY  # variants for NCHW only: channels_last would time the default again
-from resizeops.bench import VARIANTS  # DynOPool's opt-in forms: provider -> (backend, environment)
+from resizeops.core.kernel_forms import VARIANTS  # name -> Variant: backend=<name> runs its forms
 
-# Provider -> (backend, environment): the benchmark's DynOPool forms, and the gathers'
-# tile / loop A/B (every grad_x gathered; the blend gathers take the form too).
-FORMS = {
-    **VARIANTS,
-    "cuda-tile": ("cuda", {"RESIZEOPS_CUDA_GATHER": "tile", "RESIZEOPS_CUDA_GRAD_X": "gather"}),
-    "cuda-loop": ("cuda", {"RESIZEOPS_CUDA_GATHER": "loop", "RESIZEOPS_CUDA_GRAD_X": "gather"}),
+# The op of each profiled case (a variant runs on the ops of its .ops only).
+OPS = {
+    "dynopool": "dynopool2d", "dynopool-cifar": "dynopool2d", "blend": "resize_blend", "cell": "shape_adaptor_maxpool"
 }
-PROVIDERS = ["cuda", "cuda-lanes", "cuda-fused", "cuda-fused-lanes", "cuda-rows", "cuda-separable",
-             "cuda-fused-separable", "cuda-tile", "cuda-loop", "triton", "triton-rows", "triton-w8", "triton-rows-w8"]
-SWITCHES = sorted({var for _, env in FORMS.values() for var in env})
+# Each backend's defaults, then its variants (not cuda-gather: cuda-tile and cuda-loop time the gather).
+PROVIDERS = [p for b in ("cuda", "triton") for p in (b, *(n for n, v in VARIANTS.items() if v.backend == b))
+             if p != "cuda-gather"]  # fmt: skip
 
 
 def _steps(op, dtype, cl, backend):
-    """A forward+backward step of op's case, and its tensors (kept alive)."""
+    """A forward+backward step of op's case by ``backend`` (a backend or variant name)."""
     fmt = torch.channels_last if cl else torch.contiguous_format
 
     def leaf(*shape):
@@ -99,19 +96,14 @@ def _steps(op, dtype, cl, backend):
 def main(ops):
     for op in ops:
         for provider in os.environ.get("PROFILE_PROVIDERS", "").split() or PROVIDERS:
-            backend, env = FORMS.get(provider, (provider, {}))
-            if op == "dynopool-cifar" and env:
-                continue  # the CIFAR case: the defaults' anomaly only (a few seconds)
-            if provider in VARIANTS and not op.startswith("dynopool"):
-                continue
-            for var in SWITCHES:
-                os.environ.pop(var, None)
-            os.environ.update(env)
-            for cl in (False,) if provider in NCHW_ONLY else (False, True):
+            variant = VARIANTS.get(provider)
+            if variant is not None and (op == "dynopool-cifar" or OPS.get(op) not in variant.ops):
+                continue  # a variant on its ops only; the CIFAR case: the defaults' anomaly only (a few seconds)
+            for cl in (False,) if variant is not None and variant.nchw_only else (False, True):
                 for dtype in (torch.float32, torch.bfloat16):
                     label = f"--- {op} {provider} {'channels_last' if cl else 'NCHW'} {str(dtype).replace('torch.', '')}"
                     try:
-                        step = _steps(op, dtype, cl, backend)
+                        step = _steps(op, dtype, cl, provider)
                         for _ in range(3):
                             step()
                         torch.cuda.synchronize()

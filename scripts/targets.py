@@ -5,9 +5,9 @@
 
 Reads the CSVs ``python -m resizeops bench`` writes and prints, for the
 ImageNet-VGG case (``dynopool-imagenet``) per dtype and layout found, where each
-GPU target of the DynOPool kernels stands, per CUDA provider (the default ``cuda`` and the
-opt-in forms ``cuda-lanes``, ``cuda-fused``, ``cuda-fused-lanes``, ``cuda-rows``,
-``cuda-separable``, ``cuda-fused-separable`` where they ran):
+GPU target of the DynOPool kernels stands, per CUDA provider (the default ``cuda`` and,
+where they ran, the variants of the cuda backend that take DynOPool's kernel forms:
+``resizeops.core.kernel_forms.VARIANTS``, ``cuda-lanes``, ``cuda-fused``, ...):
 
 - forward: fraction of the copy bandwidth at the ideal bytes (target >= 75%);
 - forward+backward: ``compiled-reference`` time / provider time (target >= 5x);
@@ -16,7 +16,7 @@ opt-in forms ``cuda-lanes``, ``cuda-fused``, ``cuda-fused-lanes``, ``cuda-rows``
   results, its output and gradients (``extra_mib``: the memory beyond what any
   implementation must return, the target's "peak extra memory");
 - Triton within 1.5x of CUDA: best Triton time / best CUDA time, forward and
-  forward+backward (``triton``, ``triton-rows``, ``triton-w8``, ``triton-rows-w8``);
+  forward+backward (``triton`` and its DynOPool variants, ``triton-rows``, ...);
 
 and the CPU target (``dynopool-small``, float32: ``cpu`` >= 3x faster than the
 eager reference, forward+backward). Rows of a later CSV replace those of an
@@ -32,8 +32,15 @@ import os
 import sys
 from typing import Dict, List, Optional, Sequence, Tuple
 
-CUDA = ("cuda", "cuda-lanes", "cuda-fused", "cuda-fused-lanes", "cuda-rows", "cuda-separable", "cuda-fused-separable")
-TRITON = ("triton", "triton-rows", "triton-w8", "triton-rows-w8")
+from resizeops.core.kernel_forms import VARIANTS
+
+
+def _providers(backend: str) -> Tuple[str, ...]:
+    """``backend`` and its variants that take DynOPool's forms, in the registry's order."""
+    return (backend,) + tuple(n for n, v in VARIANTS.items() if v.backend == backend and "dynopool2d" in v.ops)
+
+
+CUDA, TRITON = _providers("cuda"), _providers("triton")
 EAGER, COMPILED = "eager-reference", "compiled-reference"
 
 Key = Tuple[str, str, str, str, str]  # case, dtype, layout, mode, provider

@@ -57,6 +57,26 @@ def require_backend(name, op):
     return name
 
 
+def pytest_addoption(parser):
+    parser.addoption(
+        "--experimental",
+        action="store_true",
+        help="also run the tests of the experimental kernel forms (resizeops/core/kernel_forms.py), "
+        "which are deselected by default",
+    )
+
+
+def pytest_collection_modifyitems(config, items):
+    # The experimental kernel forms are out of the default matrix: deselected (not
+    # skipped) unless asked for; `pytest --experimental -m experimental` runs them alone.
+    if config.getoption("--experimental"):
+        return
+    kept = [item for item in items if item.get_closest_marker("experimental") is None]
+    if len(kept) != len(items):
+        config.hook.pytest_deselected(items=[item for item in items if item.get_closest_marker("experimental")])
+        items[:] = kept
+
+
 def pytest_configure(config):
     # The suite's own switches are '0' or '1' (unset: 0); a typo must not quietly
     # turn a required check into a skip.
@@ -75,48 +95,73 @@ def _seed_and_restore():
     torch.use_deterministic_algorithms(det, warn_only=warn)
 
 
-def use_blend_cuda_cells(monkeypatch, op):
-    """Route the ``cpu`` backend's ``op`` (resize_blend or shape_adaptor_maxpool)
-    through the CUDA kernels' CPU emulation, and return "cpu".
-
-    ``resizeops_ext::_<op>_{forward,backward}_cells`` run the functions of
-    csrc/include/resizeops/blend_cells.h (what each CUDA thread of
-    csrc/cuda/resize_blend.cu does) in serial loops, with the same tables and
-    gathers: the GPU code's indexing and arithmetic, checked without a GPU.
-    Skips (fails under RESIZEOPS_REQUIRE_EXT=1) without the compiled extension.
-    """
-    import torch
-
+def use_forms(monkeypatch, backend, op, forms):
+    """Run ``backend``'s kernels of ``op`` with ``forms`` (a KernelForms: an
+    experimental form, or the test hooks: the 64-bit index path, small tiles) for
+    the rest of the test, and return ``backend``."""
     from resizeops.core import _dispatch
-    from resizeops.reference import output_memory_format
+
+    kernels = _dispatch.get_backend(backend).kernels
+    monkeypatch.setitem(kernels, op, kernels[op].with_forms(forms))
+    return backend
+
+
+def use_cuda_emulation(monkeypatch, op, forms=None):
+    """Route the ``cpu`` backend's ``op`` through the CUDA kernels' serial CPU
+    emulation, with ``forms`` (a KernelForms; None: the defaults), and return "cpu".
+
+    ``resizeops_ext::_<op>_{forward,backward}_cells`` run the per-thread code of
+    the CUDA kernels (csrc/include/resizeops/dynopool_cells.h, blend_cells.h) in
+    serial loops, with the same tables, forms and gathers as csrc/cuda/: the GPU
+    code's indexing and arithmetic, checked without a GPU. Skips (fails under
+    RESIZEOPS_REQUIRE_EXT=1) without the compiled extension.
+    """
+    from resizeops.core import _dispatch
+    from resizeops.core.kernel_forms import DEFAULT
+    from resizeops.core.reference import alpha_grad_from_size_grad, output_memory_format
 
     ext = torch.ops.resizeops_ext
     if not hasattr(ext, f"_{op}_forward_cells"):
         if os.environ.get("RESIZEOPS_REQUIRE_EXT") == "1":
-            pytest.fail("the CUDA-cells emulation must run here (RESIZEOPS_REQUIRE_EXT=1)")
+            pytest.fail("the CUDA-kernel emulation must run here (RESIZEOPS_REQUIRE_EXT=1)")
         pytest.skip("the compiled extension is not loaded")
+    encoded = (forms or DEFAULT).encode()
 
     def cl(*xs):
         return output_memory_format(*xs) == torch.channels_last
 
-    if op == "resize_blend":
+    if op == "dynopool2d":
+
+        def forward(x, alpha, out_size):
+            return ext._dynopool2d_forward_cells(x, int(out_size[0]), int(out_size[1]), cl(x), encoded)
+
+        def backward(g, x, alpha, out_size, need_x, need_alpha):
+            gx, gs = ext._dynopool2d_backward_cells(
+                g, x, int(out_size[0]), int(out_size[1]), cl(x), need_x, need_alpha, encoded
+            )
+            ga = alpha_grad_from_size_grad(gs, alpha, x.shape[-2:]) if need_alpha else None
+            return (gx if need_x else None), ga
+
+    elif op == "resize_blend":
 
         def forward(x1, x2, w1, w2, size, ac, scales):
-            return ext._resize_blend_forward_cells(x1, x2, w1, w2, list(size), ac, *scales, cl(x1, x2))
+            return ext._resize_blend_forward_cells(x1, x2, w1, w2, list(size), ac, *scales, cl(x1, x2), encoded)
 
         def backward(g, x1, x2, w1, w2, size, ac, scales, mask):
             grads = ext._resize_blend_backward_cells(
-                g, x1, x2, w1, w2, list(size), ac, *scales, *(bool(m) for m in mask), cl(x1), cl(x2)
+                g, x1, x2, w1, w2, list(size), ac, *scales, *(bool(m) for m in mask), cl(x1), cl(x2), encoded
             )
             return tuple(t if m else None for t, m in zip(grads, mask))
 
     else:
 
         def forward(x, w1, w2, size, ac):
-            return ext._shape_adaptor_maxpool_forward_cells(x, w1, w2, list(size), ac, cl(x))
+            return ext._shape_adaptor_maxpool_forward_cells(x, w1, w2, list(size), ac, cl(x), encoded)
 
         def backward(g, x, w1, w2, size, ac, mask):
-            grads = ext._shape_adaptor_maxpool_backward_cells(g, x, w1, w2, list(size), ac, *(bool(m) for m in mask), cl(x))
+            grads = ext._shape_adaptor_maxpool_backward_cells(
+                g, x, w1, w2, list(size), ac, *(bool(m) for m in mask), cl(x), encoded
+            )
             return tuple(t if m else None for t, m in zip(grads, mask))
 
     monkeypatch.setitem(_dispatch.get_backend("cpu").kernels, op, _dispatch.Kernels(forward, backward))

@@ -11,16 +11,17 @@ import random
 import pytest
 import test_resize_blend
 import torch
-from conftest import assert_close, require_backend, use_blend_cuda_cells
+from conftest import assert_close, require_backend, use_cuda_emulation
 from conftest import device_for_backend as _device_for
 
 import resizeops
 from resizeops.core import _dispatch
+from resizeops.core.kernel_forms import KernelForms
 
 BACKENDS = [
     pytest.param("cpu", id="cpu"),
     # The CUDA kernels' per-element code run serially on the CPU
-    # (conftest.use_blend_cuda_cells): the GPU indexing and arithmetic without a GPU.
+    # (conftest.use_cuda_emulation): the GPU indexing and arithmetic without a GPU.
     pytest.param("cuda_cells", id="cuda_cells"),
     pytest.param("triton", id="triton", marks=pytest.mark.triton),
     pytest.param("cuda", id="cuda", marks=pytest.mark.cuda),
@@ -36,7 +37,7 @@ def _interpreted(backend):
 @pytest.fixture(params=BACKENDS)
 def backend(request, monkeypatch):
     if request.param == "cuda_cells":
-        return use_blend_cuda_cells(monkeypatch, "resize_blend")
+        return use_cuda_emulation(monkeypatch, "resize_blend")
     return require_backend(request.param, "resize_blend")
 
 
@@ -363,11 +364,13 @@ def test_opcheck_extension_ops(backend, cl):
     x2 = torch.randn(2, 3, 9, 13)
     w1, w2 = torch.tensor(0.5), torch.tensor(1.5)
     ext = torch.ops.resizeops_ext
-    opcheck(ext.resize_blend_forward.default, (x1, x2, w1, w2, [7, 10], True, None, None, cl))
-    opcheck(ext.resize_blend_forward.default, (x1, x2, w1, w2, [9, 13], False, [2.0, 2.0], None, cl))
+    opcheck(ext.resize_blend_forward.default, (x1, x2, w1, w2, [7, 10], True, None, None, cl, []))
+    opcheck(ext.resize_blend_forward.default, (x1, x2, w1, w2, [9, 13], False, [2.0, 2.0], None, cl, []))
     g = torch.randn(2, 3, 7, 10)
     for mask in [(True, True, True, True), (False, True, True, False)]:
-        opcheck(ext.resize_blend_backward.default, (g, x1, x2, w1, w2, [7, 10], True, None, None, *mask, cl, False))
+        opcheck(
+            ext.resize_blend_backward.default, (g, x1, x2, w1, w2, [7, 10], True, None, None, *mask, cl, False, [])
+        )
 
 
 def test_copy_axis_and_float32_floor_match_aten(backend):
@@ -405,7 +408,7 @@ def test_copy_axis_and_float32_floor_match_aten(backend):
 
 @pytest.mark.parametrize("cl", [False, True])
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32, torch.bfloat16])
-def test_cuda_gather_tile_and_loop_forms_bit_identical(dtype, cl, monkeypatch):
+def test_cuda_gather_tile_and_loop_forms_bit_identical(dtype, cl):
     """The CUDA blend gathers' two forms (blend_cells.h) in the serial emulation: the
     4x4 tiles issue every load of a pixel at once and select afterwards, the loop loads
     what it uses; same sum, same order, so bit-identical results, for resize_blend and
@@ -428,11 +431,8 @@ def test_cuda_gather_tile_and_loop_forms_bit_identical(dtype, cl, monkeypatch):
         return x.contiguous(memory_format=torch.channels_last) if cl else x
 
     def both(fn):
-        out = {}
-        for form in ("tile", "loop"):
-            monkeypatch.setenv("RESIZEOPS_CUDA_GATHER", form)
-            out[form] = fn()
-        return out["tile"], out["loop"]
+        """fn(forms) with the tiles and with the loop (KernelForms.gather)."""
+        return fn(KernelForms(gather="tile").encode()), fn(KernelForms(gather="loop").encode())
 
     wdt = torch.float64 if dtype == torch.float64 else torch.float32
     w1, w2 = torch.tensor(0.7, dtype=wdt), torch.tensor(-1.3, dtype=wdt)
@@ -442,14 +442,14 @@ def test_cuda_gather_tile_and_loop_forms_bit_identical(dtype, cl, monkeypatch):
                    ((1, 2, 1, 6), (1, 2, 9, 1), (4, 3), True, (None, None))]  # fmt: skip
     for s1, s2, size, ac, sc in blend_cases:
         x1, x2, g = t(*s1), t(*s2), t(s1[0], s1[1], *size, nan_every=7, inf_every=9)
-        tile, loop = both(lambda: ext._resize_blend_backward_cells(
-            g, x1, x2, w1, w2, list(size), ac, *sc, True, True, True, True, cl, cl))  # fmt: skip
+        tile, loop = both(lambda forms: ext._resize_blend_backward_cells(
+            g, x1, x2, w1, w2, list(size), ac, *sc, True, True, True, True, cl, cl, forms))  # fmt: skip
         for name, a, b in zip(("grad_x1", "grad_x2", "grad_w1", "grad_w2"), tile, loop):
             assert torch.equal(a.isnan(), b.isnan()) and torch.equal(a.nan_to_num(), b.nan_to_num()), (s1, s2, name)
     for shape, size in [((2, 3, 16, 14), (12, 11)), ((1, 2, 9, 7), (14, 20)), ((1, 2, 12, 12), (6, 6))]:
         x, g = t(*shape), t(shape[0], shape[1], *size, inf_every=5)
-        tile, loop = both(lambda: ext._shape_adaptor_maxpool_backward_cells(
-            g, x, w1, w2, list(size), True, True, True, True, cl))  # fmt: skip
+        tile, loop = both(lambda forms: ext._shape_adaptor_maxpool_backward_cells(
+            g, x, w1, w2, list(size), True, True, True, True, cl, forms))  # fmt: skip
         for name, a, b in zip(("grad_x", "grad_w1", "grad_w2"), tile, loop):
             assert torch.equal(a.isnan(), b.isnan()) and torch.equal(a.nan_to_num(), b.nan_to_num()), (shape, name)
 

@@ -5,100 +5,60 @@ kernel needs the compiled extension, Triton a GPU or TRITON_INTERPRET=1, CUDA a
 GPU), and marked so that `-m triton` / `-m cuda` select them.
 """
 
+import dataclasses
 import os
 import random
 
 import pytest
 import torch
-from conftest import assert_close, require_backend
+from conftest import assert_close, require_backend, use_cuda_emulation, use_forms
 from conftest import device_for_backend as _device_for
 
 import resizeops
 from resizeops.core import _dispatch
+from resizeops.core.kernel_forms import KernelForms
+
+# The CUDA kernels' per-element code run serially on the CPU (conftest.use_cuda_emulation),
+# with these kernel forms: the GPU indexing and arithmetic, checked without a GPU.
+# Small tile caps (the test hooks) make these small images span many tiles, partial
+# ones at the borders included.
+_SMALL_TILES = dict(fused_tile=(2, 4), forward_tile=(2, 4))
+EMULATED = {
+    # The defaults: grad_x scattered for float32/float64, gathered in 16-bit types.
+    "cuda_cells": KernelForms(),
+    # The fixed-order gather (the deterministic mode's grad_x), in 3x3 tiles and as a loop.
+    "cuda_cells_tile": KernelForms(gather="tile", grad_x="gather"),
+    "cuda_cells_loop": KernelForms(gather="loop", grad_x="gather"),
+    # Experimental forms (kernel_forms.py): the lanes form (4 channels per thread, 2 in
+    # float64) with the gather and with the scatter; the fused backward (in channels_last,
+    # blocks of 8, 4 or 1 channels as C allows), also with phase A's lanes form; the
+    # forward's row form (NCHW); the separable forward (NCHW); both separable forms.
+    "cuda_cells_lanes": KernelForms(gather="tile", grad_x="gather", lanes=4),
+    "cuda_cells_lanes_scatter": KernelForms(grad_x="scatter", lanes=4),
+    "cuda_cells_fused": KernelForms(grad_x="fused", **_SMALL_TILES),
+    "cuda_cells_fused_lanes": KernelForms(grad_x="fused", lanes=4, **_SMALL_TILES),
+    "cuda_cells_rows": KernelForms(forward="rows"),
+    "cuda_cells_separable": KernelForms(forward="separable", **_SMALL_TILES),
+    "cuda_cells_fused_separable": KernelForms(
+        forward="separable", grad_x="fused", fused_winners="separable", **_SMALL_TILES
+    ),
+}
+_EXPERIMENTAL = [name for name, f in EMULATED.items() if f.lanes != 1 or f.grad_x == "fused" or f.forward != "cell"]
 
 BACKENDS = [
     pytest.param("cpu", id="cpu"),
-    # The CUDA kernels' per-element code run serially on the CPU (see
-    # _use_cuda_cells): checks the GPU indexing and arithmetic without a GPU.
-    pytest.param("cuda_cells", id="cuda_cells"),
-    # The same with the gather's loop form for every pixel (RESIZEOPS_CUDA_GATHER=loop).
-    pytest.param("cuda_cells_loop", id="cuda_cells_loop"),
-    # The same with grad_x scattered from the output cells (RESIZEOPS_CUDA_GRAD_X=scatter,
-    # the default for float and double; 16-bit types still gather).
-    pytest.param("cuda_cells_scatter", id="cuda_cells_scatter"),
-    # The lanes form (RESIZEOPS_CUDA_LANES=4: 4 channels per thread, 2 in float64),
-    # with the gather and with the scatter.
-    pytest.param("cuda_cells_lanes", id="cuda_cells_lanes"),
-    pytest.param("cuda_cells_lanes_scatter", id="cuda_cells_lanes_scatter"),
-    # The fused backward (RESIZEOPS_CUDA_GRAD_X=fused; in channels_last, blocks of 8,
-    # 4 or 1 channels as C allows), in tiles of at most 2 x 4 pixels so that these
-    # small images span many tiles, partial ones at the borders included.
-    pytest.param("cuda_cells_fused", id="cuda_cells_fused"),
-    # The same with phase A's lanes form in channels_last (RESIZEOPS_CUDA_LANES=4: a
-    # thread takes 4 channels of a cell, 2 in float64, with vector loads where the
-    # strides allow; and the forward's lanes form).
-    pytest.param("cuda_cells_fused_lanes", id="cuda_cells_fused_lanes"),
-    # The forward's row form (RESIZEOPS_CUDA_FORWARD=rows: 4 adjacent cells of a row
-    # per thread, NCHW; channels_last takes the cell form).
-    pytest.param("cuda_cells_rows", id="cuda_cells_rows"),
-    # The separable forward (RESIZEOPS_CUDA_FORWARD=separable: one block per tile of output
-    # cells, vertical interpolations shared in shared memory; NCHW), in tiles of at
-    # most 2 x 4 cells so that these small outputs span several, partial ones too.
-    pytest.param("cuda_cells_separable", id="cuda_cells_separable"),
-    # Both separable forms: the separable forward, and the fused backward finding its
-    # tiles' winners separably (RESIZEOPS_CUDA_FUSED_WINNERS=separable), tiles of 2 x 4.
-    pytest.param("cuda_cells_fused_separable", id="cuda_cells_fused_separable"),
+    *(pytest.param(name, id=name, marks=[pytest.mark.experimental] if name in _EXPERIMENTAL else [])
+      for name in EMULATED),
     pytest.param("triton", id="triton", marks=pytest.mark.triton),
     pytest.param("cuda", id="cuda", marks=pytest.mark.cuda),
-]
-
-
-def _use_cuda_cells(monkeypatch):
-    """Route the ``cpu`` backend's dynopool2d through the CUDA kernels' CPU emulation.
-
-    ``resizeops_ext::_dynopool2d_{forward,backward}_cells`` run the functions of
-    csrc/include/resizeops/dynopool_cells.h (what each CUDA thread does) in
-    serial loops, with the same tables, argmax buffer and gather as
-    csrc/cuda/dynopool2d.cu.
-    """
-    from resizeops.core import _cpu_backend
-    from resizeops.reference import alpha_grad_from_size_grad
-
-    def forward(x, alpha, out_size):
-        return torch.ops.resizeops_ext._dynopool2d_forward_cells(
-            x, int(out_size[0]), int(out_size[1]), _cpu_backend._channels_last(x)
-        )
-
-    def backward(grad_out, x, alpha, out_size, need_x, need_alpha):
-        gx, gs = torch.ops.resizeops_ext._dynopool2d_backward_cells(
-            grad_out, x, int(out_size[0]), int(out_size[1]), _cpu_backend._channels_last(x), need_x, need_alpha
-        )
-        ga = alpha_grad_from_size_grad(gs, alpha, x.shape[-2:]) if need_alpha else None
-        return (gx if need_x else None), ga
-
-    cpu = _dispatch.get_backend("cpu")
-    monkeypatch.setitem(cpu.kernels, "dynopool2d", _dispatch.Kernels(forward, backward))
+]  # fmt: skip
 
 
 @pytest.fixture(params=BACKENDS)
 def backend(request, monkeypatch):
     name = request.param
-    if name.startswith("cuda_cells"):
-        if not hasattr(torch.ops.resizeops_ext, "_dynopool2d_forward_cells"):
-            if os.environ.get("RESIZEOPS_REQUIRE_EXT") == "1":
-                pytest.fail("the CUDA-cells emulation must run here (RESIZEOPS_REQUIRE_EXT=1)")
-            pytest.skip("the compiled extension is not loaded")
-        _use_cuda_cells(monkeypatch)
-        monkeypatch.setenv("RESIZEOPS_CUDA_GATHER", "loop" if name == "cuda_cells_loop" else "tile")
-        form = "scatter" if name.endswith("scatter") else "fused" if "fused" in name else "gather"
-        monkeypatch.setenv("RESIZEOPS_CUDA_GRAD_X", form)
-        monkeypatch.setenv("RESIZEOPS_CUDA_FUSED_TILE", "2x4")
-        monkeypatch.setenv("RESIZEOPS_CUDA_FUSED_WINNERS", "separable" if name.endswith("fused_separable") else "cell")
-        forward = "rows" if name.endswith("rows") else "separable" if name.endswith("separable") else "cell"
-        monkeypatch.setenv("RESIZEOPS_CUDA_FORWARD", forward)
-        monkeypatch.setenv("RESIZEOPS_CUDA_FORWARD_TILE", "2x4")
-        monkeypatch.setenv("RESIZEOPS_CUDA_LANES", "4" if "lanes" in name else "1")
-        return "cpu"
+    if name in EMULATED:
+        return use_cuda_emulation(monkeypatch, "dynopool2d", EMULATED[name])
     return require_backend(name, "dynopool2d")
 
 
@@ -410,10 +370,15 @@ def test_gradcheck_float64(backend, seed):
 
 
 @pytest.mark.parametrize("layout", ["contiguous", "channels_last", "sliced"])
-def test_int64_indexing_path(backend, layout, monkeypatch):
-    # Kernels that pick 32-bit indexing for small tensors (CUDA, and its CPU
-    # emulation) take their 64-bit path under this test hook; others ignore it.
-    monkeypatch.setenv("RESIZEOPS_FORCE_INT64_INDEXING", "1")
+def test_int64_indexing_path(backend, layout, request, monkeypatch):
+    # Kernels that pick 32-bit indexing for small tensors (CUDA and its CPU emulation,
+    # Triton) take their 64-bit path under the test hook KernelForms.force_int64; the
+    # C++ CPU kernel has one index path.
+    name = request.node.callspec.params["backend"]
+    if name in EMULATED:
+        use_cuda_emulation(monkeypatch, "dynopool2d", dataclasses.replace(EMULATED[name], force_int64=True))
+    elif name in ("triton", "cuda"):
+        use_forms(monkeypatch, name, "dynopool2d", KernelForms(force_int64=True))
     dev = _device_for(backend)
     base = torch.randn(2, 6, 13, 18, device=dev)
     x = {"contiguous": base, "channels_last": base.contiguous(memory_format=torch.channels_last),
@@ -421,13 +386,40 @@ def test_int64_indexing_path(backend, layout, monkeypatch):
     _compare(backend, x, torch.tensor([1.6, 0.8], device=dev))
 
 
-def _emulated_grad_x(g, x, out, cl, form, monkeypatch):
+_ext = torch.ops.resizeops_ext
+
+
+def _forward_cells(x, out, cl, forms=KernelForms()):
+    """The CUDA forward's emulation with ``forms``."""
+    return _ext._dynopool2d_forward_cells(x, *out, cl, forms.encode())
+
+
+def _forward_form(x, out, cl, forms=KernelForms()):
+    """The form (and plan) the CUDA forward takes with ``forms``: [0 cell | 1 rows | 2 separable, plan...]."""
+    return _ext._dynopool2d_forward_form(x, *out, cl, forms.encode())
+
+
+def _backward_cells(g, x, out, cl, need_x, need_size, forms=KernelForms()):
+    """The CUDA backward's emulation with ``forms``: (grad_x, grad_size)."""
+    return _ext._dynopool2d_backward_cells(g, x, *out, cl, need_x, need_size, forms.encode())
+
+
+def _backward_form(g, x, out, cl, forms, need_x=True):
+    """The grad_x form (and fused plan) the CUDA backward takes with ``forms``:
+    [0 gather | 1 scatter | 2 fused, th, tw, cell_rows, cell_cols, cb, lanes, vcols]."""
+    return _ext._dynopool2d_backward_form(g, x, *out, cl, need_x, forms.encode())
+
+
+_GRAD_X = {
+    "tile": KernelForms(grad_x="gather", gather="tile"),
+    "loop": KernelForms(grad_x="gather", gather="loop"),
+    "scatter": KernelForms(grad_x="scatter"),
+}
+
+
+def _emulated_grad_x(g, x, out, cl, form):
     """grad_x of the CUDA backward's emulation with ``form``: "tile" or "loop" (gathers), or "scatter"."""
-    monkeypatch.setenv("RESIZEOPS_CUDA_GRAD_X", "scatter" if form == "scatter" else "gather")
-    if form != "scatter":
-        monkeypatch.setenv("RESIZEOPS_CUDA_GATHER", form)
-    gx, _ = torch.ops.resizeops_ext._dynopool2d_backward_cells(g, x, *out, cl, True, False)
-    return gx
+    return _backward_cells(g, x, out, cl, True, False, _GRAD_X[form])[0]
 
 
 def _emulation_inputs(dtype, cl, seed):
@@ -459,15 +451,15 @@ def _needs_cells_emulation():
 
 @pytest.mark.parametrize("cl", [False, True])
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32, torch.bfloat16])
-def test_cuda_scatter_and_gather_agree(dtype, cl, monkeypatch):
+def test_cuda_scatter_and_gather_agree(dtype, cl):
     """grad_x scattered from the output cells (atomics on the GPU, serial here) against
     the gather: the same terms summed in another order, so equal to rounding, with the
     same NaN / inf pattern (NaN and inf in grad_out, ties, up- and down-sampling, pixels
     no query reads, the last row and column). bfloat16 always gathers: bit-identical."""
     _needs_cells_emulation()
     for x, g, shape, out in _emulation_inputs(dtype, cl, seed=11):
-        scatter = _emulated_grad_x(g, x, out, cl, "scatter", monkeypatch)
-        gather = _emulated_grad_x(g, x, out, cl, "loop", monkeypatch)
+        scatter = _emulated_grad_x(g, x, out, cl, "scatter")
+        gather = _emulated_grad_x(g, x, out, cl, "loop")
         assert scatter.stride() == gather.stride()
         if dtype == torch.bfloat16:
             assert torch.equal(scatter.nan_to_num(), gather.nan_to_num()), (shape, out)
@@ -477,32 +469,20 @@ def test_cuda_scatter_and_gather_agree(dtype, cl, monkeypatch):
         assert (gather != 0).sum() > 0
 
 
-def test_cuda_scatter_gives_way_to_deterministic_mode(monkeypatch):
+def test_cuda_scatter_gives_way_to_deterministic_mode():
     # Under torch.use_deterministic_algorithms(True) the backward gathers whatever
-    # RESIZEOPS_CUDA_GRAD_X says: bit-identical to the gather (conftest restores the mode).
+    # grad_x form was asked for: bit-identical to the gather (conftest restores the mode).
     _needs_cells_emulation()
     x = torch.randn(2, 3, 13, 17, dtype=torch.float64)
     g = torch.randn(2, 3, 7, 10, dtype=torch.float64)
-    gather = _emulated_grad_x(g, x, (7, 10), False, "tile", monkeypatch)
-    scatter = _emulated_grad_x(g, x, (7, 10), False, "scatter", monkeypatch)
+    gather = _emulated_grad_x(g, x, (7, 10), False, "tile")
+    scatter = _emulated_grad_x(g, x, (7, 10), False, "scatter")
     assert not torch.equal(scatter, gather)  # another summation order: some bits differ
     torch.use_deterministic_algorithms(True)
-    monkeypatch.setenv("RESIZEOPS_CUDA_GATHER", "tile")
-    assert torch.equal(_emulated_grad_x(g, x, (7, 10), False, "scatter", monkeypatch), gather)
-
-
-def test_cuda_grad_x_form_rejects_unknown_values(monkeypatch):
-    _needs_cells_emulation()
-    monkeypatch.setenv("RESIZEOPS_CUDA_GRAD_X", "atomics")
-    with pytest.raises(RuntimeError, match="RESIZEOPS_CUDA_GRAD_X must be 'gather', 'scatter' or 'fused'"):
-        torch.ops.resizeops_ext._dynopool2d_backward_cells(torch.randn(1, 1, 3, 3), torch.randn(1, 1, 6, 6), 3, 3,
-                                                           False, True, False)
-    monkeypatch.setenv("RESIZEOPS_CUDA_GRAD_X", "fused")
-    for bad in ("3x4", "4", "32x64", "2x128", "0x0", "2x4x"):
-        monkeypatch.setenv("RESIZEOPS_CUDA_FUSED_TILE", bad)
-        with pytest.raises(RuntimeError, match="RESIZEOPS_CUDA_FUSED_TILE must be"):
-            torch.ops.resizeops_ext._dynopool2d_backward_cells(torch.randn(1, 1, 3, 3), torch.randn(1, 1, 6, 6), 3, 3,
-                                                               False, True, False)
+    assert torch.equal(_backward_cells(g, x, (7, 10), False, True, False, KernelForms(grad_x="scatter", gather="tile"))[0],
+                       gather)  # fmt: skip
+    # The defaults too (float64 scatters outside deterministic mode).
+    assert _backward_form(g, x, (7, 10), False, KernelForms()) == [0]
 
 
 def _fused_inputs(dtype, seed, cl=False):
@@ -539,32 +519,38 @@ def _fused_channels(x, cl):
     return 4 if cl and c % 4 == 0 else 1
 
 
+def _fused(tile=None, **kw):
+    """The fused backward's forms with tiles capped at ``tile`` (rows, cols; None: the default 16 x 64)."""
+    return KernelForms(grad_x="fused", fused_tile=tile, **kw)
+
+
+_TILES = (None, (1, 1), (2, 4), (4, 2), (8, 16))
+
+
+@pytest.mark.experimental
 @pytest.mark.parametrize("cl", [False, True], ids=["NCHW", "channels_last"])
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32, torch.bfloat16])
-def test_cuda_fused_backward_bit_identical_to_the_gather(dtype, cl, monkeypatch):
-    """The fused backward (RESIZEOPS_CUDA_GRAD_X=fused: winners into a tile's shared
-    window, then the gather from it) in the serial emulation: grad_x bit-identical to the
-    two-pass gather (same terms, the loop form's order) for every tiling, from one
-    pixel per tile to the default, partial tiles at the borders included; the size
-    gradient (each cell counted by the one tile that owns it) equal to rounding. In
-    channels_last, blocks of 8, 4 or 1 channels (the form hook says which) and a
-    channels_last grad_x. The emulation raises if a tile's cell window exceeds the
-    plan's bound. In channels_last also phase A's lanes form (RESIZEOPS_CUDA_LANES=4),
-    wherever x and grad_out allow its vector loads: the same grad_x bits."""
+def test_cuda_fused_backward_bit_identical_to_the_gather(dtype, cl):
+    """The fused backward (grad_x="fused": winners into a tile's shared window, then the
+    gather from it) in the serial emulation: grad_x bit-identical to the two-pass gather
+    (same terms, the loop form's order) for every tiling, from one pixel per tile to the
+    default, partial tiles at the borders included; the size gradient (each cell counted
+    by the one tile that owns it) equal to rounding. In channels_last, blocks of 8, 4 or
+    1 channels (the form hook says which) and a channels_last grad_x. The emulation
+    raises if a tile's cell window exceeds the plan's bound. In channels_last also phase
+    A's lanes form (lanes=4), wherever x and grad_out allow its vector loads: the same
+    grad_x bits."""
     _needs_cells_emulation()
-    ext = torch.ops.resizeops_ext
     fmt = torch.channels_last if cl else torch.contiguous_format
     lanes_taken = 0
     for x, g, shape, out in _fused_inputs(dtype, seed=21, cl=cl):
-        gather = _emulated_grad_x(g, x, out, cl, "loop", monkeypatch)
-        monkeypatch.setenv("RESIZEOPS_CUDA_GRAD_X", "gather")
-        _, gs_gather = ext._dynopool2d_backward_cells(g, x, *out, cl, False, True)
-        for tile in ("", "1x1", "2x4", "4x2", "8x16"):
-            monkeypatch.setenv("RESIZEOPS_CUDA_FUSED_TILE", tile)
-            monkeypatch.setenv("RESIZEOPS_CUDA_GRAD_X", "fused")
-            form = ext._dynopool2d_backward_form(g, x, *out, cl, True)
+        gather = _emulated_grad_x(g, x, out, cl, "loop")
+        _, gs_gather = _backward_cells(g, x, out, cl, False, True, KernelForms(grad_x="gather"))
+        for tile in _TILES:
+            forms = _fused(tile)
+            form = _backward_form(g, x, out, cl, forms)
             assert form[0] == _FUSED and form[-3] == _fused_channels(x, cl), (shape, out, tile, form)
-            gx, gs = ext._dynopool2d_backward_cells(g, x, *out, cl, True, True)
+            gx, gs = _backward_cells(g, x, out, cl, True, True, forms)
             assert gx.is_contiguous(memory_format=fmt) and gx.dtype == x.dtype
             assert torch.equal(gx.isnan(), gather.isnan()), (shape, out, tile)
             assert torch.equal(gx.nan_to_num(), gather.nan_to_num()), (shape, out, tile)
@@ -573,31 +559,31 @@ def test_cuda_fused_backward_bit_identical_to_the_gather(dtype, cl, monkeypatch)
             if not gs.isnan().any():
                 assert_close(gs, gs_gather, atol=tol * (1 + float(gs_gather.abs().max())), rtol=tol)
             # grad_x alone (no size gradient) is the same grad_x.
-            gx_only, _ = ext._dynopool2d_backward_cells(g, x, *out, cl, True, False)
+            gx_only, _ = _backward_cells(g, x, out, cl, True, False, forms)
             assert torch.equal(gx_only.nan_to_num(), gx.nan_to_num())
             if not cl:
                 continue
-            monkeypatch.setenv("RESIZEOPS_CUDA_LANES", "4")
-            lanes = ext._dynopool2d_backward_form(g, x, *out, cl, True)[-2]
+            with_lanes = _fused(tile, lanes=4)
+            lanes = _backward_form(g, x, out, cl, with_lanes)[-2]
             want = 2 if dtype == torch.float64 else 4
             vec = x.is_contiguous(memory_format=fmt) and g.is_contiguous(memory_format=fmt)
             assert lanes == (want if vec and _fused_channels(x, cl) >= want else 1), (shape, lanes)
             lanes_taken += lanes > 1
             for need_size in (True, False):
-                gx_lanes, gs_lanes = ext._dynopool2d_backward_cells(g, x, *out, cl, True, need_size)
+                gx_lanes, gs_lanes = _backward_cells(g, x, out, cl, True, need_size, with_lanes)
                 assert torch.equal(gx_lanes.isnan(), gx.isnan()), (shape, out, tile)
                 assert torch.equal(gx_lanes.nan_to_num(), gx.nan_to_num()), (shape, out, tile)
                 if need_size:  # the size terms summed in another order (channels within a cell first)
                     assert torch.equal(gs_lanes.isnan(), gs.isnan())
                     if not gs.isnan().any():
                         assert_close(gs_lanes, gs, atol=tol * (1 + float(gs.abs().max())), rtol=tol)
-            monkeypatch.setenv("RESIZEOPS_CUDA_LANES", "1")
     assert lanes_taken >= (15 if cl else 0), lanes_taken
 
 
+@pytest.mark.experimental
 @pytest.mark.parametrize("winners,cl", [("cell", False), ("separable", False), ("cell", True)],
                          ids=["cell", "separable", "cell_channels_last"])
-def test_cuda_fused_tiles_stay_within_the_plan(winners, cl, monkeypatch):
+def test_cuda_fused_tiles_stay_within_the_plan(winners, cl):
     """The fused form's plan bounds each tile's cell window from the query spacing
     (dynopool_fused_window_bound) and, with separable winners, the window's input
     columns (dynopool_tile_cols_bound); the emulation raises where a window exceeds
@@ -605,10 +591,8 @@ def test_cuda_fused_tiles_stay_within_the_plan(winners, cl, monkeypatch):
     tile caps; in channels_last random channel counts (blocks of 8, 4 or 1 channels);
     then rows of 10^5 columns (float32 coordinates many ulps off)."""
     _needs_cells_emulation()
-    ext = torch.ops.resizeops_ext
     rng = random.Random(5)
     fmt = torch.channels_last if cl else torch.contiguous_format
-    monkeypatch.setenv("RESIZEOPS_CUDA_FUSED_WINNERS", winners)
     taken = 0
     for _ in range(60):
         h, w = rng.randint(1, 90), rng.randint(1, 90)
@@ -617,36 +601,35 @@ def test_cuda_fused_tiles_stay_within_the_plan(winners, cl, monkeypatch):
         else:
             out = (rng.randint(1, 60), rng.randint(1, 60))
         c = rng.choice([8, 16, 4, 12, 3]) if cl else 1
-        monkeypatch.setenv("RESIZEOPS_CUDA_FUSED_TILE", f"{2 ** rng.randint(0, 4)}x{2 ** rng.randint(0, 6)}")
+        forms = _fused((2 ** rng.randint(0, 4), 2 ** rng.randint(0, 6)), fused_winners=winners)
         x = torch.randn(1, c, h, w, dtype=torch.float64).contiguous(memory_format=fmt)
         g = torch.randn(1, c, *out, dtype=torch.float64).contiguous(memory_format=fmt)
-        monkeypatch.setenv("RESIZEOPS_CUDA_GRAD_X", "fused")
-        form = ext._dynopool2d_backward_form(g, x, *out, cl, True)
+        form = _backward_form(g, x, out, cl, forms)
         taken += form[0] == _FUSED and (form[-1] > 0 or form[-3] > 1)
-        gx, _ = ext._dynopool2d_backward_cells(g, x, *out, cl, True, True)
-        ref = _emulated_grad_x(g, x, out, cl, "loop", monkeypatch)
+        gx, _ = _backward_cells(g, x, out, cl, True, True, forms)
+        ref = _emulated_grad_x(g, x, out, cl, "loop")
         assert torch.equal(gx, ref) and gx.stride() == ref.stride(), (h, w, out, form)
     assert taken >= (0 if winners == "cell" and not cl else 30), taken
-    monkeypatch.delenv("RESIZEOPS_CUDA_FUSED_TILE")
     c = 8 if cl else 1
+    forms = _fused(fused_winners=winners)
     for w, wo in [(100003, 62500), (99991, 30000)]:
         x = torch.randn(1, c, 2, w).contiguous(memory_format=fmt)
         g = torch.randn(1, c, 1, wo).contiguous(memory_format=fmt)
-        monkeypatch.setenv("RESIZEOPS_CUDA_GRAD_X", "fused")
-        form = ext._dynopool2d_backward_form(g, x, 1, wo, cl, True)
+        form = _backward_form(g, x, (1, wo), cl, forms)
         assert form[0] == _FUSED and (form[-1] > 0) == (winners == "separable") and form[-3] == c, form
-        gx, _ = ext._dynopool2d_backward_cells(g, x, 1, wo, cl, True, True)
-        assert torch.equal(gx, _emulated_grad_x(g, x, (1, wo), cl, "loop", monkeypatch)), (w, wo)
+        gx, _ = _backward_cells(g, x, (1, wo), cl, True, True, forms)
+        assert torch.equal(gx, _emulated_grad_x(g, x, (1, wo), cl, "loop")), (w, wo)
 
 
 _FUSED = 2  # resizeops_ext::_dynopool2d_backward_form's code of the fused form
 
 
+@pytest.mark.experimental
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32, torch.bfloat16, torch.float16])
-def test_cuda_fused_separable_winners_bit_identical_to_the_cell_form(dtype, monkeypatch):
-    """The fused backward's separable winners (RESIZEOPS_CUDA_FUSED_WINNERS=separable:
-    phase A from the vertical interpolations and differences of the tile's query rows in
-    shared memory, then each cell's 4 queries, winner and derivatives from there) in the
+def test_cuda_fused_separable_winners_bit_identical_to_the_cell_form(dtype):
+    """The fused backward's separable winners (fused_winners="separable": phase A from
+    the vertical interpolations and differences of the tile's query rows in shared
+    memory, then each cell's 4 queries, winner and derivatives from there) in the
     serial emulation: the cell form's operations on the same values, each thread's
     cells in the same order, so grad_x and the size gradient are bit-identical to the
     winners by cells, for every tiling from 1 x 1 to the default 16 x 64. Inputs with
@@ -655,7 +638,6 @@ def test_cuda_fused_separable_winners_bit_identical_to_the_cell_form(dtype, monk
     r_w = 0.13 (33 x 70 -> 7 x 9: more than 4 columns per cell) and the default tiles'
     up-sampling 37 x 130 -> 90 x 312 (V and D beyond the shared memory), which fall back."""
     _needs_cells_emulation()
-    ext = torch.ops.resizeops_ext
     gen = torch.Generator().manual_seed(31)
     cases = []
     for x, g, shape, out in _fused_inputs(dtype, seed=23):
@@ -666,39 +648,36 @@ def test_cuda_fused_separable_winners_bit_identical_to_the_cell_form(dtype, monk
         g.view(-1)[::11] = float("nan")
         for x in _sliced_inputs_with_specials(shape, dtype, gen):
             cases.append((x, g, shape, out))
-    monkeypatch.setenv("RESIZEOPS_CUDA_GRAD_X", "fused")
     for x, g, shape, out in cases:
-        for tile in ("", "1x1", "2x4", "4x2", "8x16"):
-            monkeypatch.setenv("RESIZEOPS_CUDA_FUSED_TILE", tile)
+        for tile in _TILES:
             got = {}
             for winners in ("cell", "separable"):
-                monkeypatch.setenv("RESIZEOPS_CUDA_FUSED_WINNERS", winners)
-                form = ext._dynopool2d_backward_form(g, x, *out, False, True)
-                fallback = shape[2:] == (33, 70) or (shape[2:] == (37, 130) and tile == "")
+                forms = _fused(tile, fused_winners=winners)
+                form = _backward_form(g, x, out, False, forms)
+                fallback = shape[2:] == (33, 70) or (shape[2:] == (37, 130) and tile is None)
                 taken = winners == "separable" and not fallback
                 assert form[0] == _FUSED and (form[-1] > 0) == taken, (shape, out, tile, form)
-                got[winners] = [*ext._dynopool2d_backward_cells(g, x, *out, False, True, True),
-                                ext._dynopool2d_backward_cells(g, x, *out, False, True, False)[0]]
+                got[winners] = [*_backward_cells(g, x, out, False, True, True, forms),
+                                _backward_cells(g, x, out, False, True, False, forms)[0]]
             for a, b in zip(got["separable"], got["cell"]):
                 assert a.dtype == b.dtype and a.stride() == b.stride()
                 assert torch.equal(a.isnan(), b.isnan()), (shape, out, tile)
                 assert torch.equal(a.nan_to_num(), b.nan_to_num()), (shape, out, tile)
 
 
-def test_cuda_fused_separable_plan_and_fallbacks(monkeypatch):
-    """Separable winners are opt-in (RESIZEOPS_CUDA_FUSED_WINNERS, validated) and fall
-    back to winners by cells, with the cell form's results, where they do not pay or
-    cannot run: more than 4 input columns per cell column (r < 0.25), the 64-bit index
-    path, V and D beyond the shared memory (up-sampling), a channels_last grad_x. The
-    ImageNet-VGG plan keeps the default 16 x 64 tile, with a column window that fits."""
+@pytest.mark.experimental
+def test_cuda_fused_separable_plan_and_fallbacks():
+    """Separable winners are taken only when asked for and fall back to winners by
+    cells, with the cell form's results, where they do not pay or cannot run: more than
+    4 input columns per cell column (r < 0.25), the 64-bit index path, V and D beyond
+    the shared memory (up-sampling), a channels_last grad_x. The ImageNet-VGG plan keeps
+    the default 16 x 64 tile, with a column window that fits."""
     _needs_cells_emulation()
-    ext = torch.ops.resizeops_ext
-    monkeypatch.setenv("RESIZEOPS_CUDA_GRAD_X", "fused")
     x = torch.randn(1, 2, 224, 224)
     g = torch.randn(1, 2, 112, 140)
-    assert ext._dynopool2d_backward_form(g, x, 112, 140, False, True)[-1] == 0  # unset: cells
-    monkeypatch.setenv("RESIZEOPS_CUDA_FUSED_WINNERS", "separable")
-    form, th, tw, cell_rows, cell_cols, cb, lanes, vcols = ext._dynopool2d_backward_form(g, x, 112, 140, False, True)
+    assert _backward_form(g, x, (112, 140), False, _fused())[-1] == 0  # not asked for: cells
+    separable = _fused(fused_winners="separable")
+    form, th, tw, cell_rows, cell_cols, cb, lanes, vcols = _backward_form(g, x, (112, 140), False, separable)
     assert (form, th, tw, cb, lanes) == (_FUSED, 16, 64, 1, 1)
     # cell_cols cells of 2 queries 0.8 apart span (2 cell_cols - 1) * 0.8 columns, + 3 for the taps, 1 for rounding.
     assert 1.6 * cell_cols + 1 <= vcols <= 1.6 * cell_cols + 4, (cell_cols, vcols)
@@ -707,59 +686,45 @@ def test_cuda_fused_separable_plan_and_fallbacks(monkeypatch):
     xcl = torch.randn(1, 8, 40, 70).contiguous(memory_format=torch.channels_last)
     cases = [
         (x, g50, (112, 50), {}, False),  # r_w = 0.22: cells
-        (x, g, (112, 140), {"RESIZEOPS_FORCE_INT64_INDEXING": "1"}, False),
+        (x, g, (112, 140), {"force_int64": True}, False),
         (up, torch.randn(1, 1, 90, 312, dtype=torch.float64), (90, 312), {}, False),  # x2.4: V and D beyond 40 KiB
         (xcl, torch.randn(1, 8, 23, 44), (23, 44), {}, True),  # channels_last: blocks of 8 channels, cells
     ]
-    for t, gt, out, env, cl in cases:
-        for k, v in env.items():
-            monkeypatch.setenv(k, v)
-        form = ext._dynopool2d_backward_form(gt, t, *out, cl, True)
-        assert form[0] == _FUSED and form[-1] == 0 and form[-3] == (8 if cl else 1), (out, env, form)
-        got = ext._dynopool2d_backward_cells(gt, t, *out, cl, True, True)
-        monkeypatch.setenv("RESIZEOPS_CUDA_FUSED_WINNERS", "cell")
-        want = ext._dynopool2d_backward_cells(gt, t, *out, cl, True, True)
-        assert torch.equal(got[0], want[0]) and torch.equal(got[1], want[1]), (out, env)
-        monkeypatch.setenv("RESIZEOPS_CUDA_FUSED_WINNERS", "separable")
-        for k in env:
-            monkeypatch.delenv(k)
-    # Not the fused form: the winners' variable is not read.
-    monkeypatch.setenv("RESIZEOPS_CUDA_GRAD_X", "gather")
-    assert ext._dynopool2d_backward_form(g, x, 112, 140, False, True) == [0]
-    monkeypatch.setenv("RESIZEOPS_CUDA_GRAD_X", "fused")
-    monkeypatch.setenv("RESIZEOPS_CUDA_FUSED_WINNERS", "tiles")
-    with pytest.raises(RuntimeError, match="RESIZEOPS_CUDA_FUSED_WINNERS must be 'cell' or 'separable'"):
-        ext._dynopool2d_backward_cells(g, x, 112, 140, False, True, True)
+    for t, gt, out, hooks, cl in cases:
+        form = _backward_form(gt, t, out, cl, _fused(fused_winners="separable", **hooks))
+        assert form[0] == _FUSED and form[-1] == 0 and form[-3] == (8 if cl else 1), (out, hooks, form)
+        got = _backward_cells(gt, t, out, cl, True, True, _fused(fused_winners="separable", **hooks))
+        want = _backward_cells(gt, t, out, cl, True, True, _fused(**hooks))
+        assert torch.equal(got[0], want[0]) and torch.equal(got[1], want[1]), (out, hooks)
+    # Not the fused form: the winners' form does not matter.
+    assert _backward_form(g, x, (112, 140), False, KernelForms(grad_x="gather", fused_winners="separable")) == [0]
 
 
-def test_cuda_fused_backward_falls_back_where_it_cannot_run(monkeypatch):
+@pytest.mark.experimental
+def test_cuda_fused_backward_falls_back_where_it_cannot_run():
     """Where the fused form cannot run (a cell window beyond the shared memory:
     up-sampling 1 x 1 to 100 x 100, in NCHW and in channels_last with blocks of 4 and
-    of 8 channels), RESIZEOPS_CUDA_GRAD_X=fused gives the default form's result (the
-    scatter, for float64 and float32)."""
+    of 8 channels), grad_x="fused" gives the default form's result (the scatter, for
+    float64 and float32)."""
     _needs_cells_emulation()
-    ext = torch.ops.resizeops_ext
     gen = torch.Generator().manual_seed(2)
     cases = [(torch.randn(1, 8, 1, 1, generator=gen, dtype=dt).contiguous(memory_format=torch.channels_last),
               (100, 100), True) for dt in (torch.float64, torch.float32)]  # fmt: skip
     cases.append((torch.randn(1, 2, 1, 1, generator=gen, dtype=torch.float64), (100, 100), False))
     for x, out, cl in cases:
-        monkeypatch.setenv("RESIZEOPS_CUDA_GRAD_X", "fused")
-        assert ext._dynopool2d_backward_form(torch.zeros(1, x.shape[1], *out, dtype=x.dtype), x, *out, cl, True) == [1]
+        assert _backward_form(torch.zeros(1, x.shape[1], *out, dtype=x.dtype), x, out, cl, _fused()) == [1]
         g = torch.randn(x.shape[0], x.shape[1], *out, generator=gen, dtype=x.dtype)
         if cl:
             g = g.contiguous(memory_format=torch.channels_last)
-        monkeypatch.setenv("RESIZEOPS_CUDA_GRAD_X", "scatter")
-        want = ext._dynopool2d_backward_cells(g, x, *out, cl, True, True)
-        monkeypatch.setenv("RESIZEOPS_CUDA_GRAD_X", "fused")
-        got = ext._dynopool2d_backward_cells(g, x, *out, cl, True, True)
+        want = _backward_cells(g, x, out, cl, True, True, KernelForms(grad_x="scatter"))
+        got = _backward_cells(g, x, out, cl, True, True, _fused())
         assert got[0].stride() == want[0].stride()
         assert torch.equal(got[0], want[0]) and torch.equal(got[1], want[1])
 
 
 @pytest.mark.parametrize("cl", [False, True])
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32, torch.bfloat16])
-def test_cuda_gather_tile_and_loop_forms_bit_identical(dtype, cl, monkeypatch):
+def test_cuda_gather_tile_and_loop_forms_bit_identical(dtype, cl):
     """The CUDA gather's two forms (dynopool_cells.h), in the serial emulation: the 3x3
     tiles issue every load of a pixel at once and select afterwards, the loop loads
     only what it uses; same sum, same order, so bit-identical results. Covers pixels
@@ -767,24 +732,13 @@ def test_cuda_gather_tile_and_loop_forms_bit_identical(dtype, cl, monkeypatch):
     query reads (r < 0.5), and NaN / inf in grad_out at queries that did not win."""
     _needs_cells_emulation()
     for x, g, shape, out in _emulation_inputs(dtype, cl, seed=5):
-        tile = _emulated_grad_x(g, x, out, cl, "tile", monkeypatch)
-        loop = _emulated_grad_x(g, x, out, cl, "loop", monkeypatch)
+        tile = _emulated_grad_x(g, x, out, cl, "tile")
+        loop = _emulated_grad_x(g, x, out, cl, "loop")
         assert torch.equal(tile.isnan(), loop.isnan()), (shape, out)
         assert torch.equal(tile.nan_to_num(), loop.nan_to_num()), (shape, out)
         # And both against the fused CPU kernel, which has no NaN-free oracle of its own here.
-        cpu, _ = torch.ops.resizeops_ext.dynopool2d_backward(g, x, *out, cl, True, False)
+        cpu, _ = _ext.dynopool2d_backward(g, x, *out, cl, True, False, [])
         assert torch.equal(tile.isnan(), cpu.isnan()), (shape, out)
-
-
-def test_cuda_gather_form_rejects_unknown_values(monkeypatch):
-    if not hasattr(torch.ops.resizeops_ext, "_dynopool2d_backward_cells"):
-        pytest.skip("the compiled extension is not loaded")
-    x = torch.randn(1, 1, 6, 6)
-    g = torch.randn(1, 1, 3, 3)
-    monkeypatch.setenv("RESIZEOPS_CUDA_GRAD_X", "gather")  # float32 scatters by default: no gather to choose
-    monkeypatch.setenv("RESIZEOPS_CUDA_GATHER", "tiles")
-    with pytest.raises(RuntimeError, match="RESIZEOPS_CUDA_GATHER must be 'tile' or 'loop'"):
-        torch.ops.resizeops_ext._dynopool2d_backward_cells(g, x, 3, 3, False, True, False)
 
 
 def _lanes_inputs(dtype, cl, seed):
@@ -805,10 +759,11 @@ def _lanes_inputs(dtype, cl, seed):
     yield x, g, tuple(x.shape), (5, 7)
 
 
+@pytest.mark.experimental
 @pytest.mark.parametrize("cl", [False, True])
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32, torch.bfloat16])
-def test_cuda_lanes_form_matches_one_lane(dtype, cl, monkeypatch):
-    """The lanes form of the CUDA forward and backward pass 1 (RESIZEOPS_CUDA_LANES=4:
+def test_cuda_lanes_form_matches_one_lane(dtype, cl):
+    """The lanes form of the CUDA forward and backward pass 1 (lanes=4:
     4 channels per thread, 2 in float64; vector loads where the channels are contiguous
     and aligned) in the serial emulation, against one lane: the same per-channel
     arithmetic, so the forward, the argmax and with it the gathered grad_x are bit-identical,
@@ -816,18 +771,16 @@ def test_cuda_lanes_form_matches_one_lane(dtype, cl, monkeypatch):
     size gradient is summed in another order. The emulation raises if a vector access is
     misaligned or strided."""
     _needs_cells_emulation()
-    ext = torch.ops.resizeops_ext
-    forms = ["loop", "scatter"] if dtype != torch.bfloat16 else ["loop"]
+    grad_x_forms = ["loop", "scatter"] if dtype != torch.bfloat16 else ["loop"]
     for x, g, shape, out in _lanes_inputs(dtype, cl, seed=3):
         got = {}
-        for lanes in ("1", "4"):
-            monkeypatch.setenv("RESIZEOPS_CUDA_LANES", lanes)
-            fwd = ext._dynopool2d_forward_cells(x, *out, cl)
-            grads = [_emulated_grad_x(g, x, out, cl, form, monkeypatch) for form in forms]
-            monkeypatch.setenv("RESIZEOPS_CUDA_GRAD_X", "gather")
-            _, gs = ext._dynopool2d_backward_cells(g, x, *out, cl, False, True)
+        for lanes in (1, 4):
+            fwd = _forward_cells(x, out, cl, KernelForms(lanes=lanes))
+            grads = [_backward_cells(g, x, out, cl, True, False,
+                                     dataclasses.replace(_GRAD_X[form], lanes=lanes))[0] for form in grad_x_forms]
+            _, gs = _backward_cells(g, x, out, cl, False, True, KernelForms(grad_x="gather", lanes=lanes))
             got[lanes] = (fwd, grads, gs)
-        (f1, g1, s1), (f4, g4, s4) = got["1"], got["4"]
+        (f1, g1, s1), (f4, g4, s4) = got[1], got[4]
         assert f4.stride() == f1.stride()
         assert torch.equal(f4.isnan(), f1.isnan()) and torch.equal(f4.nan_to_num(), f1.nan_to_num()), (shape, out)
         for a, b in zip(g4, g1):
@@ -848,9 +801,10 @@ def _sliced_inputs_with_specials(shape, dtype, gen):
     return base[..., 1:-1], base[..., 1:-1].contiguous(memory_format=torch.channels_last)
 
 
+@pytest.mark.experimental
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32, torch.bfloat16, torch.float16])
-def test_cuda_forward_rows_bit_identical_to_the_cell_form(dtype, monkeypatch):
-    """The forward's row form (RESIZEOPS_CUDA_FORWARD=rows: 4 adjacent cells of an
+def test_cuda_forward_rows_bit_identical_to_the_cell_form(dtype):
+    """The forward's row form (forward="rows": 4 adjacent cells of an
     output row per thread, sharing their row table entries) in the serial emulation:
     the same per-cell arithmetic as the cell form, so bit-identical outputs. Output
     widths with and without a partial group of 4 (the vector store where Wo % 4 == 0
@@ -858,30 +812,26 @@ def test_cuda_forward_rows_bit_identical_to_the_cell_form(dtype, monkeypatch):
     a channels_last-strided x read into an NCHW output, ties, NaN and inf. The
     emulation raises if a vector store is misaligned."""
     _needs_cells_emulation()
-    ext = torch.ops.resizeops_ext
     gen = torch.Generator().manual_seed(8)
     cases = [((2, 3, 13, 17), (7, 8)), ((1, 4, 9, 31), (4, 20)), ((2, 2, 8, 8), (15, 3)), ((1, 3, 1, 8), (3, 5)),
              ((1, 2, 11, 1), (5, 4)), ((2, 5, 20, 24), (12, 13))]  # fmt: skip
     for shape, out in cases:
         for x in _sliced_inputs_with_specials(shape, dtype, gen):
-            monkeypatch.setenv("RESIZEOPS_CUDA_FORWARD", "cell")
-            cell = ext._dynopool2d_forward_cells(x, *out, False)
-            monkeypatch.setenv("RESIZEOPS_CUDA_FORWARD", "rows")
-            rows = ext._dynopool2d_forward_cells(x, *out, False)
+            cell = _forward_cells(x, out, False)
+            assert _forward_form(x, out, False, KernelForms(forward="rows")) == [1]
+            rows = _forward_cells(x, out, False, KernelForms(forward="rows"))
             assert rows.is_contiguous() and rows.dtype == dtype
             assert torch.equal(rows.isnan(), cell.isnan()), (shape, out)
             assert torch.equal(rows.nan_to_num(), cell.nan_to_num()), (shape, out)
-    monkeypatch.setenv("RESIZEOPS_CUDA_FORWARD", "row4")
-    with pytest.raises(RuntimeError, match="RESIZEOPS_CUDA_FORWARD must be 'cell', 'rows' or 'separable'"):
-        ext._dynopool2d_forward_cells(torch.randn(1, 1, 6, 6), 3, 3, False)
 
 
 _SEPARABLE = 2  # resizeops_ext::_dynopool2d_forward_form's code of the separable form
 
 
+@pytest.mark.experimental
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32, torch.bfloat16, torch.float16])
-def test_cuda_forward_separable_bit_identical_to_the_cell_form(dtype, monkeypatch):
-    """The separable forward (RESIZEOPS_CUDA_FORWARD=separable: per tile of output cells, the
+def test_cuda_forward_separable_bit_identical_to_the_cell_form(dtype):
+    """The separable forward (forward="separable": per tile of output cells, the
     vertical interpolations of its query rows at its column window into shared
     memory, then each cell's 4 queries from there) in the serial emulation: the same
     operations on the same values as the cell form, so bit-identical outputs.
@@ -891,32 +841,29 @@ def test_cuda_forward_separable_bit_identical_to_the_cell_form(dtype, monkeypatc
     an NCHW output, ties, NaN and inf. The emulation poisons the shared memory first
     and raises where a tile's column window exceeds the plan."""
     _needs_cells_emulation()
-    ext = torch.ops.resizeops_ext
     gen = torch.Generator().manual_seed(12)
     cases = [((2, 3, 13, 17), (7, 8)), ((1, 2, 9, 31), (4, 20)), ((2, 2, 8, 8), (15, 3)), ((1, 3, 1, 8), (3, 5)),
              ((1, 2, 11, 1), (5, 4)), ((1, 2, 40, 70), (23, 44)), ((1, 1, 30, 130), (9, 33)), ((1, 2, 6, 5), (17, 15)),
              ((1, 1, 19, 96), (5, 24))]  # fmt: skip
     for shape, out in cases:
         for x in _sliced_inputs_with_specials(shape, dtype, gen):
-            monkeypatch.setenv("RESIZEOPS_CUDA_FORWARD", "cell")
-            cell = ext._dynopool2d_forward_cells(x, *out, False)
-            monkeypatch.setenv("RESIZEOPS_CUDA_FORWARD", "separable")
-            for tile in ("", "1x1", "2x4", "4x8", "16x2", "8x32"):
-                monkeypatch.setenv("RESIZEOPS_CUDA_FORWARD_TILE", tile)
-                assert ext._dynopool2d_forward_form(x, *out, False)[0] == _SEPARABLE, (shape, out, tile)
-                tiles = ext._dynopool2d_forward_cells(x, *out, False)
+            cell = _forward_cells(x, out, False)
+            for tile in (None, (1, 1), (2, 4), (4, 8), (16, 2), (8, 32)):
+                forms = KernelForms(forward="separable", forward_tile=tile)
+                assert _forward_form(x, out, False, forms)[0] == _SEPARABLE, (shape, out, tile)
+                tiles = _forward_cells(x, out, False, forms)
                 assert tiles.is_contiguous() and tiles.dtype == dtype
                 assert torch.equal(tiles.isnan(), cell.isnan()), (shape, out, tile)
                 assert torch.equal(tiles.nan_to_num(), cell.nan_to_num()), (shape, out, tile)
 
 
-def test_cuda_forward_separable_tiles_stay_within_the_plan(monkeypatch):
+@pytest.mark.experimental
+def test_cuda_forward_separable_tiles_stay_within_the_plan():
     """The separable forward's plan bounds each tile's column window from the query
     spacing (dynopool_tile_cols_bound); the emulation raises where a window exceeds
     it. Random sizes, ratios from 0.25 to 3 and arbitrary output sizes, random tile
     caps; where the plan is taken, the result is the cell form's."""
     _needs_cells_emulation()
-    ext = torch.ops.resizeops_ext
     rng = random.Random(7)
     taken = 0
     for _ in range(80):
@@ -926,29 +873,25 @@ def test_cuda_forward_separable_tiles_stay_within_the_plan(monkeypatch):
         else:
             out = (rng.randint(1, 40), rng.randint(1, 120))
         x = torch.randn(1, 1, h, w, dtype=torch.float64)
-        monkeypatch.setenv("RESIZEOPS_CUDA_FORWARD", "cell")
-        cell = ext._dynopool2d_forward_cells(x, *out, False)
-        monkeypatch.setenv("RESIZEOPS_CUDA_FORWARD", "separable")
-        monkeypatch.setenv("RESIZEOPS_CUDA_FORWARD_TILE", f"{2 ** rng.randint(0, 4)}x{2 ** rng.randint(0, 5)}")
-        form = ext._dynopool2d_forward_form(x, *out, False)
+        cell = _forward_cells(x, out, False)
+        forms = KernelForms(forward="separable", forward_tile=(2 ** rng.randint(0, 4), 2 ** rng.randint(0, 5)))
+        form = _forward_form(x, out, False, forms)
         taken += form[0] == _SEPARABLE
-        assert torch.equal(ext._dynopool2d_forward_cells(x, *out, False), cell), (h, w, out, form)
+        assert torch.equal(_forward_cells(x, out, False, forms), cell), (h, w, out, form)
     assert taken >= 50, taken  # most of them take it: the bound is not loose enough to refuse them
     # Wide rows, where the float32 query coordinates are off by many ulps of W: the
     # bound still holds (the emulation would raise), default tiles and 1 x 4.
-    monkeypatch.delenv("RESIZEOPS_CUDA_FORWARD_TILE")
     for w, wo in [(300001, 187500), (262144, 163841), (99991, 30000)]:
         x = torch.randn(1, 1, 3, w)
-        monkeypatch.setenv("RESIZEOPS_CUDA_FORWARD", "cell")
-        cell = ext._dynopool2d_forward_cells(x, 2, wo, False)
-        monkeypatch.setenv("RESIZEOPS_CUDA_FORWARD", "separable")
-        for tile in ("", "1x4"):
-            monkeypatch.setenv("RESIZEOPS_CUDA_FORWARD_TILE", tile)
-            assert ext._dynopool2d_forward_form(x, 2, wo, False)[0] == _SEPARABLE, (w, wo, tile)
-            assert torch.equal(ext._dynopool2d_forward_cells(x, 2, wo, False), cell), (w, wo, tile)
+        cell = _forward_cells(x, (2, wo), False)
+        for tile in (None, (1, 4)):
+            forms = KernelForms(forward="separable", forward_tile=tile)
+            assert _forward_form(x, (2, wo), False, forms)[0] == _SEPARABLE, (w, wo, tile)
+            assert torch.equal(_forward_cells(x, (2, wo), False, forms), cell), (w, wo, tile)
 
 
-def test_cuda_forward_separable_plan_and_fallbacks(monkeypatch):
+@pytest.mark.experimental
+def test_cuda_forward_separable_plan_and_fallbacks():
     """Where the separable forward does not pay or cannot run it falls back to the cell
     form: channels_last outputs, the lanes form, the 64-bit index path, more than 4
     input columns per output column (r < 0.25: the shared column window would hold
@@ -956,42 +899,26 @@ def test_cuda_forward_separable_plan_and_fallbacks(monkeypatch):
     extent; tile rows are a loop). The papers' ratios at ImageNet sizes take it, with the default
     16 x 32 tiles and a column window that fits."""
     _needs_cells_emulation()
-    ext = torch.ops.resizeops_ext
-    monkeypatch.setenv("RESIZEOPS_CUDA_FORWARD", "separable")
+    separable = KernelForms(forward="separable")
     x = torch.randn(1, 2, 224, 224)
-    form, th, tw, vcols, tiles_h, tiles_w = ext._dynopool2d_forward_form(x, 112, 140, False)
+    form, th, tw, vcols, tiles_h, tiles_w = _forward_form(x, (112, 140), False, separable)
     assert (form, th, tw, tiles_h, tiles_w) == (_SEPARABLE, 16, 32, 7, 5)
     assert 53 <= vcols <= 60  # 64 queries 0.8 apart span 50.4 columns, + 3 for the taps, 1 for rounding
-    assert ext._dynopool2d_forward_form(x, 112, 56, False)[0] == _SEPARABLE  # r = 0.25
+    assert _forward_form(x, (112, 56), False, separable)[0] == _SEPARABLE  # r = 0.25
+    assert _forward_form(x, (112, 140), False, KernelForms()) == [0]  # not asked for: the cell form
     cases = [
         (x, (112, 50), False, {}),  # r_w = 0.22
         (x.contiguous(memory_format=torch.channels_last), (112, 140), True, {}),
-        (x, (112, 140), False, {"RESIZEOPS_CUDA_LANES": "4"}),
-        (x, (112, 140), False, {"RESIZEOPS_FORCE_INT64_INDEXING": "1"}),
+        (x, (112, 140), False, {"lanes": 4}),
+        (x, (112, 140), False, {"force_int64": True}),
     ]
-    for t, out, cl, env in cases:
-        for k, v in env.items():
-            monkeypatch.setenv(k, v)
-        assert ext._dynopool2d_forward_form(t, *out, cl) == [0], (out, cl, env)
-        got = ext._dynopool2d_forward_cells(t, *out, cl)
-        monkeypatch.setenv("RESIZEOPS_CUDA_FORWARD", "cell")
-        assert torch.equal(got, ext._dynopool2d_forward_cells(t, *out, cl)), (out, cl, env)
-        monkeypatch.setenv("RESIZEOPS_CUDA_FORWARD", "separable")
-        for k in env:
-            monkeypatch.delenv(k)
-    monkeypatch.setenv("RESIZEOPS_CUDA_FORWARD_TILE", "1x1")  # one tile per cell
+    for t, out, cl, other in cases:
+        forms = dataclasses.replace(separable, **other)
+        assert _forward_form(t, out, cl, forms) == [0], (out, cl, other)
+        got = _forward_cells(t, out, cl, forms)
+        assert torch.equal(got, _forward_cells(t, out, cl, KernelForms(**other))), (out, cl, other)
+    one_cell_tiles = KernelForms(forward="separable", forward_tile=(1, 1))
     wide = torch.empty(1, 1, 2, 70000)
-    assert ext._dynopool2d_forward_form(wide, 1, 65535, False)[0] == _SEPARABLE
-    assert ext._dynopool2d_forward_form(wide, 1, 65536, False) == [0]
-    assert ext._dynopool2d_forward_form(wide.transpose(2, 3).contiguous(), 65536, 1, False)[0] == _SEPARABLE
-    for bad in ("32x4", "1x64", "3x4", "2x", "0x1", "2x4x"):
-        monkeypatch.setenv("RESIZEOPS_CUDA_FORWARD_TILE", bad)
-        with pytest.raises(RuntimeError, match="RESIZEOPS_CUDA_FORWARD_TILE must be <rows>x<cols>"):
-            ext._dynopool2d_forward_cells(torch.randn(1, 1, 6, 6), 3, 3, False)
-
-
-def test_cuda_lanes_rejects_unknown_values(monkeypatch):
-    _needs_cells_emulation()
-    monkeypatch.setenv("RESIZEOPS_CUDA_LANES", "8")
-    with pytest.raises(RuntimeError, match="RESIZEOPS_CUDA_LANES must be '1' or '4'"):
-        torch.ops.resizeops_ext._dynopool2d_forward_cells(torch.randn(1, 4, 6, 6), 3, 3, False)
+    assert _forward_form(wide, (1, 65535), False, one_cell_tiles)[0] == _SEPARABLE
+    assert _forward_form(wide, (1, 65536), False, one_cell_tiles) == [0]
+    assert _forward_form(wide.transpose(2, 3).contiguous(), (65536, 1), False, one_cell_tiles)[0] == _SEPARABLE

@@ -2,7 +2,6 @@
 
 import csv
 import math
-
 import os
 
 import pytest
@@ -10,6 +9,7 @@ import torch
 
 import resizeops
 from resizeops import bench
+from resizeops.core.kernel_forms import DEFAULT, VARIANTS, KernelForms, Variant
 
 
 def _rows(path):
@@ -98,7 +98,13 @@ def test_make_inputs_shapes(name, channels_last):
         assert all(t.grad is not None and t.grad.shape == t.shape for t in leaves)
 
 
-def test_providers_for_cpu(monkeypatch):
+def _probe(monkeypatch, name, backend="reference", forms=KernelForms(), ops=("dynopool2d",), nchw_only=False):
+    """Register a variant ``name`` of ``backend`` in the backend registry for the test."""
+    monkeypatch.setitem(VARIANTS, name, Variant(name, backend, forms, ops, "a test's probe", nchw_only=nchw_only))
+    return name
+
+
+def test_providers_for_cpu():
     case = bench.CASES["dynopool-small"]
     available = [b.name for b in resizeops.backends("cpu", op="dynopool2d") if b.available and b.name != "triton"]
     assert bench.providers_for(case, "cpu") == available + [bench.EAGER, bench.COMPILED]
@@ -106,46 +112,97 @@ def test_providers_for_cpu(monkeypatch):
     notes = []
     assert bench.providers_for(case, "cpu", wanted=["cuda", bench.EAGER], notes=notes) == [bench.EAGER]
     assert notes and "cuda" in notes[0]
-    # cuda-lanes: only when named, only for dynopool2d, only where the cuda backend runs.
-    assert "cuda-lanes" not in bench.providers_for(case, "cpu")
-    notes = []
-    assert bench.providers_for(case, "cpu", wanted=["cuda-lanes", bench.EAGER], notes=notes) == [bench.EAGER]
-    assert any("cuda-lanes" in n for n in notes)
-    # NCHW-only variants are skipped in channels_last, with a note (the others stay).
-    monkeypatch.setitem(bench.VARIANTS, "cpu-rows-probe", ("cpu", {}))
-    monkeypatch.setitem(bench.VARIANTS, "cpu-probe", ("cpu", {}))
-    monkeypatch.setattr(bench.providers, "NCHW_ONLY", bench.NCHW_ONLY + ("cpu-rows-probe",))  # where providers_for reads it
-    wanted = ["cpu-rows-probe", "cpu-probe"]
-    assert bench.providers_for(case, "cpu", wanted=wanted) == wanted
-    notes = []
-    assert bench.providers_for(case, "cpu", wanted=wanted, channels_last=True, notes=notes) == ["cpu-probe"]
-    assert notes == ["dynopool2d: 'cpu-rows-probe' skipped: NCHW only (in channels_last it is the default)"]
+    # The bench's variants are the backend registry's.
+    assert bench.VARIANTS is VARIANTS
+    assert bench.NCHW_ONLY == tuple(n for n, v in VARIANTS.items() if v.nchw_only)
     assert {"cuda-rows", "cuda-separable", "cuda-fused-separable", "triton-rows"} <= set(bench.NCHW_ONLY)
 
 
-def test_variant_environment_is_set_for_the_call_and_restored(monkeypatch):
-    # A variant provider (bench.VARIANTS) runs its backend with environment settings
-    # around the forward and the backward; they are undone afterwards, also on errors.
-    monkeypatch.setitem(bench.VARIANTS, "cpu-probe", ("cpu", {"RESIZEOPS_CUDA_LANES": "4"}))
-    monkeypatch.setenv("RESIZEOPS_CUDA_LANES", "1")
+def test_variants_run_only_when_named_and_only_for_their_ops(monkeypatch):
+    dyno, blend = bench.CASES["dynopool-small"], bench.CASES["blend-sa-small"]
+    _probe(monkeypatch, "ref-probe")
+    _probe(monkeypatch, "ref-all-probe", ops=bench.OPS)
+    for case in (dyno, blend):
+        assert not set(bench.providers_for(case, "cpu")) & set(VARIANTS)  # never unless named
+    wanted = ["ref-probe", "ref-all-probe", bench.EAGER]
+    assert bench.providers_for(dyno, "cpu", wanted=wanted) == ["ref-probe", "ref-all-probe", bench.EAGER]
+    assert bench.providers_for(blend, "cpu", wanted=wanted) == ["ref-all-probe", bench.EAGER]
+    # The registry's own: cuda-tile applies to every op, cuda-lanes to dynopool2d only.
+    assert VARIANTS["cuda-tile"].ops == tuple(bench.OPS) and VARIANTS["cuda-lanes"].ops == ("dynopool2d",)
+
+
+def test_variant_of_an_unavailable_backend_is_skipped_with_a_note():
+    case = bench.CASES["dynopool-small"]
+    assert "cuda-lanes" not in bench.providers_for(case, "cpu")
+    notes = []
+    assert bench.providers_for(case, "cpu", wanted=["cuda-lanes", bench.EAGER], notes=notes) == [bench.EAGER]
+    assert len(notes) == 1 and notes[0].startswith("dynopool2d: 'cuda-lanes' skipped: backend 'cuda' is not available")
+    # ... and not for an op it does not apply to (it would not run there anyway).
+    notes = []
+    assert bench.providers_for(bench.CASES["blend-sa-small"], "cpu", wanted=["cuda-lanes"], notes=notes) == []
+    assert notes == []
+
+
+def test_nchw_only_variants_are_skipped_in_channels_last(monkeypatch):
+    case = bench.CASES["dynopool-small"]
+    wanted = [_probe(monkeypatch, "ref-rows-probe", nchw_only=True), _probe(monkeypatch, "ref-probe")]
+    assert bench.providers_for(case, "cpu", wanted=wanted) == wanted
+    notes = []
+    assert bench.providers_for(case, "cpu", wanted=wanted, channels_last=True, notes=notes) == ["ref-probe"]
+    assert notes == ["dynopool2d: 'ref-rows-probe' skipped: NCHW only (in channels_last it is the default)"]
+
+
+def _record_forms(monkeypatch, op="dynopool2d"):
+    """Make the reference backend's ``op`` kernels take ``forms=`` (as the cuda and triton ones do)
+    and record, per call, ("fwd" or "bwd", the forms); returns the record."""
+    from resizeops.core import _dispatch
+
+    kernels = _dispatch.get_backend("reference").kernels
+    real = kernels[op]
     seen = []
+
+    def forward(*args, forms=DEFAULT):
+        seen.append(("fwd", forms))
+        return real.forward(*args)
+
+    def backward(*args, forms=DEFAULT):
+        seen.append(("bwd", forms))
+        return real.backward(*args)
+
+    monkeypatch.setitem(kernels, op, _dispatch.Kernels(forward, backward, real.deterministic_backward))
+    return seen
+
+
+def test_variant_runs_its_backend_with_its_forms(monkeypatch):
+    # A variant provider is the public op called with backend=<variant name>: the dispatcher
+    # runs the variant's backend with its forms, forward and backward; nothing else is set.
+    seen = _record_forms(monkeypatch)
+    lanes = KernelForms(lanes=4)
+    _probe(monkeypatch, "ref-lanes-probe", forms=lanes)
     case = bench.CASES["dynopool-small"]
     inputs = case.make_inputs("cpu", requires_grad=True)
-    real_run = bench.Case.run
+    environ = dict(os.environ)
+    bench._measure(case, "ref-lanes-probe", "fwd+bwd", inputs, torch.device("cpu"), 1, True)
+    assert seen and set(seen) == {("fwd", lanes), ("bwd", lanes)}
+    assert dict(os.environ) == environ
+    seen.clear()
+    bench._measure(case, "reference", "fwd+bwd", inputs, torch.device("cpu"), 1, True)
+    assert seen and set(seen) == {("fwd", DEFAULT), ("bwd", DEFAULT)}
 
-    def run(self, inputs, provider):
-        out = real_run(self, inputs, provider)
-        seen.append(os.environ.get("RESIZEOPS_CUDA_LANES"))
-        return out
 
-    monkeypatch.setattr(bench.Case, "run", run)
-    bench._measure(case, "cpu-probe", "fwd+bwd", inputs, torch.device("cpu"), 1, True)
-    assert seen and set(seen) == {"4"}
-    assert os.environ["RESIZEOPS_CUDA_LANES"] == "1"
-    with pytest.raises(RuntimeError):
-        with bench._variant_env("cpu-probe"):
-            raise RuntimeError("boom")
-    assert os.environ["RESIZEOPS_CUDA_LANES"] == "1"
+@pytest.mark.parametrize("case,provider", [("dynopool-small", "cuda-lanes"), ("blend-sa-small", "cuda-tile")])
+def test_case_run_passes_the_variant_name_as_the_backend(case, provider, monkeypatch):
+    case = bench.CASES[case]
+    public = getattr(resizeops, case.op)
+    backends = []
+
+    def spy(*args, backend=None):
+        backends.append(backend)
+        return public(*args, backend="reference")
+
+    monkeypatch.setattr(resizeops, case.op, spy)
+    case.run(case.make_inputs("cpu"), provider)
+    assert backends == [provider]
 
 
 # --- the CLI ----------------------------------------------------------------------
@@ -195,6 +252,23 @@ def test_main_compiled_reference_smallest_case(tmp_path, capsys):
     assert all(r["error"] == "" for r in compiled)
     assert float(compiled[0]["max_err"]) < 1e-4
     assert not (tmp_path / "bench-cpu.png").exists()
+
+
+def test_main_runs_a_named_variant(tmp_path, monkeypatch, capsys):
+    seen = _record_forms(monkeypatch)
+    _probe(monkeypatch, "ref-probe", forms=KernelForms(lanes=4))
+    argv = ["--quick", "--no-compile", "--no-plot", "--out", str(tmp_path), "--cases", "dynopool-small,blend-sa-small",
+            "--modes", "fwd", "--backends", f"ref-probe,cuda-lanes,{bench.EAGER}"]  # fmt: skip
+    assert bench.main(argv) == 0
+    assert "dynopool2d: 'cuda-lanes' skipped: backend 'cuda' is not available" in capsys.readouterr().err
+    rows = _rows(tmp_path / "bench-cpu.csv")
+    assert [(r["case"], r["provider"]) for r in rows] == [
+        ("dynopool-small", "ref-probe"), ("dynopool-small", bench.EAGER), ("blend-sa-small", bench.EAGER)
+    ]
+    assert rows[0]["error"] == "" and float(rows[0]["max_err"]) < 1e-4
+    assert seen and set(seen) == {("fwd", KernelForms(lanes=4))}
+    backends = next(a for a in bench.build_parser()._actions if "--backends" in a.option_strings)
+    assert "ref-probe" in backends.help  # --help lists the registry's variants
 
 
 @pytest.mark.parametrize(

@@ -1,4 +1,4 @@
-"""GPU-only checks of the CUDA blend kernels (csrc/cuda/resize_blend.cu): resize_blend and
+"""GPU-only checks of the CUDA blend kernels (csrc/cuda/resize_blend.cu, shape_adaptor_maxpool.cu): resize_blend and
 the fused shape_adaptor_maxpool, beyond the cross-backend suites (test_backends_blend.py,
 test_shape_adaptor_maxpool.py): the CUDA kernels against their serial CPU emulation
 and the C++ CPU kernels, opcheck on CUDA tensors, the 64-bit index path, a non-default
@@ -12,6 +12,7 @@ from torch.library import opcheck
 
 import resizeops
 from resizeops.core import _dispatch, _extension
+from resizeops.core.kernel_forms import KernelForms
 
 pytestmark = [
     pytest.mark.cuda,
@@ -19,6 +20,7 @@ pytestmark = [
 ]
 
 EXT = torch.ops.resizeops_ext
+DEFAULT = []  # the ops' `forms` argument for the default forms (KernelForms().encode())
 
 
 @pytest.fixture(autouse=True)
@@ -47,22 +49,23 @@ BLEND_CASES = [
 ]
 
 
-@pytest.mark.parametrize("form", ["tile", "loop"])  # the gathers' two forms (RESIZEOPS_CUDA_GATHER)
+@pytest.mark.parametrize("form", ["tile", "loop"])  # the gathers' two forms (KernelForms.gather)
 @pytest.mark.parametrize("cl", [False, True])
 @pytest.mark.parametrize("s1,s2,size,ac,scales", BLEND_CASES)
-def test_blend_cuda_matches_its_emulation_and_the_cpu_kernel(s1, s2, size, ac, scales, cl, form, monkeypatch):
-    monkeypatch.setenv("RESIZEOPS_CUDA_GATHER", form)
+def test_blend_cuda_matches_its_emulation_and_the_cpu_kernel(s1, s2, size, ac, scales, cl, form):
+    forms = KernelForms(gather=form).encode()
     x1, x2 = _x(s1, cl=cl), _x(s2, cl=cl, seed=1)
     w1, w2 = torch.tensor(0.7), torch.tensor(-1.2)
     g = _x((s1[0], s1[1], *size), cl=cl, seed=2)
     sc = scales or (None, None)
     cuda = [t.cuda() for t in (x1, x2, w1, w2)]
-    got = EXT.resize_blend_forward(*cuda, list(size), ac, *sc, cl).cpu()
-    assert_close(got, EXT._resize_blend_forward_cells(x1, x2, w1, w2, list(size), ac, *sc, cl), torch.float32)
-    assert_close(got, EXT.resize_blend_forward(x1, x2, w1, w2, list(size), ac, *sc, cl), torch.float32)
+    got = EXT.resize_blend_forward(*cuda, list(size), ac, *sc, cl, forms).cpu()
+    want_f = EXT._resize_blend_forward_cells(x1, x2, w1, w2, list(size), ac, *sc, cl, forms)
+    assert_close(got, want_f, torch.float32)
+    assert_close(got, EXT.resize_blend_forward(x1, x2, w1, w2, list(size), ac, *sc, cl, DEFAULT), torch.float32)
     mask = (True, True, True, True)
-    grads = EXT.resize_blend_backward(g.cuda(), *cuda, list(size), ac, *sc, *mask, cl, cl)
-    want = EXT._resize_blend_backward_cells(g, x1, x2, w1, w2, list(size), ac, *sc, *mask, cl, cl)
+    grads = EXT.resize_blend_backward(g.cuda(), *cuda, list(size), ac, *sc, *mask, cl, cl, forms)
+    want = EXT._resize_blend_backward_cells(g, x1, x2, w1, w2, list(size), ac, *sc, *mask, cl, cl, forms)
     fmt = torch.channels_last if cl else torch.contiguous_format
     for a, b in zip(grads[:2], want[:2]):
         assert a.is_contiguous(memory_format=fmt)
@@ -74,16 +77,16 @@ def test_blend_cuda_matches_its_emulation_and_the_cpu_kernel(s1, s2, size, ac, s
 @pytest.mark.parametrize("form", ["tile", "loop"])
 @pytest.mark.parametrize("cl", [False, True])
 @pytest.mark.parametrize("shape,size", [((2, 5, 13, 17), (9, 12)), ((1, 300, 9, 31), (6, 15)), ((2, 3, 2, 9), (1, 4))])
-def test_shape_adaptor_cuda_matches_its_emulation(shape, size, cl, form, monkeypatch):
-    monkeypatch.setenv("RESIZEOPS_CUDA_GATHER", form)
+def test_shape_adaptor_cuda_matches_its_emulation(shape, size, cl, form):
+    forms = KernelForms(gather=form).encode()
     x = _x(shape, cl=cl)
     w1, w2 = torch.tensor(0.7), torch.tensor(1.3)
     g = _x((shape[0], shape[1], *size), cl=cl, seed=2)
-    got = EXT.shape_adaptor_maxpool_forward(x.cuda(), w1.cuda(), w2.cuda(), list(size), True, cl).cpu()
-    assert_close(got, EXT._shape_adaptor_maxpool_forward_cells(x, w1, w2, list(size), True, cl), torch.float32)
+    got = EXT.shape_adaptor_maxpool_forward(x.cuda(), w1.cuda(), w2.cuda(), list(size), True, cl, forms).cpu()
+    assert_close(got, EXT._shape_adaptor_maxpool_forward_cells(x, w1, w2, list(size), True, cl, forms), torch.float32)
     grads = EXT.shape_adaptor_maxpool_backward(g.cuda(), x.cuda(), w1.cuda(), w2.cuda(), list(size), True,
-                                               True, True, True, cl)  # fmt: skip
-    want = EXT._shape_adaptor_maxpool_backward_cells(g, x, w1, w2, list(size), True, True, True, True, cl)
+                                               True, True, True, cl, forms)  # fmt: skip
+    want = EXT._shape_adaptor_maxpool_backward_cells(g, x, w1, w2, list(size), True, True, True, True, cl, forms)
     assert_close(grads[0].cpu(), want[0], torch.float32)
     for a, b in zip(grads[1:], want[1:]):
         _close_sums(a.cpu(), b)
@@ -94,10 +97,12 @@ def test_shape_adaptor_cuda_matches_its_emulation(shape, size, cl, form, monkeyp
 def test_opcheck_blend_cuda(cl, mask):
     x1, x2 = _x((2, 3, 5, 7), cl=cl).cuda(), _x((2, 3, 9, 13), seed=1).cuda()
     w1, w2 = torch.tensor(0.5, device="cuda"), torch.tensor(1.5, device="cuda", dtype=torch.float64)
-    opcheck(EXT.resize_blend_forward.default, (x1, x2, w1, w2, [7, 10], True, None, None, cl))
-    opcheck(EXT.resize_blend_forward.default, (x1, x2, w1, w2, [9, 13], False, [2.0, 2.0], None, cl))
+    opcheck(EXT.resize_blend_forward.default, (x1, x2, w1, w2, [7, 10], True, None, None, cl, DEFAULT))
+    opcheck(EXT.resize_blend_forward.default, (x1, x2, w1, w2, [9, 13], False, [2.0, 2.0], None, cl, DEFAULT))
     g = _x((2, 3, 7, 10), seed=2).cuda()
-    opcheck(EXT.resize_blend_backward.default, (g, x1, x2, w1, w2, [7, 10], True, None, None, *mask, cl, False))
+    opcheck(
+        EXT.resize_blend_backward.default, (g, x1, x2, w1, w2, [7, 10], True, None, None, *mask, cl, False, DEFAULT)
+    )
 
 
 @pytest.mark.parametrize("cl", [False, True])
@@ -105,26 +110,26 @@ def test_opcheck_blend_cuda(cl, mask):
 def test_opcheck_shape_adaptor_cuda(cl, mask):
     x = _x((2, 3, 9, 8), cl=cl).cuda()
     w1, w2 = torch.tensor(0.5, device="cuda"), torch.tensor(1.5, device="cuda")
-    opcheck(EXT.shape_adaptor_maxpool_forward.default, (x, w1, w2, [5, 6], True, cl))
+    opcheck(EXT.shape_adaptor_maxpool_forward.default, (x, w1, w2, [5, 6], True, cl, DEFAULT))
     g = _x((2, 3, 5, 6), seed=2).cuda()
-    opcheck(EXT.shape_adaptor_maxpool_backward.default, (g, x, w1, w2, [5, 6], True, *mask, cl))
+    opcheck(EXT.shape_adaptor_maxpool_backward.default, (g, x, w1, w2, [5, 6], True, *mask, cl, DEFAULT))
 
 
-def test_int64_index_path(monkeypatch):
-    # RESIZEOPS_FORCE_INT64_INDEXING takes the 64-bit path on small tensors.
+def test_int64_index_path():
+    # The test hook force_int64 takes the 64-bit path on small tensors: the same bits.
     x1, x2 = _x((2, 7, 9, 11)).cuda(), _x((2, 7, 17, 23), cl=True, seed=1).cuda()
     w = torch.tensor(0.6, device="cuda")
     g = _x((2, 7, 13, 14), seed=2).cuda()
     args = ([13, 14], True, None, None)
-    want_f = EXT.resize_blend_forward(x1, x2, w, w, *args, True)
-    want_b = EXT.resize_blend_backward(g, x1, x2, w, w, *args, True, True, True, True, False, True)
-    want_sa = EXT.shape_adaptor_maxpool_backward(g, x2, w, w, [13, 14], True, True, True, True, True)
-    monkeypatch.setenv("RESIZEOPS_FORCE_INT64_INDEXING", "1")
-    assert torch.equal(EXT.resize_blend_forward(x1, x2, w, w, *args, True), want_f)
-    got_b = EXT.resize_blend_backward(g, x1, x2, w, w, *args, True, True, True, True, False, True)
+    want_f = EXT.resize_blend_forward(x1, x2, w, w, *args, True, DEFAULT)
+    want_b = EXT.resize_blend_backward(g, x1, x2, w, w, *args, True, True, True, True, False, True, DEFAULT)
+    want_sa = EXT.shape_adaptor_maxpool_backward(g, x2, w, w, [13, 14], True, True, True, True, True, DEFAULT)
+    int64 = KernelForms(force_int64=True).encode()
+    assert torch.equal(EXT.resize_blend_forward(x1, x2, w, w, *args, True, int64), want_f)
+    got_b = EXT.resize_blend_backward(g, x1, x2, w, w, *args, True, True, True, True, False, True, int64)
     for a, b in zip(got_b, want_b):
         assert torch.equal(a, b)
-    got_sa = EXT.shape_adaptor_maxpool_backward(g, x2, w, w, [13, 14], True, True, True, True, True)
+    got_sa = EXT.shape_adaptor_maxpool_backward(g, x2, w, w, [13, 14], True, True, True, True, True, int64)
     for a, b in zip(got_sa, want_sa):
         assert torch.equal(a, b)
 

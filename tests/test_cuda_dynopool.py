@@ -4,6 +4,8 @@ kernel and its serial emulation of the CUDA code, opcheck on CUDA tensors, a
 non-default stream, empty and degenerate shapes, large channel counts.
 Skipped without a GPU; `pytest -m cuda` selects them."""
 
+import dataclasses
+
 import pytest
 import torch
 from conftest import assert_close
@@ -11,6 +13,7 @@ from torch.library import opcheck
 
 import resizeops
 from resizeops.core import _extension
+from resizeops.core.kernel_forms import KernelForms
 
 pytestmark = [
     pytest.mark.cuda,
@@ -18,6 +21,7 @@ pytestmark = [
 ]
 
 EXT = torch.ops.resizeops_ext
+DEFAULT = []  # the ops' `forms` argument for the default forms (KernelForms().encode())
 
 
 @pytest.fixture(autouse=True)
@@ -39,11 +43,11 @@ def test_cuda_matches_cpu_kernels(shape, out, cl):
     # emulation and the fused CPU kernel to float32 rounding (FMA contraction).
     x = _x(shape, cl=cl)
     g = _x((shape[0], shape[1], *out), cl=cl, seed=1)
-    got = EXT.dynopool2d_forward(x.cuda(), *out, cl).cpu()
-    assert_close(got, EXT._dynopool2d_forward_cells(x, *out, cl), torch.float32)
-    assert_close(got, EXT.dynopool2d_forward(x, *out, cl), torch.float32)
-    gx, gs = EXT.dynopool2d_backward(g.cuda(), x.cuda(), *out, cl, True, True)
-    cgx, cgs = EXT._dynopool2d_backward_cells(g, x, *out, cl, True, True)
+    got = EXT.dynopool2d_forward(x.cuda(), *out, cl, DEFAULT).cpu()
+    assert_close(got, EXT._dynopool2d_forward_cells(x, *out, cl, DEFAULT), torch.float32)
+    assert_close(got, EXT.dynopool2d_forward(x, *out, cl, DEFAULT), torch.float32)
+    gx, gs = EXT.dynopool2d_backward(g.cuda(), x.cuda(), *out, cl, True, True, DEFAULT)
+    cgx, cgs = EXT._dynopool2d_backward_cells(g, x, *out, cl, True, True, DEFAULT)
     assert gx.is_contiguous(memory_format=torch.channels_last if cl else torch.contiguous_format)
     assert_close(gx.cpu(), cgx, torch.float32)
     assert_close(gs.cpu(), cgs, atol=1e-3 * (1 + float(cgs.abs().max())), rtol=1e-4)
@@ -52,48 +56,49 @@ def test_cuda_matches_cpu_kernels(shape, out, cl):
 @pytest.mark.parametrize("form", ["tile", "loop"])
 @pytest.mark.parametrize("cl", [False, True])
 @pytest.mark.parametrize("shape,out", [((2, 5, 13, 17), (7, 10)), ((2, 3, 8, 8), (15, 3)), ((1, 3, 29, 11), (5, 2))])
-def test_cuda_gather_forms_match_the_emulation(shape, out, cl, form, monkeypatch):
-    # Both forms of the gather (RESIZEOPS_CUDA_GATHER, for A/B timing) on the GPU
-    # against the emulation, which gives both forms bit-identical sums.
-    monkeypatch.setenv("RESIZEOPS_CUDA_GRAD_X", "gather")
-    monkeypatch.setenv("RESIZEOPS_CUDA_GATHER", form)
+def test_cuda_gather_forms_match_the_emulation(shape, out, cl, form):
+    # Both forms of the gather (KernelForms.gather; the variants "cuda-tile" and
+    # "cuda-loop", for A/B timing) on the GPU against the emulation, which gives both
+    # forms bit-identical sums.
+    forms = KernelForms(grad_x="gather", gather=form).encode()
     x = _x(shape, cl=cl)
     g = _x((shape[0], shape[1], *out), cl=cl, seed=1)
-    gx, _ = EXT.dynopool2d_backward(g.cuda(), x.cuda(), *out, cl, True, False)
-    cgx, _ = EXT._dynopool2d_backward_cells(g, x, *out, cl, True, False)
+    gx, _ = EXT.dynopool2d_backward(g.cuda(), x.cuda(), *out, cl, True, False, forms)
+    cgx, _ = EXT._dynopool2d_backward_cells(g, x, *out, cl, True, False, forms)
     assert_close(gx.cpu(), cgx, torch.float32)
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 @pytest.mark.parametrize("cl", [False, True])
 @pytest.mark.parametrize("shape,out", [((2, 5, 13, 17), (7, 10)), ((2, 3, 8, 8), (15, 3)), ((1, 300, 9, 31), (4, 20))])
-def test_cuda_scatter_matches_the_emulation_and_the_gather(shape, out, cl, dtype, monkeypatch):
-    # grad_x scattered with atomics (RESIZEOPS_CUDA_GRAD_X=scatter, the default for
-    # float and double) against its serial emulation and the GPU gather: equal to
-    # rounding (the order of the atomic adds is not fixed); the size gradient is the
-    # same pass's either way.
+def test_cuda_scatter_matches_the_emulation_and_the_gather(shape, out, cl, dtype):
+    # grad_x scattered with atomics (KernelForms.grad_x="scatter", the default for
+    # float and double) against its serial emulation and the GPU gather (variant
+    # "cuda-gather"): equal to rounding (the order of the atomic adds is not fixed);
+    # the size gradient is the same pass's either way.
     x = _x(shape, dtype, cl=cl)
     g = _x((shape[0], shape[1], *out), dtype, cl=cl, seed=1)
-    monkeypatch.setenv("RESIZEOPS_CUDA_GRAD_X", "scatter")
-    gx, gs = EXT.dynopool2d_backward(g.cuda(), x.cuda(), *out, cl, True, True)
-    cgx, _ = EXT._dynopool2d_backward_cells(g, x, *out, cl, True, False)
+    scatter = KernelForms(grad_x="scatter").encode()
+    gx, gs = EXT.dynopool2d_backward(g.cuda(), x.cuda(), *out, cl, True, True, scatter)
+    cgx, _ = EXT._dynopool2d_backward_cells(g, x, *out, cl, True, False, scatter)
     assert gx.is_contiguous(memory_format=torch.channels_last if cl else torch.contiguous_format)
     assert_close(gx.cpu(), cgx, dtype)
-    monkeypatch.setenv("RESIZEOPS_CUDA_GRAD_X", "gather")
-    ggx, ggs = EXT.dynopool2d_backward(g.cuda(), x.cuda(), *out, cl, True, True)
+    gather = KernelForms(grad_x="gather").encode()
+    ggx, ggs = EXT.dynopool2d_backward(g.cuda(), x.cuda(), *out, cl, True, True, gather)
     assert_close(gx, ggx, dtype)
     assert_close(gs, ggs, atol=1e-6 * (1 + float(ggs.abs().max())), rtol=1e-6)
     # Only grad_x, and grad_x of a tensor whose offsets need 64 bits (test hook).
-    monkeypatch.setenv("RESIZEOPS_CUDA_GRAD_X", "scatter")
-    monkeypatch.setenv("RESIZEOPS_FORCE_INT64_INDEXING", "1")
-    gx64, _ = EXT.dynopool2d_backward(g.cuda(), x.cuda(), *out, cl, True, False)
+    scatter64 = KernelForms(grad_x="scatter", force_int64=True).encode()
+    gx64, _ = EXT.dynopool2d_backward(g.cuda(), x.cuda(), *out, cl, True, False, scatter64)
     assert_close(gx64, ggx, dtype)
 
 
+@pytest.mark.experimental
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float64])
 @pytest.mark.parametrize("cl", [False, True])
-def test_cuda_lanes_matches_the_emulation_and_one_lane(cl, dtype, monkeypatch):
-    # The lanes form (RESIZEOPS_CUDA_LANES=4: 4 channels per thread, 2 in float64) of
+def test_cuda_lanes_matches_the_emulation_and_one_lane(cl, dtype):
+    # The lanes form (KernelForms(lanes=4), variant "cuda-lanes": 4 channels per
+    # thread, 2 in float64) of
     # the forward and backward pass 1 on the GPU: against its serial emulation and the
     # one-lane kernels. Channel counts with a partial group of lanes, channels_last data
     # aligned for vector loads (C % 4 == 0) and one element off (no vector loads).
@@ -106,129 +111,130 @@ def test_cuda_lanes_matches_the_emulation_and_one_lane(cl, dtype, monkeypatch):
         if shape[1] == 9:  # misaligned: drop the first channel
             x, g = x[:, 1:], g[:, 1:]
         got = {}
-        for lanes in ("1", "4"):
-            monkeypatch.setenv("RESIZEOPS_CUDA_LANES", lanes)
-            fwd = EXT.dynopool2d_forward(x.cuda(), *out, cl).cpu()
-            gx, gs = EXT.dynopool2d_backward(g.cuda(), x.cuda(), *out, cl, True, True)
+        for lanes in (1, 4):
+            forms = KernelForms(lanes=lanes).encode()
+            fwd = EXT.dynopool2d_forward(x.cuda(), *out, cl, forms).cpu()
+            gx, gs = EXT.dynopool2d_backward(g.cuda(), x.cuda(), *out, cl, True, True, forms)
             got[lanes] = (fwd, gx.cpu(), gs.cpu())
-            if lanes == "4":
-                assert_close(fwd, EXT._dynopool2d_forward_cells(x, *out, cl), dtype)
-                cgx, cgs = EXT._dynopool2d_backward_cells(g, x, *out, cl, True, True)
+            if lanes == 4:
+                assert_close(fwd, EXT._dynopool2d_forward_cells(x, *out, cl, forms), dtype)
+                cgx, cgs = EXT._dynopool2d_backward_cells(g, x, *out, cl, True, True, forms)
                 assert_close(gx.cpu(), cgx, dtype)
                 assert_close(gs.cpu(), cgs, atol=1e-3 * (1 + float(cgs.abs().max())), rtol=1e-4)
-        assert_close(got["4"][0], got["1"][0], dtype)
-        assert_close(got["4"][1], got["1"][1], dtype)
-        assert got["4"][1].stride() == got["1"][1].stride()
-        assert_close(got["4"][2], got["1"][2], atol=1e-6 * (1 + float(got["1"][2].abs().max())), rtol=1e-6)
+        assert_close(got[4][0], got[1][0], dtype)
+        assert_close(got[4][1], got[1][1], dtype)
+        assert got[4][1].stride() == got[1][1].stride()
+        assert_close(got[4][2], got[1][2], atol=1e-6 * (1 + float(got[1][2].abs().max())), rtol=1e-6)
         # The gather in the lanes form (the deterministic path of float and double).
-        monkeypatch.setenv("RESIZEOPS_CUDA_GRAD_X", "gather")
-        gx, _ = EXT.dynopool2d_backward(g.cuda(), x.cuda(), *out, cl, True, False)
-        cgx, _ = EXT._dynopool2d_backward_cells(g, x, *out, cl, True, False)
+        forms = KernelForms(lanes=4, grad_x="gather").encode()
+        gx, _ = EXT.dynopool2d_backward(g.cuda(), x.cuda(), *out, cl, True, False, forms)
+        cgx, _ = EXT._dynopool2d_backward_cells(g, x, *out, cl, True, False, forms)
         assert torch.equal(gx.cpu().isnan(), cgx.isnan())
         assert_close(gx.cpu(), cgx, dtype)
-        monkeypatch.delenv("RESIZEOPS_CUDA_GRAD_X")
 
 
+@pytest.mark.experimental
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float64], ids=["float32", "bfloat16", "float64"])
-@pytest.mark.parametrize("tile", ["", "2x4"], ids=["default_tiles", "tiles_2x4"])
+@pytest.mark.parametrize("tile", [None, (2, 4)], ids=["default_tiles", "tiles_2x4"])
 @pytest.mark.parametrize("winners", ["cell", "separable", "cell_channels_last", "lanes_channels_last"])
-def test_cuda_fused_backward_matches_the_emulation_and_the_gather(dtype, tile, winners, monkeypatch):
-    # The fused backward (RESIZEOPS_CUDA_GRAD_X=fused: one kernel, winners in a
-    # shared-memory window per tile, then the gather from it) on the GPU, its tiles'
-    # winners by cells or separable (RESIZEOPS_CUDA_FUSED_WINNERS) in NCHW, by cells in
-    # channels_last (blocks of 8, 4 or 1 channels: the channel counts below give each),
-    # one channel per thread or 4 (2 in float64; RESIZEOPS_CUDA_LANES=4, "lanes"):
+def test_cuda_fused_backward_matches_the_emulation_and_the_gather(dtype, tile, winners):
+    # The fused backward (KernelForms(grad_x="fused"), variant "cuda-fused": one kernel,
+    # winners in a shared-memory window per tile, then the gather from it) on the GPU,
+    # its tiles' winners by cells or separable (KernelForms.fused_winners) in NCHW, by
+    # cells in channels_last (blocks of 8, 4 or 1 channels: the channel counts below give
+    # each), one channel per thread or 4 (2 in float64; KernelForms(lanes=4), "lanes"):
     # against its serial emulation, the GPU's two-pass gather and itself (deterministic:
     # bit-identical run to run). Images spanning several default tiles, down- and
     # up-sampled (the plan halves its tiles; separable winners fall back to cells at x2.4
-    # with the default tiles), and small tiles (test hook) on small images; the
-    # ImageNet-VGG plane.
+    # with the default tiles), and small tiles (test hook fused_tile) on small images;
+    # the ImageNet-VGG plane.
     cl = winners.endswith("channels_last")
     fmt = torch.channels_last if cl else torch.contiguous_format
-    monkeypatch.setenv("RESIZEOPS_CUDA_FUSED_TILE", tile)
-    monkeypatch.setenv("RESIZEOPS_CUDA_FUSED_WINNERS", "cell" if cl else winners)
-    monkeypatch.setenv("RESIZEOPS_CUDA_LANES", "4" if winners.startswith("lanes") else "1")
+    fused = KernelForms(
+        grad_x="fused", fused_tile=tile, fused_winners="cell" if cl else winners,
+        lanes=4 if winners.startswith("lanes") else 1,
+    )  # fmt: skip
+    gather = dataclasses.replace(fused, grad_x="gather")
     gen = torch.Generator().manual_seed(6)
     cases = [((2, 5, 13, 17), (7, 10)), ((2, 3, 8, 8), (15, 3)), ((1, 3, 40, 150), (23, 97)),
              ((1, 2, 37, 130), (90, 312)), ((2, 2, 70, 70), (35, 44)), ((1, 2, 224, 224), (112, 140))]  # fmt: skip
     if cl:  # C = 8, 12, 3, 16, 24, 8
         cases = [((n, c, h, w), out) for ((n, _, h, w), out), c in zip(cases, (8, 12, 3, 16, 24, 8))]
     for shape, out in cases:
-        if (tile or winners.startswith("lanes")) and shape[2] == 224:
+        if (tile is not None or winners.startswith("lanes")) and shape[2] == 224:
             continue  # (the small tiles on small images; and the sanitizers' time)
         x = torch.randn(shape, generator=gen).to(dtype).contiguous(memory_format=fmt)
         g = torch.randn(shape[0], shape[1], *out, generator=gen).to(dtype).contiguous(memory_format=fmt)
-        monkeypatch.setenv("RESIZEOPS_CUDA_GRAD_X", "fused")
-        form = EXT._dynopool2d_backward_form(g, x, *out, cl, True)
-        fallback = winners != "separable" or (shape[2] == 37 and tile == "")
+        form = EXT._dynopool2d_backward_form(g, x, *out, cl, True, fused.encode())
+        fallback = winners != "separable" or (shape[2] == 37 and tile is None)
         assert form[0] == 2 and (form[-1] == 0) == fallback, (shape, out, form)
         if cl:
             cb = 1 if shape[1] % 4 else 4 if shape[1] % 8 or dtype == torch.float64 else 8
             lanes = 1 if not winners.startswith("lanes") or cb == 1 else 2 if dtype == torch.float64 else 4
             assert form[-3] == cb and form[-2] == lanes, form
-        gx, gs = EXT.dynopool2d_backward(g.cuda(), x.cuda(), *out, cl, True, True)
-        gx2, gs2 = EXT.dynopool2d_backward(g.cuda(), x.cuda(), *out, cl, True, True)
+        gx, gs = EXT.dynopool2d_backward(g.cuda(), x.cuda(), *out, cl, True, True, fused.encode())
+        gx2, gs2 = EXT.dynopool2d_backward(g.cuda(), x.cuda(), *out, cl, True, True, fused.encode())
         assert torch.equal(gx, gx2) and torch.equal(gs, gs2)
         # grad_x alone: another instantiation of the kernel (nvcc may contract differently).
-        gx_only, _ = EXT.dynopool2d_backward(g.cuda(), x.cuda(), *out, cl, True, False)
+        gx_only, _ = EXT.dynopool2d_backward(g.cuda(), x.cuda(), *out, cl, True, False, fused.encode())
         assert_close(gx_only, gx, dtype)
         assert gx.is_contiguous(memory_format=fmt) and gx.dtype == dtype
-        cgx, cgs = EXT._dynopool2d_backward_cells(g, x, *out, cl, True, True)
+        cgx, cgs = EXT._dynopool2d_backward_cells(g, x, *out, cl, True, True, fused.encode())
         assert cgx.stride() == gx.stride()
         assert_close(gx.cpu(), cgx, dtype)
         assert_close(gs.cpu(), cgs, atol=1e-3 * (1 + float(cgs.abs().max())), rtol=1e-4)
-        monkeypatch.setenv("RESIZEOPS_CUDA_GRAD_X", "gather")
-        ggx, ggs = EXT.dynopool2d_backward(g.cuda(), x.cuda(), *out, cl, True, True)
+        ggx, ggs = EXT.dynopool2d_backward(g.cuda(), x.cuda(), *out, cl, True, True, gather.encode())
         assert_close(gx, ggx, dtype)
         assert_close(gs, ggs, atol=1e-6 * (1 + float(ggs.abs().max())), rtol=1e-6)
 
 
+@pytest.mark.experimental
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float64], ids=["float32", "bfloat16", "float64"])
-def test_cuda_forward_rows_matches_the_emulation_and_the_cell_form(dtype, monkeypatch):
-    # The forward's row form (RESIZEOPS_CUDA_FORWARD=rows: 4 cells of a row per thread,
-    # NCHW) on the GPU, against its serial emulation and the one-cell kernel: output
+def test_cuda_forward_rows_matches_the_emulation_and_the_cell_form(dtype):
+    # The forward's row form (KernelForms(forward="rows"), variant "cuda-rows": 4 cells
+    # of a row per thread, NCHW) on the GPU, against its serial emulation and the one-cell kernel: output
     # widths with and without a partial group of 4 (vector stores where Wo % 4 == 0),
     # a sliced x.
     gen = torch.Generator().manual_seed(9)
     for shape, out in [((2, 5, 13, 17), (7, 8)), ((1, 3, 9, 31), (4, 21)), ((2, 2, 40, 70), (23, 44))]:
         x = torch.randn(shape[0], shape[1], shape[2], shape[3] + 1, generator=gen).to(dtype)[..., 1:]
-        monkeypatch.setenv("RESIZEOPS_CUDA_FORWARD", "rows")
-        got = EXT.dynopool2d_forward(x.cuda(), *out, False).cpu()
+        rows = KernelForms(forward="rows").encode()
+        got = EXT.dynopool2d_forward(x.cuda(), *out, False, rows).cpu()
         assert got.is_contiguous()
-        assert_close(got, EXT._dynopool2d_forward_cells(x, *out, False), dtype)
-        monkeypatch.setenv("RESIZEOPS_CUDA_FORWARD", "cell")
-        assert_close(got, EXT.dynopool2d_forward(x.cuda(), *out, False).cpu(), dtype)
+        assert_close(got, EXT._dynopool2d_forward_cells(x, *out, False, rows), dtype)
+        assert_close(got, EXT.dynopool2d_forward(x.cuda(), *out, False, DEFAULT).cpu(), dtype)
 
 
-@pytest.mark.parametrize("tile", ["", "2x4"], ids=["default_tiles", "tiles_2x4"])
+@pytest.mark.experimental
+@pytest.mark.parametrize("tile", [None, (2, 4)], ids=["default_tiles", "tiles_2x4"])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float64], ids=["float32", "bfloat16", "float64"])
-def test_cuda_forward_separable_matches_the_emulation_and_the_cell_form(dtype, tile, monkeypatch):
-    # The separable forward (RESIZEOPS_CUDA_FORWARD=separable: per tile of output cells, the
-    # vertical interpolations in shared memory, NCHW) on the GPU, against its serial
-    # emulation and the one-cell kernel: outputs spanning several tiles and partial
-    # ones, up- and down-sampling, a sliced x, the ImageNet-VGG plane size.
+def test_cuda_forward_separable_matches_the_emulation_and_the_cell_form(dtype, tile):
+    # The separable forward (KernelForms(forward="separable"), variant "cuda-separable":
+    # per tile of output cells, the vertical interpolations in shared memory, NCHW) on
+    # the GPU, against its serial emulation and the one-cell kernel: outputs spanning
+    # several tiles and partial ones (the default tiles and the test hook forward_tile),
+    # up- and down-sampling, a sliced x, the ImageNet-VGG plane size.
     gen = torch.Generator().manual_seed(10)
-    monkeypatch.setenv("RESIZEOPS_CUDA_FORWARD_TILE", tile)
+    separable = KernelForms(forward="separable", forward_tile=tile).encode()
     cases = [((2, 5, 13, 17), (7, 8)), ((1, 3, 9, 31), (4, 21)), ((2, 2, 40, 70), (23, 44)), ((1, 2, 6, 5), (17, 15)),
              ((1, 2, 224, 224), (112, 140))]  # fmt: skip
     for shape, out in cases:
         x = torch.randn(shape[0], shape[1], shape[2], shape[3] + 1, generator=gen).to(dtype)[..., 1:]
-        monkeypatch.setenv("RESIZEOPS_CUDA_FORWARD", "separable")
-        assert EXT._dynopool2d_forward_form(x, *out, False)[0] == 2, (shape, out)  # the separable form is taken
-        got = EXT.dynopool2d_forward(x.cuda(), *out, False).cpu()
+        # The separable form is taken.
+        assert EXT._dynopool2d_forward_form(x, *out, False, separable)[0] == 2, (shape, out)
+        got = EXT.dynopool2d_forward(x.cuda(), *out, False, separable).cpu()
         assert got.is_contiguous()
-        assert_close(got, EXT._dynopool2d_forward_cells(x, *out, False), dtype)
-        monkeypatch.setenv("RESIZEOPS_CUDA_FORWARD", "cell")
-        assert_close(got, EXT.dynopool2d_forward(x.cuda(), *out, False).cpu(), dtype)
+        assert_close(got, EXT._dynopool2d_forward_cells(x, *out, False, separable), dtype)
+        assert_close(got, EXT.dynopool2d_forward(x.cuda(), *out, False, DEFAULT).cpu(), dtype)
 
 
 @pytest.mark.parametrize("cl", [False, True])
 @pytest.mark.parametrize("mask", [(True, True), (True, False), (False, True)])
 def test_opcheck_cuda(cl, mask):
     x = _x((2, 3, 11, 9), cl=cl).cuda()
-    opcheck(EXT.dynopool2d_forward.default, (x, 6, 5, cl))
+    opcheck(EXT.dynopool2d_forward.default, (x, 6, 5, cl, DEFAULT))
     g = _x((2, 3, 6, 5), cl=cl, seed=3).cuda()
-    opcheck(EXT.dynopool2d_backward.default, (g, x, 6, 5, cl, *mask))
+    opcheck(EXT.dynopool2d_backward.default, (g, x, 6, 5, cl, *mask, DEFAULT))
     alpha = torch.tensor([1.8, 1.7], device="cuda", requires_grad=True)
     opcheck(torch.ops.resizeops.dynopool2d.default, (x.detach().requires_grad_(mask[0]), alpha, [6, 5], "cuda"))
 

@@ -11,6 +11,7 @@ from conftest import require_backend
 import resizeops
 from resizeops import reference
 from resizeops.core import _dispatch
+from resizeops.core.kernel_forms import DEFAULT, VARIANTS, KernelForms
 
 
 def test_backends_report_every_backend_fastest_first():
@@ -63,13 +64,15 @@ class Recorder:
 
 @pytest.fixture
 def fake_cpu(monkeypatch):
-    """The `cpu` backend made available with recording kernels (non-deterministic backward)."""
+    """The `cpu` backend made available with recording kernels (non-deterministic backward),
+    the fastest on CPU tensors (TRITON_INTERPRET unset: no triton backend there)."""
     rec = Recorder("cpu")
     backend = _dispatch.get_backend("cpu")
     monkeypatch.setattr(backend, "device_reason", lambda device: None if device.type == "cpu" else "cpu only")
     monkeypatch.setattr(backend, "kernels", {})
     _dispatch.register_kernel("cpu", "dynopool2d", rec.forward, rec.backward, deterministic_backward=False)
     monkeypatch.delenv(_dispatch.ENV_VAR, raising=False)
+    monkeypatch.delenv("TRITON_INTERPRET", raising=False)
     return rec
 
 
@@ -184,24 +187,188 @@ def test_register_kernel_checks_names():
         _dispatch.register_kernel("cpu", "conv2d", None, None)
 
 
-def test_index_width_hook_rejects_unknown_values(monkeypatch):
-    # RESIZEOPS_FORCE_INT64_INDEXING is '0' or '1': a typo ('yes', 'true') must not
-    # silently pick a path. The C++ kernels check it per call, the Triton wrappers too.
-    # On the CPU the CUDA kernels' serial emulation reads it (the cpu backend's own
-    # kernels have one index width).
-    require_backend("cpu", "dynopool2d")
-    monkeypatch.setenv("RESIZEOPS_FORCE_INT64_INDEXING", "yes")
-    x = torch.randn(1, 2, 5, 6)
-    with pytest.raises(RuntimeError, match="RESIZEOPS_FORCE_INT64_INDEXING must be '0' or '1', got 'yes'"):
-        torch.ops.resizeops_ext._dynopool2d_forward_cells(x, 3, 3, False)
-    pytest.importorskip("triton")
-    from resizeops.triton_kernels import dynopool as triton_dynopool
+class FormsRecorder:
+    """Reference kernels that take ``forms=`` as the cuda and triton backends' kernels do,
+    recording the forms of each call (None: the call passed none)."""
 
-    with pytest.raises(ValueError, match="RESIZEOPS_FORCE_INT64_INDEXING must be '0' or '1', got 'yes'"):
-        triton_dynopool.force_int64_indexing()
-    for ok, expected in (("1", True), ("0", False), ("", False)):
-        monkeypatch.setenv("RESIZEOPS_FORCE_INT64_INDEXING", ok)
-        assert triton_dynopool.force_int64_indexing() is expected
+    def __init__(self):
+        self.forms = []
+
+    def forward(self, *args, forms=None):
+        self.forms.append(forms)
+        return reference.dynopool2d(*args)
+
+    def backward(self, *args, forms=None):
+        self.forms.append(forms)
+        return reference.dynopool2d_backward(*args)
+
+
+@pytest.fixture
+def fake_triton(monkeypatch):
+    """The `triton` backend made available on the CPU with a FormsRecorder for dynopool2d."""
+    rec = FormsRecorder()
+    backend = _dispatch.get_backend("triton")
+    monkeypatch.setattr(backend, "device_reason", lambda device: None)
+    monkeypatch.setattr(backend, "kernels", {})
+    _dispatch.register_kernel("triton", "dynopool2d", rec.forward, rec.backward)
+    monkeypatch.delenv(_dispatch.ENV_VAR, raising=False)
+    return rec
+
+
+def test_variant_names_select_their_backend_with_its_forms(fake_triton, monkeypatch):
+    """A variant name (kernel_forms.VARIANTS) is accepted wherever a backend name is
+    (argument, context manager, RESIZEOPS_BACKEND) and runs its backend's kernels with
+    the variant's forms, forward and backward; the backend's own name runs them with
+    the defaults."""
+    rows = VARIANTS["triton-rows"].forms
+    _run(backend="triton-rows")
+    assert fake_triton.forms == [rows, rows]
+    fake_triton.forms.clear()
+    _run(backend="triton")
+    assert fake_triton.forms == [None, None]
+    fake_triton.forms.clear()
+    with resizeops.use_backend("Triton-W8"):
+        _run()
+    monkeypatch.setenv(_dispatch.ENV_VAR, "triton-rows-w8")
+    _run(backward=False)
+    assert fake_triton.forms == [VARIANTS["triton-w8"].forms] * 2 + [VARIANTS["triton-rows-w8"].forms]
+
+
+def test_variant_forms_reach_only_the_ops_it_names(fake_triton):
+    """A variant runs the ops outside its ``ops`` with its backend's default kernels."""
+    _dispatch.register_kernel("triton", "resize_blend", reference.resize_blend, reference.resize_blend_backward)
+    blend = _dispatch.get_backend("triton").kernels["resize_blend"]
+    assert VARIANTS["triton-rows"].ops == ("dynopool2d",)
+    assert _dispatch.select("resize_blend", torch.device("cpu"), "triton-rows") is blend
+
+
+def test_variant_names_are_not_listed_and_unknown_names_still_raise():
+    """resizeops.backends() lists the backends only, and every variant names one of them
+    and known ops; a variant of a backend that cannot run here fails as that backend
+    does, naming the variant; an unknown name is a ValueError listing the backends."""
+    assert [b.name for b in resizeops.backends()] == list(_dispatch.ORDER)
+    for name, v in VARIANTS.items():
+        assert v.backend in _dispatch.ORDER and v.ops and set(v.ops) <= set(_dispatch.OPS), name
+    x = torch.randn(1, 1, 4, 4)
+    reason = _dispatch.get_backend("cuda").not_supported_reason("dynopool2d", x.device)
+    with pytest.raises(RuntimeError, match="backend 'cuda-gather' was requested but cannot run here") as info:
+        resizeops.dynopool2d(x, torch.tensor([2.0, 2.0]), backend="cuda-gather")
+    assert reason in str(info.value)
+    expected = r"backend='cuda-fastest' is not a backend; expected one of cuda, triton, cpu, reference or 'auto'"
+    with pytest.raises(ValueError, match=expected):
+        resizeops.dynopool2d(x, torch.tensor([2.0, 2.0]), backend="cuda-fastest")
+    with pytest.raises(ValueError, match="is not a backend"):
+        with resizeops.use_backend("rows"):
+            pass
+
+
+def test_kernel_forms_encode_in_the_decoders_order():
+    """The defaults encode to [] (every op's default); other forms to the 10 entries
+    kernel_forms.h decodes, in its order."""
+    assert DEFAULT == KernelForms() and DEFAULT.encode() == []
+    forms = KernelForms(gather="loop", grad_x="fused", fused_winners="separable", forward="rows", lanes=4,
+                        fused_tile=(2, 4), forward_tile=(8, 16), force_int64=True)  # fmt: skip
+    assert forms.encode() == [2, 3, 1, 1, 4, 2, 4, 8, 16, 1]
+    assert KernelForms(gather="tile").encode() == [1, 0, 0, 0, 1, 0, 0, 0, 0, 0]
+    # The Triton fields do not reach the compiled ops.
+    assert KernelForms(triton_forward="rows", triton_warps=8).encode() == [0, 0, 0, 0, 1, 0, 0, 0, 0, 0]
+
+
+@pytest.mark.parametrize(
+    "kwargs,field",
+    [
+        (dict(gather="tiles"), "gather"),
+        (dict(grad_x="atomics"), "grad_x"),
+        (dict(fused_winners="rows"), "fused_winners"),
+        (dict(forward="flat"), "forward"),
+        (dict(lanes=3), "lanes"),
+        (dict(lanes="4"), "lanes"),
+        (dict(triton_forward="tiles"), "triton_forward"),
+        (dict(triton_warps=16), "triton_warps"),
+        (dict(fused_tile=(3, 4)), "fused_tile"),
+        (dict(fused_tile=(32, 4)), "fused_tile"),
+        (dict(fused_tile=(2,)), "fused_tile"),
+        (dict(fused_tile="2x4"), "fused_tile"),
+        (dict(forward_tile=(2, 64)), "forward_tile"),
+        (dict(forward_tile=(0, 4)), "forward_tile"),
+    ],
+)
+def test_kernel_forms_reject_unknown_values(kwargs, field):
+    """A form a kernel does not have is a ValueError naming the field: a typo must not
+    silently pick a form."""
+    with pytest.raises(ValueError, match=rf"KernelForms\.{field}="):
+        KernelForms(**kwargs)
+
+
+def test_kernel_forms_force_int64_is_a_bool():
+    """The test hook force_int64 takes True or False only (a TypeError naming it)."""
+    with pytest.raises(TypeError, match="KernelForms.force_int64 must be a bool"):
+        KernelForms(force_int64=1)
+
+
+def _extension_op_calls():
+    """{op name: call(forms)} for the compiled ops and the CUDA kernels' emulation, on small CPU tensors."""
+    ext = torch.ops.resizeops_ext
+    x, g, w = torch.randn(1, 2, 5, 6), torch.randn(1, 2, 3, 3), torch.tensor(0.5)
+    blend = ([3, 3], True, None, None)
+    return {
+        "dynopool2d_forward": lambda f: ext.dynopool2d_forward(x, 3, 3, False, f),
+        "dynopool2d_backward": lambda f: ext.dynopool2d_backward(g, x, 3, 3, False, True, True, f),
+        "_dynopool2d_forward_cells": lambda f: ext._dynopool2d_forward_cells(x, 3, 3, False, f),
+        "_dynopool2d_backward_cells": lambda f: ext._dynopool2d_backward_cells(g, x, 3, 3, False, True, True, f),
+        "_dynopool2d_forward_form": lambda f: ext._dynopool2d_forward_form(x, 3, 3, False, f),
+        "_dynopool2d_backward_form": lambda f: ext._dynopool2d_backward_form(g, x, 3, 3, False, True, f),
+        "resize_blend_forward": lambda f: ext.resize_blend_forward(x, x, w, w, *blend, False, f),
+        "resize_blend_backward": lambda f: ext.resize_blend_backward(
+            g, x, x, w, w, *blend, True, True, True, True, False, False, f
+        ),
+        "_resize_blend_forward_cells": lambda f: ext._resize_blend_forward_cells(x, x, w, w, *blend, False, f),
+        "_resize_blend_backward_cells": lambda f: ext._resize_blend_backward_cells(
+            g, x, x, w, w, *blend, True, True, True, True, False, False, f
+        ),
+        "shape_adaptor_maxpool_forward": lambda f: ext.shape_adaptor_maxpool_forward(x, w, w, [3, 3], True, False, f),
+        "shape_adaptor_maxpool_backward": lambda f: ext.shape_adaptor_maxpool_backward(
+            g, x, w, w, [3, 3], True, True, True, True, False, f
+        ),
+        "_shape_adaptor_maxpool_forward_cells": lambda f: ext._shape_adaptor_maxpool_forward_cells(
+            x, w, w, [3, 3], True, False, f
+        ),
+        "_shape_adaptor_maxpool_backward_cells": lambda f: ext._shape_adaptor_maxpool_backward_cells(
+            g, x, w, w, [3, 3], True, True, True, True, False, f
+        ),
+    }
+
+
+def test_extension_ops_reject_a_malformed_forms_list():
+    """Every compiled op decodes its ``forms`` (kernel_forms.h), the CPU kernels too: a list
+    of another length, or an entry out of its range, is a RuntimeError naming the entry;
+    [] and KernelForms.encode() lists are accepted."""
+    require_backend("cpu", "dynopool2d")
+    calls = _extension_op_calls()
+    for call in calls.values():
+        call([])
+        call(KernelForms(gather="loop", grad_x="gather", force_int64=True).encode())
+        with pytest.raises(RuntimeError, match="forms must have 10 entries .* got 9"):
+            call([0] * 9)
+        with pytest.raises(RuntimeError, match=r"forms\[4\] \(lanes\) must be 1 or 4, got 3"):
+            call([0, 0, 0, 0, 3, 0, 0, 0, 0, 0])
+    call = calls["dynopool2d_forward"]
+    good = [0, 0, 0, 0, 1, 0, 0, 0, 0, 0]  # the defaults, spelled out
+    for index, value, match in [
+        (0, 3, r"forms\[0\] \(gather\) must be in \[0, 2\], got 3"),
+        (1, -1, r"forms\[1\] \(grad_x\) must be in \[0, 3\], got -1"),
+        (2, 2, r"forms\[2\] \(fused_winners\)"),
+        (3, 5, r"forms\[3\] \(forward\)"),
+        (4, 0, r"forms\[4\] \(lanes\)"),
+        (5, 32, r"forms\[5\] \(fused_tile_h\)"),
+        (6, 3, r"forms\[6\] \(a tile cap\) must be 0 or a power of two, got 3"),
+        (8, 64, r"forms\[8\] \(forward_tile_w\)"),
+        (9, 2, r"forms\[9\] \(force_int64\) must be in \[0, 1\], got 2"),
+    ]:
+        forms = list(good)
+        forms[index] = value
+        with pytest.raises(RuntimeError, match=match):
+            call(forms)
 
 
 def test_cpu_instruction_set_switch_rejects_unknown_values():

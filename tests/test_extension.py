@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 
 from resizeops.core import _extension
+from resizeops.core.kernel_forms import KernelForms
 
 STATUS = _extension.load()
 if not STATUS.loaded and os.environ.get("RESIZEOPS_REQUIRE_EXT") != "1":
@@ -283,26 +284,31 @@ def test_cuda_kernels_were_built():
     assert STATUS.has_cuda_kernels and STATUS.cuda_built, STATUS
 
 
+@pytest.mark.parametrize("forms", [KernelForms(), KernelForms(grad_x="gather", force_int64=True)],
+                         ids=["default_forms", "other_forms"])
 @pytest.mark.parametrize("cl", [False, True])
-def test_dynopool_kernels_opcheck(cl):
+def test_dynopool_kernels_opcheck(cl, forms):
+    # The kernel forms' argument (the CPU kernel validates it; the CUDA kernels' forms).
     fmt = torch.channels_last if cl else torch.contiguous_format
     x = torch.randn(2, 3, 9, 11).contiguous(memory_format=fmt)
-    torch.library.opcheck(ops.dynopool2d_forward.default, (x, 5, 7, cl))
+    torch.library.opcheck(ops.dynopool2d_forward.default, (x, 5, 7, cl, forms.encode()))
     g = torch.randn(2, 3, 5, 7)
     for need_x, need_size in ((True, True), (True, False), (False, True)):
-        torch.library.opcheck(ops.dynopool2d_backward.default, (g, x, 5, 7, cl, need_x, need_size))
+        torch.library.opcheck(ops.dynopool2d_backward.default, (g, x, 5, 7, cl, need_x, need_size, forms.encode()))
 
 
 @pytest.mark.parametrize(
     "call,match",
     [
-        (lambda: ops.dynopool2d_forward(torch.randn(3, 8, 8), 4, 4, False), "must be 4-D"),
-        (lambda: ops.dynopool2d_forward(torch.randn(1, 1, 8, 8), 0, 4, False), "output size must be >= 1"),
-        (lambda: ops.dynopool2d_forward(torch.ones(1, 1, 8, 8, dtype=torch.int32), 4, 4, False), "floating"),
-        (lambda: ops.dynopool2d_backward(torch.randn(1, 1, 3, 4), torch.randn(1, 1, 8, 8), 4, 4, False, True, True),
+        (lambda: ops.dynopool2d_forward(torch.randn(3, 8, 8), 4, 4, False, []), "must be 4-D"),
+        (lambda: ops.dynopool2d_forward(torch.randn(1, 1, 8, 8), 0, 4, False, []), "output size must be >= 1"),
+        (lambda: ops.dynopool2d_forward(torch.ones(1, 1, 8, 8, dtype=torch.int32), 4, 4, False, []), "floating"),
+        (lambda: ops.dynopool2d_backward(torch.randn(1, 1, 3, 4), torch.randn(1, 1, 8, 8), 4, 4, False, True, True, []),
          "grad_out must have shape"),
-        (lambda: ops.dynopool2d_backward(torch.randn(1, 1, 4, 4).double(), torch.randn(1, 1, 8, 8), 4, 4, False, True, True),
+        (lambda: ops.dynopool2d_backward(torch.randn(1, 1, 4, 4).double(), torch.randn(1, 1, 8, 8), 4, 4, False, True,
+                                         True, []),
          "grad_out must be"),
+        (lambda: ops.dynopool2d_forward(torch.randn(1, 1, 8, 8), 4, 4, False, [0, 0, 0]), "forms must have 10 entries"),
     ],
 )
 def test_dynopool_kernels_reject_bad_args(call, match):

@@ -14,7 +14,7 @@ import random
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import assert_close, require_backend, use_blend_cuda_cells
+from conftest import assert_close, require_backend, use_cuda_emulation
 from conftest import device_for_backend as _device_for
 
 import resizeops
@@ -167,7 +167,7 @@ def test_bad_input(args, exc, match):
 BACKENDS = [
     pytest.param("cpu", id="cpu"),
     # The CUDA kernels' per-element code run serially on the CPU
-    # (conftest.use_blend_cuda_cells): the GPU indexing and arithmetic without a GPU.
+    # (conftest.use_cuda_emulation): the GPU indexing and arithmetic without a GPU.
     pytest.param("cuda_cells", id="cuda_cells"),
     pytest.param("triton", id="triton", marks=pytest.mark.triton),
     pytest.param("cuda", id="cuda", marks=pytest.mark.cuda),
@@ -181,7 +181,7 @@ def _interpreted(backend):
 @pytest.fixture(params=BACKENDS)
 def backend(request, monkeypatch):
     if request.param == "cuda_cells":
-        return use_blend_cuda_cells(monkeypatch, OP)
+        return use_cuda_emulation(monkeypatch, OP)
     return require_backend(request.param, OP)
 
 
@@ -351,8 +351,8 @@ def test_opcheck_extension_ops(backend, cl):
     x = torch.randn(2, 3, 9, 12).contiguous(memory_format=fmt)  # odd H: a row outside every window
     w1, w2 = torch.tensor(0.5), torch.tensor(1.5)
     ext = torch.ops.resizeops_ext
-    opcheck(ext.shape_adaptor_maxpool_forward.default, (x, w1, w2, [7, 10], True, cl))
-    opcheck(ext.shape_adaptor_maxpool_forward.default, (x, w1, w2, [4, 6], False, cl))  # pooled branch passes
+    opcheck(ext.shape_adaptor_maxpool_forward.default, (x, w1, w2, [7, 10], True, cl, []))
+    opcheck(ext.shape_adaptor_maxpool_forward.default, (x, w1, w2, [4, 6], False, cl, []))  # pooled branch passes
     g = torch.randn(2, 3, 7, 10)
     for mask in [(True, True, True), (False, True, False), (True, False, True), (False, False, True)]:
-        opcheck(ext.shape_adaptor_maxpool_backward.default, (g, x, w1, w2, [7, 10], True, *mask, cl))
+        opcheck(ext.shape_adaptor_maxpool_backward.default, (g, x, w1, w2, [7, 10], True, *mask, cl, []))

@@ -9,13 +9,16 @@ instead of running, the kernel is compiled by triton.compile for
 GPUTarget("cuda", 90, 32) with the launch's own argument types, constexprs and
 num_warps, down to a cubin (Triton bundles ptxas). The calls cover the kernels'
 variants: dtypes, layouts, needed gradients, 32- and 64-bit indexing,
-pass-through branches, scales, the fused cell's gathers.
+pass-through branches, scales, the fused cell's gathers; and the kernel forms of
+the Triton variants of the backend registry (resizeops/core/kernel_forms.py;
+the experimental ones with ``pytest --experimental``).
 
 The same cubins give each kernel's registers and local memory
 (`cuobjdump --dump-resource-usage`, bundled with Triton): no kernel may spill.
 `python tests/test_triton_aot.py` prints that table.
 """
 
+import dataclasses
 import os
 import sys
 import tempfile
@@ -36,7 +39,7 @@ except ImportError:  # pragma: no cover - an older Triton
     pytest.skip("this Triton has no ASTSource / GPUTarget", allow_module_level=True)
 
 from resizeops.core import _triton_backend as tb  # noqa: E402
-from resizeops.bench import env_settings  # noqa: E402
+from resizeops.core.kernel_forms import DEFAULT, VARIANTS, KernelForms  # noqa: E402
 
 TARGET = GPUTarget("cuda", 90, 32)
 _TYPES = {
@@ -102,26 +105,40 @@ def _cl(t, cl):
 FULL = [(torch.float32, False), (torch.float32, True), (torch.bfloat16, False), (torch.bfloat16, True),
         (torch.float64, False)]  # fmt: skip
 INDEX64 = [(torch.float32, False)]
+# The 64-bit index path on the small tensors of these calls (the test hook force_int64).
+FORCE_INT64 = KernelForms(force_int64=True)
+# The backend registry's Triton variants, marked as the registry marks them.
+TRITON_VARIANTS = [
+    pytest.param(name, marks=[pytest.mark.experimental] if v.experimental else [], id=name)
+    for name, v in VARIANTS.items()
+    if v.backend == "triton"
+]
 
 
-def _dynopool_calls(variants):
+def _dynopool_calls(variants, forms=DEFAULT):
     for dtype, cl in variants:
         x = _cl(torch.randn(2, 3, 13, 17).to(dtype), cl)
         alpha = torch.tensor([1.9, 1.7])
-        out = tb.dynopool2d_forward(x, alpha, (7, 10))
-        with env_settings({"RESIZEOPS_TRITON_WARPS": "8"}):  # the forward with 8 warps per program (opt-in)
-            tb.dynopool2d_forward(x, alpha, (7, 10))
-        if not cl:  # the NCHW forward's 2-D tile form (opt-in), both tile widths, 4 and 8 warps
-            for warps in ("4", "8"):
-                with env_settings({"RESIZEOPS_TRITON_FORWARD": "rows", "RESIZEOPS_TRITON_WARPS": warps}):
-                    tb.dynopool2d_forward(x, alpha, (7, 10))
-                    tb.dynopool2d_forward(x, alpha, (7, 20))
+        out = tb.dynopool2d_forward(x, alpha, (7, 10), forms=forms)
         for need in ((True, True), (True, False), (False, True)):
-            tb.dynopool2d_backward(_cl(torch.randn(2, 3, 7, 10).to(dtype), cl), x, alpha, (7, 10), *need)
+            g = _cl(torch.randn(2, 3, 7, 10).to(dtype), cl)
+            tb.dynopool2d_backward(g, x, alpha, (7, 10), *need, forms=forms)
         assert out.shape == (2, 3, 7, 10)
 
 
-def _blend_calls(variants):
+def _dynopool_forward_calls(variants, forms, nchw_only):
+    """The forward in ``forms`` (the Triton variants' forms change the forward only): both
+    tile widths of the 2-D tile form; channels_last too unless ``nchw_only``."""
+    for dtype, cl in variants:
+        if cl and nchw_only:
+            continue
+        x = _cl(torch.randn(2, 3, 13, 17).to(dtype), cl)
+        alpha = torch.tensor([1.9, 1.7])
+        tb.dynopool2d_forward(x, alpha, (7, 10), forms=forms)
+        tb.dynopool2d_forward(x, alpha, (7, 20), forms=forms)
+
+
+def _blend_calls(variants, forms=DEFAULT):
     cases = [
         ((2, 3, 7, 9), (2, 3, 16, 15), (11, 12), True, None),  # up and down
         ((2, 3, 11, 12), (2, 3, 16, 15), (11, 12), True, None),  # x1 passes through
@@ -133,22 +150,22 @@ def _blend_calls(variants):
             w1, w2 = torch.tensor(0.7), torch.tensor(1.3)
             if dtype == torch.float64:
                 w1, w2 = w1.double(), w2.double()
-            tb.resize_blend_forward(x1, x2, w1, w2, size, ac, scales)
+            tb.resize_blend_forward(x1, x2, w1, w2, size, ac, scales, forms=forms)
             g = _cl(torch.randn(s1[0], s1[1], *size).to(dtype), cl)
             for mask in ((True, True, True, True), (True, False, False, True), (False, False, True, False)):
-                tb.resize_blend_backward(g, x1, x2, w1, w2, size, ac, scales, mask)
+                tb.resize_blend_backward(g, x1, x2, w1, w2, size, ac, scales, mask, forms=forms)
 
 
-def _shape_adaptor_calls(variants):
+def _shape_adaptor_calls(variants, forms=DEFAULT):
     for dtype, cl in variants:
         x = _cl(torch.randn(2, 3, 16, 14).to(dtype), cl)
         wdt = torch.float64 if dtype == torch.float64 else torch.float32
         w1, w2 = torch.tensor(0.7, dtype=wdt), torch.tensor(1.3, dtype=wdt)
         for size in ((12, 11), (8, 7), (16, 14)):  # between, the pooled size, x's size
-            tb.shape_adaptor_maxpool_forward(x, w1, w2, size, True)
+            tb.shape_adaptor_maxpool_forward(x, w1, w2, size, True, forms=forms)
             g = _cl(torch.randn(2, 3, *size).to(dtype), cl)
             for mask in ((True, True, True), (True, False, False), (False, True, True)):
-                tb.shape_adaptor_maxpool_backward(g, x, w1, w2, size, True, mask)
+                tb.shape_adaptor_maxpool_backward(g, x, w1, w2, size, True, mask, forms=forms)
 
 
 CALLS = {"dynopool2d": _dynopool_calls, "resize_blend": _blend_calls, "shape_adaptor_maxpool": _shape_adaptor_calls}
@@ -172,12 +189,8 @@ def _resource_usage(kernels):
     return rows
 
 
-@pytest.mark.parametrize("op", list(CALLS))
-def test_kernels_compile_for_sm90_without_spills(op, compiler, monkeypatch):
-    CALLS[op](FULL)
-    # The 64-bit index variants (taken for tensors of 2^31 elements or more).
-    monkeypatch.setenv("RESIZEOPS_FORCE_INT64_INDEXING", "1")
-    CALLS[op](INDEX64)
+def _check_compiled(compiler):
+    """Every intercepted launch compiled to a cubin, and no kernel spills."""
     assert compiler.compiled, "no Triton launch was intercepted"
     for key, k in compiler.compiled.items():
         assert k.asm.get("cubin"), f"{key[0]}: no cubin"
@@ -186,6 +199,24 @@ def test_kernels_compile_for_sm90_without_spills(op, compiler, monkeypatch):
         pytest.skip("this Triton has no bundled cuobjdump: compiled, resource usage not checked")
     spilled = [(name, c, local) for name, c, _, local, _ in usage if local > 0]
     assert not spilled, f"kernels with local memory (spills): {spilled}"
+
+
+@pytest.mark.parametrize("op", list(CALLS))
+def test_kernels_compile_for_sm90_without_spills(op, compiler):
+    CALLS[op](FULL)
+    # The 64-bit index variants (taken for tensors of 2^31 elements or more).
+    CALLS[op](INDEX64, FORCE_INT64)
+    _check_compiled(compiler)
+
+
+@pytest.mark.parametrize("variant", TRITON_VARIANTS)
+def test_variant_kernels_compile_for_sm90_without_spills(variant, compiler):
+    """The kernels of a Triton variant's forms (kernel_forms.VARIANTS), 32- and 64-bit indexing."""
+    v = VARIANTS[variant]
+    assert v.ops == ("dynopool2d",), f"{variant}: compile its ops' calls here"
+    _dynopool_forward_calls(FULL, v.forms, v.nchw_only)
+    _dynopool_forward_calls(INDEX64, dataclasses.replace(v.forms, force_int64=True), v.nchw_only)
+    _check_compiled(compiler)
 
 
 def test_interpolation_tables_are_not_fma_contracted(compiler):
@@ -206,6 +237,9 @@ if __name__ == "__main__":  # the table: kernel, variant, registers, local and s
     triton.runtime.jit.JITFunction.__getitem__ = lambda fn, grid: c.launcher(fn, grid)
     for fn in CALLS.values():
         fn(FULL)
+    for v in VARIANTS.values():
+        if v.backend == "triton":
+            _dynopool_forward_calls(FULL, v.forms, v.nchw_only)
     for name, consts, regs, local, stack in sorted(_resource_usage(c.compiled) or [], key=lambda r: (r[0], str(r[1]))):
         flags = ",".join(f"{k}={v}" for k, v in consts.items() if k not in ("BLOCK",))
         print(f"{name:<34} regs {regs:>3}  local {local:>4}  stack {stack:>4}  {flags}")

@@ -14,11 +14,12 @@ import os
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import assert_close
+from conftest import assert_close, use_forms
 
 import oracle
 import resizeops
 from resizeops.core import _dispatch
+from resizeops.core.kernel_forms import KernelForms
 
 pytestmark = pytest.mark.triton
 
@@ -320,8 +321,8 @@ def test_empty_batch():
 
 
 def test_int64_indexing_path(monkeypatch):
-    # RESIZEOPS_FORCE_INT64_INDEXING=1 takes the 64-bit index path on small tensors.
-    monkeypatch.setenv("RESIZEOPS_FORCE_INT64_INDEXING", "1")
+    # The test hook force_int64 takes the 64-bit index path on small tensors.
+    use_forms(monkeypatch, "triton", "resize_blend", KernelForms(force_int64=True))
     x1 = _seeded((1, 3, 5, 7), torch.float32, 0).contiguous(memory_format=torch.channels_last)
     x2 = _seeded((1, 3, 8, 9), torch.float32, 2)
     w1, w2 = torch.tensor(0.3, device=DEV), torch.tensor(0.6, device=DEV)

@@ -288,12 +288,14 @@ def test_torch_compile_fullgraph_with_cached_size():
     assert_close(as_.grad, ae.grad, atol=1e-4 * (float(ae.grad.abs().max()) + 1), rtol=1e-4)
 
 
+@pytest.mark.experimental
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float64])
-def test_rows_forward_matches_the_flat_forward(dtype, monkeypatch):
-    """The NCHW forward's 2-D tile kernel (RESIZEOPS_TRITON_FORWARD=rows) does the flat
-    kernel's arithmetic per element, so the outputs are bit-identical: tiles cut by
-    the edges (Ho, Wo not multiples of the tile), narrow and wide outputs (both tile
-    widths), H or W = 1, sliced and permuted inputs, NaN and inf, several planes."""
+def test_rows_forward_matches_the_flat_forward(dtype):
+    """The NCHW forward's 2-D tile kernel (the experimental ``rows=True``, variant
+    "triton-rows") does the flat kernel's arithmetic per element, so the outputs are
+    bit-identical: tiles cut by the edges (Ho, Wo not multiples of the tile), narrow and
+    wide outputs (both tile widths), H or W = 1, sliced and permuted inputs, NaN and
+    inf, several planes; and through the dispatcher, backend="triton-rows"."""
     cases = [((2, 3, 13, 17), (7, 10)), ((1, 2, 1, 40), (3, 21)), ((2, 5, 9, 1), (5, 2)),
              ((1, 1, 33, 70), (40, 35)), ((3, 4, 6, 6), (12, 13))]  # fmt: skip
     for k, (shape, out) in enumerate(cases):
@@ -302,40 +304,36 @@ def test_rows_forward_matches_the_flat_forward(dtype, monkeypatch):
         x.view(-1)[5::17] = float("inf")
         views = [x, x.transpose(2, 3).contiguous().transpose(2, 3), x[:, :, ::1, 1:] if shape[3] > 1 else x]
         for v in views:
-            monkeypatch.setenv("RESIZEOPS_TRITON_FORWARD", "flat")
             flat = dynopool.dynopool2d_forward(v, out, False)
-            monkeypatch.setenv("RESIZEOPS_TRITON_FORWARD", "rows")
-            rows = dynopool.dynopool2d_forward(v, out, False)
+            rows = dynopool.dynopool2d_forward(v, out, False, rows=True)
             assert rows.stride() == flat.stride()
             assert torch.equal(rows.isnan(), flat.isnan()), (shape, out)
             assert torch.equal(rows.nan_to_num(), flat.nan_to_num()), (shape, out)
-    # channels_last outputs keep the flat kernel; an unknown form is refused.
-    monkeypatch.setenv("RESIZEOPS_TRITON_FORWARD", "rows")
+    # channels_last outputs keep the flat kernel.
     xc = _seeded((1, 3, 8, 8), dtype).contiguous(memory_format=torch.channels_last)
-    assert dynopool.dynopool2d_forward(xc, (4, 5), True).is_contiguous(memory_format=torch.channels_last)
-    monkeypatch.setenv("RESIZEOPS_TRITON_FORWARD", "tiles")
-    with pytest.raises(ValueError, match="RESIZEOPS_TRITON_FORWARD must be 'flat' or 'rows'"):
-        dynopool.dynopool2d_forward(x, (3, 3), False)
+    assert dynopool.dynopool2d_forward(xc, (4, 5), True, rows=True).is_contiguous(memory_format=torch.channels_last)
+    # The variant: the rows forward through the op, the triton backward.
+    x = _seeded((2, 3, 13, 17), dtype).requires_grad_(True)
+    alpha = torch.tensor([1.7, 1.4], device=DEV)
+    got = resizeops.dynopool2d(x, alpha, backend="triton-rows")
+    want = resizeops.dynopool2d(x, alpha, backend="triton")
+    assert torch.equal(got, want)
+    (gx,) = torch.autograd.grad(got.sum(), x)
+    (want_gx,) = torch.autograd.grad(want.sum(), x)
+    assert_close(gx, want_gx, dtype)
 
 
-@pytest.mark.parametrize("form", ["flat", "rows"])
-def test_forward_with_8_warps_matches_4(form, monkeypatch):
-    """RESIZEOPS_TRITON_WARPS=8 launches the forwards with 8 warps per program: the same
-    per-element arithmetic, so the same bits (on a GPU the elements map to other threads;
-    the interpreter runs the program as a whole either way). Both layouts (rows: NCHW
-    only); an unknown value is refused, naming the variable."""
-    monkeypatch.setenv("RESIZEOPS_TRITON_FORWARD", form)
+@pytest.mark.experimental
+@pytest.mark.parametrize("rows", [False, True], ids=["flat", "rows"])
+def test_forward_with_8_warps_matches_4(rows):
+    """The experimental ``warps=8`` (variant "triton-w8") launches the forwards with 8
+    warps per program: the same per-element arithmetic, so the same bits (on a GPU the
+    elements map to other threads; the interpreter runs the program as a whole either
+    way). Both layouts (rows: NCHW only)."""
     for k, (shape, out) in enumerate([((2, 3, 13, 17), (7, 10)), ((1, 2, 1, 40), (3, 21))]):
-        for cl in (False, True) if form == "flat" else (False,):
+        for cl in (False, True) if not rows else (False,):
             x = _seeded(shape, torch.float32, seed=k)
             x = x.contiguous(memory_format=torch.channels_last) if cl else x
-            monkeypatch.setenv("RESIZEOPS_TRITON_WARPS", "4")
-            four = dynopool.dynopool2d_forward(x, out, cl)
-            monkeypatch.setenv("RESIZEOPS_TRITON_WARPS", "8")
-            eight = dynopool.dynopool2d_forward(x, out, cl)
+            four = dynopool.dynopool2d_forward(x, out, cl, rows=rows)
+            eight = dynopool.dynopool2d_forward(x, out, cl, rows=rows, warps=8)
             assert eight.stride() == four.stride() and torch.equal(eight, four), (shape, out, cl)
-    monkeypatch.delenv("RESIZEOPS_TRITON_WARPS")
-    assert dynopool.forward_warps() == 4
-    monkeypatch.setenv("RESIZEOPS_TRITON_WARPS", "16")
-    with pytest.raises(ValueError, match="RESIZEOPS_TRITON_WARPS must be '4' or '8'"):
-        dynopool.dynopool2d_forward(x, (3, 3), False)

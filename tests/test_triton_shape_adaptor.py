@@ -16,10 +16,11 @@ import os
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import assert_close
+from conftest import assert_close, use_forms
 
 import resizeops
 from resizeops.core import _dispatch
+from resizeops.core.kernel_forms import KernelForms
 
 pytestmark = pytest.mark.triton
 
@@ -238,8 +239,8 @@ def test_empty_batch():
 
 
 def test_int64_indexing_path(monkeypatch):
-    # RESIZEOPS_FORCE_INT64_INDEXING=1 takes the 64-bit index path on small tensors.
-    monkeypatch.setenv("RESIZEOPS_FORCE_INT64_INDEXING", "1")
+    # The test hook force_int64 takes the 64-bit index path on small tensors.
+    use_forms(monkeypatch, "triton", OP, KernelForms(force_int64=True))
     x = _seeded((1, 3, 9, 7), torch.float32).contiguous(memory_format=torch.channels_last)
     _compare(x, *_weights(torch.float32, 0.3, 0.6), (6, 8), False)
 

@@ -61,7 +61,6 @@ from .dynopool import (
     _output_index,
     _program_offsets,
     _tl_acc,
-    force_int64_indexing,
 )
 
 __all__ = ["resize_blend_forward", "resize_blend_backward"]
@@ -460,13 +459,10 @@ def _tables(plan: _Plan, acc: torch.dtype, device: torch.device) -> Tuple[torch.
     return taps, lam
 
 
-def _index64(*tensors: torch.Tensor) -> bool:
-    """Whether some element offset (or flat index) of these tensors may exceed int32.
-
-    ``RESIZEOPS_FORCE_INT64_INDEXING=1`` forces the 64-bit path (test hook, as for
-    the CUDA kernels).
-    """
-    if force_int64_indexing():
+def _index64(force: bool, *tensors: torch.Tensor) -> bool:
+    """Whether some element offset (or flat index) of these tensors may exceed int32,
+    or ``force`` (the test hook ``force_int64``) asks for the 64-bit path."""
+    if force:
         return True
     for t in tensors:
         if t.numel() >= _INT32_LIMIT:
@@ -485,18 +481,21 @@ def resize_blend_forward(
     align_corners: bool,
     scales,
     channels_last: bool,
+    *,
+    force_int64: bool = False,
 ) -> torch.Tensor:
     """w1·R1(x1) + w2·R2(x2): (N, C, Ho, Wo) of x1's dtype, channels_last iff ``channels_last``.
 
     ``x1``, ``x2``: (N, C, H_k, W_k), any strides, one dtype. ``w1``, ``w2``: 0-d
     tensors on the inputs' device (any floating dtype). ``scales``: None or a
-    pair of None / (sh, sw).
+    pair of None / (sh, sw). ``force_int64``: the 64-bit index path on small
+    tensors (test hook).
     """
     plan = _Plan((x1.shape[2:], x2.shape[2:]), size, align_corners, scales)
-    return _forward(plan, x1, x2, w1, w2, channels_last, pool1=False)
+    return _forward(plan, x1, x2, w1, w2, channels_last, pool1=False, force_int64=force_int64)
 
 
-def _forward(plan: _Plan, x1, x2, w1, w2, channels_last: bool, pool1: bool) -> torch.Tensor:
+def _forward(plan: _Plan, x1, x2, w1, w2, channels_last: bool, pool1: bool, force_int64: bool) -> torch.Tensor:
     """Launch the tables and the forward kernel; ``pool1``: R1 resamples max_pool2d(x1, 2)."""
     n, c = x1.shape[0], x1.shape[1]
     acc = _acc_dtype(x1.dtype)
@@ -512,7 +511,7 @@ def _forward(plan: _Plan, x1, x2, w1, w2, channels_last: bool, pool1: bool) -> t
             x1, x2, w1, w2, out, taps, lam, plan.T,
             total, c, plan.ho, plan.wo, *x1.stride(), *x2.stride(),
             PASS1=plan.passes[0], PASS2=plan.passes[1], POOL1=bool(pool1), CHANNELS_LAST=bool(channels_last),
-            ACC=_tl_acc(x1.dtype), INDEX64=_index64(x1, x2, out), BLOCK=FORWARD_BLOCK, num_warps=NUM_WARPS,
+            ACC=_tl_acc(x1.dtype), INDEX64=_index64(force_int64, x1, x2, out), BLOCK=FORWARD_BLOCK, num_warps=NUM_WARPS,
         )  # fmt: skip
     return out
 
@@ -542,6 +541,8 @@ def resize_blend_backward(
     scales,
     mask: Sequence[bool],
     channels_last: Sequence[bool],
+    *,
+    force_int64: bool = False,
 ):
     """(grad_x1, grad_x2, grad_w1, grad_w2), None where ``mask`` is False. Deterministic.
 
@@ -578,7 +579,7 @@ def resize_blend_backward(
                     grad_out, (w1, w2)[k], gx, taps, lam, plan.T, bh, bw, rows, cols,
                     total, c, ah.in_size, aw.in_size, kh, kw, *grad_out.stride(),
                     PASS=plan.passes[k], CHANNELS_LAST=bool(channels_last[k]), ACC=tl_acc,
-                    INDEX64=_index64(grad_out, xk, gx), BLOCK=GATHER_BLOCK, num_warps=NUM_WARPS,
+                    INDEX64=_index64(force_int64, grad_out, xk, gx), BLOCK=GATHER_BLOCK, num_warps=NUM_WARPS,
                 )  # fmt: skip
             grads[k] = gx
         need1, need2 = bool(mask[2]), bool(mask[3])
@@ -591,7 +592,7 @@ def resize_blend_backward(
                     total_out, c, plan.ho, plan.wo, *grad_out.stride(), *x1.stride(), *x2.stride(),
                     NEED1=need1, NEED2=need2, PASS1=plan.passes[0], PASS2=plan.passes[1],
                     CHANNELS_LAST=bool(channels_last[2]), ACC=tl_acc,
-                    INDEX64=_index64(grad_out, x1, x2), BLOCK=FORWARD_BLOCK, num_warps=NUM_WARPS,
+                    INDEX64=_index64(force_int64, grad_out, x1, x2), BLOCK=FORWARD_BLOCK, num_warps=NUM_WARPS,
                 )  # fmt: skip
             # A fixed-order float64 sum of the per-program partials: deterministic.
             sums = partials.to(torch.float64).sum(dim=0)

@@ -10,10 +10,9 @@ learnable scale (Eq. 3-4).
   the output's memory order (NCHW, or channels_last with C innermost), so stores
   are contiguous. x is read through its 4 strides (any layout, no copy). The 4×
   query tensor is never materialised: each program computes its 4 queries in
-  registers from 16 taps. For NCHW outputs, RESIZEOPS_TRITON_FORWARD=rows takes
-  a 2-D tile kernel instead (opt-in until timed: forward_form), and
-  RESIZEOPS_TRITON_WARPS=8 launches either forward with 8 warps instead of 4
-  (forward_warps; same outputs per program, half the registers per thread).
+  registers from 16 taps. Two experimental forms (never timed on a GPU;
+  resizeops/core/kernel_forms.py): for NCHW outputs, a 2-D tile kernel
+  (``rows=True``), and either forward with 8 warps instead of 4 (``warps=8``).
 - Backward: recomputes each cell's winning query from x (the forward saves
   nothing), scatters the gradient of the winner to its 4 taps with atomics into a
   float32 (float64 for float64 x) buffer, and reduces dL/dĤ, dL/dŴ per program
@@ -36,7 +35,6 @@ These functions take already validated arguments; the dispatcher adapter is
 from __future__ import annotations
 
 import contextlib
-import os
 from typing import Optional, Sequence, Tuple
 
 import torch
@@ -350,7 +348,7 @@ def _dynopool2d_forward_rows_kernel(
     BI: tl.constexpr,
     BJ: tl.constexpr,
 ):
-    """The NCHW forward in 2-D tiles (RESIZEOPS_TRITON_FORWARD=rows): program p computes
+    """The NCHW forward in 2-D tiles (experimental: dynopool2d_forward(..., rows=True)): program p computes
     a BI x BJ tile of output rows i and columns j of one plane (n, c). The flat kernel
     decodes (n, c, i, j) from each element's flat index with three integer divisions
     by run-time sizes (no magic-number division in Triton) and reads all 16 table
@@ -502,21 +500,10 @@ def _extent(t: torch.Tensor) -> int:
     return 1 + sum((size - 1) * stride for size, stride in zip(t.shape, t.stride()) if size > 0)
 
 
-def force_int64_indexing() -> bool:
-    """The test hook RESIZEOPS_FORCE_INT64_INDEXING: '1' takes the 64-bit index path
-    on small tensors too; '0' or unset does not; anything else is an error."""
-    v = os.environ.get("RESIZEOPS_FORCE_INT64_INDEXING", "")
-    if v not in ("", "0", "1"):
-        raise ValueError(f"RESIZEOPS_FORCE_INT64_INDEXING must be '0' or '1', got {v!r}")
-    return v == "1"
-
-
-def _index64(*extents: int) -> bool:
+def _index64(force: bool, *extents: int) -> bool:
     """int64 index math when any extent (element count, strided reach) passes int32,
-    or when the test hook RESIZEOPS_FORCE_INT64_INDEXING asks for it."""
-    if force_int64_indexing():
-        return True
-    return max(extents) > _INT32_MAX
+    or when ``force`` (the test hook ``force_int64``) asks for it."""
+    return force or max(extents) > _INT32_MAX
 
 
 def _tables(x: torch.Tensor, ho: int, wo: int):
@@ -534,47 +521,33 @@ def _tables(x: torch.Tensor, ho: int, wo: int):
     return tab_i, tab_w
 
 
-def forward_form() -> str:
-    """The NCHW forward's form: RESIZEOPS_TRITON_FORWARD=flat (unset: flat) or rows.
-
-    "rows" is the 2-D tile kernel (_dynopool2d_forward_rows_kernel), opt-in until a GPU
-    run times it against the flat one (docs/PERF_NOTES.md); channels_last outputs always
-    take the flat kernel. Read per call."""
-    v = os.environ.get("RESIZEOPS_TRITON_FORWARD", "")
-    if v in ("", "flat"):
-        return "flat"
-    if v != "rows":
-        raise ValueError(f"RESIZEOPS_TRITON_FORWARD must be 'flat' or 'rows', got {v!r}")
-    return v
-
-
-def forward_warps() -> int:
-    """Warps per program of the forward kernels: RESIZEOPS_TRITON_WARPS=4 (unset: 4) or 8.
-
-    The same FORWARD_BLOCK outputs per program either way, so 8 warps give each thread
-    half the elements: about half the registers (sm_90, float32: the rows kernel 63
-    instead of 112, the flat one 63 instead of 128), twice the resident warps, more
-    instructions per output (docs/PERF_NOTES.md, "Triton"). Opt-in until a GPU run times
-    it (the benchmark's ``triton-w8`` and ``triton-rows-w8``). Read per call; the
-    outputs do not depend on it."""
-    v = os.environ.get("RESIZEOPS_TRITON_WARPS", "")
-    if v in ("", "4"):
-        return 4
-    if v != "8":
-        raise ValueError(f"RESIZEOPS_TRITON_WARPS must be '4' or '8', got {v!r}")
-    return 8
-
-
 def _rows_tile(wo: int) -> Tuple[int, int]:
     """(BI, BJ) of the rows kernel: FORWARD_BLOCK elements, BJ columns (16 for narrow outputs)."""
     bj = 32 if wo > 16 else 16
     return FORWARD_BLOCK // bj, bj
 
 
-def dynopool2d_forward(x: torch.Tensor, out_size: Sequence[int], channels_last: bool) -> torch.Tensor:
+def dynopool2d_forward(
+    x: torch.Tensor,
+    out_size: Sequence[int],
+    channels_last: bool,
+    *,
+    rows: bool = False,
+    warps: int = 4,
+    force_int64: bool = False,
+) -> torch.Tensor:
     """DynOPool forward: (N, C, Ho, Wo) of x's dtype, channels_last iff ``channels_last``.
 
     ``x``: (N, C, H, W), any strides, float16/bfloat16/float32/float64.
+
+    Kernel forms (resizeops/core/kernel_forms.py; the defaults are the timed ones):
+    ``rows`` takes the 2-D tile kernel for an NCHW output (experimental; channels_last
+    outputs always take the flat one). ``warps``: 4, or 8 (experimental): the same
+    FORWARD_BLOCK outputs per program, so 8 warps give each thread half the elements,
+    about half the registers (sm_90, float32: the rows kernel 63 instead of 112, the
+    flat one 63 instead of 128), twice the resident warps and more instructions per
+    output (docs/PERF_NOTES.md, "Triton"); the outputs do not depend on it.
+    ``force_int64``: the 64-bit index path on small tensors (test hook).
     """
     n, c, h, w = x.shape
     ho, wo = int(out_size[0]), int(out_size[1])
@@ -582,13 +555,12 @@ def dynopool2d_forward(x: torch.Tensor, out_size: Sequence[int], channels_last: 
     total = out.numel()
     if total == 0:
         return out
-    warps = forward_warps()
-    if not channels_last and forward_form() == "rows":
+    if not channels_last and rows:
         bi, bj = _rows_tile(wo)
         tiles_j = triton.cdiv(wo, bj)
         tiles = triton.cdiv(ho, bi) * tiles_j
         programs = n * c * tiles
-        index64 = _index64(programs, total + FORWARD_BLOCK, _extent(x))
+        index64 = _index64(force_int64, programs, total + FORWARD_BLOCK, _extent(x))
         with _on_device(x):
             tab_i, tab_w = _tables(x, ho, wo)
             _dynopool2d_forward_rows_kernel[(programs,)](
@@ -597,7 +569,7 @@ def dynopool2d_forward(x: torch.Tensor, out_size: Sequence[int], channels_last: 
             )  # fmt: skip
         return out
     grid = (triton.cdiv(total, FORWARD_BLOCK),)
-    index64 = _index64(total + FORWARD_BLOCK, _extent(x))
+    index64 = _index64(force_int64, total + FORWARD_BLOCK, _extent(x))
     with _on_device(x):
         tab_i, tab_w = _tables(x, ho, wo)
         _dynopool2d_forward_kernel[grid](
@@ -615,13 +587,16 @@ def dynopool2d_backward(
     channels_last: bool,
     need_x: bool,
     need_size: bool,
+    *,
+    force_int64: bool = False,
 ) -> Tuple[Optional[torch.Tensor], Optional[torch.Tensor]]:
     """Gradients of the DynOPool forward: (grad_x or None, grad_size or None).
 
     grad_x: x's dtype and shape, contiguous in the format ``channels_last`` names
     (not deterministic: atomics). grad_size: float64 (2,) = (dL/dĤ, dL/dŴ), summed
     deterministically from per-program partials (no host sync).
-    ``grad_out``: (N, C, Ho, Wo), any strides.
+    ``grad_out``: (N, C, Ho, Wo), any strides. ``force_int64``: the 64-bit index
+    path on small tensors (test hook).
     """
     n, c, h, w = x.shape
     ho, wo = int(out_size[0]), int(out_size[1])
@@ -636,7 +611,7 @@ def dynopool2d_backward(
     if total > 0 and (need_x or need_size):
         dummy = x  # stands in for a pointer the kernel does not touch (constexpr-disabled)
         gx = grad_x_acc if need_x else dummy
-        index64 = _index64(total + BACKWARD_BLOCK, _extent(x), _extent(grad_out), _extent(gx))
+        index64 = _index64(force_int64, total + BACKWARD_BLOCK, _extent(x), _extent(grad_out), _extent(gx))
         with _on_device(x):
             tab_i, tab_w = _tables(x, ho, wo)
             _dynopool2d_backward_kernel[(programs,)](

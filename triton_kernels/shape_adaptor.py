@@ -120,13 +120,15 @@ def shape_adaptor_maxpool_forward(
     size: Sequence[int],
     align_corners: bool,
     channels_last: bool,
+    *,
+    force_int64: bool = False,
 ) -> torch.Tensor:
     """w1·R(max_pool2d(x, 2)) + w2·R(x): (N, C, Ho, Wo) of x's dtype, channels_last iff ``channels_last``.
 
     ``x``: (N, C, H, W) with H, W ≥ 2, any strides. ``w1``, ``w2``: 0-d tensors on
     x's device (any floating dtype).
     """
-    return _forward(_plan(x, size, align_corners), x, x, w1, w2, channels_last, pool1=True)
+    return _forward(_plan(x, size, align_corners), x, x, w1, w2, channels_last, pool1=True, force_int64=force_int64)
 
 
 def shape_adaptor_maxpool_backward(
@@ -138,6 +140,8 @@ def shape_adaptor_maxpool_backward(
     align_corners: bool,
     mask: Sequence[bool],
     channels_last: bool,
+    *,
+    force_int64: bool = False,
 ):
     """(grad_x, grad_w1, grad_w2), None where ``mask`` is False. Deterministic.
 
@@ -179,7 +183,7 @@ def shape_adaptor_maxpool_backward(
                 plan.ho, plan.wo, *fans, *grad_out.stride(), *x.stride(),
                 NEED_X=need_x, NEED_W1=need_w1, NEED_W2=need_w2, GATHER1=gather[0], GATHER2=gather[1],
                 PASS1=plan.passes[0], PASS2=plan.passes[1], CHANNELS_LAST=bool(channels_last),
-                ACC=_tl_acc(x.dtype), INDEX64=_index64(grad_out, x), BLOCK=GATHER_BLOCK, num_warps=NUM_WARPS,
+                ACC=_tl_acc(x.dtype), INDEX64=_index64(force_int64, grad_out, x), BLOCK=GATHER_BLOCK, num_warps=NUM_WARPS,
             )  # fmt: skip
     if need_x:
         grads[0] = gx

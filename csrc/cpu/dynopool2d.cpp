@@ -30,6 +30,7 @@
 
 #include "resize_rows.h"  // cpu::parallel_tasks: the AVX2+FMA copy of the tasks where the CPU has it
 #include "resizeops/checks.h"
+#include "resizeops/kernel_forms.h"
 #include "resizeops/math.h"
 
 namespace resizeops {
@@ -247,7 +248,9 @@ void backward_row(const RowBuffers<acc_t>& b, const AxisTable<acc_t>& cols, cons
   }
 }
 
-at::Tensor dynopool2d_forward_cpu(const at::Tensor& x, int64_t out_h, int64_t out_w, bool channels_last) {
+at::Tensor dynopool2d_forward_cpu(const at::Tensor& x, int64_t out_h, int64_t out_w, bool channels_last,
+                                  c10::IntArrayRef forms) {
+  KernelForms::decode(forms);  // validated only: the CPU kernel has one form
   check_dynopool_args(x, out_h, out_w);
   const auto fmt = channels_last ? at::MemoryFormat::ChannelsLast : at::MemoryFormat::Contiguous;
   at::Tensor out = at::empty({x.size(0), x.size(1), out_h, out_w}, x.options().memory_format(fmt));
@@ -289,7 +292,8 @@ at::Tensor dynopool2d_forward_cpu(const at::Tensor& x, int64_t out_h, int64_t ou
 
 std::tuple<at::Tensor, at::Tensor> dynopool2d_backward_cpu(const at::Tensor& grad_out, const at::Tensor& x,
                                                            int64_t out_h, int64_t out_w, bool channels_last,
-                                                           bool need_x, bool need_size) {
+                                                           bool need_x, bool need_size, c10::IntArrayRef forms) {
+  KernelForms::decode(forms);  // validated only: the CPU kernel has one form
   check_dynopool_args(x, out_h, out_w);
   check_dynopool_grad(grad_out, x, out_h, out_w);
   const auto fmt = channels_last ? at::MemoryFormat::ChannelsLast : at::MemoryFormat::Contiguous;

@@ -23,6 +23,7 @@
 #include <vector>
 
 #include "resizeops/checks.h"
+#include "resizeops/kernel_forms.h"
 #include "resizeops/dynopool_cells.h"
 #include "resizeops/tensor_index.h"
 
@@ -66,7 +67,7 @@ void forward_row_item(bool vec, const cells::Pos<int32_t>& p, int32_t out_w, con
   cells::dynopool_forward_row_item<false, scalar_t, acc_t, int32_t>(p, out_w, xp, xs, op, os, rows, cols);
 }
 
-// The separable forward (checks.h, RESIZEOPS_CUDA_FORWARD=separable): forward_separable_kernel's
+// The separable forward (experimental, kernel_forms.h): forward_separable_kernel's
 // blocks (plane, strip) one after another, each down its tiles: step 1 for each of
 // the block's threads, then step 2, with V poisoned first (every entry step 2
 // reads must have been written in the same tile).
@@ -104,7 +105,9 @@ void forward_separable(const at::Tensor& x, at::Tensor& out, const cells::Forwar
   }
 }
 
-at::Tensor forward_cells(const at::Tensor& x, int64_t out_h, int64_t out_w, bool channels_last) {
+at::Tensor forward_cells(const at::Tensor& x, int64_t out_h, int64_t out_w, bool channels_last,
+                         c10::IntArrayRef forms_arg) {
+  const KernelForms forms = KernelForms::decode(forms_arg);
   check_dynopool_args(x, out_h, out_w);
   const auto fmt = channels_last ? at::MemoryFormat::ChannelsLast : at::MemoryFormat::Contiguous;
   const int64_t N = x.size(0), C = x.size(1), H = x.size(2), W = x.size(3);
@@ -113,7 +116,7 @@ at::Tensor forward_cells(const at::Tensor& x, int64_t out_h, int64_t out_w, bool
   if (total == 0) return out;
   const cells::TableLayout L{out_h, out_w, H, W};
   // The CUDA launch's index width, lanes (work items: cells of L channels) and form.
-  const auto launch = dynopool_forward_launch(x, out_h, out_w, channels_last);
+  const auto launch = dynopool_forward_launch(forms, x, out_h, out_w, channels_last);
   const bool use32 = launch.use32;
   const int lanes = launch.lanes;
   const auto form = launch.form;
@@ -131,7 +134,7 @@ at::Tensor forward_cells(const at::Tensor& x, int64_t out_h, int64_t out_w, bool
       forward_separable<scalar_t, acc_t>(x, out, plan, rows, cols);
       return;
     }
-    if (form == DynopoolForward::kRows) {  // forward_rows_kernel (checks.h)
+    if (form == DynopoolForward::kRows) {  // forward_rows_kernel
       const int32_t groups_w = static_cast<int32_t>((out_w + cells::kRowCells - 1) / cells::kRowCells);
       const int64_t row_items = N * C * out_h * groups_w;
       const auto xs = strides_of<int32_t>(x);
@@ -164,9 +167,10 @@ at::Tensor forward_cells(const at::Tensor& x, int64_t out_h, int64_t out_w, bool
 
 
 // resizeops_ext::_dynopool2d_forward_form: the launch's choice, for the tests.
-std::vector<int64_t> forward_form(const at::Tensor& x, int64_t out_h, int64_t out_w, bool channels_last) {
+std::vector<int64_t> forward_form(const at::Tensor& x, int64_t out_h, int64_t out_w, bool channels_last,
+                                  c10::IntArrayRef forms) {
   check_dynopool_args(x, out_h, out_w);
-  const auto a = dynopool_forward_launch(x, out_h, out_w, channels_last);
+  const auto a = dynopool_forward_launch(KernelForms::decode(forms), x, out_h, out_w, channels_last);
   if (a.form != DynopoolForward::kSeparable) return {static_cast<int64_t>(a.form)};
   return {static_cast<int64_t>(a.form), a.plan.th, a.plan.tw(), a.plan.vcols, a.plan.tiles_h, a.plan.tiles_w};
 }
@@ -240,30 +244,30 @@ void fused_phase_a(const cells::FusedPlan& plan, const cells::FusedTile<index_t>
 
 // resizeops_ext::_dynopool2d_backward_form: the launch's choice, for the tests.
 std::vector<int64_t> backward_form(const at::Tensor& grad_out, const at::Tensor& x, int64_t out_h, int64_t out_w,
-                                   bool channels_last, bool need_x) {
+                                   bool channels_last, bool need_x, c10::IntArrayRef forms) {
   check_dynopool_args(x, out_h, out_w);
   check_dynopool_grad(grad_out, x, out_h, out_w);
   cells::FusedPlan plan{};
-  const auto form = dynopool_backward_form(grad_out, x, out_h, out_w, channels_last, need_x, &plan);
+  const auto form = dynopool_backward_form(KernelForms::decode(forms), grad_out, x, out_h, out_w, channels_last, need_x, &plan);
   if (form != DynopoolGradX::kFused) return {static_cast<int64_t>(form)};
   return {static_cast<int64_t>(form), plan.th, plan.tw(), plan.cell_rows, plan.cell_cols, plan.cb(),
           int64_t{1} << plan.lanes_log2, plan.vcols};
 }
 
-// The fused backward (checks.h, RESIZEOPS_CUDA_GRAD_X=fused): backward_fused_kernel's
+// The fused backward (kernel_forms.h, experimental): backward_fused_kernel's
 // blocks one after another, each with its shared-memory window (one buffer laid out
 // as the launch's dynamic shared memory, poisoned: the window's gradients, padded,
 // then the region of the row sums and of V and D, so that the emulation checks the
 // alignment of B2's vector loads; the winner codes apart) and its phases in order.
 std::tuple<at::Tensor, at::Tensor> backward_fused(const at::Tensor& grad_out, const at::Tensor& x, int64_t out_h,
                                                   int64_t out_w, bool channels_last, bool need_size,
-                                                  const cells::FusedPlan& plan) {
+                                                  const cells::FusedPlan& plan, const KernelForms& forms) {
   const int64_t N = x.size(0), C = x.size(1), H = x.size(2), W = x.size(3);
   const auto fmt = channels_last ? at::MemoryFormat::ChannelsLast : at::MemoryFormat::Contiguous;
   at::Tensor grad_x = at::empty(x.sizes(), x.options().memory_format(fmt));
   at::Tensor grad_size = at::zeros({2}, x.options().dtype(at::kDouble));
   const cells::TableLayout L{out_h, out_w, H, W};
-  const bool use32 = dynopool_fused_use32(grad_out, x);
+  const bool use32 = dynopool_fused_use32(forms, grad_out, x);
   TORCH_INTERNAL_ASSERT(plan.vcols == 0 || use32,
                         "_dynopool2d_backward_cells: separable winners off the 32-bit path");
   const int64_t blocks = N * (C >> plan.cb_log2) * plan.tiles_h * plan.tiles_w;
@@ -323,16 +327,18 @@ std::tuple<at::Tensor, at::Tensor> backward_fused(const at::Tensor& grad_out, co
 }
 
 std::tuple<at::Tensor, at::Tensor> backward_cells(const at::Tensor& grad_out, const at::Tensor& x, int64_t out_h,
-                                                  int64_t out_w, bool channels_last, bool need_x, bool need_size) {
+                                                  int64_t out_w, bool channels_last, bool need_x, bool need_size,
+                                                  c10::IntArrayRef forms_arg) {
+  const KernelForms forms = KernelForms::decode(forms_arg);
   check_dynopool_args(x, out_h, out_w);
   check_dynopool_grad(grad_out, x, out_h, out_w);
   const auto fmt = channels_last ? at::MemoryFormat::ChannelsLast : at::MemoryFormat::Contiguous;
-  // The CUDA path's choice of grad_x form (checks.h): the scatter adds into a
+  // The CUDA path's choice of grad_x form (kernel_forms.h): the scatter adds into a
   // zeroed grad_x; the fused form needs a tiling that fits.
   cells::FusedPlan plan{};
-  const auto form = dynopool_backward_form(grad_out, x, out_h, out_w, channels_last, need_x, &plan);
+  const auto form = dynopool_backward_form(forms, grad_out, x, out_h, out_w, channels_last, need_x, &plan);
   const bool scatter = need_x && form == DynopoolGradX::kScatter;
-  if (form == DynopoolGradX::kFused) return backward_fused(grad_out, x, out_h, out_w, channels_last, need_size, plan);
+  if (form == DynopoolGradX::kFused) return backward_fused(grad_out, x, out_h, out_w, channels_last, need_size, plan, forms);
   // (at::zeros would drop the memory format: empty, then zero_.)
   at::Tensor grad_x = need_x ? at::empty(x.sizes(), x.options().memory_format(fmt)) : at::empty({0}, x.options());
   if (scatter) grad_x.zero_();
@@ -341,9 +347,9 @@ std::tuple<at::Tensor, at::Tensor> backward_cells(const at::Tensor& grad_out, co
   const int64_t N = x.size(0), C = x.size(1), H = x.size(2), W = x.size(3);
   const int64_t cells_total = N * C * out_h * out_w;
   const cells::TableLayout L{out_h, out_w, H, W};
-  const bool use32 = use_int32_indexing({cells_total, x.numel(), extent(x), extent(grad_out)});
-  // The CUDA launch's lanes form and work items of pass 1 (checks.h dynopool_cuda_lanes).
-  const int lanes = use32 ? dynopool_cuda_lanes(x.scalar_type()) : 1;
+  const bool use32 = use_int32_indexing(forms, {cells_total, x.numel(), extent(x), extent(grad_out)});
+  // The CUDA launch's lanes form and work items of pass 1 (KernelForms::dynopool_lanes).
+  const int lanes = use32 ? forms.dynopool_lanes(x.scalar_type()) : 1;
   const int64_t groups = (C + lanes - 1) / lanes;
   const int64_t items = N * groups * out_h * out_w;
   const bool vec = lanes_vectorizable(x, lanes) && lanes_vectorizable(grad_out, lanes);
@@ -378,7 +384,7 @@ std::tuple<at::Tensor, at::Tensor> backward_cells(const at::Tensor& grad_out, co
           const auto ti = static_cast<index_t>(t);
           const auto p = cells::unravel<index_t>(ti, static_cast<index_t>(groups), static_cast<index_t>(out_h),
                                                  static_cast<index_t>(out_w), channels_last);
-          // The scatter only for float and double (checks.h dynopool_grad_x_form), as the
+          // The scatter only for float and double (KernelForms::dynopool_grad_x), as the
           // CUDA launch: no copy for 16-bit types.
           if constexpr (kAtomics) {
             if (scatter) {
@@ -393,7 +399,7 @@ std::tuple<at::Tensor, at::Tensor> backward_cells(const at::Tensor& grad_out, co
         }
       });
       if (need_x && !scatter) {  // backward_pixels_kernel, in the same lanes form (lanes: the loop form)
-        const bool tiles = lanes == 1 && dynopool_gather_tiles<scalar_t>();
+        const bool tiles = lanes == 1 && forms.dynopool_gather_tiles<scalar_t>();
         const int64_t pixel_items = N * groups * H * W;
         const bool vec2 = lanes_vectorizable(grad_out, lanes) && lanes_vectorizable(argmax_t, lanes) &&
                           lanes_vectorizable(grad_x, lanes);

@@ -7,7 +7,7 @@
 // already of `size` without a scale passing through unchanged.
 //
 // Same structure as the DynOPool CPU kernel (csrc/cpu/dynopool2d.cpp), row
-// machinery in csrc/cpu/resize_rows.h (shared with csrc/cpu/shape_adaptor.cpp): tasks of
+// machinery in csrc/cpu/resize_rows.h (shared with csrc/cpu/shape_adaptor_maxpool.cpp): tasks of
 // (image n, block of 16 channels), each output row computed separably from a
 // vertical interpolation of the two input rows it reads ([w][c] row buffers,
 // channels innermost, so the inner loops vectorise over channels whatever the
@@ -47,6 +47,7 @@
 #include <vector>
 
 #include "resizeops/checks.h"
+#include "resizeops/kernel_forms.h"
 #include "resize_rows.h"
 
 namespace resizeops {
@@ -69,7 +70,8 @@ std::optional<double> opt_scale(const ScaleArg& s, int k) {
 
 at::Tensor resize_blend_forward_cpu(const at::Tensor& x1, const at::Tensor& x2, const at::Tensor& w1,
                                     const at::Tensor& w2, c10::IntArrayRef size, bool align_corners, ScaleArg scale1,
-                                    ScaleArg scale2, bool channels_last) {
+                                    ScaleArg scale2, bool channels_last, c10::IntArrayRef forms) {
+  KernelForms::decode(forms);  // validated only: the CPU kernel has one form
   check_blend_args(x1, x2, w1, w2, size, scale1, scale2);
   const int64_t N = x1.size(0), C = x1.size(1), Ho = size[0], Wo = size[1];
   const auto fmt = channels_last ? at::MemoryFormat::ChannelsLast : at::MemoryFormat::Contiguous;
@@ -148,7 +150,9 @@ double weight_grad_again(const Branch<scalar_t, acc_t>& b, const at::Tensor& gra
 std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> resize_blend_backward_cpu(
     const at::Tensor& grad_out, const at::Tensor& x1, const at::Tensor& x2, const at::Tensor& w1,
     const at::Tensor& w2, c10::IntArrayRef size, bool align_corners, ScaleArg scale1, ScaleArg scale2,
-    bool need_x1, bool need_x2, bool need_w1, bool need_w2, bool x1_channels_last, bool x2_channels_last) {
+    bool need_x1, bool need_x2, bool need_w1, bool need_w2, bool x1_channels_last, bool x2_channels_last,
+    c10::IntArrayRef forms) {
+  KernelForms::decode(forms);  // validated only: the CPU kernel has one form
   check_blend_args(x1, x2, w1, w2, size, scale1, scale2);
   check_blend_grad(grad_out, x1, size, "resize_blend_backward");
   const int64_t N = x1.size(0), C = x1.size(1), Ho = size[0], Wo = size[1];

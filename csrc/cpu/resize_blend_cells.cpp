@@ -1,5 +1,5 @@
 // Serial CPU emulation of the resize_blend / shape_adaptor_maxpool CUDA kernels
-// (csrc/cuda/resize_blend.cu): resizeops_ext::_resize_blend_{forward,backward}_cells
+// (csrc/cuda/resize_blend.cu, shape_adaptor_maxpool.cu): resizeops_ext::_resize_blend_{forward,backward}_cells
 // and _shape_adaptor_maxpool_{forward,backward}_cells, with the schemas of the
 // real ops.
 //
@@ -8,7 +8,7 @@
 // indices the GPU threads take, with the same tables (ranges poisoned first,
 // so an entry the table kernel forgets shows), so that the tests check the GPU
 // code's indexing and arithmetic on machines without a GPU. Slow on purpose;
-// the fast CPU kernels are csrc/cpu/resize_blend.cpp and shape_adaptor.cpp.
+// the fast CPU kernels are csrc/cpu/resize_blend.cpp and shape_adaptor_maxpool.cpp.
 #include <ATen/Dispatch.h>
 #include <ATen/OpMathType.h>
 #include <ATen/core/Tensor.h>
@@ -24,6 +24,7 @@
 #include "resizeops/blend_cells.h"
 #include "resizeops/blend_plan.h"
 #include "resizeops/checks.h"
+#include "resizeops/kernel_forms.h"
 #include "resizeops/tensor_index.h"
 
 namespace resizeops {
@@ -69,14 +70,14 @@ at::MemoryFormat format_of(bool channels_last) {
 template <bool Pool1>
 at::Tensor forward_impl(const at::Tensor& x1, const at::Tensor& x2, const at::Tensor& w1, const at::Tensor& w2,
                         int64_t h1, int64_t wd1, int64_t Ho, int64_t Wo, bool align_corners, const ScaleArg& scale1,
-                        const ScaleArg& scale2, bool channels_last) {
+                        const ScaleArg& scale2, bool channels_last, const KernelForms& forms) {
   at::Tensor out = at::empty({x1.size(0), x1.size(1), Ho, Wo}, x1.options().memory_format(format_of(channels_last)));
   const int64_t total = out.numel();
   if (total == 0) return out;
   const bool pass1 = passes_through(h1, wd1, Ho, Wo, scale1);
   const bool pass2 = passes_through(x2.size(2), x2.size(3), Ho, Wo, scale2);
   const auto L = blend_layout(h1, wd1, pass1, scale1, x2.size(2), x2.size(3), pass2, scale2, Ho, Wo, align_corners);
-  const bool use32 = use_int32_indexing({total, extent(x1), extent(x2)});
+  const bool use32 = use_int32_indexing(forms, {total, extent(x1), extent(x2)});
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x1.scalar_type(), "_resize_blend_forward_cells", [&] {
     using acc_t = at::opmath_type<scalar_t>;
     const HostTables<acc_t> tb(L, false);
@@ -103,23 +104,26 @@ at::Tensor forward_impl(const at::Tensor& x1, const at::Tensor& x2, const at::Te
 
 at::Tensor resize_blend_forward_cells(const at::Tensor& x1, const at::Tensor& x2, const at::Tensor& w1,
                                       const at::Tensor& w2, c10::IntArrayRef size, bool align_corners, ScaleArg scale1,
-                                      ScaleArg scale2, bool channels_last) {
+                                      ScaleArg scale2, bool channels_last, c10::IntArrayRef forms) {
   check_blend_args(x1, x2, w1, w2, size, scale1, scale2);
   return forward_impl<false>(x1, x2, w1, w2, x1.size(2), x1.size(3), size[0], size[1], align_corners, scale1, scale2,
-                             channels_last);
+                             channels_last, KernelForms::decode(forms));
 }
 
 at::Tensor shape_adaptor_maxpool_forward_cells(const at::Tensor& x, const at::Tensor& w1, const at::Tensor& w2,
-                                               c10::IntArrayRef size, bool align_corners, bool channels_last) {
+                                               c10::IntArrayRef size, bool align_corners, bool channels_last,
+                                               c10::IntArrayRef forms) {
   check_shape_adaptor_args(x, w1, w2, size);
   return forward_impl<true>(x, x, w1, w2, x.size(2) / 2, x.size(3) / 2, size[0], size[1], align_corners, std::nullopt,
-                            std::nullopt, channels_last);
+                            std::nullopt, channels_last, KernelForms::decode(forms));
 }
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> resize_blend_backward_cells(
     const at::Tensor& grad_out, const at::Tensor& x1, const at::Tensor& x2, const at::Tensor& w1,
     const at::Tensor& w2, c10::IntArrayRef size, bool align_corners, ScaleArg scale1, ScaleArg scale2, bool need_x1,
-    bool need_x2, bool need_w1, bool need_w2, bool x1_channels_last, bool x2_channels_last) {
+    bool need_x2, bool need_w1, bool need_w2, bool x1_channels_last, bool x2_channels_last,
+    c10::IntArrayRef forms_arg) {
+  const KernelForms forms = KernelForms::decode(forms_arg);
   check_blend_args(x1, x2, w1, w2, size, scale1, scale2);
   check_blend_grad(grad_out, x1, size, "_resize_blend_backward_cells");
   const int64_t Ho = size[0], Wo = size[1];
@@ -140,9 +144,9 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> resize_blend_backward
   const int64_t total1 = (need_x1 || need_w1) ? x1.numel() : 0;
   const int64_t total2 = (need_x2 || need_w2) ? x2.numel() : 0;
   const bool use32 =
-      use_int32_indexing({total1 + total2, extent(x1), extent(x2), extent(grad_out), gx1.numel(), gx2.numel()});
+      use_int32_indexing(forms, {total1 + total2, extent(x1), extent(x2), extent(grad_out), gx1.numel(), gx2.numel()});
   double dw[2] = {0.0, 0.0};
-  const bool tiles = blend_gather_tiles();
+  const bool tiles = forms.blend_gather_tiles();
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x1.scalar_type(), "_resize_blend_backward_cells", [&] {
     using acc_t = at::opmath_type<scalar_t>;
     const HostTables<acc_t> tb(L, true);
@@ -201,7 +205,9 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> resize_blend_backward
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor> shape_adaptor_maxpool_backward_cells(
     const at::Tensor& grad_out, const at::Tensor& x, const at::Tensor& w1, const at::Tensor& w2,
-    c10::IntArrayRef size, bool align_corners, bool need_x, bool need_w1, bool need_w2, bool channels_last) {
+    c10::IntArrayRef size, bool align_corners, bool need_x, bool need_w1, bool need_w2, bool channels_last,
+    c10::IntArrayRef forms_arg) {
+  const KernelForms forms = KernelForms::decode(forms_arg);
   check_shape_adaptor_args(x, w1, w2, size);
   check_blend_grad(grad_out, x, size, "_shape_adaptor_maxpool_backward_cells");
   const int64_t Ho = size[0], Wo = size[1], Hp = x.size(2) / 2, Wp = x.size(3) / 2;
@@ -217,9 +223,9 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> shape_adaptor_maxpool_backward_ce
   const auto L =
       blend_layout(Hp, Wp, pass1, std::nullopt, x.size(2), x.size(3), pass2, std::nullopt, Ho, Wo, align_corners);
   const int64_t total = x.numel();
-  const bool use32 = use_int32_indexing({total, extent(x), extent(grad_out)});
+  const bool use32 = use_int32_indexing(forms, {total, extent(x), extent(grad_out)});
   double dw1 = 0.0, dw2 = 0.0;
-  const bool tiles = blend_gather_tiles();
+  const bool tiles = forms.blend_gather_tiles();
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "_shape_adaptor_maxpool_backward_cells", [&] {
     using acc_t = at::opmath_type<scalar_t>;
     const HostTables<acc_t> tb(L, true);

@@ -1,6 +1,6 @@
 // Row-wise bilinear resize (F.interpolate rules) of a block of channels, shared
 // by the fused CPU kernels of resize_blend (csrc/cpu/resize_blend.cpp) and of
-// the Shape Adaptor max-pool cell (csrc/cpu/shape_adaptor.cpp).
+// the Shape Adaptor max-pool cell (csrc/cpu/shape_adaptor_maxpool.cpp).
 //
 // A task is (image n, block of up to kChannelBlock channels); rows live in
 // [w][c] buffers of the accumulation type, channels innermost, so the inner
@@ -514,7 +514,7 @@ void resize_row(const Branch<scalar_t, acc_t>& b, int64_t n, int64_t c0, int64_t
 // those rows (a weight-gradient dot, grad_x stored) and clear them. The rows
 // in flight are kept in a ring of K input rows ([w][c], cb channels each,
 // zero when a row enters): K = 2 when complete rows are consumed at once, more
-// when a kernel waits for a row of another resize (shape_adaptor.cpp). Each
+// when a kernel waits for a row of another resize (shape_adaptor_maxpool.cpp). Each
 // input element first sums its column contributions in registers (the
 // transposed taps), then adds them to the ring rows: the additions of a
 // scatter of each output row onto a zeroed input-width row followed by the

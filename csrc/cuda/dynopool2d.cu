@@ -16,10 +16,10 @@
 // - Forward: one thread per output cell, in the output's memory order (NCHW or
 //   channels_last), so that stores coalesce; x is read through its strides (any
 //   layout, no copy). The 2Ho x 2Wo query tensor never exists. With
-//   RESIZEOPS_CUDA_LANES=4 (checks.h), the lanes form: one thread per cell of 4
+//   lanes = 4 (kernel_forms.h; experimental), the lanes form: one thread per cell of 4
 //   channels (2 in float64), vector loads where they are contiguous and aligned.
-//   Opt-in NCHW forms (checks.h dynopool_forward_form): RESIZEOPS_CUDA_FORWARD=rows,
-//   4 cells of a row per thread; =separable, one block per strip of cells sharing its
+//   Experimental NCHW forms (kernel_forms.h KernelForms::forward): rows,
+//   4 cells of a row per thread; separable, one block per strip of cells sharing its
 //   vertical interpolations through shared memory.
 // - Backward: by default (float and double, outside deterministic mode) one pass
 //   that scatters each cell's gradient into grad_x with atomics (pass 1 below with
@@ -54,6 +54,7 @@
 #include <type_traits>
 
 #include "resizeops/checks.h"
+#include "resizeops/kernel_forms.h"
 #include "resizeops/dynopool_cells.h"
 #include "resizeops/tensor_index.h"
 #include "launch.cuh"
@@ -103,7 +104,7 @@ __global__ void __launch_bounds__(kThreads, forward_min_blocks<L, scalar_t>())
   }
 }
 
-// The row form of the forward (RESIZEOPS_CUDA_FORWARD=rows; dynopool_cells.h
+// The row form of the forward (experimental, KernelForms::forward = rows; dynopool_cells.h
 // dynopool_forward_row_item): work item t is kRowCells adjacent cells of one
 // output row, idx enumerating (n, c, h, column group) in NCHW order. Launch
 // bounds: at least 3 blocks per SM (at most 80 registers), room for more of the
@@ -133,7 +134,7 @@ auto forward_rows_kernel_for(bool vec) {
   return &forward_rows_kernel<false, scalar_t, acc_t, int32_t, Indexer32>;
 }
 
-// The separable forward (RESIZEOPS_CUDA_FORWARD=separable; dynopool_cells.h, "The
+// The separable forward (experimental, KernelForms::forward = separable; dynopool_cells.h, "The
 // separable forward"): one block per strip of output columns of one plane, blockIdx
 // = (plane, strip), down the strip one tile at a time with two barriers per tile
 // (after step 1's V; after step 2's cells, before the next tile overwrites V).
@@ -228,13 +229,13 @@ __global__ void __launch_bounds__(kThreads, L == 1 ? 0 : 2)
   }
 }
 
-// The fused backward (RESIZEOPS_CUDA_GRAD_X=fused; dynopool_cells.h, "The fused
+// The fused backward (experimental, KernelForms::grad_x = fused; dynopool_cells.h, "The fused
 // backward"): block work item b is one tile of one image's block of cb channels
 // (one (n, c) plane for NCHW), taken in a
 // grid-stride loop over the tiles (a fixed grid, so that the size-gradient
 // partials are summed in a fixed order), with three barriers per tile (after
 // phase A and the axis entries, after the row sums B1, after the pixel quads B2), four
-// with Separable winners (RESIZEOPS_CUDA_FUSED_WINNERS=separable; 32-bit index path
+// with Separable winners (KernelForms::fused_winners_separable; 32-bit index path
 // only: after A1's V and D and the axis entries, then after A2's cells).
 // Dynamic shared memory: FusedPlan::smem_bytes (window gradients, the region of
 // the row sums and of V and D, winner codes); static: the tile's axis entries.
@@ -246,7 +247,7 @@ static_assert(kThreads == cells::kFusedThreads && kThreads % cells::kFusedMaxTW 
 // ptxas took 64 and spilled 8 bytes). At least 6 blocks (40 registers) made the
 // separable winners spill 16-40 bytes since B2 takes quads of pixels; before that,
 // ptxas took 40 for them in float32 by itself.
-// Phase A's lanes form (Lanes > 1: channels_last, RESIZEOPS_CUDA_LANES=4): at least 2
+// Phase A's lanes form (Lanes > 1: channels_last, KernelForms::lanes = 4): at least 2
 // blocks as well (the lanes forms of the forward and of pass 1 took 100-128
 // registers).
 template <typename scalar_t, int Lanes>
@@ -353,7 +354,9 @@ struct DeviceTables {
   }
 };
 
-at::Tensor dynopool2d_forward_cuda(const at::Tensor& x, int64_t out_h, int64_t out_w, bool channels_last) {
+at::Tensor dynopool2d_forward_cuda(const at::Tensor& x, int64_t out_h, int64_t out_w, bool channels_last,
+                                   c10::IntArrayRef forms_arg) {
+  const KernelForms forms = KernelForms::decode(forms_arg);
   check_dynopool_args(x, out_h, out_w);
   check_axis_sizes(x, out_h, out_w);
   TORCH_CHECK(x.is_cuda(), "resizeops_ext::dynopool2d_forward (CUDA): x must be a CUDA tensor");
@@ -366,7 +369,7 @@ at::Tensor dynopool2d_forward_cuda(const at::Tensor& x, int64_t out_h, int64_t o
   const cudaStream_t stream = at::cuda::getCurrentCUDAStream();
   const cells::TableLayout L{out_h, out_w, H, W};
   // Index width, lanes (items: cells of L channels) and form (tensor_index.h).
-  const auto launch = dynopool_forward_launch(x, out_h, out_w, channels_last);
+  const auto launch = dynopool_forward_launch(forms, x, out_h, out_w, channels_last);
   const bool use32 = launch.use32;
   const int lanes = launch.lanes;
   const auto form = launch.form;
@@ -379,7 +382,7 @@ at::Tensor dynopool2d_forward_cuda(const at::Tensor& x, int64_t out_h, int64_t o
     using acc_t = at::opmath_type<scalar_t>;
     const DeviceTables<acc_t> tab(L, x, false, stream);
     const auto &rows = tab.rows, &cols = tab.cols;
-    if (form == DynopoolForward::kSeparable) {  // the separable form (checks.h)
+    if (form == DynopoolForward::kSeparable) {  // the separable form (kernel_forms.h)
       // One block per strip: planes (N * C < 2^31 on the 32-bit path) x strips (at
       // most 65535: the plan).
       const dim3 grid(static_cast<unsigned>(N * C), static_cast<unsigned>(plan.tiles_w));
@@ -392,7 +395,7 @@ at::Tensor dynopool2d_forward_cuda(const at::Tensor& x, int64_t out_h, int64_t o
       C10_CUDA_KERNEL_LAUNCH_CHECK();
       return;
     }
-    if (form == DynopoolForward::kRows) {  // the row form (checks.h)
+    if (form == DynopoolForward::kRows) {  // the row form (kernel_forms.h)
       const int64_t groups_w = (out_w + cells::kRowCells - 1) / cells::kRowCells;
       const int64_t row_items = N * C * out_h * groups_w;
       const Indexer32 idx(C, out_h, groups_w, false);
@@ -450,7 +453,7 @@ void launch_backward_cells(const CellsLaunch<acc_t, index_t, Indexer>& a) {
 }
 
 // The backward_cells launch for (need_x, need_size, scatter); scatter only for
-// float and double (atomicAdd), checks.h dynopool_grad_x_form.
+// float and double (atomicAdd), KernelForms::dynopool_grad_x.
 template <int L, bool Vec, typename scalar_t, typename acc_t, typename index_t, typename Indexer>
 void launch_backward_cells_for(bool need_x, bool need_size, bool scatter, const CellsLaunch<acc_t, index_t, Indexer>& a) {
   constexpr bool kAtomics = std::is_same<scalar_t, float>::value || std::is_same<scalar_t, double>::value;
@@ -478,14 +481,14 @@ void launch_backward_cells_for(bool need_x, bool need_size, bool scatter, const 
 // channels_last), plan from cells::dynopool_fused_plan.
 std::tuple<at::Tensor, at::Tensor> backward_fused_cuda(const at::Tensor& grad_out, const at::Tensor& x, int64_t out_h,
                                                        int64_t out_w, bool channels_last, bool need_size,
-                                                       const cells::FusedPlan& plan) {
+                                                       const cells::FusedPlan& plan, const KernelForms& forms) {
   const int64_t N = x.size(0), C = x.size(1), H = x.size(2), W = x.size(3);
   const auto fmt = channels_last ? at::MemoryFormat::ChannelsLast : at::MemoryFormat::Contiguous;
   at::Tensor grad_x = at::empty(x.sizes(), x.options().memory_format(fmt));
   at::Tensor grad_size = at::zeros({2}, x.options().dtype(at::kDouble));
   const cudaStream_t stream = at::cuda::getCurrentCUDAStream();
   const cells::TableLayout L{out_h, out_w, H, W};
-  const bool use32 = dynopool_fused_use32(grad_out, x);
+  const bool use32 = dynopool_fused_use32(forms, grad_out, x);
   const int64_t tiles = N * (C >> plan.cb_log2) * plan.tiles_h * plan.tiles_w;
   // A fixed grid (several blocks per SM), each block looping over tiles.
   const int64_t sms = at::cuda::getCurrentDeviceProperties()->multiProcessorCount;
@@ -537,19 +540,20 @@ std::tuple<at::Tensor, at::Tensor> backward_fused_cuda(const at::Tensor& grad_ou
 
 std::tuple<at::Tensor, at::Tensor> dynopool2d_backward_cuda(const at::Tensor& grad_out, const at::Tensor& x,
                                                             int64_t out_h, int64_t out_w, bool channels_last,
-                                                            bool need_x, bool need_size) {
+                                                            bool need_x, bool need_size, c10::IntArrayRef forms_arg) {
+  const KernelForms forms = KernelForms::decode(forms_arg);
   check_dynopool_args(x, out_h, out_w);
   check_dynopool_grad(grad_out, x, out_h, out_w);
   check_axis_sizes(x, out_h, out_w);
   TORCH_CHECK(x.is_cuda(), "resizeops_ext::dynopool2d_backward (CUDA): x must be a CUDA tensor");
   const c10::cuda::CUDAGuard device_guard(x.device());
   const auto fmt = channels_last ? at::MemoryFormat::ChannelsLast : at::MemoryFormat::Contiguous;
-  // Scatter, gather or fused (checks.h): the scatter adds into a zeroed grad_x
+  // Scatter, gather or fused (kernel_forms.h): the scatter adds into a zeroed grad_x
   // and needs no argmax; the fused form needs a tiling that fits.
   cells::FusedPlan plan{};
-  const auto form = dynopool_backward_form(grad_out, x, out_h, out_w, channels_last, need_x, &plan);
+  const auto form = dynopool_backward_form(forms, grad_out, x, out_h, out_w, channels_last, need_x, &plan);
   if (form == DynopoolGradX::kFused) {
-    return backward_fused_cuda(grad_out, x, out_h, out_w, channels_last, need_size, plan);
+    return backward_fused_cuda(grad_out, x, out_h, out_w, channels_last, need_size, plan, forms);
   }
   const bool scatter = need_x && form == DynopoolGradX::kScatter;
   // (at::zeros would drop the memory format: empty, then zero_.)
@@ -566,9 +570,9 @@ std::tuple<at::Tensor, at::Tensor> dynopool2d_backward_cuda(const at::Tensor& gr
                          : at::Tensor();
   const int64_t cells_total = grad_out.numel();
   // One index width for both passes: every tensor they touch must fit.
-  const bool use32 = use_int32_indexing({cells_total, x.numel(), extent(x), extent(grad_out), grad_x.numel()});
-  // Pass 1's lanes form (checks.h) on the 32-bit path; items: cells of L channels.
-  const int lanes = use32 ? dynopool_cuda_lanes(x.scalar_type()) : 1;
+  const bool use32 = use_int32_indexing(forms, {cells_total, x.numel(), extent(x), extent(grad_out), grad_x.numel()});
+  // Pass 1's lanes form (kernel_forms.h) on the 32-bit path; items: cells of L channels.
+  const int lanes = use32 ? forms.dynopool_lanes(x.scalar_type()) : 1;
   const int64_t groups = (C + lanes - 1) / lanes;
   const int64_t items = N * groups * out_h * out_w;
   const bool vec = lanes_vectorizable(x, lanes) && lanes_vectorizable(grad_out, lanes);
@@ -595,7 +599,7 @@ std::tuple<at::Tensor, at::Tensor> dynopool2d_backward_cuda(const at::Tensor& gr
     if (need_x && !scatter) {
       // Pass 2 in the same lanes form, over grad_x's pixels.
       const int64_t pixel_items = N * groups * H * W;
-      const bool tiles = lanes == 1 && dynopool_gather_tiles<scalar_t>();
+      const bool tiles = lanes == 1 && forms.dynopool_gather_tiles<scalar_t>();
       const bool vec2 = lanes_vectorizable(grad_out, lanes) && lanes_vectorizable(argmax, lanes) &&
                         lanes_vectorizable(grad_x, lanes);
       with_indexing(use32, groups, H, W, channels_last, [&](auto zero, auto idx) {

@@ -1,24 +1,8 @@
-// CUDA kernels of resize_blend and of the fused Shape Adaptor max-pool cell
-// (docs/SEMANTICS.md, resize_blend and shape_adaptor_maxpool):
-// resizeops_ext::resize_blend_{forward,backward} and
-// resizeops_ext::shape_adaptor_maxpool_{forward,backward} (schemas in
-// csrc/resizeops.cpp).
+// CUDA kernels of resize_blend (docs/SEMANTICS.md, resize_blend):
+// resizeops_ext::resize_blend_{forward,backward} (schemas in csrc/resizeops.cpp).
+// The tables and the forward are blend_launch.cuh's, shared with the fused
+// Shape Adaptor cell (shape_adaptor_maxpool.cu).
 //
-// The per-element work is in csrc/include/resizeops/blend_cells.h, shared with
-// a serial CPU emulation (csrc/cpu/resize_blend_cells.cpp) that the tests run
-// without a GPU. Here: the launches, the grid-stride loops and the reduction.
-//
-// - Axis tables: one small launch per call computes, for each output index of
-//   each axis of each branch, its taps and weights, and for the backward each
-//   input index's range of the outputs reading it; the other kernels read them
-//   from L1 (the DynOPool kernels showed that per-element floors and
-//   float-to-int conversions make such kernels instruction-bound).
-// - Forward: one thread per output element, in the output's memory order (NCHW
-//   or channels_last), so stores coalesce; x1 and x2 are read through their
-//   strides (any layout, no copy), a pass-through input directly. One pass:
-//   reads x1 and x2, writes out. The weights are read on the device (no host
-//   sync). The fused cell reads max_pool2d(x, 2) as the max of each 2x2 window
-//   a tap touches: the pooled map never exists.
 // - Backward, deterministic (no atomics, fixed-order sums), one pass over the
 //   input pixels of both branches (one launch): each pixel gathers R_kᵀ(g)
 //   from the outputs reading it, stores w_k·R_kᵀ(g) as its gradient (each
@@ -26,20 +10,14 @@
 //   per-thread float64 sums of dL/dw_k, reduced per block into a partials
 //   buffer (a fixed grid, so a fixed order), then summed by one block; a sum
 //   that is not finite is taken again in the reference's form by one more block
-//   (blend_weight_grads_again_kernel; it returns at once otherwise). Bytes: grad_out read once per branch, x1 and x2 read once (only for the
-//   weight gradients), grad_x1 and grad_x2 written once.
-//
-// Half types are loaded as float (at::opmath_type) and rounded once on store.
-// Indices: 32-bit offsets and magic-number division where every tensor's
-// extent fits in 31 bits; 64-bit otherwise. Every launch is on the current
-// stream under a device guard and checked.
+//   (blend_weight_grads_again_kernel; it returns at once otherwise). Bytes:
+//   grad_out read once per branch, x1 and x2 read once (only for the weight
+//   gradients), grad_x1 and grad_x2 written once.
 #include <ATen/Dispatch.h>
 #include <ATen/OpMathType.h>
 #include <ATen/core/Tensor.h>
-#include <ATen/cuda/CUDAContext.h>
 #include <ATen/ops/empty.h>
 #include <ATen/ops/zeros.h>
-#include <c10/cuda/CUDAException.h>
 #include <c10/cuda/CUDAGuard.h>
 #include <c10/util/ArrayRef.h>
 #include <torch/library.h>
@@ -47,48 +25,17 @@
 #include <cmath>
 #include <optional>
 #include <tuple>
-#include <type_traits>
 
+#include "blend_launch.cuh"
 #include "launch.cuh"
 #include "resizeops/blend_cells.h"
 #include "resizeops/blend_plan.h"
 #include "resizeops/checks.h"
+#include "resizeops/kernel_forms.h"
 #include "resizeops/tensor_index.h"
 
 namespace resizeops {
 namespace {
-
-// ---------------------------------------------------------------------------
-// Kernels
-// ---------------------------------------------------------------------------
-
-template <typename acc_t>
-__global__ void blend_table_kernel(cells::BlendTableLayout L, acc_t* __restrict__ accb, int32_t* __restrict__ intb,
-                                   bool ranges) {
-  const int64_t total = L.entries(ranges);
-  for (int64_t t = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; t < total;
-       t += static_cast<int64_t>(gridDim.x) * blockDim.x) {
-    cells::blend_table_entry<acc_t>(t, L, accb, intb, ranges);
-  }
-}
-
-// out = w1 * R(x1) + w2 * R(x2); with Pool1, x1 is max_pool2d of the tensor x1 points to.
-template <bool Pool1, typename scalar_t, typename acc_t, typename index_t, typename Indexer>
-__global__ void __launch_bounds__(kThreads)
-    blend_forward_kernel(const scalar_t* __restrict__ x1, S4<index_t> s1, const scalar_t* __restrict__ x2,
-                         S4<index_t> s2, const acc_t* __restrict__ w1p, const acc_t* __restrict__ w2p,
-                         scalar_t* __restrict__ out, int64_t total, Indexer idx, cells::BlendBranch<acc_t> b1,
-                         cells::BlendBranch<acc_t> b2) {
-  const acc_t w1 = *w1p, w2 = *w2p;
-  for (int64_t t = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; t < total;
-       t += static_cast<int64_t>(gridDim.x) * blockDim.x) {
-    const auto p = idx(static_cast<index_t>(t));
-    const index_t n = p.n, c = p.c;
-    out[t] = static_cast<scalar_t>(cells::blend_out_cell<Pool1, scalar_t, acc_t, index_t>(
-        x1 + n * s1.n + c * s1.c, s1.h, s1.w, b1, x2 + n * s2.n + c * s2.c, s2.h, s2.w, b2, w1, w2,
-        static_cast<index_t>(p.h), static_cast<index_t>(p.w)));
-  }
-}
 
 // One branch of the resize_blend backward: its input, gradient (nullptr: not
 // stored), indexer over its pixels in grad_x's memory order, tables and weight.
@@ -116,7 +63,7 @@ __device__ __forceinline__ double blend_grad_pixel(const GradBranch<scalar_t, ac
 }
 
 // Both branches in one launch: threads [0, total1) take x1's pixels, the rest x2's.
-// Tiles: the gathers' tile form where it fits (RESIZEOPS_CUDA_GATHER, checks.h).
+// Tiles: the gathers' tile form where it fits (KernelForms::gather, kernel_forms.h).
 template <bool NeedW, bool Tiles, typename scalar_t, typename acc_t, typename index_t, typename Indexer>
 __global__ void __launch_bounds__(kThreads)
     blend_backward_kernel(GradBranch<scalar_t, acc_t, index_t, Indexer> a1,
@@ -177,138 +124,14 @@ __global__ void __launch_bounds__(kReduceThreads)
   }
 }
 
-// The fused cell's backward, one thread per pixel of x (grad_x's memory order).
-template <bool NeedW, bool Tiles, typename scalar_t, typename acc_t, typename index_t, typename Indexer>
-__global__ void __launch_bounds__(kThreads)
-    sa_backward_kernel(const scalar_t* __restrict__ x, S4<index_t> xs, const scalar_t* __restrict__ g,
-                       S4<index_t> gs, scalar_t* __restrict__ gx, int64_t total, Indexer idx,
-                       cells::BlendBranch<acc_t> b1, cells::BlendBranch<acc_t> b2, index_t pooled_h,
-                       index_t pooled_w, const acc_t* __restrict__ w1p, const acc_t* __restrict__ w2p,
-                       double* __restrict__ partials) {
-  const acc_t w1 = *w1p, w2 = *w2p;
-  double dw1 = 0.0, dw2 = 0.0;
-  for (int64_t t = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; t < total;
-       t += static_cast<int64_t>(gridDim.x) * blockDim.x) {
-    const auto p = idx(static_cast<index_t>(t));
-    const index_t n = p.n, c = p.c;
-    const auto r = cells::sa_pixel_grad<NeedW, Tiles, scalar_t, acc_t, index_t>(
-        g + n * gs.n + c * gs.c, gs.h, gs.w, x + n * xs.n + c * xs.c, xs.h, xs.w, b1, b2, pooled_h, pooled_w, w1,
-        w2, static_cast<index_t>(p.h), static_cast<index_t>(p.w));
-    dw1 += r.dw1;
-    dw2 += r.dw2;
-    if (gx != nullptr) gx[t] = static_cast<scalar_t>(r.grad);
-  }
-  if (NeedW) {
-    block_sum2(&dw1, &dw2);
-    if (threadIdx.x == 0) {
-      partials[2 * blockIdx.x] = dw1;
-      partials[2 * blockIdx.x + 1] = dw2;
-    }
-  }
-}
-
-// ---------------------------------------------------------------------------
-// Host side
-// ---------------------------------------------------------------------------
-
-// The tables of one call on the device (ranges only for the backward's gather).
-struct Tables {
-  at::Tensor accb, intb;
-};
-
-template <typename acc_t>
-Tables launch_tables(const cells::BlendTableLayout& L, const at::Tensor& like, bool ranges, cudaStream_t stream) {
-  Tables tb{at::empty({L.acc_size()}, like.options().dtype(c10::CppTypeToScalarType<acc_t>::value)),
-            at::empty({L.int_size()}, like.options().dtype(at::kInt))};
-  const int64_t total = L.entries(ranges);
-  if (total > 0) {
-    blend_table_kernel<acc_t><<<grid_for(total), kThreads, 0, stream>>>(L, tb.accb.mutable_data_ptr<acc_t>(),
-                                                                        tb.intb.mutable_data_ptr<int32_t>(), ranges);
-    C10_CUDA_KERNEL_LAUNCH_CHECK();
-  }
-  return tb;
-}
-
-template <typename acc_t>
-cells::BlendBranch<acc_t> branch_of(const cells::BlendTableLayout& L, const Tables& tb, int k, bool pass) {
-  return cells::blend_branch_of<acc_t>(L, k, pass, tb.accb.const_data_ptr<acc_t>(), tb.intb.const_data_ptr<int32_t>());
-}
-
-// A weight as a device scalar of the accumulation type (the reference casts it
-// to the compute type first); no copy when it already is one.
-at::Tensor weight_on_device(const at::Tensor& w, at::ScalarType acc) {
-  return w.reshape({}).to(acc).contiguous();
-}
-
-// dL/dw_k from the device sums, as fresh 0-d tensors of w_k's dtype.
-std::tuple<at::Tensor, at::Tensor> weight_grads(const at::Tensor& sums, const at::Tensor& w1, const at::Tensor& w2,
-                                                bool need_w1, bool need_w2) {
-  at::Tensor g1 = need_w1 ? sums.select(0, 0).to(w1.scalar_type(), false, true) : at::zeros({}, w1.options());
-  at::Tensor g2 = need_w2 ? sums.select(0, 1).to(w2.scalar_type(), false, true) : at::zeros({}, w2.options());
-  return {g1, g2};
-}
-
-at::MemoryFormat format_of(bool channels_last) {
-  return channels_last ? at::MemoryFormat::ChannelsLast : at::MemoryFormat::Contiguous;
-}
-
-void check_cuda(const at::Tensor& x, const at::Tensor& w1, const at::Tensor& w2, const char* op) {
-  TORCH_CHECK(x.is_cuda(), "resizeops_ext::", op, " (CUDA): the inputs must be CUDA tensors");
-  TORCH_CHECK(w1.device() == x.device() && w2.device() == x.device(), "resizeops_ext::", op,
-              " (CUDA): w1 and w2 must be on the inputs' device ", x.device(), ", got ", w1.device(), " and ",
-              w2.device());
-}
-
-// The forward of both ops. Pool1: branch 1 is max_pool2d(x1, 2) of (h1, w1).
-template <bool Pool1>
-at::Tensor forward_impl(const at::Tensor& x1, const at::Tensor& x2, const at::Tensor& w1, const at::Tensor& w2,
-                        int64_t h1, int64_t wd1, int64_t Ho, int64_t Wo, bool align_corners, const ScaleArg& scale1,
-                        const ScaleArg& scale2, bool channels_last) {
-  const c10::cuda::CUDAGuard device_guard(x1.device());
-  const int64_t N = x1.size(0), C = x1.size(1);
-  at::Tensor out = at::empty({N, C, Ho, Wo}, x1.options().memory_format(format_of(channels_last)));
-  const int64_t total = out.numel();
-  if (total == 0) return out;
-  const cudaStream_t stream = at::cuda::getCurrentCUDAStream();
-  const bool pass1 = passes_through(h1, wd1, Ho, Wo, scale1);
-  const bool pass2 = passes_through(x2.size(2), x2.size(3), Ho, Wo, scale2);
-  const auto L = blend_layout(h1, wd1, pass1, scale1, x2.size(2), x2.size(3), pass2, scale2, Ho, Wo, align_corners);
-  const bool use32 = use_int32_indexing({total, extent(x1), extent(x2)});
-  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x1.scalar_type(), "resize_blend_forward_cuda", [&] {
-    using acc_t = at::opmath_type<scalar_t>;
-    const at::Tensor a = weight_on_device(w1, acc_type_of(x1.scalar_type()));
-    const at::Tensor z = weight_on_device(w2, acc_type_of(x1.scalar_type()));
-    const Tables tb = launch_tables<acc_t>(L, x1, false, stream);
-    const auto b1 = branch_of<acc_t>(L, tb, 0, pass1);
-    const auto b2 = branch_of<acc_t>(L, tb, 1, pass2);
-    with_indexing(use32, C, Ho, Wo, channels_last, [&](auto zero, auto idx) {
-      using index_t = decltype(zero);
-      blend_forward_kernel<Pool1, scalar_t, acc_t, index_t, decltype(idx)><<<grid_for(total), kThreads, 0, stream>>>(
-          x1.const_data_ptr<scalar_t>(), strides_of<index_t>(x1), x2.const_data_ptr<scalar_t>(),
-          strides_of<index_t>(x2), a.const_data_ptr<acc_t>(), z.const_data_ptr<acc_t>(),
-          out.mutable_data_ptr<scalar_t>(), total, idx, b1, b2);
-      C10_CUDA_KERNEL_LAUNCH_CHECK();
-    });
-  });
-  return out;
-}
-
 at::Tensor resize_blend_forward_cuda(const at::Tensor& x1, const at::Tensor& x2, const at::Tensor& w1,
                                      const at::Tensor& w2, c10::IntArrayRef size, bool align_corners, ScaleArg scale1,
-                                     ScaleArg scale2, bool channels_last) {
+                                     ScaleArg scale2, bool channels_last, c10::IntArrayRef forms) {
   check_blend_args(x1, x2, w1, w2, size, scale1, scale2);
   check_cuda(x1, w1, w2, "resize_blend_forward");
   TORCH_CHECK(x2.device() == x1.device(), "resizeops_ext::resize_blend_forward (CUDA): x1 and x2 must be on one device");
   return forward_impl<false>(x1, x2, w1, w2, x1.size(2), x1.size(3), size[0], size[1], align_corners, scale1, scale2,
-                             channels_last);
-}
-
-at::Tensor shape_adaptor_maxpool_forward_cuda(const at::Tensor& x, const at::Tensor& w1, const at::Tensor& w2,
-                                              c10::IntArrayRef size, bool align_corners, bool channels_last) {
-  check_shape_adaptor_args(x, w1, w2, size);
-  check_cuda(x, w1, w2, "shape_adaptor_maxpool_forward");
-  return forward_impl<true>(x, x, w1, w2, x.size(2) / 2, x.size(3) / 2, size[0], size[1], align_corners,
-                            std::nullopt, std::nullopt, channels_last);
+                             channels_last, KernelForms::decode(forms));
 }
 
 // Calls f(index_t{}, indexer of a, indexer of b) with one index width for both.
@@ -324,7 +147,9 @@ void with_two_indexers(bool use32, const at::Tensor& a, bool a_cl, const at::Ten
 std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> resize_blend_backward_cuda(
     const at::Tensor& grad_out, const at::Tensor& x1, const at::Tensor& x2, const at::Tensor& w1,
     const at::Tensor& w2, c10::IntArrayRef size, bool align_corners, ScaleArg scale1, ScaleArg scale2, bool need_x1,
-    bool need_x2, bool need_w1, bool need_w2, bool x1_channels_last, bool x2_channels_last) {
+    bool need_x2, bool need_w1, bool need_w2, bool x1_channels_last, bool x2_channels_last,
+    c10::IntArrayRef forms_arg) {
+  const KernelForms forms = KernelForms::decode(forms_arg);
   check_blend_args(x1, x2, w1, w2, size, scale1, scale2);
   check_blend_grad(grad_out, x1, size, "resize_blend_backward");
   check_cuda(x1, w1, w2, "resize_blend_backward");
@@ -353,8 +178,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> resize_blend_backward
   at::Tensor partials = at::empty({2 * blocks}, x1.options().dtype(at::kDouble));
   at::Tensor sums = at::zeros({2}, x1.options().dtype(at::kDouble));
   const bool use32 =
-      use_int32_indexing({total1 + total2, extent(x1), extent(x2), extent(grad_out), gx1.numel(), gx2.numel()});
-  const bool tiles = blend_gather_tiles();
+      use_int32_indexing(forms, {total1 + total2, extent(x1), extent(x2), extent(grad_out), gx1.numel(), gx2.numel()});
+  const bool tiles = forms.blend_gather_tiles();
 
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x1.scalar_type(), "resize_blend_backward_cuda", [&] {
     using acc_t = at::opmath_type<scalar_t>;
@@ -392,73 +217,10 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> resize_blend_backward
   auto [gw1, gw2] = weight_grads(sums, w1, w2, need_w1, need_w2);
   return {gx1, gx2, gw1, gw2};
 }
-
-std::tuple<at::Tensor, at::Tensor, at::Tensor> shape_adaptor_maxpool_backward_cuda(
-    const at::Tensor& grad_out, const at::Tensor& x, const at::Tensor& w1, const at::Tensor& w2,
-    c10::IntArrayRef size, bool align_corners, bool need_x, bool need_w1, bool need_w2, bool channels_last) {
-  check_shape_adaptor_args(x, w1, w2, size);
-  check_blend_grad(grad_out, x, size, "shape_adaptor_maxpool_backward");
-  check_cuda(x, w1, w2, "shape_adaptor_maxpool_backward");
-  const c10::cuda::CUDAGuard device_guard(x.device());
-  const int64_t Ho = size[0], Wo = size[1], Hp = x.size(2) / 2, Wp = x.size(3) / 2;
-  at::Tensor gx = need_x ? at::empty(x.sizes(), x.options().memory_format(format_of(channels_last)))
-                         : at::empty({0}, x.options());
-  const bool need_w = need_w1 || need_w2;
-  if (grad_out.numel() == 0 || !(need_x || need_w)) {
-    if (need_x) gx.zero_();
-    return {gx, at::zeros({}, w1.options()), at::zeros({}, w2.options())};
-  }
-  const cudaStream_t stream = at::cuda::getCurrentCUDAStream();
-  const bool pass1 = passes_through(Hp, Wp, Ho, Wo, std::nullopt);
-  const bool pass2 = passes_through(x.size(2), x.size(3), Ho, Wo, std::nullopt);
-  const auto L = blend_layout(Hp, Wp, pass1, std::nullopt, x.size(2), x.size(3), pass2, std::nullopt, Ho, Wo,
-                              align_corners);
-  const int64_t total = x.numel();
-  const int64_t blocks = grid_for(total);
-  at::Tensor partials = at::empty({2 * blocks}, x.options().dtype(at::kDouble));
-  at::Tensor sums = at::zeros({2}, x.options().dtype(at::kDouble));
-  const bool use32 = use_int32_indexing({total, extent(x), extent(grad_out)});
-  const bool tiles = blend_gather_tiles();
-
-  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "shape_adaptor_maxpool_backward_cuda", [&] {
-    using acc_t = at::opmath_type<scalar_t>;
-    const at::Tensor a = weight_on_device(w1, acc_type_of(x.scalar_type()));
-    const at::Tensor z = weight_on_device(w2, acc_type_of(x.scalar_type()));
-    const Tables tb = launch_tables<acc_t>(L, x, true, stream);
-    const auto b1 = branch_of<acc_t>(L, tb, 0, pass1);
-    const auto b2 = branch_of<acc_t>(L, tb, 1, pass2);
-    with_indexing(use32, x.size(1), x.size(2), x.size(3), channels_last, [&](auto zero, auto idx) {
-      using index_t = decltype(zero);
-      using I = decltype(idx);
-      const scalar_t* xp = x.const_data_ptr<scalar_t>();
-      const scalar_t* g = grad_out.const_data_ptr<scalar_t>();
-      scalar_t* gxp = need_x ? gx.mutable_data_ptr<scalar_t>() : nullptr;
-      const auto xs = strides_of<index_t>(x);
-      const auto gs = strides_of<index_t>(grad_out);
-      const index_t ph = static_cast<index_t>(Hp), pw = static_cast<index_t>(Wp);
-      auto* kernel = need_w ? (tiles ? sa_backward_kernel<true, true, scalar_t, acc_t, index_t, I>
-                                     : sa_backward_kernel<true, false, scalar_t, acc_t, index_t, I>)
-                            : (tiles ? sa_backward_kernel<false, true, scalar_t, acc_t, index_t, I>
-                                     : sa_backward_kernel<false, false, scalar_t, acc_t, index_t, I>);
-      kernel<<<blocks, kThreads, 0, stream>>>(xp, xs, g, gs, gxp, total, idx, b1, b2, ph, pw,
-                                              a.const_data_ptr<acc_t>(), z.const_data_ptr<acc_t>(),
-                                              need_w ? partials.mutable_data_ptr<double>() : nullptr);
-      C10_CUDA_KERNEL_LAUNCH_CHECK();
-    });
-    if (need_w) {
-      launch_reduce_partials(partials, blocks, sums, stream);
-    }
-  });
-  auto [gw1, gw2] = weight_grads(sums, w1, w2, need_w1, need_w2);
-  return {gx, gw1, gw2};
-}
-
 }  // namespace
 }  // namespace resizeops
 
 TORCH_LIBRARY_IMPL(resizeops_ext, CUDA, m) {
   m.impl("resize_blend_forward", &resizeops::resize_blend_forward_cuda);
   m.impl("resize_blend_backward", &resizeops::resize_blend_backward_cuda);
-  m.impl("shape_adaptor_maxpool_forward", &resizeops::shape_adaptor_maxpool_forward_cuda);
-  m.impl("shape_adaptor_maxpool_backward", &resizeops::shape_adaptor_maxpool_backward_cuda);
 }

@@ -38,7 +38,7 @@ def _register() -> None:
     _dispatch.register_kernel("cuda", "dynopool2d", dynopool2d_forward, dynopool2d_backward, True)
     if _has_cuda_kernel("resize_blend_forward"):
         # Gathers too (no atomics), and sums the weight gradients' block partials
-        # in a fixed order: bit-identical run to run (csrc/cuda/resize_blend.cu).
+        # in a fixed order: bit-identical run to run (csrc/cuda/resize_blend.cu, shape_adaptor_maxpool.cu).
         _dispatch.register_kernel("cuda", "resize_blend", resize_blend_forward, resize_blend_backward, True)
     if _has_cuda_kernel("shape_adaptor_maxpool_forward"):
         _dispatch.register_kernel(

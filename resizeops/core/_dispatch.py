@@ -12,6 +12,11 @@ then the fastest backend that can run the op on the tensors' device. A backend
 that was asked for and cannot run is an error naming the reason; there is no
 silent fallback.
 
+Kernel forms: a backend's kernels run their measured default forms. The named
+variants of :data:`resizeops.core.kernel_forms.VARIANTS` (``"cuda-lanes"``, ...)
+are accepted wherever a backend name is, and run that backend with other forms
+(:meth:`Kernels.with_forms`): the one way to choose a kernel form.
+
 Determinism: when ``torch.are_deterministic_algorithms_enabled()``, the backward
 pass skips (under automatic selection) backends whose backward is not
 deterministic on that device. A backend asked for by name whose backward is not
@@ -22,12 +27,15 @@ and runs under ``torch.use_deterministic_algorithms(True, warn_only=True)``.
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import warnings
 from dataclasses import dataclass, field
 from typing import Callable, Dict, Iterator, List, Optional, Union
 
 import torch
+
+from .kernel_forms import VARIANTS, KernelForms
 
 ENV_VAR = "RESIZEOPS_BACKEND"
 OPS = ("dynopool2d", "resize_blend", "shape_adaptor_maxpool")
@@ -39,12 +47,22 @@ class Kernels:
 
     ``forward``/``backward`` take the op's arguments (see :mod:`resizeops.core.ops`);
     ``deterministic_backward(device) -> bool`` says whether ``backward`` gives
-    bit-identical results run to run on that device.
+    bit-identical results run to run on that device. The kernels of a backend
+    with kernel forms (cuda, triton) also take ``forms=`` (a
+    :class:`~resizeops.core.kernel_forms.KernelForms`).
     """
 
     forward: Callable
     backward: Callable
     deterministic_backward: Callable[[torch.device], bool] = lambda device: True
+
+    def with_forms(self, forms: KernelForms) -> "Kernels":
+        """These kernels running ``forms`` instead of the defaults."""
+        return Kernels(
+            functools.partial(self.forward, forms=forms),
+            functools.partial(self.backward, forms=forms),
+            self.deterministic_backward,
+        )
 
 
 @dataclass
@@ -199,7 +217,7 @@ def check_name(name: Optional[str], where: str) -> Optional[str]:
     name = name.strip().lower()
     if name in ("", "auto"):
         return None
-    if name not in _BACKENDS:
+    if name not in _BACKENDS and name not in VARIANTS:
         raise ValueError(f"{where}={name!r} is not a backend; expected one of {', '.join(ORDER)} or 'auto'")
     return name
 
@@ -239,11 +257,14 @@ def select(op: str, device: torch.device, backend: Optional[str], for_backward: 
     name = backend if backend is not None else _env_requested()
     deterministic = for_backward and torch.are_deterministic_algorithms_enabled()
     if name is not None:
-        b = _BACKENDS[name]
+        variant = VARIANTS.get(name)
+        b = _BACKENDS[variant.backend if variant else name]
         reason = b.not_supported_reason(op, device)
         if reason:
             raise RuntimeError(f"resizeops.{op}: backend {name!r} was requested but cannot run here: {reason}")
         k = b.kernels[op]
+        if variant is not None and op in variant.ops:
+            k = k.with_forms(variant.forms)
         if deterministic and not k.deterministic_backward(device):
             msg = (
                 f"resizeops.{op}: the backward of backend {name!r} on {device.type} is not deterministic, but "

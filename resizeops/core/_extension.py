@@ -148,7 +148,8 @@ def _load_uncached() -> ExtensionStatus:
 
 
 def _register_fake_kernels(torch) -> None:
-    """Shape-only kernels of the extension's ops, so torch.compile and opcheck can trace them."""
+    """Shape-only kernels of the extension's ops, so torch.compile and opcheck can trace them.
+    (``forms``, the kernel forms, never changes a result's shape.)"""
 
     @torch.library.register_fake("resizeops_ext::query_coords")
     def _(size_hat, out_size, in_size):
@@ -159,12 +160,12 @@ def _register_fake_kernels(torch) -> None:
     fmt = {True: torch.channels_last, False: torch.contiguous_format}
 
     @torch.library.register_fake("resizeops_ext::dynopool2d_forward")
-    def _(x, out_h, out_w, channels_last):
+    def _(x, out_h, out_w, channels_last, forms):
         shape = (x.shape[0], x.shape[1], out_h, out_w)
         return torch.empty(shape, dtype=x.dtype, device=x.device, memory_format=fmt[channels_last])
 
     @torch.library.register_fake("resizeops_ext::dynopool2d_backward")
-    def _(grad_out, x, out_h, out_w, channels_last, need_x, need_size):
+    def _(grad_out, x, out_h, out_w, channels_last, need_x, need_size, forms):
         shape = tuple(x.shape) if need_x else (0,)
         grad_x = torch.empty(shape, dtype=x.dtype, device=x.device, memory_format=fmt[channels_last and need_x])
         return grad_x, x.new_empty((2,), dtype=torch.float64)
@@ -173,12 +174,12 @@ def _register_fake_kernels(torch) -> None:
         return
 
     @torch.library.register_fake("resizeops_ext::resize_blend_forward")
-    def _(x1, x2, w1, w2, size, align_corners, scale1, scale2, channels_last):
+    def _(x1, x2, w1, w2, size, align_corners, scale1, scale2, channels_last, forms):
         shape = (x1.shape[0], x1.shape[1], size[0], size[1])
         return torch.empty(shape, dtype=x1.dtype, device=x1.device, memory_format=fmt[channels_last])
 
     @torch.library.register_fake("resizeops_ext::resize_blend_backward")
-    def _(grad_out, x1, x2, w1, w2, size, align_corners, scale1, scale2, nx1, nx2, nw1, nw2, cl1, cl2):
+    def _(grad_out, x1, x2, w1, w2, size, align_corners, scale1, scale2, nx1, nx2, nw1, nw2, cl1, cl2, forms):
         def gx(x, need, cl):
             shape = tuple(x.shape) if need else (0,)
             return torch.empty(shape, dtype=x.dtype, device=x.device, memory_format=fmt[cl and need])
@@ -189,12 +190,12 @@ def _register_fake_kernels(torch) -> None:
         return
 
     @torch.library.register_fake("resizeops_ext::shape_adaptor_maxpool_forward")
-    def _(x, w1, w2, size, align_corners, channels_last):
+    def _(x, w1, w2, size, align_corners, channels_last, forms):
         shape = (x.shape[0], x.shape[1], size[0], size[1])
         return torch.empty(shape, dtype=x.dtype, device=x.device, memory_format=fmt[channels_last])
 
     @torch.library.register_fake("resizeops_ext::shape_adaptor_maxpool_backward")
-    def _(grad_out, x, w1, w2, size, align_corners, need_x, need_w1, need_w2, channels_last):
+    def _(grad_out, x, w1, w2, size, align_corners, need_x, need_w1, need_w2, channels_last, forms):
         shape = tuple(x.shape) if need_x else (0,)
         grad_x = torch.empty(shape, dtype=x.dtype, device=x.device, memory_format=fmt[channels_last and need_x])
         return grad_x, w1.new_empty(()), w2.new_empty(())

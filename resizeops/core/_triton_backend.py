@@ -18,6 +18,7 @@ import importlib
 import importlib.util
 
 from . import _dispatch
+from .kernel_forms import DEFAULT
 from .reference import alpha_grad_from_size_grad, output_memory_format
 
 _KERNEL_MODULE = "resizeops.triton_kernels.dynopool"
@@ -44,43 +45,58 @@ def _channels_last(*xs) -> bool:
     return output_memory_format(*xs) == torch.channels_last
 
 
-def dynopool2d_forward(x, alpha, out_size):
-    return _kernels().dynopool2d_forward(x, out_size, _channels_last(x))
+# ``forms``: the call's KernelForms (kernel_forms.py): the Triton kernels read
+# triton_forward, triton_warps and the test hook force_int64.
 
 
-def dynopool2d_backward(grad_out, x, alpha, out_size, need_x, need_alpha):
+def dynopool2d_forward(x, alpha, out_size, forms=DEFAULT):
+    return _kernels().dynopool2d_forward(
+        x, out_size, _channels_last(x), rows=forms.triton_forward == "rows", warps=forms.triton_warps,
+        force_int64=forms.force_int64,
+    )  # fmt: skip
+
+
+def dynopool2d_backward(grad_out, x, alpha, out_size, need_x, need_alpha, forms=DEFAULT):
     if not (need_x or need_alpha):
         return None, None
-    grad_x, grad_size = _kernels().dynopool2d_backward(grad_out, x, out_size, _channels_last(x), need_x, need_alpha)
+    grad_x, grad_size = _kernels().dynopool2d_backward(
+        grad_out, x, out_size, _channels_last(x), need_x, need_alpha, force_int64=forms.force_int64
+    )
     grad_alpha = alpha_grad_from_size_grad(grad_size, alpha, x.shape[-2:]) if need_alpha else None
     return grad_x, grad_alpha
 
 
-def resize_blend_forward(x1, x2, w1, w2, size, align_corners, scales):
-    return _blend_kernels().resize_blend_forward(x1, x2, w1, w2, size, align_corners, scales, _channels_last(x1, x2))
+def resize_blend_forward(x1, x2, w1, w2, size, align_corners, scales, forms=DEFAULT):
+    return _blend_kernels().resize_blend_forward(
+        x1, x2, w1, w2, size, align_corners, scales, _channels_last(x1, x2), force_int64=forms.force_int64
+    )
 
 
-def resize_blend_backward(grad_out, x1, x2, w1, w2, size, align_corners, scales, mask):
+def resize_blend_backward(grad_out, x1, x2, w1, w2, size, align_corners, scales, mask, forms=DEFAULT):
     if not any(mask):
         return None, None, None, None
     # grad_xk in xk's own memory format; the grad_w reduction walks the outputs in
     # the forward's order (channels_last if either input is).
     layouts = (_channels_last(x1), _channels_last(x2), _channels_last(x1, x2))
     return _blend_kernels().resize_blend_backward(
-        grad_out, x1, x2, w1, w2, size, align_corners, scales, [bool(m) for m in mask], layouts
+        grad_out, x1, x2, w1, w2, size, align_corners, scales, [bool(m) for m in mask], layouts,
+        force_int64=forms.force_int64,
+    )  # fmt: skip
+
+
+def shape_adaptor_maxpool_forward(x, w1, w2, size, align_corners, forms=DEFAULT):
+    return _shape_adaptor_kernels().shape_adaptor_maxpool_forward(
+        x, w1, w2, size, align_corners, _channels_last(x), force_int64=forms.force_int64
     )
 
 
-def shape_adaptor_maxpool_forward(x, w1, w2, size, align_corners):
-    return _shape_adaptor_kernels().shape_adaptor_maxpool_forward(x, w1, w2, size, align_corners, _channels_last(x))
-
-
-def shape_adaptor_maxpool_backward(grad_out, x, w1, w2, size, align_corners, mask):
+def shape_adaptor_maxpool_backward(grad_out, x, w1, w2, size, align_corners, mask, forms=DEFAULT):
     if not any(mask):
         return None, None, None
     return _shape_adaptor_kernels().shape_adaptor_maxpool_backward(
-        grad_out, x, w1, w2, size, align_corners, [bool(m) for m in mask], _channels_last(x)
-    )
+        grad_out, x, w1, w2, size, align_corners, [bool(m) for m in mask], _channels_last(x),
+        force_int64=forms.force_int64,
+    )  # fmt: skip
 
 
 def _register() -> None:

@@ -1,5 +1,5 @@
 // Per-element code of the resize_blend and shape_adaptor_maxpool CUDA kernels
-// (csrc/cuda/resize_blend.cu).
+// (csrc/cuda/resize_blend.cu, shape_adaptor_maxpool.cu).
 //
 // As with DynOPool (resizeops/dynopool_cells.h), every function here is the
 // work of one GPU thread for one element: an entry of the axis tables, one

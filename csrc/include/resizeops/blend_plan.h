@@ -1,4 +1,4 @@
-// Host side of the blend kernels' tables (csrc/cuda/resize_blend.cu and its CPU
+// Host side of the blend kernels' tables (csrc/cuda/blend_launch.cuh and its CPU
 // emulation csrc/cpu/resize_blend_cells.cpp): the table layout of a call.
 #pragma once
 

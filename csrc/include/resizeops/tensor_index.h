@@ -13,6 +13,7 @@
 #include "resizeops/cell_index.h"  // S4
 #include "resizeops/checks.h"
 #include "resizeops/dynopool_cells.h"  // FusedPlan
+#include "resizeops/kernel_forms.h"
 
 namespace resizeops {
 
@@ -37,9 +38,9 @@ inline int64_t extent(const at::Tensor& t) {
 }
 
 // 32-bit indexing when every extent of a launch stays below 2^31, unless the
-// test hook RESIZEOPS_FORCE_INT64_INDEXING asks for the 64-bit path.
-inline bool use_int32_indexing(std::initializer_list<int64_t> extents) {
-  if (force_int64_indexing()) return false;
+// test hook KernelForms::force_int64 asks for the 64-bit path.
+inline bool use_int32_indexing(const KernelForms& forms, std::initializer_list<int64_t> extents) {
+  if (forms.force_int64) return false;
   for (int64_t e : extents)
     if (e > std::numeric_limits<int32_t>::max()) return false;
   return true;
@@ -47,8 +48,8 @@ inline bool use_int32_indexing(std::initializer_list<int64_t> extents) {
 
 // The index width of a fused DynOPool backward (grad_out, x): 32-bit where the
 // cells, x and both tensors' extents fit.
-inline bool dynopool_fused_use32(const at::Tensor& grad_out, const at::Tensor& x) {
-  return use_int32_indexing({grad_out.numel(), x.numel(), extent(x), extent(grad_out)});
+inline bool dynopool_fused_use32(const KernelForms& forms, const at::Tensor& grad_out, const at::Tensor& x) {
+  return use_int32_indexing(forms, {grad_out.numel(), x.numel(), extent(x), extent(grad_out)});
 }
 
 // Whether load_lanes / store_lanes (dynopool_cells.h) may read the L channels
@@ -64,46 +65,45 @@ inline bool lanes_vectorizable(const at::Tensor& t, int L) {
 }
 
 // The grad_x form of a DynOPool CUDA backward (and of its emulation) for x ->
-// (out_h, out_w) with gradient grad_out (checks.h dynopool_grad_x_form;
-// RESIZEOPS_CUDA_GRAD_X, RESIZEOPS_CUDA_FUSED_WINNERS and the test hook
-// RESIZEOPS_CUDA_FUSED_TILE read per call), and with kFused its plan (cb_log2: the
-// channels per block; vcols > 0: separable winners, for an NCHW grad_x on the 32-bit
-// path where the plan allows; lanes_log2 > 0: phase A's lanes form, RESIZEOPS_CUDA_LANES).
-inline DynopoolGradX dynopool_backward_form(const at::Tensor& grad_out, const at::Tensor& x, int64_t out_h,
-                                            int64_t out_w, bool channels_last, bool need_x, cells::FusedPlan* plan) {
+// (out_h, out_w) with gradient grad_out (KernelForms::dynopool_grad_x), and with
+// kFused its plan (cb_log2: the channels per block; vcols > 0: separable winners,
+// for an NCHW grad_x on the 32-bit path where the plan allows; lanes_log2 > 0:
+// phase A's lanes form).
+inline DynopoolGradX dynopool_backward_form(const KernelForms& forms, const at::Tensor& grad_out, const at::Tensor& x,
+                                            int64_t out_h, int64_t out_w, bool channels_last, bool need_x,
+                                            cells::FusedPlan* plan) {
   if (!need_x) return DynopoolGradX::kGather;  // pass 1 alone (the size gradient)
-  // The plan (and its test hooks) only where the fused form is asked for.
-  if (dynopool_grad_x_form(x.scalar_type(), true) != DynopoolGradX::kFused) {
-    return dynopool_grad_x_form(x.scalar_type(), false);
+  // The plan only where the fused form is asked for.
+  if (forms.dynopool_grad_x(x.scalar_type(), true) != DynopoolGradX::kFused) {
+    return forms.dynopool_grad_x(x.scalar_type(), false);
   }
   int32_t max_th = 0, max_tw = 0;
-  dynopool_fused_max_tile(&max_th, &max_tw);
+  forms.dynopool_fused_max_tile(&max_th, &max_tw);
   const int64_t acc_bytes = x.scalar_type() == at::kDouble ? 8 : 4;
   const int32_t cb_log2 = cells::dynopool_fused_channels_log2(x.size(1), x.element_size(), channels_last);
   const bool fused_possible = x.numel() > 0 && cells::dynopool_fused_plan(x.size(2), x.size(3), out_h, out_w,
                                                                           acc_bytes, plan, max_th, max_tw, cb_log2);
   // Separable winners: NCHW only (their V and D are one plane's, read along rows).
-  const bool separable = dynopool_fused_winners_separable() && !channels_last;
-  if (fused_possible && separable && dynopool_fused_use32(grad_out, x)) {
+  const bool separable = forms.fused_winners_separable && !channels_last;
+  if (fused_possible && separable && dynopool_fused_use32(forms, grad_out, x)) {
     cells::dynopool_fused_separable(x.size(3), out_w, acc_bytes, plan);
   }
-  // Phase A's lanes form (channels_last, RESIZEOPS_CUDA_LANES=4, blocks of at least
-  // L channels, vector loads of x and grad_out possible, the 32-bit path).
-  const int lanes = dynopool_cuda_lanes(x.scalar_type());
+  // Phase A's lanes form (channels_last, lanes asked for, blocks of at least L
+  // channels, vector loads of x and grad_out possible, the 32-bit path).
+  const int lanes = forms.dynopool_lanes(x.scalar_type());
   if (fused_possible && lanes > 1 && plan->cb() >= lanes && lanes_vectorizable(x, lanes) &&
-      lanes_vectorizable(grad_out, lanes) && dynopool_fused_use32(grad_out, x)) {
+      lanes_vectorizable(grad_out, lanes) && dynopool_fused_use32(forms, grad_out, x)) {
     plan->lanes_log2 = lanes == 4 ? 2 : 1;
   }
-  return dynopool_grad_x_form(x.scalar_type(), fused_possible);
+  return forms.dynopool_grad_x(x.scalar_type(), fused_possible);
 }
 
 // How a DynOPool forward x -> (out_h, out_w) is launched, for the CUDA kernels and
 // their emulation alike: the index width (32-bit where the output and x's extent
-// allow), the lanes (checks.h dynopool_cuda_lanes; 32-bit path only) and the
-// form (checks.h dynopool_forward_form; RESIZEOPS_CUDA_FORWARD validated on every
-// call). Rows and separable need an NCHW output, one lane and the 32-bit path,
-// separable a plan that fits (then in plan; the test hook
-// RESIZEOPS_CUDA_FORWARD_TILE read only then); otherwise the cell form.
+// allow), the lanes (KernelForms::dynopool_lanes; 32-bit path only) and the
+// form (KernelForms::forward). Rows and separable need an NCHW output, one lane
+// and the 32-bit path, separable a plan that fits (then in plan); otherwise the
+// cell form.
 struct DynopoolForwardLaunch {
   bool use32;
   int lanes;
@@ -111,17 +111,17 @@ struct DynopoolForwardLaunch {
   cells::ForwardTilePlan plan;
 };
 
-inline DynopoolForwardLaunch dynopool_forward_launch(const at::Tensor& x, int64_t out_h, int64_t out_w,
-                                                     bool channels_last) {
+inline DynopoolForwardLaunch dynopool_forward_launch(const KernelForms& forms, const at::Tensor& x, int64_t out_h,
+                                                     int64_t out_w, bool channels_last) {
   DynopoolForwardLaunch a{};
-  a.use32 = use_int32_indexing({x.size(0) * x.size(1) * out_h * out_w, extent(x)});
-  a.lanes = a.use32 ? dynopool_cuda_lanes(x.scalar_type()) : 1;
-  a.form = dynopool_forward_form();
+  a.use32 = use_int32_indexing(forms, {x.size(0) * x.size(1) * out_h * out_w, extent(x)});
+  a.lanes = a.use32 ? forms.dynopool_lanes(x.scalar_type()) : 1;
+  a.form = forms.forward;
   if (a.form == DynopoolForward::kCell || channels_last || a.lanes != 1 || !a.use32) {
     a.form = DynopoolForward::kCell;
   } else if (a.form == DynopoolForward::kSeparable) {
     int32_t max_th = 0, max_tw = 0;
-    dynopool_forward_max_tile(&max_th, &max_tw);
+    forms.dynopool_forward_max_tile(&max_th, &max_tw);
     if (!cells::dynopool_forward_tile_plan(x.size(3), out_h, out_w, &a.plan, max_th, max_tw)) {
       a.form = DynopoolForward::kCell;
     }
@@ -151,7 +151,7 @@ void with_index_type(bool use32, const F& f) {
 
 // Calls f(std::integral_constant<int, L>{}, std::integral_constant<bool, Vec>{})
 // for a launch of `lanes` channels per thread (1, or kL: 4, 2 for 8-byte types;
-// checks.h dynopool_cuda_lanes), with vector accesses where `vec`. With Allow
+// KernelForms::dynopool_lanes), with vector accesses where `vec`. With Allow
 // false (the 64-bit index path) only the one-lane form is instantiated.
 template <typename scalar_t, bool Allow, typename F>
 void with_lanes(int lanes, bool vec, const F& f) {

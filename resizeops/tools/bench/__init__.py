@@ -1,11 +1,12 @@
 """Benchmarks of the resizeops ops: ``python -m resizeops bench [options]``.
 
 Every provider of an op (each available backend, the eager and the compiled
-PyTorch reference, the opt-in kernel forms when named) runs the same named
-case side by side, in two modes: ``fwd`` (inference) and ``fwd+bwd``. Per
-measurement: the time (p20/p50/p80), its ratio to the eager reference, the
-fraction of the copy bandwidth at the ideal bytes, on CUDA the peak and the
-extra memory, and the forward's largest error against the eager reference.
+PyTorch reference, and, when named, the variants: a backend's other kernel
+forms) runs the same named case side by side, in two modes: ``fwd``
+(inference) and ``fwd+bwd``. Per measurement: the time (p20/p50/p80), its
+ratio to the eager reference, the fraction of the copy bandwidth at the ideal
+bytes, on CUDA the peak and the extra memory, and the forward's largest error
+against the eager reference.
 Results are appended to ``<out>/bench-<device>.csv`` and plotted to
 ``<out>/bench-<device>.png``; ``benchmarks/`` runs the same cases under
 pytest-benchmark.
@@ -15,8 +16,8 @@ The package:
 ================  ============================================================
 ``cases.py``      the named cases (:class:`Case`, :data:`CASES`,
                   :func:`cases_for`) and the modes: start here to add a case
-``providers.py``  who runs a case (:func:`providers_for`), the opt-in forms
-                  (:data:`VARIANTS`) and their environment (:func:`env_settings`)
+``providers.py``  who runs a case (:func:`providers_for`), among them the
+                  variants of the backend registry (:data:`VARIANTS`)
 ``measure.py``    timing, peak and extra memory, copy bandwidth
 ``results.py``    the table, the CSV and the plot; what each column means
 ``cli.py``        ``python -m resizeops bench`` (:func:`main`)
@@ -37,9 +38,7 @@ from .providers import (
     NCHW_ONLY,
     POOL_THEN_BLEND,
     VARIANTS,
-    _variant_env,
     compiled_reference,
-    env_settings,
     providers_for,
     reset_compiled,
 )

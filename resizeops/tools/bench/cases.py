@@ -17,7 +17,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
 
-from .providers import COMPILED, EAGER, POOL_THEN_BLEND, VARIANTS, compiled_reference
+from .providers import COMPILED, EAGER, POOL_THEN_BLEND, compiled_reference
 
 #: the benchmark modes: inference (no autograd, inputs without grad), and forward plus the
 #: backward of a fixed random ``grad_out`` (x, x1, x2, alpha and the Shape Adaptor weights require grad)
@@ -172,11 +172,11 @@ class Case:
     def run(self, inputs: Dict[str, Any], provider: Union[str, Callable] = EAGER) -> torch.Tensor:
         """The op's forward on ``inputs`` by ``provider``.
 
-        ``provider``: a backend name (the public op with ``backend=name``),
-        ``"eager-reference"``, ``"compiled-reference"``, ``"maxpool+blend"``
-        (shape_adaptor_maxpool only), a name of ``VARIANTS`` (its backend; the
-        caller sets its environment), or a callable with the signature of the
-        reference function.
+        ``provider``: a backend or variant name (the public op with
+        ``backend=name``; a variant of :data:`resizeops.core.kernel_forms.VARIANTS`
+        is its backend running its kernel forms), ``"eager-reference"``,
+        ``"compiled-reference"``, ``"maxpool+blend"`` (shape_adaptor_maxpool
+        only), or a callable with the signature of the reference function.
         """
         import resizeops
         from resizeops.core import reference
@@ -199,8 +199,6 @@ class Case:
             return ref(*args)
         if provider == COMPILED:
             return compiled_reference(self.op)(*args)
-        if provider in VARIANTS:  # measure.py sets its environment around the whole call
-            return public(*args, backend=VARIANTS[provider][0])
         return public(*args, backend=provider)
 
     def grad_leaves(self, inputs: Dict[str, Any]) -> List[torch.Tensor]:

@@ -19,9 +19,9 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import torch
 
-from .cases import CASES, MODES, Case, cases_for
+from .cases import CASES, MODES, OPS, Case, cases_for
 from .measure import _measure, copy_bandwidth
-from .providers import COMPILED, EAGER, providers_for, reset_compiled
+from .providers import COMPILED, EAGER, VARIANTS, providers_for, reset_compiled
 from .results import _device_name, _fill_ratios, _resizeops_version, format_table, write_csv, write_plot
 
 _DTYPES = {
@@ -60,6 +60,23 @@ def _split(spec: Optional[str]) -> Optional[List[str]]:
     return None if spec is None else [s.strip() for s in spec.split(",") if s.strip()]
 
 
+def _variants_help() -> str:
+    """The variant names for ``--backends``' help, with the ops they apply to; the experimental ones apart."""
+    parts = []
+    for experimental in (False, True):
+        by_ops: Dict[Tuple[str, ...], List[str]] = {}
+        for v in VARIANTS.values():
+            if v.experimental == experimental:
+                by_ops.setdefault(v.ops, []).append(v.name)
+        groups = ", ".join(
+            f"{', '.join(names)} [{'every op' if set(ops) == set(OPS) else ', '.join(ops)}]"
+            for ops, names in by_ops.items()
+        )
+        if groups:
+            parts.append(f"experimental, never timed on a GPU: {groups}" if experimental else groups)
+    return "; ".join(parts)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m resizeops bench",
@@ -73,11 +90,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--backends", default=None,
         help=f"comma list of providers to run: backend names (cuda, triton, cpu, reference), {EAGER}, {COMPILED}, "
-        "cuda-lanes, cuda-fused, cuda-fused-lanes, cuda-rows, cuda-separable, cuda-fused-separable, triton-rows, "
-        "triton-w8, triton-rows-w8 (dynopool2d: opt-in "
-        "forms of the cuda and triton backends) "
-        "(default: every available backend + both references; the Triton interpreter on the CPU and the opt-in forms "
-        "only when named)",
+        f"variants (a backend running other kernel forms, resizeops/core/kernel_forms.py): {_variants_help()} "
+        "(default: every available backend + both references; the Triton interpreter on the CPU and the variants "
+        "only when named; NCHW-only variants are skipped with --channels-last)",
     )
     p.add_argument("--channels-last", action="store_true", help="feature maps in channels_last memory format")
     p.add_argument("--repeats", type=int, default=None, help="timed calls per measurement (default: do_bench on CUDA; up to 10 / ~0.5 s on the CPU)")

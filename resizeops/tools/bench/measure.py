@@ -1,7 +1,6 @@
 """Measuring one provider on one case: time, memory, and the copy bandwidth they are compared with.
 
-:func:`_measure` is the entry point: one (provider, mode) measurement, with a
-variant's environment set around it. Its parts:
+:func:`_measure` is the entry point: one (provider, mode) measurement. Its parts:
 
 * time: on CUDA ``triton.testing.do_bench`` (p20/p50/p80) when triton imports,
   else CUDA events; on the CPU ``time.perf_counter`` after one warm-up call (two
@@ -27,7 +26,6 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 import torch
 
 from .cases import Case
-from .providers import _variant_env
 
 Quantiles = Tuple[float, float, float]
 
@@ -156,11 +154,6 @@ def _peak_mib(
 
 def _measure(case: Case, provider: str, mode: str, inputs: Dict[str, Any], device: torch.device, repeats, quick):
     """One (provider, mode) measurement: (quantiles, samples, first call ms, (peak, extra) MiB, fwd output)."""
-    with _variant_env(provider):
-        return _measure_in_env(case, provider, mode, inputs, device, repeats, quick)
-
-
-def _measure_in_env(case: Case, provider: str, mode: str, inputs: Dict[str, Any], device: torch.device, repeats, quick):
     leaves = case.grad_leaves(inputs)
     if mode == "fwd":
         def fn():

@@ -9,11 +9,11 @@
 * ``maxpool+blend`` (:data:`POOL_THEN_BLEND`, ``shape_adaptor_maxpool`` only):
   ``F.max_pool2d(x, 2)`` followed by the fused ``resize_blend`` on the default
   backend, the unfused alternative the fused cell must beat;
-* the :data:`VARIANTS` (``dynopool2d`` only, and only when named): a backend
-  run with environment settings that select one of its opt-in kernel forms
-  (``docs/DESIGN.md``), set around the forward and the backward
-  (:func:`env_settings`); those of :data:`NCHW_ONLY` are skipped in
-  channels_last, where they would time the default again;
+* the variants of :data:`resizeops.core.kernel_forms.VARIANTS` (only when
+  named, and only for the ops in their ``ops``): a backend running other kernel
+  forms, called like a backend, ``backend=<variant name>``; the NCHW-only ones
+  (:data:`NCHW_ONLY`) are skipped in channels_last, where they would time the
+  default again;
 * ``eager-reference`` (:data:`EAGER`): :mod:`resizeops.reference` called
   directly (plain PyTorch, the baseline of every ratio);
 * ``compiled-reference`` (:data:`COMPILED`): ``torch.compile(reference fn,
@@ -23,11 +23,11 @@
 
 from __future__ import annotations
 
-import contextlib
-import os
 from typing import TYPE_CHECKING, Callable, Dict, List, Optional, Sequence, Union
 
 import torch
+
+from resizeops.core.kernel_forms import VARIANTS  # name -> Variant: run as providers when named
 
 if TYPE_CHECKING:  # pragma: no cover
     from .cases import Case
@@ -35,28 +35,9 @@ if TYPE_CHECKING:  # pragma: no cover
 EAGER = "eager-reference"
 COMPILED = "compiled-reference"
 POOL_THEN_BLEND = "maxpool+blend"
-# A backend run under environment settings (provider -> (backend, {variable: value})).
-VARIANTS = {
-    "cuda-lanes": ("cuda", {"RESIZEOPS_CUDA_LANES": "4"}),
-    "triton-rows": ("triton", {"RESIZEOPS_TRITON_FORWARD": "rows"}),
-    "triton-w8": ("triton", {"RESIZEOPS_TRITON_WARPS": "8"}),
-    "triton-rows-w8": ("triton", {"RESIZEOPS_TRITON_FORWARD": "rows", "RESIZEOPS_TRITON_WARPS": "8"}),
-    "cuda-fused": ("cuda", {"RESIZEOPS_CUDA_GRAD_X": "fused"}),
-    "cuda-fused-lanes": ("cuda", {"RESIZEOPS_CUDA_GRAD_X": "fused", "RESIZEOPS_CUDA_LANES": "4"}),
-    "cuda-rows": ("cuda", {"RESIZEOPS_CUDA_FORWARD": "rows"}),
-    "cuda-separable": ("cuda", {"RESIZEOPS_CUDA_FORWARD": "separable"}),
-    "cuda-fused-separable": (
-        "cuda",
-        {
-            "RESIZEOPS_CUDA_FORWARD": "separable",
-            "RESIZEOPS_CUDA_GRAD_X": "fused",
-            "RESIZEOPS_CUDA_FUSED_WINNERS": "separable",
-        },
-    ),
-}
-# Variants whose forms exist for NCHW only: in channels_last they would time the
-# default again, so a channels_last run skips them (with a note).
-NCHW_ONLY = ("cuda-rows", "cuda-separable", "cuda-fused-separable", "triton-rows", "triton-rows-w8")
+#: the variants that differ from the defaults for NCHW outputs only: in channels_last
+#: they would time the default again, so a channels_last run skips them (with a note)
+NCHW_ONLY = tuple(name for name, v in VARIANTS.items() if v.nchw_only)
 
 _COMPILED: Dict[str, Callable] = {}
 
@@ -90,10 +71,11 @@ def providers_for(
 ) -> List[str]:
     """Provider names for ``case`` on ``device``: available backends, then eager, then compiled.
 
-    ``wanted``: keep only these names (backend names, ``eager-reference``,
-    ``compiled-reference``); a wanted backend that cannot run is skipped and its
-    reason appended to ``notes``, and so is a wanted NCHW-only variant
-    (:data:`NCHW_ONLY`) when ``channels_last``.
+    ``wanted``: keep only these names (backend names, variant names,
+    ``eager-reference``, ``compiled-reference``); the variants run only when
+    named here. A wanted backend or variant that cannot run is skipped and its
+    reason appended to ``notes``, and so is a wanted NCHW-only variant when
+    ``channels_last``.
     """
     import resizeops
 
@@ -115,37 +97,21 @@ def providers_for(
         names.append(b.name)
     if case.op == "shape_adaptor_maxpool" and (wanted_set is None or POOL_THEN_BLEND in wanted_set):
         names.append(POOL_THEN_BLEND)
-    for variant, (backend, _) in VARIANTS.items():
-        if wanted_set is not None and variant in wanted_set and case.op == "dynopool2d":
-            if channels_last and variant in NCHW_ONLY:
+    if wanted_set is not None:
+        reasons = {b.name: b.reason for b in listing}
+        for name, variant in VARIANTS.items():
+            if name not in wanted_set or case.op not in variant.ops:
+                continue
+            if channels_last and variant.nchw_only:
                 if notes is not None:
-                    notes.append(f"{case.op}: {variant!r} skipped: NCHW only (in channels_last it is the default)")
-            elif backend in available:
-                names.append(variant)
+                    notes.append(f"{case.op}: {name!r} skipped: NCHW only (in channels_last it is the default)")
+            elif variant.backend in available:
+                names.append(name)
             elif notes is not None:
-                notes.append(f"{case.op}: {variant!r} skipped: backend {backend!r} is not available")
+                why = f" ({reasons[variant.backend]})" if reasons.get(variant.backend) else ""
+                notes.append(f"{case.op}: {name!r} skipped: backend {variant.backend!r} is not available{why}")
     if wanted_set is None or EAGER in wanted_set:
         names.append(EAGER)
     if compile and (wanted_set is None or COMPILED in wanted_set):
         names.append(COMPILED)
     return names
-
-
-@contextlib.contextmanager
-def env_settings(settings: Dict[str, str]):
-    """Environment variables set for a block and restored after it (the opt-in forms' switches)."""
-    saved = {k: os.environ.get(k) for k in settings}
-    os.environ.update(settings)
-    try:
-        yield
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
-
-
-def _variant_env(provider: str):
-    """The environment of a VARIANTS provider (restored afterwards); nothing for the others."""
-    return env_settings(VARIANTS.get(provider, (None, {}))[1])

@@ -40,6 +40,7 @@
 
 #include "resize_rows.h"
 #include "resizeops/checks.h"
+#include "resizeops/kernel_forms.h"
 #include "resizeops/math.h"
 
 namespace resizeops {
@@ -107,7 +108,9 @@ at::MemoryFormat format(bool channels_last) {
 }
 
 at::Tensor shape_adaptor_maxpool_forward_cpu(const at::Tensor& x, const at::Tensor& w1, const at::Tensor& w2,
-                                             c10::IntArrayRef size, bool align_corners, bool channels_last) {
+                                             c10::IntArrayRef size, bool align_corners, bool channels_last,
+                                             c10::IntArrayRef forms) {
+  KernelForms::decode(forms);  // validated only: the CPU kernel has one form
   check_shape_adaptor_args(x, w1, w2, size);
   const int64_t N = x.size(0), C = x.size(1), H = x.size(2), W = x.size(3), Ho = size[0], Wo = size[1];
   const int64_t Hp = H / 2, Wp = W / 2;
@@ -182,7 +185,9 @@ at::Tensor shape_adaptor_maxpool_forward_cpu(const at::Tensor& x, const at::Tens
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor> shape_adaptor_maxpool_backward_cpu(
     const at::Tensor& grad_out, const at::Tensor& x, const at::Tensor& w1, const at::Tensor& w2,
-    c10::IntArrayRef size, bool align_corners, bool need_x, bool need_w1, bool need_w2, bool channels_last) {
+    c10::IntArrayRef size, bool align_corners, bool need_x, bool need_w1, bool need_w2, bool channels_last,
+    c10::IntArrayRef forms) {
+  KernelForms::decode(forms);  // validated only: the CPU kernel has one form
   check_shape_adaptor_args(x, w1, w2, size);
   check_blend_grad(grad_out, x, size, "shape_adaptor_maxpool_backward");
   const int64_t N = x.size(0), C = x.size(1), H = x.size(2), W = x.size(3), Ho = size[0], Wo = size[1];
