@@ -104,7 +104,7 @@ TORCH_LIBRARY(resizeops_ext, m) {
       "bool align_corners, float[]? scale1, float[]? scale2, bool need_x1, bool need_x2, bool need_w1, "
       "bool need_w2, bool x1_channels_last, bool x2_channels_last, int[] forms) -> (Tensor, Tensor, Tensor, Tensor)");
 
-  // The fused Shape Adaptor max-pool cell (docs/SEMANTICS.md,
+  // The Shape Adaptor max-pool op (docs/SEMANTICS.md,
   // shape_adaptor_maxpool): out = w1 * R(max_pool2d(x, 2)) + w2 * R(x), R =
   // bilinear resize to `size` (F.interpolate rules, align_corners as given),
   // without materialising the pooled map; written contiguous in NCHW or, with
@@ -122,38 +122,38 @@ TORCH_LIBRARY(resizeops_ext, m) {
       "shape_adaptor_maxpool_backward(Tensor grad_out, Tensor x, Tensor w1, Tensor w2, int[] size, "
       "bool align_corners, bool need_x, bool need_w1, bool need_w2, bool channels_last, int[] forms) -> (Tensor, Tensor, Tensor)");
 
-  // Test hooks: the CUDA kernels' per-element code (resizeops/dynopool_cells.h)
+  // Test hooks: the CUDA kernels' per-element code (resizeops/dynopool_elements.h)
   // run serially on the CPU, same arguments and results as the two ops above.
-  // csrc/cpu/dynopool2d_cells.cpp; used by tests/test_backends_dynopool.py.
-  m.def("_dynopool2d_forward_cells(Tensor x, int out_h, int out_w, bool channels_last, int[] forms) -> Tensor");
+  // csrc/cpu/dynopool2d_emulation.cpp; used by tests/test_backends_dynopool.py.
+  m.def("_dynopool2d_forward_emulated(Tensor x, int out_h, int out_w, bool channels_last, int[] forms) -> Tensor");
   // The form the CUDA forward (and its emulation) takes for these arguments and
   // forms: [form (0 cell, 1 rows, 2 separable), and with separable
   // its plan: th, tw, vcols, tiles_h, tiles_w].
   m.def("_dynopool2d_forward_form(Tensor x, int out_h, int out_w, bool channels_last, int[] forms) -> int[]");
   m.def(
-      "_dynopool2d_backward_cells(Tensor grad_out, Tensor x, int out_h, int out_w, bool channels_last, "
+      "_dynopool2d_backward_emulated(Tensor grad_out, Tensor x, int out_h, int out_w, bool channels_last, "
       "bool need_x, bool need_size, int[] forms) -> (Tensor, Tensor)");
   // Likewise the backward's grad_x form: [form (0 gather, 1 scatter, 2 fused), and
   // with fused its plan: th, tw, cell_rows, cell_cols, vcols (0: winners by cells)].
   m.def(
       "_dynopool2d_backward_form(Tensor grad_out, Tensor x, int out_h, int out_w, bool channels_last, "
       "bool need_x, int[] forms) -> int[]");
-  // Likewise for the blend kernels (resizeops/blend_cells.h, csrc/cuda/resize_blend.cu and
+  // Likewise for the blend kernels (resizeops/blend_elements.h, csrc/cuda/resize_blend.cu and
   // shape_adaptor_maxpool.cu):
-  // csrc/cpu/resize_blend_cells.cpp; used by tests/test_backends_blend.py and
+  // csrc/cpu/blend_emulation.cpp; used by tests/test_backends_blend.py and
   // tests/test_shape_adaptor_maxpool.py.
   m.def(
-      "_resize_blend_forward_cells(Tensor x1, Tensor x2, Tensor w1, Tensor w2, int[] size, bool align_corners, "
+      "_resize_blend_forward_emulated(Tensor x1, Tensor x2, Tensor w1, Tensor w2, int[] size, bool align_corners, "
       "float[]? scale1, float[]? scale2, bool channels_last, int[] forms) -> Tensor");
   m.def(
-      "_resize_blend_backward_cells(Tensor grad_out, Tensor x1, Tensor x2, Tensor w1, Tensor w2, int[] size, "
+      "_resize_blend_backward_emulated(Tensor grad_out, Tensor x1, Tensor x2, Tensor w1, Tensor w2, int[] size, "
       "bool align_corners, float[]? scale1, float[]? scale2, bool need_x1, bool need_x2, bool need_w1, "
       "bool need_w2, bool x1_channels_last, bool x2_channels_last, int[] forms) -> (Tensor, Tensor, Tensor, Tensor)");
   m.def(
-      "_shape_adaptor_maxpool_forward_cells(Tensor x, Tensor w1, Tensor w2, int[] size, bool align_corners, "
+      "_shape_adaptor_maxpool_forward_emulated(Tensor x, Tensor w1, Tensor w2, int[] size, bool align_corners, "
       "bool channels_last, int[] forms) -> Tensor");
   m.def(
-      "_shape_adaptor_maxpool_backward_cells(Tensor grad_out, Tensor x, Tensor w1, Tensor w2, int[] size, "
+      "_shape_adaptor_maxpool_backward_emulated(Tensor grad_out, Tensor x, Tensor w1, Tensor w2, int[] size, "
       "bool align_corners, bool need_x, bool need_w1, bool need_w2, bool channels_last, int[] forms) -> (Tensor, Tensor, Tensor)");
 }
 

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # AddressSanitizer over the C++ CPU kernels and the serial emulations of the CUDA
-# kernels (csrc/cpu/*_cells.cpp: the per-element code every GPU thread runs, its
+# kernels (csrc/cpu/*_emulation.cpp: the per-element code every GPU thread runs, its
 # tables, vector loads of the lanes form, scatter and gather). compute-sanitizer's
 # memcheck needs a GPU; this runs on any Linux machine with gcc's libasan.
 #

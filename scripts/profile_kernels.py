@@ -10,7 +10,7 @@ the GPU busy):
     channels_last fwd+bwd took 1.23 ms against 0.23 ms in NCHW on the H200,
     docs/BENCHMARKS.md, unexplained), with the default providers only;
   blend:    Shape Adaptor, x1 64x64x112x112 + x2 64x64x224x224 -> 168x168;
-  cell:     the fused cell, x 64x64x224x224 -> 168x168.
+  cell:     shape_adaptor_maxpool, x 64x64x224x224 -> 168x168.
 Providers: "cuda" and "triton" (their measured default forms: DynOPool's grad_x
 scattered with atomics in float32, the blend gathers' loop form, one channel per
 thread), then each variant of resizeops/core/kernel_forms.py VARIANTS, the backend

@@ -110,8 +110,8 @@ def use_cuda_emulation(monkeypatch, op, forms=None):
     """Route the ``cpu`` backend's ``op`` through the CUDA kernels' serial CPU
     emulation, with ``forms`` (a KernelForms; None: the defaults), and return "cpu".
 
-    ``resizeops_ext::_<op>_{forward,backward}_cells`` run the per-thread code of
-    the CUDA kernels (csrc/include/resizeops/dynopool_cells.h, blend_cells.h) in
+    ``resizeops_ext::_<op>_{forward,backward}_emulated`` run the per-thread code of
+    the CUDA kernels (csrc/include/resizeops/dynopool_elements.h, blend_elements.h) in
     serial loops, with the same tables, forms and gathers as csrc/cuda/: the GPU
     code's indexing and arithmetic, checked without a GPU. Skips (fails under
     RESIZEOPS_REQUIRE_EXT=1) without the compiled extension.
@@ -121,7 +121,7 @@ def use_cuda_emulation(monkeypatch, op, forms=None):
     from resizeops.core.reference import alpha_grad_from_size_grad, output_memory_format
 
     ext = torch.ops.resizeops_ext
-    if not hasattr(ext, f"_{op}_forward_cells"):
+    if not hasattr(ext, f"_{op}_forward_emulated"):
         if os.environ.get("RESIZEOPS_REQUIRE_EXT") == "1":
             pytest.fail("the CUDA-kernel emulation must run here (RESIZEOPS_REQUIRE_EXT=1)")
         pytest.skip("the compiled extension is not loaded")
@@ -133,10 +133,10 @@ def use_cuda_emulation(monkeypatch, op, forms=None):
     if op == "dynopool2d":
 
         def forward(x, alpha, out_size):
-            return ext._dynopool2d_forward_cells(x, int(out_size[0]), int(out_size[1]), cl(x), encoded)
+            return ext._dynopool2d_forward_emulated(x, int(out_size[0]), int(out_size[1]), cl(x), encoded)
 
         def backward(g, x, alpha, out_size, need_x, need_alpha):
-            gx, gs = ext._dynopool2d_backward_cells(
+            gx, gs = ext._dynopool2d_backward_emulated(
                 g, x, int(out_size[0]), int(out_size[1]), cl(x), need_x, need_alpha, encoded
             )
             ga = alpha_grad_from_size_grad(gs, alpha, x.shape[-2:]) if need_alpha else None
@@ -145,10 +145,10 @@ def use_cuda_emulation(monkeypatch, op, forms=None):
     elif op == "resize_blend":
 
         def forward(x1, x2, w1, w2, size, ac, scales):
-            return ext._resize_blend_forward_cells(x1, x2, w1, w2, list(size), ac, *scales, cl(x1, x2), encoded)
+            return ext._resize_blend_forward_emulated(x1, x2, w1, w2, list(size), ac, *scales, cl(x1, x2), encoded)
 
         def backward(g, x1, x2, w1, w2, size, ac, scales, mask):
-            grads = ext._resize_blend_backward_cells(
+            grads = ext._resize_blend_backward_emulated(
                 g, x1, x2, w1, w2, list(size), ac, *scales, *(bool(m) for m in mask), cl(x1), cl(x2), encoded
             )
             return tuple(t if m else None for t, m in zip(grads, mask))
@@ -156,10 +156,10 @@ def use_cuda_emulation(monkeypatch, op, forms=None):
     else:
 
         def forward(x, w1, w2, size, ac):
-            return ext._shape_adaptor_maxpool_forward_cells(x, w1, w2, list(size), ac, cl(x), encoded)
+            return ext._shape_adaptor_maxpool_forward_emulated(x, w1, w2, list(size), ac, cl(x), encoded)
 
         def backward(g, x, w1, w2, size, ac, mask):
-            grads = ext._shape_adaptor_maxpool_backward_cells(
+            grads = ext._shape_adaptor_maxpool_backward_emulated(
                 g, x, w1, w2, list(size), ac, *(bool(m) for m in mask), cl(x), encoded
             )
             return tuple(t if m else None for t, m in zip(grads, mask))

@@ -1,4 +1,4 @@
-"""Every fused resize_blend backend against the reference backend (docs/SEMANTICS.md, resize_blend).
+"""Every kernel backend of resize_blend against the reference backend (docs/SEMANTICS.md, resize_blend).
 
 Parametrised over the backends; each is skipped where it cannot run or has no
 resize_blend kernel yet, and marked so that `-m triton` / `-m cuda` select them.
@@ -22,7 +22,7 @@ BACKENDS = [
     pytest.param("cpu", id="cpu"),
     # The CUDA kernels' per-element code run serially on the CPU
     # (conftest.use_cuda_emulation): the GPU indexing and arithmetic without a GPU.
-    pytest.param("cuda_cells", id="cuda_cells"),
+    pytest.param("cuda_emulated", id="cuda_emulated"),
     pytest.param("triton", id="triton", marks=pytest.mark.triton),
     pytest.param("cuda", id="cuda", marks=pytest.mark.cuda),
 ]
@@ -36,7 +36,7 @@ def _interpreted(backend):
 
 @pytest.fixture(params=BACKENDS)
 def backend(request, monkeypatch):
-    if request.param == "cuda_cells":
+    if request.param == "cuda_emulated":
         return use_cuda_emulation(monkeypatch, "resize_blend")
     return require_backend(request.param, "resize_blend")
 
@@ -409,16 +409,16 @@ def test_copy_axis_and_float32_floor_match_aten(backend):
 @pytest.mark.parametrize("cl", [False, True])
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32, torch.bfloat16])
 def test_cuda_gather_tile_and_loop_forms_bit_identical(dtype, cl):
-    """The CUDA blend gathers' two forms (blend_cells.h) in the serial emulation: the
+    """The CUDA blend gathers' two forms (blend_elements.h) in the serial emulation: the
     4x4 tiles issue every load of a pixel at once and select afterwards, the loop loads
     what it uses; same sum, same order, so bit-identical results, for resize_blend and
-    the fused cell. Covers tiles (up to x2 either way, ELASTIC's scale), pixels that need
+    shape_adaptor_maxpool. Covers tiles (up to x2 either way, ELASTIC's scale), pixels that need
     the loop (more than 4 outputs per axis: x3 up-sampling), pixels no output reads
     (x0.3), pass-through branches, and NaN / inf in grad_out."""
     ext = torch.ops.resizeops_ext
-    if not hasattr(ext, "_resize_blend_backward_cells"):
+    if not hasattr(ext, "_resize_blend_backward_emulated"):
         if os.environ.get("RESIZEOPS_REQUIRE_EXT") == "1":
-            pytest.fail("the CUDA-cells emulation must run here (RESIZEOPS_REQUIRE_EXT=1)")
+            pytest.fail("the CUDA-kernel emulation must run here (RESIZEOPS_REQUIRE_EXT=1)")
         pytest.skip("the compiled extension is not loaded")
     gen = torch.Generator().manual_seed(9)
 
@@ -442,13 +442,13 @@ def test_cuda_gather_tile_and_loop_forms_bit_identical(dtype, cl):
                    ((1, 2, 1, 6), (1, 2, 9, 1), (4, 3), True, (None, None))]  # fmt: skip
     for s1, s2, size, ac, sc in blend_cases:
         x1, x2, g = t(*s1), t(*s2), t(s1[0], s1[1], *size, nan_every=7, inf_every=9)
-        tile, loop = both(lambda forms: ext._resize_blend_backward_cells(
+        tile, loop = both(lambda forms: ext._resize_blend_backward_emulated(
             g, x1, x2, w1, w2, list(size), ac, *sc, True, True, True, True, cl, cl, forms))  # fmt: skip
         for name, a, b in zip(("grad_x1", "grad_x2", "grad_w1", "grad_w2"), tile, loop):
             assert torch.equal(a.isnan(), b.isnan()) and torch.equal(a.nan_to_num(), b.nan_to_num()), (s1, s2, name)
     for shape, size in [((2, 3, 16, 14), (12, 11)), ((1, 2, 9, 7), (14, 20)), ((1, 2, 12, 12), (6, 6))]:
         x, g = t(*shape), t(shape[0], shape[1], *size, inf_every=5)
-        tile, loop = both(lambda forms: ext._shape_adaptor_maxpool_backward_cells(
+        tile, loop = both(lambda forms: ext._shape_adaptor_maxpool_backward_emulated(
             g, x, w1, w2, list(size), True, True, True, True, cl, forms))  # fmt: skip
         for name, a, b in zip(("grad_x", "grad_w1", "grad_w2"), tile, loop):
             assert torch.equal(a.isnan(), b.isnan()) and torch.equal(a.nan_to_num(), b.nan_to_num()), (shape, name)

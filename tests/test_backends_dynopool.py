@@ -1,4 +1,4 @@
-"""Every fused dynopool2d backend against the reference backend (docs/SEMANTICS.md, DynOPool).
+"""Every kernel backend of dynopool2d against the reference backend (docs/SEMANTICS.md, DynOPool).
 
 Parametrised over the backends; each is skipped where it cannot run (the CPU
 kernel needs the compiled extension, Triton a GPU or TRITON_INTERPRET=1, CUDA a
@@ -25,21 +25,21 @@ from resizeops.core.kernel_forms import KernelForms
 _SMALL_TILES = dict(fused_tile=(2, 4), forward_tile=(2, 4))
 EMULATED = {
     # The defaults: grad_x scattered for float32/float64, gathered in 16-bit types.
-    "cuda_cells": KernelForms(),
+    "cuda_emulated": KernelForms(),
     # The fixed-order gather (the deterministic mode's grad_x), in 3x3 tiles and as a loop.
-    "cuda_cells_tile": KernelForms(gather="tile", grad_x="gather"),
-    "cuda_cells_loop": KernelForms(gather="loop", grad_x="gather"),
+    "cuda_emulated_tile": KernelForms(gather="tile", grad_x="gather"),
+    "cuda_emulated_loop": KernelForms(gather="loop", grad_x="gather"),
     # Experimental forms (kernel_forms.py): the lanes form (4 channels per thread, 2 in
     # float64) with the gather and with the scatter; the fused backward (in channels_last,
     # blocks of 8, 4 or 1 channels as C allows), also with phase A's lanes form; the
     # forward's row form (NCHW); the separable forward (NCHW); both separable forms.
-    "cuda_cells_lanes": KernelForms(gather="tile", grad_x="gather", lanes=4),
-    "cuda_cells_lanes_scatter": KernelForms(grad_x="scatter", lanes=4),
-    "cuda_cells_fused": KernelForms(grad_x="fused", **_SMALL_TILES),
-    "cuda_cells_fused_lanes": KernelForms(grad_x="fused", lanes=4, **_SMALL_TILES),
-    "cuda_cells_rows": KernelForms(forward="rows"),
-    "cuda_cells_separable": KernelForms(forward="separable", **_SMALL_TILES),
-    "cuda_cells_fused_separable": KernelForms(
+    "cuda_emulated_lanes": KernelForms(gather="tile", grad_x="gather", lanes=4),
+    "cuda_emulated_lanes_scatter": KernelForms(grad_x="scatter", lanes=4),
+    "cuda_emulated_fused": KernelForms(grad_x="fused", **_SMALL_TILES),
+    "cuda_emulated_fused_lanes": KernelForms(grad_x="fused", lanes=4, **_SMALL_TILES),
+    "cuda_emulated_rows": KernelForms(forward="rows"),
+    "cuda_emulated_separable": KernelForms(forward="separable", **_SMALL_TILES),
+    "cuda_emulated_fused_separable": KernelForms(
         forward="separable", grad_x="fused", fused_winners="separable", **_SMALL_TILES
     ),
 }
@@ -389,9 +389,9 @@ def test_int64_indexing_path(backend, layout, request, monkeypatch):
 _ext = torch.ops.resizeops_ext
 
 
-def _forward_cells(x, out, cl, forms=KernelForms()):
+def _forward_emulated(x, out, cl, forms=KernelForms()):
     """The CUDA forward's emulation with ``forms``."""
-    return _ext._dynopool2d_forward_cells(x, *out, cl, forms.encode())
+    return _ext._dynopool2d_forward_emulated(x, *out, cl, forms.encode())
 
 
 def _forward_form(x, out, cl, forms=KernelForms()):
@@ -399,9 +399,9 @@ def _forward_form(x, out, cl, forms=KernelForms()):
     return _ext._dynopool2d_forward_form(x, *out, cl, forms.encode())
 
 
-def _backward_cells(g, x, out, cl, need_x, need_size, forms=KernelForms()):
+def _backward_emulated(g, x, out, cl, need_x, need_size, forms=KernelForms()):
     """The CUDA backward's emulation with ``forms``: (grad_x, grad_size)."""
-    return _ext._dynopool2d_backward_cells(g, x, *out, cl, need_x, need_size, forms.encode())
+    return _ext._dynopool2d_backward_emulated(g, x, *out, cl, need_x, need_size, forms.encode())
 
 
 def _backward_form(g, x, out, cl, forms, need_x=True):
@@ -419,7 +419,7 @@ _GRAD_X = {
 
 def _emulated_grad_x(g, x, out, cl, form):
     """grad_x of the CUDA backward's emulation with ``form``: "tile" or "loop" (gathers), or "scatter"."""
-    return _backward_cells(g, x, out, cl, True, False, _GRAD_X[form])[0]
+    return _backward_emulated(g, x, out, cl, True, False, _GRAD_X[form])[0]
 
 
 def _emulation_inputs(dtype, cl, seed):
@@ -442,10 +442,10 @@ def _emulation_inputs(dtype, cl, seed):
         yield x, g, shape, out
 
 
-def _needs_cells_emulation():
-    if not hasattr(torch.ops.resizeops_ext, "_dynopool2d_backward_cells"):
+def _needs_emulation():
+    if not hasattr(torch.ops.resizeops_ext, "_dynopool2d_backward_emulated"):
         if os.environ.get("RESIZEOPS_REQUIRE_EXT") == "1":
-            pytest.fail("the CUDA-cells emulation must run here (RESIZEOPS_REQUIRE_EXT=1)")
+            pytest.fail("the CUDA-kernel emulation must run here (RESIZEOPS_REQUIRE_EXT=1)")
         pytest.skip("the compiled extension is not loaded")
 
 
@@ -456,7 +456,7 @@ def test_cuda_scatter_and_gather_agree(dtype, cl):
     the gather: the same terms summed in another order, so equal to rounding, with the
     same NaN / inf pattern (NaN and inf in grad_out, ties, up- and down-sampling, pixels
     no query reads, the last row and column). bfloat16 always gathers: bit-identical."""
-    _needs_cells_emulation()
+    _needs_emulation()
     for x, g, shape, out in _emulation_inputs(dtype, cl, seed=11):
         scatter = _emulated_grad_x(g, x, out, cl, "scatter")
         gather = _emulated_grad_x(g, x, out, cl, "loop")
@@ -472,14 +472,14 @@ def test_cuda_scatter_and_gather_agree(dtype, cl):
 def test_cuda_scatter_gives_way_to_deterministic_mode():
     # Under torch.use_deterministic_algorithms(True) the backward gathers whatever
     # grad_x form was asked for: bit-identical to the gather (conftest restores the mode).
-    _needs_cells_emulation()
+    _needs_emulation()
     x = torch.randn(2, 3, 13, 17, dtype=torch.float64)
     g = torch.randn(2, 3, 7, 10, dtype=torch.float64)
     gather = _emulated_grad_x(g, x, (7, 10), False, "tile")
     scatter = _emulated_grad_x(g, x, (7, 10), False, "scatter")
     assert not torch.equal(scatter, gather)  # another summation order: some bits differ
     torch.use_deterministic_algorithms(True)
-    assert torch.equal(_backward_cells(g, x, (7, 10), False, True, False, KernelForms(grad_x="scatter", gather="tile"))[0],
+    assert torch.equal(_backward_emulated(g, x, (7, 10), False, True, False, KernelForms(grad_x="scatter", gather="tile"))[0],
                        gather)  # fmt: skip
     # The defaults too (float64 scatters outside deterministic mode).
     assert _backward_form(g, x, (7, 10), False, KernelForms()) == [0]
@@ -540,17 +540,17 @@ def test_cuda_fused_backward_bit_identical_to_the_gather(dtype, cl):
     raises if a tile's cell window exceeds the plan's bound. In channels_last also phase
     A's lanes form (lanes=4), wherever x and grad_out allow its vector loads: the same
     grad_x bits."""
-    _needs_cells_emulation()
+    _needs_emulation()
     fmt = torch.channels_last if cl else torch.contiguous_format
     lanes_taken = 0
     for x, g, shape, out in _fused_inputs(dtype, seed=21, cl=cl):
         gather = _emulated_grad_x(g, x, out, cl, "loop")
-        _, gs_gather = _backward_cells(g, x, out, cl, False, True, KernelForms(grad_x="gather"))
+        _, gs_gather = _backward_emulated(g, x, out, cl, False, True, KernelForms(grad_x="gather"))
         for tile in _TILES:
             forms = _fused(tile)
             form = _backward_form(g, x, out, cl, forms)
             assert form[0] == _FUSED and form[-3] == _fused_channels(x, cl), (shape, out, tile, form)
-            gx, gs = _backward_cells(g, x, out, cl, True, True, forms)
+            gx, gs = _backward_emulated(g, x, out, cl, True, True, forms)
             assert gx.is_contiguous(memory_format=fmt) and gx.dtype == x.dtype
             assert torch.equal(gx.isnan(), gather.isnan()), (shape, out, tile)
             assert torch.equal(gx.nan_to_num(), gather.nan_to_num()), (shape, out, tile)
@@ -559,7 +559,7 @@ def test_cuda_fused_backward_bit_identical_to_the_gather(dtype, cl):
             if not gs.isnan().any():
                 assert_close(gs, gs_gather, atol=tol * (1 + float(gs_gather.abs().max())), rtol=tol)
             # grad_x alone (no size gradient) is the same grad_x.
-            gx_only, _ = _backward_cells(g, x, out, cl, True, False, forms)
+            gx_only, _ = _backward_emulated(g, x, out, cl, True, False, forms)
             assert torch.equal(gx_only.nan_to_num(), gx.nan_to_num())
             if not cl:
                 continue
@@ -570,7 +570,7 @@ def test_cuda_fused_backward_bit_identical_to_the_gather(dtype, cl):
             assert lanes == (want if vec and _fused_channels(x, cl) >= want else 1), (shape, lanes)
             lanes_taken += lanes > 1
             for need_size in (True, False):
-                gx_lanes, gs_lanes = _backward_cells(g, x, out, cl, True, need_size, with_lanes)
+                gx_lanes, gs_lanes = _backward_emulated(g, x, out, cl, True, need_size, with_lanes)
                 assert torch.equal(gx_lanes.isnan(), gx.isnan()), (shape, out, tile)
                 assert torch.equal(gx_lanes.nan_to_num(), gx.nan_to_num()), (shape, out, tile)
                 if need_size:  # the size terms summed in another order (channels within a cell first)
@@ -590,7 +590,7 @@ def test_cuda_fused_tiles_stay_within_the_plan(winners, cl):
     its bound. Random sizes and ratios (0.1 to 3, and arbitrary output sizes), random
     tile caps; in channels_last random channel counts (blocks of 8, 4 or 1 channels);
     then rows of 10^5 columns (float32 coordinates many ulps off)."""
-    _needs_cells_emulation()
+    _needs_emulation()
     rng = random.Random(5)
     fmt = torch.channels_last if cl else torch.contiguous_format
     taken = 0
@@ -606,7 +606,7 @@ def test_cuda_fused_tiles_stay_within_the_plan(winners, cl):
         g = torch.randn(1, c, *out, dtype=torch.float64).contiguous(memory_format=fmt)
         form = _backward_form(g, x, out, cl, forms)
         taken += form[0] == _FUSED and (form[-1] > 0 or form[-3] > 1)
-        gx, _ = _backward_cells(g, x, out, cl, True, True, forms)
+        gx, _ = _backward_emulated(g, x, out, cl, True, True, forms)
         ref = _emulated_grad_x(g, x, out, cl, "loop")
         assert torch.equal(gx, ref) and gx.stride() == ref.stride(), (h, w, out, form)
     assert taken >= (0 if winners == "cell" and not cl else 30), taken
@@ -617,7 +617,7 @@ def test_cuda_fused_tiles_stay_within_the_plan(winners, cl):
         g = torch.randn(1, c, 1, wo).contiguous(memory_format=fmt)
         form = _backward_form(g, x, (1, wo), cl, forms)
         assert form[0] == _FUSED and (form[-1] > 0) == (winners == "separable") and form[-3] == c, form
-        gx, _ = _backward_cells(g, x, (1, wo), cl, True, True, forms)
+        gx, _ = _backward_emulated(g, x, (1, wo), cl, True, True, forms)
         assert torch.equal(gx, _emulated_grad_x(g, x, (1, wo), cl, "loop")), (w, wo)
 
 
@@ -637,7 +637,7 @@ def test_cuda_fused_separable_winners_bit_identical_to_the_cell_form(dtype):
     The separable winners must be taken (the backward's form hook says so), except for
     r_w = 0.13 (33 x 70 -> 7 x 9: more than 4 columns per cell) and the default tiles'
     up-sampling 37 x 130 -> 90 x 312 (V and D beyond the shared memory), which fall back."""
-    _needs_cells_emulation()
+    _needs_emulation()
     gen = torch.Generator().manual_seed(31)
     cases = []
     for x, g, shape, out in _fused_inputs(dtype, seed=23):
@@ -657,8 +657,8 @@ def test_cuda_fused_separable_winners_bit_identical_to_the_cell_form(dtype):
                 fallback = shape[2:] == (33, 70) or (shape[2:] == (37, 130) and tile is None)
                 taken = winners == "separable" and not fallback
                 assert form[0] == _FUSED and (form[-1] > 0) == taken, (shape, out, tile, form)
-                got[winners] = [*_backward_cells(g, x, out, False, True, True, forms),
-                                _backward_cells(g, x, out, False, True, False, forms)[0]]
+                got[winners] = [*_backward_emulated(g, x, out, False, True, True, forms),
+                                _backward_emulated(g, x, out, False, True, False, forms)[0]]
             for a, b in zip(got["separable"], got["cell"]):
                 assert a.dtype == b.dtype and a.stride() == b.stride()
                 assert torch.equal(a.isnan(), b.isnan()), (shape, out, tile)
@@ -672,7 +672,7 @@ def test_cuda_fused_separable_plan_and_fallbacks():
     4 input columns per cell column (r < 0.25), the 64-bit index path, V and D beyond
     the shared memory (up-sampling), a channels_last grad_x. The ImageNet-VGG plan keeps
     the default 16 x 64 tile, with a column window that fits."""
-    _needs_cells_emulation()
+    _needs_emulation()
     x = torch.randn(1, 2, 224, 224)
     g = torch.randn(1, 2, 112, 140)
     assert _backward_form(g, x, (112, 140), False, _fused())[-1] == 0  # not asked for: cells
@@ -693,8 +693,8 @@ def test_cuda_fused_separable_plan_and_fallbacks():
     for t, gt, out, hooks, cl in cases:
         form = _backward_form(gt, t, out, cl, _fused(fused_winners="separable", **hooks))
         assert form[0] == _FUSED and form[-1] == 0 and form[-3] == (8 if cl else 1), (out, hooks, form)
-        got = _backward_cells(gt, t, out, cl, True, True, _fused(fused_winners="separable", **hooks))
-        want = _backward_cells(gt, t, out, cl, True, True, _fused(**hooks))
+        got = _backward_emulated(gt, t, out, cl, True, True, _fused(fused_winners="separable", **hooks))
+        want = _backward_emulated(gt, t, out, cl, True, True, _fused(**hooks))
         assert torch.equal(got[0], want[0]) and torch.equal(got[1], want[1]), (out, hooks)
     # Not the fused form: the winners' form does not matter.
     assert _backward_form(g, x, (112, 140), False, KernelForms(grad_x="gather", fused_winners="separable")) == [0]
@@ -706,7 +706,7 @@ def test_cuda_fused_backward_falls_back_where_it_cannot_run():
     up-sampling 1 x 1 to 100 x 100, in NCHW and in channels_last with blocks of 4 and
     of 8 channels), grad_x="fused" gives the default form's result (the scatter, for
     float64 and float32)."""
-    _needs_cells_emulation()
+    _needs_emulation()
     gen = torch.Generator().manual_seed(2)
     cases = [(torch.randn(1, 8, 1, 1, generator=gen, dtype=dt).contiguous(memory_format=torch.channels_last),
               (100, 100), True) for dt in (torch.float64, torch.float32)]  # fmt: skip
@@ -716,8 +716,8 @@ def test_cuda_fused_backward_falls_back_where_it_cannot_run():
         g = torch.randn(x.shape[0], x.shape[1], *out, generator=gen, dtype=x.dtype)
         if cl:
             g = g.contiguous(memory_format=torch.channels_last)
-        want = _backward_cells(g, x, out, cl, True, True, KernelForms(grad_x="scatter"))
-        got = _backward_cells(g, x, out, cl, True, True, _fused())
+        want = _backward_emulated(g, x, out, cl, True, True, KernelForms(grad_x="scatter"))
+        got = _backward_emulated(g, x, out, cl, True, True, _fused())
         assert got[0].stride() == want[0].stride()
         assert torch.equal(got[0], want[0]) and torch.equal(got[1], want[1])
 
@@ -725,18 +725,18 @@ def test_cuda_fused_backward_falls_back_where_it_cannot_run():
 @pytest.mark.parametrize("cl", [False, True])
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32, torch.bfloat16])
 def test_cuda_gather_tile_and_loop_forms_bit_identical(dtype, cl):
-    """The CUDA gather's two forms (dynopool_cells.h), in the serial emulation: the 3x3
+    """The CUDA gather's two forms (dynopool_elements.h), in the serial emulation: the 3x3
     tiles issue every load of a pixel at once and select afterwards, the loop loads
     only what it uses; same sum, same order, so bit-identical results. Covers pixels
     that fit a tile (r <= 0.75), pixels that need the loop (up-sampling), pixels no
     query reads (r < 0.5), and NaN / inf in grad_out at queries that did not win."""
-    _needs_cells_emulation()
+    _needs_emulation()
     for x, g, shape, out in _emulation_inputs(dtype, cl, seed=5):
         tile = _emulated_grad_x(g, x, out, cl, "tile")
         loop = _emulated_grad_x(g, x, out, cl, "loop")
         assert torch.equal(tile.isnan(), loop.isnan()), (shape, out)
         assert torch.equal(tile.nan_to_num(), loop.nan_to_num()), (shape, out)
-        # And both against the fused CPU kernel, which has no NaN-free oracle of its own here.
+        # And both against the C++ CPU kernel, which has no NaN-free oracle of its own here.
         cpu, _ = _ext.dynopool2d_backward(g, x, *out, cl, True, False, [])
         assert torch.equal(tile.isnan(), cpu.isnan()), (shape, out)
 
@@ -770,15 +770,15 @@ def test_cuda_lanes_form_matches_one_lane(dtype, cl):
     and so is the scattered grad_x (each plane's cells add in the same order); only the
     size gradient is summed in another order. The emulation raises if a vector access is
     misaligned or strided."""
-    _needs_cells_emulation()
+    _needs_emulation()
     grad_x_forms = ["loop", "scatter"] if dtype != torch.bfloat16 else ["loop"]
     for x, g, shape, out in _lanes_inputs(dtype, cl, seed=3):
         got = {}
         for lanes in (1, 4):
-            fwd = _forward_cells(x, out, cl, KernelForms(lanes=lanes))
-            grads = [_backward_cells(g, x, out, cl, True, False,
+            fwd = _forward_emulated(x, out, cl, KernelForms(lanes=lanes))
+            grads = [_backward_emulated(g, x, out, cl, True, False,
                                      dataclasses.replace(_GRAD_X[form], lanes=lanes))[0] for form in grad_x_forms]
-            _, gs = _backward_cells(g, x, out, cl, False, True, KernelForms(grad_x="gather", lanes=lanes))
+            _, gs = _backward_emulated(g, x, out, cl, False, True, KernelForms(grad_x="gather", lanes=lanes))
             got[lanes] = (fwd, grads, gs)
         (f1, g1, s1), (f4, g4, s4) = got[1], got[4]
         assert f4.stride() == f1.stride()
@@ -811,15 +811,15 @@ def test_cuda_forward_rows_bit_identical_to_the_cell_form(dtype):
     and the type has at most 4 bytes), H or W = 1, up- and down-sampling, a sliced and
     a channels_last-strided x read into an NCHW output, ties, NaN and inf. The
     emulation raises if a vector store is misaligned."""
-    _needs_cells_emulation()
+    _needs_emulation()
     gen = torch.Generator().manual_seed(8)
     cases = [((2, 3, 13, 17), (7, 8)), ((1, 4, 9, 31), (4, 20)), ((2, 2, 8, 8), (15, 3)), ((1, 3, 1, 8), (3, 5)),
              ((1, 2, 11, 1), (5, 4)), ((2, 5, 20, 24), (12, 13))]  # fmt: skip
     for shape, out in cases:
         for x in _sliced_inputs_with_specials(shape, dtype, gen):
-            cell = _forward_cells(x, out, False)
+            cell = _forward_emulated(x, out, False)
             assert _forward_form(x, out, False, KernelForms(forward="rows")) == [1]
-            rows = _forward_cells(x, out, False, KernelForms(forward="rows"))
+            rows = _forward_emulated(x, out, False, KernelForms(forward="rows"))
             assert rows.is_contiguous() and rows.dtype == dtype
             assert torch.equal(rows.isnan(), cell.isnan()), (shape, out)
             assert torch.equal(rows.nan_to_num(), cell.nan_to_num()), (shape, out)
@@ -840,18 +840,18 @@ def test_cuda_forward_separable_bit_identical_to_the_cell_form(dtype):
     down-sampling from r = 0.25 to 3, a sliced and a channels_last-strided x read into
     an NCHW output, ties, NaN and inf. The emulation poisons the shared memory first
     and raises where a tile's column window exceeds the plan."""
-    _needs_cells_emulation()
+    _needs_emulation()
     gen = torch.Generator().manual_seed(12)
     cases = [((2, 3, 13, 17), (7, 8)), ((1, 2, 9, 31), (4, 20)), ((2, 2, 8, 8), (15, 3)), ((1, 3, 1, 8), (3, 5)),
              ((1, 2, 11, 1), (5, 4)), ((1, 2, 40, 70), (23, 44)), ((1, 1, 30, 130), (9, 33)), ((1, 2, 6, 5), (17, 15)),
              ((1, 1, 19, 96), (5, 24))]  # fmt: skip
     for shape, out in cases:
         for x in _sliced_inputs_with_specials(shape, dtype, gen):
-            cell = _forward_cells(x, out, False)
+            cell = _forward_emulated(x, out, False)
             for tile in (None, (1, 1), (2, 4), (4, 8), (16, 2), (8, 32)):
                 forms = KernelForms(forward="separable", forward_tile=tile)
                 assert _forward_form(x, out, False, forms)[0] == _SEPARABLE, (shape, out, tile)
-                tiles = _forward_cells(x, out, False, forms)
+                tiles = _forward_emulated(x, out, False, forms)
                 assert tiles.is_contiguous() and tiles.dtype == dtype
                 assert torch.equal(tiles.isnan(), cell.isnan()), (shape, out, tile)
                 assert torch.equal(tiles.nan_to_num(), cell.nan_to_num()), (shape, out, tile)
@@ -863,7 +863,7 @@ def test_cuda_forward_separable_tiles_stay_within_the_plan():
     spacing (dynopool_tile_cols_bound); the emulation raises where a window exceeds
     it. Random sizes, ratios from 0.25 to 3 and arbitrary output sizes, random tile
     caps; where the plan is taken, the result is the cell form's."""
-    _needs_cells_emulation()
+    _needs_emulation()
     rng = random.Random(7)
     taken = 0
     for _ in range(80):
@@ -873,21 +873,21 @@ def test_cuda_forward_separable_tiles_stay_within_the_plan():
         else:
             out = (rng.randint(1, 40), rng.randint(1, 120))
         x = torch.randn(1, 1, h, w, dtype=torch.float64)
-        cell = _forward_cells(x, out, False)
+        cell = _forward_emulated(x, out, False)
         forms = KernelForms(forward="separable", forward_tile=(2 ** rng.randint(0, 4), 2 ** rng.randint(0, 5)))
         form = _forward_form(x, out, False, forms)
         taken += form[0] == _SEPARABLE
-        assert torch.equal(_forward_cells(x, out, False, forms), cell), (h, w, out, form)
+        assert torch.equal(_forward_emulated(x, out, False, forms), cell), (h, w, out, form)
     assert taken >= 50, taken  # most of them take it: the bound is not loose enough to refuse them
     # Wide rows, where the float32 query coordinates are off by many ulps of W: the
     # bound still holds (the emulation would raise), default tiles and 1 x 4.
     for w, wo in [(300001, 187500), (262144, 163841), (99991, 30000)]:
         x = torch.randn(1, 1, 3, w)
-        cell = _forward_cells(x, (2, wo), False)
+        cell = _forward_emulated(x, (2, wo), False)
         for tile in (None, (1, 4)):
             forms = KernelForms(forward="separable", forward_tile=tile)
             assert _forward_form(x, (2, wo), False, forms)[0] == _SEPARABLE, (w, wo, tile)
-            assert torch.equal(_forward_cells(x, (2, wo), False, forms), cell), (w, wo, tile)
+            assert torch.equal(_forward_emulated(x, (2, wo), False, forms), cell), (w, wo, tile)
 
 
 @pytest.mark.experimental
@@ -898,7 +898,7 @@ def test_cuda_forward_separable_plan_and_fallbacks():
     columns no query reads) and more than 65535 strips of tile columns (the grid's y
     extent; tile rows are a loop). The papers' ratios at ImageNet sizes take it, with the default
     16 x 32 tiles and a column window that fits."""
-    _needs_cells_emulation()
+    _needs_emulation()
     separable = KernelForms(forward="separable")
     x = torch.randn(1, 2, 224, 224)
     form, th, tw, vcols, tiles_h, tiles_w = _forward_form(x, (112, 140), False, separable)
@@ -915,8 +915,8 @@ def test_cuda_forward_separable_plan_and_fallbacks():
     for t, out, cl, other in cases:
         forms = dataclasses.replace(separable, **other)
         assert _forward_form(t, out, cl, forms) == [0], (out, cl, other)
-        got = _forward_cells(t, out, cl, forms)
-        assert torch.equal(got, _forward_cells(t, out, cl, KernelForms(**other))), (out, cl, other)
+        got = _forward_emulated(t, out, cl, forms)
+        assert torch.equal(got, _forward_emulated(t, out, cl, KernelForms(**other))), (out, cl, other)
     one_cell_tiles = KernelForms(forward="separable", forward_tile=(1, 1))
     wide = torch.empty(1, 1, 2, 70000)
     assert _forward_form(wide, (1, 65535), False, one_cell_tiles)[0] == _SEPARABLE

@@ -48,7 +48,7 @@ def test_gpu_tier_cases_parameters():
     assert c.ideal_bytes(torch.float32, "fwd") == (x + out) * e
     assert c.ideal_bytes(torch.float32, "fwd+bwd") == (x + out + out + 2 * x) * e
     assert c.ideal_bytes(torch.bfloat16, "fwd") == (x + out) * 2
-    # The fused Shape Adaptor cell: x read once, out written once (the pooled map never exists).
+    # shape_adaptor_maxpool: x read once, out written once (the pooled map never exists).
     cell = bench.CASES["sa-cell-imagenet-vgg"]
     assert (cell.shape, cell.out_size, cell.align_corners) == ((64, 64, 224, 224), (168, 168), True)
     x, out = 64 * 64 * 224 * 224, 64 * 64 * 168 * 168

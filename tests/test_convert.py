@@ -416,7 +416,7 @@ def test_shape_adaptor_user_models(mode, n):
         assert isinstance(converted[6], nn.Identity) and converted[7].stride == (1, 1)
     if mode == "autosc":  # not before a pool, not a strided conv's: conv 1 and 5 (of 1, 5)
         assert _names(converted) == ["2.1", "16.1"] and converted[7].stride == (2, 2)
-    if mode == "autotl":  # the max-pool (fused cell), the avg-pool (a cell around it), the strided conv
+    if mode == "autotl":  # the max-pool (ShapeAdaptorMaxPool2d), the avg-pool (a cell around it), the strided conv
         assert isinstance(converted[6], ShapeAdaptorMaxPool2d) and isinstance(converted[13], ShapeAdaptorCell)
         assert isinstance(converted[9][1], ShapeAdaptorMaxPool2d) and converted[7].stride == (1, 1)
     # A user ResNet of torchvision blocks.

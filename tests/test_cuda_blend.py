@@ -1,5 +1,5 @@
 """GPU-only checks of the CUDA blend kernels (csrc/cuda/resize_blend.cu, shape_adaptor_maxpool.cu): resize_blend and
-the fused shape_adaptor_maxpool, beyond the cross-backend suites (test_backends_blend.py,
+shape_adaptor_maxpool, beyond the cross-backend suites (test_backends_blend.py,
 test_shape_adaptor_maxpool.py): the CUDA kernels against their serial CPU emulation
 and the C++ CPU kernels, opcheck on CUDA tensors, the 64-bit index path, a non-default
 stream, empty shapes, large channel counts. Skipped without a GPU; `pytest -m cuda`
@@ -60,12 +60,12 @@ def test_blend_cuda_matches_its_emulation_and_the_cpu_kernel(s1, s2, size, ac, s
     sc = scales or (None, None)
     cuda = [t.cuda() for t in (x1, x2, w1, w2)]
     got = EXT.resize_blend_forward(*cuda, list(size), ac, *sc, cl, forms).cpu()
-    want_f = EXT._resize_blend_forward_cells(x1, x2, w1, w2, list(size), ac, *sc, cl, forms)
+    want_f = EXT._resize_blend_forward_emulated(x1, x2, w1, w2, list(size), ac, *sc, cl, forms)
     assert_close(got, want_f, torch.float32)
     assert_close(got, EXT.resize_blend_forward(x1, x2, w1, w2, list(size), ac, *sc, cl, DEFAULT), torch.float32)
     mask = (True, True, True, True)
     grads = EXT.resize_blend_backward(g.cuda(), *cuda, list(size), ac, *sc, *mask, cl, cl, forms)
-    want = EXT._resize_blend_backward_cells(g, x1, x2, w1, w2, list(size), ac, *sc, *mask, cl, cl, forms)
+    want = EXT._resize_blend_backward_emulated(g, x1, x2, w1, w2, list(size), ac, *sc, *mask, cl, cl, forms)
     fmt = torch.channels_last if cl else torch.contiguous_format
     for a, b in zip(grads[:2], want[:2]):
         assert a.is_contiguous(memory_format=fmt)
@@ -83,10 +83,10 @@ def test_shape_adaptor_cuda_matches_its_emulation(shape, size, cl, form):
     w1, w2 = torch.tensor(0.7), torch.tensor(1.3)
     g = _x((shape[0], shape[1], *size), cl=cl, seed=2)
     got = EXT.shape_adaptor_maxpool_forward(x.cuda(), w1.cuda(), w2.cuda(), list(size), True, cl, forms).cpu()
-    assert_close(got, EXT._shape_adaptor_maxpool_forward_cells(x, w1, w2, list(size), True, cl, forms), torch.float32)
+    assert_close(got, EXT._shape_adaptor_maxpool_forward_emulated(x, w1, w2, list(size), True, cl, forms), torch.float32)
     grads = EXT.shape_adaptor_maxpool_backward(g.cuda(), x.cuda(), w1.cuda(), w2.cuda(), list(size), True,
                                                True, True, True, cl, forms)  # fmt: skip
-    want = EXT._shape_adaptor_maxpool_backward_cells(g, x, w1, w2, list(size), True, True, True, True, cl, forms)
+    want = EXT._shape_adaptor_maxpool_backward_emulated(g, x, w1, w2, list(size), True, True, True, True, cl, forms)
     assert_close(grads[0].cpu(), want[0], torch.float32)
     for a, b in zip(grads[1:], want[1:]):
         _close_sums(a.cpu(), b)

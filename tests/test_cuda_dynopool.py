@@ -40,14 +40,14 @@ def _x(shape, dtype=torch.float32, cl=False, seed=0):
 @pytest.mark.parametrize("shape,out", [((2, 5, 13, 17), (7, 10)), ((1, 300, 9, 31), (4, 20)), ((3, 2, 1, 8), (3, 3))])
 def test_cuda_matches_cpu_kernels(shape, out, cl):
     # Same math (math.h), same order: the CUDA kernel agrees with its own CPU
-    # emulation and the fused CPU kernel to float32 rounding (FMA contraction).
+    # emulation and the C++ CPU kernel to float32 rounding (FMA contraction).
     x = _x(shape, cl=cl)
     g = _x((shape[0], shape[1], *out), cl=cl, seed=1)
     got = EXT.dynopool2d_forward(x.cuda(), *out, cl, DEFAULT).cpu()
-    assert_close(got, EXT._dynopool2d_forward_cells(x, *out, cl, DEFAULT), torch.float32)
+    assert_close(got, EXT._dynopool2d_forward_emulated(x, *out, cl, DEFAULT), torch.float32)
     assert_close(got, EXT.dynopool2d_forward(x, *out, cl, DEFAULT), torch.float32)
     gx, gs = EXT.dynopool2d_backward(g.cuda(), x.cuda(), *out, cl, True, True, DEFAULT)
-    cgx, cgs = EXT._dynopool2d_backward_cells(g, x, *out, cl, True, True, DEFAULT)
+    cgx, cgs = EXT._dynopool2d_backward_emulated(g, x, *out, cl, True, True, DEFAULT)
     assert gx.is_contiguous(memory_format=torch.channels_last if cl else torch.contiguous_format)
     assert_close(gx.cpu(), cgx, torch.float32)
     assert_close(gs.cpu(), cgs, atol=1e-3 * (1 + float(cgs.abs().max())), rtol=1e-4)
@@ -64,7 +64,7 @@ def test_cuda_gather_forms_match_the_emulation(shape, out, cl, form):
     x = _x(shape, cl=cl)
     g = _x((shape[0], shape[1], *out), cl=cl, seed=1)
     gx, _ = EXT.dynopool2d_backward(g.cuda(), x.cuda(), *out, cl, True, False, forms)
-    cgx, _ = EXT._dynopool2d_backward_cells(g, x, *out, cl, True, False, forms)
+    cgx, _ = EXT._dynopool2d_backward_emulated(g, x, *out, cl, True, False, forms)
     assert_close(gx.cpu(), cgx, torch.float32)
 
 
@@ -80,7 +80,7 @@ def test_cuda_scatter_matches_the_emulation_and_the_gather(shape, out, cl, dtype
     g = _x((shape[0], shape[1], *out), dtype, cl=cl, seed=1)
     scatter = KernelForms(grad_x="scatter").encode()
     gx, gs = EXT.dynopool2d_backward(g.cuda(), x.cuda(), *out, cl, True, True, scatter)
-    cgx, _ = EXT._dynopool2d_backward_cells(g, x, *out, cl, True, False, scatter)
+    cgx, _ = EXT._dynopool2d_backward_emulated(g, x, *out, cl, True, False, scatter)
     assert gx.is_contiguous(memory_format=torch.channels_last if cl else torch.contiguous_format)
     assert_close(gx.cpu(), cgx, dtype)
     gather = KernelForms(grad_x="gather").encode()
@@ -117,8 +117,8 @@ def test_cuda_lanes_matches_the_emulation_and_one_lane(cl, dtype):
             gx, gs = EXT.dynopool2d_backward(g.cuda(), x.cuda(), *out, cl, True, True, forms)
             got[lanes] = (fwd, gx.cpu(), gs.cpu())
             if lanes == 4:
-                assert_close(fwd, EXT._dynopool2d_forward_cells(x, *out, cl, forms), dtype)
-                cgx, cgs = EXT._dynopool2d_backward_cells(g, x, *out, cl, True, True, forms)
+                assert_close(fwd, EXT._dynopool2d_forward_emulated(x, *out, cl, forms), dtype)
+                cgx, cgs = EXT._dynopool2d_backward_emulated(g, x, *out, cl, True, True, forms)
                 assert_close(gx.cpu(), cgx, dtype)
                 assert_close(gs.cpu(), cgs, atol=1e-3 * (1 + float(cgs.abs().max())), rtol=1e-4)
         assert_close(got[4][0], got[1][0], dtype)
@@ -128,7 +128,7 @@ def test_cuda_lanes_matches_the_emulation_and_one_lane(cl, dtype):
         # The gather in the lanes form (the deterministic path of float and double).
         forms = KernelForms(lanes=4, grad_x="gather").encode()
         gx, _ = EXT.dynopool2d_backward(g.cuda(), x.cuda(), *out, cl, True, False, forms)
-        cgx, _ = EXT._dynopool2d_backward_cells(g, x, *out, cl, True, False, forms)
+        cgx, _ = EXT._dynopool2d_backward_emulated(g, x, *out, cl, True, False, forms)
         assert torch.equal(gx.cpu().isnan(), cgx.isnan())
         assert_close(gx.cpu(), cgx, dtype)
 
@@ -179,7 +179,7 @@ def test_cuda_fused_backward_matches_the_emulation_and_the_gather(dtype, tile, w
         gx_only, _ = EXT.dynopool2d_backward(g.cuda(), x.cuda(), *out, cl, True, False, fused.encode())
         assert_close(gx_only, gx, dtype)
         assert gx.is_contiguous(memory_format=fmt) and gx.dtype == dtype
-        cgx, cgs = EXT._dynopool2d_backward_cells(g, x, *out, cl, True, True, fused.encode())
+        cgx, cgs = EXT._dynopool2d_backward_emulated(g, x, *out, cl, True, True, fused.encode())
         assert cgx.stride() == gx.stride()
         assert_close(gx.cpu(), cgx, dtype)
         assert_close(gs.cpu(), cgs, atol=1e-3 * (1 + float(cgs.abs().max())), rtol=1e-4)
@@ -201,7 +201,7 @@ def test_cuda_forward_rows_matches_the_emulation_and_the_cell_form(dtype):
         rows = KernelForms(forward="rows").encode()
         got = EXT.dynopool2d_forward(x.cuda(), *out, False, rows).cpu()
         assert got.is_contiguous()
-        assert_close(got, EXT._dynopool2d_forward_cells(x, *out, False, rows), dtype)
+        assert_close(got, EXT._dynopool2d_forward_emulated(x, *out, False, rows), dtype)
         assert_close(got, EXT.dynopool2d_forward(x.cuda(), *out, False, DEFAULT).cpu(), dtype)
 
 
@@ -224,7 +224,7 @@ def test_cuda_forward_separable_matches_the_emulation_and_the_cell_form(dtype, t
         assert EXT._dynopool2d_forward_form(x, *out, False, separable)[0] == 2, (shape, out)
         got = EXT.dynopool2d_forward(x.cuda(), *out, False, separable).cpu()
         assert got.is_contiguous()
-        assert_close(got, EXT._dynopool2d_forward_cells(x, *out, False, separable), dtype)
+        assert_close(got, EXT._dynopool2d_forward_emulated(x, *out, False, separable), dtype)
         assert_close(got, EXT.dynopool2d_forward(x.cuda(), *out, False, DEFAULT).cpu(), dtype)
 
 

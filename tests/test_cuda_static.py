@@ -116,7 +116,7 @@ NO_STACK = [
     ("blend_forward_kernel", "false"),  # resize_blend forward
     ("blend_backward_kernel", "true, true"),  # resize_blend backward, 4x4 tiles, weight gradients
     ("blend_backward_kernel", "false, true"),
-    ("sa_backward_kernel", "true, true"),  # the fused cell's backward, tiles
+    ("sa_backward_kernel", "true, true"),  # shape_adaptor_maxpool's backward, tiles
     ("sa_backward_kernel", "false, true"),
 ]
 

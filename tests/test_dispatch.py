@@ -314,26 +314,26 @@ def _extension_op_calls():
     return {
         "dynopool2d_forward": lambda f: ext.dynopool2d_forward(x, 3, 3, False, f),
         "dynopool2d_backward": lambda f: ext.dynopool2d_backward(g, x, 3, 3, False, True, True, f),
-        "_dynopool2d_forward_cells": lambda f: ext._dynopool2d_forward_cells(x, 3, 3, False, f),
-        "_dynopool2d_backward_cells": lambda f: ext._dynopool2d_backward_cells(g, x, 3, 3, False, True, True, f),
+        "_dynopool2d_forward_emulated": lambda f: ext._dynopool2d_forward_emulated(x, 3, 3, False, f),
+        "_dynopool2d_backward_emulated": lambda f: ext._dynopool2d_backward_emulated(g, x, 3, 3, False, True, True, f),
         "_dynopool2d_forward_form": lambda f: ext._dynopool2d_forward_form(x, 3, 3, False, f),
         "_dynopool2d_backward_form": lambda f: ext._dynopool2d_backward_form(g, x, 3, 3, False, True, f),
         "resize_blend_forward": lambda f: ext.resize_blend_forward(x, x, w, w, *blend, False, f),
         "resize_blend_backward": lambda f: ext.resize_blend_backward(
             g, x, x, w, w, *blend, True, True, True, True, False, False, f
         ),
-        "_resize_blend_forward_cells": lambda f: ext._resize_blend_forward_cells(x, x, w, w, *blend, False, f),
-        "_resize_blend_backward_cells": lambda f: ext._resize_blend_backward_cells(
+        "_resize_blend_forward_emulated": lambda f: ext._resize_blend_forward_emulated(x, x, w, w, *blend, False, f),
+        "_resize_blend_backward_emulated": lambda f: ext._resize_blend_backward_emulated(
             g, x, x, w, w, *blend, True, True, True, True, False, False, f
         ),
         "shape_adaptor_maxpool_forward": lambda f: ext.shape_adaptor_maxpool_forward(x, w, w, [3, 3], True, False, f),
         "shape_adaptor_maxpool_backward": lambda f: ext.shape_adaptor_maxpool_backward(
             g, x, w, w, [3, 3], True, True, True, True, False, f
         ),
-        "_shape_adaptor_maxpool_forward_cells": lambda f: ext._shape_adaptor_maxpool_forward_cells(
+        "_shape_adaptor_maxpool_forward_emulated": lambda f: ext._shape_adaptor_maxpool_forward_emulated(
             x, w, w, [3, 3], True, False, f
         ),
-        "_shape_adaptor_maxpool_backward_cells": lambda f: ext._shape_adaptor_maxpool_backward_cells(
+        "_shape_adaptor_maxpool_backward_emulated": lambda f: ext._shape_adaptor_maxpool_backward_emulated(
             g, x, w, w, [3, 3], True, True, True, True, False, f
         ),
     }

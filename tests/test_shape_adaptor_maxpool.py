@@ -1,10 +1,10 @@
-"""resizeops.shape_adaptor_maxpool: the fused Shape Adaptor max-pool cell
+"""resizeops.shape_adaptor_maxpool: the Shape Adaptor max-pool op
 (docs/SEMANTICS.md, shape_adaptor_maxpool).
 
 ``w1·R(maxpool2x2(x)) + w2·R(x)`` must equal the composition of the reference
 ops, ``resize_blend(max_pool2d(x, 2), x, ...)``, forward and every gradient,
 on every backend. The first part checks the reference backend against that
-composition under autograd; the second compares every fused backend with the
+composition under autograd; the second compares every kernel backend with the
 reference backend (skipped where a backend cannot run, marked for `-m triton`
 / `-m cuda`).
 """
@@ -162,13 +162,13 @@ def test_bad_input(args, exc, match):
         resizeops.shape_adaptor_maxpool(*args)
 
 
-# --- every fused backend vs the reference backend ------------------------------
+# --- every kernel backend vs the reference backend ------------------------------
 
 BACKENDS = [
     pytest.param("cpu", id="cpu"),
     # The CUDA kernels' per-element code run serially on the CPU
     # (conftest.use_cuda_emulation): the GPU indexing and arithmetic without a GPU.
-    pytest.param("cuda_cells", id="cuda_cells"),
+    pytest.param("cuda_emulated", id="cuda_emulated"),
     pytest.param("triton", id="triton", marks=pytest.mark.triton),
     pytest.param("cuda", id="cuda", marks=pytest.mark.cuda),
 ]
@@ -180,7 +180,7 @@ def _interpreted(backend):
 
 @pytest.fixture(params=BACKENDS)
 def backend(request, monkeypatch):
-    if request.param == "cuda_cells":
+    if request.param == "cuda_emulated":
         return use_cuda_emulation(monkeypatch, OP)
     return require_backend(request.param, OP)
 

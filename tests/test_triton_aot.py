@@ -9,7 +9,7 @@ instead of running, the kernel is compiled by triton.compile for
 GPUTarget("cuda", 90, 32) with the launch's own argument types, constexprs and
 num_warps, down to a cubin (Triton bundles ptxas). The calls cover the kernels'
 variants: dtypes, layouts, needed gradients, 32- and 64-bit indexing,
-pass-through branches, scales, the fused cell's gathers; and the kernel forms of
+pass-through branches, scales, shape_adaptor_maxpool's gathers; and the kernel forms of
 the Triton variants of the backend registry (resizeops/core/kernel_forms.py;
 the experimental ones with ``pytest --experimental``).
 

@@ -1,4 +1,4 @@
-"""Triton kernels of shape_adaptor_maxpool (docs/SEMANTICS.md): ``out = w1·R(maxpool2x2(x)) + w2·R(x)``, fused.
+"""Triton kernels of shape_adaptor_maxpool (docs/SEMANTICS.md): ``out = w1·R(maxpool2x2(x)) + w2·R(x)`` in one op.
 
 The resize_blend kernels (blend.py) with x as both inputs, the first one
 max-pooled where it is read; the pooled map (⌊H/2⌋ × ⌊W/2⌋) is never written.

@@ -1,4 +1,4 @@
-// Fused C++ CPU kernels of DynOPool (docs/SEMANTICS.md, DynOPool):
+// C++ CPU kernels of DynOPool (docs/SEMANTICS.md, DynOPool):
 // resizeops_ext::dynopool2d_forward and resizeops_ext::dynopool2d_backward
 // (schemas in csrc/resizeops.cpp).
 //

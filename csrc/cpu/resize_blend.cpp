@@ -1,4 +1,4 @@
-// Fused C++ CPU kernels of resize_blend (docs/SEMANTICS.md, resize_blend):
+// C++ CPU kernels of resize_blend (docs/SEMANTICS.md, resize_blend):
 // resizeops_ext::resize_blend_forward and resizeops_ext::resize_blend_backward
 // (schemas in csrc/resizeops.cpp).
 //

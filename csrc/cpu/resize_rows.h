@@ -1,6 +1,6 @@
 // Row-wise bilinear resize (F.interpolate rules) of a block of channels, shared
-// by the fused CPU kernels of resize_blend (csrc/cpu/resize_blend.cpp) and of
-// the Shape Adaptor max-pool cell (csrc/cpu/shape_adaptor_maxpool.cpp).
+// by the C++ CPU kernels of resize_blend (csrc/cpu/resize_blend.cpp) and of
+// the Shape Adaptor max-pool op (csrc/cpu/shape_adaptor_maxpool.cpp).
 //
 // A task is (image n, block of up to kChannelBlock channels); rows live in
 // [w][c] buffers of the accumulation type, channels innermost, so the inner
@@ -50,7 +50,7 @@ inline std::pair<double, double> sum_task_partials(const std::vector<double>& pa
 
 // Instruction sets. The extension is built for baseline x86-64 (SSE2, no
 // -march), so one wheel runs on any x86-64 CPU; the eager ops it is measured
-// against run AVX2 kernels. So the fused kernels run their tasks through
+// against run AVX2 kernels. So the kernels run their tasks through
 // parallel_tasks: on x86-64 with GCC or Clang, the task function is compiled a
 // second time, inlined (flatten) into run_tasks_avx2 with target("avx2,fma")
 // -- every helper of this header it calls is inlined there and vectorised for
@@ -636,7 +636,7 @@ inline acc_t keep_if_nonzero(acc_t p, acc_t a) {
   return keep_if((b << 1) != 0, p);
 }
 
-// <a, v> over len [w][c] entries of cb channels. kSkipZero (the fused cell):
+// <a, v> over len [w][c] entries of cb channels. kSkipZero (shape_adaptor_maxpool):
 // skipping entries where a is 0 (a = Rᵀ(g): a pixel no output reads), so a
 // non-finite value there does not reach a weight gradient. Without it
 // (resize_blend) every entry counts, so that any non-finite pixel makes the sum

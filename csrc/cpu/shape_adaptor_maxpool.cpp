@@ -1,4 +1,4 @@
-// Fused C++ CPU kernels of the Shape Adaptor max-pool cell (docs/SEMANTICS.md,
+// C++ CPU kernels of the Shape Adaptor max-pool op (docs/SEMANTICS.md,
 // shape_adaptor_maxpool): resizeops_ext::shape_adaptor_maxpool_forward and
 // _backward (schemas in csrc/resizeops.cpp).
 //

@@ -1,12 +1,12 @@
 // The launch side shared by the CUDA kernels of resize_blend (resize_blend.cu)
-// and of the fused Shape Adaptor max-pool cell (shape_adaptor_maxpool.cu): both
+// and of the Shape Adaptor max-pool op (shape_adaptor_maxpool.cu): both
 // ops are a blend of two bilinear branches (docs/SEMANTICS.md, resize_blend and
 // shape_adaptor_maxpool), so they share the axis tables, the forward kernel (the
 // Shape Adaptor cell's first branch reads max_pool2d(x, 2) as the max of each
 // 2x2 window a tap touches: the pooled map never exists) and the weights' host side.
 //
-// The per-element work is in csrc/include/resizeops/blend_cells.h, shared with
-// a serial CPU emulation (csrc/cpu/resize_blend_cells.cpp) that the tests run
+// The per-element work is in csrc/include/resizeops/blend_elements.h, shared with
+// a serial CPU emulation (csrc/cpu/blend_emulation.cpp) that the tests run
 // without a GPU. Here: the launches and the grid-stride loops.
 //
 // - Axis tables: one small launch per call computes, for each output index of
@@ -44,7 +44,7 @@
 #include <type_traits>
 
 #include "launch.cuh"
-#include "resizeops/blend_cells.h"
+#include "resizeops/blend_elements.h"
 #include "resizeops/blend_plan.h"
 #include "resizeops/checks.h"
 #include "resizeops/kernel_forms.h"
@@ -59,28 +59,28 @@ namespace {
 // ---------------------------------------------------------------------------
 
 template <typename acc_t>
-__global__ void blend_table_kernel(cells::BlendTableLayout L, acc_t* __restrict__ accb, int32_t* __restrict__ intb,
+__global__ void blend_table_kernel(elements::BlendTableLayout layout, acc_t* __restrict__ accb, int32_t* __restrict__ intb,
                                    bool ranges) {
-  const int64_t total = L.entries(ranges);
+  const int64_t total = layout.entries(ranges);
   for (int64_t t = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; t < total;
        t += static_cast<int64_t>(gridDim.x) * blockDim.x) {
-    cells::blend_table_entry<acc_t>(t, L, accb, intb, ranges);
+    elements::blend_table_entry<acc_t>(t, layout, accb, intb, ranges);
   }
 }
 
 // out = w1 * R(x1) + w2 * R(x2); with Pool1, x1 is max_pool2d of the tensor x1 points to.
 template <bool Pool1, typename scalar_t, typename acc_t, typename index_t, typename Indexer>
 __global__ void __launch_bounds__(kThreads)
-    blend_forward_kernel(const scalar_t* __restrict__ x1, S4<index_t> s1, const scalar_t* __restrict__ x2,
-                         S4<index_t> s2, const acc_t* __restrict__ w1p, const acc_t* __restrict__ w2p,
-                         scalar_t* __restrict__ out, int64_t total, Indexer idx, cells::BlendBranch<acc_t> b1,
-                         cells::BlendBranch<acc_t> b2) {
+    blend_forward_kernel(const scalar_t* __restrict__ x1, Strides4<index_t> s1, const scalar_t* __restrict__ x2,
+                         Strides4<index_t> s2, const acc_t* __restrict__ w1p, const acc_t* __restrict__ w2p,
+                         scalar_t* __restrict__ out, int64_t total, Indexer idx, elements::BlendBranch<acc_t> b1,
+                         elements::BlendBranch<acc_t> b2) {
   const acc_t w1 = *w1p, w2 = *w2p;
   for (int64_t t = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; t < total;
        t += static_cast<int64_t>(gridDim.x) * blockDim.x) {
     const auto p = idx(static_cast<index_t>(t));
     const index_t n = p.n, c = p.c;
-    out[t] = static_cast<scalar_t>(cells::blend_out_cell<Pool1, scalar_t, acc_t, index_t>(
+    out[t] = static_cast<scalar_t>(elements::blend_out_cell<Pool1, scalar_t, acc_t, index_t>(
         x1 + n * s1.n + c * s1.c, s1.h, s1.w, b1, x2 + n * s2.n + c * s2.c, s2.h, s2.w, b2, w1, w2,
         static_cast<index_t>(p.h), static_cast<index_t>(p.w)));
   }
@@ -96,12 +96,12 @@ struct Tables {
 };
 
 template <typename acc_t>
-Tables launch_tables(const cells::BlendTableLayout& L, const at::Tensor& like, bool ranges, cudaStream_t stream) {
-  Tables tb{at::empty({L.acc_size()}, like.options().dtype(c10::CppTypeToScalarType<acc_t>::value)),
-            at::empty({L.int_size()}, like.options().dtype(at::kInt))};
-  const int64_t total = L.entries(ranges);
+Tables launch_tables(const elements::BlendTableLayout& layout, const at::Tensor& like, bool ranges, cudaStream_t stream) {
+  Tables tb{at::empty({layout.acc_size()}, like.options().dtype(c10::CppTypeToScalarType<acc_t>::value)),
+            at::empty({layout.int_size()}, like.options().dtype(at::kInt))};
+  const int64_t total = layout.entries(ranges);
   if (total > 0) {
-    blend_table_kernel<acc_t><<<grid_for(total), kThreads, 0, stream>>>(L, tb.accb.mutable_data_ptr<acc_t>(),
+    blend_table_kernel<acc_t><<<grid_for(total), kThreads, 0, stream>>>(layout, tb.accb.mutable_data_ptr<acc_t>(),
                                                                         tb.intb.mutable_data_ptr<int32_t>(), ranges);
     C10_CUDA_KERNEL_LAUNCH_CHECK();
   }
@@ -109,8 +109,8 @@ Tables launch_tables(const cells::BlendTableLayout& L, const at::Tensor& like, b
 }
 
 template <typename acc_t>
-cells::BlendBranch<acc_t> branch_of(const cells::BlendTableLayout& L, const Tables& tb, int k, bool pass) {
-  return cells::blend_branch_of<acc_t>(L, k, pass, tb.accb.const_data_ptr<acc_t>(), tb.intb.const_data_ptr<int32_t>());
+elements::BlendBranch<acc_t> branch_of(const elements::BlendTableLayout& layout, const Tables& tb, int k, bool pass) {
+  return elements::blend_branch_of<acc_t>(layout, k, pass, tb.accb.const_data_ptr<acc_t>(), tb.intb.const_data_ptr<int32_t>());
 }
 
 // A weight as a device scalar of the accumulation type (the reference casts it
@@ -151,15 +151,15 @@ at::Tensor forward_impl(const at::Tensor& x1, const at::Tensor& x2, const at::Te
   const cudaStream_t stream = at::cuda::getCurrentCUDAStream();
   const bool pass1 = passes_through(h1, wd1, Ho, Wo, scale1);
   const bool pass2 = passes_through(x2.size(2), x2.size(3), Ho, Wo, scale2);
-  const auto L = blend_layout(h1, wd1, pass1, scale1, x2.size(2), x2.size(3), pass2, scale2, Ho, Wo, align_corners);
+  const auto layout = blend_layout(h1, wd1, pass1, scale1, x2.size(2), x2.size(3), pass2, scale2, Ho, Wo, align_corners);
   const bool use32 = use_int32_indexing(forms, {total, extent(x1), extent(x2)});
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x1.scalar_type(), "resize_blend_forward_cuda", [&] {
     using acc_t = at::opmath_type<scalar_t>;
     const at::Tensor a = weight_on_device(w1, acc_type_of(x1.scalar_type()));
     const at::Tensor z = weight_on_device(w2, acc_type_of(x1.scalar_type()));
-    const Tables tb = launch_tables<acc_t>(L, x1, false, stream);
-    const auto b1 = branch_of<acc_t>(L, tb, 0, pass1);
-    const auto b2 = branch_of<acc_t>(L, tb, 1, pass2);
+    const Tables tb = launch_tables<acc_t>(layout, x1, false, stream);
+    const auto b1 = branch_of<acc_t>(layout, tb, 0, pass1);
+    const auto b2 = branch_of<acc_t>(layout, tb, 1, pass2);
     with_indexing(use32, C, Ho, Wo, channels_last, [&](auto zero, auto idx) {
       using index_t = decltype(zero);
       blend_forward_kernel<Pool1, scalar_t, acc_t, index_t, decltype(idx)><<<grid_for(total), kThreads, 0, stream>>>(

@@ -2,8 +2,8 @@
 // resizeops_ext::dynopool2d_forward and resizeops_ext::dynopool2d_backward
 // (schemas in csrc/resizeops.cpp).
 //
-// The per-element work is in csrc/include/resizeops/dynopool_cells.h, shared
-// with a serial CPU emulation (csrc/cpu/dynopool2d_cells.cpp) that the tests
+// The per-element work is in csrc/include/resizeops/dynopool_elements.h, shared
+// with a serial CPU emulation (csrc/cpu/dynopool2d_emulation.cpp) that the tests
 // run without a GPU. Here: the launches, the grid-stride loops and the block
 // reduction.
 //
@@ -55,7 +55,7 @@
 
 #include "resizeops/checks.h"
 #include "resizeops/kernel_forms.h"
-#include "resizeops/dynopool_cells.h"
+#include "resizeops/dynopool_elements.h"
 #include "resizeops/tensor_index.h"
 #include "launch.cuh"
 
@@ -67,18 +67,18 @@ namespace {
 // ---------------------------------------------------------------------------
 
 template <typename acc_t>
-__global__ void table_kernel(cells::TableLayout L, acc_t* __restrict__ accb, int32_t* __restrict__ intb,
+__global__ void table_kernel(elements::TableLayout layout, acc_t* __restrict__ accb, int32_t* __restrict__ intb,
                              bool ranges) {
-  const int64_t total = L.entries(ranges);
+  const int64_t total = layout.entries(ranges);
   for (int64_t t = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; t < total;
        t += static_cast<int64_t>(gridDim.x) * blockDim.x) {
-    cells::dynopool_table_entry<acc_t>(t, L, accb, intb, ranges);
+    elements::dynopool_table_entry<acc_t>(t, layout, accb, intb, ranges);
   }
 }
 
-// Forward: work item t is one output element (L = 1) or the same cell of L
-// channels (the lanes form, dynopool_cells.h); idx enumerates the items in the
-// output's memory order, channel groups of L in place of channels.
+// Forward: work item t is one output element (Lanes = 1) or the same cell of Lanes
+// channels (the lanes form, dynopool_elements.h); idx enumerates the items in the
+// output's memory order, channel groups of Lanes in place of channels.
 //
 // Launch bounds (blocks of kThreads per SM, at least): they decide how many of a
 // cell's 16 loads per lane ptxas keeps in flight. With no bound it took 32
@@ -87,38 +87,38 @@ __global__ void table_kernel(cells::TableLayout L, acc_t* __restrict__ accb, int
 // (at most 40 registers) it issues all 28 (12 table entries, 16 values of x)
 // before the arithmetic, as it does for the lanes form with at least 2 blocks
 // (about 100 registers). Float64 (one lane): 4.
-template <int L, typename scalar_t>
+template <int Lanes, typename scalar_t>
 constexpr int forward_min_blocks() {
-  return L == 1 ? (sizeof(scalar_t) <= 4 ? 6 : 4) : 2;
+  return Lanes == 1 ? (sizeof(scalar_t) <= 4 ? 6 : 4) : 2;
 }
 
-template <int L, bool Vec, typename scalar_t, typename acc_t, typename index_t, typename Indexer>
-__global__ void __launch_bounds__(kThreads, forward_min_blocks<L, scalar_t>())
-    forward_kernel(const scalar_t* __restrict__ x, S4<index_t> xs, scalar_t* __restrict__ out, S4<index_t> os,
-                   int64_t items, index_t C, Indexer idx, cells::AxisTaps<acc_t> rows, cells::AxisTaps<acc_t> cols) {
+template <int Lanes, bool VectorIO, typename scalar_t, typename acc_t, typename index_t, typename Indexer>
+__global__ void __launch_bounds__(kThreads, forward_min_blocks<Lanes, scalar_t>())
+    forward_kernel(const scalar_t* __restrict__ x, Strides4<index_t> xs, scalar_t* __restrict__ out, Strides4<index_t> os,
+                   int64_t items, index_t C, Indexer idx, elements::AxisTaps<acc_t> rows, elements::AxisTaps<acc_t> cols) {
   using loop = loop_t<index_t>;
   for (loop t = blockIdx.x * static_cast<loop>(blockDim.x) + threadIdx.x; t < static_cast<loop>(items);
        t += static_cast<loop>(gridDim.x) * blockDim.x) {
     const index_t ti = static_cast<index_t>(t);
-    cells::dynopool_forward_item<L, Vec, scalar_t, acc_t, index_t>(ti, idx(ti), C, x, xs, out, os, rows, cols);
+    elements::dynopool_forward_item<Lanes, VectorIO, scalar_t, acc_t, index_t>(ti, idx(ti), C, x, xs, out, os, rows, cols);
   }
 }
 
-// The row form of the forward (experimental, KernelForms::forward = rows; dynopool_cells.h
+// The row form of the forward (experimental, KernelForms::forward = rows; dynopool_elements.h
 // dynopool_forward_row_item): work item t is kRowCells adjacent cells of one
 // output row, idx enumerating (n, c, h, column group) in NCHW order. Launch
 // bounds: at least 3 blocks per SM (at most 80 registers), room for more of the
 // cells' loads in flight than the one-cell kernel's 40 registers hold (at 64, the
 // 16-bit types' scalar-store form spilled); float64 2.
-template <bool Vec, typename scalar_t, typename acc_t, typename index_t, typename Indexer>
+template <bool VectorIO, typename scalar_t, typename acc_t, typename index_t, typename Indexer>
 __global__ void __launch_bounds__(kThreads, sizeof(scalar_t) <= 4 ? 3 : 2)
-    forward_rows_kernel(const scalar_t* __restrict__ x, S4<index_t> xs, scalar_t* __restrict__ out, S4<index_t> os,
-                        int64_t items, index_t Wo, Indexer idx, cells::AxisTaps<acc_t> rows,
-                        cells::AxisTaps<acc_t> cols) {
+    forward_rows_kernel(const scalar_t* __restrict__ x, Strides4<index_t> xs, scalar_t* __restrict__ out, Strides4<index_t> os,
+                        int64_t items, index_t Wo, Indexer idx, elements::AxisTaps<acc_t> rows,
+                        elements::AxisTaps<acc_t> cols) {
   using loop = loop_t<index_t>;
   for (loop t = blockIdx.x * static_cast<loop>(blockDim.x) + threadIdx.x; t < static_cast<loop>(items);
        t += static_cast<loop>(gridDim.x) * blockDim.x) {
-    cells::dynopool_forward_row_item<Vec, scalar_t, acc_t, index_t>(idx(static_cast<index_t>(t)), Wo, x, xs, out, os,
+    elements::dynopool_forward_row_item<VectorIO, scalar_t, acc_t, index_t>(idx(static_cast<index_t>(t)), Wo, x, xs, out, os,
                                                                     rows, cols);
   }
 }
@@ -134,32 +134,32 @@ auto forward_rows_kernel_for(bool vec) {
   return &forward_rows_kernel<false, scalar_t, acc_t, int32_t, Indexer32>;
 }
 
-// The separable forward (experimental, KernelForms::forward = separable; dynopool_cells.h, "The
+// The separable forward (experimental, KernelForms::forward = separable; dynopool_elements.h, "The
 // separable forward"): one block per strip of output columns of one plane, blockIdx
 // = (plane, strip), down the strip one tile at a time with two barriers per tile
 // (after step 1's V; after step 2's cells, before the next tile overwrites V).
 // Dynamic shared memory: ForwardTilePlan::smem_bytes. (index_t: int32_t only; the
 // form needs the 32-bit index path.)
-static_assert(kThreads % cells::kTileGroup == 0 && kThreads % cells::kTileTW == 0,
+static_assert(kThreads % elements::kTileGroup == 0 && kThreads % elements::kTileTW == 0,
               "the separable forward's steps split kThreads into groups of columns and into strip columns");
 
 template <typename scalar_t, typename acc_t, typename index_t>
 __global__ void __launch_bounds__(kThreads)
-    forward_separable_kernel(const scalar_t* __restrict__ x, S4<index_t> xs, scalar_t* __restrict__ out,
-                             S4<index_t> os, cells::ForwardTilePlan plan, index_t C, int32_t Ho, int32_t Wo,
-                             cells::AxisTaps<acc_t> rows, cells::AxisTaps<acc_t> cols) {
+    forward_separable_kernel(const scalar_t* __restrict__ x, Strides4<index_t> xs, scalar_t* __restrict__ out,
+                             Strides4<index_t> os, elements::ForwardTilePlan plan, index_t C, int32_t Ho, int32_t Wo,
+                             elements::AxisTaps<acc_t> rows, elements::AxisTaps<acc_t> cols) {
   static_assert(std::is_same<index_t, int32_t>::value, "the separable forward runs on the 32-bit index path");
   extern __shared__ __align__(16) unsigned char tile_smem[];
   acc_t* s_v = reinterpret_cast<acc_t*>(tile_smem);
-  const auto S = cells::dynopool_forward_strip<acc_t, index_t>(static_cast<index_t>(blockIdx.x),
+  const auto S = elements::dynopool_forward_strip<acc_t, index_t>(static_cast<index_t>(blockIdx.x),
                                                               static_cast<int32_t>(blockIdx.y), plan, C, Wo, cols);
-  const auto K = cells::dynopool_forward_strip_column<acc_t, index_t>(threadIdx.x, plan, S, cols);
+  const auto K = elements::dynopool_forward_strip_column<acc_t, index_t>(threadIdx.x, plan, S, cols);
   for (int32_t i0 = 0; i0 < Ho; i0 += plan.th) {
     const int32_t ni = Ho - i0 < plan.th ? Ho - i0 : plan.th;
-    cells::dynopool_separable_rows<false, scalar_t, acc_t, index_t>(threadIdx.x, blockDim.x, S, i0, ni, x, xs, rows,
+    elements::dynopool_separable_rows<false, scalar_t, acc_t, index_t>(threadIdx.x, blockDim.x, S, i0, ni, x, xs, rows,
                                                                     s_v, nullptr);
     __syncthreads();
-    cells::dynopool_forward_tile_cells<scalar_t, acc_t, index_t>(threadIdx.x, blockDim.x, plan, S, K, i0, ni, s_v, out,
+    elements::dynopool_forward_tile_cells<scalar_t, acc_t, index_t>(threadIdx.x, blockDim.x, plan, S, K, i0, ni, s_v, out,
                                                                  os);
     __syncthreads();
   }
@@ -177,24 +177,24 @@ __global__ void __launch_bounds__(kThreads)
 // left to itself ptxas took 48 and spilled a register of the scatter form inside
 // the loop. Otherwise 2 (at most 128): float64 needs more than 64, the lanes form
 // about 100-125, and with no bound ptxas took up to 164 (one block per SM).
-template <int L, typename scalar_t>
+template <int Lanes, typename scalar_t>
 constexpr int cells_min_blocks() {
-  return (L == 1 && sizeof(scalar_t) <= 4) ? 4 : 2;
+  return (Lanes == 1 && sizeof(scalar_t) <= 4) ? 4 : 2;
 }
 
-template <int L, bool Vec, bool NeedX, bool NeedSize, bool Scatter, typename scalar_t, typename acc_t,
+template <int Lanes, bool VectorIO, bool NeedX, bool NeedSize, bool Scatter, typename scalar_t, typename acc_t,
           typename index_t, typename Indexer>
-__global__ void __launch_bounds__(kThreads, cells_min_blocks<L, scalar_t>())
-    backward_cells_kernel(const scalar_t* __restrict__ x, S4<index_t> xs, const scalar_t* __restrict__ grad_out,
-                          S4<index_t> gs, uint8_t* __restrict__ argmax, S4<index_t> as, scalar_t* __restrict__ grad_x,
-                          S4<index_t> gxs, int64_t items, index_t C, Indexer idx, cells::AxisTaps<acc_t> rows,
-                          cells::AxisTaps<acc_t> cols, double* __restrict__ partials) {
+__global__ void __launch_bounds__(kThreads, cells_min_blocks<Lanes, scalar_t>())
+    backward_cells_kernel(const scalar_t* __restrict__ x, Strides4<index_t> xs, const scalar_t* __restrict__ grad_out,
+                          Strides4<index_t> gs, uint8_t* __restrict__ argmax, Strides4<index_t> as, scalar_t* __restrict__ grad_x,
+                          Strides4<index_t> gxs, int64_t items, index_t C, Indexer idx, elements::AxisTaps<acc_t> rows,
+                          elements::AxisTaps<acc_t> cols, double* __restrict__ partials) {
   double dh_sum = 0.0, dw_sum = 0.0;
   using loop = loop_t<index_t>;
   for (loop t = blockIdx.x * static_cast<loop>(blockDim.x) + threadIdx.x; t < static_cast<loop>(items);
        t += static_cast<loop>(gridDim.x) * blockDim.x) {
     const index_t ti = static_cast<index_t>(t);
-    cells::dynopool_backward_item<L, Vec, NeedX, NeedSize, Scatter, scalar_t, acc_t, index_t>(
+    elements::dynopool_backward_item<Lanes, VectorIO, NeedX, NeedSize, Scatter, scalar_t, acc_t, index_t>(
         ti, idx(ti), C, x, xs, grad_out, gs, argmax, as, gxs, rows, cols,
         [grad_x](index_t off, acc_t v) {
           if constexpr (Scatter) atomicAdd(grad_x + off, v);  // float and double only
@@ -211,25 +211,25 @@ __global__ void __launch_bounds__(kThreads, cells_min_blocks<L, scalar_t>())
 }
 
 // Backward pass 2, per input pixel (in grad_x's memory order; with lanes, per
-// pixel of L channels, always in the loop form: the tiles of 4 lanes need more
+// pixel of Lanes channels, always in the loop form: the tiles of 4 lanes need more
 // than 128 registers): the gather. One lane keeps ptxas's own register choice (a
 // minimum of 0 blocks is no minimum; the tile / loop A/B of docs/PERF_NOTES.md was
 // measured so); lanes: at least 2 blocks per SM, as in pass 1.
-template <int L, bool Vec, bool Tiles, typename scalar_t, typename acc_t, typename index_t, typename Indexer>
-__global__ void __launch_bounds__(kThreads, L == 1 ? 0 : 2)
-    backward_pixels_kernel(const scalar_t* __restrict__ grad_out, S4<index_t> gs, const uint8_t* __restrict__ argmax,
-                           S4<index_t> as, scalar_t* __restrict__ grad_x, S4<index_t> gxs, int64_t items, index_t C,
-                           Indexer idx, cells::AxisTaps<acc_t> rows, cells::AxisTaps<acc_t> cols) {
+template <int Lanes, bool VectorIO, bool Tiles, typename scalar_t, typename acc_t, typename index_t, typename Indexer>
+__global__ void __launch_bounds__(kThreads, Lanes == 1 ? 0 : 2)
+    backward_pixels_kernel(const scalar_t* __restrict__ grad_out, Strides4<index_t> gs, const uint8_t* __restrict__ argmax,
+                           Strides4<index_t> as, scalar_t* __restrict__ grad_x, Strides4<index_t> gxs, int64_t items, index_t C,
+                           Indexer idx, elements::AxisTaps<acc_t> rows, elements::AxisTaps<acc_t> cols) {
   using loop = loop_t<index_t>;
   for (loop t = blockIdx.x * static_cast<loop>(blockDim.x) + threadIdx.x; t < static_cast<loop>(items);
        t += static_cast<loop>(gridDim.x) * blockDim.x) {
     const index_t ti = static_cast<index_t>(t);
-    cells::dynopool_pixel_item<L, Vec, Tiles, scalar_t, acc_t, index_t>(ti, idx(ti), C, grad_out, gs, argmax, as,
+    elements::dynopool_pixel_item<Lanes, VectorIO, Tiles, scalar_t, acc_t, index_t>(ti, idx(ti), C, grad_out, gs, argmax, as,
                                                                         grad_x, gxs, rows, cols);
   }
 }
 
-// The fused backward (experimental, KernelForms::grad_x = fused; dynopool_cells.h, "The fused
+// The fused backward (experimental, KernelForms::grad_x = fused; dynopool_elements.h, "The fused
 // backward"): block work item b is one tile of one image's block of cb channels
 // (one (n, c) plane for NCHW), taken in a
 // grid-stride loop over the tiles (a fixed grid, so that the size-gradient
@@ -239,7 +239,7 @@ __global__ void __launch_bounds__(kThreads, L == 1 ? 0 : 2)
 // only: after A1's V and D and the axis entries, then after A2's cells).
 // Dynamic shared memory: FusedPlan::smem_bytes (window gradients, the region of
 // the row sums and of V and D, winner codes); static: the tile's axis entries.
-static_assert(kThreads == cells::kFusedThreads && kThreads % cells::kFusedMaxTW == 0,
+static_assert(kThreads == elements::kFusedThreads && kThreads % elements::kFusedMaxTW == 0,
               "B1 of the fused backward gives each thread one (tile column, channel)");
 
 // Launch bounds: ptxas's own choice (it takes 54-64 registers, 4 blocks per SM),
@@ -260,57 +260,57 @@ constexpr int fused_min_blocks() {
 // that of one channel per block (no run-time shifts in phase A's and B1's slots).
 template <bool NeedSize, bool Separable, bool Blocks, int Lanes, typename scalar_t, typename acc_t, typename index_t>
 __global__ void __launch_bounds__(kThreads, fused_min_blocks<scalar_t, Lanes>())
-    backward_fused_kernel(const scalar_t* __restrict__ x, S4<index_t> xs, const scalar_t* __restrict__ grad_out,
-                          S4<index_t> gs, scalar_t* __restrict__ grad_x, S4<index_t> gxs, cells::FusedPlan plan_arg,
-                          int64_t tiles, index_t C, int32_t H, int32_t W, cells::AxisTaps<acc_t> rows,
-                          cells::AxisTaps<acc_t> cols, double* __restrict__ partials) {
+    backward_fused_kernel(const scalar_t* __restrict__ x, Strides4<index_t> xs, const scalar_t* __restrict__ grad_out,
+                          Strides4<index_t> gs, scalar_t* __restrict__ grad_x, Strides4<index_t> gxs, elements::FusedPlan plan_arg,
+                          int64_t tiles, index_t C, int32_t H, int32_t W, elements::AxisTaps<acc_t> rows,
+                          elements::AxisTaps<acc_t> cols, double* __restrict__ partials) {
   static_assert(!Separable || (!Blocks && std::is_same<index_t, int32_t>::value),
                 "separable winners: one channel per block, on the 32-bit path");
   static_assert(Lanes == 1 || (Blocks && std::is_same<index_t, int32_t>::value),
                 "phase A's lanes: channel blocks, on the 32-bit path");
-  cells::FusedPlan plan = plan_arg;
+  elements::FusedPlan plan = plan_arg;
   if constexpr (!Blocks) {
     plan.cb_log2 = 0;
     plan.lanes_log2 = 0;
   }
   extern __shared__ __align__(16) unsigned char fused_smem[];
-  __shared__ cells::FusedAxes<acc_t> axes;
+  __shared__ elements::FusedAxes<acc_t> axes;
   acc_t* s_g = reinterpret_cast<acc_t*>(fused_smem);
   acc_t* s_rs = s_g + plan.slots_padded();  // (16-byte aligned) also V, then D (phase A, Separable)
   acc_t* s_d = s_rs + plan.v_entries();
   uint8_t* s_arg = reinterpret_cast<uint8_t*>(s_rs + plan.region());
   const int32_t quads = plan.b2_items(), entries = plan.th + plan.tw();
-  const int32_t ch = cells::dynopool_fused_channel(threadIdx.x, plan);  // the thread's first channel in phase A
+  const int32_t ch = elements::dynopool_fused_channel(threadIdx.x, plan);  // the thread's first channel in phase A
   double dh_sum = 0.0, dw_sum = 0.0;
   using loop = loop_t<index_t>;
   for (loop b = blockIdx.x; b < static_cast<loop>(tiles); b += gridDim.x) {
-    const auto T = cells::dynopool_fused_tile<acc_t, index_t>(static_cast<index_t>(b), plan, C, H, W, rows, cols);
+    const auto T = elements::dynopool_fused_tile<acc_t, index_t>(static_cast<index_t>(b), plan, C, H, W, rows, cols);
     const int32_t ncells = T.nci * T.ncj;
     // The tile's axis entries (read from phase B on, after at least one barrier).
     for (int32_t e = threadIdx.x; e < entries; e += blockDim.x) {
-      cells::dynopool_fused_axis_entry<acc_t, index_t>(e, plan, T, rows, cols, &axes);
+      elements::dynopool_fused_axis_entry<acc_t, index_t>(e, plan, T, rows, cols, &axes);
     }
     if constexpr (Separable) {
-      const auto S = cells::dynopool_fused_strip<acc_t, index_t>(T, plan, cols);
-      cells::dynopool_separable_rows<NeedSize, scalar_t, acc_t, index_t>(threadIdx.x, blockDim.x, S, T.ci, T.nci, x, xs,
+      const auto S = elements::dynopool_fused_strip<acc_t, index_t>(T, plan, cols);
+      elements::dynopool_separable_rows<NeedSize, scalar_t, acc_t, index_t>(threadIdx.x, blockDim.x, S, T.ci, T.nci, x, xs,
                                                                         rows, s_rs, s_d);
       __syncthreads();
-      for (auto w = cells::dynopool_fused_cursor(threadIdx.x, blockDim.x, plan, T.ncj); w.k < ncells; w.advance()) {
-        cells::dynopool_fused_cell_separable<NeedSize, scalar_t, acc_t, index_t>(w, T, S, s_rs, s_d, grad_out, gs, rows,
+      for (auto w = elements::dynopool_fused_cursor(threadIdx.x, blockDim.x, plan, T.ncj); w.k < ncells; w.advance()) {
+        elements::dynopool_fused_cell_separable<NeedSize, scalar_t, acc_t, index_t>(w, T, S, s_rs, s_d, grad_out, gs, rows,
                                                                                 cols, s_g, s_arg, &dh_sum, &dw_sum);
       }
     } else {
-      for (auto w = cells::dynopool_fused_cursor(threadIdx.x, blockDim.x, plan, T.ncj); w.k < ncells; w.advance()) {
-        cells::dynopool_fused_cell<Lanes, NeedSize, scalar_t, acc_t, index_t>(w, plan.cb_log2, ch, T, x, xs, grad_out,
+      for (auto w = elements::dynopool_fused_cursor(threadIdx.x, blockDim.x, plan, T.ncj); w.k < ncells; w.advance()) {
+        elements::dynopool_fused_cell<Lanes, NeedSize, scalar_t, acc_t, index_t>(w, plan.cb_log2, ch, T, x, xs, grad_out,
                                                                               gs, rows, cols, s_g, s_arg, &dh_sum,
                                                                               &dw_sum);
       }
     }
     __syncthreads();
-    cells::dynopool_fused_row_sums<acc_t, index_t>(threadIdx.x, blockDim.x, plan, T, cols, axes, s_g, s_arg, s_rs);
+    elements::dynopool_fused_row_sums<acc_t, index_t>(threadIdx.x, blockDim.x, plan, T, cols, axes, s_g, s_arg, s_rs);
     __syncthreads();
     for (int32_t p = threadIdx.x; p < quads; p += blockDim.x) {
-      cells::dynopool_fused_quad<scalar_t, acc_t, index_t>(p, plan, T, W, rows, axes, s_rs, grad_x, gxs);
+      elements::dynopool_fused_quad<scalar_t, acc_t, index_t>(p, plan, T, W, rows, axes, s_rs, grad_x, gxs);
     }
     __syncthreads();  // the next tile overwrites the window
   }
@@ -341,16 +341,16 @@ void check_axis_sizes(const at::Tensor& x, int64_t out_h, int64_t out_w) {
 template <typename acc_t>
 struct DeviceTables {
   at::Tensor accb, intb;
-  cells::AxisTaps<acc_t> rows, cols;
-  DeviceTables(const cells::TableLayout& L, const at::Tensor& like, bool ranges, cudaStream_t stream)
-      : accb(at::empty({L.acc_size()}, like.options().dtype(c10::CppTypeToScalarType<acc_t>::value))),
-        intb(at::empty({L.int_size()}, like.options().dtype(at::kInt))) {
-    const int64_t total = L.entries(ranges);
-    table_kernel<acc_t><<<grid_for(total), kThreads, 0, stream>>>(L, accb.mutable_data_ptr<acc_t>(),
+  elements::AxisTaps<acc_t> rows, cols;
+  DeviceTables(const elements::TableLayout& layout, const at::Tensor& like, bool ranges, cudaStream_t stream)
+      : accb(at::empty({layout.acc_size()}, like.options().dtype(c10::CppTypeToScalarType<acc_t>::value))),
+        intb(at::empty({layout.int_size()}, like.options().dtype(at::kInt))) {
+    const int64_t total = layout.entries(ranges);
+    table_kernel<acc_t><<<grid_for(total), kThreads, 0, stream>>>(layout, accb.mutable_data_ptr<acc_t>(),
                                                                   intb.mutable_data_ptr<int32_t>(), ranges);
     C10_CUDA_KERNEL_LAUNCH_CHECK();
-    rows = cells::rows_of<acc_t>(L, accb.const_data_ptr<acc_t>(), intb.const_data_ptr<int32_t>());
-    cols = cells::cols_of<acc_t>(L, accb.const_data_ptr<acc_t>(), intb.const_data_ptr<int32_t>());
+    rows = elements::rows_of<acc_t>(layout, accb.const_data_ptr<acc_t>(), intb.const_data_ptr<int32_t>());
+    cols = elements::cols_of<acc_t>(layout, accb.const_data_ptr<acc_t>(), intb.const_data_ptr<int32_t>());
   }
 };
 
@@ -367,8 +367,8 @@ at::Tensor dynopool2d_forward_cuda(const at::Tensor& x, int64_t out_h, int64_t o
   const int64_t total = out.numel();
   if (total == 0) return out;
   const cudaStream_t stream = at::cuda::getCurrentCUDAStream();
-  const cells::TableLayout L{out_h, out_w, H, W};
-  // Index width, lanes (items: cells of L channels) and form (tensor_index.h).
+  const elements::TableLayout layout{out_h, out_w, H, W};
+  // Index width, lanes (items: cells of Lanes channels) and form (tensor_index.h).
   const auto launch = dynopool_forward_launch(forms, x, out_h, out_w, channels_last);
   const bool use32 = launch.use32;
   const int lanes = launch.lanes;
@@ -380,7 +380,7 @@ at::Tensor dynopool2d_forward_cuda(const at::Tensor& x, int64_t out_h, int64_t o
 
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "dynopool2d_forward_cuda", [&] {
     using acc_t = at::opmath_type<scalar_t>;
-    const DeviceTables<acc_t> tab(L, x, false, stream);
+    const DeviceTables<acc_t> tab(layout, x, false, stream);
     const auto &rows = tab.rows, &cols = tab.cols;
     if (form == DynopoolForward::kSeparable) {  // the separable form (kernel_forms.h)
       // One block per strip: planes (N * C < 2^31 on the 32-bit path) x strips (at
@@ -396,7 +396,7 @@ at::Tensor dynopool2d_forward_cuda(const at::Tensor& x, int64_t out_h, int64_t o
       return;
     }
     if (form == DynopoolForward::kRows) {  // the row form (kernel_forms.h)
-      const int64_t groups_w = (out_w + cells::kRowCells - 1) / cells::kRowCells;
+      const int64_t groups_w = (out_w + elements::kRowCells - 1) / elements::kRowCells;
       const int64_t row_items = N * C * out_h * groups_w;
       const Indexer32 idx(C, out_h, groups_w, false);
       auto* kernel = forward_rows_kernel_for<scalar_t, acc_t>(dynopool_rows_vectorizable(out));
@@ -429,11 +429,11 @@ struct CellsLaunch {
   int64_t items, blocks;
   index_t C;
   Indexer idx;
-  cells::AxisTaps<acc_t> rows, cols;
+  elements::AxisTaps<acc_t> rows, cols;
   cudaStream_t stream;
 };
 
-template <int L, bool Vec, bool NeedX, bool NeedSize, bool Scatter, typename scalar_t, typename acc_t,
+template <int Lanes, bool VectorIO, bool NeedX, bool NeedSize, bool Scatter, typename scalar_t, typename acc_t,
           typename index_t, typename Indexer>
 void launch_backward_cells(const CellsLaunch<acc_t, index_t, Indexer>& a) {
   const bool scatter = NeedX && Scatter;
@@ -441,7 +441,7 @@ void launch_backward_cells(const CellsLaunch<acc_t, index_t, Indexer>& a) {
   // Non-dependent names for the tensors (a's members would need `.template`).
   const at::Tensor &x = a.x, &grad_out = a.grad_out, &argmax = a.argmax, &grad_x = a.grad_x, &partials = a.partials;
   const int64_t C = x.size(1), H = x.size(2), W = x.size(3);
-  backward_cells_kernel<L, Vec, NeedX, NeedSize, Scatter, scalar_t, acc_t, index_t, Indexer>
+  backward_cells_kernel<Lanes, VectorIO, NeedX, NeedSize, Scatter, scalar_t, acc_t, index_t, Indexer>
       <<<a.blocks, kThreads, 0, a.stream>>>(
           x.const_data_ptr<scalar_t>(), strides_of<index_t>(x), grad_out.const_data_ptr<scalar_t>(),
           strides_of<index_t>(grad_out), gather ? argmax.mutable_data_ptr<uint8_t>() : nullptr,
@@ -454,40 +454,40 @@ void launch_backward_cells(const CellsLaunch<acc_t, index_t, Indexer>& a) {
 
 // The backward_cells launch for (need_x, need_size, scatter); scatter only for
 // float and double (atomicAdd), KernelForms::dynopool_grad_x.
-template <int L, bool Vec, typename scalar_t, typename acc_t, typename index_t, typename Indexer>
+template <int Lanes, bool VectorIO, typename scalar_t, typename acc_t, typename index_t, typename Indexer>
 void launch_backward_cells_for(bool need_x, bool need_size, bool scatter, const CellsLaunch<acc_t, index_t, Indexer>& a) {
   constexpr bool kAtomics = std::is_same<scalar_t, float>::value || std::is_same<scalar_t, double>::value;
   if constexpr (kAtomics) {
     if (need_x && scatter) {
       if (need_size) {
-        launch_backward_cells<L, Vec, true, true, true, scalar_t>(a);
+        launch_backward_cells<Lanes, VectorIO, true, true, true, scalar_t>(a);
       } else {
-        launch_backward_cells<L, Vec, true, false, true, scalar_t>(a);
+        launch_backward_cells<Lanes, VectorIO, true, false, true, scalar_t>(a);
       }
       return;
     }
   }
   TORCH_INTERNAL_ASSERT(!(need_x && scatter), "dynopool2d_backward (CUDA): no scatter for 16-bit types");
   if (need_x && need_size) {
-    launch_backward_cells<L, Vec, true, true, false, scalar_t>(a);
+    launch_backward_cells<Lanes, VectorIO, true, true, false, scalar_t>(a);
   } else if (need_x) {
-    launch_backward_cells<L, Vec, true, false, false, scalar_t>(a);
+    launch_backward_cells<Lanes, VectorIO, true, false, false, scalar_t>(a);
   } else {
-    launch_backward_cells<L, Vec, false, true, false, scalar_t>(a);
+    launch_backward_cells<Lanes, VectorIO, false, true, false, scalar_t>(a);
   }
 }
 
 // The fused backward (one kernel, then the partials' sum): grad_x needed (NCHW or
-// channels_last), plan from cells::dynopool_fused_plan.
+// channels_last), plan from elements::dynopool_fused_plan.
 std::tuple<at::Tensor, at::Tensor> backward_fused_cuda(const at::Tensor& grad_out, const at::Tensor& x, int64_t out_h,
                                                        int64_t out_w, bool channels_last, bool need_size,
-                                                       const cells::FusedPlan& plan, const KernelForms& forms) {
+                                                       const elements::FusedPlan& plan, const KernelForms& forms) {
   const int64_t N = x.size(0), C = x.size(1), H = x.size(2), W = x.size(3);
   const auto fmt = channels_last ? at::MemoryFormat::ChannelsLast : at::MemoryFormat::Contiguous;
   at::Tensor grad_x = at::empty(x.sizes(), x.options().memory_format(fmt));
   at::Tensor grad_size = at::zeros({2}, x.options().dtype(at::kDouble));
   const cudaStream_t stream = at::cuda::getCurrentCUDAStream();
-  const cells::TableLayout L{out_h, out_w, H, W};
+  const elements::TableLayout layout{out_h, out_w, H, W};
   const bool use32 = dynopool_fused_use32(forms, grad_out, x);
   const int64_t tiles = N * (C >> plan.cb_log2) * plan.tiles_h * plan.tiles_w;
   // A fixed grid (several blocks per SM), each block looping over tiles.
@@ -499,18 +499,18 @@ std::tuple<at::Tensor, at::Tensor> backward_fused_cuda(const at::Tensor& grad_ou
     const size_t smem = static_cast<size_t>(plan.smem_bytes(sizeof(acc_t)));
     // kFusedMaxBytes keeps it, with the static axis entries, below the 48 KiB a
     // launch gets without opting in.
-    TORCH_INTERNAL_ASSERT(smem + sizeof(cells::FusedAxes<acc_t>) + 1024 <= 48 * 1024, "dynopool2d fused backward: ",
+    TORCH_INTERNAL_ASSERT(smem + sizeof(elements::FusedAxes<acc_t>) + 1024 <= 48 * 1024, "dynopool2d fused backward: ",
                           smem, " bytes of shared memory");
-    const DeviceTables<acc_t> tab(L, x, true, stream);
+    const DeviceTables<acc_t> tab(layout, x, true, stream);
     const auto &rows = tab.rows, &cols = tab.cols;
     with_index_type(use32, [&](auto zero) {
       using index_t = decltype(zero);
       // <Separable, Blocks, Lanes> (NeedSize from need_size).
       const auto pick = [need_size](auto separable, auto blocks, auto lanes) {
         constexpr bool S = decltype(separable)::value, B = decltype(blocks)::value;
-        constexpr int L = decltype(lanes)::value;
-        return need_size ? backward_fused_kernel<true, S, B, L, scalar_t, acc_t, index_t>
-                         : backward_fused_kernel<false, S, B, L, scalar_t, acc_t, index_t>;
+        constexpr int Lanes = decltype(lanes)::value;
+        return need_size ? backward_fused_kernel<true, S, B, Lanes, scalar_t, acc_t, index_t>
+                         : backward_fused_kernel<false, S, B, Lanes, scalar_t, acc_t, index_t>;
       };
       using no = std::false_type;
       using yes = std::true_type;
@@ -550,7 +550,7 @@ std::tuple<at::Tensor, at::Tensor> dynopool2d_backward_cuda(const at::Tensor& gr
   const auto fmt = channels_last ? at::MemoryFormat::ChannelsLast : at::MemoryFormat::Contiguous;
   // Scatter, gather or fused (kernel_forms.h): the scatter adds into a zeroed grad_x
   // and needs no argmax; the fused form needs a tiling that fits.
-  cells::FusedPlan plan{};
+  elements::FusedPlan plan{};
   const auto form = dynopool_backward_form(forms, grad_out, x, out_h, out_w, channels_last, need_x, &plan);
   if (form == DynopoolGradX::kFused) {
     return backward_fused_cuda(grad_out, x, out_h, out_w, channels_last, need_size, plan, forms);
@@ -564,14 +564,14 @@ std::tuple<at::Tensor, at::Tensor> dynopool2d_backward_cuda(const at::Tensor& gr
 
   const int64_t N = x.size(0), C = x.size(1), H = x.size(2), W = x.size(3);
   const cudaStream_t stream = at::cuda::getCurrentCUDAStream();
-  const cells::TableLayout L{out_h, out_w, H, W};
+  const elements::TableLayout layout{out_h, out_w, H, W};
   at::Tensor argmax = (need_x && !scatter)
                          ? at::empty({N, C, out_h, out_w}, x.options().dtype(at::kByte).memory_format(fmt))
                          : at::Tensor();
   const int64_t cells_total = grad_out.numel();
   // One index width for both passes: every tensor they touch must fit.
   const bool use32 = use_int32_indexing(forms, {cells_total, x.numel(), extent(x), extent(grad_out), grad_x.numel()});
-  // Pass 1's lanes form (kernel_forms.h) on the 32-bit path; items: cells of L channels.
+  // Pass 1's lanes form (kernel_forms.h) on the 32-bit path; items: cells of Lanes channels.
   const int lanes = use32 ? forms.dynopool_lanes(x.scalar_type()) : 1;
   const int64_t groups = (C + lanes - 1) / lanes;
   const int64_t items = N * groups * out_h * out_w;
@@ -581,7 +581,7 @@ std::tuple<at::Tensor, at::Tensor> dynopool2d_backward_cuda(const at::Tensor& gr
 
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "dynopool2d_backward_cuda", [&] {
     using acc_t = at::opmath_type<scalar_t>;
-    const DeviceTables<acc_t> tab(L, x, need_x && !scatter, stream);
+    const DeviceTables<acc_t> tab(layout, x, need_x && !scatter, stream);
     const auto &rows = tab.rows, &cols = tab.cols;
     with_indexing(use32, groups, out_h, out_w, channels_last, [&](auto zero, auto idx) {
       using index_t = decltype(zero);

@@ -16,7 +16,7 @@
 #include <cstdint>
 #include <type_traits>
 
-#include "resizeops/cell_index.h"
+#include "resizeops/element_index.h"
 
 namespace resizeops {
 namespace {
@@ -34,11 +34,11 @@ struct Indexer32 {
         d1(static_cast<uint32_t>(cl ? W : H)),
         d2(static_cast<uint32_t>(cl ? H : C)),
         channels_last(cl) {}
-  __device__ __forceinline__ cells::Pos<int32_t> operator()(int32_t t) const {
+  __device__ __forceinline__ elements::Pos<int32_t> operator()(int32_t t) const {
     const auto a = d0.divmod(static_cast<uint32_t>(t));
     const auto b = d1.divmod(a.div);
     const auto c = d2.divmod(b.div);
-    cells::Pos<int32_t> p;
+    elements::Pos<int32_t> p;
     p.n = static_cast<int32_t>(c.div);
     if (channels_last) {
       p.c = a.mod, p.w = b.mod, p.h = c.mod;
@@ -53,8 +53,8 @@ struct Indexer64 {
   int64_t C, H, W;
   bool channels_last;
   Indexer64(int64_t C_, int64_t H_, int64_t W_, bool cl) : C(C_), H(H_), W(W_), channels_last(cl) {}
-  __device__ __forceinline__ cells::Pos<int64_t> operator()(int64_t t) const {
-    return cells::unravel<int64_t>(t, C, H, W, channels_last);
+  __device__ __forceinline__ elements::Pos<int64_t> operator()(int64_t t) const {
+    return elements::unravel<int64_t>(t, C, H, W, channels_last);
   }
 };
 

@@ -1,7 +1,7 @@
 // CUDA kernels of resize_blend (docs/SEMANTICS.md, resize_blend):
 // resizeops_ext::resize_blend_{forward,backward} (schemas in csrc/resizeops.cpp).
-// The tables and the forward are blend_launch.cuh's, shared with the fused
-// Shape Adaptor cell (shape_adaptor_maxpool.cu).
+// The tables and the forward are blend_launch.cuh's, shared with
+// shape_adaptor_maxpool (shape_adaptor_maxpool.cu).
 //
 // - Backward, deterministic (no atomics, fixed-order sums), one pass over the
 //   input pixels of both branches (one launch): each pixel gathers R_kᵀ(g)
@@ -28,7 +28,7 @@
 
 #include "blend_launch.cuh"
 #include "launch.cuh"
-#include "resizeops/blend_cells.h"
+#include "resizeops/blend_elements.h"
 #include "resizeops/blend_plan.h"
 #include "resizeops/checks.h"
 #include "resizeops/kernel_forms.h"
@@ -42,20 +42,20 @@ namespace {
 template <typename scalar_t, typename acc_t, typename index_t, typename Indexer>
 struct GradBranch {
   const scalar_t* x;
-  S4<index_t> xs;
+  Strides4<index_t> xs;
   scalar_t* gx;
   Indexer idx;
-  cells::BlendBranch<acc_t> b;
+  elements::BlendBranch<acc_t> b;
   const acc_t* weight;
   int64_t total;  // pixels to visit: x_k.numel(), or 0 when nothing of branch k is needed
 };
 
 template <bool NeedW, bool Tiles, typename scalar_t, typename acc_t, typename index_t, typename Indexer>
 __device__ __forceinline__ double blend_grad_pixel(const GradBranch<scalar_t, acc_t, index_t, Indexer>& a,
-                                                   const scalar_t* __restrict__ g, const S4<index_t>& gs, int64_t t) {
+                                                   const scalar_t* __restrict__ g, const Strides4<index_t>& gs, int64_t t) {
   const auto p = a.idx(static_cast<index_t>(t));
   const index_t n = p.n, c = p.c;
-  const auto r = cells::blend_pixel_grad<NeedW, Tiles, scalar_t, acc_t, index_t>(
+  const auto r = elements::blend_pixel_grad<NeedW, Tiles, scalar_t, acc_t, index_t>(
       g + n * gs.n + c * gs.c, gs.h, gs.w, a.x + n * a.xs.n + c * a.xs.c, a.xs.h, a.xs.w, a.b, *a.weight,
       static_cast<index_t>(p.h), static_cast<index_t>(p.w));
   if (a.gx != nullptr) a.gx[t] = static_cast<scalar_t>(r.grad);
@@ -68,7 +68,7 @@ template <bool NeedW, bool Tiles, typename scalar_t, typename acc_t, typename in
 __global__ void __launch_bounds__(kThreads)
     blend_backward_kernel(GradBranch<scalar_t, acc_t, index_t, Indexer> a1,
                           GradBranch<scalar_t, acc_t, index_t, Indexer> a2, const scalar_t* __restrict__ g,
-                          S4<index_t> gs, double* __restrict__ partials) {
+                          Strides4<index_t> gs, double* __restrict__ partials) {
   double dw1 = 0.0, dw2 = 0.0;
   const int64_t total = a1.total + a2.total;
   for (int64_t t = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; t < total;
@@ -90,15 +90,15 @@ __global__ void __launch_bounds__(kThreads)
 
 // Where a needed weight gradient came out of the gather not finite (inf or NaN
 // in x_k or grad_out), dL/dw_k again in the reference's form, Σ_o g_o·R_k(x_k)_o
-// (blend_cells.h: the transposed sum cannot tell inf from NaN there). One block,
+// (blend_elements.h: the transposed sum cannot tell inf from NaN there). One block,
 // launched after the reduction and reading its sums on the device, so no host
 // sync: it returns at once when they are finite (the same test in every thread),
 // and is slow only when they are not. Deterministic: fixed block, fixed order.
 template <typename scalar_t, typename acc_t, typename index_t, typename Indexer>
 __global__ void __launch_bounds__(kReduceThreads)
-    blend_weight_grads_again_kernel(const scalar_t* __restrict__ x1, S4<index_t> s1, cells::BlendBranch<acc_t> b1,
-                                    const scalar_t* __restrict__ x2, S4<index_t> s2, cells::BlendBranch<acc_t> b2,
-                                    const scalar_t* __restrict__ g, S4<index_t> gs, int64_t total, Indexer idx,
+    blend_weight_grads_again_kernel(const scalar_t* __restrict__ x1, Strides4<index_t> s1, elements::BlendBranch<acc_t> b1,
+                                    const scalar_t* __restrict__ x2, Strides4<index_t> s2, elements::BlendBranch<acc_t> b2,
+                                    const scalar_t* __restrict__ g, Strides4<index_t> gs, int64_t total, Indexer idx,
                                     bool need_w1, bool need_w2, double* __restrict__ sums) {
   const bool again1 = need_w1 && !::isfinite(sums[0]);
   const bool again2 = need_w2 && !::isfinite(sums[1]);
@@ -109,11 +109,11 @@ __global__ void __launch_bounds__(kReduceThreads)
     const index_t n = p.n, c = p.c, i = p.h, j = p.w;
     const scalar_t* gnc = g + n * gs.n + c * gs.c;
     if (again1) {
-      a += cells::blend_weight_term<scalar_t, acc_t, index_t>(gnc, gs.h, gs.w, x1 + n * s1.n + c * s1.c, s1.h, s1.w,
+      a += elements::blend_weight_term<scalar_t, acc_t, index_t>(gnc, gs.h, gs.w, x1 + n * s1.n + c * s1.c, s1.h, s1.w,
                                                              b1, i, j);
     }
     if (again2) {
-      b += cells::blend_weight_term<scalar_t, acc_t, index_t>(gnc, gs.h, gs.w, x2 + n * s2.n + c * s2.c, s2.h, s2.w,
+      b += elements::blend_weight_term<scalar_t, acc_t, index_t>(gnc, gs.h, gs.w, x2 + n * s2.n + c * s2.c, s2.h, s2.w,
                                                              b2, i, j);
     }
   }
@@ -169,7 +169,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> resize_blend_backward
   const cudaStream_t stream = at::cuda::getCurrentCUDAStream();
   const bool pass1 = passes_through(x1.size(2), x1.size(3), Ho, Wo, scale1);
   const bool pass2 = passes_through(x2.size(2), x2.size(3), Ho, Wo, scale2);
-  const auto L =
+  const auto layout =
       blend_layout(x1.size(2), x1.size(3), pass1, scale1, x2.size(2), x2.size(3), pass2, scale2, Ho, Wo, align_corners);
   // Branch k's pixels are visited when its gradient or its weight's is needed.
   const int64_t total1 = (need_x1 || need_w1) ? x1.numel() : 0;
@@ -185,9 +185,9 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> resize_blend_backward
     using acc_t = at::opmath_type<scalar_t>;
     const at::Tensor a = weight_on_device(w1, acc_type_of(x1.scalar_type()));
     const at::Tensor z = weight_on_device(w2, acc_type_of(x1.scalar_type()));
-    const Tables tb = launch_tables<acc_t>(L, x1, true, stream);
-    const auto b1 = branch_of<acc_t>(L, tb, 0, pass1);
-    const auto b2 = branch_of<acc_t>(L, tb, 1, pass2);
+    const Tables tb = launch_tables<acc_t>(layout, x1, true, stream);
+    const auto b1 = branch_of<acc_t>(layout, tb, 0, pass1);
+    const auto b2 = branch_of<acc_t>(layout, tb, 1, pass2);
     with_two_indexers(use32, x1, x1_channels_last, x2, x2_channels_last, [&](auto zero, auto i1, auto i2) {
       using index_t = decltype(zero);
       using I = decltype(i1);

@@ -1,4 +1,4 @@
-// CUDA kernels of the fused Shape Adaptor max-pool cell (docs/SEMANTICS.md,
+// CUDA kernels of the Shape Adaptor max-pool op (docs/SEMANTICS.md,
 // shape_adaptor_maxpool): resizeops_ext::shape_adaptor_maxpool_{forward,backward}
 // (schemas in csrc/resizeops.cpp): out = w1 * R(max_pool2d(x, 2)) + w2 * R(x)
 // without the pooled map. The tables and the forward are blend_launch.cuh's,
@@ -25,7 +25,7 @@
 
 #include "blend_launch.cuh"
 #include "launch.cuh"
-#include "resizeops/blend_cells.h"
+#include "resizeops/blend_elements.h"
 #include "resizeops/blend_plan.h"
 #include "resizeops/checks.h"
 #include "resizeops/kernel_forms.h"
@@ -34,12 +34,12 @@
 namespace resizeops {
 namespace {
 
-// The fused cell's backward, one thread per pixel of x (grad_x's memory order).
+// shape_adaptor_maxpool's backward, one thread per pixel of x (grad_x's memory order).
 template <bool NeedW, bool Tiles, typename scalar_t, typename acc_t, typename index_t, typename Indexer>
 __global__ void __launch_bounds__(kThreads)
-    sa_backward_kernel(const scalar_t* __restrict__ x, S4<index_t> xs, const scalar_t* __restrict__ g,
-                       S4<index_t> gs, scalar_t* __restrict__ gx, int64_t total, Indexer idx,
-                       cells::BlendBranch<acc_t> b1, cells::BlendBranch<acc_t> b2, index_t pooled_h,
+    sa_backward_kernel(const scalar_t* __restrict__ x, Strides4<index_t> xs, const scalar_t* __restrict__ g,
+                       Strides4<index_t> gs, scalar_t* __restrict__ gx, int64_t total, Indexer idx,
+                       elements::BlendBranch<acc_t> b1, elements::BlendBranch<acc_t> b2, index_t pooled_h,
                        index_t pooled_w, const acc_t* __restrict__ w1p, const acc_t* __restrict__ w2p,
                        double* __restrict__ partials) {
   const acc_t w1 = *w1p, w2 = *w2p;
@@ -48,7 +48,7 @@ __global__ void __launch_bounds__(kThreads)
        t += static_cast<int64_t>(gridDim.x) * blockDim.x) {
     const auto p = idx(static_cast<index_t>(t));
     const index_t n = p.n, c = p.c;
-    const auto r = cells::sa_pixel_grad<NeedW, Tiles, scalar_t, acc_t, index_t>(
+    const auto r = elements::sa_pixel_grad<NeedW, Tiles, scalar_t, acc_t, index_t>(
         g + n * gs.n + c * gs.c, gs.h, gs.w, x + n * xs.n + c * xs.c, xs.h, xs.w, b1, b2, pooled_h, pooled_w, w1,
         w2, static_cast<index_t>(p.h), static_cast<index_t>(p.w));
     dw1 += r.dw1;
@@ -93,7 +93,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> shape_adaptor_maxpool_backward_cu
   const cudaStream_t stream = at::cuda::getCurrentCUDAStream();
   const bool pass1 = passes_through(Hp, Wp, Ho, Wo, std::nullopt);
   const bool pass2 = passes_through(x.size(2), x.size(3), Ho, Wo, std::nullopt);
-  const auto L = blend_layout(Hp, Wp, pass1, std::nullopt, x.size(2), x.size(3), pass2, std::nullopt, Ho, Wo,
+  const auto layout = blend_layout(Hp, Wp, pass1, std::nullopt, x.size(2), x.size(3), pass2, std::nullopt, Ho, Wo,
                               align_corners);
   const int64_t total = x.numel();
   const int64_t blocks = grid_for(total);
@@ -106,9 +106,9 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> shape_adaptor_maxpool_backward_cu
     using acc_t = at::opmath_type<scalar_t>;
     const at::Tensor a = weight_on_device(w1, acc_type_of(x.scalar_type()));
     const at::Tensor z = weight_on_device(w2, acc_type_of(x.scalar_type()));
-    const Tables tb = launch_tables<acc_t>(L, x, true, stream);
-    const auto b1 = branch_of<acc_t>(L, tb, 0, pass1);
-    const auto b2 = branch_of<acc_t>(L, tb, 1, pass2);
+    const Tables tb = launch_tables<acc_t>(layout, x, true, stream);
+    const auto b1 = branch_of<acc_t>(layout, tb, 0, pass1);
+    const auto b2 = branch_of<acc_t>(layout, tb, 1, pass2);
     with_indexing(use32, x.size(1), x.size(2), x.size(3), channels_last, [&](auto zero, auto idx) {
       using index_t = decltype(zero);
       using I = decltype(idx);

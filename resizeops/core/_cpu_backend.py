@@ -1,4 +1,4 @@
-"""Registers the compiled extension's fused C++ CPU kernels with the dispatcher.
+"""Registers the compiled extension's C++ CPU kernels with the dispatcher.
 
 The kernels (csrc/cpu/) are ops of the ``resizeops_ext`` namespace; this module
 adapts them to the backend signatures of :mod:`resizeops.core._dispatch` (the

@@ -33,7 +33,7 @@ def _register() -> None:
         return
     # The backward scatters grad_x with atomics in float32/float64 (run-to-run
     # rounding differences) but gathers it, in a fixed order, under
-    # torch.use_deterministic_algorithms(True) (checks.h dynopool_grad_x_form);
+    # torch.use_deterministic_algorithms(True) (kernel_forms.h KernelForms::dynopool_grad_x);
     # the size gradient is always summed in a fixed order. So: deterministic when asked.
     _dispatch.register_kernel("cuda", "dynopool2d", dynopool2d_forward, dynopool2d_backward, True)
     if _has_cuda_kernel("resize_blend_forward"):

@@ -1,7 +1,7 @@
 """Backend registry and selection (docs/SEMANTICS.md, Backends).
 
 Four backends, fastest first: ``cuda`` (the compiled extension's CUDA kernels),
-``triton``, ``cpu`` (the extension's fused C++ kernels) and ``reference`` (pure
+``triton``, ``cpu`` (the extension's C++ kernels) and ``reference`` (pure
 PyTorch, always available). Each backend states why it cannot run an op on a
 device (xformers' ``not_supported_reasons`` pattern); kernels plug in per op with
 :func:`register_kernel`.

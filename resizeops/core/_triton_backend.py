@@ -120,7 +120,7 @@ def _register() -> None:
     )
     if importlib.util.find_spec(_SHAPE_ADAPTOR_MODULE) is None:
         return
-    # The fused cell's backward is the same kind of gather (the pooled branch's
+    # shape_adaptor_maxpool's backward is the same kind of gather (the pooled branch's
     # gradient to each window's argmax, recomputed from x), with fixed-order sums.
     _dispatch.register_kernel(
         "triton",

@@ -1,7 +1,7 @@
 """Deploying a trained model without resizeops: the ops as standard ATen ops.
 
 A frozen model (:func:`resizeops.freeze`) exports with ``torch.export`` and keeps
-the custom ops ``resizeops::*`` with their fused kernels. For runtimes that know
+the custom ops ``resizeops::*`` with their kernels. For runtimes that know
 only ATen or ONNX, each forward op has a decomposition into standard ATen ops,
 the same math in the cheapest form found:
 

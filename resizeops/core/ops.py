@@ -395,7 +395,7 @@ def resize_blend(
 
 
 # =============================================================================
-# shape_adaptor_maxpool (Shape Adaptor §3, Fig. 2; docs/SEMANTICS.md, "shape_adaptor_maxpool"): the fused VGG cell
+# shape_adaptor_maxpool (Shape Adaptor §3, Fig. 2; docs/SEMANTICS.md, "shape_adaptor_maxpool"): the Shape Adaptor VGG cell in one op
 # =============================================================================
 
 
@@ -475,13 +475,13 @@ def shape_adaptor_maxpool(
     *,
     backend: Optional[str] = None,
 ) -> torch.Tensor:
-    """The Shape Adaptor max-pool cell ``w1·R(maxpool2x2(x)) + w2·R(x)``, fused.
+    """The Shape Adaptor max-pool op ``w1·R(maxpool2x2(x)) + w2·R(x)``.
 
     Defined in docs/SEMANTICS.md, "shape_adaptor_maxpool".
 
     Equal to ``resize_blend(F.max_pool2d(x, 2), x, w1, w2, size, align_corners)``
     (Shape Adaptor Fig. 2, the VGG cell of the official code), without
-    materialising the pooled branch: the fused kernels take each 2×2 max where
+    materialising the pooled branch: the kernels take each 2×2 max where
     the bilinear taps read it, and the backward sends the pooled branch's
     gradient to the first maximum of each window, as max_pool2d does.
 

@@ -7,7 +7,7 @@ the public ops in :mod:`resizeops.ops` validate, dispatch and call them through
 the ``reference`` backend.
 
 Half types (float16, bfloat16) are computed in float32 and cast back at the end,
-the same accumulation rule the fused kernels follow (SEMANTICS.md, "Conventions").
+the same accumulation rule the kernels follow (SEMANTICS.md, "Conventions").
 """
 
 from __future__ import annotations
@@ -277,7 +277,7 @@ def shape_adaptor_maxpool(
     size: Sequence[int],
     align_corners: bool = True,
 ) -> torch.Tensor:
-    """Reference Shape Adaptor cell ``w1·R(maxpool2x2(x)) + w2·R(x)`` (Shape Adaptor Fig. 2).
+    """Reference shape_adaptor_maxpool ``w1·R(maxpool2x2(x)) + w2·R(x)`` (the VGG cell of Shape Adaptor Fig. 2).
 
     Defined in docs/SEMANTICS.md, "shape_adaptor_maxpool".
 

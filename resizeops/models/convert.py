@@ -467,7 +467,7 @@ class ShapeAdaptorCell(ShapeAdaptor):
     """A Shape Adaptor with an explicit down-sampling branch: ``forward(x) = ShapeAdaptor.forward(low(x), x)``.
 
     The general form of :class:`~resizeops.nn.ShapeAdaptorMaxPool2d` (whose ``low``
-    is a floor-mode 2×2 max-pool, fused): AutoSC uses a ceil-mode max-pool here, as
+    is a floor-mode 2×2 max-pool, in one op): AutoSC uses a ceil-mode max-pool here, as
     the official code does, and AutoTL wraps pooling layers other than a plain
     2×2 max-pool. Other arguments as :class:`~resizeops.nn.ShapeAdaptor`.
     """
@@ -740,13 +740,13 @@ def _device(m: nn.Module):
 
 
 def _adaptor(o: dict, alpha: float, ref: nn.Module, low: Optional[nn.Module] = None, residual: bool = False):
-    """A max-pool adaptor (the fused cell; AutoSC: a ceil-mode max-pool cell), or one with ``low`` as its low branch."""
+    """A max-pool adaptor (shape_adaptor_maxpool; AutoSC: a ceil-mode max-pool cell), or one with ``low`` as its low branch."""
     kw = dict(r1=o["r1"], r2=o["r2"], alpha_init=alpha, residual=residual, backend=o["backend"], device=_device(ref))
     if residual:
         return ShapeAdaptor(**kw)
     if low is None and o["mode"] == "autosc":
         # The official AutoSC pools with ceil_mode so that small maps never pool to 0;
-        # the fused cell is floor-mode.
+        # shape_adaptor_maxpool is floor-mode.
         low = nn.MaxPool2d(2, 2, ceil_mode=True)
     if low is None or _plain_maxpool(low):
         return ShapeAdaptorMaxPool2d(**kw)
@@ -754,7 +754,7 @@ def _adaptor(o: dict, alpha: float, ref: nn.Module, low: Optional[nn.Module] = N
 
 
 def _plain_maxpool(m: nn.Module) -> bool:
-    """A floor-mode 2×2 / stride-2 max-pool: what the fused ShapeAdaptorMaxPool2d computes."""
+    """A floor-mode 2×2 / stride-2 max-pool: what ShapeAdaptorMaxPool2d's op computes."""
     return (isinstance(m, nn.MaxPool2d) and _pair(m.kernel_size) == (2, 2) and _stride(m) == (2, 2)
             and _pair(m.padding) == (0, 0) and _pair(m.dilation) == (1, 1) and not m.ceil_mode
             and not m.return_indices)  # fmt: skip

@@ -7,7 +7,7 @@ Their rules are in docs/SEMANTICS.md ("DynOPool", "Shape Adaptor", "ELASTIC", "S
   full-resolution branch: parameter ``alpha`` (the raw value before the
   sigmoid), ``forward(x_low, x_full)``.
 * :class:`ShapeAdaptorMaxPool2d` — the VGG cell, whose down-sampled branch is
-  ``max_pool2d(x, 2)``: ``forward(x)``, fused (:func:`resizeops.shape_adaptor_maxpool`).
+  ``max_pool2d(x, 2)``: ``forward(x)``, one op (:func:`resizeops.shape_adaptor_maxpool`).
 * :class:`ElasticBlock` / :class:`ElasticBottleneck` — ELASTIC: a
   full- and a half-resolution branch merged by up-sample ×2, crop and sum
   (:func:`resizeops.resize_blend`).
@@ -881,7 +881,7 @@ class ShapeAdaptorMaxPool2d(ShapeAdaptor):
     """The Shape Adaptor VGG cell (Fig. 2): its down-sampled branch is ``max_pool2d(x, 2)``.
 
     ``forward(x)`` equals ``ShapeAdaptor.forward(F.max_pool2d(x, 2), x)``, computed
-    by the fused :func:`resizeops.shape_adaptor_maxpool` (the pooled map is never
+    by :func:`resizeops.shape_adaptor_maxpool` (the pooled map is never
     materialised). Same arguments as :class:`ShapeAdaptor` (r1 = 0.5: the
     max-pool's factor).
     """
@@ -918,7 +918,7 @@ class ElasticBlock(nn.Module):
     ``forward(x) = high(x) + crop(up×2(low(down(x))))``: ``down`` replicate-pads an
     odd side and average-pools 2×2, ``up×2`` is bilinear (align_corners=False), the
     crop keeps the top-left ``high(x)``-sized window; the up-sample, crop and sum
-    are one fused :func:`resizeops.resize_blend`. With ``elastic=False`` (stride-2
+    are one :func:`resizeops.resize_blend`. With ``elastic=False`` (stride-2
     blocks, where ELASTIC is off) both branches see ``x`` and are summed.
 
     ``high`` must keep the spatial size of ``x`` when ``elastic`` (stride 1), and

@@ -6,7 +6,7 @@
 // the compiled extension as its last argument `int[] forms`: empty for the
 // defaults, else the fields below in this order. Nothing here reads the
 // environment; the defaults are the forms a GPU run measured fastest
-// (docs/PERF_NOTES.md, "Kernel forms"). The fused C++ CPU kernels have one form
+// (docs/PERF_NOTES.md, "Kernel forms"). The C++ CPU kernels have one form
 // each and ignore the argument.
 #pragma once
 
@@ -28,7 +28,7 @@ namespace resizeops {
 //   16-bit atomics would round every add;
 // - kFused (experimental): one kernel per tile of input pixels finds the winners
 //   of the cells that read the tile into shared memory, then gathers from there
-//   (dynopool_cells.h, "The fused backward"); every dtype, deterministic.
+//   (dynopool_elements.h, "The fused backward"); every dtype, deterministic.
 enum class DynopoolGradX { kGather, kScatter, kFused };
 
 // DynOPool's NCHW CUDA forward: kCell (one output cell per thread), kRows
@@ -113,7 +113,7 @@ struct KernelForms {
   }
 
   // Channels of one output cell per thread of DynOPool's forward and backward
-  // pass 1 (the lanes form of dynopool_cells.h): 1, or with lanes = 4, 4 for 2-
+  // pass 1 (the lanes form of dynopool_elements.h): 1, or with lanes = 4, 4 for 2-
   // and 4-byte types and 2 for float64 (at most 16-byte vector loads). The
   // kernels of 64-bit offsets always take one.
   int dynopool_lanes(at::ScalarType dtype) const {

@@ -1,5 +1,5 @@
 // Host-side index helpers shared by the CUDA DynOPool kernels
-// (csrc/cuda/dynopool2d.cu) and their CPU emulation (csrc/cpu/dynopool2d_cells.cpp):
+// (csrc/cuda/dynopool2d.cu) and their CPU emulation (csrc/cpu/dynopool2d_emulation.cpp):
 // strides in the kernels' index type, and the choice of 32-bit indexing.
 #pragma once
 
@@ -10,22 +10,22 @@
 #include <limits>
 #include <type_traits>
 
-#include "resizeops/cell_index.h"  // S4
+#include "resizeops/element_index.h"  // Strides4
 #include "resizeops/checks.h"
-#include "resizeops/dynopool_cells.h"  // FusedPlan
+#include "resizeops/dynopool_elements.h"  // FusedPlan
 #include "resizeops/kernel_forms.h"
 
 namespace resizeops {
 
 template <typename index_t>
-S4<index_t> strides_of(const at::Tensor& t) {
+Strides4<index_t> strides_of(const at::Tensor& t) {
   return {static_cast<index_t>(t.stride(0)), static_cast<index_t>(t.stride(1)), static_cast<index_t>(t.stride(2)),
           static_cast<index_t>(t.stride(3))};
 }
 
 // Strides of a contiguous (N, C, H, W) buffer in NCHW or channels_last order.
 template <typename index_t>
-S4<index_t> dense_strides(int64_t C, int64_t H, int64_t W, bool channels_last) {
+Strides4<index_t> dense_strides(int64_t C, int64_t H, int64_t W, bool channels_last) {
   if (channels_last) return {static_cast<index_t>(H * W * C), 1, static_cast<index_t>(W * C), static_cast<index_t>(C)};
   return {static_cast<index_t>(C * H * W), static_cast<index_t>(H * W), static_cast<index_t>(W), 1};
 }
@@ -52,16 +52,16 @@ inline bool dynopool_fused_use32(const KernelForms& forms, const at::Tensor& gra
   return use_int32_indexing(forms, {grad_out.numel(), x.numel(), extent(x), extent(grad_out)});
 }
 
-// Whether load_lanes / store_lanes (dynopool_cells.h) may read the L channels
-// c0 .. c0 + L - 1 (c0 a multiple of L) of every (n, h, w) of t with one vector
-// access: C % L == 0, channel stride 1, the other strides multiples of L (where
-// their size exceeds 1) and the data aligned to L elements.
-inline bool lanes_vectorizable(const at::Tensor& t, int L) {
-  if (L == 1 || t.dim() != 4 || t.size(1) % L != 0 || t.stride(1) != 1) return false;
+// Whether load_lanes / store_lanes (dynopool_elements.h) may read the `lanes`
+// channels c0 .. c0 + lanes - 1 (c0 a multiple of lanes) of every (n, h, w) of t
+// with one vector access: C % lanes == 0, channel stride 1, the other strides
+// multiples of lanes (where their size exceeds 1) and the data aligned to lanes elements.
+inline bool lanes_vectorizable(const at::Tensor& t, int lanes) {
+  if (lanes == 1 || t.dim() != 4 || t.size(1) % lanes != 0 || t.stride(1) != 1) return false;
   for (int64_t d : {0, 2, 3}) {
-    if (t.size(d) > 1 && t.stride(d) % L != 0) return false;
+    if (t.size(d) > 1 && t.stride(d) % lanes != 0) return false;
   }
-  return reinterpret_cast<uintptr_t>(t.const_data_ptr()) % (static_cast<uintptr_t>(L) * t.element_size()) == 0;
+  return reinterpret_cast<uintptr_t>(t.const_data_ptr()) % (static_cast<uintptr_t>(lanes) * t.element_size()) == 0;
 }
 
 // The grad_x form of a DynOPool CUDA backward (and of its emulation) for x ->
@@ -71,7 +71,7 @@ inline bool lanes_vectorizable(const at::Tensor& t, int L) {
 // phase A's lanes form).
 inline DynopoolGradX dynopool_backward_form(const KernelForms& forms, const at::Tensor& grad_out, const at::Tensor& x,
                                             int64_t out_h, int64_t out_w, bool channels_last, bool need_x,
-                                            cells::FusedPlan* plan) {
+                                            elements::FusedPlan* plan) {
   if (!need_x) return DynopoolGradX::kGather;  // pass 1 alone (the size gradient)
   // The plan only where the fused form is asked for.
   if (forms.dynopool_grad_x(x.scalar_type(), true) != DynopoolGradX::kFused) {
@@ -80,15 +80,15 @@ inline DynopoolGradX dynopool_backward_form(const KernelForms& forms, const at::
   int32_t max_th = 0, max_tw = 0;
   forms.dynopool_fused_max_tile(&max_th, &max_tw);
   const int64_t acc_bytes = x.scalar_type() == at::kDouble ? 8 : 4;
-  const int32_t cb_log2 = cells::dynopool_fused_channels_log2(x.size(1), x.element_size(), channels_last);
-  const bool fused_possible = x.numel() > 0 && cells::dynopool_fused_plan(x.size(2), x.size(3), out_h, out_w,
+  const int32_t cb_log2 = elements::dynopool_fused_channels_log2(x.size(1), x.element_size(), channels_last);
+  const bool fused_possible = x.numel() > 0 && elements::dynopool_fused_plan(x.size(2), x.size(3), out_h, out_w,
                                                                           acc_bytes, plan, max_th, max_tw, cb_log2);
   // Separable winners: NCHW only (their V and D are one plane's, read along rows).
   const bool separable = forms.fused_winners_separable && !channels_last;
   if (fused_possible && separable && dynopool_fused_use32(forms, grad_out, x)) {
-    cells::dynopool_fused_separable(x.size(3), out_w, acc_bytes, plan);
+    elements::dynopool_fused_separable(x.size(3), out_w, acc_bytes, plan);
   }
-  // Phase A's lanes form (channels_last, lanes asked for, blocks of at least L
+  // Phase A's lanes form (channels_last, lanes asked for, blocks of at least Lanes
   // channels, vector loads of x and grad_out possible, the 32-bit path).
   const int lanes = forms.dynopool_lanes(x.scalar_type());
   if (fused_possible && lanes > 1 && plan->cb() >= lanes && lanes_vectorizable(x, lanes) &&
@@ -108,7 +108,7 @@ struct DynopoolForwardLaunch {
   bool use32;
   int lanes;
   DynopoolForward form;
-  cells::ForwardTilePlan plan;
+  elements::ForwardTilePlan plan;
 };
 
 inline DynopoolForwardLaunch dynopool_forward_launch(const KernelForms& forms, const at::Tensor& x, int64_t out_h,
@@ -122,18 +122,18 @@ inline DynopoolForwardLaunch dynopool_forward_launch(const KernelForms& forms, c
   } else if (a.form == DynopoolForward::kSeparable) {
     int32_t max_th = 0, max_tw = 0;
     forms.dynopool_forward_max_tile(&max_th, &max_tw);
-    if (!cells::dynopool_forward_tile_plan(x.size(3), out_h, out_w, &a.plan, max_th, max_tw)) {
+    if (!elements::dynopool_forward_tile_plan(x.size(3), out_h, out_w, &a.plan, max_th, max_tw)) {
       a.form = DynopoolForward::kCell;
     }
   }
   return a;
 }
 
-// Whether the row form stores its cells with one vector access (dynopool_cells.h
+// Whether the row form stores its cells with one vector access (dynopool_elements.h
 // dynopool_forward_row_item): out dense NCHW, Wo % kRowCells == 0, elements of at
 // most 4 bytes, data aligned to kRowCells elements.
 inline bool dynopool_rows_vectorizable(const at::Tensor& out) {
-  const int64_t q = cells::kRowCells;
+  const int64_t q = elements::kRowCells;
   return out.is_contiguous() && out.size(3) % q == 0 && out.element_size() <= 4 &&
          reinterpret_cast<uintptr_t>(out.const_data_ptr()) % (static_cast<uintptr_t>(q) * out.element_size()) == 0;
 }
@@ -149,7 +149,7 @@ void with_index_type(bool use32, const F& f) {
   }
 }
 
-// Calls f(std::integral_constant<int, L>{}, std::integral_constant<bool, Vec>{})
+// Calls f(std::integral_constant<int, Lanes>{}, std::integral_constant<bool, VectorIO>{})
 // for a launch of `lanes` channels per thread (1, or kL: 4, 2 for 8-byte types;
 // KernelForms::dynopool_lanes), with vector accesses where `vec`. With Allow
 // false (the 64-bit index path) only the one-lane form is instantiated.

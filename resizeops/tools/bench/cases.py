@@ -206,7 +206,7 @@ class Case:
         return [v for k, v in inputs.items() if isinstance(v, torch.Tensor) and v.requires_grad]
 
     def ideal_bytes(self, dtype: torch.dtype, mode: str) -> int:
-        """Bytes a perfect fused kernel moves: each input read once, each output written once.
+        """Bytes a perfect kernel moves: each input read once, each output written once.
 
         dynopool2d fwd: |x| + |out|; fwd+bwd adds |grad_out| + |x| + |grad_x|.
         resize_blend fwd: |x1| + |x2| + |out|; fwd+bwd adds |grad_out| + |grad_x1| +
@@ -267,11 +267,11 @@ CASES: Dict[str, Case] = {
         ),
         Case(
             "sa-cell-cifar-vgg", "shape_adaptor_maxpool", "gpu", (128, 64, 32, 32),
-            "Shape Adaptor fused max-pool cell, CIFAR VGG (s=0.75)", size=(24, 24), sigma=_SA_SIGMA, k=1.0,
+            "Shape Adaptor max-pool op, CIFAR VGG (s=0.75)", size=(24, 24), sigma=_SA_SIGMA, k=1.0,
         ),
         Case(
             "sa-cell-imagenet-vgg", "shape_adaptor_maxpool", "gpu", (64, 64, 224, 224),
-            "Shape Adaptor fused max-pool cell, ImageNet VGG (s=0.75)", size=(168, 168), sigma=_SA_SIGMA, k=1.0,
+            "Shape Adaptor max-pool op, ImageNet VGG (s=0.75)", size=(168, 168), sigma=_SA_SIGMA, k=1.0,
         ),
         # --- CPU tier ----------------------------------------------------------------
         Case("dynopool-small", "dynopool2d", "cpu", (8, 32, 64, 64), "DynOPool, CPU-sized", ratio=(0.5, 0.625)),
@@ -285,7 +285,7 @@ CASES: Dict[str, Case] = {
         ),
         Case(
             "sa-cell-small", "shape_adaptor_maxpool", "cpu", (8, 32, 64, 64),
-            "Shape Adaptor fused max-pool cell, CPU-sized (s=0.75)", size=(48, 48), sigma=_SA_SIGMA, k=1.0,
+            "Shape Adaptor max-pool op, CPU-sized (s=0.75)", size=(48, 48), sigma=_SA_SIGMA, k=1.0,
         ),
     )
 }

@@ -13,7 +13,7 @@ from typing import Callable, Dict, Tuple
 
 import torch
 
-#: Providers of a deployment case: the frozen model in PyTorch eager (the ops' fused
+#: Providers of a deployment case: the frozen model in PyTorch eager (the ops'
 #: kernels), its ATen-only torch.export program (``resizeops.decompositions()``) and its
 #: ``torch.onnx.export`` in ONNX Runtime's CPU provider.
 DEPLOY_EAGER = "pytorch-eager"

@@ -7,8 +7,8 @@
   interpreter is only run when named: it is a debugging aid, thousands of
   times slower than anything else);
 * ``maxpool+blend`` (:data:`POOL_THEN_BLEND`, ``shape_adaptor_maxpool`` only):
-  ``F.max_pool2d(x, 2)`` followed by the fused ``resize_blend`` on the default
-  backend, the unfused alternative the fused cell must beat;
+  ``F.max_pool2d(x, 2)`` followed by ``resize_blend`` on the default
+  backend, the two-op alternative shape_adaptor_maxpool must beat;
 * the variants of :data:`resizeops.core.kernel_forms.VARIANTS` (only when
   named, and only for the ops in their ``ops``): a backend running other kernel
   forms, called like a backend, ``backend=<variant name>``; the NCHW-only ones

@@ -1,14 +1,14 @@
 // Per-element code of the resize_blend and shape_adaptor_maxpool CUDA kernels
 // (csrc/cuda/resize_blend.cu, shape_adaptor_maxpool.cu).
 //
-// As with DynOPool (resizeops/dynopool_cells.h), every function here is the
+// As with DynOPool (resizeops/dynopool_elements.h), every function here is the
 // work of one GPU thread for one element: an entry of the axis tables, one
 // output element of the forward, one input pixel of the backward. The CUDA
-// kernels are grid-stride loops around them; csrc/cpu/resize_blend_cells.cpp
-// runs the very same functions in serial loops (ops resizeops_ext::_*_cells),
+// kernels are grid-stride loops around them; csrc/cpu/blend_emulation.cpp
+// runs the very same functions in serial loops (ops resizeops_ext::_*_emulated),
 // so that the tests check the GPU code on machines without a GPU.
 //
-// Arithmetic: the taps are those of the fused CPU kernel
+// Arithmetic: the taps are those of the C++ CPU kernel
 // (csrc/cpu/resize_blend.cpp): resizeops/math.h's interp_ratio,
 // interp_source_coord_from_ratio and interp_taps (ATen's rules), an axis whose
 // interpolate size equals its input size copied (taps (o, o), weights (1, 0)),
@@ -32,10 +32,10 @@
 // that sum is not finite, dL/dw_k is taken again in the reference's form,
 // Σ_o g_o·R_k(x_k)_o (blend_weight_term, summed by one block on the GPU):
 // bit for bit the reference's inf or NaN, at the cost of a forward pass only
-// when the answer is not finite. The fused cell (sa_pixel_grad) still skips
+// when the answer is not finite. shape_adaptor_maxpool (sa_pixel_grad) still skips
 // pixels with R_kᵀ(g) == 0 and has no such second pass.
 //
-// The max-pool branch of the fused Shape Adaptor cell (max_pool2d(x, 2),
+// The max-pool branch of shape_adaptor_maxpool (max_pool2d(x, 2),
 // floor mode) is never materialised: a pooled pixel is the max of its 2x2
 // window of x, math::max4_first (max_pool2d's tie and NaN rules), wherever a
 // tap reads it; in the backward, the pixel of x that wins its window gathers
@@ -44,11 +44,11 @@
 
 #include <cstdint>
 
-#include "resizeops/cell_index.h"
+#include "resizeops/element_index.h"
 #include "resizeops/math.h"
 
 namespace resizeops {
-namespace cells {
+namespace elements {
 
 // One axis of one branch: in_size -> out (the kept outputs), with `full` the
 // size interpolate itself produces (floor(in * scale) with a scale, else out;
@@ -102,18 +102,18 @@ RESIZEOPS_HD void blend_axis_tap(const BlendAxisSpec& s, bool align_corners, int
   math::interp_taps<acc_t>(u, s.in, i0, i1, w0, w1);
 }
 
-// Entry t of the tables (t in [0, L.entries(ranges))): the taps of one output
+// Entry t of the tables (t in [0, layout.entries(ranges))): the taps of one output
 // index, or (with ranges) the range of outputs reading one input index.
 template <typename acc_t>
-RESIZEOPS_HD void blend_table_entry(int64_t t, const BlendTableLayout& L, acc_t* accb, int32_t* intb, bool ranges) {
+RESIZEOPS_HD void blend_table_entry(int64_t t, const BlendTableLayout& layout, acc_t* accb, int32_t* intb, bool ranges) {
   for (int a = 0; a < 4; ++a) {
-    const BlendAxisSpec& s = L.ax[a];
-    acc_t* ab = accb + L.acc_offset(a);
-    int32_t* ib = intb + L.int_offset(a);
+    const BlendAxisSpec& s = layout.ax[a];
+    acc_t* ab = accb + layout.acc_offset(a);
+    int32_t* ib = intb + layout.int_offset(a);
     if (t < s.out) {
       int64_t i0, i1;
       acc_t w0, w1;
-      blend_axis_tap<acc_t>(s, L.align_corners, t, &i0, &i1, &w0, &w1);
+      blend_axis_tap<acc_t>(s, layout.align_corners, t, &i0, &i1, &w0, &w1);
       ib[t] = static_cast<int32_t>(i0);
       ib[s.out + t] = static_cast<int32_t>(i1);
       ab[t] = w0;
@@ -130,7 +130,7 @@ RESIZEOPS_HD void blend_table_entry(int64_t t, const BlendTableLayout& L, acc_t*
           const int64_t mid = lo + (hi - lo) / 2;
           int64_t i0, i1;
           acc_t w0, w1;
-          blend_axis_tap<acc_t>(s, L.align_corners, mid, &i0, &i1, &w0, &w1);
+          blend_axis_tap<acc_t>(s, layout.align_corners, mid, &i0, &i1, &w0, &w1);
           if (i1 >= h) hi = mid; else lo = mid + 1;
         }
         int64_t first = lo;
@@ -139,7 +139,7 @@ RESIZEOPS_HD void blend_table_entry(int64_t t, const BlendTableLayout& L, acc_t*
           const int64_t mid = lo + (hi - lo) / 2;
           int64_t i0, i1;
           acc_t w0, w1;
-          blend_axis_tap<acc_t>(s, L.align_corners, mid, &i0, &i1, &w0, &w1);
+          blend_axis_tap<acc_t>(s, layout.align_corners, mid, &i0, &i1, &w0, &w1);
           if (i0 > h) hi = mid; else lo = mid + 1;
         }
         ib[2 * s.out + 2 * h] = static_cast<int32_t>(first);
@@ -169,17 +169,17 @@ struct BlendBranch {
 };
 
 template <typename acc_t>
-inline BlendAxis<acc_t> blend_axis_of(const BlendTableLayout& L, int a, const acc_t* accb, const int32_t* intb) {
-  const int32_t out = L.ax[a].out;
-  const int32_t* ib = intb + L.int_offset(a);
-  const acc_t* ab = accb + L.acc_offset(a);
+inline BlendAxis<acc_t> blend_axis_of(const BlendTableLayout& layout, int a, const acc_t* accb, const int32_t* intb) {
+  const int32_t out = layout.ax[a].out;
+  const int32_t* ib = intb + layout.int_offset(a);
+  const acc_t* ab = accb + layout.acc_offset(a);
   return {ib, ib + out, ib + 2 * out, ab, ab + out};
 }
 
 template <typename acc_t>
-inline BlendBranch<acc_t> blend_branch_of(const BlendTableLayout& L, int k, bool pass, const acc_t* accb,
+inline BlendBranch<acc_t> blend_branch_of(const BlendTableLayout& layout, int k, bool pass, const acc_t* accb,
                                           const int32_t* intb) {
-  return {blend_axis_of<acc_t>(L, 2 * k, accb, intb), blend_axis_of<acc_t>(L, 2 * k + 1, accb, intb), pass};
+  return {blend_axis_of<acc_t>(layout, 2 * k, accb, intb), blend_axis_of<acc_t>(layout, 2 * k + 1, accb, intb), pass};
 }
 
 // ---------------------------------------------------------------------------
@@ -306,7 +306,7 @@ RESIZEOPS_UNROLL
 }
 
 // R_kᵀ(g) at pixel (h, w) of branch k's input; gnc: grad_out of image n, channel c.
-// Tiles = false: the loop form for every pixel (RESIZEOPS_CUDA_GATHER=loop).
+// Tiles = false: the loop form for every pixel (KernelForms::gather, kernel_forms.h).
 template <typename scalar_t, typename acc_t, typename index_t, bool Tiles>
 RESIZEOPS_HD acc_t blend_gather(const scalar_t* gnc, index_t gh, index_t gw, const BlendBranch<acc_t>& b, index_t h,
                                 index_t w) {
@@ -332,7 +332,7 @@ struct PixelGrad {
 
 // resize_blend backward at pixel (h, w) of branch k's input x_k: dL/dx_k =
 // w_k * R_kᵀ(g), and in dw1 the weight-gradient term R_kᵀ(g) * x_k. SkipZero
-// (the fused cell): 0 where R_kᵀ(g) == 0; otherwise every pixel counts, so that
+// (shape_adaptor_maxpool): 0 where R_kᵀ(g) == 0; otherwise every pixel counts, so that
 // a non-finite pixel makes the sum non-finite (see the top of this file). dw2
 // unused.
 template <bool NeedW, bool Tiles, typename scalar_t, typename acc_t, typename index_t, bool SkipZero = false>
@@ -383,5 +383,5 @@ RESIZEOPS_HD PixelGrad<acc_t> sa_pixel_grad(const scalar_t* gnc, index_t gh, ind
   return r;
 }
 
-}  // namespace cells
+}  // namespace elements
 }  // namespace resizeops

@@ -1,10 +1,10 @@
 // Serial CPU emulation of the resize_blend / shape_adaptor_maxpool CUDA kernels
-// (csrc/cuda/resize_blend.cu, shape_adaptor_maxpool.cu): resizeops_ext::_resize_blend_{forward,backward}_cells
-// and _shape_adaptor_maxpool_{forward,backward}_cells, with the schemas of the
+// (csrc/cuda/resize_blend.cu, shape_adaptor_maxpool.cu): resizeops_ext::_resize_blend_{forward,backward}_emulated
+// and _shape_adaptor_maxpool_{forward,backward}_emulated, with the schemas of the
 // real ops.
 //
 // Test hooks, not a backend: they run the CUDA kernels' per-element functions
-// (csrc/include/resizeops/blend_cells.h) in plain loops over the same linear
+// (csrc/include/resizeops/blend_elements.h) in plain loops over the same linear
 // indices the GPU threads take, with the same tables (ranges poisoned first,
 // so an entry the table kernel forgets shows), so that the tests check the GPU
 // code's indexing and arithmetic on machines without a GPU. Slow on purpose;
@@ -21,7 +21,7 @@
 #include <type_traits>
 #include <vector>
 
-#include "resizeops/blend_cells.h"
+#include "resizeops/blend_elements.h"
 #include "resizeops/blend_plan.h"
 #include "resizeops/checks.h"
 #include "resizeops/kernel_forms.h"
@@ -35,17 +35,17 @@ template <typename acc_t>
 struct HostTables {
   std::vector<acc_t> accb;
   std::vector<int32_t> intb;
-  HostTables(const cells::BlendTableLayout& L, bool ranges) : accb(L.acc_size(), acc_t(0)), intb(L.int_size(), -7) {
-    for (int64_t t = 0; t < L.entries(ranges); ++t) cells::blend_table_entry<acc_t>(t, L, accb.data(), intb.data(), ranges);
+  HostTables(const elements::BlendTableLayout& layout, bool ranges) : accb(layout.acc_size(), acc_t(0)), intb(layout.int_size(), -7) {
+    for (int64_t t = 0; t < layout.entries(ranges); ++t) elements::blend_table_entry<acc_t>(t, layout, accb.data(), intb.data(), ranges);
   }
-  cells::BlendBranch<acc_t> branch(const cells::BlendTableLayout& L, int k, bool pass) const {
-    return cells::blend_branch_of<acc_t>(L, k, pass, accb.data(), intb.data());
+  elements::BlendBranch<acc_t> branch(const elements::BlendTableLayout& layout, int k, bool pass) const {
+    return elements::blend_branch_of<acc_t>(layout, k, pass, accb.data(), intb.data());
   }
 };
 
 template <typename index_t>
-cells::Pos<index_t> pos_of(int64_t t, const at::Tensor& like, bool channels_last) {
-  return cells::unravel<index_t>(static_cast<index_t>(t), static_cast<index_t>(like.size(1)),
+elements::Pos<index_t> pos_of(int64_t t, const at::Tensor& like, bool channels_last) {
+  return elements::unravel<index_t>(static_cast<index_t>(t), static_cast<index_t>(like.size(1)),
                                  static_cast<index_t>(like.size(2)), static_cast<index_t>(like.size(3)), channels_last);
 }
 
@@ -76,13 +76,13 @@ at::Tensor forward_impl(const at::Tensor& x1, const at::Tensor& x2, const at::Te
   if (total == 0) return out;
   const bool pass1 = passes_through(h1, wd1, Ho, Wo, scale1);
   const bool pass2 = passes_through(x2.size(2), x2.size(3), Ho, Wo, scale2);
-  const auto L = blend_layout(h1, wd1, pass1, scale1, x2.size(2), x2.size(3), pass2, scale2, Ho, Wo, align_corners);
+  const auto layout = blend_layout(h1, wd1, pass1, scale1, x2.size(2), x2.size(3), pass2, scale2, Ho, Wo, align_corners);
   const bool use32 = use_int32_indexing(forms, {total, extent(x1), extent(x2)});
-  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x1.scalar_type(), "_resize_blend_forward_cells", [&] {
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x1.scalar_type(), "_resize_blend_forward_emulated", [&] {
     using acc_t = at::opmath_type<scalar_t>;
-    const HostTables<acc_t> tb(L, false);
-    const auto b1 = tb.branch(L, 0, pass1);
-    const auto b2 = tb.branch(L, 1, pass2);
+    const HostTables<acc_t> tb(layout, false);
+    const auto b1 = tb.branch(layout, 0, pass1);
+    const auto b2 = tb.branch(layout, 1, pass2);
     const acc_t a = weight_value<acc_t>(w1), z = weight_value<acc_t>(w2);
     const scalar_t* p1 = x1.const_data_ptr<scalar_t>();
     const scalar_t* p2 = x2.const_data_ptr<scalar_t>();
@@ -93,7 +93,7 @@ at::Tensor forward_impl(const at::Tensor& x1, const at::Tensor& x2, const at::Te
       const auto s2 = strides_of<index_t>(x2);
       for (int64_t t = 0; t < total; ++t) {  // blend_forward_kernel
         const auto p = pos_of<index_t>(t, out, channels_last);
-        op[t] = static_cast<scalar_t>(cells::blend_out_cell<Pool1, scalar_t, acc_t, index_t>(
+        op[t] = static_cast<scalar_t>(elements::blend_out_cell<Pool1, scalar_t, acc_t, index_t>(
             p1 + p.n * s1.n + p.c * s1.c, s1.h, s1.w, b1, p2 + p.n * s2.n + p.c * s2.c, s2.h, s2.w, b2, a, z, p.h,
             p.w));
       }
@@ -102,7 +102,7 @@ at::Tensor forward_impl(const at::Tensor& x1, const at::Tensor& x2, const at::Te
   return out;
 }
 
-at::Tensor resize_blend_forward_cells(const at::Tensor& x1, const at::Tensor& x2, const at::Tensor& w1,
+at::Tensor resize_blend_forward_emulated(const at::Tensor& x1, const at::Tensor& x2, const at::Tensor& w1,
                                       const at::Tensor& w2, c10::IntArrayRef size, bool align_corners, ScaleArg scale1,
                                       ScaleArg scale2, bool channels_last, c10::IntArrayRef forms) {
   check_blend_args(x1, x2, w1, w2, size, scale1, scale2);
@@ -110,7 +110,7 @@ at::Tensor resize_blend_forward_cells(const at::Tensor& x1, const at::Tensor& x2
                              channels_last, KernelForms::decode(forms));
 }
 
-at::Tensor shape_adaptor_maxpool_forward_cells(const at::Tensor& x, const at::Tensor& w1, const at::Tensor& w2,
+at::Tensor shape_adaptor_maxpool_forward_emulated(const at::Tensor& x, const at::Tensor& w1, const at::Tensor& w2,
                                                c10::IntArrayRef size, bool align_corners, bool channels_last,
                                                c10::IntArrayRef forms) {
   check_shape_adaptor_args(x, w1, w2, size);
@@ -118,14 +118,14 @@ at::Tensor shape_adaptor_maxpool_forward_cells(const at::Tensor& x, const at::Te
                             std::nullopt, channels_last, KernelForms::decode(forms));
 }
 
-std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> resize_blend_backward_cells(
+std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> resize_blend_backward_emulated(
     const at::Tensor& grad_out, const at::Tensor& x1, const at::Tensor& x2, const at::Tensor& w1,
     const at::Tensor& w2, c10::IntArrayRef size, bool align_corners, ScaleArg scale1, ScaleArg scale2, bool need_x1,
     bool need_x2, bool need_w1, bool need_w2, bool x1_channels_last, bool x2_channels_last,
     c10::IntArrayRef forms_arg) {
   const KernelForms forms = KernelForms::decode(forms_arg);
   check_blend_args(x1, x2, w1, w2, size, scale1, scale2);
-  check_blend_grad(grad_out, x1, size, "_resize_blend_backward_cells");
+  check_blend_grad(grad_out, x1, size, "_resize_blend_backward_emulated");
   const int64_t Ho = size[0], Wo = size[1];
   at::Tensor gx1 = need_x1 ? at::empty(x1.sizes(), x1.options().memory_format(format_of(x1_channels_last)))
                            : at::empty({0}, x1.options());
@@ -139,7 +139,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> resize_blend_backward
   }
   const bool pass1 = passes_through(x1.size(2), x1.size(3), Ho, Wo, scale1);
   const bool pass2 = passes_through(x2.size(2), x2.size(3), Ho, Wo, scale2);
-  const auto L =
+  const auto layout =
       blend_layout(x1.size(2), x1.size(3), pass1, scale1, x2.size(2), x2.size(3), pass2, scale2, Ho, Wo, align_corners);
   const int64_t total1 = (need_x1 || need_w1) ? x1.numel() : 0;
   const int64_t total2 = (need_x2 || need_w2) ? x2.numel() : 0;
@@ -147,10 +147,10 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> resize_blend_backward
       use_int32_indexing(forms, {total1 + total2, extent(x1), extent(x2), extent(grad_out), gx1.numel(), gx2.numel()});
   double dw[2] = {0.0, 0.0};
   const bool tiles = forms.blend_gather_tiles();
-  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x1.scalar_type(), "_resize_blend_backward_cells", [&] {
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x1.scalar_type(), "_resize_blend_backward_emulated", [&] {
     using acc_t = at::opmath_type<scalar_t>;
-    const HostTables<acc_t> tb(L, true);
-    const cells::BlendBranch<acc_t> br[2] = {tb.branch(L, 0, pass1), tb.branch(L, 1, pass2)};
+    const HostTables<acc_t> tb(layout, true);
+    const elements::BlendBranch<acc_t> br[2] = {tb.branch(layout, 0, pass1), tb.branch(layout, 1, pass2)};
     const acc_t weights[2] = {weight_value<acc_t>(w1), weight_value<acc_t>(w2)};
     const at::Tensor* xs[2] = {&x1, &x2};
     at::Tensor* gxs[2] = {&gx1, &gx2};
@@ -171,7 +171,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> resize_blend_backward
           const scalar_t* gnc = g + p.n * gs.n + p.c * gs.c;
           const scalar_t* xnc = xp + p.n * s.n + p.c * s.c;
           auto one = [&](auto need_w_c, auto tiles_c) {
-            return cells::blend_pixel_grad<decltype(need_w_c)::value, decltype(tiles_c)::value, scalar_t, acc_t,
+            return elements::blend_pixel_grad<decltype(need_w_c)::value, decltype(tiles_c)::value, scalar_t, acc_t,
                                            index_t>(gnc, gs.h, gs.w, xnc, s.h, s.w, br[k], weights[k], p.h, p.w);
           };
           const auto r = need_w ? (tiles ? one(std::true_type{}, std::true_type{})
@@ -183,7 +183,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> resize_blend_backward
         }
       }
       // blend_weight_grads_again_kernel: where a needed sum is not finite, the
-      // reference's form over the output elements (blend_cells.h).
+      // reference's form over the output elements (blend_elements.h).
       const bool need_w_k[2] = {need_w1, need_w2};
       for (int k = 0; k < 2; ++k) {
         if (!need_w_k[k] || std::isfinite(dw[k])) continue;
@@ -193,7 +193,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> resize_blend_backward
         dw[k] = 0.0;
         for (int64_t t = 0; t < grad_out.numel(); ++t) {
           const auto p = pos_of<index_t>(t, grad_out, false);
-          dw[k] += cells::blend_weight_term<scalar_t, acc_t, index_t>(
+          dw[k] += elements::blend_weight_term<scalar_t, acc_t, index_t>(
               g + p.n * gs.n + p.c * gs.c, gs.h, gs.w, xp + p.n * s.n + p.c * s.c, s.h, s.w, br[k], p.h, p.w);
         }
       }
@@ -203,13 +203,13 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> resize_blend_backward
   return {gx1, gx2, gw1, gw2};
 }
 
-std::tuple<at::Tensor, at::Tensor, at::Tensor> shape_adaptor_maxpool_backward_cells(
+std::tuple<at::Tensor, at::Tensor, at::Tensor> shape_adaptor_maxpool_backward_emulated(
     const at::Tensor& grad_out, const at::Tensor& x, const at::Tensor& w1, const at::Tensor& w2,
     c10::IntArrayRef size, bool align_corners, bool need_x, bool need_w1, bool need_w2, bool channels_last,
     c10::IntArrayRef forms_arg) {
   const KernelForms forms = KernelForms::decode(forms_arg);
   check_shape_adaptor_args(x, w1, w2, size);
-  check_blend_grad(grad_out, x, size, "_shape_adaptor_maxpool_backward_cells");
+  check_blend_grad(grad_out, x, size, "_shape_adaptor_maxpool_backward_emulated");
   const int64_t Ho = size[0], Wo = size[1], Hp = x.size(2) / 2, Wp = x.size(3) / 2;
   at::Tensor gx = need_x ? at::empty(x.sizes(), x.options().memory_format(format_of(channels_last)))
                          : at::empty({0}, x.options());
@@ -220,17 +220,17 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> shape_adaptor_maxpool_backward_ce
   }
   const bool pass1 = passes_through(Hp, Wp, Ho, Wo, std::nullopt);
   const bool pass2 = passes_through(x.size(2), x.size(3), Ho, Wo, std::nullopt);
-  const auto L =
+  const auto layout =
       blend_layout(Hp, Wp, pass1, std::nullopt, x.size(2), x.size(3), pass2, std::nullopt, Ho, Wo, align_corners);
   const int64_t total = x.numel();
   const bool use32 = use_int32_indexing(forms, {total, extent(x), extent(grad_out)});
   double dw1 = 0.0, dw2 = 0.0;
   const bool tiles = forms.blend_gather_tiles();
-  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "_shape_adaptor_maxpool_backward_cells", [&] {
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "_shape_adaptor_maxpool_backward_emulated", [&] {
     using acc_t = at::opmath_type<scalar_t>;
-    const HostTables<acc_t> tb(L, true);
-    const auto b1 = tb.branch(L, 0, pass1);
-    const auto b2 = tb.branch(L, 1, pass2);
+    const HostTables<acc_t> tb(layout, true);
+    const auto b1 = tb.branch(layout, 0, pass1);
+    const auto b2 = tb.branch(layout, 1, pass2);
     const acc_t a = weight_value<acc_t>(w1), z = weight_value<acc_t>(w2);
     const scalar_t* xp = x.const_data_ptr<scalar_t>();
     const scalar_t* g = grad_out.const_data_ptr<scalar_t>();
@@ -242,7 +242,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> shape_adaptor_maxpool_backward_ce
       for (int64_t t = 0; t < total; ++t) {  // sa_backward_kernel
         const auto p = pos_of<index_t>(t, x, channels_last);
         auto one = [&](auto tiles_c) {
-          return cells::sa_pixel_grad<true, decltype(tiles_c)::value, scalar_t, acc_t, index_t>(
+          return elements::sa_pixel_grad<true, decltype(tiles_c)::value, scalar_t, acc_t, index_t>(
               g + p.n * gs.n + p.c * gs.c, gs.h, gs.w, xp + p.n * s.n + p.c * s.c, s.h, s.w, b1, b2,
               static_cast<index_t>(Hp), static_cast<index_t>(Wp), a, z, p.h, p.w);
         };
@@ -261,8 +261,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> shape_adaptor_maxpool_backward_ce
 }  // namespace resizeops
 
 TORCH_LIBRARY_IMPL(resizeops_ext, CPU, m) {
-  m.impl("_resize_blend_forward_cells", &resizeops::resize_blend_forward_cells);
-  m.impl("_resize_blend_backward_cells", &resizeops::resize_blend_backward_cells);
-  m.impl("_shape_adaptor_maxpool_forward_cells", &resizeops::shape_adaptor_maxpool_forward_cells);
-  m.impl("_shape_adaptor_maxpool_backward_cells", &resizeops::shape_adaptor_maxpool_backward_cells);
+  m.impl("_resize_blend_forward_emulated", &resizeops::resize_blend_forward_emulated);
+  m.impl("_resize_blend_backward_emulated", &resizeops::resize_blend_backward_emulated);
+  m.impl("_shape_adaptor_maxpool_forward_emulated", &resizeops::shape_adaptor_maxpool_forward_emulated);
+  m.impl("_shape_adaptor_maxpool_backward_emulated", &resizeops::shape_adaptor_maxpool_backward_emulated);
 }

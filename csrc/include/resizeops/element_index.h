@@ -1,5 +1,5 @@
-// Linear index <-> (n, c, h, w) of the per-element ("cells") code of the CUDA
-// kernels, shared by resizeops/dynopool_cells.h and resizeops/blend_cells.h.
+// Linear index <-> (n, c, h, w) of the per-element code of the CUDA
+// kernels, shared by resizeops/dynopool_elements.h and resizeops/blend_elements.h.
 // Host and device (RESIZEOPS_HD); free of torch includes.
 #pragma once
 
@@ -11,11 +11,11 @@ namespace resizeops {
 
 // The strides of a 4-D tensor (elements) in the index type of a launch.
 template <typename index_t>
-struct S4 {
+struct Strides4 {
   index_t n, c, h, w;
 };
 
-namespace cells {
+namespace elements {
 
 // ---------------------------------------------------------------------------
 // Linear index <-> (n, c, h, w), in a tensor's memory order
@@ -51,5 +51,5 @@ RESIZEOPS_HD Pos<index_t> unravel(index_t linear, index_t C, index_t H, index_t 
 }
 
 
-}  // namespace cells
+}  // namespace elements
 }  // namespace resizeops

@@ -4,8 +4,8 @@
 // row of the axis tables, an input index's range of query rows, one output
 // cell (forward, and the backward's winner and size-gradient terms), one input
 // pixel (the backward's gather of grad_x). The CUDA kernels are grid-stride
-// loops around them; csrc/cpu/dynopool2d_cells.cpp runs the very same
-// functions in serial loops on the CPU (ops resizeops_ext::_dynopool2d_*_cells),
+// loops around them; csrc/cpu/dynopool2d_emulation.cpp runs the very same
+// functions in serial loops on the CPU (ops resizeops_ext::_dynopool2d_*_emulated),
 // so that the tests check the GPU kernels' indexing and arithmetic on machines
 // without a GPU. Only the launch, the grid-stride loops and the block
 // reduction of the size gradient are CUDA-only.
@@ -15,7 +15,7 @@
 // interpolation of two input rows followed by a horizontal one.
 //
 // Backward formulation. Scatter (float and double, the default outside
-// deterministic mode; checks.h): each output cell adds its gradient into its
+// deterministic mode; kernel_forms.h): each output cell adds its gradient into its
 // winning query's taps with atomics (dynopool_cell_scatter). Gather
 // (deterministic, no atomics; 16-bit types and deterministic mode): the backward first
 // recomputes each output cell's winning query (argmax, 1 byte per cell) and its
@@ -29,11 +29,11 @@
 #include <cstdint>
 #include <stdexcept>
 
-#include "resizeops/cell_index.h"
+#include "resizeops/element_index.h"
 #include "resizeops/math.h"
 
 namespace resizeops {
-namespace cells {
+namespace elements {
 
 // ---------------------------------------------------------------------------
 // Axis tables (one launch per call, both axes)
@@ -68,14 +68,14 @@ struct TableLayout {
 };
 
 template <typename acc_t>
-inline AxisTaps<acc_t> rows_of(const TableLayout& L, const acc_t* accb, const int32_t* intb) {
-  return {intb, intb + 2 * L.Ho, accb, accb + 2 * L.Ho, intb + 4 * L.Ho + 4 * L.Wo};
+inline AxisTaps<acc_t> rows_of(const TableLayout& layout, const acc_t* accb, const int32_t* intb) {
+  return {intb, intb + 2 * layout.Ho, accb, accb + 2 * layout.Ho, intb + 4 * layout.Ho + 4 * layout.Wo};
 }
 
 template <typename acc_t>
-inline AxisTaps<acc_t> cols_of(const TableLayout& L, const acc_t* accb, const int32_t* intb) {
-  return {intb + 4 * L.Ho, intb + 4 * L.Ho + 2 * L.Wo, accb + 4 * L.Ho, accb + 4 * L.Ho + 2 * L.Wo,
-          intb + 4 * L.Ho + 4 * L.Wo + 2 * L.H};
+inline AxisTaps<acc_t> cols_of(const TableLayout& layout, const acc_t* accb, const int32_t* intb) {
+  return {intb + 4 * layout.Ho, intb + 4 * layout.Ho + 2 * layout.Wo, accb + 4 * layout.Ho, accb + 4 * layout.Ho + 2 * layout.Wo,
+          intb + 4 * layout.Ho + 4 * layout.Wo + 2 * layout.H};
 }
 
 // Query row (or column) q of an axis in_size -> out_size: its clipped source
@@ -139,23 +139,23 @@ RESIZEOPS_HD void dynopool_axis_range(int64_t h, int64_t out_size, int64_t in_si
 // Entry t of the table fill (one GPU thread each): queries of the rows, of
 // the columns, then (with ranges) the ranges of the input rows and columns.
 template <typename acc_t>
-RESIZEOPS_HD void dynopool_table_entry(int64_t t, const TableLayout& L, acc_t* accb, int32_t* intb, bool ranges) {
-  const int64_t nq = 2 * L.Ho + 2 * L.Wo;
-  if (t < 2 * L.Ho) {
-    dynopool_axis_fill<acc_t>(t, L.Ho, L.H, intb, intb + 2 * L.Ho, accb, accb + 2 * L.Ho);
+RESIZEOPS_HD void dynopool_table_entry(int64_t t, const TableLayout& layout, acc_t* accb, int32_t* intb, bool ranges) {
+  const int64_t nq = 2 * layout.Ho + 2 * layout.Wo;
+  if (t < 2 * layout.Ho) {
+    dynopool_axis_fill<acc_t>(t, layout.Ho, layout.H, intb, intb + 2 * layout.Ho, accb, accb + 2 * layout.Ho);
   } else if (t < nq) {
-    const int64_t q = t - 2 * L.Ho;
-    int32_t* ib = intb + 4 * L.Ho;
-    acc_t* ab = accb + 4 * L.Ho;
-    dynopool_axis_fill<acc_t>(q, L.Wo, L.W, ib, ib + 2 * L.Wo, ab, ab + 2 * L.Wo);
-  } else if (ranges && t < nq + L.H) {
+    const int64_t q = t - 2 * layout.Ho;
+    int32_t* ib = intb + 4 * layout.Ho;
+    acc_t* ab = accb + 4 * layout.Ho;
+    dynopool_axis_fill<acc_t>(q, layout.Wo, layout.W, ib, ib + 2 * layout.Wo, ab, ab + 2 * layout.Wo);
+  } else if (ranges && t < nq + layout.H) {
     const int64_t h = t - nq;
-    int32_t* rr = intb + 4 * L.Ho + 4 * L.Wo;
-    dynopool_axis_range<acc_t>(h, L.Ho, L.H, &rr[2 * h], &rr[2 * h + 1]);
+    int32_t* rr = intb + 4 * layout.Ho + 4 * layout.Wo;
+    dynopool_axis_range<acc_t>(h, layout.Ho, layout.H, &rr[2 * h], &rr[2 * h + 1]);
   } else if (ranges) {
-    const int64_t w = t - nq - L.H;
-    int32_t* rc = intb + 4 * L.Ho + 4 * L.Wo + 2 * L.H;
-    dynopool_axis_range<acc_t>(w, L.Wo, L.W, &rc[2 * w], &rc[2 * w + 1]);
+    const int64_t w = t - nq - layout.H;
+    int32_t* rc = intb + 4 * layout.Ho + 4 * layout.Wo + 2 * layout.H;
+    dynopool_axis_range<acc_t>(w, layout.Wo, layout.W, &rc[2 * w], &rc[2 * w + 1]);
   }
 }
 
@@ -182,57 +182,57 @@ struct Cell {
 };
 
 // ---------------------------------------------------------------------------
-// Lanes: L channels of one spatial position per thread
+// The lanes form: Lanes channels of one spatial position per thread
 // ---------------------------------------------------------------------------
 
-// The lanes form (checks.h dynopool_cuda_lanes, RESIZEOPS_CUDA_LANES): one
-// thread computes the same cell (or pixel) of L channels c0 .. c0 + L - 1, so
-// that the table reads, the index arithmetic and the tap offsets are shared by L
-// channels and every thread has L times as many loads in flight. Lanes are
-// loaded through load_lanes: with Vec, the L values are contiguous and aligned to
-// L * sizeof(scalar_t) bytes (channels_last, C % L == 0 and aligned strides:
-// tensor_index.h lanes_vectorizable) and come in one vector load; otherwise L
+// The lanes form (experimental; KernelForms::lanes, kernel_forms.h): one
+// thread computes the same cell (or pixel) of Lanes channels c0 .. c0 + Lanes - 1, so
+// that the table reads, the index arithmetic and the tap offsets are shared by Lanes
+// channels and every thread has Lanes times as many loads in flight. The lanes are
+// loaded through load_lanes: with VectorIO, the Lanes values are contiguous and aligned to
+// Lanes * sizeof(scalar_t) bytes (channels_last, C % Lanes == 0 and aligned strides:
+// tensor_index.h lanes_vectorizable) and come in one vector load; otherwise Lanes
 // loads at the channel stride ls, and lanes at or past nl (the valid ones, where
-// C % L != 0) repeat lane nl - 1's load and are never stored.
-template <typename scalar_t, int L>
-struct alignas(sizeof(scalar_t) * L) Pack {
-  scalar_t v[L];
+// C % Lanes != 0) repeat lane nl - 1's load and are never stored.
+template <typename scalar_t, int Lanes>
+struct alignas(sizeof(scalar_t) * Lanes) Pack {
+  scalar_t v[Lanes];
 };
 
-template <int L, bool Vec, typename scalar_t, typename out_t, typename index_t>
-RESIZEOPS_HD void load_lanes(const scalar_t* p, index_t ls, int nl, out_t (&out)[L]) {
-  if constexpr (Vec) {
+template <int Lanes, bool VectorIO, typename scalar_t, typename out_t, typename index_t>
+RESIZEOPS_HD void load_lanes(const scalar_t* p, index_t ls, int nl, out_t (&out)[Lanes]) {
+  if constexpr (VectorIO) {
 #ifndef __CUDA_ARCH__
     // The emulation checks what the GPU's vector load assumes.
-    if (reinterpret_cast<uintptr_t>(p) % alignof(Pack<scalar_t, L>) != 0 || ls != 1 || nl != L) {
+    if (reinterpret_cast<uintptr_t>(p) % alignof(Pack<scalar_t, Lanes>) != 0 || ls != 1 || nl != Lanes) {
       throw std::logic_error("resizeops: vector load of lanes at a misaligned or strided address");
     }
 #endif
-    const Pack<scalar_t, L> pk = *reinterpret_cast<const Pack<scalar_t, L>*>(p);
+    const Pack<scalar_t, Lanes> pk = *reinterpret_cast<const Pack<scalar_t, Lanes>*>(p);
 RESIZEOPS_UNROLL
-    for (int l = 0; l < L; ++l) out[l] = static_cast<out_t>(pk.v[l]);
+    for (int l = 0; l < Lanes; ++l) out[l] = static_cast<out_t>(pk.v[l]);
   } else {
 RESIZEOPS_UNROLL
-    for (int l = 0; l < L; ++l) out[l] = static_cast<out_t>(p[static_cast<index_t>(l < nl ? l : nl - 1) * ls]);
+    for (int l = 0; l < Lanes; ++l) out[l] = static_cast<out_t>(p[static_cast<index_t>(l < nl ? l : nl - 1) * ls]);
   }
 }
 
-// Stores lanes [0, nl) of v at p, p + ls, ... (one vector store with Vec; see load_lanes).
-template <int L, bool Vec, typename scalar_t, typename acc_t, typename index_t>
-RESIZEOPS_HD void store_lanes(scalar_t* p, index_t ls, int nl, const acc_t (&v)[L]) {
-  if constexpr (Vec) {
+// Stores lanes [0, nl) of v at p, p + ls, ... (one vector store with VectorIO; see load_lanes).
+template <int Lanes, bool VectorIO, typename scalar_t, typename acc_t, typename index_t>
+RESIZEOPS_HD void store_lanes(scalar_t* p, index_t ls, int nl, const acc_t (&v)[Lanes]) {
+  if constexpr (VectorIO) {
 #ifndef __CUDA_ARCH__
-    if (reinterpret_cast<uintptr_t>(p) % alignof(Pack<scalar_t, L>) != 0 || ls != 1 || nl != L) {
+    if (reinterpret_cast<uintptr_t>(p) % alignof(Pack<scalar_t, Lanes>) != 0 || ls != 1 || nl != Lanes) {
       throw std::logic_error("resizeops: vector store of lanes at a misaligned or strided address");
     }
 #endif
-    Pack<scalar_t, L> pk;
+    Pack<scalar_t, Lanes> pk;
 RESIZEOPS_UNROLL
-    for (int l = 0; l < L; ++l) pk.v[l] = static_cast<scalar_t>(v[l]);
-    *reinterpret_cast<Pack<scalar_t, L>*>(p) = pk;
+    for (int l = 0; l < Lanes; ++l) pk.v[l] = static_cast<scalar_t>(v[l]);
+    *reinterpret_cast<Pack<scalar_t, Lanes>*>(p) = pk;
   } else {
 RESIZEOPS_UNROLL
-    for (int l = 0; l < L; ++l) {
+    for (int l = 0; l < Lanes; ++l) {
       if (l < nl) p[static_cast<index_t>(l) * ls] = static_cast<scalar_t>(v[l]);
     }
   }
@@ -282,15 +282,15 @@ RESIZEOPS_HD acc_t dynopool_lerp(acc_t w0, acc_t a, acc_t w1, acc_t b, bool edge
   return edge ? a : math::lerp_tie<acc_t>(w0, a, w1, b);
 }
 
-// Output cell (i, j) of L channel planes starting at xnc (= &x[n, c0, 0, 0],
+// Output cell (i, j) of Lanes channel planes starting at xnc (= &x[n, c0, 0, 0],
 // strides sH, sW, channel stride ls, nl valid lanes), with its table entries tp:
 // the 4 queries at query rows 2i, 2i+1 and columns 2j, 2j+1, their max
 // (max_pool2d's tie and NaN rule) and, with Deriv, the winner's coordinate
 // derivatives, per lane. index_t: the offset type (32-bit where x's extent
 // allows).
-template <int L, bool Vec, bool Deriv, typename scalar_t, typename acc_t, typename index_t>
+template <int Lanes, bool VectorIO, bool Deriv, typename scalar_t, typename acc_t, typename index_t>
 RESIZEOPS_HD void dynopool_cell_lanes(const scalar_t* xnc, index_t sH, index_t sW, index_t ls, int nl,
-                                      const CellTaps<acc_t>& tp, Cell<acc_t> (&cell)[L]) {
+                                      const CellTaps<acc_t>& tp, Cell<acc_t> (&cell)[Lanes]) {
   // At the last pixel both taps are that pixel (w1 = 0); grid_sample skips the
   // second one (out of bounds), so it must not add 0 * x (NaN for an infinite
   // x): row_edge / col_edge drop it. The derivatives keep the true pixel.
@@ -312,31 +312,31 @@ RESIZEOPS_UNROLL
   }
   // The cell's loads (16 per lane: 2 query rows x 2 tap rows x 4 columns), then
   // the arithmetic (ptxas schedules them as it sees fit: docs/PERF_NOTES.md).
-  acc_t a[2][4][L], b[2][4][L];
+  acc_t a[2][4][Lanes], b[2][4][Lanes];
 RESIZEOPS_UNROLL
   for (int k = 0; k < 2; ++k) {
 RESIZEOPS_UNROLL
     for (int m = 0; m < 4; ++m) {
-      load_lanes<L, Vec, scalar_t, acc_t, index_t>(xnc + top[k] + col[m], ls, nl, a[k][m]);
-      load_lanes<L, Vec, scalar_t, acc_t, index_t>(xnc + bot[k] + col[m], ls, nl, b[k][m]);
+      load_lanes<Lanes, VectorIO, scalar_t, acc_t, index_t>(xnc + top[k] + col[m], ls, nl, a[k][m]);
+      load_lanes<Lanes, VectorIO, scalar_t, acc_t, index_t>(xnc + bot[k] + col[m], ls, nl, b[k][m]);
     }
   }
   // Vertical interpolation of query row k at the 4 columns read:
   // m = 2l + t is tap t of query column l. d: x[i1] - x[i0] there.
-  acc_t v[L][2][4], d[L][2][4];
+  acc_t v[Lanes][2][4], d[Lanes][2][4];
 RESIZEOPS_UNROLL
   for (int k = 0; k < 2; ++k) {
 RESIZEOPS_UNROLL
     for (int m = 0; m < 4; ++m) {
 RESIZEOPS_UNROLL
-      for (int e = 0; e < L; ++e) {
+      for (int e = 0; e < Lanes; ++e) {
         v[e][k][m] = dynopool_lerp<acc_t>(rw0[k], a[k][m][e], rw1[k], b[k][m][e], row_edge[k]);
         d[e][k][m] = b[k][m][e] - a[k][m][e];
       }
     }
   }
 RESIZEOPS_UNROLL
-  for (int e = 0; e < L; ++e) {
+  for (int e = 0; e < Lanes; ++e) {
     acc_t q[4];
 RESIZEOPS_UNROLL
     for (int k = 0; k < 2; ++k) {
@@ -366,7 +366,7 @@ RESIZEOPS_UNROLL
   }
 }
 
-// The scatter form of grad_x (checks.h dynopool_scatter_grad_x): output cell
+// The scatter form of grad_x (KernelForms::dynopool_grad_x): output cell
 // (i, j) with gradient g and winner `arg` adds g times each tap's weight into
 // the plane of grad_x at offset tap_row * sH + tap_col * sW, through
 // add(offset, value): an atomicAdd on the GPU, a plain += in the emulation. At
@@ -407,45 +407,45 @@ RESIZEOPS_HD void dynopool_cell_size_grad(const Cell<acc_t>& cell, acc_t g, cons
 // One work item of the forward and of backward pass 1
 // ---------------------------------------------------------------------------
 
-// Work item t of the forward (position p: channel group p.c of L channels, or
-// channel p.c for L = 1, whose linear index t is then the output element's):
-// the L output values, stored into out (strides os).
-template <int L, bool Vec, typename scalar_t, typename acc_t, typename index_t>
+// Work item t of the forward (position p: channel group p.c of Lanes channels, or
+// channel p.c for Lanes = 1, whose linear index t is then the output element's):
+// the Lanes output values, stored into out (strides os).
+template <int Lanes, bool VectorIO, typename scalar_t, typename acc_t, typename index_t>
 RESIZEOPS_HD void dynopool_forward_item(index_t t, const Pos<index_t>& p, index_t C, const scalar_t* x,
-                                        const S4<index_t>& xs, scalar_t* out, const S4<index_t>& os,
+                                        const Strides4<index_t>& xs, scalar_t* out, const Strides4<index_t>& os,
                                         const AxisTaps<acc_t>& rows, const AxisTaps<acc_t>& cols) {
-  const index_t c0 = p.c * L;
-  const int nl = L == 1 ? 1 : static_cast<int>(C - c0 < L ? C - c0 : L);
-  Cell<acc_t> cell[L];
-  dynopool_cell_lanes<L, Vec, false, scalar_t, acc_t, index_t>(
+  const index_t c0 = p.c * Lanes;
+  const int nl = Lanes == 1 ? 1 : static_cast<int>(C - c0 < Lanes ? C - c0 : Lanes);
+  Cell<acc_t> cell[Lanes];
+  dynopool_cell_lanes<Lanes, VectorIO, false, scalar_t, acc_t, index_t>(
       x + p.n * xs.n + c0 * xs.c, xs.h, xs.w, xs.c, nl, dynopool_cell_taps<false, acc_t, index_t>(rows, cols, p.h, p.w),
       cell);
-  if constexpr (L == 1) {
+  if constexpr (Lanes == 1) {
     out[t] = static_cast<scalar_t>(cell[0].value);
   } else {
-    acc_t v[L];
+    acc_t v[Lanes];
 RESIZEOPS_UNROLL
-    for (int e = 0; e < L; ++e) v[e] = cell[e].value;
-    store_lanes<L, Vec, scalar_t, acc_t, index_t>(out + p.n * os.n + c0 * os.c + p.h * os.h + p.w * os.w, os.c, nl,
+    for (int e = 0; e < Lanes; ++e) v[e] = cell[e].value;
+    store_lanes<Lanes, VectorIO, scalar_t, acc_t, index_t>(out + p.n * os.n + c0 * os.c + p.h * os.h + p.w * os.w, os.c, nl,
                                                   v);
   }
 }
 
-// The row form of the forward (checks.h dynopool_forward_rows,
-// RESIZEOPS_CUDA_FORWARD=rows; NCHW output, one channel per thread): work item p
+// The row form of the forward (experimental, KernelForms::forward = rows;
+// NCHW output, one channel per thread): work item p
 // (p.w: a group of kRowCells output columns) computes the cells (p.h, j0 + q),
 // q < kRowCells, of one output row. They share their query rows: the row table
 // entries and the tap rows' offsets are read and computed once instead of once
 // per cell (the one-cell kernel spends ~207 sm_90 instructions per cell, at the
 // H100's issue rate about the bytes' time). Cells past the row's end (Wo not a
 // multiple of kRowCells) compute the last cell again and are not stored. With
-// Vec (Wo % kRowCells == 0, a dense NCHW output aligned to kRowCells elements,
+// VectorIO (Wo % kRowCells == 0, a dense NCHW output aligned to kRowCells elements,
 // types of at most 4 bytes), one vector store of the kRowCells values.
 constexpr int kRowCells = 4;
 
-template <bool Vec, typename scalar_t, typename acc_t, typename index_t>
-RESIZEOPS_HD void dynopool_forward_row_item(const Pos<index_t>& p, index_t Wo, const scalar_t* x, const S4<index_t>& xs,
-                                            scalar_t* out, const S4<index_t>& os, const AxisTaps<acc_t>& rows,
+template <bool VectorIO, typename scalar_t, typename acc_t, typename index_t>
+RESIZEOPS_HD void dynopool_forward_row_item(const Pos<index_t>& p, index_t Wo, const scalar_t* x, const Strides4<index_t>& xs,
+                                            scalar_t* out, const Strides4<index_t>& os, const AxisTaps<acc_t>& rows,
                                             const AxisTaps<acc_t>& cols) {
   const index_t j0 = p.w * kRowCells;
   CellTaps<acc_t> tp;
@@ -475,7 +475,7 @@ RESIZEOPS_UNROLL
     v[q] = cell[0].value;
   }
   scalar_t* o = out + p.n * os.n + p.c * os.c + p.h * os.h + j0 * os.w;
-  if constexpr (Vec) {
+  if constexpr (VectorIO) {
     store_lanes<kRowCells, true, scalar_t, acc_t, index_t>(o, 1, kRowCells, v);
   } else {
 RESIZEOPS_UNROLL
@@ -485,8 +485,8 @@ RESIZEOPS_UNROLL
   }
 }
 
-// The separable forward (checks.h dynopool_forward_form, RESIZEOPS_CUDA_FORWARD=separable;
-// NCHW output, opt-in until a GPU run times it: docs/PERF_NOTES.md, version 7).
+// The separable forward (experimental, KernelForms::forward = separable;
+// NCHW output, never timed on a GPU: docs/PERF_NOTES.md, version 7).
 // Bilinear interpolation is separable, and the cell form does its vertical part
 // 8 times per cell (2 query rows x 4 tap columns), from 16 gathered loads. Here
 // one GPU block takes a strip of tw output columns of one (n, c) plane (a 2-D
@@ -533,7 +533,7 @@ inline int64_t dynopool_tile_cols_bound(int64_t t, int64_t in_size, int64_t out_
 }
 
 // The plan for an (H, W) -> (Ho, Wo) call with tiles of at most max_th x max_tw
-// cells (powers of two; the test hook RESIZEOPS_CUDA_FORWARD_TILE lowers them),
+// cells (powers of two; the test hook KernelForms::forward_tile_h/_w lowers them),
 // narrowed to the output. False where the separable form does not pay or fit (above).
 // (At most 4 columns per cell: 2 * 16 rows of 4 * 32 + 4 float64 are 33 KiB of
 // shared memory, below the 48 KiB a launch gets without opting in.)
@@ -577,14 +577,14 @@ RESIZEOPS_HD void dynopool_column_window(const AxisTaps<acc_t>& cols, int32_t vc
 }
 
 template <typename acc_t, typename index_t>
-RESIZEOPS_HD SeparableStrip<index_t> dynopool_forward_strip(index_t plane, int32_t tx, const ForwardTilePlan& P,
+RESIZEOPS_HD SeparableStrip<index_t> dynopool_forward_strip(index_t plane, int32_t tx, const ForwardTilePlan& plan,
                                                            index_t C, int32_t Wo, const AxisTaps<acc_t>& cols) {
   SeparableStrip<index_t> S;
   S.n = plane / C;
   S.c = plane - S.n * C;
-  S.j0 = tx * P.tw();
-  S.nj = Wo - S.j0 < P.tw() ? Wo - S.j0 : P.tw();
-  dynopool_column_window<acc_t, index_t>(cols, P.vcols, &S);
+  S.j0 = tx * plan.tw();
+  S.nj = Wo - S.j0 < plan.tw() ? Wo - S.j0 : plan.tw();
+  dynopool_column_window<acc_t, index_t>(cols, plan.vcols, &S);
   return S;
 }
 
@@ -598,7 +598,7 @@ RESIZEOPS_HD SeparableStrip<index_t> dynopool_forward_strip(index_t plane, int32
 // kTileGroup, ...
 template <bool WithD, typename scalar_t, typename acc_t, typename index_t>
 RESIZEOPS_HD void dynopool_separable_rows(int32_t tid, int32_t nthreads, const SeparableStrip<index_t>& S, int32_t i0,
-                                          int32_t ni, const scalar_t* x, const S4<index_t>& xs,
+                                          int32_t ni, const scalar_t* x, const Strides4<index_t>& xs,
                                           const AxisTaps<acc_t>& rows, acc_t* s_v, acc_t* s_d) {
   const int32_t lane = tid % kTileGroup, step = nthreads / kTileGroup;
   // Offsets from x in index_t (32-bit: one wide multiply-add per load address).
@@ -630,11 +630,11 @@ struct StripColumn {
 };
 
 template <typename acc_t, typename index_t>
-RESIZEOPS_HD StripColumn<acc_t> dynopool_forward_strip_column(int32_t tid, const ForwardTilePlan& P,
+RESIZEOPS_HD StripColumn<acc_t> dynopool_forward_strip_column(int32_t tid, const ForwardTilePlan& plan,
                                                              const SeparableStrip<index_t>& S,
                                                              const AxisTaps<acc_t>& cols) {
   StripColumn<acc_t> K;
-  const int32_t lj = tid & (P.tw() - 1);
+  const int32_t lj = tid & (plan.tw() - 1);
   K.valid = lj < S.nj;
   K.j = S.j0 + (K.valid ? lj : 0);
 RESIZEOPS_UNROLL
@@ -655,12 +655,12 @@ RESIZEOPS_UNROLL
 // multiple of tw): its column's cells in rows tid / tw, + nthreads / tw, ... of the
 // tile, each from V (the 4 queries, their max), stored into out.
 template <typename scalar_t, typename acc_t, typename index_t>
-RESIZEOPS_HD void dynopool_forward_tile_cells(int32_t tid, int32_t nthreads, const ForwardTilePlan& P,
+RESIZEOPS_HD void dynopool_forward_tile_cells(int32_t tid, int32_t nthreads, const ForwardTilePlan& plan,
                                               const SeparableStrip<index_t>& S, const StripColumn<acc_t>& K, int32_t i0,
-                                              int32_t ni, const acc_t* s_v, scalar_t* out, const S4<index_t>& os) {
+                                              int32_t ni, const acc_t* s_v, scalar_t* out, const Strides4<index_t>& os) {
   if (!K.valid) return;
   scalar_t* o = out + S.n * os.n + S.c * os.c + static_cast<index_t>(i0) * os.h + static_cast<index_t>(K.j) * os.w;
-  const int32_t li0 = tid >> P.tw_log2, lstep = nthreads >> P.tw_log2;
+  const int32_t li0 = tid >> plan.tw_log2, lstep = nthreads >> plan.tw_log2;
   // V's taps of the cell's two query rows: v[t] (row 2 li) and v[ncw + t] (2 li + 1),
   // with v advanced by whole cell rows (one add per cell, one per shared load).
   const int32_t c0b[2] = {K.c0[0] + S.ncw, K.c0[1] + S.ncw}, c1b[2] = {K.c1[0] + S.ncw, K.c1[1] + S.ncw};
@@ -680,38 +680,38 @@ RESIZEOPS_UNROLL
 
 // Work item t of backward pass 1 (positions as in dynopool_forward_item): per
 // valid lane, the winner and, with NeedX, either its argmax byte (at argmax,
-// strides as; linear index t for L = 1) or, with Scatter, the cell's gradient
+// strides as; linear index t for Lanes = 1) or, with Scatter, the cell's gradient
 // added into grad_x through add(offset, value) (offsets of the dense strides
 // gxs); with NeedSize, the size-gradient terms added to *dh_sum, *dw_sum.
-template <int L, bool Vec, bool NeedX, bool NeedSize, bool Scatter, typename scalar_t, typename acc_t,
+template <int Lanes, bool VectorIO, bool NeedX, bool NeedSize, bool Scatter, typename scalar_t, typename acc_t,
           typename index_t, typename Add>
 RESIZEOPS_HD void dynopool_backward_item(index_t t, const Pos<index_t>& p, index_t C, const scalar_t* x,
-                                         const S4<index_t>& xs, const scalar_t* grad_out, const S4<index_t>& gs,
-                                         uint8_t* argmax, const S4<index_t>& as, const S4<index_t>& gxs,
+                                         const Strides4<index_t>& xs, const scalar_t* grad_out, const Strides4<index_t>& gs,
+                                         uint8_t* argmax, const Strides4<index_t>& as, const Strides4<index_t>& gxs,
                                          const AxisTaps<acc_t>& rows, const AxisTaps<acc_t>& cols, Add add,
                                          double* dh_sum, double* dw_sum) {
-  const index_t n = p.n, i = p.h, j = p.w, c0 = p.c * L;
-  const int nl = L == 1 ? 1 : static_cast<int>(C - c0 < L ? C - c0 : L);
+  const index_t n = p.n, i = p.h, j = p.w, c0 = p.c * Lanes;
+  const int nl = Lanes == 1 ? 1 : static_cast<int>(C - c0 < Lanes ? C - c0 : Lanes);
   const CellTaps<acc_t> tp = dynopool_cell_taps<NeedSize, acc_t, index_t>(rows, cols, i, j);
-  Cell<acc_t> cell[L];
-  dynopool_cell_lanes<L, Vec, NeedSize, scalar_t, acc_t, index_t>(x + n * xs.n + c0 * xs.c, xs.h, xs.w, xs.c, nl, tp,
+  Cell<acc_t> cell[Lanes];
+  dynopool_cell_lanes<Lanes, VectorIO, NeedSize, scalar_t, acc_t, index_t>(x + n * xs.n + c0 * xs.c, xs.h, xs.w, xs.c, nl, tp,
                                                                   cell);
-  acc_t g[L];
+  acc_t g[Lanes];
   if constexpr (NeedSize || (NeedX && Scatter)) {
-    load_lanes<L, Vec, scalar_t, acc_t, index_t>(grad_out + n * gs.n + c0 * gs.c + i * gs.h + j * gs.w, gs.c, nl, g);
+    load_lanes<Lanes, VectorIO, scalar_t, acc_t, index_t>(grad_out + n * gs.n + c0 * gs.c + i * gs.h + j * gs.w, gs.c, nl, g);
   } else {
 RESIZEOPS_UNROLL
-    for (int e = 0; e < L; ++e) g[e] = acc_t(0);
+    for (int e = 0; e < Lanes; ++e) g[e] = acc_t(0);
   }
 RESIZEOPS_UNROLL
-  for (int e = 0; e < L; ++e) {
-    if (L > 1 && e >= nl) break;
+  for (int e = 0; e < Lanes; ++e) {
+    if (Lanes > 1 && e >= nl) break;
     if constexpr (NeedX && Scatter) {
       const index_t base = n * gxs.n + (c0 + e) * gxs.c;
       dynopool_cell_scatter<acc_t, index_t>(cell[e].arg, g[e], tp, gxs.h, gxs.w,
                                             [&add, base](index_t off, acc_t v) { add(base + off, v); });
     } else if constexpr (NeedX) {
-      argmax[L == 1 ? t : n * as.n + (c0 + e) * as.c + i * as.h + j * as.w] = cell[e].arg;
+      argmax[Lanes == 1 ? t : n * as.n + (c0 + e) * as.c + i * as.h + j * as.w] = cell[e].arg;
     }
     if constexpr (NeedSize) {
       acc_t dh, dw;
@@ -741,8 +741,8 @@ RESIZEOPS_UNROLL
 // loads every argmax and grad_out value of the tile at once (indices clamped
 // into the range, unconditional), then selects: same sum, same order.
 //
-// Lanes (as in the forward): L channels of the pixel at once; the table reads and
-// the loop are shared, and each step's argmax and grad_out loads go out for the L
+// Lanes (as in the forward): Lanes channels of the pixel at once; the table reads and
+// the loop are shared, and each step's argmax and grad_out loads go out for the Lanes
 // channels together.
 constexpr int kTile = 3;
 
@@ -757,49 +757,49 @@ struct GatherPlanes {
   int nl;
 };
 
-template <int L, bool Vec, typename scalar_t, typename acc_t, typename index_t>
-RESIZEOPS_HD void dynopool_pixel_grad_loop(const GatherPlanes<scalar_t, index_t>& P, const AxisTaps<acc_t>& rows,
+template <int Lanes, bool VectorIO, typename scalar_t, typename acc_t, typename index_t>
+RESIZEOPS_HD void dynopool_pixel_grad_loop(const GatherPlanes<scalar_t, index_t>& planes, const AxisTaps<acc_t>& rows,
                                            const AxisTaps<acc_t>& cols, index_t h, index_t w, int32_t rb, int32_t re,
-                                           int32_t sb, int32_t se, acc_t (&acc)[L]) {
+                                           int32_t sb, int32_t se, acc_t (&acc)[Lanes]) {
 RESIZEOPS_UNROLL
-  for (int e = 0; e < L; ++e) acc[e] = acc_t(0);
+  for (int e = 0; e < Lanes; ++e) acc[e] = acc_t(0);
   for (int32_t r = rb; r < re; ++r) {
     const acc_t wr = tap_weight<acc_t>(rows, r, static_cast<int32_t>(h));
     const index_t i = r >> 1;
     const int k = r & 1;
-    acc_t row_sum[L];
+    acc_t row_sum[Lanes];
 RESIZEOPS_UNROLL
-    for (int e = 0; e < L; ++e) row_sum[e] = acc_t(0);
+    for (int e = 0; e < Lanes; ++e) row_sum[e] = acc_t(0);
     for (int32_t s = sb; s < se; ++s) {
       const index_t j = s >> 1;
       const int code = 2 * k + (s & 1);
-      uint8_t a[L];
-      load_lanes<L, Vec, uint8_t, uint8_t, index_t>(P.a + i * P.aH + j * P.aW, P.aC, P.nl, a);
-      bool hit[L], any = false;
+      uint8_t a[Lanes];
+      load_lanes<Lanes, VectorIO, uint8_t, uint8_t, index_t>(planes.a + i * planes.aH + j * planes.aW, planes.aC, planes.nl, a);
+      bool hit[Lanes], any = false;
 RESIZEOPS_UNROLL
-      for (int e = 0; e < L; ++e) {
+      for (int e = 0; e < Lanes; ++e) {
         hit[e] = a[e] == code;
         any = any || hit[e];
       }
       if (any) {  // grad_out only where a lane's query won
         const acc_t ws = tap_weight<acc_t>(cols, s, static_cast<int32_t>(w));
-        acc_t g[L];
-        load_lanes<L, Vec, scalar_t, acc_t, index_t>(P.g + i * P.gH + j * P.gW, P.gC, P.nl, g);
+        acc_t g[Lanes];
+        load_lanes<Lanes, VectorIO, scalar_t, acc_t, index_t>(planes.g + i * planes.gH + j * planes.gW, planes.gC, planes.nl, g);
 RESIZEOPS_UNROLL
-        for (int e = 0; e < L; ++e) {
+        for (int e = 0; e < Lanes; ++e) {
           if (hit[e]) row_sum[e] += g[e] * ws;
         }
       }
     }
 RESIZEOPS_UNROLL
-    for (int e = 0; e < L; ++e) acc[e] += wr * row_sum[e];
+    for (int e = 0; e < Lanes; ++e) acc[e] += wr * row_sum[e];
   }
 }
 
-template <int L, bool Vec, typename scalar_t, typename acc_t, typename index_t>
-RESIZEOPS_HD void dynopool_pixel_grad_tile(const GatherPlanes<scalar_t, index_t>& P, const AxisTaps<acc_t>& rows,
+template <int Lanes, bool VectorIO, typename scalar_t, typename acc_t, typename index_t>
+RESIZEOPS_HD void dynopool_pixel_grad_tile(const GatherPlanes<scalar_t, index_t>& planes, const AxisTaps<acc_t>& rows,
                                            const AxisTaps<acc_t>& cols, index_t h, index_t w, int32_t rb, int32_t re,
-                                           int32_t sb, int32_t se, acc_t (&acc)[L]) {
+                                           int32_t sb, int32_t se, acc_t (&acc)[Lanes]) {
   // Columns of the tile: offsets, query code l, weight, valid. Slots past the
   // range repeat its last query (in-bounds loads) and never count.
   index_t a_off[kTile], g_off[kTile];
@@ -812,13 +812,13 @@ RESIZEOPS_UNROLL
     const int32_t s = s_ok[u] ? sb + u : se - 1;
     const index_t j = s >> 1;
     l_of[u] = s & 1;
-    a_off[u] = j * P.aW;
-    g_off[u] = j * P.gW;
+    a_off[u] = j * planes.aW;
+    g_off[u] = j * planes.gW;
     ws[u] = tap_weight<acc_t>(cols, s, static_cast<int32_t>(w));
   }
   // Every load of the tile, issued before any is used.
-  uint8_t a[kTile][kTile][L];
-  acc_t g[kTile][kTile][L];
+  uint8_t a[kTile][kTile][Lanes];
+  acc_t g[kTile][kTile][Lanes];
   acc_t wr[kTile];
   int k_of[kTile];
   bool r_ok[kTile];
@@ -831,12 +831,12 @@ RESIZEOPS_UNROLL
     wr[t] = tap_weight<acc_t>(rows, r, static_cast<int32_t>(h));
 RESIZEOPS_UNROLL
     for (int u = 0; u < kTile; ++u) {
-      load_lanes<L, Vec, uint8_t, uint8_t, index_t>(P.a + i * P.aH + a_off[u], P.aC, P.nl, a[t][u]);
-      load_lanes<L, Vec, scalar_t, acc_t, index_t>(P.g + i * P.gH + g_off[u], P.gC, P.nl, g[t][u]);
+      load_lanes<Lanes, VectorIO, uint8_t, uint8_t, index_t>(planes.a + i * planes.aH + a_off[u], planes.aC, planes.nl, a[t][u]);
+      load_lanes<Lanes, VectorIO, scalar_t, acc_t, index_t>(planes.g + i * planes.gH + g_off[u], planes.gC, planes.nl, g[t][u]);
     }
   }
 RESIZEOPS_UNROLL
-  for (int e = 0; e < L; ++e) {
+  for (int e = 0; e < Lanes; ++e) {
     acc[e] = acc_t(0);
 RESIZEOPS_UNROLL
     for (int t = 0; t < kTile; ++t) {
@@ -853,43 +853,43 @@ RESIZEOPS_UNROLL
 }
 
 // Tiles = false keeps the loop form for every pixel (version 2 of the CUDA
-// gather), so that one GPU run can time both forms (RESIZEOPS_CUDA_GATHER=loop,
-// checks.h); the two give bit-identical sums in the serial emulation.
-template <int L, bool Vec, bool Tiles, typename scalar_t, typename acc_t, typename index_t>
-RESIZEOPS_HD void dynopool_pixel_grad(const GatherPlanes<scalar_t, index_t>& P, const AxisTaps<acc_t>& rows,
-                                      const AxisTaps<acc_t>& cols, index_t h, index_t w, acc_t (&acc)[L]) {
+// gather), so that one GPU run can time both forms (KernelForms::gather,
+// kernel_forms.h); the two give bit-identical sums in the serial emulation.
+template <int Lanes, bool VectorIO, bool Tiles, typename scalar_t, typename acc_t, typename index_t>
+RESIZEOPS_HD void dynopool_pixel_grad(const GatherPlanes<scalar_t, index_t>& planes, const AxisTaps<acc_t>& rows,
+                                      const AxisTaps<acc_t>& cols, index_t h, index_t w, acc_t (&acc)[Lanes]) {
   const int32_t rb = rows.range[2 * h], re = rows.range[2 * h + 1];
   const int32_t sb = cols.range[2 * w], se = cols.range[2 * w + 1];
   if (re <= rb || se <= sb) {  // no query reads this pixel (downsampling below 0.5)
 RESIZEOPS_UNROLL
-    for (int e = 0; e < L; ++e) acc[e] = acc_t(0);
+    for (int e = 0; e < Lanes; ++e) acc[e] = acc_t(0);
     return;
   }
   if (Tiles && re - rb <= kTile && se - sb <= kTile) {
-    dynopool_pixel_grad_tile<L, Vec, scalar_t, acc_t, index_t>(P, rows, cols, h, w, rb, re, sb, se, acc);
+    dynopool_pixel_grad_tile<Lanes, VectorIO, scalar_t, acc_t, index_t>(planes, rows, cols, h, w, rb, re, sb, se, acc);
     return;
   }
-  dynopool_pixel_grad_loop<L, Vec, scalar_t, acc_t, index_t>(P, rows, cols, h, w, rb, re, sb, se, acc);
+  dynopool_pixel_grad_loop<Lanes, VectorIO, scalar_t, acc_t, index_t>(planes, rows, cols, h, w, rb, re, sb, se, acc);
 }
 
 // Work item t of backward pass 2 (position p over grad_x's pixels, channel groups
-// of L as in the forward; t is the pixel's linear index for L = 1): grad_x of L
+// of Lanes as in the forward; t is the pixel's linear index for Lanes = 1): grad_x of Lanes
 // channels, stored at grad_x (dense strides gxs).
-template <int L, bool Vec, bool Tiles, typename scalar_t, typename acc_t, typename index_t>
+template <int Lanes, bool VectorIO, bool Tiles, typename scalar_t, typename acc_t, typename index_t>
 RESIZEOPS_HD void dynopool_pixel_item(index_t t, const Pos<index_t>& p, index_t C, const scalar_t* grad_out,
-                                      const S4<index_t>& gs, const uint8_t* argmax, const S4<index_t>& as,
-                                      scalar_t* grad_x, const S4<index_t>& gxs, const AxisTaps<acc_t>& rows,
+                                      const Strides4<index_t>& gs, const uint8_t* argmax, const Strides4<index_t>& as,
+                                      scalar_t* grad_x, const Strides4<index_t>& gxs, const AxisTaps<acc_t>& rows,
                                       const AxisTaps<acc_t>& cols) {
-  const index_t c0 = p.c * L;
-  const int nl = L == 1 ? 1 : static_cast<int>(C - c0 < L ? C - c0 : L);
+  const index_t c0 = p.c * Lanes;
+  const int nl = Lanes == 1 ? 1 : static_cast<int>(C - c0 < Lanes ? C - c0 : Lanes);
   const GatherPlanes<scalar_t, index_t> planes{grad_out + p.n * gs.n + c0 * gs.c, gs.h, gs.w, gs.c,
                                                argmax + p.n * as.n + c0 * as.c,  as.h, as.w, as.c, nl};
-  acc_t g[L];
-  dynopool_pixel_grad<L, Vec, Tiles, scalar_t, acc_t, index_t>(planes, rows, cols, p.h, p.w, g);
-  if constexpr (L == 1) {
+  acc_t g[Lanes];
+  dynopool_pixel_grad<Lanes, VectorIO, Tiles, scalar_t, acc_t, index_t>(planes, rows, cols, p.h, p.w, g);
+  if constexpr (Lanes == 1) {
     grad_x[t] = static_cast<scalar_t>(g[0]);
   } else {
-    store_lanes<L, Vec, scalar_t, acc_t, index_t>(grad_x + p.n * gxs.n + c0 * gxs.c + p.h * gxs.h + p.w * gxs.w,
+    store_lanes<Lanes, VectorIO, scalar_t, acc_t, index_t>(grad_x + p.n * gxs.n + c0 * gxs.c + p.h * gxs.h + p.w * gxs.w,
                                                   gxs.c, nl, g);
   }
 }
@@ -898,13 +898,13 @@ RESIZEOPS_HD void dynopool_pixel_item(index_t t, const Pos<index_t>& p, index_t 
 // The fused backward: winners, size gradient and gather in one kernel
 // ---------------------------------------------------------------------------
 
-// RESIZEOPS_CUDA_GRAD_X=fused (checks.h dynopool_grad_x_form; opt-in until a GPU
-// run times it: docs/PERF_NOTES.md, versions 6 and 9). One GPU block per tile of
+// KernelForms::grad_x = fused (experimental: no GPU run has timed it;
+// docs/PERF_NOTES.md, versions 6 and 9). One GPU block per tile of
 // th x tw input pixels of cb channels of one image (FusedPlan::cb_log2: one channel,
 // one (n, c) plane, for an NCHW grad_x; for channels_last, 8 channels (4 in float64)
 // where C allows, so that the 8 threads of a cell or pixel read and write 32 bytes
 // of contiguous channels: dynopool_fused_channels_log2). A thread keeps its
-// channels within the block: phase A's one channel, or L with the lanes form
+// channels within the block: phase A's one channel, or Lanes with the lanes form
 // (dynopool_fused_channel), B1's one (tid mod cb), B2's quads; the shared arrays
 // below hold cb entries per cell, row sum or pixel, channel fastest:
 //   phase A: each thread takes cells of the tile's cell window, the output cells
@@ -1033,7 +1033,7 @@ inline bool dynopool_fused_plan(int64_t H, int64_t W, int64_t Ho, int64_t Wo, in
   }
 }
 
-// Separable winners for a plan (RESIZEOPS_CUDA_FUSED_WINNERS=separable, checks.h;
+// Separable winners for a plan (KernelForms::fused_winners_separable;
 // see dynopool_fused_cell_separable): the column window's bound for the plan's
 // cell_cols (dynopool_tile_cols_bound), taken where it holds at most
 // kTileMaxColsPerCell columns per cell column (as the separable forward) and V and
@@ -1121,44 +1121,44 @@ struct WindowCursor {
   }
 };
 
-// Phase A's threads (winners by cells): each takes L = 1 << lanes_log2 channels of
-// a cell, so a cell's cb channels are cb / L consecutive threads (their loads of x
+// Phase A's threads (winners by cells): each takes Lanes = 1 << lanes_log2 channels of
+// a cell, so a cell's cb channels are cb / Lanes consecutive threads (their loads of x
 // and grad_out contiguous in channels_last). Thread tid's first channel in the
-// block, (tid mod cb / L) * L, and its cells, those of tid / (cb / L) among
-// nthreads / (cb / L).
-RESIZEOPS_HD int32_t dynopool_fused_channel(int32_t tid, const FusedPlan& P) {
-  return (tid & ((int32_t{1} << (P.cb_log2 - P.lanes_log2)) - 1)) << P.lanes_log2;
+// block, (tid mod cb / Lanes) * Lanes, and its cells, those of tid / (cb / Lanes) among
+// nthreads / (cb / Lanes).
+RESIZEOPS_HD int32_t dynopool_fused_channel(int32_t tid, const FusedPlan& plan) {
+  return (tid & ((int32_t{1} << (plan.cb_log2 - plan.lanes_log2)) - 1)) << plan.lanes_log2;
 }
 
-RESIZEOPS_HD WindowCursor dynopool_fused_cursor(int32_t tid, int32_t nthreads, const FusedPlan& P,
+RESIZEOPS_HD WindowCursor dynopool_fused_cursor(int32_t tid, int32_t nthreads, const FusedPlan& plan,
                                                 int32_t ncj) {
-  const int32_t shift = P.cb_log2 - P.lanes_log2;
+  const int32_t shift = plan.cb_log2 - plan.lanes_log2;
   return WindowCursor(tid >> shift, nthreads >> shift, ncj);
 }
 
-// Phase A, cell w.k of the tile's window (w.k < nci * ncj, row-major) in the L
-// channels T.c + ch + [0, L): the winners' codes and the cell's gradients into slots
-// (k << cb_log2) + ch + [0, L) of s_arg and s_g; with NeedSize and a cell the tile
-// owns, its size-gradient terms added to *dh_sum, *dw_sum. L > 1 (the lanes form,
-// dynopool_cell_lanes: channels_last, RESIZEOPS_CUDA_LANES=4, where x and grad_out
-// allow vector loads of L channels: the host checks) loads L channels of each tap
+// Phase A, cell w.k of the tile's window (w.k < nci * ncj, row-major) in the Lanes
+// channels T.c + ch + [0, Lanes): the winners' codes and the cell's gradients into slots
+// (k << cb_log2) + ch + [0, Lanes) of s_arg and s_g; with NeedSize and a cell the tile
+// owns, its size-gradient terms added to *dh_sum, *dw_sum. Lanes > 1 (the lanes form,
+// dynopool_cell_lanes: channels_last, KernelForms::lanes = 4, where x and grad_out
+// allow vector loads of Lanes channels: the host checks) loads Lanes channels of each tap
 // and of grad_out with one vector load, and shares the table entries and offsets.
-template <int L, bool NeedSize, typename scalar_t, typename acc_t, typename index_t>
+template <int Lanes, bool NeedSize, typename scalar_t, typename acc_t, typename index_t>
 RESIZEOPS_HD void dynopool_fused_cell(const WindowCursor& w, int32_t cb_log2, int32_t ch, const FusedTile<index_t>& T,
-                                      const scalar_t* x, const S4<index_t>& xs, const scalar_t* grad_out,
-                                      const S4<index_t>& gs, const AxisTaps<acc_t>& rows, const AxisTaps<acc_t>& cols,
+                                      const scalar_t* x, const Strides4<index_t>& xs, const scalar_t* grad_out,
+                                      const Strides4<index_t>& gs, const AxisTaps<acc_t>& rows, const AxisTaps<acc_t>& cols,
                                       acc_t* s_g, uint8_t* s_arg, double* dh_sum, double* dw_sum) {
-  constexpr bool Vec = L > 1;
+  constexpr bool Vec = Lanes > 1;
   const int32_t k = (w.k << cb_log2) + ch;
   const index_t i = T.ci + w.ki, j = T.cj + w.kj, c = T.c + ch;
   const CellTaps<acc_t> tp = dynopool_cell_taps<NeedSize, acc_t, index_t>(rows, cols, i, j);
-  Cell<acc_t> cell[L];
-  dynopool_cell_lanes<L, Vec, NeedSize, scalar_t, acc_t, index_t>(x + T.n * xs.n + c * xs.c, xs.h, xs.w, xs.c, L, tp,
+  Cell<acc_t> cell[Lanes];
+  dynopool_cell_lanes<Lanes, Vec, NeedSize, scalar_t, acc_t, index_t>(x + T.n * xs.n + c * xs.c, xs.h, xs.w, xs.c, Lanes, tp,
                                                                   cell);
-  acc_t g[L];
-  load_lanes<L, Vec, scalar_t, acc_t, index_t>(grad_out + T.n * gs.n + c * gs.c + i * gs.h + j * gs.w, gs.c, L, g);
+  acc_t g[Lanes];
+  load_lanes<Lanes, Vec, scalar_t, acc_t, index_t>(grad_out + T.n * gs.n + c * gs.c + i * gs.h + j * gs.w, gs.c, Lanes, g);
 RESIZEOPS_UNROLL
-  for (int e = 0; e < L; ++e) {
+  for (int e = 0; e < Lanes; ++e) {
     s_g[k + e] = g[e];
     s_arg[k + e] = cell[e].arg;
   }
@@ -1167,7 +1167,7 @@ RESIZEOPS_UNROLL
     // reading the tile, and first taps grow with the query.)
     if (tp.r0[0] >= T.h0 && tp.c0[0] >= T.w0) {
 RESIZEOPS_UNROLL
-      for (int e = 0; e < L; ++e) {
+      for (int e = 0; e < Lanes; ++e) {
         acc_t dh, dw;
         dynopool_cell_size_grad<acc_t>(cell[e], g[e], tp, &dh, &dw);
         *dh_sum += static_cast<double>(dh);
@@ -1177,8 +1177,8 @@ RESIZEOPS_UNROLL
   }
 }
 
-// Phase A with separable winners (FusedPlan::vcols > 0; RESIZEOPS_CUDA_FUSED_WINNERS=
-// separable, checks.h). The cell form above gathers 16 values of x and does 12
+// Phase A with separable winners (FusedPlan::vcols > 0;
+// KernelForms::fused_winners_separable). The cell form above gathers 16 values of x and does 12
 // interpolations per cell (~207 sm_90 instructions, the forward's cell form); as in
 // the separable forward, phase A here is two steps:
 //   A1: the vertical interpolations V (and, for the size gradient, the vertical
@@ -1192,14 +1192,14 @@ RESIZEOPS_UNROLL
 // V and D share the row sums' region of shared memory (phase B writes the row sums
 // after the barrier that ends phase A).
 template <typename acc_t, typename index_t>
-RESIZEOPS_HD SeparableStrip<index_t> dynopool_fused_strip(const FusedTile<index_t>& T, const FusedPlan& P,
+RESIZEOPS_HD SeparableStrip<index_t> dynopool_fused_strip(const FusedTile<index_t>& T, const FusedPlan& plan,
                                                          const AxisTaps<acc_t>& cols) {
   SeparableStrip<index_t> S;
   S.n = T.n;
   S.c = T.c;
   S.j0 = T.cj;
   S.nj = T.ncj;
-  dynopool_column_window<acc_t, index_t>(cols, P.vcols, &S);
+  dynopool_column_window<acc_t, index_t>(cols, plan.vcols, &S);
   return S;
 }
 
@@ -1208,7 +1208,7 @@ RESIZEOPS_HD SeparableStrip<index_t> dynopool_fused_strip(const FusedTile<index_
 template <bool NeedSize, typename scalar_t, typename acc_t, typename index_t>
 RESIZEOPS_HD void dynopool_fused_cell_separable(const WindowCursor& w, const FusedTile<index_t>& T,
                                                 const SeparableStrip<index_t>& S, const acc_t* s_v, const acc_t* s_d,
-                                                const scalar_t* grad_out, const S4<index_t>& gs,
+                                                const scalar_t* grad_out, const Strides4<index_t>& gs,
                                                 const AxisTaps<acc_t>& rows, const AxisTaps<acc_t>& cols, acc_t* s_g,
                                                 uint8_t* s_arg, double* dh_sum, double* dw_sum) {
   const int32_t k = w.k, ki = w.ki;
@@ -1278,15 +1278,15 @@ struct FusedAxes {
 
 // Entry e of the tile's axes (e < th + tw: rows first, then columns).
 template <typename acc_t, typename index_t>
-RESIZEOPS_HD void dynopool_fused_axis_entry(int32_t e, const FusedPlan& P, const FusedTile<index_t>& T,
+RESIZEOPS_HD void dynopool_fused_axis_entry(int32_t e, const FusedPlan& plan, const FusedTile<index_t>& T,
                                             const AxisTaps<acc_t>& rows, const AxisTaps<acc_t>& cols,
                                             FusedAxes<acc_t>* ax) {
-  const bool is_row = e < P.th;
+  const bool is_row = e < plan.th;
   // Field by field: a reference to either kernel parameter would copy both to the stack.
   const AxisTaps<acc_t> t{is_row ? rows.i0 : cols.i0, is_row ? rows.i1 : cols.i1, is_row ? rows.w1 : cols.w1,
                           is_row ? rows.d : cols.d, is_row ? rows.range : cols.range};
-  const int32_t h = is_row ? T.h0 + e : T.w0 + (e - P.th);
-  const int32_t slot = is_row ? e : kFusedMaxTH + (e - P.th);
+  const int32_t h = is_row ? T.h0 + e : T.w0 + (e - plan.th);
+  const int32_t slot = is_row ? e : kFusedMaxTH + (e - plan.th);
   const bool inside = h < (is_row ? T.h1 : T.w1);  // else a slot past a partial tile's end
   const int32_t qb = inside ? t.range[2 * h] : 0, qe = inside ? t.range[2 * h + 1] : 0;
   const int32_t n = qe > qb ? qe - qb : 0;
@@ -1320,14 +1320,14 @@ RESIZEOPS_UNROLL
 // loads are issued before the sums (an unused slot selects 0: the same bits as the
 // loop, which adds nothing there); otherwise the loop over the global tables.
 template <typename acc_t, typename index_t>
-RESIZEOPS_HD void dynopool_fused_row_sums(int32_t tid, int32_t nthreads, const FusedPlan& P,
+RESIZEOPS_HD void dynopool_fused_row_sums(int32_t tid, int32_t nthreads, const FusedPlan& plan,
                                           const FusedTile<index_t>& T, const AxisTaps<acc_t>& cols,
                                           const FusedAxes<acc_t>& ax, const acc_t* s_g, const uint8_t* s_arg,
                                           acc_t* s_rs) {
-  const int32_t lc = P.cb_log2, f = tid & ((int32_t{1} << P.flat_log2()) - 1);
-  const int32_t ch = f & (P.cb() - 1), x = f >> lc, w = T.w0 + x;
+  const int32_t lc = plan.cb_log2, f = tid & ((int32_t{1} << plan.flat_log2()) - 1);
+  const int32_t ch = f & (plan.cb() - 1), x = f >> lc, w = T.w0 + x;
   if (w >= T.w1) return;
-  const int32_t step = nthreads >> P.flat_log2(), fw = int32_t{1} << P.flat_log2();
+  const int32_t step = nthreads >> plan.flat_log2(), fw = int32_t{1} << plan.flat_log2();
   const int ns = ax.n[kFusedMaxTH + x];
   if (ns <= kFusedTaps) {
     int32_t co[kFusedTaps];
@@ -1339,7 +1339,7 @@ RESIZEOPS_UNROLL
       cl[u] = ax.code[kFusedMaxTH + x][u];
       ws[u] = ax.w[kFusedMaxTH + x][u];
     }
-    for (int32_t cr = tid >> P.flat_log2(); cr < T.nci; cr += step) {
+    for (int32_t cr = tid >> plan.flat_log2(); cr < T.nci; cr += step) {
       const int32_t rowc = cr * T.ncj;
       uint8_t a[kFusedTaps];
       acc_t g[kFusedTaps];
@@ -1362,7 +1362,7 @@ RESIZEOPS_UNROLL
     }
   } else {
     const int32_t sb = cols.range[2 * w], se = cols.range[2 * w + 1];
-    for (int32_t cr = tid >> P.flat_log2(); cr < T.nci; cr += step) {
+    for (int32_t cr = tid >> plan.flat_log2(); cr < T.nci; cr += step) {
       const int32_t rowc = cr * T.ncj - T.cj;
       for (int k = 0; k < 2; ++k) {
         acc_t row_sum = acc_t(0);
@@ -1390,17 +1390,17 @@ RESIZEOPS_UNROLL
 // last column; channels_last with cb >= 4) they go out in one vector store (the
 // emulation checks both accesses' alignment).
 template <typename scalar_t, typename acc_t, typename index_t>
-RESIZEOPS_HD void dynopool_fused_quad(int32_t p, const FusedPlan& P, const FusedTile<index_t>& T, int32_t W,
+RESIZEOPS_HD void dynopool_fused_quad(int32_t p, const FusedPlan& plan, const FusedTile<index_t>& T, int32_t W,
                                       const AxisTaps<acc_t>& rows, const FusedAxes<acc_t>& ax, const acc_t* s_rs,
-                                      scalar_t* grad_x, const S4<index_t>& gxs) {
+                                      scalar_t* grad_x, const Strides4<index_t>& gxs) {
   constexpr int Q = kFusedQuad;
-  const int32_t lq = P.quads_log2(), lc = P.cb_log2;
+  const int32_t lq = plan.quads_log2(), lc = plan.cb_log2;
   const int32_t y = p >> lq, f0 = (p & ((int32_t{1} << lq) - 1)) * Q;
-  const int32_t x0 = f0 >> lc, ch0 = f0 & (P.cb() - 1);  // entry 0's column and channel
+  const int32_t x0 = f0 >> lc, ch0 = f0 & (plan.cb() - 1);  // entry 0's column and channel
   const int32_t h = T.h0 + y, w0 = T.w0 + x0;
   if (h >= T.h1 || w0 >= T.w1) return;
-  const bool whole = P.flat_log2() >= 2;  // the quad lies within the tile's row
-  const int32_t fw = int32_t{1} << P.flat_log2();
+  const bool whole = plan.flat_log2() >= 2;  // the quad lies within the tile's row
+  const int32_t fw = int32_t{1} << plan.flat_log2();
   // Entry e's pixel: column x0 + e (one channel per block) or x0 (its channels).
   const int32_t dx = lc == 0 ? 1 : 0;
   const acc_t* rs0 = s_rs + f0;
@@ -1447,5 +1447,5 @@ RESIZEOPS_UNROLL
   }
 }
 
-}  // namespace cells
+}  // namespace elements
 }  // namespace resizeops
