@@ -124,7 +124,8 @@ TORCH_LIBRARY(resizeops_ext, m) {
 
   // Test hooks: the CUDA kernels' per-element code (resizeops/dynopool_elements.h)
   // run serially on the CPU, same arguments and results as the two ops above.
-  // csrc/cpu/dynopool2d_emulation.cpp; used by tests/test_backends_dynopool.py.
+  // csrc/cpu/dynopool2d_emulation.cpp; used by tests/test_dynopool2d.py and
+  // tests/test_dynopool2d_kernel_forms.py.
   m.def("_dynopool2d_forward_emulated(Tensor x, int out_h, int out_w, bool channels_last, int[] forms) -> Tensor");
   // The form the CUDA forward (and its emulation) takes for these arguments and
   // forms: [form (0 cell, 1 rows, 2 separable), and with separable
@@ -140,7 +141,7 @@ TORCH_LIBRARY(resizeops_ext, m) {
       "bool need_x, int[] forms) -> int[]");
   // Likewise for the blend kernels (resizeops/blend_elements.h, csrc/cuda/resize_blend.cu and
   // shape_adaptor_maxpool.cu):
-  // csrc/cpu/blend_emulation.cpp; used by tests/test_backends_blend.py and
+  // csrc/cpu/blend_emulation.cpp; used by tests/test_resize_blend.py and
   // tests/test_shape_adaptor_maxpool.py.
   m.def(
       "_resize_blend_forward_emulated(Tensor x1, Tensor x2, Tensor w1, Tensor w2, int[] size, bool align_corners, "

@@ -31,7 +31,7 @@ ls resizeops/_C*.so >/dev/null 2>&1 || { tail -30 asan_build.log; echo "asan_che
 set +e
 LD_PRELOAD="$libasan $libstdcxx" ASAN_OPTIONS="detect_leaks=0:abort_on_error=1:log_path=$tree/asan" \
   RESIZEOPS_REQUIRE_EXT=1 "$py" -m pytest -q -p no:cacheprovider \
-  tests/test_backends_dynopool.py tests/test_dynopool2d.py tests/test_backends_blend.py tests/test_resize_blend.py \
+  tests/test_dynopool2d.py tests/test_dynopool2d_kernel_forms.py tests/test_resize_blend.py \
   tests/test_shape_adaptor_maxpool.py "$@"
 rc=$?
 set -e

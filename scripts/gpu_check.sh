@@ -37,7 +37,7 @@ export TORCH_CUDA_ARCH_LIST="${TORCH_CUDA_ARCH_LIST:-9.0}" MAX_JOBS="${MAX_JOBS:
 # channels_last, with the experimental kernel forms. Explicit variables still win.
 if [ "${PRESET:-}" = quick ]; then
   : "${STEPS:=build tests sanitize profile racecheck bench}" "${SANITIZERS:=memcheck}" "${PROFILE_OPS:=dynopool dynopool-cifar}"
-  : "${SANITIZE_FILES:=tests/test_cuda_dynopool.py}" "${SANITIZE_S:=120}"  # DynOPool's kernels only
+  : "${SANITIZE_FILES:=tests/test_dynopool2d.py tests/test_dynopool2d_kernel_forms.py}" "${SANITIZE_S:=120}"  # DynOPool's kernels only
   : "${PROFILE_PROVIDERS:=cuda cuda-lanes cuda-fused cuda-fused-lanes cuda-rows cuda-separable cuda-fused-separable triton triton-rows triton-w8 triton-rows-w8}"
   # (channels_last: the NCHW-only forms would time the default again; the profile and the
   # benchmark skip them there)
@@ -123,10 +123,10 @@ fi
 if want sanitize && command -v compute-sanitizer >/dev/null; then
   stamp sanitize
   for tool in ${SANITIZERS:-memcheck racecheck}; do
-    k="${SANITIZE_K:-matches or empty or stream}"
+    k="${SANITIZE_K:-TestCuda and (matches or empty or stream)}"
     [ "$tool" = racecheck ] && k="${RACECHECK_K:-$k}"
     timeout $(lim ${SANITIZE_S:-90}) compute-sanitizer --tool "$tool" --error-exitcode 9 $py -m pytest -q -x \
-      --experimental -p no:cacheprovider ${SANITIZE_FILES:-tests/test_cuda_dynopool.py tests/test_cuda_blend.py} -k "$k" \
+      --experimental -p no:cacheprovider ${SANITIZE_FILES:-tests/test_dynopool2d.py tests/test_dynopool2d_kernel_forms.py tests/test_resize_blend.py tests/test_shape_adaptor_maxpool.py} -k "$k" \
       >"$log/$tool.txt" 2>&1
     echo "$tool exit code: $? ($(grep -E "ERROR SUMMARY|passed|failed" "$log/$tool.txt" | tr '\n' ' '))"
   done
@@ -148,7 +148,7 @@ fi
 if want racecheck && command -v compute-sanitizer >/dev/null; then
   stamp racecheck
   timeout $(lim 90) compute-sanitizer --tool racecheck --error-exitcode 9 $py -m pytest -q -x -p no:cacheprovider \
-    --experimental tests/test_cuda_dynopool.py -k "${RACECHECK_K:-(fused or separable) and float32 and not lanes}" >"$log/racecheck-fused.txt" 2>&1
+    --experimental tests/test_dynopool2d_kernel_forms.py -k "${RACECHECK_K:-(fused or separable) and float32 and not lanes}" >"$log/racecheck-fused.txt" 2>&1
   echo "racecheck (fused) exit code: $? ($(grep -E "RACECHECK SUMMARY|ERROR SUMMARY|passed|failed" "$log/racecheck-fused.txt" | tr '\n' ' '))"
 fi
 

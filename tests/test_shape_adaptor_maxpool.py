@@ -1,12 +1,31 @@
-"""resizeops.shape_adaptor_maxpool: the Shape Adaptor max-pool op
+"""resizeops.shape_adaptor_maxpool on every backend: the Shape Adaptor max-pool op
 (docs/SEMANTICS.md, shape_adaptor_maxpool).
 
 ``w1·R(maxpool2x2(x)) + w2·R(x)`` must equal the composition of the reference
 ops, ``resize_blend(max_pool2d(x, 2), x, ...)``, forward and every gradient,
-on every backend. The first part checks the reference backend against that
-composition under autograd; the second compares every kernel backend with the
-reference backend (skipped where a backend cannot run, marked for `-m triton`
-/ `-m cuda`).
+on every backend. One module for the op, in three parts:
+
+1. The definition: the reference backend against that composition under autograd,
+   the official cell weights, bad input. Not parametrised over backends.
+2. Every kernel backend against the reference backend: the ``backend`` fixture is
+   parametrised over ``cpu`` (the C++ CPU kernel), ``cuda_emulated`` (the CUDA
+   kernels' per-element code run serially on the CPU, conftest.use_cuda_emulation),
+   ``triton`` (marked ``triton``) and ``cuda`` (marked ``cuda``); each is skipped
+   where it cannot run, and `-m triton` / `-m cuda` select them.
+3. What only one backend needs, each in its own section: the CUDA gathers' tile and
+   loop forms in the CPU emulation; ``TestTriton`` (marked ``triton``: on a GPU, or on
+   the CPU under ``TRITON_INTERPRET=1 python -m pytest -m triton tests``; skipped
+   elsewhere): what is particular to the Triton kernels
+   (resizeops/triton_kernels/shape_adaptor.py): the pooled branch read in place (odd
+   sizes, either branch passing through, long gather loops), the argmax recomputed in
+   the backward (ties, NaN), the grad_w sums skipping unread pixels, the kernel entry
+   points, the 64-bit index path; ``TestCuda`` (marked ``cuda``, skipped without a
+   GPU): the CUDA kernels (csrc/cuda/shape_adaptor_maxpool.cu) against their
+   emulation, opcheck on CUDA tensors, the 64-bit index path, a non-default stream,
+   empty shapes, the default backend.
+
+The backends' list and the one-backend sections' helpers come from
+tests/test_resize_blend.py.
 """
 
 import random
@@ -14,11 +33,31 @@ import random
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import assert_close, require_backend, use_cuda_emulation
+from conftest import assert_close, require_backend, use_cuda_emulation, use_forms
 from conftest import device_for_backend as _device_for
+from test_resize_blend import (
+    BACKENDS,
+    CUDA_ONLY,
+    DEFAULT_FORMS,
+    EXT,
+    TRITON_DEV,
+    TRITON_DTYPES,
+    close_sums,
+    cpu_randn,
+    forms_inputs,
+    interpreted,
+    require_cuda_kernels,
+    require_emulation,
+    seeded,
+    skip_unless_triton,
+    tile_and_loop,
+    weight_dtype,
+)
+from torch.library import opcheck
 
 import resizeops
 from resizeops.core import _dispatch
+from resizeops.core.kernel_forms import KernelForms
 
 OP = "shape_adaptor_maxpool"
 
@@ -70,7 +109,9 @@ def _check(got, want, dt):
         assert_close(a, b, msg=name, atol=W_TOL[dt] * (1.0 + float(b.abs())), rtol=W_TOL[dt])
 
 
-# --- the reference backend vs the composition ---------------------------------
+# ============================================================================
+# 1. The definition: the reference backend vs the composition
+# ============================================================================
 
 
 @pytest.mark.parametrize("shape,size,ac", CASES)
@@ -162,20 +203,9 @@ def test_bad_input(args, exc, match):
         resizeops.shape_adaptor_maxpool(*args)
 
 
-# --- every kernel backend vs the reference backend ------------------------------
-
-BACKENDS = [
-    pytest.param("cpu", id="cpu"),
-    # The CUDA kernels' per-element code run serially on the CPU
-    # (conftest.use_cuda_emulation): the GPU indexing and arithmetic without a GPU.
-    pytest.param("cuda_emulated", id="cuda_emulated"),
-    pytest.param("triton", id="triton", marks=pytest.mark.triton),
-    pytest.param("cuda", id="cuda", marks=pytest.mark.cuda),
-]
-
-
-def _interpreted(backend):
-    return backend == "triton" and _device_for(backend).type == "cpu"
+# ============================================================================
+# 2. Every kernel backend against the reference backend
+# ============================================================================
 
 
 @pytest.fixture(params=BACKENDS)
@@ -214,7 +244,7 @@ def test_backend_half_types(backend, shape, size, ac, dtype):
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 def test_backend_layouts(backend, layout, dtype):
     dev = _device_for(backend)
-    c = 6 if _interpreted(backend) else 20
+    c = 6 if interpreted(backend) else 20
     x = torch.randn(2, 2 * c, 19, 25).to(dtype).to(dev)
     if layout == "channels_last":
         x = x.contiguous(memory_format=torch.channels_last)
@@ -248,7 +278,7 @@ def test_backend_full_channel_blocks(backend, dtype, channels_last):
     # each branch passing through, up-sampling.
     dev = _device_for(backend)
     fmt = torch.channels_last if channels_last else torch.contiguous_format
-    for c in (3,) if _interpreted(backend) else (16, 35):
+    for c in (3,) if interpreted(backend) else (16, 35):
         for shape, size, ac in [
             ((1, c, 40, 9), (2, 3), False),
             ((1, c, 41, 12), (3, 2), True),
@@ -307,7 +337,7 @@ def test_backend_deterministic_bit_identical(backend):
         pytest.skip(f"{backend}'s backward is not deterministic: the dispatcher routes around it")
     torch.use_deterministic_algorithms(True)
     dev = _device_for(backend)
-    c = 3 if _interpreted(backend) else 40
+    c = 3 if interpreted(backend) else 40
     args = (torch.randn(3, c, 29, 31, device=dev), torch.tensor(0.3, device=dev), torch.tensor(0.9, device=dev))
     fn = lambda *a: resizeops.shape_adaptor_maxpool(*a, (21, 23), backend=backend)  # noqa: E731
     for a, b in zip(_run(fn, *args), _run(fn, *args)):
@@ -316,7 +346,7 @@ def test_backend_deterministic_bit_identical(backend):
 
 @pytest.mark.parametrize("seed", range(2))
 def test_backend_gradcheck_float64(backend, seed):
-    if _interpreted(backend):
+    if interpreted(backend):
         pytest.skip("minutes under the Triton interpreter; the small case below runs there")
     rng = random.Random(seed)
     dev = _device_for(backend)
@@ -356,3 +386,339 @@ def test_opcheck_extension_ops(backend, cl):
     g = torch.randn(2, 3, 7, 10)
     for mask in [(True, True, True), (False, True, False), (True, False, True), (False, False, True)]:
         opcheck(ext.shape_adaptor_maxpool_backward.default, (g, x, w1, w2, [7, 10], True, *mask, cl, []))
+
+
+# ============================================================================
+# 3. What only one backend needs
+# ============================================================================
+
+# --- The CUDA kernels' CPU emulation only: the gathers' tile and loop forms ---------
+
+
+@pytest.mark.parametrize("cl", [False, True])
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32, torch.bfloat16])
+def test_cuda_gather_tile_and_loop_forms_bit_identical(dtype, cl):
+    """The CUDA shape_adaptor_maxpool gathers' two forms (blend_elements.h) in the serial
+    emulation: the 4x4 tiles issue every load of a pixel at once and select afterwards,
+    the loop loads what it uses; same sum, same order, so bit-identical results: down-
+    and up-sampling, strong down-sampling, inf in grad_out. (resize_blend's:
+    tests/test_resize_blend.py.)"""
+    require_emulation(OP)
+    ext = torch.ops.resizeops_ext
+    t = forms_inputs(dtype, cl)
+    wdt = torch.float64 if dtype == torch.float64 else torch.float32
+    w1, w2 = torch.tensor(0.7, dtype=wdt), torch.tensor(-1.3, dtype=wdt)
+    for shape, size in [((2, 3, 16, 14), (12, 11)), ((1, 2, 9, 7), (14, 20)), ((1, 2, 12, 12), (6, 6))]:
+        x, g = t(*shape), t(shape[0], shape[1], *size, inf_every=5)
+        tile, loop = tile_and_loop(lambda forms: ext._shape_adaptor_maxpool_backward_emulated(
+            g, x, w1, w2, list(size), True, True, True, True, cl, forms))  # fmt: skip
+        for name, a, b in zip(("grad_x", "grad_w1", "grad_w2"), tile, loop):
+            assert torch.equal(a.isnan(), b.isnan()) and torch.equal(a.nan_to_num(), b.nan_to_num()), (shape, name)
+
+
+# --- Triton only ---------------------------------------------------------------
+# On a GPU, or on the CPU under the Triton interpreter:
+# ``TRITON_INTERPRET=1 python -m pytest -m triton tests``; skipped elsewhere. The
+# cross-backend tests above run these kernels too; these cover what is particular to
+# them. Shapes stay small: the interpreter runs every program in Python.
+
+# grad_w: the kernels sum <Rᵀ(g), ·> per program then in float64, the reference
+# Σ g·R(·) in the compute dtype: an absolute tolerance growing with the number of
+# terms. Half types: both sides compute in float32 from the same rounded inputs.
+TRITON_W_TOL = {torch.float64: 1e-13, torch.float32: 1e-6, torch.float16: 2e-6, torch.bfloat16: 2e-6}
+
+# (shape, size, align_corners)
+TRITON_CASES = [
+    pytest.param((2, 3, 9, 11), (7, 8), True, id="odd-between-ac"),  # last row / column outside the pool
+    pytest.param((2, 3, 9, 11), (7, 8), False, id="odd-between"),
+    pytest.param((1, 2, 7, 10), (3, 5), False, id="pooled-passes"),  # pooled 3×5 = size
+    pytest.param((1, 2, 6, 5), (6, 5), True, id="x-passes"),
+    pytest.param((1, 1, 2, 3), (9, 7), False, id="pooled-1x1-strong-up"),  # long gather loops, C = 1
+    pytest.param((1, 2, 2, 2), (1, 1), True, id="1x1"),  # both branches down to one pixel
+    pytest.param((2, 2, 16, 13), (3, 2), False, id="strong-down"),  # most pixels unread
+]
+
+
+def _weights(dtype, v1=0.7, v2=-1.3):
+    return (torch.tensor(v, dtype=weight_dtype(dtype), device=TRITON_DEV) for v in (v1, v2))
+
+
+def _triton_run(backend, x, w1, w2, size, ac, g=None, wrt=(0, 1, 2)):
+    """(out, grads of the inputs in ``wrt``); ``g`` defaults to a seeded random grad_out."""
+    inputs = [t.detach().requires_grad_(k in wrt) for k, t in enumerate((x, w1, w2))]
+    out = resizeops.shape_adaptor_maxpool(*inputs, size, ac, backend=backend)
+    if g is None:
+        g = seeded(out.shape, out.dtype, seed=1)
+    grads = torch.autograd.grad(out, [inputs[k] for k in wrt], g) if wrt else ()
+    return out, grads
+
+
+def _triton_compare(x, w1, w2, size, ac, g=None, wrt=(0, 1, 2)):
+    dt = x.dtype
+    out, grads = _triton_run("triton", x, w1, w2, size, ac, g, wrt)
+    ref, rgrads = _triton_run("reference", x, w1, w2, size, ac, g, wrt)
+    assert out.shape == ref.shape and out.dtype == ref.dtype and out.stride() == ref.stride()
+    assert_close(out, ref, dt, msg="forward")
+    names = ("grad_x", "grad_w1", "grad_w2")
+    for k, a, b in zip(wrt, grads, rgrads):
+        assert a.dtype == b.dtype and a.shape == b.shape, names[k]
+        if k == 0:
+            assert a.stride() == b.stride(), names[k]
+            assert_close(a, b, dt, msg=names[k])
+        else:
+            assert_close(a, b, dt, msg=names[k], atol=TRITON_W_TOL[dt] * max(x.numel(), 1), rtol=1e-5)
+    return out, grads
+
+
+class TestTriton:
+    """The Triton shape_adaptor_maxpool kernels against the reference backend."""
+
+    pytestmark = pytest.mark.triton
+
+    @pytest.fixture(autouse=True)
+    def _triton_runs_here(self):
+        skip_unless_triton(OP)
+
+    def test_triton_is_available_for_shape_adaptor_maxpool(self):
+        (info,) = [b for b in resizeops.backends(TRITON_DEV, op=OP) if b.name == "triton"]
+        assert info.available, info.reason
+        assert OP in info.ops
+        # The backward gathers (no atomics): declared deterministic.
+        assert _dispatch.get_backend("triton").kernels[OP].deterministic_backward(TRITON_DEV)
+
+    @pytest.mark.parametrize("shape,size,ac", TRITON_CASES)
+    @pytest.mark.parametrize("dtype", TRITON_DTYPES, ids=str)
+    def test_matches_reference(self, shape, size, ac, dtype):
+        x = seeded(shape, dtype)
+        out, _ = _triton_compare(x, *_weights(dtype), size, ac)
+        assert out.shape == shape[:2] + tuple(size)
+
+    @pytest.mark.parametrize("shape,size,ac", [TRITON_CASES[0], TRITON_CASES[4]])
+    def test_forward_equals_blend_on_the_pooled_map(self, shape, size, ac):
+        # The fused forward reads each pooled tap as the max of its window in place;
+        # the arithmetic after that is resize_blend's, so it is bit-identical to the
+        # blend kernel on the materialised pooled map.
+        x = seeded(shape, torch.float32)
+        w1, w2 = _weights(torch.float32)
+        out = resizeops.shape_adaptor_maxpool(x, w1, w2, size, ac, backend="triton")
+        want = resizeops.resize_blend(F.max_pool2d(x, 2), x, w1, w2, size, ac, backend="triton")
+        assert torch.equal(out, want)
+
+    @pytest.mark.parametrize("layout", ["channels_last", "sliced", "permuted", "sliced_cl"])
+    @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=str)
+    def test_layouts(self, layout, dtype):
+        # x is read through its strides (no copy); the output and grad_x are
+        # contiguous in x's memory format.
+        a = seeded((2, 6, 9, 11), dtype)
+        cl = torch.channels_last
+        x = {
+            "channels_last": lambda: a.contiguous(memory_format=cl),
+            "sliced": lambda: a[:, ::2, 1:, ::2],
+            "permuted": lambda: a.permute(0, 1, 3, 2),
+            "sliced_cl": lambda: a.contiguous(memory_format=cl)[:, 1:5, 2:, 1:],
+        }[layout]()
+        out, grads = _triton_compare(x, *_weights(dtype, 0.4, 0.9), (6, 5), True)
+        want = resizeops.reference.output_memory_format(x)
+        assert out.is_contiguous(memory_format=want) and grads[0].is_contiguous(memory_format=want)
+
+    @pytest.mark.parametrize("kind", ["transposed", "expanded"])
+    def test_non_contiguous_grad_out(self, kind):
+        x = seeded((2, 3, 9, 8), torch.float32)
+        w1, w2 = _weights(torch.float32, 0.5, 1.5)
+        size = (6, 7)
+        if kind == "transposed":
+            g = seeded((2, 3, 7, 6), torch.float32).transpose(2, 3)
+        else:  # stride 0 on N and C: autograd's grad of out.sum()-like losses
+            g = seeded((1, 1, 6, 7), torch.float32).expand(2, 3, 6, 7)
+        assert not g.is_contiguous()
+        got = _triton_run("triton", x, w1, w2, size, False, g)
+        want = _triton_run("reference", x, w1, w2, size, False, g.contiguous())
+        for name, a, b in zip(("grad_x", "grad_w1", "grad_w2"), got[1], want[1]):
+            assert_close(a, b, atol=1e-4, rtol=1e-5, msg=name)
+
+    def test_ties_go_to_the_first_maximum(self):
+        # Integer data: most windows have tied maxima. The pooled branch's gradient
+        # goes to the first in (0,0),(0,1),(1,0),(1,1) order, the argmax that the
+        # backward recomputes from x, as max_pool2d's backward.
+        x = torch.randint(0, 2, (2, 2, 7, 9), generator=torch.Generator().manual_seed(3)).double().to(TRITON_DEV)
+        w1, w2 = _weights(torch.float64, 0.8, 0.0)  # w2 = 0: grad_x is the pooled branch's alone
+        _triton_compare(x, w1, w2, (5, 6), True)
+        ones = torch.ones(1, 1, 4, 4, dtype=torch.float64, device=TRITON_DEV)
+        _, (gx, _, _) = _triton_run("triton", ones, w1, w2, (2, 2), True)
+        assert torch.equal(gx[0, 0, ::2, ::2] != 0, torch.ones(2, 2, dtype=torch.bool, device=TRITON_DEV))
+        assert int((gx != 0).sum()) == 4
+
+    @pytest.mark.filterwarnings("ignore:invalid value encountered:RuntimeWarning")  # the interpreter's numpy: 0·inf
+    def test_nan_wins_its_window(self):
+        # A NaN wins its window, in value and in gradient (the last NaN when several
+        # are NaN, as max_pool2d's index); grad_x does not read the NaN itself.
+        x = seeded((1, 2, 6, 6), torch.float32)
+        x[0, 0, 2, 3] = float("nan")
+        x[0, 1, 0, 0] = float("nan")
+        x[0, 1, 1, 1] = float("nan")  # same window as (0, 0): the gradient goes here
+        x[0, 1, 4, 5] = float("inf")
+        w1, w2 = _weights(torch.float32, 0.5, 0.0)
+        got = _triton_run("triton", x, w1, w2, (4, 4), True, wrt=(0,))
+        want = _triton_run("reference", x, w1, w2, (4, 4), True, wrt=(0,))
+        assert torch.isnan(got[0]).any()
+        assert torch.equal(torch.isnan(got[0]), torch.isnan(want[0]))
+        assert_close(got[0], want[0])
+        gx = got[1][0]
+        assert torch.isfinite(gx).all()
+        assert gx[0, 1, 1, 1] != 0 and gx[0, 1, 0, 0] == 0
+        assert_close(gx, want[1][0])
+
+    @pytest.mark.filterwarnings("ignore:invalid value encountered:RuntimeWarning")  # the interpreter's numpy: 0·inf
+    def test_grad_w_skips_unread_pixels(self):
+        # Down-sampling by more than 2 leaves pixels no output reads: an inf there
+        # (the argmax of a pooled pixel R₁ does not read either) reaches neither the
+        # output nor the weight gradients, in the kernels as in the reference.
+        # W 16 → 3 (align_corners=False): R₂ reads x columns 2, 3, 7, 8, 12, 13; R₁
+        # reads pooled columns 0, 1, 3, 4, 6, 7, so pooled column 2 (x columns 4, 5)
+        # is read by neither.
+        x = seeded((1, 2, 4, 16), torch.float32)
+        x[0, 1, 1, 5] = float("inf")
+        w1, w2 = _weights(torch.float32, 0.6, 0.4)
+        out, grads = _triton_compare(x, w1, w2, (2, 3), False)
+        assert torch.isfinite(out).all() and all(torch.isfinite(t).all() for t in grads)
+
+    @pytest.mark.parametrize("wrt", [(0,), (1,), (2,), (1, 2), (0, 2)], ids=str)
+    def test_only_the_requested_gradients(self, wrt):
+        from resizeops.triton_kernels import shape_adaptor
+
+        x = seeded((1, 2, 7, 9), torch.float64)
+        w1, w2 = _weights(torch.float64, 0.25, -0.5)
+        _triton_compare(x, w1, w2, (5, 6), False, wrt=wrt)
+        # The kernel entry point computes only what the mask asks for.
+        mask = [k in wrt for k in range(3)]
+        g = seeded((1, 2, 5, 6), torch.float64, 1)
+        grads = shape_adaptor.shape_adaptor_maxpool_backward(g, x, w1, w2, (5, 6), False, mask, False)
+        assert [t is not None for t in grads] == mask
+
+    def test_backward_is_deterministic(self):
+        torch.use_deterministic_algorithms(True)  # the triton backward is allowed by name
+        x = seeded((2, 3, 13, 11), torch.float32)
+        w1, w2 = _weights(torch.float32, 0.3, 0.7)
+        first = _triton_run("triton", x, w1, w2, (9, 8), False)[1]
+        second = _triton_run("triton", x, w1, w2, (9, 8), False)[1]
+        for a, b in zip(first, second):
+            assert torch.equal(a, b)
+
+    def test_empty_batch(self):
+        # N = 0 is handled by the op before any kernel runs; the kernel entry points cope too.
+        from resizeops.triton_kernels import shape_adaptor
+
+        x = torch.randn(0, 3, 9, 8, device=TRITON_DEV)
+        w = torch.tensor(1.0, device=TRITON_DEV)
+        out = shape_adaptor.shape_adaptor_maxpool_forward(x, w, w, (6, 5), True, False)
+        assert out.shape == (0, 3, 6, 5)
+        g = torch.empty(0, 3, 6, 5, device=TRITON_DEV)
+        gx, gw1, gw2 = shape_adaptor.shape_adaptor_maxpool_backward(g, x, w, w, (6, 5), True, [True] * 3, False)
+        assert gx.shape == x.shape and float(gw1) == 0.0 and float(gw2) == 0.0
+
+    def test_int64_indexing_path(self, monkeypatch):
+        # The test hook force_int64 takes the 64-bit index path on small tensors.
+        use_forms(monkeypatch, "triton", OP, KernelForms(force_int64=True))
+        x = seeded((1, 3, 9, 7), torch.float32).contiguous(memory_format=torch.channels_last)
+        _triton_compare(x, *_weights(torch.float32, 0.3, 0.6), (6, 8), False)
+
+    def test_gradcheck_float64(self):
+        # Tiny: gradcheck launches forwards per input element. Random data: no ties
+        # within the finite-difference step.
+        inputs = (
+            seeded((1, 1, 5, 4), torch.float64).requires_grad_(True),
+            torch.tensor(0.3, dtype=torch.float64, device=TRITON_DEV, requires_grad=True),
+            torch.tensor(0.8, dtype=torch.float64, device=TRITON_DEV, requires_grad=True),
+        )
+        fn = lambda *a: resizeops.shape_adaptor_maxpool(*a, (3, 2), False, backend="triton")  # noqa: E731
+        assert torch.autograd.gradcheck(fn, inputs)
+
+
+# --- CUDA only (GPU) -------------------------------------------------------------
+# Skipped without a GPU; `pytest -m cuda` selects them. The CUDA kernels against their
+# serial CPU emulation, opcheck on CUDA tensors, the 64-bit index path, a non-default
+# stream, empty shapes, large channel counts.
+
+
+class TestCuda:
+    """The CUDA shape_adaptor_maxpool kernels on a GPU."""
+
+    pytestmark = CUDA_ONLY
+
+    @pytest.fixture(autouse=True)
+    def _needs_cuda_kernels(self):
+        require_cuda_kernels()
+
+    @pytest.mark.parametrize("form", ["tile", "loop"])
+    @pytest.mark.parametrize("cl", [False, True])
+    @pytest.mark.parametrize(
+        "shape,size", [((2, 5, 13, 17), (9, 12)), ((1, 300, 9, 31), (6, 15)), ((2, 3, 2, 9), (1, 4))]
+    )
+    def test_shape_adaptor_cuda_matches_its_emulation(self, shape, size, cl, form):
+        forms = KernelForms(gather=form).encode()
+        x = cpu_randn(shape, cl=cl)
+        w1, w2 = torch.tensor(0.7), torch.tensor(1.3)
+        g = cpu_randn((shape[0], shape[1], *size), cl=cl, seed=2)
+        got = EXT.shape_adaptor_maxpool_forward(x.cuda(), w1.cuda(), w2.cuda(), list(size), True, cl, forms).cpu()
+        want_f = EXT._shape_adaptor_maxpool_forward_emulated(x, w1, w2, list(size), True, cl, forms)
+        assert_close(got, want_f, torch.float32)
+        grads = EXT.shape_adaptor_maxpool_backward(g.cuda(), x.cuda(), w1.cuda(), w2.cuda(), list(size), True,
+                                                   True, True, True, cl, forms)  # fmt: skip
+        want = EXT._shape_adaptor_maxpool_backward_emulated(g, x, w1, w2, list(size), True, True, True, True, cl, forms)
+        assert_close(grads[0].cpu(), want[0], torch.float32)
+        for a, b in zip(grads[1:], want[1:]):
+            close_sums(a.cpu(), b)
+
+    @pytest.mark.parametrize("cl", [False, True])
+    @pytest.mark.parametrize("mask", [(True, True, True), (True, False, False), (False, True, False)])
+    def test_opcheck_shape_adaptor_cuda(self, cl, mask):
+        x = cpu_randn((2, 3, 9, 8), cl=cl).cuda()
+        w1, w2 = torch.tensor(0.5, device="cuda"), torch.tensor(1.5, device="cuda")
+        opcheck(EXT.shape_adaptor_maxpool_forward.default, (x, w1, w2, [5, 6], True, cl, DEFAULT_FORMS))
+        g = cpu_randn((2, 3, 5, 6), seed=2).cuda()
+        opcheck(EXT.shape_adaptor_maxpool_backward.default, (g, x, w1, w2, [5, 6], True, *mask, cl, DEFAULT_FORMS))
+
+    def test_int64_index_path(self):
+        # The test hook force_int64 takes the 64-bit path on small tensors: the same bits.
+        x = cpu_randn((2, 7, 17, 23), cl=True, seed=1).cuda()
+        w = torch.tensor(0.6, device="cuda")
+        g = cpu_randn((2, 7, 13, 14), seed=2).cuda()
+        want = EXT.shape_adaptor_maxpool_backward(g, x, w, w, [13, 14], True, True, True, True, True, DEFAULT_FORMS)
+        int64 = KernelForms(force_int64=True).encode()
+        got = EXT.shape_adaptor_maxpool_backward(g, x, w, w, [13, 14], True, True, True, True, True, int64)
+        for a, b in zip(got, want):
+            assert torch.equal(a, b)
+
+    def test_empty_batch_and_channels(self):
+        for shape in [(0, 3, 8, 8), (2, 0, 8, 8)]:
+            x = torch.randn(shape, device="cuda", requires_grad=True)
+            w = torch.tensor(0.5, device="cuda", requires_grad=True)
+            out = resizeops.shape_adaptor_maxpool(x, w, 1.0, (6, 6), backend="cuda")
+            gx, gw = torch.autograd.grad(out.sum(), (x, w))
+            assert out.shape == (shape[0], shape[1], 6, 6) and gx.shape == x.shape and float(gw) == 0.0
+
+    def test_runs_on_the_current_stream(self):
+        x = torch.randn(4, 16, 64, 48, device="cuda", requires_grad=True)
+        w = torch.tensor(0.3, device="cuda", requires_grad=True)
+        g = torch.randn(4, 16, 48, 36, device="cuda")
+
+        def run():
+            out = resizeops.shape_adaptor_maxpool(x, w, 1 - w, (48, 36), backend="cuda")
+            return (out,) + torch.autograd.grad(out, (x, w), g)
+
+        want = run()
+        s = torch.cuda.Stream()
+        s.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(s):
+            got = run()
+        torch.cuda.current_stream().wait_stream(s)
+        for a, b in zip(got, want):
+            assert torch.equal(a, b)
+
+    def test_default_backend_on_cuda_is_cuda(self):
+        dev = torch.device("cuda")
+        cuda = _dispatch.get_backend("cuda").kernels[OP]
+        assert _dispatch.select(OP, dev, None) is cuda
+        # The gather backward is deterministic: still chosen (conftest restores the mode).
+        torch.use_deterministic_algorithms(True)
+        assert _dispatch.select(OP, dev, None, for_backward=True) is cuda

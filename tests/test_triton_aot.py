@@ -1,6 +1,6 @@
 """The Triton kernels compiled for the H100 (sm_90) without a GPU.
 
-The Triton interpreter (TRITON_INTERPRET=1, tests/test_triton_*.py) runs the
+The Triton interpreter (TRITON_INTERPRET=1, the TestTriton sections of tests/test_<op>.py) runs the
 kernels' Python on the CPU; it does not type-check them or lower them, so an
 error that only the compiler sees (a dtype mismatch, an unsupported construct,
 a shape error in a reduction) would first show on a GPU, which this project

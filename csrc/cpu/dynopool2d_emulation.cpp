@@ -4,7 +4,7 @@
 // Test hooks, not a backend: they run the CUDA kernels' per-element functions
 // (csrc/include/resizeops/dynopool_elements.h) in plain loops over the same linear
 // indices the GPU threads take, with the same axis tables, argmax buffer and
-// gather, so that tests/test_backends_dynopool.py checks the GPU code's indexing and
+// gather, so that tests/test_dynopool2d.py and test_dynopool2d_kernel_forms.py check the GPU code's indexing and
 // arithmetic against the reference on machines without a GPU. Slow on purpose
 // (one element at a time); the fast CPU kernel is csrc/cpu/dynopool2d.cpp.
 #include <ATen/Dispatch.h>

@@ -1,8 +1,26 @@
-"""Every kernel backend of dynopool2d against the reference backend (docs/SEMANTICS.md, DynOPool).
+"""DynOPool's kernel forms (resizeops/core/kernel_forms.py): the ways of computing
+dynopool2d that a backend can take, against each other and against the reference.
 
-Parametrised over the backends; each is skipped where it cannot run (the CPU
-kernel needs the compiled extension, Triton a GPU or TRITON_INTERPRET=1, CUDA a
-GPU), and marked so that `-m triton` / `-m cuda` select them.
+1. The experimental forms on the cross-backend matrix: every test of
+   tests/test_dynopool2d.py that takes the ``backend`` fixture, collected again here,
+   where ``backend`` is parametrised over the CUDA kernels' serial CPU emulation with
+   each experimental form (lanes, fused backward, rows, separable; marked
+   ``experimental``).
+2. The emulation's forms against each other: grad_x scattered and gathered, the
+   gather in 3x3 tiles and as a loop, the deterministic mode's gather.
+3. The experimental forms in the emulation (marked ``experimental``): the lanes form
+   against one lane, the fused backward against the two-pass gather (its tilings, plan
+   and fallbacks, separable winners), the row and separable forwards against the cell
+   form (their plans and fallbacks).
+4. ``TestCuda`` (marked ``cuda``, skipped without a GPU): the CUDA kernels against
+   their emulation, per form.
+5. ``TestTriton`` (marked ``triton``; experimental): the Triton forms (rows, 8 warps)
+   against the flat kernel with 4 warps.
+
+Run with ``--experimental`` to include the experimental forms
+(``pytest --experimental -m experimental`` runs them alone); the emulation needs the
+compiled extension. The helpers shared with tests/test_dynopool2d.py are imported
+from there.
 """
 
 import dataclasses
@@ -11,28 +29,54 @@ import random
 
 import pytest
 import torch
-from conftest import assert_close, require_backend, use_cuda_emulation, use_forms
-from conftest import device_for_backend as _device_for
+from conftest import assert_close, require_backend
+
+# The cross-backend matrix (section 1): collected again in this module, with its `backend` fixture.
+from test_dynopool2d import (  # noqa: F401
+    test_degenerate_outputs_have_the_canonical_strides,
+    test_deterministic_mode_bit_identical,
+    test_gradcheck_float64,
+    test_half_types,
+    test_infinite_values_like_the_reference,
+    test_int64_indexing_path,
+    test_kink_at_alpha_2_takes_the_derivative_from_above,
+    test_layouts,
+    test_matches_reference,
+    test_nan_and_ties,
+    test_non_contiguous_grad_out,
+    test_only_the_needed_gradients,
+    test_tied_queries_route_like_the_reference,
+)
+from test_dynopool2d import (
+    CUDA_ONLY,
+    DEFAULT_FORMS,
+    EXT,
+    TRITON_DEV,
+    cpu_randn,
+    require_cuda_kernels,
+    seeded,
+    use_backend,
+)
 
 import resizeops
-from resizeops.core import _dispatch
 from resizeops.core.kernel_forms import KernelForms
 
+
+# ============================================================================
+# 1. The experimental forms on the cross-backend matrix
+# ============================================================================
+
+
 # The CUDA kernels' per-element code run serially on the CPU (conftest.use_cuda_emulation),
-# with these kernel forms: the GPU indexing and arithmetic, checked without a GPU.
-# Small tile caps (the test hooks) make these small images span many tiles, partial
-# ones at the borders included.
+# with these experimental kernel forms: the GPU indexing and arithmetic, checked without
+# a GPU. Small tile caps (the test hooks) make these small images span many tiles,
+# partial ones at the borders included.
 _SMALL_TILES = dict(fused_tile=(2, 4), forward_tile=(2, 4))
-EMULATED = {
-    # The defaults: grad_x scattered for float32/float64, gathered in 16-bit types.
-    "cuda_emulated": KernelForms(),
-    # The fixed-order gather (the deterministic mode's grad_x), in 3x3 tiles and as a loop.
-    "cuda_emulated_tile": KernelForms(gather="tile", grad_x="gather"),
-    "cuda_emulated_loop": KernelForms(gather="loop", grad_x="gather"),
-    # Experimental forms (kernel_forms.py): the lanes form (4 channels per thread, 2 in
-    # float64) with the gather and with the scatter; the fused backward (in channels_last,
-    # blocks of 8, 4 or 1 channels as C allows), also with phase A's lanes form; the
-    # forward's row form (NCHW); the separable forward (NCHW); both separable forms.
+EXPERIMENTAL_EMULATED = {
+    # The lanes form (4 channels per thread, 2 in float64) with the gather and with the
+    # scatter; the fused backward (in channels_last, blocks of 8, 4 or 1 channels as C
+    # allows), also with phase A's lanes form; the forward's row form (NCHW); the
+    # separable forward (NCHW); both separable forms.
     "cuda_emulated_lanes": KernelForms(gather="tile", grad_x="gather", lanes=4),
     "cuda_emulated_lanes_scatter": KernelForms(grad_x="scatter", lanes=4),
     "cuda_emulated_fused": KernelForms(grad_x="fused", **_SMALL_TILES),
@@ -43,371 +87,37 @@ EMULATED = {
         forward="separable", grad_x="fused", fused_winners="separable", **_SMALL_TILES
     ),
 }
-_EXPERIMENTAL = [name for name, f in EMULATED.items() if f.lanes != 1 or f.grad_x == "fused" or f.forward != "cell"]
-
-BACKENDS = [
-    pytest.param("cpu", id="cpu"),
-    *(pytest.param(name, id=name, marks=[pytest.mark.experimental] if name in _EXPERIMENTAL else [])
-      for name in EMULATED),
-    pytest.param("triton", id="triton", marks=pytest.mark.triton),
-    pytest.param("cuda", id="cuda", marks=pytest.mark.cuda),
-]  # fmt: skip
 
 
-@pytest.fixture(params=BACKENDS)
+@pytest.fixture(params=[pytest.param(name, id=name, marks=pytest.mark.experimental) for name in EXPERIMENTAL_EMULATED])
 def backend(request, monkeypatch):
-    name = request.param
-    if name in EMULATED:
-        return use_cuda_emulation(monkeypatch, "dynopool2d", EMULATED[name])
-    return require_backend(name, "dynopool2d")
+    return use_backend(request, monkeypatch, EXPERIMENTAL_EMULATED)
 
 
-def _cases():
-    """(N, C, H, W, r_h, r_w): odd, prime, H or W = 1, C = 1, larger C, r from 0.2 to 2.5."""
-    fixed = [
-        (2, 3, 8, 8, 0.5, 0.5),
-        (2, 3, 13, 17, 0.5, 0.625),
-        (1, 1, 1, 7, 0.77, 1.4),
-        (1, 2, 7, 1, 2.5, 0.6),
-        (3, 1, 11, 5, 0.2, 0.33),
-        (2, 40, 9, 12, 0.45, 0.7),
-        (1, 5, 2, 3, 1.0, 1.0),
-    ]
-    rng = random.Random(7)
-    for _ in range(5):
-        fixed.append(
-            (rng.randint(1, 3), rng.randint(1, 37), rng.randint(1, 29), rng.randint(1, 29),
-             round(rng.uniform(0.2, 2.5), 3), round(rng.uniform(0.2, 2.5), 3))
-        )
-    return fixed
-
-
-CASES = _cases()
-
-
-def _grads(x, alpha, backend, g=None):
-    x = x.detach().requires_grad_(True)
-    alpha = alpha.detach().requires_grad_(True)
-    out = resizeops.dynopool2d(x, alpha, backend=backend)
-    g = torch.randn(out.shape, generator=torch.Generator().manual_seed(1)).to(out) if g is None else g
-    gx, ga = torch.autograd.grad(out, (x, alpha), g)
-    return out, gx, ga
-
-
-def _compare(backend, x, alpha, dtype_for_tol=None):
-    out, gx, ga = _grads(x, alpha, backend)
-    ref, rgx, rga = _grads(x, alpha, "reference", g=None)
-    dt = dtype_for_tol or x.dtype
-    assert out.shape == ref.shape and out.dtype == ref.dtype and out.stride() == ref.stride()
-    assert_close(out, ref, dt, msg="forward")
-    assert_close(gx, rgx, dt, msg="grad_x")
-    assert gx.stride() == rgx.stride()
-    # grad_alpha is a sum over every output: compare relative to its magnitude.
-    scale = float(rga.abs().max()) + 1.0
-    tol = {torch.float64: 1e-10, torch.float32: 1e-4, torch.float16: 1e-2, torch.bfloat16: 5e-2}[dt]
-    assert_close(ga, rga, dt, msg="grad_alpha", atol=tol * scale, rtol=tol)
-
-
-@pytest.mark.parametrize("n,c,h,w,rh,rw", CASES)
-@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
-def test_matches_reference(backend, n, c, h, w, rh, rw, dtype):
-    dev = _device_for(backend)
-    x = torch.randn(n, c, h, w, dtype=dtype).to(dev)
-    alpha = torch.tensor([1 / rh, 1 / rw], dtype=dtype, device=dev)
-    _compare(backend, x, alpha)
-
-
-@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
-@pytest.mark.parametrize("n,c,h,w,rh,rw", CASES[:7])
-def test_half_types(backend, n, c, h, w, rh, rw, dtype):
-    # Both sides compute in float32 from the same half inputs and round once;
-    # see conftest.TOL. alpha stays float32, as under mixed precision.
-    dev = _device_for(backend)
-    x = torch.randn(n, c, h, w).to(dtype).to(dev)
-    alpha = torch.tensor([1 / rh, 1 / rw], device=dev)
-    _compare(backend, x, alpha, dtype_for_tol=dtype)
-
-
-@pytest.mark.parametrize("layout", ["channels_last", "sliced", "permuted", "sliced_channels_last"])
-@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
-def test_layouts(backend, layout, dtype):
-    dev = _device_for(backend)
-    base = torch.randn(2, 36, 15, 22).to(dtype).to(dev)
-    if layout == "channels_last":
-        x = base.contiguous(memory_format=torch.channels_last)
-    elif layout == "sliced":
-        x = base[:, ::2, 1:, ::2]
-    elif layout == "permuted":
-        x = base.permute(0, 1, 3, 2)
-    else:
-        x = base.contiguous(memory_format=torch.channels_last)[:, 1:35, :, 3:]
-    alpha = torch.tensor([1.9, 1.45], device=dev)
-    _compare(backend, x, alpha, dtype_for_tol=dtype)
-
-
-@pytest.mark.parametrize("out_size", [(1, 1), (1, 5), (4, 1)])
-def test_degenerate_outputs_have_the_canonical_strides(backend, out_size):
-    """An (N, C, 1, 1) output (or one side 1) of a channels_last x has the strides of
-    torch.empty(..., memory_format=torch.channels_last) on every backend and the reference
-    (whose .contiguous() kept (3, 1, 1, 1): such a tensor is contiguous in both formats)."""
-    dev = _device_for(backend)
-    x = torch.randn(2, 3, 8, 10, device=dev).contiguous(memory_format=torch.channels_last)
-    alpha = torch.tensor([8 / out_size[0], 10 / out_size[1]], device=dev)
-    want = torch.empty(2, 3, *out_size, memory_format=torch.channels_last).stride()
-    for name in (backend, "reference"):
-        assert resizeops.dynopool2d(x, alpha, out_size, min_size=1, backend=name).stride() == want, name
-    _compare(backend, x, alpha)
-
-
-def test_non_contiguous_grad_out(backend):
-    dev = _device_for(backend)
-    x = torch.randn(2, 3, 12, 10, device=dev)
-    alpha = torch.tensor([2.0, 1.6], device=dev)
-    out = resizeops.dynopool2d(x, alpha, backend="reference")
-    g = torch.randn(out.shape[0], out.shape[1], out.shape[3], out.shape[2], device=dev).transpose(2, 3)
-    got = _grads(x, alpha, backend, g=g)
-    want = _grads(x, alpha, "reference", g=g.contiguous())
-    for a, b in zip(got, want):
-        assert_close(a, b, atol=1e-4, rtol=1e-4)
-
-
-def test_nan_and_ties(backend):
-    dev = _device_for(backend)
-    x = torch.randn(1, 2, 8, 9, dtype=torch.float64, device=dev) if backend != "cuda" else torch.randn(1, 2, 8, 9, device=dev)
-    x[0, 0] = 1.0  # a constant plane: every query ties, the gradient follows query (0,0)
-    x[0, 1, 3, 4] = float("nan")
-    alpha = torch.tensor([1.3, 2.2], dtype=x.dtype, device=dev)
-    out, gx, _ = _grads(x, alpha, backend)
-    ref, rgx, _ = _grads(x, alpha, "reference")
-    assert torch.isnan(out[0, 1]).any()
-    assert_close(out, ref)
-    assert_close(gx[0, 0], rgx[0, 0])
-
-
-def _tied_inputs(dtype, dev):
-    """Inputs whose queries tie exactly: rows or columns that repeat. (name, x, alpha)."""
-    gen = torch.Generator().manual_seed(17)
-    rows = torch.randn(2, 3, 1, 13, generator=gen, dtype=dtype)
-    cols = torch.randn(2, 3, 11, 1, generator=gen, dtype=dtype)
-    small = torch.randn(1, 4, 5, 7, generator=gen, dtype=dtype)
-    cases = [
-        ("expanded_along_H", rows.expand(2, 3, 9, 13), (1.3, 1.7)),  # stride 0 along H
-        ("expanded_along_H_contiguous", rows.expand(2, 3, 10, 13).contiguous(), (2.2, 0.8)),
-        ("expanded_along_W", cols.expand(2, 3, 11, 15), (1.6, 1.4)),
-        ("expanded_along_W_channels_last", cols.expand(2, 3, 11, 14).contiguous(memory_format=torch.channels_last),
-         (0.9, 2.3)),
-        ("nearest_upsampled", small.repeat_interleave(2, dim=2).repeat_interleave(2, dim=3), (1.45, 1.3)),
-        ("nearest_upsampled_x3", small.repeat_interleave(3, dim=2).repeat_interleave(3, dim=3), (2.5, 1.9)),
-        ("constant", torch.full((1, 2, 7, 9), 0.3, dtype=dtype), (1.3, 2.2)),
-    ]
-    # Random ones: widths with every remainder mod 4 (the C++ kernel's SSE columns),
-    # channel counts over its 16-channel blocks, both layouts, up- and down-sampling.
-    rng = random.Random(29)
-    for i in range(6):
-        c, h, w, f = rng.randint(1, 20), rng.randint(1, 6), rng.randint(1, 8), rng.choice([2, 3])
-        x = torch.randn(1, c, h, w, generator=gen, dtype=dtype).repeat_interleave(f, dim=2).repeat_interleave(f, dim=3)
-        if i % 2:
-            x = x.contiguous(memory_format=torch.channels_last)
-        cases.append((f"random_nearest_x{f}_{i}", x, (round(rng.uniform(0.6, 3.0), 2), round(rng.uniform(0.6, 3.0), 2))))
-    for name, x, ratio in cases:
-        yield name, x.to(dev), torch.tensor(ratio, dtype=torch.float64 if dtype == torch.float64 else torch.float32,
-                                            device=dev)
-
-
-@pytest.mark.parametrize("dtype", [torch.float64, torch.float32, torch.bfloat16, torch.float16])
-def test_tied_queries_route_like_the_reference(backend, dtype):
-    """Repeated rows or columns (an input expanded along H or W, nearest-upsampled maps,
-    a constant plane) make a cell's queries tie exactly: each interpolation step is
-    w0·a + w1·b and exactly a where a == b, in every backend (math.h lerp_tie), so the
-    tied queries are bit-identical and the first of them wins everywhere. The gradient
-    then goes to the same pixels: grad_x as the reference's (its row and column sums
-    followed rounding noise before, differently per backend)."""
-    dev = _device_for(backend)
-    for name, x, alpha in _tied_inputs(dtype, dev):
-        out, gx, ga = _grads(x, alpha, backend, g=None)
-        ref, rgx, rga = _grads(x, alpha, "reference")
-        assert out.stride() == ref.stride(), name
-        assert_close(out, ref, dtype, msg=f"{name}: forward")
-        assert_close(gx, rgx, dtype, msg=f"{name}: grad_x")
-        for dim in (2, 3):  # the sums per input row and column: where the gradient went
-            assert_close(gx.double().sum(dim=(0, 1, dim)), rgx.double().sum(dim=(0, 1, dim)), dtype,
-                         msg=f"{name}: grad_x summed over dim {dim}")
-        scale = float(rga.abs().max()) + 1.0
-        tol = {torch.float64: 1e-10, torch.float32: 1e-4, torch.float16: 1e-2, torch.bfloat16: 5e-2}[dtype]
-        assert_close(ga, rga, dtype, msg=f"{name}: grad_alpha", atol=tol * scale, rtol=tol)
-
-
-@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
-def test_reference_tied_queries_are_bit_identical(dtype):
-    """The tie rule in the reference's queries themselves: on an input expanded along H a
-    cell's two query rows (2i, 2i+1) are bit-identical, expanded along W its two query
-    columns; grid_sample's product weights made them differ by an ulp, so the winner
-    (and the gradient) followed rounding noise. max_pool2d then takes the first."""
-    from resizeops.reference import _queries, _query_axis
-
-    gen = torch.Generator().manual_seed(5)
-    for along, shape in ((2, (2, 3, 9, 13)), (3, (2, 3, 11, 15)), (2, (1, 2, 6, 7))):
-        base = list(shape)
-        base[along] = 1
-        x = torch.randn(base, generator=gen, dtype=dtype).expand(shape)
-        for ho, wo in ((4, 5), (7, 9), (3, 11), (12, 4)):
-            rows = _query_axis(torch.tensor(float(ho), dtype=dtype), ho, shape[2])
-            cols = _query_axis(torch.tensor(float(wo), dtype=dtype), wo, shape[3])
-            q, _ = _queries(x, rows, cols)
-            first, second = (q[:, :, 0::2], q[:, :, 1::2]) if along == 2 else (q[..., 0::2], q[..., 1::2])
-            assert torch.equal(first, second), (along, shape, ho, wo)
-            _, idx = torch.nn.functional.max_pool2d(q, 2, return_indices=True)
-            k = (idx // q.shape[-1]) % 2 if along == 2 else idx % 2  # the winner's query row / column in its cell
-            assert (k == 0).all(), (along, shape, ho, wo)
-
-
-@pytest.mark.parametrize("hw", [(8, 8), (6, 10), (14, 4), (4, 12)])
-def test_kink_at_alpha_2_takes_the_derivative_from_above(backend, hw):
-    """α = 2 on even sizes puts every query on a pixel (u_j = j exactly: the coordinate
-    is one correctly rounded division), a kink of the bilinear surrogate. Every backend
-    takes the derivative towards larger u (i0 = floor(u) = j, d/du = x[j+1] − x[j], and
-    the clip's derivative 1 at u = 0), so dL/dα is the one-sided derivative from above,
-    lim ε→0+ (L(α + ε) − L(α))/ε of the surrogate: checked against a one-sided finite
-    difference of the reference in a real-valued Ĥ = Ho − ε (u grows with α)."""
-    dev = _device_for(backend)
-    gen = torch.Generator().manual_seed(sum(hw))
-    x = torch.randn(2, 3, *hw, generator=gen, dtype=torch.float64)
-    alpha = torch.tensor([2.0, 2.0], dtype=torch.float64)
-    ho, wo = hw[0] // 2, hw[1] // 2
-    g = torch.randn(2, 3, ho, wo, generator=gen, dtype=torch.float64)
-    out, _, ga = _grads(x.to(dev), alpha.to(dev), backend, g=g.to(dev))
-    assert out.shape[-2:] == (ho, wo)
-    _, _, rga = _grads(x, alpha, "reference", g=g)
-    assert_close(ga.cpu(), rga, msg="grad_alpha against the reference", atol=1e-9, rtol=1e-9)
-
-    def loss(h_hat, w_hat):
-        ref = resizeops.reference.dynopool2d_at(x, torch.tensor(h_hat, dtype=torch.float64),
-                                                torch.tensor(w_hat, dtype=torch.float64), (ho, wo))
-        return float((ref * g).sum())
-
-    eps = 1e-7
-    base = loss(ho, wo)
-    from_above = torch.tensor([(base - loss(ho - eps, wo)) / eps, (base - loss(ho, wo - eps)) / eps], dtype=torch.float64)
-    from_above *= torch.tensor([-hw[0] / 4.0, -hw[1] / 4.0], dtype=torch.float64)  # dĤ/dα = −H/α²
-    assert_close(rga, from_above, msg="grad_alpha against the one-sided difference", atol=1e-4, rtol=1e-5)
-
-
-def _assert_same_nonfinite(got, want, msg):
-    assert torch.equal(got.isnan(), want.isnan()), f"{msg}: NaN at other places than the reference"
-    assert torch.equal(got.isposinf(), want.isposinf()) and torch.equal(got.isneginf(), want.isneginf()), msg
-    fin = want.isfinite()
-    assert_close(got[fin], want[fin], msg=msg)
-
-
-@pytest.mark.parametrize("shape,ratio", [((1, 2, 13, 17), (13 / 7, 1.7)), ((2, 3, 8, 8), (0.55, 2.7)),
-                                         ((1, 2, 6, 6), (2.0, 2.0)), ((1, 3, 5, 9), (0.625, 0.8)),
-                                         ((1, 2, 1, 7), (0.5, 1.4))])
-@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])  # float32 NCHW: the C++ kernel's SSE rows
-def test_infinite_values_like_the_reference(backend, shape, ratio, dtype):
-    """±inf in x and in grad_out: the same inf / NaN as grid_sample, element by element.
-    At the last pixel both bilinear taps are that pixel with weight 0 for the second;
-    grid_sample skips the second (out of bounds), so an infinite last row or column must
-    come out infinite, not 0·inf = NaN."""
-    dev = _device_for(backend)
-    gen = torch.Generator().manual_seed(11)
-    x = torch.randn(shape, generator=gen, dtype=dtype)
-    x[:, 0, -1, :] = float("inf")  # the last row
-    x[:, -1, :, -1] = float("-inf")  # the last column
-    x[0, 0, 0, 0] = float("inf")  # a corner and an interior pixel
-    x[0, -1, shape[2] // 2, shape[3] // 2] = float("-inf")
-    x = x.to(dev)
-    alpha = torch.tensor(ratio, dtype=dtype, device=dev)
-    out = resizeops.dynopool2d(x, alpha, backend=backend)
-    ref = resizeops.dynopool2d(x, alpha, backend="reference")
-    _assert_same_nonfinite(out, ref, "forward")
-    # Finite x, infinite grad_out at the last output row and column and inside.
-    xf = torch.randn(shape, generator=gen, dtype=dtype).to(dev)
-    g = torch.randn(ref.shape, generator=gen, dtype=dtype)
-    g[..., -1, :] = float("inf")
-    g[..., :, -1] = float("-inf")
-    g[..., 0, 0] = float("inf")
-    g = g.to(dev)
-    _, gx, _ = _grads(xf, alpha, backend, g=g)
-    _, rgx, _ = _grads(xf, alpha, "reference", g=g)
-    _assert_same_nonfinite(gx, rgx, "grad_x")
-
-
-def test_only_the_needed_gradients(backend):
-    dev = _device_for(backend)
-    x = torch.randn(2, 3, 9, 9, device=dev)
-    alpha = torch.tensor([1.5, 2.5], device=dev, requires_grad=True)
-    (ga,) = torch.autograd.grad(resizeops.dynopool2d(x, alpha, backend=backend).sum(), alpha)
-    (rga,) = torch.autograd.grad(resizeops.dynopool2d(x, alpha, backend="reference").sum(), alpha)
-    assert_close(ga, rga, atol=1e-3, rtol=1e-4)
-    xg = x.clone().requires_grad_(True)
-    (gx,) = torch.autograd.grad(resizeops.dynopool2d(xg, alpha.detach(), backend=backend).sum(), xg)
-    (rgx,) = torch.autograd.grad(resizeops.dynopool2d(xg, alpha.detach(), backend="reference").sum(), xg)
-    assert_close(gx, rgx)
-
-
-def test_deterministic_mode_bit_identical(backend):
-    if not _dispatch.get_backend(backend).kernels["dynopool2d"].deterministic_backward(_device_for(backend)):
-        pytest.skip(f"{backend}'s backward is not deterministic: the dispatcher routes around it")
-    torch.use_deterministic_algorithms(True)
-    dev = _device_for(backend)
-    x = torch.randn(3, 40, 31, 29, device=dev)
-    alpha = torch.tensor([1.7, 0.8], device=dev)
-    first = _grads(x, alpha, backend)
-    second = _grads(x, alpha, backend)
-    for a, b in zip(first, second):
-        assert torch.equal(a, b)
-
-
-@pytest.mark.parametrize("seed", range(3))
-def test_gradcheck_float64(backend, seed):
-    # The CUDA kernels support float64 too (every dtype on every device: docs/SEMANTICS.md, Conventions),
-    # so they are gradchecked as well.
-    rng = random.Random(seed)
-    dev = _device_for(backend)
-    x = torch.randn(2, 3, rng.randint(1, 9), rng.randint(1, 9), dtype=torch.float64, device=dev, requires_grad=True)
-    alpha = torch.tensor([rng.uniform(0.4, 3.0), rng.uniform(0.4, 3.0)], dtype=torch.float64, device=dev)
-    assert torch.autograd.gradcheck(lambda t: resizeops.dynopool2d(t, alpha, backend=backend), (x,))
-
-
-@pytest.mark.parametrize("layout", ["contiguous", "channels_last", "sliced"])
-def test_int64_indexing_path(backend, layout, request, monkeypatch):
-    # Kernels that pick 32-bit indexing for small tensors (CUDA and its CPU emulation,
-    # Triton) take their 64-bit path under the test hook KernelForms.force_int64; the
-    # C++ CPU kernel has one index path.
-    name = request.node.callspec.params["backend"]
-    if name in EMULATED:
-        use_cuda_emulation(monkeypatch, "dynopool2d", dataclasses.replace(EMULATED[name], force_int64=True))
-    elif name in ("triton", "cuda"):
-        use_forms(monkeypatch, name, "dynopool2d", KernelForms(force_int64=True))
-    dev = _device_for(backend)
-    base = torch.randn(2, 6, 13, 18, device=dev)
-    x = {"contiguous": base, "channels_last": base.contiguous(memory_format=torch.channels_last),
-         "sliced": base[:, 1::2, :, 2:]}[layout]
-    _compare(backend, x, torch.tensor([1.6, 0.8], device=dev))
-
-
-_ext = torch.ops.resizeops_ext
+# ============================================================================
+# 2. The emulation's forms against each other
+# ============================================================================
 
 
 def _forward_emulated(x, out, cl, forms=KernelForms()):
     """The CUDA forward's emulation with ``forms``."""
-    return _ext._dynopool2d_forward_emulated(x, *out, cl, forms.encode())
+    return EXT._dynopool2d_forward_emulated(x, *out, cl, forms.encode())
 
 
 def _forward_form(x, out, cl, forms=KernelForms()):
     """The form (and plan) the CUDA forward takes with ``forms``: [0 cell | 1 rows | 2 separable, plan...]."""
-    return _ext._dynopool2d_forward_form(x, *out, cl, forms.encode())
+    return EXT._dynopool2d_forward_form(x, *out, cl, forms.encode())
 
 
 def _backward_emulated(g, x, out, cl, need_x, need_size, forms=KernelForms()):
     """The CUDA backward's emulation with ``forms``: (grad_x, grad_size)."""
-    return _ext._dynopool2d_backward_emulated(g, x, *out, cl, need_x, need_size, forms.encode())
+    return EXT._dynopool2d_backward_emulated(g, x, *out, cl, need_x, need_size, forms.encode())
 
 
 def _backward_form(g, x, out, cl, forms, need_x=True):
     """The grad_x form (and fused plan) the CUDA backward takes with ``forms``:
     [0 gather | 1 scatter | 2 fused, th, tw, cell_rows, cell_cols, cb, lanes, vcols]."""
-    return _ext._dynopool2d_backward_form(g, x, *out, cl, need_x, forms.encode())
+    return EXT._dynopool2d_backward_form(g, x, *out, cl, need_x, forms.encode())
 
 
 _GRAD_X = {
@@ -440,6 +150,16 @@ def _emulation_inputs(dtype, cl, seed):
             x = x.contiguous(memory_format=torch.channels_last)
             g = g.contiguous(memory_format=torch.channels_last)
         yield x, g, shape, out
+
+
+def _sliced_inputs_with_specials(shape, dtype, gen):
+    """Two views of one random x of `shape` with ties, NaN and inf: sliced along W
+    (NCHW strides, offset data) and the same values in channels_last strides."""
+    base = torch.randn(shape[0], shape[1], shape[2], shape[3] + 2, generator=gen).to(dtype)
+    base[..., ::3, ::2] = 0.5  # ties
+    base.view(-1)[::17] = float("nan")
+    base.view(-1)[5::19] = float("inf")
+    return base[..., 1:-1], base[..., 1:-1].contiguous(memory_format=torch.channels_last)
 
 
 def _needs_emulation():
@@ -483,6 +203,89 @@ def test_cuda_scatter_gives_way_to_deterministic_mode():
                        gather)  # fmt: skip
     # The defaults too (float64 scatters outside deterministic mode).
     assert _backward_form(g, x, (7, 10), False, KernelForms()) == [0]
+
+
+@pytest.mark.parametrize("cl", [False, True])
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32, torch.bfloat16])
+def test_cuda_gather_tile_and_loop_forms_bit_identical(dtype, cl):
+    """The CUDA gather's two forms (dynopool_elements.h), in the serial emulation: the 3x3
+    tiles issue every load of a pixel at once and select afterwards, the loop loads
+    only what it uses; same sum, same order, so bit-identical results. Covers pixels
+    that fit a tile (r <= 0.75), pixels that need the loop (up-sampling), pixels no
+    query reads (r < 0.5), and NaN / inf in grad_out at queries that did not win."""
+    _needs_emulation()
+    for x, g, shape, out in _emulation_inputs(dtype, cl, seed=5):
+        tile = _emulated_grad_x(g, x, out, cl, "tile")
+        loop = _emulated_grad_x(g, x, out, cl, "loop")
+        assert torch.equal(tile.isnan(), loop.isnan()), (shape, out)
+        assert torch.equal(tile.nan_to_num(), loop.nan_to_num()), (shape, out)
+        # And both against the C++ CPU kernel, which has no NaN-free oracle of its own here.
+        cpu, _ = EXT.dynopool2d_backward(g, x, *out, cl, True, False, DEFAULT_FORMS)
+        assert torch.equal(tile.isnan(), cpu.isnan()), (shape, out)
+
+
+# ============================================================================
+# 3. The experimental forms in the emulation
+# ============================================================================
+
+
+# --- The lanes form: 4 channels per thread (2 in float64) -----------------------------
+
+
+def _lanes_inputs(dtype, cl, seed):
+    """The emulation inputs, plus channel counts that leave a partial group of lanes
+    (C % 4 != 0), one whose channels_last data starts one element past alignment (no
+    vector loads) and a channels_last x with a channels_last but sliced grad_out."""
+    yield from _emulation_inputs(dtype, cl, seed)
+    gen = torch.Generator().manual_seed(seed + 1)
+    fmt = torch.channels_last if cl else torch.contiguous_format
+    for shape, out in [((2, 7, 11, 9), (6, 5)), ((1, 8, 12, 12), (6, 8)), ((3, 12, 5, 7), (3, 4))]:
+        x = torch.randn(shape, generator=gen).to(dtype).contiguous(memory_format=fmt)
+        g = torch.randn(shape[0], shape[1], *out, generator=gen).to(dtype).contiguous(memory_format=fmt)
+        yield x, g, shape, out
+    # Misaligned: the channels of every pixel contiguous, but the data one element off.
+    big = torch.randn(2, 9, 10, 13, generator=gen).to(dtype).contiguous(memory_format=fmt)
+    x = big[:, 1:, :, :]
+    g = torch.randn(2, 9, 5, 7, generator=gen).to(dtype).contiguous(memory_format=fmt)[:, 1:]
+    yield x, g, tuple(x.shape), (5, 7)
+
+
+@pytest.mark.experimental
+@pytest.mark.parametrize("cl", [False, True])
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32, torch.bfloat16])
+def test_cuda_lanes_form_matches_one_lane(dtype, cl):
+    """The lanes form of the CUDA forward and backward pass 1 (lanes=4:
+    4 channels per thread, 2 in float64; vector loads where the channels are contiguous
+    and aligned) in the serial emulation, against one lane: the same per-channel
+    arithmetic, so the forward, the argmax and with it the gathered grad_x are bit-identical,
+    and so is the scattered grad_x (each plane's cells add in the same order); only the
+    size gradient is summed in another order. The emulation raises if a vector access is
+    misaligned or strided."""
+    _needs_emulation()
+    grad_x_forms = ["loop", "scatter"] if dtype != torch.bfloat16 else ["loop"]
+    for x, g, shape, out in _lanes_inputs(dtype, cl, seed=3):
+        got = {}
+        for lanes in (1, 4):
+            fwd = _forward_emulated(x, out, cl, KernelForms(lanes=lanes))
+            grads = [_backward_emulated(g, x, out, cl, True, False,
+                                     dataclasses.replace(_GRAD_X[form], lanes=lanes))[0] for form in grad_x_forms]
+            _, gs = _backward_emulated(g, x, out, cl, False, True, KernelForms(grad_x="gather", lanes=lanes))
+            got[lanes] = (fwd, grads, gs)
+        (f1, g1, s1), (f4, g4, s4) = got[1], got[4]
+        assert f4.stride() == f1.stride()
+        assert torch.equal(f4.isnan(), f1.isnan()) and torch.equal(f4.nan_to_num(), f1.nan_to_num()), (shape, out)
+        for a, b in zip(g4, g1):
+            assert a.stride() == b.stride()
+            assert torch.equal(a.isnan(), b.isnan()) and torch.equal(a.nan_to_num(), b.nan_to_num()), (shape, out)
+        assert torch.equal(s4.isnan(), s1.isnan())
+        if not s1.isnan().any():  # the inputs without NaN / inf in grad_out
+            assert_close(s4, s1, atol=1e-9 * (1 + float(s1.abs().max())), rtol=1e-9)
+
+
+# --- The fused backward: grad_x in one kernel per tile of input pixels ----------------
+
+
+_FUSED = 2  # resizeops_ext::_dynopool2d_backward_form's code of the fused form
 
 
 def _fused_inputs(dtype, seed, cl=False):
@@ -621,9 +424,6 @@ def test_cuda_fused_tiles_stay_within_the_plan(winners, cl):
         assert torch.equal(gx, _emulated_grad_x(g, x, (1, wo), cl, "loop")), (w, wo)
 
 
-_FUSED = 2  # resizeops_ext::_dynopool2d_backward_form's code of the fused form
-
-
 @pytest.mark.experimental
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32, torch.bfloat16, torch.float16])
 def test_cuda_fused_separable_winners_bit_identical_to_the_cell_form(dtype):
@@ -722,83 +522,7 @@ def test_cuda_fused_backward_falls_back_where_it_cannot_run():
         assert torch.equal(got[0], want[0]) and torch.equal(got[1], want[1])
 
 
-@pytest.mark.parametrize("cl", [False, True])
-@pytest.mark.parametrize("dtype", [torch.float64, torch.float32, torch.bfloat16])
-def test_cuda_gather_tile_and_loop_forms_bit_identical(dtype, cl):
-    """The CUDA gather's two forms (dynopool_elements.h), in the serial emulation: the 3x3
-    tiles issue every load of a pixel at once and select afterwards, the loop loads
-    only what it uses; same sum, same order, so bit-identical results. Covers pixels
-    that fit a tile (r <= 0.75), pixels that need the loop (up-sampling), pixels no
-    query reads (r < 0.5), and NaN / inf in grad_out at queries that did not win."""
-    _needs_emulation()
-    for x, g, shape, out in _emulation_inputs(dtype, cl, seed=5):
-        tile = _emulated_grad_x(g, x, out, cl, "tile")
-        loop = _emulated_grad_x(g, x, out, cl, "loop")
-        assert torch.equal(tile.isnan(), loop.isnan()), (shape, out)
-        assert torch.equal(tile.nan_to_num(), loop.nan_to_num()), (shape, out)
-        # And both against the C++ CPU kernel, which has no NaN-free oracle of its own here.
-        cpu, _ = _ext.dynopool2d_backward(g, x, *out, cl, True, False, [])
-        assert torch.equal(tile.isnan(), cpu.isnan()), (shape, out)
-
-
-def _lanes_inputs(dtype, cl, seed):
-    """The emulation inputs, plus channel counts that leave a partial group of lanes
-    (C % 4 != 0), one whose channels_last data starts one element past alignment (no
-    vector loads) and a channels_last x with a channels_last but sliced grad_out."""
-    yield from _emulation_inputs(dtype, cl, seed)
-    gen = torch.Generator().manual_seed(seed + 1)
-    fmt = torch.channels_last if cl else torch.contiguous_format
-    for shape, out in [((2, 7, 11, 9), (6, 5)), ((1, 8, 12, 12), (6, 8)), ((3, 12, 5, 7), (3, 4))]:
-        x = torch.randn(shape, generator=gen).to(dtype).contiguous(memory_format=fmt)
-        g = torch.randn(shape[0], shape[1], *out, generator=gen).to(dtype).contiguous(memory_format=fmt)
-        yield x, g, shape, out
-    # Misaligned: the channels of every pixel contiguous, but the data one element off.
-    big = torch.randn(2, 9, 10, 13, generator=gen).to(dtype).contiguous(memory_format=fmt)
-    x = big[:, 1:, :, :]
-    g = torch.randn(2, 9, 5, 7, generator=gen).to(dtype).contiguous(memory_format=fmt)[:, 1:]
-    yield x, g, tuple(x.shape), (5, 7)
-
-
-@pytest.mark.experimental
-@pytest.mark.parametrize("cl", [False, True])
-@pytest.mark.parametrize("dtype", [torch.float64, torch.float32, torch.bfloat16])
-def test_cuda_lanes_form_matches_one_lane(dtype, cl):
-    """The lanes form of the CUDA forward and backward pass 1 (lanes=4:
-    4 channels per thread, 2 in float64; vector loads where the channels are contiguous
-    and aligned) in the serial emulation, against one lane: the same per-channel
-    arithmetic, so the forward, the argmax and with it the gathered grad_x are bit-identical,
-    and so is the scattered grad_x (each plane's cells add in the same order); only the
-    size gradient is summed in another order. The emulation raises if a vector access is
-    misaligned or strided."""
-    _needs_emulation()
-    grad_x_forms = ["loop", "scatter"] if dtype != torch.bfloat16 else ["loop"]
-    for x, g, shape, out in _lanes_inputs(dtype, cl, seed=3):
-        got = {}
-        for lanes in (1, 4):
-            fwd = _forward_emulated(x, out, cl, KernelForms(lanes=lanes))
-            grads = [_backward_emulated(g, x, out, cl, True, False,
-                                     dataclasses.replace(_GRAD_X[form], lanes=lanes))[0] for form in grad_x_forms]
-            _, gs = _backward_emulated(g, x, out, cl, False, True, KernelForms(grad_x="gather", lanes=lanes))
-            got[lanes] = (fwd, grads, gs)
-        (f1, g1, s1), (f4, g4, s4) = got[1], got[4]
-        assert f4.stride() == f1.stride()
-        assert torch.equal(f4.isnan(), f1.isnan()) and torch.equal(f4.nan_to_num(), f1.nan_to_num()), (shape, out)
-        for a, b in zip(g4, g1):
-            assert a.stride() == b.stride()
-            assert torch.equal(a.isnan(), b.isnan()) and torch.equal(a.nan_to_num(), b.nan_to_num()), (shape, out)
-        assert torch.equal(s4.isnan(), s1.isnan())
-        if not s1.isnan().any():  # the inputs without NaN / inf in grad_out
-            assert_close(s4, s1, atol=1e-9 * (1 + float(s1.abs().max())), rtol=1e-9)
-
-
-def _sliced_inputs_with_specials(shape, dtype, gen):
-    """Two views of one random x of `shape` with ties, NaN and inf: sliced along W
-    (NCHW strides, offset data) and the same values in channels_last strides."""
-    base = torch.randn(shape[0], shape[1], shape[2], shape[3] + 2, generator=gen).to(dtype)
-    base[..., ::3, ::2] = 0.5  # ties
-    base.view(-1)[::17] = float("nan")
-    base.view(-1)[5::19] = float("inf")
-    return base[..., 1:-1], base[..., 1:-1].contiguous(memory_format=torch.channels_last)
+# --- The forward's row and separable forms (NCHW) -------------------------------------
 
 
 @pytest.mark.experimental
@@ -922,3 +646,268 @@ def test_cuda_forward_separable_plan_and_fallbacks():
     assert _forward_form(wide, (1, 65535), False, one_cell_tiles)[0] == _SEPARABLE
     assert _forward_form(wide, (1, 65536), False, one_cell_tiles) == [0]
     assert _forward_form(wide.transpose(2, 3).contiguous(), (65536, 1), False, one_cell_tiles)[0] == _SEPARABLE
+
+
+# ============================================================================
+# 4. CUDA only (GPU): the CUDA kernels against their emulation, per form
+# ============================================================================
+# Skipped without a GPU; `pytest -m cuda` selects them (the experimental ones also
+# need --experimental).
+
+
+class TestCuda:
+    """The CUDA dynopool2d kernels on a GPU, per kernel form, against their serial emulation."""
+
+    pytestmark = CUDA_ONLY
+
+    @pytest.fixture(autouse=True)
+    def _needs_cuda_kernels(self):
+        require_cuda_kernels()
+
+    @pytest.mark.parametrize("form", ["tile", "loop"])
+    @pytest.mark.parametrize("cl", [False, True])
+    @pytest.mark.parametrize(
+        "shape,out", [((2, 5, 13, 17), (7, 10)), ((2, 3, 8, 8), (15, 3)), ((1, 3, 29, 11), (5, 2))]
+    )
+    def test_cuda_gather_forms_match_the_emulation(self, shape, out, cl, form):
+        # Both forms of the gather (KernelForms.gather; the variants "cuda-tile" and
+        # "cuda-loop", for A/B timing) on the GPU against the emulation, which gives both
+        # forms bit-identical sums.
+        forms = KernelForms(grad_x="gather", gather=form).encode()
+        x = cpu_randn(shape, cl=cl)
+        g = cpu_randn((shape[0], shape[1], *out), cl=cl, seed=1)
+        gx, _ = EXT.dynopool2d_backward(g.cuda(), x.cuda(), *out, cl, True, False, forms)
+        cgx, _ = EXT._dynopool2d_backward_emulated(g, x, *out, cl, True, False, forms)
+        assert_close(gx.cpu(), cgx, torch.float32)
+
+    @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+    @pytest.mark.parametrize("cl", [False, True])
+    @pytest.mark.parametrize(
+        "shape,out", [((2, 5, 13, 17), (7, 10)), ((2, 3, 8, 8), (15, 3)), ((1, 300, 9, 31), (4, 20))]
+    )
+    def test_cuda_scatter_matches_the_emulation_and_the_gather(self, shape, out, cl, dtype):
+        # grad_x scattered with atomics (KernelForms.grad_x="scatter", the default for
+        # float and double) against its serial emulation and the GPU gather (variant
+        # "cuda-gather"): equal to rounding (the order of the atomic adds is not fixed);
+        # the size gradient is the same pass's either way.
+        x = cpu_randn(shape, dtype, cl=cl)
+        g = cpu_randn((shape[0], shape[1], *out), dtype, cl=cl, seed=1)
+        scatter = KernelForms(grad_x="scatter").encode()
+        gx, gs = EXT.dynopool2d_backward(g.cuda(), x.cuda(), *out, cl, True, True, scatter)
+        cgx, _ = EXT._dynopool2d_backward_emulated(g, x, *out, cl, True, False, scatter)
+        assert gx.is_contiguous(memory_format=torch.channels_last if cl else torch.contiguous_format)
+        assert_close(gx.cpu(), cgx, dtype)
+        gather = KernelForms(grad_x="gather").encode()
+        ggx, ggs = EXT.dynopool2d_backward(g.cuda(), x.cuda(), *out, cl, True, True, gather)
+        assert_close(gx, ggx, dtype)
+        assert_close(gs, ggs, atol=1e-6 * (1 + float(ggs.abs().max())), rtol=1e-6)
+        # Only grad_x, and grad_x of a tensor whose offsets need 64 bits (test hook).
+        scatter64 = KernelForms(grad_x="scatter", force_int64=True).encode()
+        gx64, _ = EXT.dynopool2d_backward(g.cuda(), x.cuda(), *out, cl, True, False, scatter64)
+        assert_close(gx64, ggx, dtype)
+
+    @pytest.mark.experimental
+    @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float64])
+    @pytest.mark.parametrize("cl", [False, True])
+    def test_cuda_lanes_matches_the_emulation_and_one_lane(self, cl, dtype):
+        # The lanes form (KernelForms(lanes=4), variant "cuda-lanes": 4 channels per
+        # thread, 2 in float64) of
+        # the forward and backward pass 1 on the GPU: against its serial emulation and the
+        # one-lane kernels. Channel counts with a partial group of lanes, channels_last data
+        # aligned for vector loads (C % 4 == 0) and one element off (no vector loads).
+        gen = torch.Generator().manual_seed(4)
+        fmt = torch.channels_last if cl else torch.contiguous_format
+        cases = [((2, 8, 13, 17), (7, 10)), ((1, 7, 9, 31), (4, 20)), ((2, 12, 8, 8), (15, 3))]
+        for shape, out in cases + [((2, 9, 10, 13), (5, 7))]:
+            x = torch.randn(shape, generator=gen).to(dtype).contiguous(memory_format=fmt)
+            g = torch.randn(shape[0], shape[1], *out, generator=gen).to(dtype).contiguous(memory_format=fmt)
+            if shape[1] == 9:  # misaligned: drop the first channel
+                x, g = x[:, 1:], g[:, 1:]
+            got = {}
+            for lanes in (1, 4):
+                forms = KernelForms(lanes=lanes).encode()
+                fwd = EXT.dynopool2d_forward(x.cuda(), *out, cl, forms).cpu()
+                gx, gs = EXT.dynopool2d_backward(g.cuda(), x.cuda(), *out, cl, True, True, forms)
+                got[lanes] = (fwd, gx.cpu(), gs.cpu())
+                if lanes == 4:
+                    assert_close(fwd, EXT._dynopool2d_forward_emulated(x, *out, cl, forms), dtype)
+                    cgx, cgs = EXT._dynopool2d_backward_emulated(g, x, *out, cl, True, True, forms)
+                    assert_close(gx.cpu(), cgx, dtype)
+                    assert_close(gs.cpu(), cgs, atol=1e-3 * (1 + float(cgs.abs().max())), rtol=1e-4)
+            assert_close(got[4][0], got[1][0], dtype)
+            assert_close(got[4][1], got[1][1], dtype)
+            assert got[4][1].stride() == got[1][1].stride()
+            assert_close(got[4][2], got[1][2], atol=1e-6 * (1 + float(got[1][2].abs().max())), rtol=1e-6)
+            # The gather in the lanes form (the deterministic path of float and double).
+            forms = KernelForms(lanes=4, grad_x="gather").encode()
+            gx, _ = EXT.dynopool2d_backward(g.cuda(), x.cuda(), *out, cl, True, False, forms)
+            cgx, _ = EXT._dynopool2d_backward_emulated(g, x, *out, cl, True, False, forms)
+            assert torch.equal(gx.cpu().isnan(), cgx.isnan())
+            assert_close(gx.cpu(), cgx, dtype)
+
+    @pytest.mark.experimental
+    @pytest.mark.parametrize(
+        "dtype", [torch.float32, torch.bfloat16, torch.float64], ids=["float32", "bfloat16", "float64"]
+    )
+    @pytest.mark.parametrize("tile", [None, (2, 4)], ids=["default_tiles", "tiles_2x4"])
+    @pytest.mark.parametrize("winners", ["cell", "separable", "cell_channels_last", "lanes_channels_last"])
+    def test_cuda_fused_backward_matches_the_emulation_and_the_gather(self, dtype, tile, winners):
+        # The fused backward (KernelForms(grad_x="fused"), variant "cuda-fused": one kernel,
+        # winners in a shared-memory window per tile, then the gather from it) on the GPU,
+        # its tiles' winners by cells or separable (KernelForms.fused_winners) in NCHW, by
+        # cells in channels_last (blocks of 8, 4 or 1 channels: the channel counts below give
+        # each), one channel per thread or 4 (2 in float64; KernelForms(lanes=4), "lanes"):
+        # against its serial emulation, the GPU's two-pass gather and itself (deterministic:
+        # bit-identical run to run). Images spanning several default tiles, down- and
+        # up-sampled (the plan halves its tiles; separable winners fall back to cells at x2.4
+        # with the default tiles), and small tiles (test hook fused_tile) on small images;
+        # the ImageNet-VGG plane.
+        cl = winners.endswith("channels_last")
+        fmt = torch.channels_last if cl else torch.contiguous_format
+        fused = KernelForms(
+            grad_x="fused", fused_tile=tile, fused_winners="cell" if cl else winners,
+            lanes=4 if winners.startswith("lanes") else 1,
+        )  # fmt: skip
+        gather = dataclasses.replace(fused, grad_x="gather")
+        gen = torch.Generator().manual_seed(6)
+        cases = [((2, 5, 13, 17), (7, 10)), ((2, 3, 8, 8), (15, 3)), ((1, 3, 40, 150), (23, 97)),
+                 ((1, 2, 37, 130), (90, 312)), ((2, 2, 70, 70), (35, 44)), ((1, 2, 224, 224), (112, 140))]  # fmt: skip
+        if cl:  # C = 8, 12, 3, 16, 24, 8
+            cases = [((n, c, h, w), out) for ((n, _, h, w), out), c in zip(cases, (8, 12, 3, 16, 24, 8))]
+        for shape, out in cases:
+            if (tile is not None or winners.startswith("lanes")) and shape[2] == 224:
+                continue  # (the small tiles on small images; and the sanitizers' time)
+            x = torch.randn(shape, generator=gen).to(dtype).contiguous(memory_format=fmt)
+            g = torch.randn(shape[0], shape[1], *out, generator=gen).to(dtype).contiguous(memory_format=fmt)
+            form = EXT._dynopool2d_backward_form(g, x, *out, cl, True, fused.encode())
+            fallback = winners != "separable" or (shape[2] == 37 and tile is None)
+            assert form[0] == 2 and (form[-1] == 0) == fallback, (shape, out, form)
+            if cl:
+                cb = 1 if shape[1] % 4 else 4 if shape[1] % 8 or dtype == torch.float64 else 8
+                lanes = 1 if not winners.startswith("lanes") or cb == 1 else 2 if dtype == torch.float64 else 4
+                assert form[-3] == cb and form[-2] == lanes, form
+            gx, gs = EXT.dynopool2d_backward(g.cuda(), x.cuda(), *out, cl, True, True, fused.encode())
+            gx2, gs2 = EXT.dynopool2d_backward(g.cuda(), x.cuda(), *out, cl, True, True, fused.encode())
+            assert torch.equal(gx, gx2) and torch.equal(gs, gs2)
+            # grad_x alone: another instantiation of the kernel (nvcc may contract differently).
+            gx_only, _ = EXT.dynopool2d_backward(g.cuda(), x.cuda(), *out, cl, True, False, fused.encode())
+            assert_close(gx_only, gx, dtype)
+            assert gx.is_contiguous(memory_format=fmt) and gx.dtype == dtype
+            cgx, cgs = EXT._dynopool2d_backward_emulated(g, x, *out, cl, True, True, fused.encode())
+            assert cgx.stride() == gx.stride()
+            assert_close(gx.cpu(), cgx, dtype)
+            assert_close(gs.cpu(), cgs, atol=1e-3 * (1 + float(cgs.abs().max())), rtol=1e-4)
+            ggx, ggs = EXT.dynopool2d_backward(g.cuda(), x.cuda(), *out, cl, True, True, gather.encode())
+            assert_close(gx, ggx, dtype)
+            assert_close(gs, ggs, atol=1e-6 * (1 + float(ggs.abs().max())), rtol=1e-6)
+
+    @pytest.mark.experimental
+    @pytest.mark.parametrize(
+        "dtype", [torch.float32, torch.bfloat16, torch.float64], ids=["float32", "bfloat16", "float64"]
+    )
+    def test_cuda_forward_rows_matches_the_emulation_and_the_cell_form(self, dtype):
+        # The forward's row form (KernelForms(forward="rows"), variant "cuda-rows": 4 cells
+        # of a row per thread, NCHW) on the GPU, against its serial emulation and the one-cell kernel: output
+        # widths with and without a partial group of 4 (vector stores where Wo % 4 == 0),
+        # a sliced x.
+        gen = torch.Generator().manual_seed(9)
+        for shape, out in [((2, 5, 13, 17), (7, 8)), ((1, 3, 9, 31), (4, 21)), ((2, 2, 40, 70), (23, 44))]:
+            x = torch.randn(shape[0], shape[1], shape[2], shape[3] + 1, generator=gen).to(dtype)[..., 1:]
+            rows = KernelForms(forward="rows").encode()
+            got = EXT.dynopool2d_forward(x.cuda(), *out, False, rows).cpu()
+            assert got.is_contiguous()
+            assert_close(got, EXT._dynopool2d_forward_emulated(x, *out, False, rows), dtype)
+            assert_close(got, EXT.dynopool2d_forward(x.cuda(), *out, False, DEFAULT_FORMS).cpu(), dtype)
+
+    @pytest.mark.experimental
+    @pytest.mark.parametrize("tile", [None, (2, 4)], ids=["default_tiles", "tiles_2x4"])
+    @pytest.mark.parametrize(
+        "dtype", [torch.float32, torch.bfloat16, torch.float64], ids=["float32", "bfloat16", "float64"]
+    )
+    def test_cuda_forward_separable_matches_the_emulation_and_the_cell_form(self, dtype, tile):
+        # The separable forward (KernelForms(forward="separable"), variant "cuda-separable":
+        # per tile of output cells, the vertical interpolations in shared memory, NCHW) on
+        # the GPU, against its serial emulation and the one-cell kernel: outputs spanning
+        # several tiles and partial ones (the default tiles and the test hook forward_tile),
+        # up- and down-sampling, a sliced x, the ImageNet-VGG plane size.
+        gen = torch.Generator().manual_seed(10)
+        separable = KernelForms(forward="separable", forward_tile=tile).encode()
+        cases = [((2, 5, 13, 17), (7, 8)), ((1, 3, 9, 31), (4, 21)), ((2, 2, 40, 70), (23, 44)), ((1, 2, 6, 5), (17, 15)),
+                 ((1, 2, 224, 224), (112, 140))]  # fmt: skip
+        for shape, out in cases:
+            x = torch.randn(shape[0], shape[1], shape[2], shape[3] + 1, generator=gen).to(dtype)[..., 1:]
+            # The separable form is taken.
+            assert EXT._dynopool2d_forward_form(x, *out, False, separable)[0] == 2, (shape, out)
+            got = EXT.dynopool2d_forward(x.cuda(), *out, False, separable).cpu()
+            assert got.is_contiguous()
+            assert_close(got, EXT._dynopool2d_forward_emulated(x, *out, False, separable), dtype)
+            assert_close(got, EXT.dynopool2d_forward(x.cuda(), *out, False, DEFAULT_FORMS).cpu(), dtype)
+
+
+# ============================================================================
+# 5. Triton only: the Triton forms (experimental)
+# ============================================================================
+# On a GPU, or on the CPU under TRITON_INTERPRET=1; skipped elsewhere.
+
+
+class TestTriton:
+    """The Triton forms of the dynopool2d forward (KernelForms.triton_forward, triton_warps)."""
+
+    pytestmark = pytest.mark.triton
+
+    @pytest.fixture(autouse=True)
+    def _triton_runs_here(self):
+        require_backend("triton", "dynopool2d")  # Triton importable, a GPU or TRITON_INTERPRET=1
+
+    @pytest.mark.experimental
+    @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float64])
+    def test_rows_forward_matches_the_flat_forward(self, dtype):
+        """The NCHW forward's 2-D tile kernel (the experimental ``rows=True``, variant
+        "triton-rows") does the flat kernel's arithmetic per element, so the outputs are
+        bit-identical: tiles cut by the edges (Ho, Wo not multiples of the tile), narrow and
+        wide outputs (both tile widths), H or W = 1, sliced and permuted inputs, NaN and
+        inf, several planes; and through the dispatcher, backend="triton-rows"."""
+        from resizeops.triton_kernels import dynopool
+
+        cases = [((2, 3, 13, 17), (7, 10)), ((1, 2, 1, 40), (3, 21)), ((2, 5, 9, 1), (5, 2)),
+                 ((1, 1, 33, 70), (40, 35)), ((3, 4, 6, 6), (12, 13))]  # fmt: skip
+        for k, (shape, out) in enumerate(cases):
+            x = seeded(shape, dtype, seed=k)
+            x.view(-1)[::13] = float("nan")
+            x.view(-1)[5::17] = float("inf")
+            views = [x, x.transpose(2, 3).contiguous().transpose(2, 3), x[:, :, ::1, 1:] if shape[3] > 1 else x]
+            for v in views:
+                flat = dynopool.dynopool2d_forward(v, out, False)
+                rows = dynopool.dynopool2d_forward(v, out, False, rows=True)
+                assert rows.stride() == flat.stride()
+                assert torch.equal(rows.isnan(), flat.isnan()), (shape, out)
+                assert torch.equal(rows.nan_to_num(), flat.nan_to_num()), (shape, out)
+        # channels_last outputs keep the flat kernel.
+        xc = seeded((1, 3, 8, 8), dtype).contiguous(memory_format=torch.channels_last)
+        assert dynopool.dynopool2d_forward(xc, (4, 5), True, rows=True).is_contiguous(memory_format=torch.channels_last)
+        # The variant: the rows forward through the op, the triton backward.
+        x = seeded((2, 3, 13, 17), dtype).requires_grad_(True)
+        alpha = torch.tensor([1.7, 1.4], device=TRITON_DEV)
+        got = resizeops.dynopool2d(x, alpha, backend="triton-rows")
+        want = resizeops.dynopool2d(x, alpha, backend="triton")
+        assert torch.equal(got, want)
+        (gx,) = torch.autograd.grad(got.sum(), x)
+        (want_gx,) = torch.autograd.grad(want.sum(), x)
+        assert_close(gx, want_gx, dtype)
+
+    @pytest.mark.experimental
+    @pytest.mark.parametrize("rows", [False, True], ids=["flat", "rows"])
+    def test_forward_with_8_warps_matches_4(self, rows):
+        """The experimental ``warps=8`` (variant "triton-w8") launches the forwards with 8
+        warps per program: the same per-element arithmetic, so the same bits (on a GPU the
+        elements map to other threads; the interpreter runs the program as a whole either
+        way). Both layouts (rows: NCHW only)."""
+        from resizeops.triton_kernels import dynopool
+
+        for k, (shape, out) in enumerate([((2, 3, 13, 17), (7, 10)), ((1, 2, 1, 40), (3, 21))]):
+            for cl in (False, True) if not rows else (False,):
+                x = seeded(shape, torch.float32, seed=k)
+                x = x.contiguous(memory_format=torch.channels_last) if cl else x
+                four = dynopool.dynopool2d_forward(x, out, cl, rows=rows)
+                eight = dynopool.dynopool2d_forward(x, out, cl, rows=rows, warps=8)
+                assert eight.stride() == four.stride() and torch.equal(eight, four), (shape, out, cl)
