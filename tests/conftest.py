@@ -95,6 +95,44 @@ def _seed_and_restore():
     torch.use_deterministic_algorithms(det, warn_only=warn)
 
 
+# --- Shared by the op modules (tests/test_<op>.py) ----------------------------
+
+EXT = torch.ops.resizeops_ext
+DEFAULT_FORMS = []  # the ops' `forms` argument for the default forms (KernelForms().encode())
+CUDA_ONLY = [pytest.mark.cuda, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")]
+TRITON_DEV = device_for_backend("triton")  # the GPU, else the CPU (under TRITON_INTERPRET=1)
+TRITON_DTYPES = [torch.float32, torch.float16, torch.bfloat16, torch.float64]
+
+
+def require_cuda_kernels():
+    """Fail where a GPU is visible but the extension has no CUDA kernels."""
+    from resizeops.core import _extension
+
+    if not _extension.load().has_cuda_kernels:
+        pytest.fail("the extension was built without CUDA kernels on a machine with a GPU")
+
+
+def require_emulation(op):
+    """Skip (fail under RESIZEOPS_REQUIRE_EXT=1) without the CUDA kernels' CPU emulation of ``op``."""
+    if not hasattr(torch.ops.resizeops_ext, f"_{op}_backward_emulated"):
+        if os.environ.get("RESIZEOPS_REQUIRE_EXT") == "1":
+            pytest.fail("the CUDA-kernel emulation must run here (RESIZEOPS_REQUIRE_EXT=1)")
+        pytest.skip("the compiled extension is not loaded")
+
+
+def cpu_randn(shape, dtype=torch.float32, cl=False, seed=0):
+    """Seeded random values on the CPU, in channels_last with ``cl``."""
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(shape, generator=g).to(dtype)
+    return x.contiguous(memory_format=torch.channels_last) if cl else x
+
+
+def seeded(shape, dtype, seed=0):
+    """Seeded random values (drawn in float64, then rounded to dtype) on TRITON_DEV."""
+    gen = torch.Generator().manual_seed(seed)
+    return torch.randn(shape, generator=gen, dtype=torch.float64).to(dtype).to(TRITON_DEV)
+
+
 def use_forms(monkeypatch, backend, op, forms):
     """Run ``backend``'s kernels of ``op`` with ``forms`` (a KernelForms: an
     experimental form, or the test hooks: the 64-bit index path, small tiles) for
@@ -121,10 +159,7 @@ def use_cuda_emulation(monkeypatch, op, forms=None):
     from resizeops.core.reference import alpha_grad_from_size_grad, output_memory_format
 
     ext = torch.ops.resizeops_ext
-    if not hasattr(ext, f"_{op}_forward_emulated"):
-        if os.environ.get("RESIZEOPS_REQUIRE_EXT") == "1":
-            pytest.fail("the CUDA-kernel emulation must run here (RESIZEOPS_REQUIRE_EXT=1)")
-        pytest.skip("the compiled extension is not loaded")
+    require_emulation(op)
     encoded = (forms or DEFAULT).encode()
 
     def cl(*xs):

@@ -38,12 +38,25 @@ import oracle
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import assert_close, require_backend, use_cuda_emulation, use_forms
+from conftest import (
+    CUDA_ONLY,
+    DEFAULT_FORMS,
+    EXT,
+    TRITON_DEV,
+    TRITON_DTYPES,
+    assert_close,
+    cpu_randn,
+    require_backend,
+    require_cuda_kernels,
+    seeded,
+    use_cuda_emulation,
+    use_forms,
+)
 from conftest import device_for_backend as _device_for
 from torch.library import opcheck
 
 import resizeops
-from resizeops.core import _dispatch, _extension
+from resizeops.core import _dispatch
 from resizeops.core.kernel_forms import KernelForms
 
 
@@ -656,10 +669,6 @@ def test_int64_indexing_path(backend, layout, request, monkeypatch):
 # what matter here, not the size. (The Triton forms, rows and 8 warps, are in
 # tests/test_dynopool2d_kernel_forms.py.)
 
-TRITON_DEV = _device_for("triton")  # the GPU, else the CPU (under TRITON_INTERPRET=1)
-TRITON_DTYPES = [torch.float32, torch.float16, torch.bfloat16, torch.float64]
-
-
 def _triton_cases():
     """(N, C, H, W, r_h, r_w): odd, prime, H or W = 1, C = 1, C = 40, r from 0.2 to 2.5 per axis."""
     fixed = [
@@ -681,12 +690,6 @@ def _triton_cases():
 
 
 TRITON_CASES = _triton_cases()
-
-
-def seeded(shape, dtype, seed=0):
-    """Seeded random values (drawn in float64, then rounded to dtype) on TRITON_DEV."""
-    gen = torch.Generator().manual_seed(seed)
-    return torch.randn(shape, generator=gen, dtype=torch.float64).to(dtype).to(TRITON_DEV)
 
 
 def _triton_run(backend, x, alpha, g=None, out_size=None):
@@ -910,22 +913,6 @@ class TestTriton:
 # C++ CPU kernel and their serial emulation, opcheck on CUDA tensors, a non-default
 # stream, empty and degenerate shapes, large channel counts. (The CUDA kernels against
 # their emulation per kernel form are in tests/test_dynopool2d_kernel_forms.py.)
-
-EXT = torch.ops.resizeops_ext
-DEFAULT_FORMS = []  # the ops' `forms` argument for the default forms (KernelForms().encode())
-CUDA_ONLY = [pytest.mark.cuda, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")]
-
-
-def require_cuda_kernels():
-    if not _extension.load().has_cuda_kernels:
-        pytest.fail("the extension was built without CUDA kernels on a machine with a GPU")
-
-
-def cpu_randn(shape, dtype=torch.float32, cl=False, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    x = torch.randn(shape, generator=g).to(dtype)
-    return x.contiguous(memory_format=torch.channels_last) if cl else x
-
 
 class TestCuda:
     """The CUDA dynopool2d kernels on a GPU."""

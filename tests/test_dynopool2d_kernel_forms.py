@@ -24,12 +24,22 @@ from there.
 """
 
 import dataclasses
-import os
 import random
 
 import pytest
 import torch
-from conftest import assert_close, require_backend
+from conftest import (
+    CUDA_ONLY,
+    DEFAULT_FORMS,
+    EXT,
+    TRITON_DEV,
+    assert_close,
+    cpu_randn,
+    require_backend,
+    require_cuda_kernels,
+    require_emulation,
+    seeded,
+)
 
 # The cross-backend matrix (section 1): collected again in this module, with its `backend` fixture.
 from test_dynopool2d import (  # noqa: F401
@@ -47,16 +57,7 @@ from test_dynopool2d import (  # noqa: F401
     test_only_the_needed_gradients,
     test_tied_queries_route_like_the_reference,
 )
-from test_dynopool2d import (
-    CUDA_ONLY,
-    DEFAULT_FORMS,
-    EXT,
-    TRITON_DEV,
-    cpu_randn,
-    require_cuda_kernels,
-    seeded,
-    use_backend,
-)
+from test_dynopool2d import use_backend
 
 import resizeops
 from resizeops.core.kernel_forms import KernelForms
@@ -162,13 +163,6 @@ def _sliced_inputs_with_specials(shape, dtype, gen):
     return base[..., 1:-1], base[..., 1:-1].contiguous(memory_format=torch.channels_last)
 
 
-def _needs_emulation():
-    if not hasattr(torch.ops.resizeops_ext, "_dynopool2d_backward_emulated"):
-        if os.environ.get("RESIZEOPS_REQUIRE_EXT") == "1":
-            pytest.fail("the CUDA-kernel emulation must run here (RESIZEOPS_REQUIRE_EXT=1)")
-        pytest.skip("the compiled extension is not loaded")
-
-
 @pytest.mark.parametrize("cl", [False, True])
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32, torch.bfloat16])
 def test_cuda_scatter_and_gather_agree(dtype, cl):
@@ -176,7 +170,7 @@ def test_cuda_scatter_and_gather_agree(dtype, cl):
     the gather: the same terms summed in another order, so equal to rounding, with the
     same NaN / inf pattern (NaN and inf in grad_out, ties, up- and down-sampling, pixels
     no query reads, the last row and column). bfloat16 always gathers: bit-identical."""
-    _needs_emulation()
+    require_emulation("dynopool2d")
     for x, g, shape, out in _emulation_inputs(dtype, cl, seed=11):
         scatter = _emulated_grad_x(g, x, out, cl, "scatter")
         gather = _emulated_grad_x(g, x, out, cl, "loop")
@@ -192,7 +186,7 @@ def test_cuda_scatter_and_gather_agree(dtype, cl):
 def test_cuda_scatter_gives_way_to_deterministic_mode():
     # Under torch.use_deterministic_algorithms(True) the backward gathers whatever
     # grad_x form was asked for: bit-identical to the gather (conftest restores the mode).
-    _needs_emulation()
+    require_emulation("dynopool2d")
     x = torch.randn(2, 3, 13, 17, dtype=torch.float64)
     g = torch.randn(2, 3, 7, 10, dtype=torch.float64)
     gather = _emulated_grad_x(g, x, (7, 10), False, "tile")
@@ -213,7 +207,7 @@ def test_cuda_gather_tile_and_loop_forms_bit_identical(dtype, cl):
     only what it uses; same sum, same order, so bit-identical results. Covers pixels
     that fit a tile (r <= 0.75), pixels that need the loop (up-sampling), pixels no
     query reads (r < 0.5), and NaN / inf in grad_out at queries that did not win."""
-    _needs_emulation()
+    require_emulation("dynopool2d")
     for x, g, shape, out in _emulation_inputs(dtype, cl, seed=5):
         tile = _emulated_grad_x(g, x, out, cl, "tile")
         loop = _emulated_grad_x(g, x, out, cl, "loop")
@@ -261,7 +255,7 @@ def test_cuda_lanes_form_matches_one_lane(dtype, cl):
     and so is the scattered grad_x (each plane's cells add in the same order); only the
     size gradient is summed in another order. The emulation raises if a vector access is
     misaligned or strided."""
-    _needs_emulation()
+    require_emulation("dynopool2d")
     grad_x_forms = ["loop", "scatter"] if dtype != torch.bfloat16 else ["loop"]
     for x, g, shape, out in _lanes_inputs(dtype, cl, seed=3):
         got = {}
@@ -343,7 +337,7 @@ def test_cuda_fused_backward_bit_identical_to_the_gather(dtype, cl):
     raises if a tile's cell window exceeds the plan's bound. In channels_last also phase
     A's lanes form (lanes=4), wherever x and grad_out allow its vector loads: the same
     grad_x bits."""
-    _needs_emulation()
+    require_emulation("dynopool2d")
     fmt = torch.channels_last if cl else torch.contiguous_format
     lanes_taken = 0
     for x, g, shape, out in _fused_inputs(dtype, seed=21, cl=cl):
@@ -393,7 +387,7 @@ def test_cuda_fused_tiles_stay_within_the_plan(winners, cl):
     its bound. Random sizes and ratios (0.1 to 3, and arbitrary output sizes), random
     tile caps; in channels_last random channel counts (blocks of 8, 4 or 1 channels);
     then rows of 10^5 columns (float32 coordinates many ulps off)."""
-    _needs_emulation()
+    require_emulation("dynopool2d")
     rng = random.Random(5)
     fmt = torch.channels_last if cl else torch.contiguous_format
     taken = 0
@@ -437,7 +431,7 @@ def test_cuda_fused_separable_winners_bit_identical_to_the_cell_form(dtype):
     The separable winners must be taken (the backward's form hook says so), except for
     r_w = 0.13 (33 x 70 -> 7 x 9: more than 4 columns per cell) and the default tiles'
     up-sampling 37 x 130 -> 90 x 312 (V and D beyond the shared memory), which fall back."""
-    _needs_emulation()
+    require_emulation("dynopool2d")
     gen = torch.Generator().manual_seed(31)
     cases = []
     for x, g, shape, out in _fused_inputs(dtype, seed=23):
@@ -472,7 +466,7 @@ def test_cuda_fused_separable_plan_and_fallbacks():
     4 input columns per cell column (r < 0.25), the 64-bit index path, V and D beyond
     the shared memory (up-sampling), a channels_last grad_x. The ImageNet-VGG plan keeps
     the default 16 x 64 tile, with a column window that fits."""
-    _needs_emulation()
+    require_emulation("dynopool2d")
     x = torch.randn(1, 2, 224, 224)
     g = torch.randn(1, 2, 112, 140)
     assert _backward_form(g, x, (112, 140), False, _fused())[-1] == 0  # not asked for: cells
@@ -506,7 +500,7 @@ def test_cuda_fused_backward_falls_back_where_it_cannot_run():
     up-sampling 1 x 1 to 100 x 100, in NCHW and in channels_last with blocks of 4 and
     of 8 channels), grad_x="fused" gives the default form's result (the scatter, for
     float64 and float32)."""
-    _needs_emulation()
+    require_emulation("dynopool2d")
     gen = torch.Generator().manual_seed(2)
     cases = [(torch.randn(1, 8, 1, 1, generator=gen, dtype=dt).contiguous(memory_format=torch.channels_last),
               (100, 100), True) for dt in (torch.float64, torch.float32)]  # fmt: skip
@@ -535,7 +529,7 @@ def test_cuda_forward_rows_bit_identical_to_the_cell_form(dtype):
     and the type has at most 4 bytes), H or W = 1, up- and down-sampling, a sliced and
     a channels_last-strided x read into an NCHW output, ties, NaN and inf. The
     emulation raises if a vector store is misaligned."""
-    _needs_emulation()
+    require_emulation("dynopool2d")
     gen = torch.Generator().manual_seed(8)
     cases = [((2, 3, 13, 17), (7, 8)), ((1, 4, 9, 31), (4, 20)), ((2, 2, 8, 8), (15, 3)), ((1, 3, 1, 8), (3, 5)),
              ((1, 2, 11, 1), (5, 4)), ((2, 5, 20, 24), (12, 13))]  # fmt: skip
@@ -564,7 +558,7 @@ def test_cuda_forward_separable_bit_identical_to_the_cell_form(dtype):
     down-sampling from r = 0.25 to 3, a sliced and a channels_last-strided x read into
     an NCHW output, ties, NaN and inf. The emulation poisons the shared memory first
     and raises where a tile's column window exceeds the plan."""
-    _needs_emulation()
+    require_emulation("dynopool2d")
     gen = torch.Generator().manual_seed(12)
     cases = [((2, 3, 13, 17), (7, 8)), ((1, 2, 9, 31), (4, 20)), ((2, 2, 8, 8), (15, 3)), ((1, 3, 1, 8), (3, 5)),
              ((1, 2, 11, 1), (5, 4)), ((1, 2, 40, 70), (23, 44)), ((1, 1, 30, 130), (9, 33)), ((1, 2, 6, 5), (17, 15)),
@@ -587,7 +581,7 @@ def test_cuda_forward_separable_tiles_stay_within_the_plan():
     spacing (dynopool_tile_cols_bound); the emulation raises where a window exceeds
     it. Random sizes, ratios from 0.25 to 3 and arbitrary output sizes, random tile
     caps; where the plan is taken, the result is the cell form's."""
-    _needs_emulation()
+    require_emulation("dynopool2d")
     rng = random.Random(7)
     taken = 0
     for _ in range(80):
@@ -622,7 +616,7 @@ def test_cuda_forward_separable_plan_and_fallbacks():
     columns no query reads) and more than 65535 strips of tile columns (the grid's y
     extent; tile rows are a loop). The papers' ratios at ImageNet sizes take it, with the default
     16 x 32 tiles and a column window that fits."""
-    _needs_emulation()
+    require_emulation("dynopool2d")
     separable = KernelForms(forward="separable")
     x = torch.randn(1, 2, 224, 224)
     form, th, tw, vcols, tiles_h, tiles_w = _forward_form(x, (112, 140), False, separable)

@@ -33,12 +33,26 @@ import oracle
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import assert_close, require_backend, use_cuda_emulation, use_forms
+from conftest import (
+    CUDA_ONLY,
+    DEFAULT_FORMS,
+    EXT,
+    TRITON_DEV,
+    TRITON_DTYPES,
+    assert_close,
+    cpu_randn,
+    require_backend,
+    require_cuda_kernels,
+    require_emulation,
+    seeded,
+    use_cuda_emulation,
+    use_forms,
+)
 from conftest import device_for_backend as _device_for
 from torch.library import opcheck
 
 import resizeops
-from resizeops.core import _dispatch, _extension
+from resizeops.core import _dispatch
 from resizeops.core.kernel_forms import KernelForms
 
 # ============================================================================
@@ -675,14 +689,6 @@ def test_copy_axis_and_float32_floor_match_aten(backend):
 # --- The CUDA kernels' CPU emulation only: the gathers' tile and loop forms ---------
 
 
-def require_emulation(op):
-    """Skip (fail under RESIZEOPS_REQUIRE_EXT=1) without the CUDA kernels' CPU emulation of ``op``."""
-    if not hasattr(torch.ops.resizeops_ext, f"_{op}_backward_emulated"):
-        if os.environ.get("RESIZEOPS_REQUIRE_EXT") == "1":
-            pytest.fail("the CUDA-kernel emulation must run here (RESIZEOPS_REQUIRE_EXT=1)")
-        pytest.skip("the compiled extension is not loaded")
-
-
 def forms_inputs(dtype, cl, seed=9):
     """t(*shape, nan_every=0, inf_every=0): seeded CPU inputs for the tile/loop checks,
     with NaN / inf every so many elements, channels_last if ``cl``."""
@@ -737,9 +743,6 @@ def test_cuda_gather_tile_and_loop_forms_bit_identical(dtype, cl):
 # the awkward geometry (odd and prime sizes, 1×1, up- and down-sampling at once,
 # pass-through, scale + crop, copy axes) and the layouts.
 
-TRITON_DEV = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-
-
 def skip_unless_triton(op):
     """Skip unless the triton backend runs ``op`` here: Triton importable, a GPU or
     TRITON_INTERPRET=1, and the backend's own checks."""
@@ -749,15 +752,6 @@ def skip_unless_triton(op):
     reason = _dispatch.get_backend("triton").not_supported_reason(op, TRITON_DEV)
     if reason:
         pytest.skip(f"triton backend cannot run {op} on {TRITON_DEV}: {reason}")
-
-
-TRITON_DTYPES = [torch.float32, torch.float16, torch.bfloat16, torch.float64]
-
-
-def seeded(shape, dtype, seed=0):
-    """Seeded random values (drawn in float64, then rounded to dtype) on TRITON_DEV."""
-    gen = torch.Generator().manual_seed(seed)
-    return torch.randn(shape, generator=gen, dtype=torch.float64).to(dtype).to(TRITON_DEV)
 
 
 def weight_dtype(dtype):
@@ -1065,22 +1059,6 @@ class TestTriton:
 # Skipped without a GPU; `pytest -m cuda` selects them. The CUDA kernels against their
 # serial CPU emulation and the C++ CPU kernel, opcheck on CUDA tensors, the 64-bit
 # index path, a non-default stream, empty shapes, large channel counts.
-
-EXT = torch.ops.resizeops_ext
-DEFAULT_FORMS = []  # the ops' `forms` argument for the default forms (KernelForms().encode())
-CUDA_ONLY = [pytest.mark.cuda, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")]
-
-
-def require_cuda_kernels():
-    if not _extension.load().has_cuda_kernels:
-        pytest.fail("the extension was built without CUDA kernels on a machine with a GPU")
-
-
-def cpu_randn(shape, dtype=torch.float32, cl=False, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    x = torch.randn(shape, generator=g).to(dtype)
-    return x.contiguous(memory_format=torch.channels_last) if cl else x
-
 
 def close_sums(a, b):
     # Block partials in float64, summed in another order than the serial emulation.

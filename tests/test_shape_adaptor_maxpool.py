@@ -33,22 +33,27 @@ import random
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import assert_close, require_backend, use_cuda_emulation, use_forms
-from conftest import device_for_backend as _device_for
-from test_resize_blend import (
-    BACKENDS,
+from conftest import (
     CUDA_ONLY,
     DEFAULT_FORMS,
     EXT,
     TRITON_DEV,
     TRITON_DTYPES,
-    close_sums,
+    assert_close,
     cpu_randn,
-    forms_inputs,
-    interpreted,
+    require_backend,
     require_cuda_kernels,
     require_emulation,
     seeded,
+    use_cuda_emulation,
+    use_forms,
+)
+from conftest import device_for_backend as _device_for
+from test_resize_blend import (
+    BACKENDS,
+    close_sums,
+    forms_inputs,
+    interpreted,
     skip_unless_triton,
     tile_and_loop,
     weight_dtype,
