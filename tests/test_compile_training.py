@@ -128,3 +128,30 @@ def test_no_graph_break_inside_a_resizer(dynamo, dynamic):
     out.sum().backward()
     assert not dynamo["graph_break"]
     assert all(m.alpha.grad is not None for m in resizeops.nn.resizers(model))
+
+
+_INDUCTOR_SPECIALIZES = pytest.mark.xfail(
+    strict=True,
+    raises=AssertionError,
+    reason="torch 2.14: inductor's convolution backward specializes the spatial sizes "
+    "(docs/DESIGN.md, 'Known problems of torch'); an XPASS means torch lifted it: "
+    "revisit the resizers' size guards",
+)
+
+
+@pytest.mark.parametrize("backend", ["aot_eager", pytest.param("inductor", marks=_INDUCTOR_SPECIALIZES)])
+def test_torch_trains_a_conv_network_with_changing_sizes_in_one_graph(dynamo, backend):
+    """Not a resizer test: what torch itself does with ``dynamic=True``. A plain
+    two-convolution network trained while its input size changes compiles one
+    graph in all with ``aot_eager`` but one per size with inductor, so on inductor
+    no design of the resizers' sizes keeps a run with changing sizes to a handful
+    of graphs."""
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(
+        torch.nn.Conv2d(3, 8, 3, padding=1), torch.nn.ReLU(), torch.nn.Conv2d(8, 8, 3, padding=1),
+        torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(), torch.nn.Linear(8, 5),
+    )
+    compiled = torch.compile(net, dynamic=True, backend=backend)
+    for size in (24, 23, 22):
+        compiled(torch.randn(2, 3, size, size)).sum().backward()
+    assert dynamo["stats"]["unique_graphs"] == 1
