@@ -25,8 +25,9 @@ One module for the op, in four parts:
    channel counts, the default backend.
 
 The kernel forms (resizeops/core/kernel_forms.py), their emulation and their GPU and
-Triton kernels are tested in tests/test_dynopool2d_kernel_forms.py, which imports the
-shared helpers from here (``use_backend``, ``seeded``, ``cpu_randn``, ``CUDA_ONLY``, ...).
+Triton kernels are tested in tests/test_dynopool2d_kernel_forms.py, which collects
+this module's cross-backend matrix again and imports ``use_backend`` from here; the
+helpers both use are in tests/conftest.py.
 """
 
 import dataclasses
@@ -226,17 +227,21 @@ def test_nan_propagates():
     assert_close(out, oracle.dynopool2d(x, out.shape[-2:]))
 
 
+def _strided_view(base, layout):
+    """A non-contiguous view of ``base`` (N, C, H, W) laid out as ``layout``."""
+    if layout == "channels_last":
+        return base.contiguous(memory_format=torch.channels_last)
+    if layout == "sliced":
+        return base[:, ::2, 1:, ::2]
+    if layout == "permuted":
+        return base.permute(0, 1, 3, 2)
+    assert layout == "sliced_channels_last"
+    return base.contiguous(memory_format=torch.channels_last)[:, 1:-1, :, 3:]
+
+
 @pytest.mark.parametrize("layout", ["channels_last", "sliced", "permuted", "sliced_channels_last"])
 def test_strided_inputs(layout):
-    base = torch.randn(2, 6, 15, 22, dtype=torch.float64)
-    if layout == "channels_last":
-        x = base.contiguous(memory_format=torch.channels_last)
-    elif layout == "sliced":
-        x = base[:, ::2, 1:, ::2]
-    elif layout == "permuted":
-        x = base.permute(0, 1, 3, 2)
-    else:
-        x = base.contiguous(memory_format=torch.channels_last)[:, 1:5, :, 3:]
+    x = _strided_view(torch.randn(2, 6, 15, 22, dtype=torch.float64), layout)
     assert not x.is_contiguous()
     x.requires_grad_(True)
     alpha = torch.tensor([1.9, 1.45], dtype=torch.float64, requires_grad=True)
@@ -428,15 +433,7 @@ def test_half_types(backend, n, c, h, w, rh, rw, dtype):
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 def test_layouts(backend, layout, dtype):
     dev = _device_for(backend)
-    base = torch.randn(2, 36, 15, 22).to(dtype).to(dev)
-    if layout == "channels_last":
-        x = base.contiguous(memory_format=torch.channels_last)
-    elif layout == "sliced":
-        x = base[:, ::2, 1:, ::2]
-    elif layout == "permuted":
-        x = base.permute(0, 1, 3, 2)
-    else:
-        x = base.contiguous(memory_format=torch.channels_last)[:, 1:35, :, 3:]
+    x = _strided_view(torch.randn(2, 36, 15, 22).to(dtype).to(dev), layout)
     alpha = torch.tensor([1.9, 1.45], device=dev)
     _compare(backend, x, alpha, dtype_for_tol=dtype)
 

@@ -22,7 +22,8 @@ One module for the op, in three parts:
    shapes, the default backend.
 
 Shared with tests/test_shape_adaptor_maxpool.py: ``BACKENDS``, ``interpreted`` and the
-helpers of the one-backend sections (``skip_unless_triton``, ``seeded``, ``cpu_randn``, ...).
+helpers of the one-backend sections (``skip_unless_triton``, ``tile_and_loop``,
+``close_sums``, ...); the helpers of every op module are in tests/conftest.py.
 """
 
 import math
